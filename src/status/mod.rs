@@ -1,0 +1,129 @@
+//! Relay status: what one poll of one Icecast relay says, in one shape for
+//! every status format.
+//!
+//! Each format has its own module with one pure function
+//! `parse(&[u8]) -> Result<RelayStatus, StatusError>`: no I/O, no clock, no
+//! panics on any input. The poller picks the parser by [`StatusKind`]; the
+//! health state machine and the snapshot builder only ever see
+//! [`RelayStatus`].
+//!
+//! Formats:
+//! - [`icecast_xml`]: `/admin/stats` (basic auth), the full stats XML. Carries
+//!   `max_listeners`.
+//! - [`icecast_json`]: `/status-json.xsl`, public; no `max_listeners` in 2.4.4.
+//! - [`slots`]: the `floe-slots` text produced by floe's stylesheet
+//!   (`config/floe-slots.xsl`) installed in the relay's webroot. Carries
+//!   `max_listeners` without credentials and ends with a mount count, so a
+//!   truncated body is detected.
+
+pub mod icecast_json;
+pub mod icecast_xml;
+pub mod slots;
+
+/// Which status format a relay is polled with (config `status.kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusKind {
+    /// `GET /admin/stats` with HTTP basic auth.
+    IcecastXml,
+    /// `GET /status-json.xsl`.
+    IcecastJson,
+    /// `GET <path>` of floe's stylesheet (default `/floe-slots.xsl`).
+    Xslt,
+}
+
+impl StatusKind {
+    /// Parses a status body of this kind.
+    pub fn parse(self, body: &[u8]) -> Result<RelayStatus, StatusError> {
+        match self {
+            StatusKind::IcecastXml => icecast_xml::parse(body),
+            StatusKind::IcecastJson => icecast_json::parse(body),
+            StatusKind::Xslt => slots::parse(body),
+        }
+    }
+
+    /// The name used in config and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusKind::IcecastXml => "icecast-xml",
+            StatusKind::IcecastJson => "icecast-json",
+            StatusKind::Xslt => "xslt",
+        }
+    }
+}
+
+/// Everything floe needs from one successful poll of a relay.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RelayStatus {
+    /// One entry per mount that has a source connected, in the order the
+    /// relay listed them. Mount paths are unique.
+    pub mounts: Vec<MountStatus>,
+}
+
+impl RelayStatus {
+    /// The status of `path`, if that mount has a source on this relay.
+    pub fn mount(&self, path: &str) -> Option<&MountStatus> {
+        self.mounts.iter().find(|m| m.path == path)
+    }
+}
+
+/// One mount with a connected source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountStatus {
+    /// The mount path, always starting with `/` (e.g. `/live.ogg`). Taken
+    /// from the `mount` attribute or from the *path* of `listenurl`, never
+    /// from its host and port (those are the relay's `<hostname>`).
+    pub path: String,
+    /// Current listeners on this mount.
+    pub listeners: u32,
+    /// The mount's listener limit as the relay reports it.
+    pub max_listeners: MaxListeners,
+    /// Stream bitrate in kbit/s when the status carries one (`bitrate`,
+    /// `ice-bitrate`, or `audio_bitrate` / 1000); `None` otherwise.
+    pub bitrate_kbps: Option<u32>,
+}
+
+/// A mount's listener limit as reported by the relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxListeners {
+    /// A number: Icecast refuses listeners beyond it (403).
+    Limited(u32),
+    /// The relay says `unlimited` (no `<max-listeners>` or -1).
+    Unlimited,
+    /// The format does not carry the limit (status-json in 2.4.4).
+    Unknown,
+}
+
+/// Why a status body could not be turned into a [`RelayStatus`].
+///
+/// A failed parse is a failed poll: the relay's health counts it as a bad
+/// poll and the message is shown as the reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StatusError {
+    /// The body is not well-formed for its format (bad XML/JSON syntax, not
+    /// UTF-8 where text is required).
+    #[error("malformed {format} status: {message}")]
+    Malformed {
+        /// `icecast-xml`, `icecast-json` or `xslt`.
+        format: &'static str,
+        /// What is wrong, with a byte offset or line where known.
+        message: String,
+    },
+    /// The body is well-formed but lacks something floe needs (e.g. a mount
+    /// without `listeners`, a JSON document without `icestats`).
+    #[error("{format} status: {message}")]
+    Missing {
+        /// `icecast-xml`, `icecast-json` or `xslt`.
+        format: &'static str,
+        /// Which field or element is missing, and where.
+        message: String,
+    },
+    /// The body ended before its end marker, or the end marker's count does
+    /// not match the lines received.
+    #[error("truncated {format} status: {message}")]
+    Truncated {
+        /// `icecast-xml`, `icecast-json` or `xslt`.
+        format: &'static str,
+        /// What was expected and what arrived.
+        message: String,
+    },
+}
