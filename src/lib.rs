@@ -1,11 +1,34 @@
 //! floe: a load-aware DNS + HTTP balancer for Icecast2 relays.
 //!
-//! The major components are:
-//! - `config`: the TOML model, parsed once into typed, validated values.
-//! - `zones`: RFC 1035 zone files loaded with hickory's parser.
-//! - `status`: one pure parser per Icecast status format.
-//! - `diagnostic`: file:line:col errors and warnings for operator input.
+//! floe polls every relay's Icecast status, folds the results into an
+//! immutable [`snapshot::Snapshot`], and answers DNS queries and HTTP
+//! requests from the current snapshot only. The major components are:
+//!
+//! - [`config`]: the TOML model, parsed once into typed, validated values
+//!   with file:line:col diagnostics ([`diagnostic`]).
+//! - [`zones`]: RFC 1035 zone files loaded with hickory's parser.
+//! - [`status`]: one pure parser per Icecast status format.
+//! - [`health`]: the up/full/down state machine with rise/fall.
+//! - [`grants`]: lock-free in-flight grant counters per relay and mount.
+//! - [`snapshot`]: topology (from config) + dynamic state (from polls),
+//!   published through `arc-swap`.
+//! - [`select`]: the pure selection policy both front doors call.
+//! - [`poll`]: relay pollers and the snapshot builder ([`poll::Engine`]).
+//! - [`http`]: the HTTP front door (302 redirects, playlists, status).
+//! - [`report`]: `/status.json` and explanations, from one snapshot.
+//! - [`serve`]: wires engine and front doors into a running instance.
+//! - [`shutdown`]: the shutdown signal every task watches.
 
+pub mod config;
 pub mod diagnostic;
+pub mod grants;
+pub mod health;
+pub mod http;
+pub mod poll;
+pub mod report;
+pub mod select;
+pub mod serve;
+pub mod shutdown;
+pub mod snapshot;
 pub mod status;
 pub mod zones;

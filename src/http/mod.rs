@@ -1,0 +1,190 @@
+//! The HTTP front door: sockets, connections and limits.
+//!
+//! One worker thread per core (or `[http] workers`), each with its own
+//! current-thread tokio runtime and its own `SO_REUSEPORT` socket per listen
+//! address, so the kernel spreads connections and no state is shared
+//! between workers but the snapshot cell. What to answer is decided in
+//! [`routes`]; this module only moves bytes and enforces limits: header read
+//! timeout (which also bounds idle keep-alive), header size, connections
+//! per worker.
+
+mod playlist;
+pub mod routes;
+
+use crate::shutdown::Shutdown;
+use crate::snapshot::SnapshotCell;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use std::cell::RefCell;
+use std::io;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// Longest time in-flight requests get to finish after shutdown begins.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Bound HTTP sockets, ready to serve.
+pub struct HttpServer {
+    /// The addresses actually bound (port 0 resolved), one per `listen`.
+    pub addrs: Vec<SocketAddr>,
+    /// `sockets[w]`: worker w's socket for each address.
+    sockets: Vec<Vec<StdListener>>,
+}
+
+impl HttpServer {
+    /// Binds `workers` `SO_REUSEPORT` sockets on each address (0 = one per
+    /// core). Port 0 is resolved once, so every worker shares the port.
+    pub fn bind(listen: &[SocketAddr], workers: usize) -> io::Result<HttpServer> {
+        let workers = if workers == 0 { available_cores() } else { workers };
+        let mut addrs = Vec::new();
+        let mut sockets: Vec<Vec<StdListener>> = (0..workers).map(|_| Vec::new()).collect();
+        for &addr in listen {
+            let mut actual = addr;
+            for per_worker in sockets.iter_mut() {
+                let l = reuseport_listener(actual)?;
+                actual = l.local_addr()?;
+                per_worker.push(l);
+            }
+            addrs.push(actual);
+        }
+        Ok(HttpServer { addrs, sockets })
+    }
+
+    /// Starts the worker threads. They serve until `shutdown`, then stop
+    /// accepting, let in-flight requests finish (up to [`DRAIN_TIMEOUT`])
+    /// and exit.
+    pub fn spawn(self, cell: Arc<SnapshotCell>, shutdown: Shutdown) -> Vec<JoinHandle<()>> {
+        let n = self.sockets.len();
+        self.sockets
+            .into_iter()
+            .enumerate()
+            .map(|(w, sockets)| {
+                let cell = cell.clone();
+                let shutdown = shutdown.clone();
+                std::thread::Builder::new()
+                    .name(format!("floe-http-{w}"))
+                    .spawn(move || worker(w, n, sockets, cell, shutdown))
+                    .expect("spawn HTTP worker thread")
+            })
+            .collect()
+    }
+}
+
+/// The number of cores this process may use.
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn reuseport_listener(addr: SocketAddr) -> io::Result<StdListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_tcp_nodelay(true)?;
+    socket.bind(&addr.into()).map_err(|e| io::Error::new(e.kind(), format!("HTTP bind {addr}: {e}")))?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+thread_local! {
+    /// The selection RNG of this worker thread.
+    static RNG: RefCell<SmallRng> = RefCell::new(SmallRng::from_os_rng());
+}
+
+/// Runs `f` with this thread's selection RNG.
+pub(crate) fn with_rng<T>(f: impl FnOnce(&mut SmallRng) -> T) -> T {
+    RNG.with(|r| f(&mut r.borrow_mut()))
+}
+
+fn worker(w: usize, workers: usize, sockets: Vec<StdListener>, cell: Arc<SnapshotCell>, shutdown: Shutdown) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("HTTP worker runtime");
+    let config = cell.load().topology.config.clone();
+    if let Some(seed) = config.select.seed {
+        RNG.with(|r| *r.borrow_mut() = SmallRng::seed_from_u64(seed.wrapping_add(w as u64)));
+    }
+    let per_worker = config.http.max_connections.div_ceil(workers).max(1);
+    let limit = Arc::new(Semaphore::new(per_worker));
+    rt.block_on(async move {
+        let mut accepts = Vec::new();
+        for s in sockets {
+            let listener = match tokio::net::TcpListener::from_std(s) {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!("HTTP worker {w}: {e}");
+                    continue;
+                }
+            };
+            accepts.push(tokio::spawn(accept_loop(listener, cell.clone(), limit.clone(), shutdown.clone())));
+        }
+        for a in accepts {
+            let _ = a.await;
+        }
+        // Wait for connections to finish, up to the bound.
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, limit.acquire_many(per_worker as u32)).await;
+    });
+}
+
+async fn accept_loop(listener: tokio::net::TcpListener, cell: Arc<SnapshotCell>, limit: Arc<Semaphore>, shutdown: Shutdown) {
+    loop {
+        let permit = tokio::select! {
+            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = shutdown.wait() => return,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!("HTTP accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.wait() => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let cell = cell.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            serve_connection(stream, peer, cell, shutdown).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, cell: Arc<SnapshotCell>, shutdown: Shutdown) {
+    let http = cell.load().topology.config.http.clone();
+    let local = stream.local_addr().ok();
+    let service = hyper::service::service_fn(move |req| {
+        let snap = cell.load();
+        let resp = routes::respond(&snap, &req, local);
+        std::future::ready(Ok::<_, std::convert::Infallible>(resp))
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(http.header_timeout)
+        .max_buf_size(http.max_header_bytes.max(8192))
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(%peer, "HTTP connection: {e}");
+            }
+        }
+        _ = shutdown.wait() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(DRAIN_TIMEOUT, conn).await;
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! What the HTTP front door answers: a pure function of the snapshot and
+//! the request (plus the worker's RNG for the pick).
+//!
+//! - `GET|HEAD /<mount>`: `302` to a relay with room, or `503`.
+//! - `/<mount>.m3u|.pls|.xspf`: a playlist pointing back at floe.
+//! - `/healthz`, `/status.json`: floe's own state.
+//! - anything else: `404`; other methods `405`.
+//!
+//! Paths match configured mounts exactly; the `Location` is a pre-rendered
+//! relay URL + mount (+ the request's query string), so floe can never be
+//! made to redirect elsewhere.
+
+use super::playlist::{self, Playlist};
+use crate::select::{self, NoCandidate};
+use crate::snapshot::Snapshot;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use std::net::SocketAddr;
+
+/// Response header carrying the snapshot generation a choice came from.
+pub const GENERATION_HEADER: &str = "x-floe-generation";
+/// Response header naming the relay a redirect chose.
+pub const RELAY_HEADER: &str = "x-floe-relay";
+
+/// Answers one request from `snap`.
+pub fn respond<B>(snap: &Snapshot, req: &Request<B>, local: Option<SocketAddr>) -> Response<Full<Bytes>> {
+    let method = req.method();
+    if method != Method::GET && method != Method::HEAD {
+        let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, "405 method not allowed: use GET or HEAD\n");
+        resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return resp;
+    }
+    let path = req.uri().path();
+    let topology = &snap.topology;
+    if let Some(m) = topology.mount_id(path) {
+        return redirect(snap, m, req.uri().query());
+    }
+    match path {
+        "/healthz" => {
+            return if snap.first_round_done {
+                text(StatusCode::OK, "ok\n")
+            } else {
+                text(StatusCode::SERVICE_UNAVAILABLE, "starting: first poll round not done\n")
+            };
+        }
+        "/status.json" => {
+            return with_generation(
+                snap,
+                Response::builder()
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .header(header::CACHE_CONTROL, "no-store")
+                    .body(Full::new(Bytes::from(crate::report::status_json(snap))))
+                    .expect("static headers are valid"),
+            );
+        }
+        _ => {}
+    }
+    if let Some((mount_path, kind)) = Playlist::split(path)
+        && topology.mount_id(mount_path).is_some()
+    {
+        return match playlist::base_url(req, snap.config().http.public_url.as_ref(), local) {
+            Some(base) => {
+                let stream_url = format!("{base}{mount_path}");
+                let title = &topology.streams[topology.mounts[topology.mount_id(mount_path).unwrap_or(0)].stream].name;
+                Response::builder()
+                    .header(header::CONTENT_TYPE, kind.content_type())
+                    .header(header::CACHE_CONTROL, "no-cache")
+                    .body(Full::new(Bytes::from(kind.render(&stream_url, title))))
+                    .expect("static headers are valid")
+            }
+            None => text(StatusCode::BAD_REQUEST, "400 bad request: no usable Host header for the playlist URL\n"),
+        };
+    }
+    text(StatusCode::NOT_FOUND, "404 not found: no such stream mount\n")
+}
+
+/// The redirect for mount `m`, or a 503 that says why there is none.
+fn redirect(snap: &Snapshot, m: usize, query: Option<&str>) -> Response<Full<Bytes>> {
+    match super::with_rng(|rng| select::pick_for_mount(snap, m, rng)) {
+        Ok(r) => {
+            let relay = &snap.topology.relays[r];
+            let target = &relay.locations[m];
+            let location = match query {
+                None => HeaderValue::from_maybe_shared(target.clone()),
+                Some(q) => {
+                    let mut v = Vec::with_capacity(target.len() + 1 + q.len());
+                    v.extend_from_slice(target);
+                    v.push(b'?');
+                    v.extend_from_slice(q.as_bytes());
+                    HeaderValue::from_maybe_shared(Bytes::from(v))
+                }
+            };
+            let Ok(location) = location else {
+                return text(StatusCode::BAD_REQUEST, "400 bad request: query string not usable in a redirect\n");
+            };
+            let mut resp = Response::new(Full::new(Bytes::from_static(b"302 Found\n")));
+            *resp.status_mut() = StatusCode::FOUND;
+            let h = resp.headers_mut();
+            h.insert(header::LOCATION, location);
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            if let Ok(name) = HeaderValue::from_str(&relay.name) {
+                h.insert(RELAY_HEADER, name);
+            }
+            with_generation(snap, resp)
+        }
+        Err(why) => {
+            let mount = &snap.topology.mounts[m].path;
+            let body = match why {
+                NoCandidate::Offline => format!("503 stream offline: no relay has a source for {mount}\n"),
+                NoCandidate::Full => format!("503 stream full: every relay carrying {mount} is full; try again later\n"),
+                NoCandidate::Starting => "503 starting: relays not polled yet; try again in a moment\n".to_string(),
+            };
+            let mut resp = text(StatusCode::SERVICE_UNAVAILABLE, body);
+            let retry = snap.config().http.retry_after.as_secs().max(1);
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry));
+            with_generation(snap, resp)
+        }
+    }
+}
+
+fn with_generation(snap: &Snapshot, mut resp: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+    resp.headers_mut().insert(GENERATION_HEADER, HeaderValue::from(snap.generation));
+    resp
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(body.into()));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}

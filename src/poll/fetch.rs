@@ -1,0 +1,105 @@
+//! One poll of one relay: an HTTP GET of its status page turned into a
+//! [`PollOutcome`]. The only network I/O of the poller.
+
+use crate::config::StatusConfig;
+use crate::health::PollOutcome;
+use std::time::Duration;
+
+/// Largest status body accepted; a relay with 20 mounts sends a few KiB.
+const MAX_BODY: usize = 4 << 20;
+
+/// What Icecast says on every URL, status pages included, when its global
+/// client limit is reached.
+const SERVER_FULL_BODY: &str = "Icecast connection limit reached";
+
+/// Where and how to poll one relay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PollTarget {
+    /// Full status URL (relay url + status path).
+    pub url: String,
+    /// Status format and credentials.
+    pub status: StatusConfig,
+}
+
+/// Builds the HTTP client shared by every relay poller: keep-alive
+/// connections, a User-Agent naming floe, no redirects (a status page that
+/// redirects is misconfigured), no proxy from the environment.
+pub fn client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .user_agent(concat!("floe/", env!("CARGO_PKG_VERSION"), " (Icecast load balancer)"))
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .pool_max_idle_per_host(1)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .expect("HTTP client with static settings builds")
+}
+
+/// Polls `target` once. Never fails: every problem becomes
+/// [`PollOutcome::Failed`] with a reason a person can act on.
+pub async fn poll(client: &reqwest::Client, target: &PollTarget, timeout: Duration) -> PollOutcome {
+    let mut req = client.get(&target.url);
+    if let Some((user, pass)) = &target.status.credentials {
+        req = req.basic_auth(user, Some(pass));
+    }
+    let mut resp = match req.send().await {
+        Ok(r) => r,
+        Err(e) => return PollOutcome::Failed(describe(&e, timeout)),
+    };
+    let code = resp.status();
+    let mut body = Vec::new();
+    let read = loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) if body.len() + chunk.len() > MAX_BODY => {
+                break Err(format!("status body larger than {} MiB", MAX_BODY >> 20));
+            }
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(describe(&e, timeout)),
+        }
+    };
+    if code == reqwest::StatusCode::FORBIDDEN {
+        // Icecast sends the refusal and may reset the connection at once, so
+        // a 403 whose body could not be read whole is taken as full too.
+        let says_full = String::from_utf8_lossy(&body).contains(SERVER_FULL_BODY);
+        if says_full || read.is_err() {
+            return PollOutcome::ServerFull;
+        }
+    }
+    if let Err(why) = read {
+        return PollOutcome::Failed(why);
+    }
+    if !code.is_success() {
+        let hint = match code.as_u16() {
+            401 => ": check the status user and password",
+            404 => ": wrong status path, or the stylesheet is not installed in the webroot",
+            _ => "",
+        };
+        return PollOutcome::Failed(format!("HTTP {code} from {}{hint}", target.url));
+    }
+    match target.status.kind.parse(&body) {
+        Ok(status) => PollOutcome::Status(status),
+        Err(e) => PollOutcome::Failed(e.to_string()),
+    }
+}
+
+/// A short reason for a client error: timeout, refused, reset...
+fn describe(e: &reqwest::Error, timeout: Duration) -> String {
+    if e.is_timeout() {
+        return format!("timeout after {}", humantime::format_duration(timeout));
+    }
+    let mut msg = if e.is_connect() { "connect failed".to_string() } else { "request failed".to_string() };
+    let mut source = std::error::Error::source(e);
+    let mut last = String::new();
+    while let Some(s) = source {
+        last = s.to_string();
+        source = s.source();
+    }
+    if !last.is_empty() {
+        msg.push_str(": ");
+        msg.push_str(&last);
+    }
+    msg
+}

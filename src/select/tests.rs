@@ -1,0 +1,290 @@
+//! Selection tests: examples for each rule, and properties over random
+//! relay states.
+
+use super::*;
+use crate::config;
+use crate::grants::GrantSample;
+use crate::health::{Health, PollOutcome};
+use crate::snapshot::{RelayObservation, Topology};
+use crate::status::{MaxListeners, MountStatus, RelayStatus};
+use proptest::prelude::*;
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// One relay of a test cluster: its poll outcome and config extras.
+#[derive(Debug, Clone)]
+struct R {
+    outcome: Outcome,
+    weight: u32,
+    drain: bool,
+    cap: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
+enum Outcome {
+    /// (mount path, listeners, max) for each mount with a source.
+    Up(Vec<(&'static str, u32, MaxListeners)>),
+    ServerFull,
+    Down,
+    Unpolled,
+}
+
+fn up(mounts: &[(&'static str, u32, u32)]) -> R {
+    R {
+        outcome: Outcome::Up(mounts.iter().map(|&(p, l, m)| (p, l, MaxListeners::Limited(m))).collect()),
+        weight: 1,
+        drain: false,
+        cap: None,
+    }
+}
+
+fn cluster(relays: &[R], select: &str) -> Snapshot {
+    let mut toml = format!("[select]\n{select}\n[[stream]]\nname = \"live\"\nmounts = [\"/a\", \"/b\"]\n");
+    for (i, r) in relays.iter().enumerate() {
+        toml += &format!(
+            "[[relay]]\nname = \"r{i}\"\nurl = \"http://r{i}.example.org:8000\"\naddresses = [\"192.0.2.{}\"]\nstatus = {{ kind = \"xslt\" }}\nweight = {}\ndrain = {}\n",
+            i + 1,
+            r.weight,
+            r.drain
+        );
+        if let Some(c) = r.cap {
+            toml += &format!("max_listeners = {c}\n");
+        }
+    }
+    let (config, diags) = config::parse(Path::new("/test/floe.toml"), &toml);
+    let config = config.unwrap_or_else(|| panic!("test config invalid:\n{diags}"));
+    let topology = Arc::new(Topology::new(Arc::new(config), None));
+    let observations: Vec<Option<RelayObservation>> = relays
+        .iter()
+        .map(|r| {
+            let outcome = match &r.outcome {
+                Outcome::Unpolled => return None,
+                Outcome::Down => PollOutcome::Failed("connection refused".into()),
+                Outcome::ServerFull => PollOutcome::ServerFull,
+                Outcome::Up(mounts) => PollOutcome::Status(RelayStatus {
+                    mounts: mounts
+                        .iter()
+                        .map(|&(p, l, m)| MountStatus {
+                            path: p.into(),
+                            listeners: l,
+                            max_listeners: m,
+                            bitrate_kbps: None,
+                        })
+                        .collect(),
+                }),
+            };
+            let mut health = Health::new(SystemTime::UNIX_EPOCH);
+            health.observe(outcome, 2, 2, SystemTime::UNIX_EPOCH);
+            Some(RelayObservation { health, baseline: GrantSample::default(), polled_at: None, polls: 1, poll_duration: None })
+        })
+        .collect();
+    let refs: Vec<Option<&RelayObservation>> = observations.iter().map(Option::as_ref).collect();
+    Snapshot::build(topology, &refs, &[], 1)
+}
+
+fn rng() -> SmallRng {
+    SmallRng::seed_from_u64(7)
+}
+
+const A: MountId = 0;
+const B: MountId = 1;
+
+#[test]
+fn a_burst_fills_each_relay_to_its_free_slots_and_then_refuses() {
+    let snap = cluster(&[up(&[("/a", 3, 5)]), up(&[("/a", 0, 4)]), up(&[("/a", 9, 9)])], "");
+    let mut counts = [0u32; 3];
+    let mut refused = 0;
+    let mut rng = rng();
+    for _ in 0..100 {
+        match pick_for_mount(&snap, A, &mut rng) {
+            Ok(r) => counts[r] += 1,
+            Err(e) => {
+                assert_eq!(e, NoCandidate::Full);
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!(counts, [2, 4, 0]);
+    assert_eq!(refused, 94);
+}
+
+#[test]
+fn offline_when_no_relay_has_the_source_full_when_none_has_room() {
+    let snap = cluster(&[up(&[("/a", 5, 5)]), up(&[])], "");
+    assert_eq!(pick_for_mount(&snap, A, &mut rng()), Err(NoCandidate::Full));
+    assert_eq!(pick_for_mount(&snap, B, &mut rng()), Err(NoCandidate::Offline));
+    let unpolled = R { outcome: Outcome::Unpolled, weight: 1, drain: false, cap: None };
+    let snap = cluster(&[unpolled], "");
+    assert_eq!(pick_for_mount(&snap, A, &mut rng()), Err(NoCandidate::Starting));
+}
+
+#[test]
+fn exclusions_name_the_reason() {
+    let mut drained = up(&[("/a", 0, 5)]);
+    drained.drain = true;
+    let snap = cluster(
+        &[
+            drained,
+            R { outcome: Outcome::Down, weight: 1, drain: false, cap: None },
+            R { outcome: Outcome::ServerFull, weight: 1, drain: false, cap: None },
+            up(&[("/b", 0, 5)]),
+            up(&[("/a", 5, 5)]),
+            up(&[("/a", 1, 5)]),
+        ],
+        "",
+    );
+    let reasons: Vec<_> = explain_mount(&snap, A).map(|(_, r)| r).collect();
+    assert_eq!(
+        reasons,
+        [
+            Err(Exclusion::Draining),
+            Err(Exclusion::Down),
+            Err(Exclusion::ServerFull),
+            Err(Exclusion::NoSource),
+            Err(Exclusion::Full),
+            Ok(Room { mount: Some(4), relay: None }),
+        ]
+    );
+}
+
+#[test]
+fn relay_cap_counts_listeners_of_every_mount() {
+    let mut r = up(&[("/a", 3, 100), ("/b", 4, 100)]);
+    r.cap = Some(10);
+    let snap = cluster(&[r], "");
+    assert_eq!(mount_room(&snap, 0, A), Ok(Room { mount: Some(97), relay: Some(3) }));
+    let mut rng = rng();
+    assert!((0..3).all(|i| pick_for_mount(&snap, if i % 2 == 0 { A } else { B }, &mut rng).is_ok()));
+    assert_eq!(pick_for_mount(&snap, B, &mut rng), Err(NoCandidate::Full));
+}
+
+#[test]
+fn reserve_is_held_until_a_peer_is_down_or_full() {
+    let held = cluster(&[up(&[("/a", 8, 10)]), up(&[("/a", 0, 10)])], "reserve = 0.2");
+    assert_eq!(mount_room(&held, 0, A), Err(Exclusion::Reserve));
+    assert_eq!(mount_room(&held, 1, A), Ok(Room { mount: Some(8), relay: None }));
+    let down = R { outcome: Outcome::Down, weight: 1, drain: false, cap: None };
+    let released = cluster(&[up(&[("/a", 8, 10)]), down], "reserve = 0.2");
+    assert_eq!(mount_room(&released, 0, A), Ok(Room { mount: Some(2), relay: None }));
+    let full_peer = cluster(&[up(&[("/a", 8, 10)]), up(&[("/a", 10, 10)])], "reserve = 0.2");
+    assert_eq!(mount_room(&full_peer, 0, A), Ok(Room { mount: Some(2), relay: None }));
+}
+
+#[test]
+fn choices_follow_room_times_weight() {
+    let mut heavy = up(&[("/a", 0, 100_000)]);
+    heavy.weight = 3;
+    let snap = cluster(&[up(&[("/a", 0, 100_000)]), up(&[("/a", 50_000, 100_000)]), heavy], "");
+    // Expected shares: 100k x1 : 50k x1 : 100k x3 = 2 : 1 : 6.
+    let mut counts = [0f64; 3];
+    let mut rng = rng();
+    let n = 9_000;
+    for _ in 0..n {
+        counts[pick_for_mount(&snap, A, &mut rng).unwrap()] += 1.0;
+    }
+    for (got, want) in counts.iter().zip([2.0 / 9.0, 1.0 / 9.0, 6.0 / 9.0]) {
+        assert!((got / n as f64 - want).abs() < 0.02, "share {} vs {want}", got / n as f64);
+    }
+}
+
+#[test]
+fn stream_candidates_need_every_mount_that_is_on_the_air() {
+    // /b is on the air on r1, so r0 (without /b) cannot take stream listeners.
+    let snap = cluster(&[up(&[("/a", 0, 5)]), up(&[("/a", 0, 5), ("/b", 2, 5)])], "");
+    assert_eq!(stream_room(&snap, 0, 0), Err(Exclusion::NoSource));
+    assert_eq!(stream_room(&snap, 1, 0), Ok(Room { mount: Some(3), relay: None }));
+    // /b off the air everywhere: only /a matters.
+    let snap = cluster(&[up(&[("/a", 0, 5)]), up(&[("/a", 0, 5)])], "");
+    let mut out = [usize::MAX; 4];
+    let n = pick_many(&snap, 0, None, &mut rng(), &mut out);
+    let mut got = out[..n].to_vec();
+    got.sort();
+    assert_eq!(got, [0, 1]);
+}
+
+#[test]
+fn pick_is_deterministic_with_a_seed() {
+    let relays = [up(&[("/a", 0, 1000)]), up(&[("/a", 0, 1000)]), up(&[("/a", 0, 1000)])];
+    let picks = |seed| {
+        let snap = cluster(&relays, "");
+        let mut rng = SmallRng::seed_from_u64(seed);
+        (0..20).map(|_| pick_for_mount(&snap, A, &mut rng).unwrap()).collect::<Vec<_>>()
+    };
+    assert_eq!(picks(1), picks(1));
+    assert_ne!(picks(1), picks(2));
+}
+
+fn arb_relay() -> impl Strategy<Value = R> {
+    let mount = (0u32..20, 0u32..20).prop_map(|(l, m)| (l, MaxListeners::Limited(m)));
+    let outcome = prop_oneof![
+        4 => (proptest::option::of(mount.clone()), proptest::option::of(mount)).prop_map(|(a, b)| {
+            let mut v = Vec::new();
+            if let Some((l, m)) = a { v.push(("/a", l, m)); }
+            if let Some((l, m)) = b { v.push(("/b", l, m)); }
+            Outcome::Up(v)
+        }),
+        1 => Just(Outcome::Down),
+        1 => Just(Outcome::ServerFull),
+        1 => Just(Outcome::Unpolled),
+    ];
+    (outcome, 1u32..4, proptest::bool::weighted(0.2), proptest::option::of(0u32..30))
+        .prop_map(|(outcome, weight, drain, cap)| R { outcome, weight, drain, cap })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Whatever the states, picks never exceed any relay's free slots, never
+    /// go to a down, full, drained, unpolled or sourceless relay, and stop
+    /// only when no relay has room left.
+    #[test]
+    fn grants_never_exceed_room_and_skip_ineligible(relays in proptest::collection::vec(arb_relay(), 1..6), reserve in prop_oneof![Just(0.0), Just(0.25)], seed: u64) {
+        let snap = cluster(&relays, &format!("reserve = {reserve}"));
+        let before: Vec<Result<Room, Exclusion>> = (0..relays.len()).map(|r| mount_room(&snap, r, A)).collect();
+        let mut counts = vec![0u64; relays.len()];
+        let mut rng = SmallRng::seed_from_u64(seed);
+        while let Ok(r) = pick_for_mount(&snap, A, &mut rng) {
+            counts[r] += 1;
+            prop_assert!(counts[r] < 10_000, "runaway");
+        }
+        for (r, room) in before.iter().enumerate() {
+            match room {
+                Err(_) => prop_assert_eq!(counts[r], 0, "relay {} excluded ({:?}) but chosen", r, room),
+                Ok(room) => prop_assert_eq!(Some(counts[r]), room.slots(), "relay {} filled exactly to its room", r),
+            }
+        }
+    }
+
+    /// Concurrent pickers on several threads never grant more than the room.
+    #[test]
+    fn concurrent_picks_never_overfill(frees in proptest::collection::vec(0u32..50, 1..5)) {
+        let relays: Vec<R> = frees.iter().map(|&f| up(&[("/a", 0, f)])).collect();
+        let snap = cluster(&relays, "");
+        let counts: Vec<u64> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4u64).map(|t| {
+                let snap = &snap;
+                s.spawn(move || {
+                    let mut rng = SmallRng::seed_from_u64(t);
+                    let mut c = vec![0u64; snap.relays.len()];
+                    for _ in 0..200 {
+                        if let Ok(r) = pick_for_mount(snap, A, &mut rng) { c[r] += 1; }
+                    }
+                    c
+                })
+            }).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).fold(vec![0; frees.len()], |mut acc, c| {
+                acc.iter_mut().zip(c).for_each(|(a, b)| *a += b);
+                acc
+            })
+        });
+        let total: u64 = counts.iter().sum();
+        let room: u64 = frees.iter().map(|&f| u64::from(f)).sum();
+        prop_assert_eq!(total, room.min(800));
+        for (c, f) in counts.iter().zip(&frees) {
+            prop_assert!(*c <= u64::from(*f));
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! `floe serve`: wires the poller engine and the front doors into one
+//! running instance, and reloads it.
+//!
+//! [`Instance::start`] binds every socket first (so a bad address fails
+//! before anything runs), then starts the engine and the front doors. The
+//! binary, `floe demo` and the integration tests all start floe this way.
+
+use crate::config::{self, Loaded};
+use crate::diagnostic::Diagnostics;
+use crate::http::HttpServer;
+use crate::poll::Engine;
+use crate::shutdown::Shutdown;
+use crate::snapshot::SnapshotCell;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// Errors that stop floe from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The config or a zone file is invalid.
+    #[error("invalid configuration:\n{0}")]
+    Config(Diagnostics),
+    /// A socket could not be bound.
+    #[error("{0}")]
+    Bind(#[from] std::io::Error),
+}
+
+/// A running floe: engine, HTTP workers, and the shutdown that stops them.
+pub struct Instance {
+    /// Where the config came from (reloads read it again).
+    pub config_path: PathBuf,
+    /// The HTTP addresses actually bound.
+    pub http_addrs: Vec<SocketAddr>,
+    /// The poller engine.
+    pub engine: Engine,
+    /// Triggers and observes shutdown.
+    pub shutdown: Shutdown,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Instance {
+    /// Starts floe from a loaded config. Must be called inside a tokio
+    /// runtime (the engine's); the front doors run on their own threads.
+    pub fn start(loaded: Loaded) -> Result<Instance, StartError> {
+        let config = loaded.config.clone();
+        let http = HttpServer::bind(&config.http.listen, config.http.workers)?;
+        let shutdown = Shutdown::new();
+        let engine = Engine::start(config.clone(), shutdown.clone());
+        let http_addrs = http.addrs.clone();
+        let threads = http.spawn(engine.snapshots(), shutdown.clone());
+        Ok(Instance { config_path: config.path.clone(), http_addrs, engine, shutdown, threads })
+    }
+
+    /// The published snapshots.
+    pub fn snapshots(&self) -> Arc<SnapshotCell> {
+        self.engine.snapshots()
+    }
+
+    /// Loads the config file again and swaps it in. On any error the running
+    /// config stays and the diagnostics are returned.
+    pub fn reload(&self) -> Result<Diagnostics, Diagnostics> {
+        let loaded = config::load(&self.config_path)?;
+        self.engine.reload(loaded.config);
+        Ok(loaded.warnings)
+    }
+
+    /// Stops everything and waits for the front-door threads to finish their
+    /// in-flight requests.
+    pub fn stop(self) {
+        self.shutdown.trigger();
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,423 @@
+//! The snapshot: one immutable view of every relay and mount, built from the
+//! config and the latest poll results, published through `arc-swap`.
+//!
+//! Two layers:
+//! - [`Topology`]: what follows from the config alone (relays, mounts,
+//!   streams, pre-rendered redirect targets, grant counters). Built once per
+//!   config load and shared by every snapshot of that config.
+//! - [`Snapshot`]: the dynamic part (each relay's health and each relay x
+//!   mount cell's listeners, capacity and grant baseline) plus a generation
+//!   number and build time. Rebuilt after polls; never mutated.
+//!
+//! DNS and HTTP load the current snapshot from [`SnapshotCell`] (lock-free,
+//! wait-free for readers) and never wait for the poller. Only grant counters
+//! (atomics, see [`crate::grants`]) change under a published snapshot.
+
+use crate::config::{Config, RelayConfig};
+use crate::grants::{GrantSample, RelayGrants};
+use crate::health::{Health, RelayState};
+use crate::status::MaxListeners;
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+/// Index of a relay in [`Topology::relays`] and [`Snapshot::relays`].
+pub type RelayId = usize;
+/// Index of a mount in [`Topology::mounts`].
+pub type MountId = usize;
+/// Index of a stream in [`Topology::streams`].
+pub type StreamId = usize;
+
+/// The config-derived, poll-independent part of every snapshot.
+#[derive(Debug)]
+pub struct Topology {
+    /// The config this was built from.
+    pub config: Arc<Config>,
+    /// Every configured relay.
+    pub relays: Box<[RelayDef]>,
+    /// Every configured mount, across streams.
+    pub mounts: Box<[MountDef]>,
+    /// Every configured stream.
+    pub streams: Box<[StreamDef]>,
+    mount_index: HashMap<Box<str>, MountId>,
+}
+
+/// One relay as configured.
+#[derive(Debug)]
+pub struct RelayDef {
+    /// Name from the config.
+    pub name: Arc<str>,
+    /// Base URL (no trailing slash).
+    pub url: Box<str>,
+    /// DNS addresses.
+    pub addresses: Box<[IpAddr]>,
+    /// Selection weight.
+    pub weight: u32,
+    /// Cap on the relay's listeners (all mounts).
+    pub max_listeners: Option<u32>,
+    /// Uplink in kbit/s.
+    pub uplink_kbps: Option<u32>,
+    /// Config cap per mount (indexed by [`MountId`]).
+    pub mount_caps: Box<[Option<u32>]>,
+    /// `url + mount` for each mount (indexed by [`MountId`]): the 302
+    /// Location, rendered once.
+    pub locations: Box<[Bytes]>,
+    /// In-flight grant counters; mount order = [`Topology::mounts`].
+    pub grants: Arc<RelayGrants>,
+    /// Drain set in the config.
+    pub drain: bool,
+}
+
+/// One mount path.
+#[derive(Debug)]
+pub struct MountDef {
+    /// The path, e.g. `/live.ogg`.
+    pub path: Box<str>,
+    /// The stream it belongs to.
+    pub stream: StreamId,
+    /// Bitrate assumed when the status gives none (from the stream).
+    pub bitrate_kbps: Option<u32>,
+}
+
+/// One stream.
+#[derive(Debug)]
+pub struct StreamDef {
+    /// Name from the config.
+    pub name: Box<str>,
+    /// Its mounts.
+    pub mounts: Box<[MountId]>,
+}
+
+impl Topology {
+    /// Builds the topology of `config`. Grant counters of relays that
+    /// `previous` also has (same name) are carried over.
+    pub fn new(config: Arc<Config>, previous: Option<&Topology>) -> Self {
+        let mut mounts = Vec::new();
+        let mut streams = Vec::new();
+        for (sid, s) in config.streams.iter().enumerate() {
+            let ids = s
+                .mounts
+                .iter()
+                .map(|m| {
+                    mounts.push(MountDef { path: m.as_str().into(), stream: sid, bitrate_kbps: s.bitrate_kbps });
+                    mounts.len() - 1
+                })
+                .collect();
+            streams.push(StreamDef { name: s.name.as_str().into(), mounts: ids });
+        }
+        let mount_index = mounts.iter().enumerate().map(|(i, m)| (m.path.clone(), i)).collect();
+        let paths: Vec<&str> = mounts.iter().map(|m| &*m.path).collect();
+        let relays = config
+            .relays
+            .iter()
+            .map(|r| {
+                let grants = match previous.and_then(|p| p.relay_by_name(&r.name)) {
+                    Some(old) => Arc::new(old.grants.carry_over(paths.iter().copied())),
+                    None => Arc::new(RelayGrants::new(paths.iter().copied())),
+                };
+                RelayDef::new(r, &mounts, grants)
+            })
+            .collect();
+        Topology {
+            config,
+            relays,
+            mounts: mounts.into(),
+            streams: streams.into(),
+            mount_index,
+        }
+    }
+
+    /// The mount with exactly this path.
+    pub fn mount_id(&self, path: &str) -> Option<MountId> {
+        self.mount_index.get(path).copied()
+    }
+
+    /// The relay with this name.
+    pub fn relay_by_name(&self, name: &str) -> Option<&RelayDef> {
+        self.relays.iter().find(|r| &*r.name == name)
+    }
+
+    /// The stream with this name.
+    pub fn stream_id(&self, name: &str) -> Option<StreamId> {
+        self.streams.iter().position(|s| &*s.name == name)
+    }
+}
+
+impl RelayDef {
+    fn new(r: &RelayConfig, mounts: &[MountDef], grants: Arc<RelayGrants>) -> Self {
+        RelayDef {
+            name: r.name.as_str().into(),
+            url: r.url.as_str().into(),
+            addresses: r.addresses.clone().into(),
+            weight: r.weight,
+            max_listeners: r.max_listeners,
+            uplink_kbps: r.uplink_kbps,
+            mount_caps: mounts.iter().map(|m| r.mount_max_listeners.get(&*m.path).copied()).collect(),
+            locations: mounts.iter().map(|m| Bytes::from(format!("{}{}", r.url, m.path))).collect(),
+            grants,
+            drain: r.drain,
+        }
+    }
+}
+
+/// What the poller last reported about one relay: its health and the grant
+/// baseline its last poll reconciled.
+#[derive(Debug, Clone)]
+pub struct RelayObservation {
+    /// Health after the last poll (with the last good status).
+    pub health: Health,
+    /// Grant counters already covered by the relay's counts (see
+    /// [`crate::grants`]).
+    pub baseline: GrantSample,
+    /// When the last poll finished.
+    pub polled_at: Option<SystemTime>,
+    /// Polls done so far.
+    pub polls: u64,
+    /// How long the last poll took.
+    pub poll_duration: Option<std::time::Duration>,
+}
+
+/// The immutable state DNS and HTTP answer from.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Increases by one with every published snapshot.
+    pub generation: u64,
+    /// Wall-clock build time (for people).
+    pub built_at: SystemTime,
+    /// Monotonic build time (for staleness).
+    pub built: Instant,
+    /// The config-derived part.
+    pub topology: Arc<Topology>,
+    /// True once every relay has been polled at least once.
+    pub first_round_done: bool,
+    /// Per relay, same order as the topology.
+    pub relays: Box<[RelayView]>,
+    /// Per relay x mount: `cells[relay * mounts + mount]`.
+    cells: Box<[Cell]>,
+    /// Per mount: the headroom reserve is released because a peer is down
+    /// or full.
+    pub reserve_released: Box<[bool]>,
+    /// Per stream: the mounts a relay must carry to be a DNS candidate for
+    /// the stream (those present on at least one up relay).
+    pub stream_required: Box<[Box<[MountId]>]>,
+}
+
+/// One relay's dynamic state.
+#[derive(Debug, Clone)]
+pub struct RelayView {
+    /// Health state.
+    pub state: RelayState,
+    /// Why (for people).
+    pub reason: Arc<str>,
+    /// Since when.
+    pub since: SystemTime,
+    /// Draining (config or runtime): no new listeners.
+    pub drain: bool,
+    /// Listeners on all mounts at the last poll.
+    pub listeners: u32,
+    /// Poll-time free slots of the whole relay under its caps (`None` =
+    /// unlimited), before in-flight grants.
+    pub free: Option<u64>,
+    /// Relay-wide grant baseline.
+    pub baseline: u64,
+    /// When the last poll finished.
+    pub polled_at: Option<SystemTime>,
+}
+
+/// One relay x mount cell.
+#[derive(Debug, Clone, Default)]
+pub struct Cell {
+    /// A source is connected (the mount is listed).
+    pub present: bool,
+    /// Listeners at the last poll.
+    pub listeners: u32,
+    /// Effective listener limit: the lower of Icecast's and the config's
+    /// (`None` = unlimited or unknown).
+    pub capacity: Option<u32>,
+    /// The relay reported no limit and the config gives none.
+    pub capacity_unknown: bool,
+    /// Poll-time free slots (`None` = unlimited), before reserve and grants.
+    pub free: Option<u64>,
+    /// Slots held back as headroom reserve.
+    pub reserve: u64,
+    /// Mount grant baseline.
+    pub baseline: u64,
+    /// Bitrate (status, else stream config).
+    pub bitrate_kbps: Option<u32>,
+}
+
+impl Snapshot {
+    /// Builds a snapshot of `topology` from the latest observations
+    /// (`observations[i]` for relay i; `None` = not polled yet) and runtime
+    /// drains (`runtime_drain[i]`, in addition to the config's).
+    pub fn build(
+        topology: Arc<Topology>,
+        observations: &[Option<&RelayObservation>],
+        runtime_drain: &[bool],
+        generation: u64,
+    ) -> Snapshot {
+        let config = &topology.config;
+        let n_mounts = topology.mounts.len();
+        let reserve_fraction = config.select.reserve;
+        let mut relays = Vec::with_capacity(topology.relays.len());
+        let mut cells = vec![Cell::default(); topology.relays.len() * n_mounts];
+        let mut first_round_done = true;
+        for (rid, def) in topology.relays.iter().enumerate() {
+            let obs = observations.get(rid).copied().flatten();
+            let drain = def.drain || runtime_drain.get(rid).copied().unwrap_or(false);
+            let Some(obs) = obs.filter(|o| o.polls > 0) else {
+                first_round_done = false;
+                relays.push(RelayView {
+                    state: RelayState::Unknown,
+                    reason: Arc::from("not polled yet"),
+                    since: SystemTime::now(),
+                    drain,
+                    listeners: 0,
+                    free: Some(0),
+                    baseline: 0,
+                    polled_at: None,
+                });
+                continue;
+            };
+            let row = &mut cells[rid * n_mounts..(rid + 1) * n_mounts];
+            let mut listeners = 0u32;
+            let mut used_kbps = 0u64;
+            if let Some(status) = obs.health.last_status() {
+                for ms in &status.mounts {
+                    listeners = listeners.saturating_add(ms.listeners);
+                    let mid = topology.mount_id(&ms.path);
+                    let bitrate = ms.bitrate_kbps.or_else(|| mid.and_then(|m| topology.mounts[m].bitrate_kbps));
+                    used_kbps += u64::from(ms.listeners) * u64::from(bitrate.unwrap_or(0));
+                    let Some(mid) = mid else { continue };
+                    let reported = match ms.max_listeners {
+                        MaxListeners::Limited(n) => Some(n),
+                        MaxListeners::Unlimited | MaxListeners::Unknown => None,
+                    };
+                    let capacity = match (reported, def.mount_caps[mid]) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    let free = capacity.map(|c| u64::from(c.saturating_sub(ms.listeners)));
+                    let reserve = capacity.map_or(0, |c| (f64::from(c) * reserve_fraction).ceil() as u64);
+                    row[mid] = Cell {
+                        present: true,
+                        listeners: ms.listeners,
+                        capacity,
+                        capacity_unknown: capacity.is_none() && ms.max_listeners == MaxListeners::Unknown,
+                        free,
+                        reserve,
+                        baseline: obs.baseline.mounts.get(mid).copied().unwrap_or(0),
+                        bitrate_kbps: bitrate,
+                    };
+                }
+            }
+            let cap_free = def.max_listeners.map(|c| u64::from(c.saturating_sub(listeners)));
+            relays.push(RelayView {
+                state: obs.health.state(),
+                reason: obs.health.reason().clone(),
+                since: obs.health.since(),
+                drain,
+                listeners,
+                free: cap_free,
+                baseline: obs.baseline.relay,
+                polled_at: obs.polled_at,
+            });
+            // Uplink: express the remaining bandwidth as slots of each
+            // mount's bitrate, folded into the mount's free slots.
+            if let Some(uplink) = def.uplink_kbps {
+                let left = u64::from(uplink).saturating_sub(used_kbps);
+                for cell in row.iter_mut().filter(|c| c.present) {
+                    if let Some(b) = cell.bitrate_kbps.filter(|b| *b > 0) {
+                        let slots = left / u64::from(b);
+                        cell.free = Some(cell.free.map_or(slots, |f| f.min(slots)));
+                    }
+                }
+            }
+        }
+        let reserve_released = (0..n_mounts)
+            .map(|m| {
+                relays.iter().enumerate().any(|(r, v)| {
+                    !v.drain
+                        && match v.state {
+                            RelayState::Down | RelayState::Full => true,
+                            RelayState::Up => cells[r * n_mounts + m].free == Some(0) && cells[r * n_mounts + m].present,
+                            RelayState::Unknown => false,
+                        }
+                })
+            })
+            .collect();
+        let stream_required = topology
+            .streams
+            .iter()
+            .map(|s| {
+                s.mounts
+                    .iter()
+                    .copied()
+                    .filter(|&m| {
+                        relays
+                            .iter()
+                            .enumerate()
+                            .any(|(r, v)| v.state == RelayState::Up && cells[r * n_mounts + m].present)
+                    })
+                    .collect()
+            })
+            .collect();
+        Snapshot {
+            generation,
+            built_at: SystemTime::now(),
+            built: Instant::now(),
+            topology,
+            first_round_done,
+            relays: relays.into(),
+            cells: cells.into(),
+            reserve_released,
+            stream_required,
+        }
+    }
+
+    /// The cell of relay `r` and mount `m`.
+    pub fn cell(&self, r: RelayId, m: MountId) -> &Cell {
+        &self.cells[r * self.topology.mounts.len() + m]
+    }
+
+    /// The config this snapshot was built from.
+    pub fn config(&self) -> &Config {
+        &self.topology.config
+    }
+
+    /// Whether the snapshot is older than `[poll] stale_after`.
+    pub fn is_stale(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.built) > self.config().poll.stale_after
+    }
+}
+
+/// The published snapshot: one writer (the snapshot builder), many lock-free
+/// readers.
+#[derive(Debug)]
+pub struct SnapshotCell(ArcSwap<Snapshot>);
+
+impl SnapshotCell {
+    /// A cell holding `first`.
+    pub fn new(first: Snapshot) -> Self {
+        SnapshotCell(ArcSwap::from_pointee(first))
+    }
+
+    /// The current snapshot, for a short-lived read (no allocation, no lock).
+    #[inline]
+    pub fn load(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.0.load()
+    }
+
+    /// The current snapshot, to keep.
+    pub fn load_full(&self) -> Arc<Snapshot> {
+        self.0.load_full()
+    }
+
+    /// Publishes `next`.
+    pub fn store(&self, next: Snapshot) {
+        self.0.store(Arc::new(next));
+    }
+}

@@ -1,1 +1,0 @@
-//! Zone files (being written).
