@@ -1,8 +1,625 @@
-//! (being written)
+//! Parser for the `floe-slots` text served by floe's stylesheet
+//! (`config/floe-slots.xsl`, installed in each relay's webroot).
+//!
+//! Icecast runs any `.xsl` in its webroot on the *public* stats, which carry
+//! `max_listeners`, so this format gives floe every mount's limit without the
+//! admin password. The stylesheet's output (UTF-8, tab-separated) is:
+//!
+//! ```text
+//! #floe-slots 1
+//! #mount\tlisteners\tmax_listeners\tfree
+//! /live.mp3\t0\t2\t2
+//! /live.ogg\t0\tunlimited\tunlimited
+//! END\t2
+//! ```
+//!
+//! (`\t` is one tab character, every line ends with `\n`.)
+//!
+//! - Line 1 is the format and version; only version 1 is understood.
+//! - Every later line starting with `#` is a comment (line 2 is the column
+//!   header). Blank lines carry nothing and are skipped.
+//! - One line per mount: path, listeners, then `max_listeners` and `free`,
+//!   each a number or `unlimited`. `free` is only checked for syntax: floe
+//!   works from listeners and the limit.
+//! - `END` and the number of mount lines. A poll can receive a body cut
+//!   anywhere (a reset connection, a timeout mid-body), and a cut between
+//!   two lines would otherwise look like a relay with fewer mounts; the
+//!   count is how a complete body is told from a cut one. Nothing but
+//!   comments and blank lines may follow `END`.
+//!
+//! A body that stops early is [`StatusError::Truncated`], even when the cut
+//! falls inside a line (the last line has no newline and does not parse) or
+//! inside a UTF-8 sequence; everything else that does not fit is
+//! [`StatusError::Malformed`] with its line number. The trailing newline is
+//! optional and CRLF line ends are accepted. Lines are parsed in place: the
+//! only allocations are the mount list and its paths.
 
-use super::{RelayStatus, StatusError};
+use super::{MaxListeners, MountStatus, RelayStatus, StatusError};
 
-/// Parses this format.
-pub fn parse(_body: &[u8]) -> Result<RelayStatus, StatusError> {
-    Err(StatusError::Missing { format: "x", message: "not yet".into() })
+/// Format name used in errors (matches [`super::StatusKind::Xslt`]).
+const FORMAT: &str = "xslt";
+
+/// The first line of every version-1 body.
+const MAGIC: &str = "#floe-slots 1";
+
+/// The first line's prefix, followed by the version.
+const MAGIC_PREFIX: &str = "#floe-slots ";
+
+/// Parses a `floe-slots` body (see the module docs for the format).
+///
+/// Mounts come back in the order the relay listed them. Errors:
+/// [`StatusError::Truncated`] when the body ends before a complete `END` line
+/// or `END`'s count differs from the number of mount lines;
+/// [`StatusError::Malformed`] for an unknown first line or version, a line
+/// that is neither a mount, `END` nor a comment, a bad number, a path not
+/// starting with `/`, a duplicate mount or content after `END`.
+pub fn parse(body: &[u8]) -> Result<RelayStatus, StatusError> {
+    let text = match std::str::from_utf8(body) {
+        Ok(text) => text,
+        // `error_len() == None`: the input ends inside a UTF-8 sequence.
+        Err(e) if e.error_len().is_none() => {
+            return Err(truncated(format!(
+                "body ends inside a UTF-8 sequence at byte {}",
+                e.valid_up_to()
+            )));
+        }
+        Err(e) => {
+            return Err(malformed(format!(
+                "not UTF-8 (invalid byte at offset {})",
+                e.valid_up_to()
+            )));
+        }
+    };
+
+    let mut lines = text
+        .split_inclusive('\n')
+        .enumerate()
+        .map(|(i, raw)| Line::new(i + 1, raw));
+
+    match lines.next() {
+        None => return Err(truncated("empty body".into())),
+        Some(first) => check_magic(&first)?,
+    }
+
+    let mut mounts: Vec<MountStatus> = Vec::new();
+    let mut end_seen = false;
+    for line in lines {
+        let content = line.content;
+        if content.trim().is_empty() || content.starts_with('#') {
+            continue;
+        }
+        if end_seen {
+            return Err(malformed(format!(
+                "line {}: content after the END line",
+                line.number
+            )));
+        }
+        if content.starts_with('/') {
+            let mount = parse_mount(content).map_err(|e| line.error(e))?;
+            if mounts.iter().any(|m| m.path == mount.path) {
+                return Err(malformed(format!(
+                    "line {}: duplicate mount {:?}",
+                    line.number, mount.path
+                )));
+            }
+            mounts.push(mount);
+        } else if content.starts_with("END") {
+            let count = parse_end(content).map_err(|e| line.error(e))?;
+            if count != mounts.len() {
+                return Err(truncated(format!(
+                    "END says {count} mount lines, {} received",
+                    mounts.len()
+                )));
+            }
+            end_seen = true;
+        } else {
+            return Err(line.error(format!(
+                "expected a mount line (`/path<TAB>listeners<TAB>max<TAB>free`), \
+                 `END<TAB>count` or a `#` comment, found {content:?}"
+            )));
+        }
+    }
+
+    if !end_seen {
+        return Err(truncated(format!(
+            "no END line after {} mount lines",
+            mounts.len()
+        )));
+    }
+    Ok(RelayStatus { mounts })
+}
+
+/// One line of the body, without its line end.
+struct Line<'a> {
+    /// 1-based line number, for messages.
+    number: usize,
+    /// The line without `\n` or `\r\n`.
+    content: &'a str,
+    /// Whether a `\n` ended the line. Only the body's last line can lack
+    /// one; if that line does not parse, the body was cut inside it.
+    terminated: bool,
+}
+
+impl<'a> Line<'a> {
+    fn new(number: usize, raw: &'a str) -> Self {
+        let (content, terminated) = match raw.strip_suffix('\n') {
+            Some(content) => (content, true),
+            None => (raw, false),
+        };
+        let content = content.strip_suffix('\r').unwrap_or(content);
+        Line {
+            number,
+            content,
+            terminated,
+        }
+    }
+
+    /// The error for this line failing to parse: [`StatusError::Truncated`]
+    /// if it is an unterminated last line, [`StatusError::Malformed`]
+    /// otherwise.
+    fn error(&self, problem: String) -> StatusError {
+        if self.terminated {
+            malformed(format!("line {}: {problem}", self.number))
+        } else {
+            truncated(format!("body ends inside line {} ({problem})", self.number))
+        }
+    }
+}
+
+/// Checks that line 1 is `#floe-slots 1`.
+fn check_magic(first: &Line<'_>) -> Result<(), StatusError> {
+    let content = first.content;
+    if content == MAGIC {
+        return Ok(());
+    }
+    if !first.terminated && MAGIC.starts_with(content) {
+        return Err(truncated(format!(
+            "body ends inside the first line {content:?}"
+        )));
+    }
+    match content.strip_prefix(MAGIC_PREFIX) {
+        Some(version) => Err(malformed(format!(
+            "line 1: unsupported floe-slots version {version:?} (expected 1)"
+        ))),
+        None => Err(first.error(format!(
+            "expected {MAGIC:?} (is the status path really floe-slots.xsl?), found {content:?}"
+        ))),
+    }
+}
+
+/// Parses `/path<TAB>listeners<TAB>max<TAB>free`.
+fn parse_mount(content: &str) -> Result<MountStatus, String> {
+    let mut fields = content.split('\t');
+    let (Some(path), Some(listeners), Some(max), Some(free), None) = (
+        fields.next(),
+        fields.next(),
+        fields.next(),
+        fields.next(),
+        fields.next(),
+    ) else {
+        return Err(format!(
+            "expected 4 tab-separated fields, found {content:?}"
+        ));
+    };
+    // `path` starts with '/': the caller only sends lines that do.
+    let listeners = parse_count(listeners)
+        .ok_or_else(|| format!("mount {path:?}: listeners {listeners:?} is not a count"))?;
+    let max_listeners = match parse_limit(max) {
+        Some(Some(n)) => MaxListeners::Limited(n),
+        Some(None) => MaxListeners::Unlimited,
+        None => {
+            return Err(format!(
+                "mount {path:?}: max_listeners {max:?} is neither a count nor `unlimited`"
+            ));
+        }
+    };
+    if parse_limit(free).is_none() {
+        return Err(format!(
+            "mount {path:?}: free {free:?} is neither a count nor `unlimited`"
+        ));
+    }
+    Ok(MountStatus {
+        path: path.to_owned(),
+        listeners,
+        max_listeners,
+        bitrate_kbps: None,
+    })
+}
+
+/// Parses `END<TAB>count`.
+fn parse_end(content: &str) -> Result<usize, String> {
+    content
+        .strip_prefix("END\t")
+        .filter(|count| !count.is_empty() && count.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|count| count.parse::<usize>().ok())
+        .ok_or_else(|| format!("expected `END<TAB>count`, found {content:?}"))
+}
+
+/// A decimal count as the stylesheet prints it (digits only).
+fn parse_count(field: &str) -> Option<u32> {
+    if field.is_empty() || !field.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    field.parse().ok()
+}
+
+/// A count, or `unlimited` (`Some(None)`); `None` if it is neither.
+fn parse_limit(field: &str) -> Option<Option<u32>> {
+    if field == "unlimited" {
+        Some(None)
+    } else {
+        parse_count(field).map(Some)
+    }
+}
+
+fn malformed(message: String) -> StatusError {
+    StatusError::Malformed {
+        format: FORMAT,
+        message,
+    }
+}
+
+fn truncated(message: String) -> StatusError {
+    StatusError::Truncated {
+        format: FORMAT,
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::status::StatusKind;
+
+    macro_rules! fixture {
+        ($name:literal) => {
+            include_bytes!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/icecast/",
+                $name
+            ))
+            .as_slice()
+        };
+    }
+
+    const LISTENERS: &[u8] = fixture!("floe-slots-listeners.txt");
+    const MASTER_IDLE: &[u8] = fixture!("floe-slots-master-idle.txt");
+    const MOUNT_FULL: &[u8] = fixture!("floe-slots-mount-full.txt");
+    const NO_SOURCE: &[u8] = fixture!("floe-slots-no-source.txt");
+    const ONE_MOUNT: &[u8] = fixture!("floe-slots-one-mount.txt");
+    const UNLIMITED: &[u8] = fixture!("floe-slots-unlimited.txt");
+
+    const ALL_FIXTURES: [&[u8]; 6] = [
+        LISTENERS,
+        MASTER_IDLE,
+        MOUNT_FULL,
+        NO_SOURCE,
+        ONE_MOUNT,
+        UNLIMITED,
+    ];
+
+    fn mount(path: &str, listeners: u32, max_listeners: MaxListeners) -> MountStatus {
+        MountStatus {
+            path: path.to_owned(),
+            listeners,
+            max_listeners,
+            bitrate_kbps: None,
+        }
+    }
+
+    fn mounts(body: &[u8]) -> Vec<MountStatus> {
+        match parse(body) {
+            Ok(status) => status.mounts,
+            Err(e) => panic!("{:?} should parse, got {e}", String::from_utf8_lossy(body)),
+        }
+    }
+
+    fn is_truncated(result: &Result<RelayStatus, StatusError>) -> bool {
+        matches!(result, Err(StatusError::Truncated { format: "xslt", .. }))
+    }
+
+    /// The message of a `Malformed` error, or a panic.
+    fn malformed_message(body: &str) -> String {
+        match parse(body.as_bytes()) {
+            Err(StatusError::Malformed { format, message }) => {
+                assert_eq!(format, "xslt");
+                message
+            }
+            other => panic!("{body:?} should be Malformed, got {other:?}"),
+        }
+    }
+
+    const HEAD: &str = "#floe-slots 1\n#mount\tlisteners\tmax_listeners\tfree\n";
+
+    #[test]
+    fn relay_with_listeners_reports_each_mount_against_its_limit() {
+        assert_eq!(
+            mounts(LISTENERS),
+            [
+                mount("/live.mp3", 1, MaxListeners::Limited(5)),
+                mount("/live.ogg", 3, MaxListeners::Limited(5)),
+            ]
+        );
+    }
+
+    #[test]
+    fn idle_master_counts_its_two_pulling_relays_as_listeners() {
+        assert_eq!(
+            mounts(MASTER_IDLE),
+            [
+                mount("/live.mp3", 2, MaxListeners::Limited(5)),
+                mount("/live.ogg", 2, MaxListeners::Limited(5)),
+            ]
+        );
+    }
+
+    #[test]
+    fn full_mount_has_as_many_listeners_as_its_limit() {
+        assert_eq!(
+            mounts(MOUNT_FULL),
+            [
+                mount("/live.mp3", 1, MaxListeners::Limited(5)),
+                mount("/live.ogg", 5, MaxListeners::Limited(5)),
+            ]
+        );
+    }
+
+    #[test]
+    fn one_mount_relay_lists_only_that_mount() {
+        assert_eq!(
+            mounts(ONE_MOUNT),
+            [mount("/live.ogg", 5, MaxListeners::Limited(5))]
+        );
+    }
+
+    #[test]
+    fn relay_without_sources_is_a_complete_status_with_no_mounts() {
+        assert_eq!(mounts(NO_SOURCE), []);
+    }
+
+    #[test]
+    fn unlimited_mount_is_unlimited_and_limited_mount_keeps_its_number() {
+        assert_eq!(
+            mounts(UNLIMITED),
+            [
+                mount("/live.mp3", 0, MaxListeners::Limited(2)),
+                mount("/live.ogg", 0, MaxListeners::Unlimited),
+            ]
+        );
+    }
+
+    #[test]
+    fn status_kind_xslt_dispatches_here_and_uses_the_same_format_name() {
+        assert_eq!(StatusKind::Xslt.parse(UNLIMITED), parse(UNLIMITED));
+        assert_eq!(StatusKind::Xslt.as_str(), FORMAT);
+    }
+
+    #[test]
+    fn crlf_line_ends_and_a_missing_final_newline_are_accepted() {
+        let crlf = String::from_utf8_lossy(LISTENERS).replace('\n', "\r\n");
+        assert_eq!(mounts(crlf.as_bytes()), mounts(LISTENERS));
+        let no_final_newline = LISTENERS.strip_suffix(b"\n").unwrap();
+        assert_eq!(mounts(no_final_newline), mounts(LISTENERS));
+        let crlf_no_final = crlf.strip_suffix("\r\n").unwrap();
+        assert_eq!(mounts(crlf_no_final.as_bytes()), mounts(LISTENERS));
+    }
+
+    #[test]
+    fn comments_and_blank_lines_anywhere_after_the_first_line_are_skipped() {
+        let body = "#floe-slots 1\n\n# a comment\n/a\t1\t5\t4\n#another\n\nEND\t1\n# trailer\n\n";
+        assert_eq!(
+            mounts(body.as_bytes()),
+            [mount("/a", 1, MaxListeners::Limited(5))]
+        );
+    }
+
+    #[test]
+    fn free_may_be_any_count_and_zero_limit_is_limited_zero() {
+        let body = format!("{HEAD}/a\t0\t0\t0\n/b\t7\t5\t0\nEND\t2\n");
+        assert_eq!(
+            mounts(body.as_bytes()),
+            [
+                mount("/a", 0, MaxListeners::Limited(0)),
+                mount("/b", 7, MaxListeners::Limited(5)),
+            ]
+        );
+    }
+
+    #[test]
+    fn every_cut_of_every_fixture_before_its_final_newline_is_truncated() {
+        for fixture in ALL_FIXTURES {
+            // Every fixture ends with "END\tN\n"; only the newline is optional.
+            let complete = fixture.len() - 1;
+            for cut in 0..complete {
+                let result = parse(&fixture[..cut]);
+                assert!(
+                    is_truncated(&result),
+                    "{:?} cut at {cut}: {result:?}",
+                    String::from_utf8_lossy(fixture)
+                );
+            }
+            assert_eq!(parse(&fixture[..complete]), parse(fixture));
+        }
+    }
+
+    #[test]
+    fn empty_body_is_truncated() {
+        assert!(is_truncated(&parse(b"")));
+    }
+
+    #[test]
+    fn missing_end_line_is_truncated() {
+        let body = format!("{HEAD}/a\t1\t5\t4\n/b\t1\t5\t4\n");
+        assert!(is_truncated(&parse(body.as_bytes())));
+    }
+
+    #[test]
+    fn end_count_other_than_the_mount_lines_received_is_truncated() {
+        for end in ["END\t1", "END\t3", "END\t0"] {
+            let body = format!("{HEAD}/a\t1\t5\t4\n/b\t1\t5\t4\n{end}\n");
+            assert!(is_truncated(&parse(body.as_bytes())), "{end}");
+        }
+    }
+
+    #[test]
+    fn body_cut_inside_a_utf8_sequence_is_truncated() {
+        let body = format!("{HEAD}/caf\u{e9}\t1\t5\t4\nEND\t1\n");
+        let cut = body.find('\u{e9}').unwrap() + 1;
+        assert!(is_truncated(&parse(&body.as_bytes()[..cut])));
+        assert_eq!(mounts(body.as_bytes())[0].path, "/caf\u{e9}");
+    }
+
+    #[test]
+    fn unknown_version_is_malformed_on_line_1() {
+        let message = malformed_message("#floe-slots 2\nEND\t0\n");
+        assert!(
+            message.contains("line 1") && message.contains("version"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn other_documents_are_malformed_on_line_1() {
+        for body in [
+            "<html><body>404</body></html>\n",
+            "{\"icestats\":{}}\n",
+            "/live.ogg\t1\t5\t4\nEND\t1\n",
+            "#floe-slots 1 \nEND\t0\n",
+            "#floe-slots\nEND\t0\n",
+        ] {
+            let message = malformed_message(body);
+            assert!(message.starts_with("line 1"), "{body:?}: {message}");
+        }
+    }
+
+    #[test]
+    fn bad_line_is_malformed_naming_its_line_number() {
+        let cases = [
+            ("/a\tx\t5\t4\n", "line 3"),
+            ("/a\t1\t5\n", "line 3"),
+            ("/a\t1\t5\t4\t9\n", "line 3"),
+            ("/a\t1\t5\t4\n/b\t-1\t5\t4\n", "line 4"),
+            ("/a\tNaN\t5\t4\n", "line 3"),
+            ("/a\t1\t-1\t4\n", "line 3"),
+            ("/a\t1\tlots\t4\n", "line 3"),
+            ("/a\t1\t5\tmany\n", "line 3"),
+            ("/a\t1\t4294967296\t4\n", "line 3"),
+            ("/a 1 5 4\n", "line 3"),
+            ("hello\n", "line 3"),
+            ("END 0\n", "line 3"),
+            ("END\t+0\n", "line 3"),
+        ];
+        for (lines, line) in cases {
+            let body = format!("{HEAD}{lines}END\t1\n");
+            let message = malformed_message(&body);
+            assert!(message.starts_with(line), "{body:?}: {message}");
+        }
+    }
+
+    #[test]
+    fn mount_path_must_start_with_a_slash() {
+        let message = malformed_message(&format!("{HEAD}live.ogg\t1\t5\t4\nEND\t1\n"));
+        assert!(message.starts_with("line 3"), "{message}");
+    }
+
+    #[test]
+    fn duplicate_mount_path_is_malformed() {
+        let message = malformed_message(&format!("{HEAD}/a\t1\t5\t4\n/a\t2\t5\t3\nEND\t2\n"));
+        assert!(
+            message.contains("line 4") && message.contains("duplicate"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn content_after_the_end_line_is_malformed() {
+        let message = malformed_message(&format!("{HEAD}END\t0\n/a\t1\t5\t4\n"));
+        assert!(
+            message.contains("line 4") && message.contains("after"),
+            "{message}"
+        );
+        malformed_message(&format!("{HEAD}END\t0\nEND\t0\n"));
+    }
+
+    #[test]
+    fn invalid_utf8_is_malformed() {
+        let mut body = HEAD.as_bytes().to_vec();
+        body.extend_from_slice(b"/\xff\t1\t5\t4\nEND\t1\n");
+        assert!(matches!(parse(&body), Err(StatusError::Malformed { .. })));
+    }
+
+    /// Overwrites, inserts or deletes bytes of `body`.
+    fn mutate(body: &[u8], edits: &[(prop::sample::Index, u8, u8)]) -> Vec<u8> {
+        let mut body = body.to_vec();
+        for (at, byte, op) in edits {
+            match op % 3 {
+                0 if !body.is_empty() => {
+                    let i = at.index(body.len());
+                    body[i] = *byte;
+                }
+                1 if !body.is_empty() => {
+                    body.remove(at.index(body.len()));
+                }
+                _ => body.insert(at.index(body.len() + 1), *byte),
+            }
+        }
+        body
+    }
+
+    /// What every successful parse promises.
+    fn assert_invariants(status: &RelayStatus) {
+        for (i, m) in status.mounts.iter().enumerate() {
+            assert!(m.path.starts_with('/'), "{m:?}");
+            assert!(
+                !status.mounts[..i].iter().any(|o| o.path == m.path),
+                "{m:?}"
+            );
+        }
+    }
+
+    /// Bytes biased towards the format's own tokens.
+    fn slots_like_bytes() -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(
+            prop_oneof![
+                any::<u8>().prop_map(|b| vec![b]),
+                Just(b"\t".to_vec()),
+                Just(b"\n".to_vec()),
+                Just(b"#floe-slots 1\n".to_vec()),
+                Just(b"END\t".to_vec()),
+                Just(b"/live.ogg".to_vec()),
+                Just(b"unlimited".to_vec()),
+                (0u32..10).prop_map(|n| n.to_string().into_bytes()),
+            ],
+            0..40,
+        )
+        .prop_map(|pieces| pieces.concat())
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..512)) {
+            if let Ok(status) = parse(&body) {
+                assert_invariants(&status);
+            }
+        }
+
+        #[test]
+        fn format_like_bytes_never_panic(body in slots_like_bytes()) {
+            if let Ok(status) = parse(&body) {
+                assert_invariants(&status);
+            }
+        }
+
+        #[test]
+        fn mutated_fixtures_never_panic(
+            fixture in prop::sample::select(ALL_FIXTURES.to_vec()),
+            edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), any::<u8>()), 1..8),
+        ) {
+            if let Ok(status) = parse(&mutate(fixture, &edits)) {
+                assert_invariants(&status);
+            }
+        }
+    }
 }
