@@ -1,0 +1,99 @@
+//! Snapshot rebuild cost at scale: 1,000 relays x 20 mounts.
+//!
+//! BRIEF target: a rebuild under 5 ms. Run with
+//! `cargo bench --bench snapshot_rebuild`; prints the median, p99 and max
+//! of repeated `Snapshot::build` calls over a fully populated cluster, and
+//! the cost of one HTTP-style pick on it.
+
+use floe::config;
+use floe::grants::GrantSample;
+use floe::health::{Health, PollOutcome};
+use floe::select;
+use floe::snapshot::{RelayObservation, Snapshot, Topology};
+use floe::status::{MaxListeners, MountStatus, RelayStatus};
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+const RELAYS: usize = 1000;
+const STREAMS: usize = 10;
+const MOUNTS_PER_STREAM: usize = 2;
+
+fn main() {
+    let mut toml = String::new();
+    for s in 0..STREAMS {
+        toml += &format!("[[stream]]\nname = \"s{s}\"\nmounts = [\"/s{s}.ogg\", \"/s{s}.mp3\"]\n");
+    }
+    for r in 0..RELAYS {
+        toml += &format!(
+            "[[relay]]\nname = \"relay-{r}\"\nurl = \"http://relay-{r}.example.org:8000\"\naddresses = [\"10.{}.{}.1\"]\nstatus = {{ kind = \"xslt\" }}\nmax_listeners = 5000\n",
+            r / 256,
+            r % 256
+        );
+    }
+    let (config, diags) = config::parse(Path::new("bench.toml"), &toml);
+    let config = Arc::new(config.unwrap_or_else(|| panic!("{diags}")));
+    let topology = Arc::new(Topology::new(config, None));
+    let mounts = STREAMS * MOUNTS_PER_STREAM;
+    let observations: Vec<RelayObservation> = (0..RELAYS)
+        .map(|r| {
+            let status = RelayStatus {
+                mounts: topology
+                    .mounts
+                    .iter()
+                    .enumerate()
+                    .map(|(m, def)| MountStatus {
+                        path: def.path.to_string(),
+                        listeners: ((r * 7 + m * 13) % 200) as u32,
+                        max_listeners: MaxListeners::Limited(250),
+                        bitrate_kbps: Some(128),
+                    })
+                    .collect(),
+            };
+            let mut health = Health::new(SystemTime::now());
+            health.observe(PollOutcome::Status(status), 2, 2, SystemTime::now());
+            RelayObservation {
+                health,
+                baseline: GrantSample { mounts: vec![0; mounts].into(), relay: 0 },
+                polled_at: Some(SystemTime::now()),
+                polls: 1,
+                poll_duration: None,
+            }
+        })
+        .collect();
+    let refs: Vec<Option<&RelayObservation>> = observations.iter().map(Some).collect();
+
+    let mut times = Vec::new();
+    let started = Instant::now();
+    let mut generation = 1;
+    while times.len() < 50 || (started.elapsed() < Duration::from_secs(3) && times.len() < 1000) {
+        let t = Instant::now();
+        let snap = Snapshot::build(topology.clone(), &refs, &[], generation);
+        times.push(t.elapsed());
+        generation += 1;
+        std::hint::black_box(snap);
+    }
+    times.sort();
+    let pct = |p: f64| times[((times.len() - 1) as f64 * p) as usize];
+    println!(
+        "snapshot rebuild, {RELAYS} relays x {mounts} mounts: median {:?}, p99 {:?}, max {:?} over {} builds (target < 5 ms)",
+        pct(0.5),
+        pct(0.99),
+        times[times.len() - 1],
+        times.len()
+    );
+
+    let snap = Snapshot::build(topology.clone(), &refs, &[], generation);
+    let mut rng = SmallRng::seed_from_u64(1);
+    let n = 20_000;
+    let t = Instant::now();
+    for i in 0..n {
+        std::hint::black_box(select::pick_for_mount(&snap, i % mounts, &mut rng).ok());
+    }
+    println!(
+        "pick_for_mount over {RELAYS} relays: {:?} per pick (two passes over the relays)",
+        t.elapsed() / n as u32
+    );
+}
