@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# HTTP redirect throughput: floe's `GET /live.ogg` -> 302 against nginx's
+# `return 302`, both pinned to the same single core (0), wrk on the other (1),
+# with keep-alive and with `Connection: close`. Prints requests/s, server CPU
+# microseconds per request (from /proc/PID/stat), and floe/nginx ratios.
+#
+# Usage: tests/bench/http_redirect.sh [seconds per run, default 10]
+# Needs: wrk, nginx, taskset, python3 (tests/run --install-only installs them).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+DUR=${1:-10}
+for t in wrk nginx taskset python3 curl; do
+  command -v "$t" >/dev/null || { echo "missing $t: run tests/run --install-only" >&2; exit 1; }
+done
+cargo build --release --quiet
+FLOE=$PWD/target/release/floe
+WORK=$(mktemp -d)
+chmod 755 "$WORK"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+read -r P_STATUS P_NGINX P_FLOE P_DNS < <(python3 - <<'PY'
+import socket
+socks=[socket.socket() for _ in range(4)]
+for s in socks: s.bind(("127.0.0.1",0))
+print(*[s.getsockname()[1] for s in socks])
+PY
+)
+
+# The fake relay's status (unlimited room, so every request is a 302) is a
+# static file served by a second nginx server block.
+printf '#floe-slots 1\n#mount\tlisteners\tmax_listeners\tfree\n/live.ogg\t0\tunlimited\tunlimited\nEND\t1\n' > "$WORK/floe-slots.xsl"
+cat > "$WORK/nginx.conf" <<NGX
+master_process off;
+worker_processes 1;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server { listen 127.0.0.1:$P_STATUS; location = /floe-slots.xsl { default_type text/plain; alias $WORK/floe-slots.xsl; } }
+  server { listen 127.0.0.1:$P_NGINX; location = /live.ogg { add_header Cache-Control no-store; return 302 http://127.0.0.1:$P_STATUS/live.ogg; } }
+}
+NGX
+taskset -c 0 nginx -c "$WORK/nginx.conf" -g 'daemon off;' &
+pids+=($!)
+NGINX_PID=$!
+
+mkdir -p "$WORK/zones"
+cp zones/*.zone "$WORK/zones/"
+cat > "$WORK/floe.toml" <<TOML
+[dns]
+listen = ["127.0.0.1:$P_DNS"]
+zones = "zones"
+udp_workers = 1
+[http]
+listen = ["127.0.0.1:$P_FLOE"]
+workers = 1
+[poll]
+interval = "1s"
+[[relay]]
+name = "relay-1"
+url = "http://127.0.0.1:$P_STATUS"
+addresses = ["127.0.0.1"]
+status = { kind = "xslt" }
+[[stream]]
+name = "live"
+mounts = ["/live.ogg"]
+TOML
+RUST_LOG=warn taskset -c 0 "$FLOE" serve --config "$WORK/floe.toml" &
+pids+=($!)
+FLOE_PID=$!
+
+for _ in $(seq 100); do
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P_FLOE/healthz")" = 200 ] &&
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P_NGINX/live.ogg")" = 302 ] && break
+  sleep 0.1
+done
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P_FLOE/live.ogg")
+[ "$code" = 302 ] || { echo "floe did not redirect (HTTP $code)" >&2; exit 1; }
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+HZ=$(getconf CLK_TCK)
+
+# run NAME PID URL [extra wrk args]: prints "rps us_per_req"
+run() {
+  local pid=$1 url=$2; shift 2
+  local before after out rps reqs
+  before=$(cpu_ticks "$pid")
+  out=$(taskset -c 1 wrk -t1 -c64 -d"${DUR}s" "$@" "$url")
+  after=$(cpu_ticks "$pid")
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+  non2xx=$(awk '/Non-2xx or 3xx/ {print $5}' <<<"$out")
+  [ -z "$non2xx" ] || { echo "unexpected non-3xx answers: $non2xx" >&2; }
+  python3 -c "print(f'{$rps:.0f} {($after-$before)/$HZ*1e6/max($reqs,1):.2f}')"
+}
+
+echo "HTTP redirect benchmark: ${DUR}s per run, servers on core 0, wrk on core 1, 64 connections"
+printf '%-22s %12s %12s %14s %14s %8s %8s\n' mode floe_rps nginx_rps floe_us/req nginx_us/req rps_x cpu_x
+for mode in keepalive close; do
+  extra=()
+  [ "$mode" = close ] && extra=(-H "Connection: close")
+  read -r f_rps f_us < <(run "$FLOE_PID" "http://127.0.0.1:$P_FLOE/live.ogg" "${extra[@]}")
+  read -r n_rps n_us < <(run "$NGINX_PID" "http://127.0.0.1:$P_NGINX/live.ogg" "${extra[@]}")
+  python3 -c "print(f'{\"$mode\":<22} {$f_rps:>12.0f} {$n_rps:>12.0f} {$f_us:>14.2f} {$n_us:>14.2f} {$f_rps/$n_rps:>8.2f} {$f_us/$n_us:>8.2f}')"
+done
+echo "rps_x = floe/nginx requests per second (target >= 1); cpu_x = floe/nginx CPU per request (lower is better)"
