@@ -14,6 +14,7 @@
 //!   published through `arc-swap`.
 //! - [`select`]: the pure selection policy both front doors call.
 //! - [`poll`]: relay pollers and the snapshot builder ([`poll::Engine`]).
+//! - [`dns`]: the DNS front door (authoritative zones, balanced names).
 //! - [`http`]: the HTTP front door (302 redirects, playlists, status).
 //! - [`report`]: `/status.json` and explanations, from one snapshot.
 //! - [`serve`]: wires engine and front doors into a running instance.
@@ -21,6 +22,7 @@
 
 pub mod config;
 pub mod diagnostic;
+pub mod dns;
 pub mod grants;
 pub mod health;
 pub mod http;

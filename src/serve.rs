@@ -7,6 +7,7 @@
 
 use crate::config::{self, Loaded};
 use crate::diagnostic::Diagnostics;
+use crate::dns::{DnsServer, DnsState};
 use crate::http::HttpServer;
 use crate::poll::Engine;
 use crate::shutdown::Shutdown;
@@ -33,6 +34,10 @@ pub struct Instance {
     pub config_path: PathBuf,
     /// The HTTP addresses actually bound.
     pub http_addrs: Vec<SocketAddr>,
+    /// The DNS addresses actually bound (each on UDP and TCP).
+    pub dns_addrs: Vec<SocketAddr>,
+    /// What the DNS workers answer from (zones swapped on reload).
+    pub dns: Arc<DnsState>,
     /// The poller engine.
     pub engine: Engine,
     /// Triggers and observes shutdown.
@@ -46,11 +51,15 @@ impl Instance {
     pub fn start(loaded: Loaded) -> Result<Instance, StartError> {
         let config = loaded.config.clone();
         let http = HttpServer::bind(&config.http.listen, config.http.workers)?;
+        let dns_server = DnsServer::bind(&config.dns.listen, config.dns.udp_workers)?;
         let shutdown = Shutdown::new();
         let engine = Engine::start(config.clone(), shutdown.clone());
         let http_addrs = http.addrs.clone();
-        let threads = http.spawn(engine.snapshots(), shutdown.clone());
-        Ok(Instance { config_path: config.path.clone(), http_addrs, engine, shutdown, threads })
+        let mut threads = http.spawn(engine.snapshots(), shutdown.clone());
+        let dns_addrs = dns_server.addrs.clone();
+        let dns = DnsState::new(engine.snapshots(), loaded.zones.clone());
+        threads.extend(dns_server.spawn(dns.clone(), &config.dns, shutdown.clone()));
+        Ok(Instance { config_path: config.path.clone(), http_addrs, dns_addrs, dns, engine, shutdown, threads })
     }
 
     /// The published snapshots.
@@ -63,6 +72,7 @@ impl Instance {
     pub fn reload(&self) -> Result<Diagnostics, Diagnostics> {
         let loaded = config::load(&self.config_path)?;
         self.engine.reload(loaded.config);
+        self.dns.set_zones(loaded.zones);
         Ok(loaded.warnings)
     }
 

@@ -1,0 +1,532 @@
+//! Balanced answers: what each balanced name answers for one snapshot.
+//!
+//! A [`Plan`] is built from one snapshot and the loaded zones, and holds, for
+//! every balanced name (`[[stream]] dns` and `mount_dns`), the decision
+//! (candidates, or which fallback policy and why), the TTL, and
+//! [`VARIANTS`] pre-drawn address lists per family: each a weighted pick
+//! among the candidates (room x weight, [`select::pick_many`]). Every
+//! variant is also rendered to wire format once ([`super::fast::Rendered`]).
+//! Queries then only choose a variant: the UDP fast path copies its bytes,
+//! the hickory handler turns the same addresses into records, so both paths
+//! give the same answers for the same plan.
+//!
+//! Pure: no I/O, no clock of its own (the caller passes the time), no lock.
+//! A plan is rebuilt when the snapshot or the zones change, and at least
+//! every [`REFRESH`] (grants in flight and the staleness of the snapshot
+//! change under one snapshot).
+
+use super::fast::Rendered;
+use super::zones::Zones;
+use crate::config::{DnsConfig, DnsFallback};
+use crate::health::RelayState;
+use crate::select::{self, NoCandidate};
+use crate::snapshot::{MountId, RelayId, Snapshot, StreamId};
+use hickory_proto::rr::rdata::{A, AAAA, TXT};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use rand::Rng;
+use rand::seq::SliceRandom;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Address lists drawn per balanced name and family for one plan. Queries
+/// rotate through them, so the answers of one plan spread like the weighted
+/// picks they were drawn from.
+pub const VARIANTS: usize = 16;
+
+/// Longest time one plan is used before it is drawn again from the same
+/// snapshot (grants in flight change room between snapshots).
+pub const REFRESH: Duration = Duration::from_secs(1);
+
+/// A relay whose state changed less than this long ago (up to the configured
+/// `ttl`) makes balanced answers use `min_ttl`: the cluster is changing.
+fn settling(config: &DnsConfig) -> Duration {
+    config.ttl
+}
+
+/// The answers of every balanced name for one snapshot.
+#[derive(Debug)]
+pub struct Plan {
+    /// Generation of the snapshot the plan was drawn from.
+    pub generation: u64,
+    /// That snapshot (identity tells whether the plan is current).
+    pub(super) snapshot: Arc<Snapshot>,
+    /// The zones the plan was drawn against.
+    pub(super) zones: Arc<Zones>,
+    /// When the plan must be drawn again even if nothing else changed.
+    pub expires: Instant,
+    /// Every balanced name inside a loaded zone.
+    pub names: Box<[Balanced]>,
+    /// Lower-case wire name -> index in `names`, when there are many names.
+    index: Option<HashMap<Box<[u8]>, usize>>,
+}
+
+/// Where a balanced answer comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Relays with room, picked by room x weight.
+    Candidates,
+    /// A configured policy, because of `why`.
+    Policy {
+        /// Why the normal answer could not be used.
+        why: Why,
+        /// What answers instead.
+        policy: DnsFallback,
+    },
+}
+
+/// Why a fallback policy answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    /// No relay qualifies (`when_no_candidate`).
+    NoCandidate(NoCandidate),
+    /// No relay qualifies yet and the first poll round is not done
+    /// (`before_first_poll`).
+    FirstPoll,
+    /// The snapshot is older than `[poll] stale_after` (`when_stale`).
+    Stale,
+}
+
+impl Why {
+    /// Short name for the explanation and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Why::NoCandidate(NoCandidate::Starting) => "no-candidate:starting",
+            Why::NoCandidate(NoCandidate::Offline) => "no-candidate:offline",
+            Why::NoCandidate(NoCandidate::Full) => "no-candidate:full",
+            Why::FirstPoll => "first-poll",
+            Why::Stale => "stale",
+        }
+    }
+}
+
+/// One balanced name's answers in one plan.
+#[derive(Debug)]
+pub struct Balanced {
+    /// The name, lower case, fully qualified.
+    pub name: Name,
+    /// Its uncompressed wire form, lower case.
+    pub(super) wire: Box<[u8]>,
+    /// The stream it balances.
+    pub stream: StreamId,
+    /// For a per-mount name, the mount.
+    pub mount: Option<MountId>,
+    /// Index of its zone in [`Zones`].
+    pub zone: usize,
+    /// Candidates or a policy.
+    pub decision: Decision,
+    /// TTL of the address records.
+    pub ttl: u32,
+    /// The relays the variants were drawn from (candidates, or the
+    /// policy's relays), in topology order.
+    pub relays: Box<[RelayId]>,
+    /// IPv4 variants (each possibly empty: NODATA).
+    pub v4: Box<[Box<[Ipv4Addr]>]>,
+    /// IPv6 variants.
+    pub v6: Box<[Box<[Ipv6Addr]>]>,
+    /// The variants in wire format.
+    pub(super) rendered: Rendered,
+}
+
+impl Plan {
+    /// Draws the answers of every balanced name of `snapshot`'s config that
+    /// lies inside one of `zones`. `now`/`wall` are the current monotonic and
+    /// wall-clock times; `rng` draws the variants.
+    pub fn build<R: Rng + ?Sized>(
+        snapshot: Arc<Snapshot>,
+        zones: Arc<Zones>,
+        now: Instant,
+        wall: SystemTime,
+        rng: &mut R,
+    ) -> Plan {
+        let snap = &*snapshot;
+        let topology = &snap.topology;
+        let mut names = Vec::new();
+        for (name, stream, mount) in topology.config.balanced_names() {
+            let Some((zone, _)) = zones.find(name) else { continue };
+            let Some(sid) = topology.stream_id(&stream.name) else { continue };
+            let mid = match mount {
+                Some(path) => match topology.mount_id(path) {
+                    Some(m) => Some(m),
+                    None => continue,
+                },
+                None => None,
+            };
+            names.push(balanced(snap, &zones, name, zone, sid, mid, now, wall, rng));
+        }
+        let index = (names.len() > 8).then(|| names.iter().enumerate().map(|(i, b)| (b.wire.clone(), i)).collect());
+        let stale_at = snap.built + snap.config().poll.stale_after + Duration::from_millis(1);
+        let expires = if now < stale_at { (now + REFRESH).min(stale_at) } else { now + REFRESH };
+        Plan { generation: snap.generation, snapshot, zones, expires, names: names.into(), index }
+    }
+
+    /// The balanced name with this lower-case wire form.
+    #[inline]
+    pub fn find_wire(&self, lower: &[u8]) -> Option<&Balanced> {
+        match &self.index {
+            Some(index) => index.get(lower).map(|&i| &self.names[i]),
+            None => self.names.iter().find(|b| &*b.wire == lower),
+        }
+    }
+
+    /// The balanced name equal to `name` (case-insensitive).
+    pub fn find(&self, name: &Name) -> Option<&Balanced> {
+        self.names.iter().find(|b| b.name == *name)
+    }
+
+    /// True when `name` is a strict ancestor of a balanced name (an empty
+    /// non-terminal unless the zone has records there).
+    pub fn is_above_balanced(&self, name: &Name) -> bool {
+        self.names.iter().any(|b| name.zone_of(&b.name) && b.name.num_labels() > name.num_labels())
+    }
+
+    /// The snapshot the plan was drawn from.
+    pub fn snapshot(&self) -> &Arc<Snapshot> {
+        &self.snapshot
+    }
+
+    /// One line per balanced name for debug logs: generation, decision, TTL
+    /// and relays.
+    pub fn describe(&self) -> String {
+        let mut s = String::new();
+        for b in self.names.iter() {
+            let _ = write!(s, "{} {}; ", b.name, b.explain(&self.snapshot, self.generation));
+        }
+        s
+    }
+}
+
+impl Balanced {
+    /// The address records of variant `variant` for `rtype` (A or AAAA;
+    /// anything else has none), owned by `owner` (the question's name, so
+    /// its case is kept).
+    pub fn records(&self, rtype: RecordType, variant: usize, owner: &Name) -> Vec<Record> {
+        let rdata: Vec<RData> = match rtype {
+            RecordType::A => pick(&self.v4, variant).iter().map(|&a| RData::A(A(a))).collect(),
+            RecordType::AAAA => pick(&self.v6, variant).iter().map(|&a| RData::AAAA(AAAA(a))).collect(),
+            _ => Vec::new(),
+        };
+        rdata.into_iter().map(|d| Record::from_rdata(owner.clone(), self.ttl, d)).collect()
+    }
+
+    /// The TXT explanation of this answer: `generation=N answer=...
+    /// ttl=T relays=a,b` (see docs/dns.md), split into strings of at most
+    /// 255 bytes.
+    pub fn explain_record(&self, snap: &Snapshot, generation: u64, owner: &Name) -> Record {
+        let text = self.explain(snap, generation);
+        let mut parts = Vec::new();
+        let mut rest = text.as_str();
+        while !rest.is_empty() {
+            let mut cut = rest.len().min(255);
+            while !rest.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            parts.push(rest[..cut].to_string());
+            rest = &rest[cut..];
+        }
+        // The explanation changes with every snapshot: never cache it long.
+        Record::from_rdata(owner.clone(), 0, RData::TXT(TXT::new(parts)))
+    }
+
+    /// `generation=N answer=candidates ttl=T relays=relay-1,relay-2`, or
+    /// `answer=serve-all reason=no-candidate:full ...` for a policy.
+    pub fn explain(&self, snap: &Snapshot, generation: u64) -> String {
+        let mut s = format!("generation={generation} ");
+        match self.decision {
+            Decision::Candidates => s.push_str("answer=candidates"),
+            Decision::Policy { why, policy } => {
+                let _ = write!(s, "answer={} reason={}", policy.as_str(), why.as_str());
+            }
+        }
+        let _ = write!(s, " ttl={} relays=", self.ttl);
+        for (i, &r) in self.relays.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            s.push_str(&snap.topology.relays[r].name);
+        }
+        s
+    }
+}
+
+/// Variant `variant` of `variants` (empty when there are none).
+#[inline]
+pub(super) fn pick<T>(variants: &[Box<[T]>], variant: usize) -> &[T] {
+    match variants.len() {
+        0 => &[],
+        n => &variants[variant % n],
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn balanced<R: Rng + ?Sized>(
+    snap: &Snapshot,
+    zones: &Zones,
+    name: &Name,
+    zone: usize,
+    sid: StreamId,
+    mid: Option<MountId>,
+    now: Instant,
+    wall: SystemTime,
+    rng: &mut R,
+) -> Balanced {
+    let dns = &snap.config().dns;
+    let room = |r: RelayId| match mid {
+        Some(m) => select::mount_room(snap, r, m),
+        None => select::stream_room(snap, r, sid),
+    };
+    let candidates: Vec<RelayId> = (0..snap.relays.len()).filter(|&r| room(r).is_ok()).collect();
+    let stale = snap.is_stale(now) && dns.when_stale != DnsFallback::LastKnown;
+    let decision = if stale {
+        Decision::Policy { why: Why::Stale, policy: dns.when_stale }
+    } else if !candidates.is_empty() {
+        Decision::Candidates
+    } else if !snap.first_round_done {
+        Decision::Policy { why: Why::FirstPoll, policy: dns.before_first_poll }
+    } else {
+        let why = no_candidate(snap, sid, mid);
+        Decision::Policy { why: Why::NoCandidate(why), policy: dns.when_no_candidate }
+    };
+    let (relays, v4, v6, ttl) = match decision {
+        Decision::Candidates => {
+            let (v4, v6) = draw_candidates(snap, sid, mid, candidates.len(), rng);
+            (candidates, v4, v6, candidate_ttl(snap, sid, mid, wall))
+        }
+        Decision::Policy { why, policy } => {
+            let min_ttl = secs(dns.min_ttl);
+            match policy {
+                DnsFallback::ServeAll | DnsFallback::LastKnown => {
+                    let relays = serve_all(snap, why);
+                    let (v4, v6) = draw_shuffled(snap, &relays, dns.answers, rng);
+                    (relays, v4, v6, min_ttl)
+                }
+                DnsFallback::Nodata => (Vec::new(), Vec::new(), Vec::new(), min_ttl),
+                DnsFallback::Fixed => {
+                    let (v4, v6) = fixed(&dns.fallback, dns.answers);
+                    (Vec::new(), v4, v6, min_ttl)
+                }
+            }
+        }
+    };
+    let mut b = Balanced {
+        name: name.clone(),
+        wire: lower_wire(name),
+        stream: sid,
+        mount: mid,
+        zone,
+        decision,
+        ttl,
+        relays: relays.into(),
+        v4: v4.into(),
+        v6: v6.into(),
+        rendered: Rendered::default(),
+    };
+    b.rendered = Rendered::render(&b, zones.negative_soa(zone));
+    b
+}
+
+/// Why nothing qualifies for a stream or mount.
+fn no_candidate(snap: &Snapshot, sid: StreamId, mid: Option<MountId>) -> NoCandidate {
+    if !snap.first_round_done && snap.relays.iter().all(|r| r.state == RelayState::Unknown) {
+        return NoCandidate::Starting;
+    }
+    let mounts: &[MountId] = match &mid {
+        Some(m) => std::slice::from_ref(m),
+        None => &snap.topology.streams[sid].mounts,
+    };
+    let on_air = (0..snap.relays.len()).any(|r| {
+        matches!(snap.relays[r].state, RelayState::Up | RelayState::Full)
+            && mounts.iter().any(|&m| snap.cell(r, m).present)
+    });
+    if on_air { NoCandidate::Full } else { NoCandidate::Offline }
+}
+
+/// `serve-all`: every relay that is not drained and is up or full (before
+/// the first poll round, not yet polled too); when there is none, every
+/// relay not drained, so a monitoring failure never takes a stream off the
+/// air. In topology order.
+fn serve_all(snap: &Snapshot, why: Why) -> Vec<RelayId> {
+    let live = |s: RelayState| match s {
+        RelayState::Up | RelayState::Full => true,
+        RelayState::Unknown => why == Why::FirstPoll,
+        RelayState::Down => false,
+    };
+    let not_drained = || (0..snap.relays.len()).filter(|&r| !snap.relays[r].drain);
+    let preferred: Vec<RelayId> = not_drained().filter(|&r| live(snap.relays[r].state)).collect();
+    if preferred.is_empty() { not_drained().collect() } else { preferred }
+}
+
+type Variants = (Vec<Box<[Ipv4Addr]>>, Vec<Box<[Ipv6Addr]>>);
+
+/// [`VARIANTS`] weighted draws among the candidates: each variant lists the
+/// first `answers` picked relays that have an address of the family (one
+/// address per relay, rotating through a relay's addresses across variants).
+fn draw_candidates<R: Rng + ?Sized>(
+    snap: &Snapshot,
+    sid: StreamId,
+    mid: Option<MountId>,
+    n_candidates: usize,
+    rng: &mut R,
+) -> Variants {
+    let answers = snap.config().dns.answers;
+    // Drawing every candidate is quadratic; a few per answer is plenty
+    // unless many relays lack one family (then draw them all).
+    let short = n_candidates.min(answers * 4);
+    let mut order = vec![0; n_candidates];
+    let mut v4 = Vec::with_capacity(VARIANTS);
+    let mut v6 = Vec::with_capacity(VARIANTS);
+    for k in 0..VARIANTS {
+        let mut n = select::pick_many(snap, sid, mid, rng, &mut order[..short]);
+        let (mut a, mut aaaa) = addresses(snap, &order[..n], answers, k);
+        if (a.len() < answers || aaaa.len() < answers) && short < n_candidates {
+            n = select::pick_many(snap, sid, mid, rng, &mut order);
+            (a, aaaa) = addresses(snap, &order[..n], answers, k);
+        }
+        v4.push(a.into());
+        v6.push(aaaa.into());
+    }
+    (v4, v6)
+}
+
+/// [`VARIANTS`] uniform shuffles of `relays` (for fallback policies, where
+/// there is no room to weight by).
+fn draw_shuffled<R: Rng + ?Sized>(snap: &Snapshot, relays: &[RelayId], answers: usize, rng: &mut R) -> Variants {
+    let mut order = relays.to_vec();
+    let mut v4 = Vec::with_capacity(VARIANTS);
+    let mut v6 = Vec::with_capacity(VARIANTS);
+    for k in 0..VARIANTS {
+        order.shuffle(rng);
+        let (a, aaaa) = addresses(snap, &order, answers, k);
+        v4.push(a.into());
+        v6.push(aaaa.into());
+    }
+    (v4, v6)
+}
+
+/// Up to `answers` addresses per family from `relays` in order, one per
+/// relay (its `k`-th of that family, rotating).
+fn addresses(snap: &Snapshot, relays: &[RelayId], answers: usize, k: usize) -> (Vec<Ipv4Addr>, Vec<Ipv6Addr>) {
+    let mut v4 = Vec::with_capacity(answers);
+    let mut v6 = Vec::with_capacity(answers);
+    for &r in relays {
+        let addrs = &snap.topology.relays[r].addresses;
+        if v4.len() < answers {
+            let fam: Vec<Ipv4Addr> = addrs
+                .iter()
+                .filter_map(|a| match a {
+                    IpAddr::V4(a) => Some(*a),
+                    IpAddr::V6(_) => None,
+                })
+                .collect();
+            if !fam.is_empty() {
+                v4.push(fam[k % fam.len()]);
+            }
+        }
+        if v6.len() < answers {
+            let fam: Vec<Ipv6Addr> = addrs
+                .iter()
+                .filter_map(|a| match a {
+                    IpAddr::V6(a) => Some(*a),
+                    IpAddr::V4(_) => None,
+                })
+                .collect();
+            if !fam.is_empty() {
+                v6.push(fam[k % fam.len()]);
+            }
+        }
+        if v4.len() >= answers && v6.len() >= answers {
+            break;
+        }
+    }
+    (v4, v6)
+}
+
+/// The `fallback` policy: the configured addresses, up to `answers` per
+/// family, rotating the starting point across variants.
+fn fixed(fallback: &[IpAddr], answers: usize) -> Variants {
+    let all4: Vec<Ipv4Addr> = fallback
+        .iter()
+        .filter_map(|a| match a {
+            IpAddr::V4(a) => Some(*a),
+            IpAddr::V6(_) => None,
+        })
+        .collect();
+    let all6: Vec<Ipv6Addr> = fallback
+        .iter()
+        .filter_map(|a| match a {
+            IpAddr::V6(a) => Some(*a),
+            IpAddr::V4(_) => None,
+        })
+        .collect();
+    fn rotate<T: Copy>(all: &[T], answers: usize, k: usize) -> Box<[T]> {
+        if all.is_empty() {
+            return Box::new([]);
+        }
+        (0..answers.min(all.len())).map(|i| all[(k + i) % all.len()]).collect()
+    }
+    let v4 = (0..VARIANTS).map(|k| rotate(&all4, answers, k)).collect();
+    let v6 = (0..VARIANTS).map(|k| rotate(&all6, answers, k)).collect();
+    (v4, v6)
+}
+
+/// The TTL of a candidate answer: `ttl` when the cluster is idle, falling
+/// linearly to `min_ttl` as the free share of capacity on the name's mounts
+/// drops from 80 % to 20 %; `min_ttl` while a relay's state changed within
+/// the last `ttl` (the cluster is changing, or floe just started).
+fn candidate_ttl(snap: &Snapshot, sid: StreamId, mid: Option<MountId>, wall: SystemTime) -> u32 {
+    let dns = &snap.config().dns;
+    let (min, max) = (secs(dns.min_ttl), secs(dns.ttl));
+    let recent = wall.checked_sub(settling(dns)).unwrap_or(SystemTime::UNIX_EPOCH);
+    if snap.relays.iter().any(|r| r.since > recent) {
+        return min;
+    }
+    let mounts: &[MountId] = match &mid {
+        Some(m) => std::slice::from_ref(m),
+        None if !snap.stream_required[sid].is_empty() => &snap.stream_required[sid],
+        None => &snap.topology.streams[sid].mounts,
+    };
+    let free = mounts.iter().map(|&m| free_share(snap, m)).fold(1.0_f64, f64::min);
+    let scale = ((free - 0.2) / 0.6).clamp(0.0, 1.0);
+    min + ((f64::from(max - min)) * scale).round() as u32
+}
+
+/// Free share of the capacity of mount `m` over live relays carrying it
+/// (room after grants and reserve, over capacity); 1.0 when some relay has
+/// no limit.
+fn free_share(snap: &Snapshot, m: MountId) -> f64 {
+    let (mut room, mut capacity) = (0u64, 0u64);
+    for r in 0..snap.relays.len() {
+        let v = &snap.relays[r];
+        let cell = snap.cell(r, m);
+        if v.state != RelayState::Up || v.drain || !cell.present {
+            continue;
+        }
+        let Some(cap) = cell.capacity else { return 1.0 };
+        capacity += u64::from(cap);
+        match select::mount_room(snap, r, m) {
+            Ok(rm) => match rm.slots() {
+                Some(s) => room += s,
+                None => return 1.0,
+            },
+            Err(_) => {}
+        }
+    }
+    if capacity == 0 { 1.0 } else { room as f64 / capacity as f64 }
+}
+
+fn secs(d: Duration) -> u32 {
+    u32::try_from(d.as_secs()).unwrap_or(u32::MAX)
+}
+
+/// The uncompressed wire form of `name`, lower case.
+pub(super) fn lower_wire(name: &Name) -> Box<[u8]> {
+    let mut out = Vec::with_capacity(64);
+    for label in name.iter() {
+        out.push(label.len() as u8);
+        out.extend(label.iter().map(u8::to_ascii_lowercase));
+    }
+    out.push(0);
+    out.into()
+}

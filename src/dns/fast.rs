@@ -1,0 +1,194 @@
+//! The UDP fast path: balanced A/AAAA answers copied from wire bytes
+//! rendered once per plan, patched per query.
+//!
+//! [`Rendered::render`] encodes each variant of a balanced name with
+//! hickory's encoder (question in lower case, answer owners compressed to
+//! the question, or the SOA in authority for NODATA). [`answer`] then reads
+//! only the header, the question and an optional OPT record of a query,
+//! finds the name in the plan, copies a variant and patches the ID, the RD
+//! and CD bits and the question name (the client's 0x20 case), and appends
+//! an OPT record when the query had one. Anything it does not fully
+//! understand — another opcode or type, a compressed or odd question, EDNS
+//! version or options it does not know, an answer that would not fit —
+//! returns `None` and goes to the hickory handler, which gives the same
+//! answer for the same plan (tested) or the right error.
+//!
+//! No allocation, no lock, no system call: a lookup and a copy.
+
+use super::answer::{Balanced, Plan, pick};
+use super::{EDNS_PAYLOAD, udp_limit};
+use hickory_proto::op::{Message, MessageType, OpCode, Query};
+use hickory_proto::rr::{Record, RecordType};
+
+/// Wire type codes the fast path answers.
+const TYPE_A: u16 = 1;
+const TYPE_AAAA: u16 = 28;
+const TYPE_OPT: u16 = 41;
+const CLASS_IN: u16 = 1;
+/// EDNS options a query may carry on the fast path: they ask for nothing a
+/// response must echo (NSID 3 is only sent when configured, which floe never
+/// does; COOKIE 10 may be ignored by a server without cookie support;
+/// tcp-keepalive 11 and PADDING 12 are for TCP and privacy).
+const KNOWN_OPTIONS: [u16; 4] = [3, 10, 11, 12];
+
+/// The OPT record floe appends to answers of EDNS queries: root owner,
+/// type 41, our UDP payload size, extended RCODE 0, version 0, no flags, no
+/// options.
+const OPT: [u8; 11] = [
+    0,
+    0,
+    41,
+    (EDNS_PAYLOAD >> 8) as u8,
+    (EDNS_PAYLOAD & 0xff) as u8,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+];
+
+/// The wire-format answers of one balanced name: one message per variant
+/// and type, ID 0, question in lower case, no OPT record.
+#[derive(Debug, Default)]
+pub struct Rendered {
+    a: Box<[Box<[u8]>]>,
+    aaaa: Box<[Box<[u8]>]>,
+}
+
+impl Rendered {
+    /// Renders every variant of `b`; `soa` is its zone's SOA with the
+    /// negative TTL, for NODATA variants.
+    pub fn render(b: &Balanced, soa: &Record) -> Rendered {
+        let one = |rtype: RecordType, k: usize| -> Box<[u8]> {
+            let mut m = Message::new(0, MessageType::Response, OpCode::Query);
+            m.metadata.authoritative = true;
+            m.add_query(Query::query(b.name.clone(), rtype));
+            let records = b.records(rtype, k, &b.name);
+            if records.is_empty() {
+                m.add_authority(soa.clone());
+            } else {
+                m.add_answers(records);
+            }
+            // An encoding error leaves the variant empty: those queries go
+            // to the handler.
+            m.to_vec().unwrap_or_default().into()
+        };
+        let all = |rtype: RecordType, n: usize| (0..n.max(1)).map(|k| one(rtype, k)).collect();
+        Rendered { a: all(RecordType::A, b.v4.len()), aaaa: all(RecordType::AAAA, b.v6.len()) }
+    }
+}
+
+/// Answers `query` from `plan` into `out` when it is a plain A or AAAA
+/// question for a balanced name; returns the response length, or `None`
+/// when the hickory handler must answer.
+#[inline]
+pub fn answer(query: &[u8], plan: &Plan, variant: usize, out: &mut [u8]) -> Option<usize> {
+    if query.len() < 12 + 5 {
+        return None;
+    }
+    // Header: a query (QR 0), opcode QUERY, one question, no answer or
+    // authority records, at most one additional (the OPT).
+    if query[2] & 0xf8 != 0 || query[4..10] != [0, 1, 0, 0, 0, 0] || query[10] != 0 || query[11] > 1 {
+        return None;
+    }
+    let mut lower = [0u8; 255];
+    let name_end = read_name(query, &mut lower)?;
+    let name_len = name_end - 12;
+    let qtype = u16::from_be_bytes([*query.get(name_end)?, *query.get(name_end + 1)?]);
+    let qclass = u16::from_be_bytes([*query.get(name_end + 2)?, *query.get(name_end + 3)?]);
+    if qclass != CLASS_IN {
+        return None;
+    }
+    let question_end = name_end + 4;
+    let edns = if query[11] == 1 { Some(read_opt(query, question_end)?) } else { None };
+    if edns.is_none() && question_end != query.len() {
+        return None;
+    }
+    let balanced = plan.find_wire(&lower[..name_len])?;
+    let rendered: &[u8] = match qtype {
+        TYPE_A => pick(&balanced.rendered.a, variant),
+        TYPE_AAAA => pick(&balanced.rendered.aaaa, variant),
+        _ => return None,
+    };
+    let len = rendered.len() + if edns.is_some() { OPT.len() } else { 0 };
+    if rendered.len() < 12 + name_len || len > udp_limit(edns) || len > out.len() {
+        return None;
+    }
+    out[..rendered.len()].copy_from_slice(rendered);
+    out[0] = query[0];
+    out[1] = query[1];
+    // QR and AA set, RD copied; RA clear; CD copied; RCODE as rendered.
+    out[2] = 0x84 | (query[2] & 0x01);
+    out[3] = (query[3] & 0x10) | (rendered[3] & 0x0f);
+    out[12..12 + name_len].copy_from_slice(&query[12..name_end]);
+    if edns.is_some() {
+        out[rendered.len()..len].copy_from_slice(&OPT);
+        let arcount = u16::from_be_bytes([out[10], out[11]]) + 1;
+        out[10..12].copy_from_slice(&arcount.to_be_bytes());
+    }
+    Some(len)
+}
+
+/// Reads the uncompressed question name at offset 12 into `lower` (ASCII
+/// lower case); returns the offset just past it.
+#[inline]
+fn read_name(query: &[u8], lower: &mut [u8; 255]) -> Option<usize> {
+    let mut pos = 12;
+    loop {
+        let len = *query.get(pos)? as usize;
+        if len == 0 {
+            let total = pos - 12 + 1;
+            if total > 255 {
+                return None;
+            }
+            lower[total - 1] = 0;
+            return Some(pos + 1);
+        }
+        // Compression pointers and extended label types go to the handler.
+        if len > 63 {
+            return None;
+        }
+        let end = pos + 1 + len;
+        if end - 12 >= 255 {
+            return None;
+        }
+        let label = query.get(pos + 1..end)?;
+        lower[pos - 12] = len as u8;
+        for (d, s) in lower[pos - 12 + 1..end - 12].iter_mut().zip(label) {
+            *d = s.to_ascii_lowercase();
+        }
+        pos = end;
+    }
+}
+
+/// Reads the OPT record at `pos`, which must end the message; returns the
+/// client's UDP payload size. `None` for anything but version 0 with
+/// well-formed, known options.
+#[inline]
+fn read_opt(query: &[u8], pos: usize) -> Option<u16> {
+    let rr = query.get(pos..pos + 11)?;
+    if rr[0] != 0 || u16::from_be_bytes([rr[1], rr[2]]) != TYPE_OPT {
+        return None;
+    }
+    let payload = u16::from_be_bytes([rr[3], rr[4]]);
+    // rr[5]: extended RCODE (0 in a query); rr[6]: version.
+    if rr[5] != 0 || rr[6] != 0 {
+        return None;
+    }
+    let rdlen = usize::from(u16::from_be_bytes([rr[9], rr[10]]));
+    let mut at = pos + 11;
+    if at + rdlen != query.len() {
+        return None;
+    }
+    while at < query.len() {
+        let opt = query.get(at..at + 4)?;
+        let code = u16::from_be_bytes([opt[0], opt[1]]);
+        let len = usize::from(u16::from_be_bytes([opt[2], opt[3]]));
+        if !KNOWN_OPTIONS.contains(&code) {
+            return None;
+        }
+        at += 4 + len;
+    }
+    (at == query.len()).then_some(payload)
+}

@@ -1,0 +1,311 @@
+//! The hickory `RequestHandler`: every query the fast path does not take.
+//!
+//! [`FloeHandler`] answers from the current [`Plan`] (balanced names) and
+//! from the zones' in-memory handlers (static records), authoritatively:
+//! AA set on answers from a zone, RA never set, REFUSED for names outside
+//! floe's zones, NXDOMAIN vs NODATA with the zone's SOA (TTL min(SOA TTL,
+//! MINIMUM)) in authority, FORMERR for queries that do not parse or do not
+//! have exactly one question, NOTIMP for opcodes other than QUERY, BADVERS
+//! for EDNS versions above 0, a minimal answer to ANY (RFC 8482: one RRset),
+//! referrals with glue below delegations. Over UDP an answer that does not
+//! fit the client's size is replaced by an empty one with TC set.
+//!
+//! floe's own transports call [`FloeHandler::answer`] with the raw query;
+//! the `RequestHandler` impl lets hickory's `Server` drive it too.
+
+use super::answer::{Balanced, Plan};
+use super::{DnsState, EDNS_PAYLOAD, next_variant, udp_limit};
+use hickory_proto::op::{Edns, Header, LowerQuery, Message, MessageType, Metadata, OpCode, ResponseCode};
+use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncoder};
+use hickory_server::net::runtime::Time;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::{LookupOptions, MessageResponseBuilder, ZoneHandler};
+use std::future::Future;
+use std::iter;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// floe's authoritative request handler.
+#[derive(Debug, Clone)]
+pub struct FloeHandler {
+    state: Arc<DnsState>,
+}
+
+/// A response before encoding. `None` from [`FloeHandler::reply`] means
+/// no response at all (the message was itself a response).
+#[derive(Debug)]
+pub struct Reply {
+    /// Header flags and RCODE.
+    pub metadata: Metadata,
+    /// Answer section.
+    pub answers: Vec<Record>,
+    /// Authority section (NS of a referral, or the SOA of a negative).
+    pub authorities: Vec<Record>,
+    /// Additional section (glue), without the OPT record.
+    pub additionals: Vec<Record>,
+    /// The OPT record, when the query had one.
+    pub edns: Option<Edns>,
+}
+
+impl Reply {
+    fn new(request: &Request) -> Reply {
+        let edns = request.edns.as_ref().map(|_| {
+            let mut e = Edns::new();
+            e.set_max_payload(EDNS_PAYLOAD);
+            e
+        });
+        Reply {
+            metadata: Metadata::response_from_request(&request.metadata),
+            answers: Vec::new(),
+            authorities: Vec::new(),
+            additionals: Vec::new(),
+            edns,
+        }
+    }
+
+    fn error(mut self, rcode: ResponseCode) -> Reply {
+        self.metadata.authoritative = false;
+        self.metadata.response_code = rcode;
+        self
+    }
+
+    /// NXDOMAIN or NODATA: `rcode` with the negative SOA in authority.
+    fn negative(mut self, rcode: ResponseCode, soa: &Record) -> Reply {
+        self.metadata.response_code = rcode;
+        self.authorities.push(soa.clone());
+        self
+    }
+}
+
+impl FloeHandler {
+    /// A handler answering from `state`.
+    pub fn new(state: Arc<DnsState>) -> FloeHandler {
+        FloeHandler { state }
+    }
+
+    /// Answers one raw query received over `protocol` from `src`: the
+    /// encoded response, or `None` when nothing must be sent (a message
+    /// too short to have a header, or a response).
+    pub async fn answer(&self, raw: &[u8], src: SocketAddr, protocol: Protocol) -> Option<Vec<u8>> {
+        if raw.len() < 12 || raw[2] & 0x80 != 0 {
+            return None;
+        }
+        let request = match Request::from_bytes(raw.to_vec(), src, protocol) {
+            Ok(r) => r,
+            Err(_) => return formerr(raw),
+        };
+        let plan = self.state.plan(Instant::now());
+        let reply = self.reply(&request, &plan, next_variant()).await?;
+        let max = match protocol {
+            Protocol::Udp => udp_limit(request.edns.as_ref().map(Edns::max_payload)),
+            _ => usize::from(u16::MAX),
+        };
+        Some(encode(&request, reply, max))
+    }
+
+    /// The response to `request` from `plan`, using balanced variant
+    /// `variant`.
+    pub async fn reply(&self, request: &Request, plan: &Plan, variant: usize) -> Option<Reply> {
+        if request.metadata.message_type == MessageType::Response {
+            return None;
+        }
+        let reply = Reply::new(request);
+        if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
+            return Some(reply.error(ResponseCode::BADVERS));
+        }
+        if request.metadata.op_code != OpCode::Query {
+            return Some(reply.error(ResponseCode::NotImp));
+        }
+        let [query] = request.queries.queries() else {
+            return Some(reply.error(ResponseCode::FormErr));
+        };
+        if query.query_class() != DNSClass::IN {
+            return Some(reply.error(ResponseCode::Refused));
+        }
+        let Some((zi, _)) = plan.zones.find(query.name()) else {
+            return Some(reply.error(ResponseCode::Refused));
+        };
+        match query.query_type() {
+            // Zone transfers are not offered; OPT is no question.
+            RecordType::AXFR | RecordType::IXFR => return Some(reply.error(ResponseCode::Refused)),
+            RecordType::OPT => return Some(reply.error(ResponseCode::FormErr)),
+            _ => {}
+        }
+        let mut reply = reply;
+        reply.metadata.authoritative = true;
+        match plan.find(query.name()) {
+            Some(b) => Some(balanced(reply, plan, b, query, variant)),
+            None => Some(self.zone(reply, plan, zi, query).await),
+        }
+    }
+
+    /// A static answer from zone `zi`'s records.
+    async fn zone(&self, mut reply: Reply, plan: &Plan, zi: usize, query: &LowerQuery) -> Reply {
+        let zones = &plan.zones;
+        let name = query.name();
+        let soa = zones.negative_soa(zi);
+        let lookup = zones.handler(zi).lookup(name, query.query_type(), None, LookupOptions::default()).await;
+        match lookup.map_result() {
+            Some(Ok(found)) => {
+                let records: Vec<Record> = found.iter().cloned().collect();
+                let origin = zones.handler(zi).origin();
+                let referral = records.first().is_some_and(|r| {
+                    r.record_type() == RecordType::NS && LowerName::new(&r.name) != *origin
+                });
+                if referral {
+                    reply.metadata.authoritative = false;
+                    reply.additionals = glue(plan, zi, &records);
+                    reply.authorities = records;
+                } else {
+                    reply.answers = records;
+                    if let Some(adds) = found.additionals() {
+                        reply.additionals = adds.cloned().collect();
+                    }
+                }
+                reply
+            }
+            Some(Err(e)) if e.is_nx_domain() && !plan.is_above_balanced(name) => {
+                reply.negative(ResponseCode::NXDomain, soa)
+            }
+            // The name exists (records of other types, an empty
+            // non-terminal, or the parent of a balanced name): NODATA.
+            Some(Err(_)) => reply.negative(ResponseCode::NoError, soa),
+            None => reply.error(ResponseCode::ServFail),
+        }
+    }
+}
+
+/// A balanced name's answer from the plan: A/AAAA from variant `variant`
+/// (ANY answers the A records, RFC 8482), TXT the explanation, NODATA for
+/// everything else or an empty variant.
+fn balanced(mut reply: Reply, plan: &Plan, b: &Balanced, query: &LowerQuery, variant: usize) -> Reply {
+    let owner = query.original().name();
+    let records = match query.query_type() {
+        RecordType::A | RecordType::AAAA => b.records(query.query_type(), variant, owner),
+        RecordType::ANY => b.records(RecordType::A, variant, owner),
+        RecordType::TXT => vec![b.explain_record(&plan.snapshot, plan.generation, owner)],
+        _ => Vec::new(),
+    };
+    if records.is_empty() {
+        return reply.negative(ResponseCode::NoError, plan.zones.negative_soa(b.zone));
+    }
+    reply.answers = records;
+    reply
+}
+
+/// A/AAAA records, inside zone `zi`, of the name servers of a referral.
+fn glue(plan: &Plan, zi: usize, ns: &[Record]) -> Vec<Record> {
+    let zone = &plan.zones.set().zones()[zi];
+    let mut out = Vec::new();
+    for r in ns {
+        let RData::NS(target) = &r.data else { continue };
+        let target: &Name = &target.0;
+        if !zone.origin.zone_of(target) {
+            continue;
+        }
+        for t in [RecordType::A, RecordType::AAAA] {
+            if let Some(set) = zone.rrset(target, t) {
+                out.extend(set.records_without_rrsigs().cloned());
+            }
+        }
+    }
+    out
+}
+
+/// Encodes `reply` to at most `max` bytes; when it does not fit, an empty
+/// answer with TC set (the client retries over TCP).
+pub fn encode(request: &Request, reply: Reply, max: usize) -> Vec<u8> {
+    let max = u16::try_from(max).unwrap_or(u16::MAX);
+    let mut buf = Vec::with_capacity(512);
+    let full = {
+        let response = MessageResponseBuilder::new(&request.queries, reply.edns.as_ref()).build(
+            reply.metadata,
+            reply.answers.iter(),
+            reply.authorities.iter(),
+            iter::empty(),
+            reply.additionals.iter(),
+        );
+        let mut encoder = BinEncoder::new(&mut buf);
+        encoder.set_max_size(max);
+        response.destructive_emit(&mut encoder)
+    };
+    match full {
+        Ok(info) if !info.truncation => return buf,
+        Ok(_) => {}
+        Err(ref e) => tracing::debug!("DNS: encoding a response failed: {e}"),
+    }
+    // Truncated (or failed): the question alone, TC set (SERVFAIL if even
+    // that fails).
+    let mut metadata = reply.metadata;
+    if full.is_ok() {
+        metadata.truncation = true;
+    } else {
+        metadata.response_code = ResponseCode::ServFail;
+        metadata.authoritative = false;
+    }
+    buf.clear();
+    let response = MessageResponseBuilder::new(&request.queries, reply.edns.as_ref()).build_no_records(metadata);
+    let mut encoder = BinEncoder::new(&mut buf);
+    encoder.set_max_size(max);
+    if response.destructive_emit(&mut encoder).is_err() {
+        buf.clear();
+    }
+    buf
+}
+
+/// FORMERR for a query whose header parses but the rest does not: the
+/// header's ID, opcode and RD, no question.
+fn formerr(raw: &[u8]) -> Option<Vec<u8>> {
+    let header = Header::read(&mut BinDecoder::new(raw)).ok()?;
+    let mut m = Message::new(header.metadata.id, MessageType::Response, header.metadata.op_code);
+    m.metadata.recursion_desired = header.metadata.recursion_desired;
+    m.metadata.response_code = ResponseCode::FormErr;
+    m.to_vec().ok()
+}
+
+/// Lets hickory's `Server` (or a `Catalog` user) drive floe's handler; it
+/// does what `async_trait` would generate for `async fn handle_request`.
+impl RequestHandler for FloeHandler {
+    fn handle_request<'life0, 'life1, 'async_trait, R: ResponseHandler, T: Time>(
+        &'life0 self,
+        request: &'life1 Request,
+        mut response_handle: R,
+    ) -> Pin<Box<dyn Future<Output = ResponseInfo> + Send + 'async_trait>>
+    where
+        R: 'async_trait,
+        T: 'async_trait,
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin(async move {
+            let plan = self.state.plan(Instant::now());
+            let fallback = || {
+                let mut metadata = Metadata::response_from_request(&request.metadata);
+                metadata.response_code = ResponseCode::ServFail;
+                ResponseInfo::from(Header { metadata, counts: Default::default() })
+            };
+            let Some(reply) = self.reply(request, &plan, next_variant()).await else {
+                return fallback();
+            };
+            let response = MessageResponseBuilder::new(&request.queries, reply.edns.as_ref()).build(
+                reply.metadata,
+                reply.answers.iter(),
+                reply.authorities.iter(),
+                iter::empty(),
+                reply.additionals.iter(),
+            );
+            match response_handle.send_response(response).await {
+                Ok(info) => info,
+                Err(e) => {
+                    tracing::debug!("DNS: sending a response failed: {e}");
+                    fallback()
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,280 @@
+//! The DNS front door: floe as the authoritative server of its zones, with
+//! balanced names answered from the current snapshot.
+//!
+//! Three layers, as in hickory-server:
+//! - transport: [`udp`] (one blocking loop per worker thread, each on its
+//!   own `SO_REUSEPORT` socket) and [`tcp`] (one current-thread runtime
+//!   with a connection limit and an idle timeout);
+//! - dispatch: [`fast`] answers plain A/AAAA questions for balanced names
+//!   from pre-rendered wire bytes; everything else goes to [`handler`], a
+//!   hickory `RequestHandler` over the zones and the same balanced answers;
+//! - data: [`answer`] draws each balanced name's answers from a snapshot
+//!   into a [`Plan`]; [`zones`] holds the zone files' records with hickory's
+//!   in-memory handlers.
+//!
+//! [`DnsState`] ties them together: the snapshot cell (written by the
+//! poller), the zones (swapped on reload) and the current plan. Queries
+//! never lock and never wait for the poller: they load the plan (lock-free),
+//! and the first query that finds it out of date draws the next one.
+//!
+//! See `docs/dns.md` for the design of the fast path and the answers each
+//! policy gives.
+
+pub mod answer;
+pub mod fast;
+pub mod handler;
+mod tcp;
+mod udp;
+pub mod zones;
+
+pub use answer::Plan;
+pub use handler::FloeHandler;
+pub use zones::Zones;
+
+use crate::config::DnsConfig;
+use crate::shutdown::Shutdown;
+use crate::snapshot::SnapshotCell;
+use crate::zones::ZoneSet;
+use arc_swap::{ArcSwap, Guard};
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Instant, SystemTime};
+
+/// The UDP payload size floe advertises in its OPT record and the most it
+/// sends over UDP to an EDNS client (the DNS Flag Day 2020 value, which
+/// avoids IP fragmentation); a client's smaller size is honoured.
+pub const EDNS_PAYLOAD: u16 = 1232;
+
+/// Largest UDP response for a client that advertised `edns` (its OPT
+/// payload size) or none (RFC 1035: 512 bytes).
+#[inline]
+pub fn udp_limit(edns: Option<u16>) -> usize {
+    match edns {
+        None => 512,
+        Some(size) => usize::from(size.clamp(512, EDNS_PAYLOAD)),
+    }
+}
+
+/// What every DNS worker shares: the snapshot cell, the zones and the
+/// current plan of balanced answers.
+pub struct DnsState {
+    cell: Arc<SnapshotCell>,
+    zones: ArcSwap<Zones>,
+    plan: ArcSwap<Plan>,
+    /// Set while one thread draws a new plan; the others keep answering
+    /// from the current one instead of drawing it too.
+    drawing: AtomicBool,
+}
+
+impl std::fmt::Debug for DnsState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DnsState").field("generation", &self.plan.load().generation).finish()
+    }
+}
+
+impl DnsState {
+    /// State serving `zones` with balanced answers from `cell`.
+    pub fn new(cell: Arc<SnapshotCell>, zones: Arc<ZoneSet>) -> Arc<DnsState> {
+        let zones = Arc::new(Zones::new(zones));
+        let plan = draw(&cell, zones.clone(), Instant::now());
+        log_plan(None, &plan);
+        Arc::new(DnsState { cell, zones: ArcSwap::new(zones), plan: ArcSwap::from_pointee(plan), drawing: AtomicBool::new(false) })
+    }
+
+    /// Serves `zones` from now on (reload). Balanced answers are drawn
+    /// again at once, against the new zones.
+    pub fn set_zones(&self, zones: Arc<ZoneSet>) {
+        let zones = Arc::new(Zones::new(zones));
+        self.zones.store(zones.clone());
+        let plan = draw(&self.cell, zones, Instant::now());
+        log_plan(Some(&self.plan.load()), &plan);
+        self.plan.store(Arc::new(plan));
+    }
+
+    /// The plan for the current snapshot at `now`: the published one when
+    /// it is current, else a new one drawn by this thread (or, while another
+    /// thread draws, the published one). Never blocks.
+    #[inline]
+    pub fn plan(&self, now: Instant) -> Guard<Arc<Plan>> {
+        let plan = self.plan.load();
+        let snap = self.cell.load();
+        if Arc::ptr_eq(&plan.snapshot, &snap) && now < plan.expires {
+            return plan;
+        }
+        self.redraw(plan, now)
+    }
+
+    #[cold]
+    fn redraw(&self, old: Guard<Arc<Plan>>, now: Instant) -> Guard<Arc<Plan>> {
+        if self.drawing.swap(true, Ordering::Acquire) {
+            return old;
+        }
+        let next = Arc::new(draw(&self.cell, self.zones.load_full(), now));
+        log_plan(Some(&old), &next);
+        // Only replace the plan this one was drawn after: a reload may have
+        // stored a newer one meanwhile.
+        let _ = self.plan.compare_and_swap(&*old, next);
+        self.drawing.store(false, Ordering::Release);
+        self.plan.load()
+    }
+
+    /// The snapshot cell answers are drawn from.
+    pub fn snapshots(&self) -> &Arc<SnapshotCell> {
+        &self.cell
+    }
+}
+
+fn draw(cell: &SnapshotCell, zones: Arc<Zones>, now: Instant) -> Plan {
+    let snap = cell.load_full();
+    with_rng(snap.config().select.seed, |rng| Plan::build(snap, zones, now, SystemTime::now(), rng))
+}
+
+/// One log line per balanced name whose decision changed (candidates vs a
+/// policy), and the whole plan at debug level, with its generation.
+fn log_plan(old: Option<&Plan>, new: &Plan) {
+    for b in new.names.iter() {
+        let before = old.and_then(|o| o.find(&b.name)).map(|o| o.decision);
+        if before != Some(b.decision) {
+            match b.decision {
+                answer::Decision::Candidates if before.is_none() => {}
+                answer::Decision::Candidates => {
+                    tracing::info!(name = %b.name, generation = new.generation, "DNS: answering relays with room again");
+                }
+                answer::Decision::Policy { why, policy } => tracing::info!(
+                    name = %b.name,
+                    generation = new.generation,
+                    "DNS: answering by policy {} ({})",
+                    policy.as_str(),
+                    why.as_str()
+                ),
+            }
+        }
+    }
+    if old.is_none_or(|o| o.generation != new.generation) {
+        tracing::debug!(generation = new.generation, "DNS plan: {}", new.describe());
+    }
+}
+
+thread_local! {
+    /// This thread's RNG for drawing plans.
+    static RNG: RefCell<Option<SmallRng>> = const { RefCell::new(None) };
+    /// This thread's rotation through a plan's variants.
+    static VARIANT: Cell<usize> = const { Cell::new(0) };
+}
+
+fn with_rng<T>(seed: Option<u64>, f: impl FnOnce(&mut SmallRng) -> T) -> T {
+    RNG.with(|r| {
+        let mut r = r.borrow_mut();
+        let rng = r.get_or_insert_with(|| match seed {
+            Some(s) => SmallRng::seed_from_u64(s),
+            None => SmallRng::from_os_rng(),
+        });
+        f(rng)
+    })
+}
+
+/// The next variant index for a balanced answer on this thread.
+#[inline]
+pub(crate) fn next_variant() -> usize {
+    VARIANT.with(|v| {
+        let n = v.get().wrapping_add(1);
+        v.set(n);
+        n
+    })
+}
+
+/// Bound DNS sockets, ready to serve.
+pub struct DnsServer {
+    /// The addresses actually bound (port 0 resolved), one per `listen`
+    /// entry, each served on UDP and TCP.
+    pub addrs: Vec<SocketAddr>,
+    /// `udp[w]`: worker w's socket for each address.
+    udp: Vec<Vec<UdpSocket>>,
+    tcp: Vec<TcpListener>,
+}
+
+impl DnsServer {
+    /// Binds each address on UDP (`workers` `SO_REUSEPORT` sockets; 0 = one
+    /// per core) and TCP, on the same port. Port 0 picks a port free for
+    /// both.
+    pub fn bind(listen: &[SocketAddr], workers: usize) -> io::Result<DnsServer> {
+        let workers = if workers == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { workers };
+        let mut addrs = Vec::new();
+        let mut udp: Vec<Vec<UdpSocket>> = (0..workers).map(|_| Vec::new()).collect();
+        let mut tcp = Vec::new();
+        for &addr in listen {
+            let (actual, sockets, listener) = bind_one(addr, workers)?;
+            for (per_worker, s) in udp.iter_mut().zip(sockets) {
+                per_worker.push(s);
+            }
+            tcp.push(listener);
+            addrs.push(actual);
+        }
+        Ok(DnsServer { addrs, udp, tcp })
+    }
+
+    /// Starts the UDP worker threads and the TCP thread. They answer from
+    /// `state` until `shutdown`.
+    pub fn spawn(self, state: Arc<DnsState>, config: &DnsConfig, shutdown: Shutdown) -> Vec<JoinHandle<()>> {
+        for a in &self.addrs {
+            tracing::info!("DNS listening on {a} (UDP and TCP)");
+        }
+        let handler = Arc::new(FloeHandler::new(state.clone()));
+        let mut threads = Vec::new();
+        for (w, sockets) in self.udp.into_iter().enumerate() {
+            for (i, socket) in sockets.into_iter().enumerate() {
+                let (state, handler, shutdown) = (state.clone(), handler.clone(), shutdown.clone());
+                threads.push(
+                    std::thread::Builder::new()
+                        .name(format!("floe-dns-{w}.{i}"))
+                        .spawn(move || udp::worker(socket, state, handler, shutdown))
+                        .expect("spawn DNS UDP worker thread"),
+                );
+            }
+        }
+        if !self.tcp.is_empty() {
+            let limits = tcp::Limits { idle: config.tcp_idle_timeout, max_connections: config.tcp_max_connections };
+            let listeners = self.tcp;
+            threads.push(
+                std::thread::Builder::new()
+                    .name("floe-dns-tcp".into())
+                    .spawn(move || tcp::serve(listeners, handler, limits, shutdown))
+                    .expect("spawn DNS TCP thread"),
+            );
+        }
+        threads
+    }
+}
+
+/// Binds `addr` on UDP (`workers` sockets) and TCP. With port 0, retries a
+/// few ports until one is free for both protocols.
+fn bind_one(addr: SocketAddr, workers: usize) -> io::Result<(SocketAddr, Vec<UdpSocket>, TcpListener)> {
+    let attempts = if addr.port() == 0 { 16 } else { 1 };
+    let mut last = None;
+    for _ in 0..attempts {
+        let first = udp::bind(addr).map_err(|e| io::Error::new(e.kind(), format!("DNS bind udp {addr}: {e}")))?;
+        let actual = first.local_addr()?;
+        match tcp::bind(actual) {
+            Ok(listener) => {
+                let mut sockets = vec![first];
+                for _ in 1..workers {
+                    sockets.push(
+                        udp::bind(actual).map_err(|e| io::Error::new(e.kind(), format!("DNS bind udp {actual}: {e}")))?,
+                    );
+                }
+                return Ok((actual, sockets, listener));
+            }
+            Err(e) => last = Some(io::Error::new(e.kind(), format!("DNS bind tcp {actual}: {e}"))),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::other(format!("DNS bind {addr}: no port free for UDP and TCP"))))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,129 @@
+//! TCP transport: length-prefixed queries (RFC 1035 4.2.2, RFC 7766) on one
+//! thread with a current-thread runtime, answered by the hickory handler
+//! with no size limit.
+//!
+//! Limits from `[dns]`: at most `tcp_max_connections` connections at once
+//! (one more is accepted and closed at once), and a connection that sends
+//! no complete query for `tcp_idle_timeout` is closed. Queries on one
+//! connection are answered in order.
+
+use super::handler::FloeHandler;
+use crate::shutdown::Shutdown;
+use hickory_server::net::xfer::Protocol;
+use std::io;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+/// TCP limits from the config.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Limits {
+    /// Close a connection with no complete query for this long.
+    pub idle: Duration,
+    /// Most connections at once.
+    pub max_connections: usize,
+}
+
+/// A listening TCP socket on `addr`.
+pub(super) fn bind(addr: SocketAddr) -> io::Result<StdListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_tcp_nodelay(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// Serves `listeners` until `shutdown`.
+pub(super) fn serve(listeners: Vec<StdListener>, handler: Arc<FloeHandler>, limits: Limits, shutdown: Shutdown) {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("DNS TCP: runtime: {e}");
+            return;
+        }
+    };
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    rt.block_on(async move {
+        let mut loops = Vec::new();
+        for l in listeners {
+            match TcpListener::from_std(l) {
+                Ok(l) => loops.push(tokio::spawn(accept_loop(l, handler.clone(), limits, slots.clone(), shutdown.clone()))),
+                Err(e) => tracing::error!("DNS TCP listener: {e}"),
+            }
+        }
+        for l in loops {
+            let _ = l.await;
+        }
+    });
+}
+
+async fn accept_loop(listener: TcpListener, handler: Arc<FloeHandler>, limits: Limits, slots: Arc<Semaphore>, shutdown: Shutdown) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!("DNS TCP accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.wait() => return,
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, "DNS TCP: connection limit reached; closing");
+            drop(stream);
+            continue;
+        };
+        let (handler, shutdown) = (handler.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                r = connection(stream, peer, &handler, limits.idle) => {
+                    if let Err(e) = r {
+                        tracing::debug!(%peer, "DNS TCP connection: {e}");
+                    }
+                }
+                _ = shutdown.wait() => {}
+            }
+            drop(permit);
+        });
+    }
+}
+
+async fn connection(mut stream: TcpStream, peer: SocketAddr, handler: &FloeHandler, idle: Duration) -> io::Result<()> {
+    let mut query = Vec::new();
+    loop {
+        let mut len = [0u8; 2];
+        let read = async {
+            stream.read_exact(&mut len).await?;
+            query.resize(usize::from(u16::from_be_bytes(len)), 0);
+            stream.read_exact(&mut query).await
+        };
+        match tokio::time::timeout(idle, read).await {
+            Ok(Ok(_)) => {}
+            // Closed by the client between queries: done.
+            Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Ok(()),
+        }
+        let Some(response) = handler.answer(&query, peer, Protocol::Tcp).await else { continue };
+        let Ok(n) = u16::try_from(response.len()) else { continue };
+        let mut framed = Vec::with_capacity(2 + response.len());
+        framed.extend_from_slice(&n.to_be_bytes());
+        framed.extend_from_slice(&response);
+        match tokio::time::timeout(idle, stream.write_all(&framed)).await {
+            Ok(r) => r?,
+            Err(_) => return Ok(()),
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! UDP transport: one blocking receive loop per worker thread, each on its
+//! own `SO_REUSEPORT` socket, so the kernel spreads queries across cores and
+//! nothing is shared between workers but the plan.
+//!
+//! Per query: load the plan (lock-free), try the fast path, else hand the
+//! query to the hickory handler on this thread's current-thread runtime.
+//! The loop never waits for anything but the socket; a read timeout lets it
+//! notice shutdown when idle.
+
+use super::handler::FloeHandler;
+use super::{DnsState, fast, next_variant};
+use crate::shutdown::Shutdown;
+use hickory_server::net::xfer::Protocol;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How often an idle worker checks for shutdown.
+const IDLE_CHECK: Duration = Duration::from_millis(200);
+/// A busy worker checks for shutdown every this many packets.
+const BUSY_CHECK: u32 = 1024;
+/// Largest query read; longer datagrams are cut and fail to parse (FORMERR).
+const MAX_QUERY: usize = 4096;
+/// Receive buffer asked of the kernel, to absorb bursts.
+const RECV_BUFFER: usize = 4 << 20;
+
+/// A blocking UDP socket on `addr` with `SO_REUSEPORT`, for one worker.
+pub(super) fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_port(true)?;
+    // Best effort: the kernel caps it at net.core.rmem_max.
+    let _ = socket.set_recv_buffer_size(RECV_BUFFER);
+    socket.bind(&addr.into())?;
+    socket.set_read_timeout(Some(IDLE_CHECK))?;
+    Ok(socket.into())
+}
+
+/// Serves `socket` until `shutdown`.
+pub(super) fn worker(socket: UdpSocket, state: Arc<DnsState>, handler: Arc<FloeHandler>, shutdown: Shutdown) {
+    let rt = match tokio::runtime::Builder::new_current_thread().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("DNS UDP worker: runtime: {e}");
+            return;
+        }
+    };
+    let mut query = vec![0u8; MAX_QUERY];
+    let mut out = vec![0u8; usize::from(super::EDNS_PAYLOAD)];
+    let mut since_check = 0u32;
+    loop {
+        let (n, src) = match socket.recv_from(&mut query) {
+            Ok(x) => x,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                if shutdown.is_triggered() {
+                    return;
+                }
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                // ICMP errors from earlier sends (ECONNREFUSED) and the like.
+                tracing::debug!("DNS UDP receive: {e}");
+                continue;
+            }
+        };
+        since_check += 1;
+        if since_check >= BUSY_CHECK {
+            since_check = 0;
+            if shutdown.is_triggered() {
+                return;
+            }
+        }
+        // Nothing can be sent back to port 0.
+        if src.port() == 0 {
+            continue;
+        }
+        let query = &query[..n];
+        let plan = state.plan(Instant::now());
+        if let Some(len) = fast::answer(query, &plan, next_variant(), &mut out) {
+            send(&socket, &out[..len], src);
+            continue;
+        }
+        drop(plan);
+        if let Some(response) = rt.block_on(handler.answer(query, src, Protocol::Udp)) {
+            send(&socket, &response, src);
+        }
+    }
+}
+
+#[inline]
+fn send(socket: &UdpSocket, bytes: &[u8], to: SocketAddr) {
+    if let Err(e) = socket.send_to(bytes, to) {
+        tracing::debug!("DNS UDP send to {to}: {e}");
+    }
+}

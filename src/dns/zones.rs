@@ -1,0 +1,64 @@
+//! The zones as the DNS server serves them: each loaded [`Zone`] with
+//! hickory's in-memory handler for its static records and its SOA ready
+//! for negative answers. Swapped as one value on reload.
+
+use crate::zones::{Zone, ZoneSet};
+use hickory_proto::rr::{Name, Record};
+use hickory_server::store::in_memory::InMemoryZoneHandler;
+use std::sync::Arc;
+
+/// Every zone floe serves, with what answering needs.
+pub struct Zones {
+    set: Arc<ZoneSet>,
+    /// `handlers[i]` serves `set.zones()[i]`.
+    handlers: Box<[InMemoryZoneHandler]>,
+    /// `negative_soa[i]`: the apex SOA with TTL min(SOA TTL, MINIMUM), for
+    /// the authority section of NXDOMAIN and NODATA (RFC 2308).
+    negative_soa: Box<[Record]>,
+}
+
+impl std::fmt::Debug for Zones {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Zones").field("zones", &self.set.zones().iter().map(|z| &z.origin).collect::<Vec<_>>()).finish()
+    }
+}
+
+impl Zones {
+    /// Prepares `set` for serving.
+    pub fn new(set: Arc<ZoneSet>) -> Zones {
+        let handlers = set.zones().iter().map(Zone::to_handler).collect();
+        let negative_soa = set
+            .zones()
+            .iter()
+            .map(|z| {
+                let mut soa = z.soa_record().clone();
+                soa.ttl = z.negative_ttl();
+                soa
+            })
+            .collect();
+        Zones { set, handlers, negative_soa }
+    }
+
+    /// The zone `name` belongs to (longest origin that is a suffix), with
+    /// its index; `None` when floe is not authoritative for it.
+    pub fn find(&self, name: &Name) -> Option<(usize, &Zone)> {
+        let zone = self.set.find(name)?;
+        let i = self.set.zones().iter().position(|z| std::ptr::eq(z, zone))?;
+        Some((i, zone))
+    }
+
+    /// The in-memory handler of zone `i`.
+    pub fn handler(&self, i: usize) -> &InMemoryZoneHandler {
+        &self.handlers[i]
+    }
+
+    /// The SOA of zone `i` for negative answers.
+    pub fn negative_soa(&self, i: usize) -> &Record {
+        &self.negative_soa[i]
+    }
+
+    /// The zone set this was built from.
+    pub fn set(&self) -> &Arc<ZoneSet> {
+        &self.set
+    }
+}
