@@ -1,0 +1,539 @@
+//! One zone file's text to hickory's record map, with every error placed at
+//! a line and column.
+//!
+//! hickory-proto 0.26's `serialize::txt::Parser` is the parser: floe serves
+//! exactly what it reads. Its errors carry no position, so this module finds
+//! the position itself:
+//!
+//! 1. [`scan`](super::scan) splits the file into entries exactly where
+//!    hickory's lexer ends them (newlines outside parentheses and quotes).
+//! 2. The parser is sequential and keeps no lookahead across entries, so if
+//!    the file fails, the first failing entry is the smallest `k` such that
+//!    the text of entries `0..=k` fails to parse. A binary search over those
+//!    prefixes finds it with O(log n) re-parses.
+//! 3. Within that entry, [`analyze`] mirrors the parser's owner, TTL, class
+//!    and type steps on the scanned tokens to point at the token at fault;
+//!    failures past the type are in the record data.
+//! 4. To report more than one error, the failing record is replaced by a
+//!    harmless placeholder that keeps the parser's state (owner, TTL, class)
+//!    and the search continues after it. A bad `$ORIGIN` or `$TTL`, or a
+//!    lexical error, stops the search: what follows would be noise.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::str::FromStr;
+
+use hickory_proto::rr::{DNSClass, LowerName, Name, RecordSet, RecordType, RrKey};
+use hickory_proto::serialize::txt::{LexerError, ParseError, Parser, Token, parse_ttl};
+
+use super::scan::{Entry, Kind, Tok};
+use crate::diagnostic::Diagnostic;
+
+/// Most parse errors reported for one file; later ones are usually echoes.
+const MAX_PARSE_ERRORS: usize = 20;
+
+/// What the mirror of hickory's parser state machine learned about one entry.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Info {
+    /// Owner name of a record entry (explicit, `@` or inherited), FQDN.
+    pub owner: Option<Name>,
+    /// True when the owner was written on this entry (not inherited).
+    pub explicit_owner: bool,
+    /// Index into the entry's tokens of a valid TTL token, if any.
+    pub ttl_tok: Option<usize>,
+    /// Index of a valid class token, if any.
+    pub class_tok: Option<usize>,
+    /// Record type, when the entry is a record.
+    pub rtype: Option<RecordType>,
+    /// Index of the type token.
+    pub type_tok: Option<usize>,
+    /// Token indices of the record data.
+    pub rdata: Vec<usize>,
+    /// The entry is `$ORIGIN`, `$TTL` or `$INCLUDE`.
+    pub directive: Option<String>,
+    /// Index of the token where the mirrored parser fails before the data.
+    pub fails_at: Option<usize>,
+    /// The owner name failed to parse (so [`Info::fails_at`] is the owner).
+    pub bad_owner: bool,
+}
+
+/// Mirrors hickory's parser states (StartLine, Origin, Ttl, TtlClassType,
+/// Record) over the scanned tokens of every entry.
+///
+/// `origin` is the origin hickory starts with. The result has one [`Info`]
+/// per entry.
+pub(super) fn analyze(entries: &[Entry], origin: Option<&Name>) -> Vec<Info> {
+    let mut origin = origin.cloned();
+    let mut current: Option<Name> = None;
+    let mut out = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let toks: Vec<(usize, &Tok)> = entry
+            .tokens
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.kind != Kind::Eol)
+            .collect();
+        let mut info = Info::default();
+        let mut rest = toks.iter().copied().peekable();
+        let Some((i0, first)) = rest.next() else {
+            out.push(info);
+            continue;
+        };
+        match first.kind {
+            Kind::Dollar => {
+                info.directive = Some(first.text.clone());
+                let arg = rest.next();
+                match (first.text.as_str(), arg) {
+                    ("ORIGIN", Some((i, t))) if t.kind == Kind::Word => {
+                        match Name::parse(&t.text, None) {
+                            Ok(n) => origin = Some(n),
+                            Err(_) => info.fails_at = Some(i),
+                        }
+                    }
+                    ("TTL", Some((i, t))) if t.kind == Kind::Word => {
+                        if parse_ttl(&t.text).is_err() {
+                            info.fails_at = Some(i);
+                        }
+                    }
+                    ("INCLUDE", _) => {}
+                    (_, Some((i, _))) => info.fails_at = Some(i),
+                    (_, None) => info.fails_at = Some(i0),
+                }
+                out.push(info);
+                continue;
+            }
+            Kind::Word => {
+                info.explicit_owner = true;
+                match Name::parse(&first.text, origin.as_ref()) {
+                    Ok(n) => current = Some(n),
+                    Err(_) => {
+                        info.fails_at = Some(i0);
+                        info.bad_owner = true;
+                        out.push(info);
+                        continue;
+                    }
+                }
+            }
+            Kind::At => {
+                info.explicit_owner = true;
+                current.clone_from(&origin);
+            }
+            Kind::Blank => {}
+            _ => {
+                info.fails_at = Some(i0);
+                out.push(info);
+                continue;
+            }
+        }
+        info.owner = current.clone().map(|mut n| {
+            n.set_fqdn(true);
+            n
+        });
+        // TtlClassType
+        for (i, t) in rest.by_ref() {
+            if t.kind != Kind::Word {
+                info.fails_at = Some(i);
+                break;
+            }
+            if parse_ttl(&t.text).is_ok() {
+                info.ttl_tok = Some(i);
+                continue;
+            }
+            let upper = t.text.to_ascii_uppercase();
+            if DNSClass::from_str(&upper).is_ok() {
+                info.class_tok = Some(i);
+                continue;
+            }
+            match RecordType::from_str(&upper) {
+                Ok(rt) => {
+                    info.rtype = Some(rt);
+                    info.type_tok = Some(i);
+                }
+                Err(_) => info.fails_at = Some(i),
+            }
+            break;
+        }
+        if info.rtype.is_some() {
+            // Record: words and list items; `@`, `$...` or a blank are errors.
+            for (i, t) in rest {
+                match t.kind {
+                    Kind::Word | Kind::ListItem => info.rdata.push(i),
+                    Kind::ListOpen => {}
+                    _ => {
+                        info.fails_at.get_or_insert(i);
+                    }
+                }
+            }
+        }
+        out.push(info);
+    }
+    out
+}
+
+/// The zone origin a file declares: the `$ORIGIN` in effect when the first
+/// record starts, if any. Returns the entry index of that `$ORIGIN` too.
+pub(super) fn declared_origin(entries: &[Entry]) -> Option<(Name, usize)> {
+    let mut found = None;
+    for (idx, entry) in entries.iter().enumerate() {
+        let mut toks = entry.tokens.iter().filter(|t| !matches!(t.kind, Kind::Eol));
+        let Some(first) = toks.next() else { continue };
+        match (first.kind, first.text.as_str()) {
+            (Kind::Dollar, "ORIGIN") => {
+                if let Some(t) = toks.next().filter(|t| t.kind == Kind::Word)
+                    && let Ok(mut n) = Name::parse(&t.text, None)
+                {
+                    n.set_fqdn(true);
+                    found = Some((n, idx));
+                }
+            }
+            (Kind::Dollar, _) => {}
+            // A blank line with only a comment scans as Blank + Eol.
+            (Kind::Blank, _) if toks.next().is_none() => {}
+            _ => break,
+        }
+    }
+    found
+}
+
+/// The result of parsing one file.
+pub(super) struct Parsed {
+    /// hickory's record map; `None` when there were parse errors.
+    pub records: Option<BTreeMap<RrKey, RecordSet>>,
+    /// Errors, each placed at a line and column.
+    pub errors: Vec<Diagnostic>,
+}
+
+/// Parses `text` (already scanned into `entries` and analyzed into `infos`)
+/// with hickory, starting from `origin`.
+pub(super) fn parse(
+    path: &Path,
+    text: &str,
+    entries: &[Entry],
+    infos: &[Info],
+    origin: &Name,
+) -> Parsed {
+    let mut errors = Vec::new();
+    let mut pieces: Vec<Cow<'_, str>> = entries
+        .iter()
+        .map(|e| Cow::Borrowed(&text[e.start..e.end]))
+        .collect();
+
+    // `$INCLUDE` would read files floe neither watches nor attributes errors
+    // to; refuse it and leave the line out so the rest is still checked.
+    for (idx, (entry, info)) in entries.iter().zip(infos).enumerate() {
+        if info.directive.as_deref() == Some("INCLUDE") {
+            let (line, col) = entry.position();
+            errors.push(Diagnostic::error(
+                path,
+                line,
+                col,
+                "$INCLUDE is not supported: put the records in this file (floe loads and reloads only the *.zone files in the zones directory)",
+            ));
+            pieces[idx] = Cow::Owned(blank_like(entry_text(text, entry)));
+        }
+    }
+
+    // A quoted string over a line end is legal but in practice a missing
+    // closing quote that swallowed what follows; the errors it causes come
+    // later in the file, so name the cause first. (An entry where the lexer
+    // fails is placed by `locate`.)
+    for entry in entries.iter().filter(|e| e.lex_error.is_none()) {
+        if let Some(t) = entry.tokens.iter().find(|t| is_multi_line_quote(t)) {
+            errors.push(Diagnostic::error(path, t.line, t.col, multi_line_quote(t)));
+        }
+    }
+
+    let run =
+        |upto: usize, pieces: &[Cow<'_, str>]| -> Result<BTreeMap<RrKey, RecordSet>, ParseError> {
+            let prefix: String = pieces[..upto].concat();
+            // Operator input must not take the process down: a panic inside
+            // the parser counts as a parse error, which the search then places.
+            std::panic::catch_unwind(|| Parser::new(prefix, None, Some(origin.clone())).parse())
+                .unwrap_or(Err(ParseError::Message(
+                    "hickory's zone-file parser crashed on this entry",
+                )))
+                .map(|(_, records)| records)
+        };
+
+    let n = entries.len();
+    let mut from = 0;
+    let mut last_failed: Option<usize> = None;
+    loop {
+        let mut err = match run(n, &pieces) {
+            Ok(records) => {
+                let records = if errors.is_empty() {
+                    Some(records)
+                } else {
+                    None
+                };
+                return Parsed { records, errors };
+            }
+            Err(e) => e,
+        };
+        if n == 0 || from >= n {
+            errors.push(Diagnostic::error(path, 0, 0, err.to_string()));
+            return Parsed {
+                records: None,
+                errors,
+            };
+        }
+        // Smallest k in from..n whose prefix 0..=k fails; prefix 0..from is
+        // known to parse and 0..n known to fail.
+        let (mut lo, mut hi) = (from, n - 1);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match run(mid + 1, &pieces) {
+                Err(e) => {
+                    hi = mid;
+                    err = e;
+                }
+                Ok(_) => lo = mid + 1,
+            }
+        }
+        let k = hi;
+        if last_failed == Some(k) {
+            // The placeholder failed too: nothing more to learn safely.
+            return Parsed {
+                records: None,
+                errors,
+            };
+        }
+        let (line, col, tok) = locate(&entries[k], &infos[k], &err);
+        errors.push(Diagnostic::error(
+            path,
+            line,
+            col,
+            describe(&err, tok, text, &entries[k]),
+        ));
+
+        let stop = errors.len() >= MAX_PARSE_ERRORS
+            || entries[k].lex_error.is_some()
+            || infos[k].directive.is_some();
+        if stop {
+            return Parsed {
+                records: None,
+                errors,
+            };
+        }
+        pieces[k] = Cow::Owned(placeholder(&entries[k], &infos[k], text));
+        last_failed = Some(k);
+        from = k;
+    }
+}
+
+/// The original text of an entry.
+fn entry_text<'t>(text: &'t str, entry: &Entry) -> &'t str {
+    &text[entry.start..entry.end]
+}
+
+/// An empty entry ending the way `s` ends (with or without a newline).
+fn blank_like(s: &str) -> String {
+    if s.ends_with('\n') {
+        "\n".into()
+    } else {
+        String::new()
+    }
+}
+
+/// A record that parses and leaves hickory's state as the failed entry would
+/// have: same explicit owner, TTL and class.
+fn placeholder(entry: &Entry, info: &Info, text: &str) -> String {
+    let toks = &entry.tokens;
+    let mut s = String::new();
+    if info.explicit_owner && !info.bad_owner {
+        match &info.owner {
+            Some(owner) => s.push_str(&owner.to_string()),
+            None => s.push('@'),
+        }
+    } else if info.bad_owner {
+        s.push('@');
+    }
+    s.push(' ');
+    for i in [info.ttl_tok, info.class_tok].into_iter().flatten() {
+        s.push_str(&toks[i].text);
+        s.push(' ');
+    }
+    s.push_str("TXT \"floe-placeholder\"");
+    s.push_str(&blank_like(entry_text(text, entry)));
+    s
+}
+
+/// Where in `entry` hickory's error `err` is: line, column, and the token
+/// there when one is to blame.
+fn locate<'e>(entry: &'e Entry, info: &Info, err: &ParseError) -> (usize, usize, Option<&'e Tok>) {
+    let at = |i: usize| {
+        let t = &entry.tokens[i];
+        (t.line, t.col, Some(t))
+    };
+    if let Some((line, col)) = entry.lex_error {
+        // A quoted string that ran over a line end is the usual cause of a
+        // lexical error further down: a missing closing quote.
+        if let Some(t) = entry.tokens.iter().find(|t| is_multi_line_quote(t)) {
+            return (t.line, t.col, Some(t));
+        }
+        // The scanner stopped where hickory's lexer fails; if hickory reports
+        // something else first, the token mirror knows better.
+        return match (err, info.fails_at) {
+            (ParseError::Lexer(_), _) | (_, None) => (line, col, None),
+            (_, Some(i)) => at(i),
+        };
+    }
+    if let Some(i) = info.fails_at {
+        return at(i);
+    }
+    if let ParseError::Message(m) = err
+        && (m.contains("not specified") || m.contains("already specified"))
+    {
+        let (line, col) = entry.position();
+        return (line, col, None);
+    }
+    // A token the message quotes, among the record data.
+    let quoted = match err {
+        ParseError::ParseTime(s) | ParseError::Msg(s) => Some(s.as_str()),
+        ParseError::UnexpectedToken(Token::CharData(s)) => Some(s.as_str()),
+        _ => None,
+    };
+    if let Some(q) = quoted
+        && let Some(&i) = info.rdata.iter().find(|&&i| entry.tokens[i].text == q)
+    {
+        return at(i);
+    }
+    let msg = err.to_string();
+    if let Some(&i) = info.rdata.iter().find(|&&i| {
+        let t = &entry.tokens[i].text;
+        t.len() >= 2 && msg.contains(t.as_str())
+    }) {
+        return at(i);
+    }
+    match (info.rdata.first(), info.type_tok) {
+        (Some(&i), _) | (None, Some(i)) => at(i),
+        (None, None) => {
+            let (line, col) = entry.position();
+            (line, col, None)
+        }
+    }
+}
+
+/// hickory's error text, with the offending token and a hint where that
+/// helps an operator more than the parser's wording.
+fn describe(err: &ParseError, tok: Option<&Tok>, text: &str, entry: &Entry) -> String {
+    if let Some(t) = tok.filter(|t| is_multi_line_quote(t)) {
+        return format!("{}; {err}", multi_line_quote(t));
+    }
+    match err {
+        ParseError::Message("record ttl not specified") => {
+            return "no TTL for this record: give it one, or add a `$TTL` line before it".into();
+        }
+        ParseError::Message("record name not specified") => {
+            return "no owner name: the first record must start with a name or `@` in column 1"
+                .into();
+        }
+        ParseError::Message("SOA is already specified") => {
+            return "a second SOA record at the same name: a zone has exactly one SOA".into();
+        }
+        ParseError::UnexpectedToken(Token::At) if tok.is_some_and(|t| t.kind == Kind::At) => {
+            return "`@` is only accepted as an owner name: in record data write the name in full, with a trailing dot".into();
+        }
+        ParseError::MissingToken(what) => {
+            return match tok.filter(|t| t.kind == Kind::Word) {
+                Some(t) => format!("the `{}` record is missing its {what}", t.text),
+                None => format!("missing {what}"),
+            };
+        }
+        ParseError::Lexer(LexerError::UnrecognizedDollar(_)) => {
+            // hickory's message loses the word; take it from the text.
+            let rest = &text[entry.start..entry.end];
+            let word: String = rest
+                .trim_start()
+                .chars()
+                .take_while(|c| !c.is_whitespace() && *c != ';')
+                .collect();
+            return format!("unknown directive `{word}`: floe accepts $ORIGIN and $TTL");
+        }
+        _ => {}
+    }
+    let msg = err.to_string();
+    let msg = msg.strip_prefix("proto error: ").unwrap_or(&msg);
+    let msg = msg.strip_prefix("decoding error: ").unwrap_or(msg);
+    let msg = msg.strip_prefix("lexer error: ").unwrap_or(msg);
+    let msg = msg.trim_end_matches([':', ' ']);
+    match tok {
+        Some(t) if !t.text.is_empty() && !msg.contains(t.text.as_str()) => {
+            format!("{msg}: `{}`", t.text)
+        }
+        _ => msg.to_string(),
+    }
+}
+
+/// True for a quoted string that contains a line end (only quotes can).
+fn is_multi_line_quote(t: &Tok) -> bool {
+    t.kind == Kind::Word && t.text.contains('\n')
+}
+
+/// The message for a quoted string running over a line end.
+fn multi_line_quote(t: &Tok) -> String {
+    let end = t.line + t.text.matches('\n').count();
+    format!("the quoted string opened here runs on to line {end}: is its closing `\"` missing?")
+}
+
+/// Fixed numbers of record-data tokens for the common types: hickory's
+/// parsers silently ignore extra tokens (`www A 192.0.2.1 192.0.2.2` serves
+/// only the first address), so floe reports them.
+pub(super) fn expected_rdata_tokens(rtype: RecordType) -> Option<usize> {
+    Some(match rtype {
+        RecordType::A
+        | RecordType::AAAA
+        | RecordType::CNAME
+        | RecordType::NS
+        | RecordType::PTR
+        | RecordType::ANAME => 1,
+        RecordType::MX => 2,
+        RecordType::SRV => 4,
+        RecordType::SOA => 7,
+        _ => return None,
+    })
+}
+
+/// Errors for text hickory accepted but would partly ignore or that is
+/// almost surely a mistake.
+pub(super) fn extra_tokens(path: &Path, entries: &[Entry], infos: &[Info]) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for (entry, info) in entries.iter().zip(infos) {
+        if let Some(directive @ ("ORIGIN" | "TTL")) = info.directive.as_deref() {
+            // hickory reads a second word as the owner of the next records.
+            let mut args = entry.tokens.iter().filter(|t| t.kind != Kind::Eol).skip(1);
+            if let Some(t) = args.nth(1) {
+                out.push(Diagnostic::error(
+                    path,
+                    t.line,
+                    t.col,
+                    format!("unexpected `{}` after the ${directive} value", t.text),
+                ));
+            }
+            continue;
+        }
+        let Some(rtype) = info.rtype else { continue };
+        let Some(want) = expected_rdata_tokens(rtype) else {
+            continue;
+        };
+        if let Some(&i) = info.rdata.get(want) {
+            let t = &entry.tokens[i];
+            out.push(Diagnostic::error(
+                path,
+                t.line,
+                t.col,
+                format!(
+                    "unexpected `{}` after the {rtype} record data: write one record per line",
+                    t.text
+                ),
+            ));
+        }
+    }
+    out
+}
+
+/// The lower-cased owner of a record entry, for matching diagnostics.
+pub(super) fn owner_key(info: &Info) -> Option<(LowerName, RecordType)> {
+    Some((LowerName::new(info.owner.as_ref()?), info.rtype?))
+}

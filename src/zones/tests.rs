@@ -1,0 +1,659 @@
+//! Unit tests: loading, positions of parse errors, validation, lookup.
+
+use std::fs;
+use std::str::FromStr;
+
+use hickory_proto::rr::{LowerName, Name, RecordType};
+use hickory_proto::serialize::txt::{ParseError, Parser};
+use hickory_server::zone_handler::{LookupControlFlow, LookupOptions, ZoneHandler};
+use proptest::prelude::*;
+use tempfile::TempDir;
+
+use super::*;
+use crate::diagnostic::Severity;
+
+/// The head of a valid zone for `a.example.` (no `$ORIGIN`: the file name
+/// gives it). Five lines.
+const HEAD: &str = "\
+$TTL 300
+@ 60 IN SOA ns1.a.example. hostmaster.a.example. 1 3600 600 86400 60
+@ IN NS ns1.a.example.
+ns1 IN A 192.0.2.53
+www IN A 192.0.2.80
+";
+
+fn name(s: &str) -> Name {
+    Name::from_str(s).unwrap()
+}
+
+fn dir_with(files: &[(&str, &str)]) -> TempDir {
+    let dir = TempDir::new().unwrap();
+    for (file, text) in files {
+        fs::write(dir.path().join(file), text).unwrap();
+    }
+    dir
+}
+
+fn errors(d: &Diagnostics) -> Vec<&Diagnostic> {
+    d.0.iter().filter(|d| d.is_error()).collect()
+}
+
+fn warnings(d: &Diagnostics) -> Vec<&Diagnostic> {
+    d.0.iter()
+        .filter(|d| d.severity == Severity::Warning)
+        .collect()
+}
+
+/// Loads one file's text as `a.example.zone`.
+fn one(text: &str) -> (Option<Zone>, Diagnostics) {
+    let load = load_text(Path::new("zones/a.example.zone"), text);
+    (load.zone, load.diags)
+}
+
+/// The single error of loading `text`, as (line, column, message).
+fn only_error(text: &str) -> (usize, usize, String) {
+    let (z, d) = one(text);
+    assert!(z.is_none(), "loaded despite errors: {d}");
+    let e = errors(&d);
+    assert_eq!(e.len(), 1, "expected one error, got:\n{d}");
+    (e[0].line, e[0].column, e[0].message.clone())
+}
+
+#[test]
+fn example_zone_loads_without_diagnostics() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("zones");
+    let (set, d) = ZoneSet::load(&dir);
+    assert!(d.0.is_empty(), "example zone has diagnostics:\n{d}");
+    let set = set.unwrap();
+    let zone = set
+        .find(&name("live.stream.example.org."))
+        .expect("zone for the balanced name");
+    assert_eq!(zone.origin, name("stream.example.org."));
+    assert_eq!(zone.file, dir.join("stream.example.org.zone"));
+    assert_eq!(zone.soa().minimum, 60);
+    assert!(zone.soa_record().ttl <= zone.soa().minimum);
+    assert_eq!(zone.negative_ttl(), 60);
+    assert_eq!(
+        zone.rrset(&zone.origin, RecordType::NS)
+            .unwrap()
+            .records_without_rrsigs()
+            .count(),
+        2
+    );
+    for glue in [
+        "ns1.stream.example.org.",
+        "ns2.stream.example.org.",
+        "www.stream.example.org.",
+    ] {
+        assert!(zone.rrset(&name(glue), RecordType::A).is_some(), "{glue}");
+    }
+    assert!(zone.rrset(&zone.origin, RecordType::TXT).is_some());
+    // floe synthesizes the balanced name: the file must not define it.
+    assert!(!zone.contains_name(&name("live.stream.example.org.")));
+}
+
+#[tokio::test]
+async fn handler_serves_static_records() {
+    let (zone, d) = one(HEAD);
+    let zone = zone.unwrap_or_else(|| panic!("{d}"));
+    let handler = zone.to_handler();
+    let www = LowerName::new(&name("www.a.example."));
+    let found = match handler
+        .lookup(&www, RecordType::A, None, LookupOptions::default())
+        .await
+    {
+        LookupControlFlow::Continue(Ok(found)) | LookupControlFlow::Break(Ok(found)) => found,
+        other => panic!("www.a.example. A not found: {other}"),
+    };
+    let addrs: Vec<String> = found.iter().map(|r| r.data.to_string()).collect();
+    assert_eq!(addrs, ["192.0.2.80"]);
+}
+
+#[test]
+fn syntax_error_names_file_line_and_column() {
+    // Line 7: a bad address in column 10.
+    let text = format!("{HEAD}; a comment\nbad IN A 300.1.2.3\nok IN A 192.0.2.9\n");
+    let dir = dir_with(&[("a.example.zone", &text)]);
+    let (set, d) = ZoneSet::load(dir.path());
+    assert!(set.is_none());
+    let e = errors(&d);
+    assert_eq!(e.len(), 1, "{d}");
+    assert_eq!(e[0].file, dir.path().join("a.example.zone"));
+    assert_eq!((e[0].line, e[0].column), (7, 10));
+    assert!(e[0].message.contains("300.1.2.3"), "{}", e[0].message);
+    let shown = e[0].to_string();
+    assert!(
+        shown.starts_with(&format!(
+            "{}:7:10: error: ",
+            dir.path().join("a.example.zone").display()
+        )),
+        "{shown}"
+    );
+}
+
+#[test]
+fn unknown_type_points_at_the_type() {
+    let (line, col, msg) = only_error(&format!("{HEAD}x 300 IN AA 192.0.2.1\n"));
+    assert_eq!((line, col), (6, 10));
+    assert!(msg.contains("AA"), "{msg}");
+}
+
+#[test]
+fn error_inside_a_multi_line_soa_points_at_the_field() {
+    let text = "\
+$TTL 300
+@ 60 IN SOA ns1.a.example. hostmaster.a.example. (
+        1      ; serial
+        1h     ; refresh
+        10x    ; retry: not a time
+        1w 60 )
+@ IN NS ns1.a.example.
+";
+    let (line, col, msg) = only_error(text);
+    assert_eq!((line, col), (5, 9));
+    assert!(msg.contains("10x"), "{msg}");
+}
+
+#[test]
+fn errors_after_multi_line_records_keep_their_lines() {
+    let text = format!(
+        "{HEAD}long IN TXT ( \"part one; not a comment\"\n  \"part ( two\" ) ; comment \" with a quote\nlate IN A 192.0.2.300\n"
+    );
+    assert_eq!(only_error(&text).0, 8);
+}
+
+#[test]
+fn lexical_errors_are_placed() {
+    let (line, col, msg) = only_error(&format!("{HEAD}txt IN TXT \"never closed\n"));
+    assert_eq!((line, col), (6, 12));
+    assert!(msg.contains("quoted"), "{msg}");
+    let (line, col, _) = only_error(&format!("{HEAD}x IN A 192.0.2.1 )\n"));
+    assert_eq!((line, col), (6, 18));
+}
+
+#[test]
+fn unclosed_quote_is_blamed_even_when_a_later_quote_closes_it() {
+    let text =
+        format!("{HEAD}txt IN TXT \"no end\nx IN A 192.0.2.1 ; a \"quote\" (\ny IN A 192.0.2.2\n");
+    let (line, col, msg) = only_error(&text);
+    assert_eq!((line, col), (6, 12), "{msg}");
+    assert!(msg.contains("closing"), "{msg}");
+    // Even when the rest happens to parse.
+    let text = format!("{HEAD}txt IN TXT \"no end\nx IN A 192.0.2.1 \"\n");
+    let (line, col, msg) = only_error(&text);
+    assert_eq!((line, col), (6, 12), "{msg}");
+}
+
+#[test]
+fn several_record_errors_are_all_reported() {
+    let text = format!(
+        "{HEAD}a IN A 1.2.3\nb IN A 192.0.2.2\nc IN AAAA 192.0.2.3\nd IN MX ten mail.a.example.\n"
+    );
+    let (z, d) = one(&text);
+    assert!(z.is_none());
+    let lines: Vec<usize> = errors(&d).iter().map(|e| e.line).collect();
+    assert_eq!(lines, [6, 8, 9], "{d}");
+}
+
+#[test]
+fn a_failed_record_does_not_cascade() {
+    // The SOA carries the only TTL; when it fails, the records after it
+    // inherit that TTL through the placeholder and are not reported.
+    let text = "@ 60 IN SOA ns1.a.example. hostmaster.a.example. 1 2 3 4 x5\n@ NS ns1.a.example.\nns1 A 192.0.2.1\n";
+    let (line, col, _) = only_error(text);
+    assert_eq!((line, col), (1, 58));
+}
+
+#[test]
+fn directive_errors() {
+    let (line, col, msg) = only_error(&HEAD.replacen("$TTL 300", "$TTL 5minutes", 1));
+    assert_eq!((line, col), (1, 6), "{msg}");
+    // hickory would take `minutes` as the owner of the records that follow.
+    let (line, col, msg) = only_error(&HEAD.replacen("$TTL 300", "$TTL 5 minutes", 1));
+    assert_eq!((line, col), (1, 8), "{msg}");
+    let (line, col, msg) = only_error(&format!("{HEAD}$GENERATE 1-5 x$ A 192.0.2.$\n"));
+    assert_eq!((line, col), (6, 1));
+    assert!(msg.contains("$GENERATE"), "{msg}");
+    let (line, _, msg) = only_error(&format!("{HEAD}$INCLUDE other.zone\n"));
+    assert_eq!(line, 6);
+    assert!(msg.contains("$INCLUDE"), "{msg}");
+}
+
+#[test]
+fn at_sign_in_record_data_is_explained() {
+    let (line, col, msg) = only_error(&format!("{HEAD}alias IN CNAME @\n"));
+    assert_eq!((line, col), (6, 16));
+    assert!(msg.contains("trailing dot"), "{msg}");
+}
+
+#[test]
+fn missing_ttl_is_explained() {
+    let (line, _, msg) = only_error("@ IN SOA ns1.a.example. h.a.example. 1 2 3 4 5\n");
+    assert_eq!(line, 1);
+    assert!(msg.contains("$TTL"), "{msg}");
+}
+
+#[test]
+fn extra_record_data_is_an_error() {
+    let (line, col, msg) = only_error(&format!("{HEAD}two IN A 192.0.2.1 192.0.2.2\n"));
+    assert_eq!((line, col), (6, 20));
+    assert!(msg.contains("192.0.2.2"), "{msg}");
+}
+
+#[test]
+fn invalid_utf8_is_placed() {
+    let dir = TempDir::new().unwrap();
+    let mut bytes = HEAD.as_bytes().to_vec();
+    bytes.extend_from_slice(b"txt IN TXT \"caf\xe9\"\n");
+    fs::write(dir.path().join("a.example.zone"), bytes).unwrap();
+    let (set, d) = ZoneSet::load(dir.path());
+    assert!(set.is_none());
+    let e = errors(&d);
+    assert_eq!((e[0].line, e[0].column), (6, 16), "{d}");
+}
+
+#[test]
+fn missing_soa_and_missing_ns() {
+    let (z, d) = one("$TTL 60\n@ IN NS ns1.a.example.\nns1 IN A 192.0.2.1\n");
+    assert!(z.is_none());
+    assert!(
+        errors(&d).iter().any(|e| e.message.contains("no SOA")),
+        "{d}"
+    );
+    let (z, d) =
+        one("$TTL 60\n@ IN SOA ns1.a.example. h.a.example. 1 2 3 4 60\nns1 IN A 192.0.2.1\n");
+    assert!(z.is_none());
+    assert!(
+        errors(&d).iter().any(|e| e.message.contains("no NS")),
+        "{d}"
+    );
+}
+
+#[test]
+fn second_soa_is_an_error() {
+    let (line, _, msg) = only_error(&format!(
+        "{HEAD}@ IN SOA ns1.a.example. h.a.example. 2 2 3 4 5\n"
+    ));
+    assert_eq!(line, 6);
+    assert!(msg.contains("SOA"), "{msg}");
+}
+
+#[test]
+fn soa_below_the_apex_is_an_error() {
+    let (line, _, msg) = only_error(&format!(
+        "{HEAD}sub IN SOA ns1.a.example. h.a.example. 2 2 3 4 5\n"
+    ));
+    assert_eq!(line, 6);
+    assert!(msg.contains("apex"), "{msg}");
+}
+
+#[test]
+fn duplicate_origin_names_both_files() {
+    let other = HEAD.replace("$TTL 300", "$ORIGIN a.example.\n$TTL 300");
+    let dir = dir_with(&[("a.example.zone", HEAD), ("b.zone", &other)]);
+    let (set, d) = ZoneSet::load(dir.path());
+    assert!(set.is_none());
+    let e = errors(&d);
+    assert_eq!(e.len(), 1, "{d}");
+    assert_eq!(e[0].file, dir.path().join("b.zone"));
+    assert_eq!(e[0].line, 1, "points at the $ORIGIN line");
+    assert!(
+        e[0].message
+            .contains(&dir.path().join("a.example.zone").display().to_string()),
+        "{}",
+        e[0].message
+    );
+    assert!(e[0].message.contains("a.example."));
+}
+
+#[test]
+fn duplicate_origin_is_reported_even_when_one_copy_is_broken() {
+    let broken = format!("{HEAD}x IN A nope\n");
+    let other = HEAD.replace("$TTL 300", "$ORIGIN A.Example.\n$TTL 300");
+    let dir = dir_with(&[("a.example.zone", &broken), ("b.zone", &other)]);
+    let (set, d) = ZoneSet::load(dir.path());
+    assert!(set.is_none());
+    let e = errors(&d);
+    assert_eq!(e.len(), 2, "{d}");
+    assert!(e[1].message.contains("also defined"), "{d}");
+}
+
+#[test]
+fn cname_with_other_data() {
+    let (z, d) = one(&format!(
+        "{HEAD}alias IN CNAME www.a.example.\nalias IN TXT \"x\"\n"
+    ));
+    assert!(z.is_none());
+    let e = errors(&d);
+    assert_eq!(e.len(), 1, "{d}");
+    assert_eq!(e[0].line, 6);
+    assert!(
+        e[0].message.contains("CNAME") && e[0].message.contains("TXT"),
+        "{}",
+        e[0].message
+    );
+
+    let (line, _, msg) = only_error(&format!("{HEAD}www IN CNAME other.example.\n"));
+    assert_eq!(line, 6);
+    assert!(msg.contains("CNAME"), "{msg}");
+
+    let (line, _, msg) = only_error(&format!(
+        "{HEAD}alias IN CNAME www.a.example.\nalias IN CNAME ns1.a.example.\n"
+    ));
+    assert_eq!(line, 7);
+    assert!(msg.contains("only one CNAME"), "{msg}");
+}
+
+#[test]
+fn record_outside_the_origin() {
+    let (line, _, msg) = only_error(&format!("{HEAD}www.b.example. IN A 192.0.2.1\n"));
+    assert_eq!(line, 6);
+    assert!(msg.contains("outside"), "{msg}");
+}
+
+#[test]
+fn class_other_than_in_is_an_error() {
+    let (line, _, msg) = only_error(&format!("{HEAD}version CH TXT \"1\"\n"));
+    assert_eq!(line, 6);
+    assert!(msg.contains("class"), "{msg}");
+}
+
+#[test]
+fn soa_ttl_above_minimum_is_a_warning() {
+    let (z, d) = one(&HEAD.replace("@ 60 IN SOA", "@ 3600 IN SOA"));
+    assert!(z.is_some(), "a warning does not stop loading: {d}");
+    let w = warnings(&d);
+    assert_eq!(w.len(), 1, "{d}");
+    assert_eq!(w[0].line, 2);
+    assert!(w[0].message.contains("MINIMUM"), "{}", w[0].message);
+    assert_eq!(z.unwrap().negative_ttl(), 60);
+}
+
+#[test]
+fn missing_trailing_dot_and_glue_are_warned() {
+    let text = HEAD.replace(
+        "@ IN NS ns1.a.example.",
+        "@ IN NS ns1.a.example\n@ IN NS ns2.a.example.",
+    );
+    let (z, d) = one(&text);
+    assert!(z.is_some(), "{d}");
+    let w = warnings(&d);
+    assert!(w.iter().any(|w| w.message.contains("trailing dot")), "{d}");
+    assert!(
+        w.iter()
+            .any(|w| w.message.contains("ns2.a.example.") && w.message.contains("glue")),
+        "{d}"
+    );
+}
+
+#[test]
+fn origin_from_file_name_or_origin_line() {
+    let dir = dir_with(&[
+        ("a.example.zone", HEAD),
+        (
+            "named-by-origin.zone",
+            &HEAD
+                .replace("a.example.", "b.example.")
+                .replace("$TTL", "$ORIGIN b.example.\n$TTL"),
+        ),
+        // A $ORIGIN after the first record only shortens names: the zone is
+        // still the file's.
+        (
+            "c.example.zone",
+            &format!(
+                "{}$ORIGIN sub.c.example.\nx IN A 192.0.2.7\n",
+                HEAD.replace("a.example.", "c.example.")
+            ),
+        ),
+    ]);
+    let (set, d) = ZoneSet::load(dir.path());
+    let set = set.unwrap_or_else(|| panic!("{d}"));
+    let origins: Vec<String> = set.zones().iter().map(|z| z.origin.to_string()).collect();
+    assert_eq!(
+        origins,
+        ["a.example.", "c.example.", "b.example."],
+        "sorted by file name"
+    );
+    let c = set.find(&name("x.sub.c.example.")).unwrap();
+    assert!(c.contains_name(&name("x.sub.c.example.")));
+    assert!(
+        c.contains_name(&name("sub.c.example.")),
+        "empty non-terminal"
+    );
+}
+
+#[test]
+fn file_name_that_is_not_a_name_needs_an_origin_line() {
+    let path = Path::new("zones/bad..name.zone");
+    let load = load_text(path, HEAD);
+    assert!(load.zone.is_none());
+    assert!(
+        errors(&load.diags)[0].message.contains("$ORIGIN"),
+        "{}",
+        load.diags
+    );
+    let load = load_text(path, &format!("$ORIGIN a.example.\n{HEAD}"));
+    assert!(load.zone.is_some(), "{}", load.diags);
+}
+
+#[test]
+fn find_picks_the_longest_suffix_case_insensitively() {
+    let parent = HEAD.replace("a.example.", "example.");
+    let dir = dir_with(&[("example.zone", &parent), ("a.example.zone", HEAD)]);
+    let (set, d) = ZoneSet::load(dir.path());
+    let set = set.unwrap_or_else(|| panic!("{d}"));
+    let origin_of = |n: &str| set.find(&name(n)).map(|z| z.origin.to_string());
+    assert_eq!(origin_of("www.a.example.").as_deref(), Some("a.example."));
+    assert_eq!(origin_of("WWW.A.Example.").as_deref(), Some("a.example."));
+    assert_eq!(origin_of("a.example.").as_deref(), Some("a.example."));
+    assert_eq!(
+        origin_of("deep.er.a.EXAMPLE.").as_deref(),
+        Some("a.example.")
+    );
+    assert_eq!(origin_of("b.example.").as_deref(), Some("example."));
+    assert_eq!(origin_of("Example.").as_deref(), Some("example."));
+    assert_eq!(
+        origin_of("aa.example.").as_deref(),
+        Some("example."),
+        "label boundaries, not string suffixes"
+    );
+    assert_eq!(origin_of("example.org."), None);
+    assert_eq!(origin_of("."), None);
+    let lower = LowerName::new(&name("WWW.A.EXAMPLE."));
+    assert_eq!(set.find(&lower).unwrap().origin, name("a.example."));
+}
+
+#[test]
+fn contains_name() {
+    let (z, d) = one(&format!("{HEAD}x.y.z IN A 192.0.2.1\n*.w IN A 192.0.2.2\n"));
+    let z = z.unwrap_or_else(|| panic!("{d}"));
+    for present in [
+        "a.example.",
+        "WWW.a.example.",
+        "x.y.z.a.example.",
+        "y.z.a.example.",
+        "z.a.example.",
+        "*.w.a.example.",
+    ] {
+        assert!(z.contains_name(&name(present)), "{present}");
+    }
+    for absent in [
+        "live.a.example.",
+        "q.x.y.z.a.example.",
+        "example.",
+        "www.b.example.",
+        "v.w.a.example.",
+    ] {
+        assert!(!z.contains_name(&name(absent)), "{absent}");
+    }
+    assert!(
+        z.contains_name(&Name::from_ascii("www.a.example").unwrap()),
+        "relative taken as FQDN"
+    );
+}
+
+#[test]
+fn only_visible_zone_files_are_read() {
+    let dir = dir_with(&[
+        ("a.example.zone", HEAD),
+        ("README", "not a zone"),
+        ("a.example.zone~", "backup ((("),
+        ("a.example.zone.bak", "backup ((("),
+        (".#a.example.zone", "editor lock ((("),
+        ("notes.txt", "((("),
+    ]);
+    fs::create_dir(dir.path().join("sub.zone")).unwrap();
+    fs::write(dir.path().join("sub.zone").join("x.zone"), "(((").unwrap();
+    let (set, d) = ZoneSet::load(dir.path());
+    assert!(d.0.is_empty(), "{d}");
+    assert_eq!(set.unwrap().zones().len(), 1);
+}
+
+#[test]
+fn empty_or_missing_directory_is_an_error() {
+    let dir = dir_with(&[("README", "nothing here")]);
+    let (set, d) = ZoneSet::load(dir.path());
+    assert!(set.is_none());
+    assert_eq!(errors(&d).len(), 1);
+    assert!(errors(&d)[0].message.contains("no *.zone files"), "{d}");
+    assert_eq!(errors(&d)[0].file, dir.path());
+
+    let missing = dir.path().join("does-not-exist");
+    let (set, d) = ZoneSet::load(&missing);
+    assert!(set.is_none());
+    assert_eq!(errors(&d)[0].file, missing);
+}
+
+#[test]
+fn one_bad_file_fails_the_set_but_all_files_are_checked() {
+    let dir = dir_with(&[
+        ("a.example.zone", &format!("{HEAD}x IN A nope\n")),
+        ("b.example.zone", "$TTL 60\n"),
+    ]);
+    let (set, d) = ZoneSet::load(dir.path());
+    assert!(set.is_none());
+    let files: BTreeSet<PathBuf> = errors(&d).iter().map(|e| e.file.clone()).collect();
+    assert_eq!(files.len(), 2, "{d}");
+}
+
+// ---- properties ----
+
+/// Lines that are valid anywhere after [`HEAD`], some spanning lines, with
+/// quotes, parentheses and semicolons in awkward places.
+const GOOD: &[&str] = &[
+    "h1 IN A 192.0.2.1",
+    "h2 300 IN AAAA 2001:db8::2",
+    "  IN A 192.0.2.3",
+    "; a comment with \"quote and ( paren",
+    "",
+    "   ",
+    "t1 IN TXT \"semi ; colon\" \"paren ( in quotes\"",
+    "t2 IN TXT ( \"over\"\n   \"two lines\" )",
+    "t3 IN TXT ( \"comment inside\" ; a ) comment\n  \"list\" )",
+    "t4 IN TXT \"escaped \\\" quote\"",
+    "mx 60 IN MX 10 mail.a.example.",
+    "srv IN SRV 0 5 8000 relay.example.org.",
+    "Upper.Case IN A 192.0.2.9",
+    "$ORIGIN sub.a.example.",
+    "$ORIGIN a.example.",
+    "$TTL 120",
+    "s2 IN SRV ( 0 5\n 8000 relay.example.org. )",
+];
+
+/// Lines that fail to parse in any context.
+const BAD: &[&str] = &[
+    "bad1 IN A 300.1.2.3",
+    "bad2 IN NOTATYPE x",
+    "bad3 IN A",
+    "bad4 IN TXT \"unterminated",
+    "bad5 IN A 192.0.2.1 )",
+    "bad6 1x2y IN A 192.0.2.1",
+    "bad7 IN MX ten mail.a.example.",
+    "$TTL forever",
+    "bad8 IN SOA a. b. (\n 1 2 3 4 nope )",
+];
+
+fn lines_of(parts: &[&str]) -> usize {
+    parts.iter().map(|p| p.matches('\n').count() + 1).sum()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// Whatever the text, loading returns diagnostics instead of panicking,
+    /// and every position is inside the file.
+    #[test]
+    fn arbitrary_text_never_panics(text in "(?s).{0,400}") {
+        let (_, d) = one(&text);
+        let lines = text.matches('\n').count() + 1;
+        for diag in &d.0 {
+            prop_assert!(diag.line <= lines, "{diag} beyond {lines} lines");
+        }
+    }
+
+    /// Zone-like text (the characters that matter to the lexer) never
+    /// panics either; and where hickory's lexer fails, the scanner agrees
+    /// that there is a lexical error.
+    #[test]
+    fn zone_like_text_never_panics(text in "[a-z@$(); \"\\\\\t\r\n.0-9A-Z]{0,300}") {
+        let (_, d) = one(&text);
+        let lines = text.matches('\n').count() + 1;
+        for diag in &d.0 {
+            prop_assert!(diag.line <= lines, "{diag} beyond {lines} lines");
+        }
+        let origin = name("a.example.");
+        if let Err(ParseError::Lexer(e)) = Parser::new(text.as_str(), None, Some(origin)).parse() {
+            prop_assert!(scan::scan(&text).iter().any(|e| e.lex_error.is_some()), "hickory: {e}");
+        }
+    }
+
+    /// Entry boundaries are places where hickory's parser can stop: when a
+    /// file parses, every prefix ending at an entry boundary parses too.
+    #[test]
+    fn entry_boundaries_are_parser_boundaries(picks in prop::collection::vec(0..GOOD.len(), 0..12)) {
+        let parts: Vec<&str> = picks.iter().map(|&i| GOOD[i]).collect();
+        let text = format!("{HEAD}{}\n", parts.join("\n"));
+        let origin = name("a.example.");
+        prop_assert!(Parser::new(text.as_str(), None, Some(origin.clone())).parse().is_ok());
+        for e in scan::scan(&text) {
+            let prefix = &text[..e.end];
+            prop_assert!(Parser::new(prefix, None, Some(origin.clone())).parse().is_ok(), "prefix fails:\n{prefix}");
+        }
+    }
+
+    /// One bad line among good ones is reported on exactly its line.
+    #[test]
+    fn the_bad_line_is_found(
+        before in prop::collection::vec(0..GOOD.len(), 0..10),
+        bad in 0..BAD.len(),
+        after in prop::collection::vec(0..GOOD.len(), 0..10),
+    ) {
+        let before: Vec<&str> = before.iter().map(|&i| GOOD[i]).collect();
+        let after: Vec<&str> = after.iter().map(|&i| GOOD[i]).collect();
+        let mut parts = vec![HEAD.trim_end()];
+        parts.extend(&before);
+        let bad_line = lines_of(&parts) + 1;
+        parts.push(BAD[bad]);
+        parts.extend(&after);
+        let text = format!("{}\n", parts.join("\n"));
+        let (z, d) = one(&text);
+        prop_assert!(z.is_none());
+        let first = errors(&d).into_iter().next().cloned();
+        prop_assert!(first.is_some(), "no error for:\n{text}");
+        let first = first.unwrap();
+        let bad_lines = BAD[bad].matches('\n').count();
+        prop_assert!(
+            (bad_line..=bad_line + bad_lines).contains(&first.line),
+            "error {first} not on line {bad_line} of:\n{text}"
+        );
+    }
+
+    /// Through the directory too: random bytes in a zone file never panic.
+    #[test]
+    fn arbitrary_bytes_in_a_file_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+        let dir = TempDir::new().unwrap();
+        fs::write(dir.path().join("a.example.zone"), &bytes).unwrap();
+        let (set, d) = ZoneSet::load(dir.path());
+        prop_assert!(set.is_some() != d.has_errors());
+    }
+}
