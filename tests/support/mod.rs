@@ -1,0 +1,23 @@
+//! End-to-end test harness: real Icecast relays, ffmpeg sources, real
+//! players, loopback ports. Include with `mod support;` from a test file.
+//!
+//! Everything it starts is killed when its handle drops; readiness is
+//! polled with timeouts and a clear panic message; a missing tool panics
+//! (naming it, and `tests/run --install-only`), it never skips silently.
+#![allow(dead_code, unused_imports)]
+
+pub mod floe;
+pub mod icecast;
+pub mod net;
+pub mod players;
+pub mod procs;
+pub mod source;
+
+pub use icecast::{IcecastRelay, Lab, MountSpec, MountStatus, RelaySpec, Slot};
+pub use net::{HttpResponse, ListenError, StreamListener, free_port, http_get, http_get_auth};
+pub use players::{
+    Decoded, PlayError, ffmpeg_decode, ffprobe_codecs, gstreamer_decode, mplayer_decode,
+    mpv_decode, vlc_decode, xine_decode,
+};
+pub use procs::{Proc, have_tool, poll, require_tool};
+pub use source::{Codec, Source, SourceOpts};
