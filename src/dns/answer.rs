@@ -505,12 +505,11 @@ fn free_share(snap: &Snapshot, m: MountId) -> f64 {
         }
         let Some(cap) = cell.capacity else { return 1.0 };
         capacity += u64::from(cap);
-        match select::mount_room(snap, r, m) {
-            Ok(rm) => match rm.slots() {
+        if let Ok(rm) = select::mount_room(snap, r, m) {
+            match rm.slots() {
                 Some(s) => room += s,
                 None => return 1.0,
-            },
-            Err(_) => {}
+            }
         }
     }
     if capacity == 0 { 1.0 } else { room as f64 / capacity as f64 }

@@ -34,19 +34,7 @@ const KNOWN_OPTIONS: [u16; 4] = [3, 10, 11, 12];
 /// The OPT record floe appends to answers of EDNS queries: root owner,
 /// type 41, our UDP payload size, extended RCODE 0, version 0, no flags, no
 /// options.
-const OPT: [u8; 11] = [
-    0,
-    0,
-    41,
-    (EDNS_PAYLOAD >> 8) as u8,
-    (EDNS_PAYLOAD & 0xff) as u8,
-    0,
-    0,
-    0,
-    0,
-    0,
-    0,
-];
+const OPT: [u8; 11] = [0, 0, 41, (EDNS_PAYLOAD >> 8) as u8, (EDNS_PAYLOAD & 0xff) as u8, 0, 0, 0, 0, 0, 0];
 
 /// The wire-format answers of one balanced name: one message per variant
 /// and type, ID 0, question in lower case, no OPT record.

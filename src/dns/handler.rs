@@ -153,9 +153,9 @@ impl FloeHandler {
             Some(Ok(found)) => {
                 let records: Vec<Record> = found.iter().cloned().collect();
                 let origin = zones.handler(zi).origin();
-                let referral = records.first().is_some_and(|r| {
-                    r.record_type() == RecordType::NS && LowerName::new(&r.name) != *origin
-                });
+                let referral = records
+                    .first()
+                    .is_some_and(|r| r.record_type() == RecordType::NS && LowerName::new(&r.name) != *origin);
                 if referral {
                     reply.metadata.authoritative = false;
                     reply.additionals = glue(plan, zi, &records);
@@ -270,14 +270,14 @@ fn formerr(raw: &[u8]) -> Option<Vec<u8>> {
 /// Lets hickory's `Server` (or a `Catalog` user) drive floe's handler; it
 /// does what `async_trait` would generate for `async fn handle_request`.
 impl RequestHandler for FloeHandler {
-    fn handle_request<'life0, 'life1, 'async_trait, R: ResponseHandler, T: Time>(
+    fn handle_request<'life0, 'life1, 'async_trait, R, T>(
         &'life0 self,
         request: &'life1 Request,
         mut response_handle: R,
     ) -> Pin<Box<dyn Future<Output = ResponseInfo> + Send + 'async_trait>>
     where
-        R: 'async_trait,
-        T: 'async_trait,
+        R: 'async_trait + ResponseHandler,
+        T: 'async_trait + Time,
         'life0: 'async_trait,
         'life1: 'async_trait,
         Self: 'async_trait,

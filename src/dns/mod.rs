@@ -51,6 +51,9 @@ use std::time::{Instant, SystemTime};
 /// avoids IP fragmentation); a client's smaller size is honoured.
 pub const EDNS_PAYLOAD: u16 = 1232;
 
+/// How often a background thread checks that the plan is current.
+const PLAN_TICK: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Largest UDP response for a client that advertised `edns` (its OPT
 /// payload size) or none (RFC 1035: 512 bytes).
 #[inline]
@@ -84,7 +87,12 @@ impl DnsState {
         let zones = Arc::new(Zones::new(zones));
         let plan = draw(&cell, zones.clone(), Instant::now());
         log_plan(None, &plan);
-        Arc::new(DnsState { cell, zones: ArcSwap::new(zones), plan: ArcSwap::from_pointee(plan), drawing: AtomicBool::new(false) })
+        Arc::new(DnsState {
+            cell,
+            zones: ArcSwap::new(zones),
+            plan: ArcSwap::from_pointee(plan),
+            drawing: AtomicBool::new(false),
+        })
     }
 
     /// Serves `zones` from now on (reload). Balanced answers are drawn
@@ -238,6 +246,22 @@ impl DnsServer {
                 );
             }
         }
+        // Draw plans off the query path too, so policy changes are logged
+        // when they happen and queries rarely draw one themselves.
+        {
+            let (state, shutdown) = (state.clone(), shutdown.clone());
+            threads.push(
+                std::thread::Builder::new()
+                    .name("floe-dns-plan".into())
+                    .spawn(move || {
+                        while !shutdown.is_triggered() {
+                            drop(state.plan(Instant::now()));
+                            std::thread::sleep(PLAN_TICK);
+                        }
+                    })
+                    .expect("spawn DNS plan thread"),
+            );
+        }
         if !self.tcp.is_empty() {
             let limits = tcp::Limits { idle: config.tcp_idle_timeout, max_connections: config.tcp_max_connections };
             let listeners = self.tcp;
@@ -265,7 +289,8 @@ fn bind_one(addr: SocketAddr, workers: usize) -> io::Result<(SocketAddr, Vec<Udp
                 let mut sockets = vec![first];
                 for _ in 1..workers {
                     sockets.push(
-                        udp::bind(actual).map_err(|e| io::Error::new(e.kind(), format!("DNS bind udp {actual}: {e}")))?,
+                        udp::bind(actual)
+                            .map_err(|e| io::Error::new(e.kind(), format!("DNS bind udp {actual}: {e}")))?,
                     );
                 }
                 return Ok((actual, sockets, listener));

@@ -56,7 +56,9 @@ pub(super) fn serve(listeners: Vec<StdListener>, handler: Arc<FloeHandler>, limi
         let mut loops = Vec::new();
         for l in listeners {
             match TcpListener::from_std(l) {
-                Ok(l) => loops.push(tokio::spawn(accept_loop(l, handler.clone(), limits, slots.clone(), shutdown.clone()))),
+                Ok(l) => {
+                    loops.push(tokio::spawn(accept_loop(l, handler.clone(), limits, slots.clone(), shutdown.clone())))
+                }
                 Err(e) => tracing::error!("DNS TCP listener: {e}"),
             }
         }
@@ -66,7 +68,13 @@ pub(super) fn serve(listeners: Vec<StdListener>, handler: Arc<FloeHandler>, limi
     });
 }
 
-async fn accept_loop(listener: TcpListener, handler: Arc<FloeHandler>, limits: Limits, slots: Arc<Semaphore>, shutdown: Shutdown) {
+async fn accept_loop(
+    listener: TcpListener,
+    handler: Arc<FloeHandler>,
+    limits: Limits,
+    slots: Arc<Semaphore>,
+    shutdown: Shutdown,
+) {
     loop {
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {

@@ -1,0 +1,582 @@
+//! DNS unit tests: balanced answers drawn from built snapshots, the
+//! handler's protocol behaviour, and the fast path giving the same answers
+//! as the handler for the same plan.
+
+use super::*;
+use crate::config;
+use crate::grants::GrantSample;
+use crate::health::{Health, PollOutcome};
+use crate::select;
+use crate::snapshot::{RelayObservation, Snapshot, Topology};
+use crate::status::{MaxListeners, MountStatus, RelayStatus};
+use answer::{Decision, VARIANTS, Why};
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
+use hickory_server::net::xfer::Protocol;
+use hickory_server::server::Request;
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::time::Duration;
+
+/// The test zone: apex SOA (TTL 120, MINIMUM 60) and NS with glue, a big
+/// TXT set (does not fit 512 bytes), an empty non-terminal (`b` above
+/// `a.b`), a CNAME, and a delegation with glue.
+const ZONE: &str = "$ORIGIN stream.example.org.
+$TTL 300
+@ 120 IN SOA ns1.stream.example.org. hostmaster.example.org. ( 1 3600 600 1209600 60 )
+@ IN NS ns1.stream.example.org.
+ns1 IN A 192.0.2.53
+@ IN A 192.0.2.80
+www IN A 192.0.2.80
+alias IN CNAME www.stream.example.org.
+a.b IN A 192.0.2.81
+sub IN NS ns.sub.stream.example.org.
+ns.sub IN A 192.0.2.54
+big IN TXT \"0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789\"
+big IN TXT \"1123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789\"
+big IN TXT \"2123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789\"
+big IN TXT \"3123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789\"
+big IN TXT \"4123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789\"
+big IN TXT \"5123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789\"
+";
+
+/// One relay of a test cluster.
+#[derive(Debug, Clone)]
+enum R {
+    /// Up with (mount, listeners, max) per mount with a source.
+    Up(Vec<(&'static str, u32, u32)>),
+    /// Up but drained by the operator.
+    Drained(Vec<(&'static str, u32, u32)>),
+    /// Answering 403 (global limit).
+    ServerFull,
+    Down,
+    Unpolled,
+}
+
+fn up(mounts: &[(&'static str, u32, u32)]) -> R {
+    R::Up(mounts.to_vec())
+}
+
+/// An idle relay carrying both mounts of the stream with room 100 each.
+fn idle() -> R {
+    up(&[("/live.ogg", 0, 100), ("/live.mp3", 0, 100)])
+}
+
+fn zones() -> Arc<ZoneSet> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("stream.example.org.zone"), ZONE).expect("write zone");
+    let (zones, diags) = ZoneSet::load(dir.path());
+    Arc::new(zones.unwrap_or_else(|| panic!("test zone invalid:\n{diags}")))
+}
+
+/// A snapshot of `relays` (relay i has 192.0.2.(i+1) and 2001:db8::(i+1)),
+/// with `dns` appended to the `[dns]` section. States changed at
+/// `changed`.
+fn cluster_at(relays: &[R], dns: &str, changed: SystemTime) -> Snapshot {
+    let defaults: String = ["answers = 2", "ttl = \"20s\"", "min_ttl = \"5s\""]
+        .iter()
+        .filter(|d| !dns.lines().any(|l| l.split('=').next() == d.split('=').next()))
+        .map(|d| format!("{d}\n"))
+        .collect();
+    let mut toml = format!(
+        "[dns]\n{defaults}{dns}\n\
+         [[stream]]\nname = \"live\"\nmounts = [\"/live.ogg\", \"/live.mp3\"]\n\
+         dns = [\"live.stream.example.org.\"]\n\
+         mount_dns = {{ \"/live.ogg\" = [\"live-ogg.stream.example.org.\"] }}\n"
+    );
+    for (i, r) in relays.iter().enumerate() {
+        let drain = matches!(r, R::Drained(_));
+        toml += &format!(
+            "[[relay]]\nname = \"r{i}\"\nurl = \"http://r{i}.example.org:8000\"\n\
+             addresses = [\"192.0.2.{n}\", \"2001:db8::{n}\"]\nstatus = {{ kind = \"xslt\" }}\ndrain = {drain}\n",
+            n = i + 1
+        );
+    }
+    let (config, diags) = config::parse(Path::new("/test/floe.toml"), &toml);
+    let config = config.unwrap_or_else(|| panic!("test config invalid:\n{diags}"));
+    let topology = Arc::new(Topology::new(Arc::new(config), None));
+    let observations: Vec<Option<RelayObservation>> = relays
+        .iter()
+        .map(|r| {
+            let outcome = match r {
+                R::Unpolled => return None,
+                R::Down => PollOutcome::Failed("connection refused".into()),
+                R::ServerFull => PollOutcome::ServerFull,
+                R::Up(mounts) | R::Drained(mounts) => PollOutcome::Status(RelayStatus {
+                    mounts: mounts
+                        .iter()
+                        .map(|&(p, l, m)| MountStatus {
+                            path: p.into(),
+                            listeners: l,
+                            max_listeners: MaxListeners::Limited(m),
+                            bitrate_kbps: None,
+                        })
+                        .collect(),
+                }),
+            };
+            let mut health = Health::new(changed);
+            health.observe(outcome, 2, 2, changed);
+            Some(RelayObservation {
+                health,
+                baseline: GrantSample::default(),
+                polled_at: None,
+                polls: 1,
+                poll_duration: None,
+            })
+        })
+        .collect();
+    let refs: Vec<Option<&RelayObservation>> = observations.iter().map(Option::as_ref).collect();
+    Snapshot::build(topology, &refs, &[], 7)
+}
+
+fn cluster(relays: &[R], dns: &str) -> Snapshot {
+    cluster_at(relays, dns, SystemTime::UNIX_EPOCH)
+}
+
+fn state(snap: Snapshot) -> Arc<DnsState> {
+    DnsState::new(Arc::new(SnapshotCell::new(snap)), zones())
+}
+
+fn plan_of(relays: &[R], dns: &str) -> Arc<Plan> {
+    state(cluster(relays, dns)).plan(Instant::now()).clone()
+}
+
+fn name(s: &str) -> Name {
+    Name::from_ascii(s).expect("test name")
+}
+
+fn balanced<'p>(plan: &'p Plan, n: &str) -> &'p answer::Balanced {
+    plan.find(&name(n)).unwrap_or_else(|| panic!("{n} is not balanced in the plan"))
+}
+
+/// Every IPv4 address any variant of `n` lists.
+fn v4_union(plan: &Plan, n: &str) -> BTreeSet<Ipv4Addr> {
+    balanced(plan, n).v4.iter().flat_map(|v| v.iter().copied()).collect()
+}
+
+fn v4(last: u8) -> Ipv4Addr {
+    Ipv4Addr::new(192, 0, 2, last)
+}
+
+#[test]
+fn balanced_answers_list_only_relays_with_room() {
+    let relays = [
+        idle(),
+        up(&[("/live.ogg", 100, 100), ("/live.mp3", 0, 100)]), // ogg full
+        R::Down,
+        R::ServerFull,
+        R::Drained(vec![("/live.ogg", 0, 100), ("/live.mp3", 0, 100)]),
+        idle(),
+        up(&[("/live.mp3", 0, 100)]), // no ogg source
+    ];
+    let plan = plan_of(&relays, "");
+    let b = balanced(&plan, "live.stream.example.org.");
+    assert_eq!(b.decision, Decision::Candidates);
+    assert_eq!(v4_union(&plan, "live.stream.example.org."), BTreeSet::from([v4(1), v4(6)]));
+    for variant in b.v4.iter() {
+        assert_eq!(variant.len(), 2, "answers = 2 and two candidates");
+    }
+    assert_eq!(b.v4.len(), VARIANTS);
+    let v6: BTreeSet<IpAddr> = b.v6.iter().flat_map(|v| v.iter().map(|&a| IpAddr::V6(a))).collect();
+    assert_eq!(v6, BTreeSet::from(["2001:db8::1".parse().unwrap(), "2001:db8::6".parse().unwrap()]));
+    // The per-mount name for /live.ogg: relay 6 lacks the mount, but ogg
+    // has room on relays 0 and 5 only.
+    assert_eq!(v4_union(&plan, "live-ogg.stream.example.org."), BTreeSet::from([v4(1), v4(6)]));
+}
+
+#[test]
+fn per_mount_names_follow_their_mount_only() {
+    // Relay 1 has room on ogg but its mp3 is full: in the ogg name, not in
+    // the stream name (a client of the stream may ask for either mount).
+    let relays = [idle(), up(&[("/live.ogg", 0, 100), ("/live.mp3", 100, 100)])];
+    let plan = plan_of(&relays, "");
+    assert_eq!(v4_union(&plan, "live-ogg.stream.example.org."), BTreeSet::from([v4(1), v4(2)]));
+    assert_eq!(v4_union(&plan, "live.stream.example.org."), BTreeSet::from([v4(1)]));
+}
+
+#[test]
+fn answers_are_capped_and_spread_by_room() {
+    let relays: Vec<R> = (0..6).map(|_| idle()).collect();
+    let plan = plan_of(&relays, "");
+    let b = balanced(&plan, "live.stream.example.org.");
+    assert!(b.v4.iter().all(|v| v.len() == 2 && v[0] != v[1]));
+    assert!(
+        v4_union(&plan, "live.stream.example.org.").len() >= 3,
+        "16 weighted draws over 6 equal relays use more than 2"
+    );
+}
+
+#[test]
+fn ttl_is_long_when_idle_short_when_room_runs_out_or_state_changes() {
+    let idle_plan = plan_of(&[idle(), idle()], "");
+    assert_eq!(balanced(&idle_plan, "live.stream.example.org.").ttl, 20);
+    let busy =
+        [up(&[("/live.ogg", 90, 100), ("/live.mp3", 0, 100)]), up(&[("/live.ogg", 95, 100), ("/live.mp3", 0, 100)])];
+    let busy_plan = plan_of(&busy, "");
+    assert_eq!(balanced(&busy_plan, "live.stream.example.org.").ttl, 5);
+    // Half full: in between.
+    let half = [up(&[("/live.ogg", 50, 100), ("/live.mp3", 50, 100)])];
+    let ttl = balanced(&plan_of(&half, ""), "live.stream.example.org.").ttl;
+    assert!(5 < ttl && ttl < 20, "ttl {ttl}");
+    // A relay changed state a moment ago: short.
+    let changing = state(cluster_at(&[idle(), idle()], "", SystemTime::now()));
+    assert_eq!(balanced(&changing.plan(Instant::now()), "live.stream.example.org.").ttl, 5);
+    // Never above ttl.
+    let plan = plan_of(&[idle()], "ttl = \"3s\"\nmin_ttl = \"1s\"");
+    assert_eq!(balanced(&plan, "live.stream.example.org.").ttl, 3);
+}
+
+#[test]
+fn no_candidate_serves_every_live_relay_by_default() {
+    let relays = [
+        up(&[("/live.ogg", 100, 100), ("/live.mp3", 100, 100)]),
+        R::ServerFull,
+        R::Down,
+        R::Drained(vec![("/live.ogg", 0, 100), ("/live.mp3", 0, 100)]),
+    ];
+    let plan = plan_of(&relays, "");
+    let b = balanced(&plan, "live.stream.example.org.");
+    assert_eq!(
+        b.decision,
+        Decision::Policy { why: Why::NoCandidate(select::NoCandidate::Full), policy: config::DnsFallback::ServeAll }
+    );
+    assert_eq!(b.ttl, 5, "policy answers use min_ttl");
+    assert_eq!(v4_union(&plan, "live.stream.example.org."), BTreeSet::from([v4(1), v4(2)]));
+    // Every relay down: every relay not drained, rather than nothing.
+    let plan = plan_of(&[R::Down, R::Down, R::Drained(vec![])], "");
+    assert_eq!(v4_union(&plan, "live.stream.example.org."), BTreeSet::from([v4(1), v4(2)]));
+}
+
+#[test]
+fn no_candidate_nodata_and_fixed_policies() {
+    let full = [up(&[("/live.ogg", 100, 100), ("/live.mp3", 100, 100)])];
+    let plan = plan_of(&full, "when_no_candidate = \"nodata\"");
+    let b = balanced(&plan, "live.stream.example.org.");
+    assert!(b.v4.iter().all(|v| v.is_empty()) && b.v6.iter().all(|v| v.is_empty()));
+    let plan = plan_of(
+        &full,
+        "when_no_candidate = \"fallback\"\nfallback = [\"198.51.100.1\", \"198.51.100.2\", \"198.51.100.3\"]",
+    );
+    let b = balanced(&plan, "live.stream.example.org.");
+    assert!(b.v4.iter().all(|v| v.len() == 2));
+    assert!(b.v6.iter().all(|v| v.is_empty()));
+    let all: BTreeSet<Ipv4Addr> = b.v4.iter().flat_map(|v| v.iter().copied()).collect();
+    assert_eq!(all.len(), 3, "variants rotate through the fallback addresses");
+}
+
+#[test]
+fn before_first_poll_and_stale_policies() {
+    // Nothing polled yet: before_first_poll (serve-all includes unknowns).
+    let plan = plan_of(&[R::Unpolled, R::Unpolled], "");
+    let b = balanced(&plan, "live.stream.example.org.");
+    assert_eq!(b.decision, Decision::Policy { why: Why::FirstPoll, policy: config::DnsFallback::ServeAll });
+    assert_eq!(v4_union(&plan, "live.stream.example.org."), BTreeSet::from([v4(1), v4(2)]));
+    // One relay known with room already: it is answered.
+    let plan = plan_of(&[idle(), R::Unpolled], "before_first_poll = \"nodata\"");
+    assert_eq!(balanced(&plan, "live.stream.example.org.").decision, Decision::Candidates);
+    // Stale snapshot: when_stale decides; last-known keeps the candidates.
+    let snap = Arc::new(cluster(&[idle()], "when_stale = \"nodata\""));
+    let zones = Arc::new(Zones::new(zones()));
+    let later = snap.built + snap.config().poll.stale_after + Duration::from_secs(1);
+    let mut rng = SmallRng::seed_from_u64(1);
+    let plan = Plan::build(snap.clone(), zones.clone(), later, SystemTime::now(), &mut rng);
+    let b = balanced(&plan, "live.stream.example.org.");
+    assert_eq!(b.decision, Decision::Policy { why: Why::Stale, policy: config::DnsFallback::Nodata });
+    assert!(b.v4.iter().all(|v| v.is_empty()));
+    let snap = Arc::new(cluster(&[idle()], ""));
+    let plan = Plan::build(snap.clone(), zones, later, SystemTime::now(), &mut rng);
+    assert_eq!(balanced(&plan, "live.stream.example.org.").decision, Decision::Candidates);
+}
+
+#[test]
+fn plan_follows_the_snapshot_and_expires() {
+    let cell = Arc::new(SnapshotCell::new(cluster(&[idle(), R::Down], "")));
+    let state = DnsState::new(cell.clone(), zones());
+    let now = Instant::now();
+    let first = state.plan(now).clone();
+    assert!(Arc::ptr_eq(&first, &state.plan(now)), "same snapshot, not expired: same plan");
+    cell.store(cluster(&[R::Down, idle()], ""));
+    let second = state.plan(now).clone();
+    assert!(!Arc::ptr_eq(&first, &second));
+    assert_eq!(v4_union(&second, "live.stream.example.org."), BTreeSet::from([v4(2)]));
+    let third = state.plan(second.expires + Duration::from_millis(1)).clone();
+    assert!(!Arc::ptr_eq(&second, &third), "an expired plan is drawn again");
+}
+
+#[test]
+fn txt_explains_the_answer() {
+    let plan = plan_of(&[idle(), R::Down], "");
+    let b = balanced(&plan, "live.stream.example.org.");
+    assert_eq!(b.explain(&plan.snapshot, plan.generation), "generation=7 answer=candidates ttl=20 relays=r0");
+}
+
+// ---- The handler and the fast path, through wire bytes. ----
+
+/// A query for `qname`/`qtype`, with an OPT record of `edns` bytes when
+/// given.
+fn query(qname: &str, qtype: RecordType, edns: Option<u16>) -> Vec<u8> {
+    let mut m = Message::new(0x1234, MessageType::Query, OpCode::Query);
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(name(qname), qtype));
+    if let Some(size) = edns {
+        let mut e = Edns::new();
+        e.set_max_payload(size);
+        m.set_edns(e);
+    }
+    m.to_vec().expect("encode query")
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().build().expect("runtime")
+}
+
+/// The handler's response to `raw` over UDP with plan `plan`, variant `k`.
+fn via_handler(state: &Arc<DnsState>, plan: &Plan, raw: &[u8], k: usize) -> Vec<u8> {
+    let handler = FloeHandler::new(state.clone());
+    let request =
+        Request::from_bytes(raw.to_vec(), "127.0.0.1:5353".parse().unwrap(), Protocol::Udp).expect("request parses");
+    let reply = rt().block_on(handler.reply(&request, plan, k)).expect("a reply");
+    let max = udp_limit(request.edns.as_ref().map(Edns::max_payload));
+    handler::encode(&request, reply, max)
+}
+
+/// The full answer path (fast path, else handler) for `raw` over UDP.
+fn ask(state: &Arc<DnsState>, raw: &[u8]) -> Message {
+    let plan = state.plan(Instant::now());
+    let mut out = [0u8; 1232];
+    let bytes = match fast::answer(raw, &plan, 0, &mut out) {
+        Some(n) => out[..n].to_vec(),
+        None => rt()
+            .block_on(FloeHandler::new(state.clone()).answer(raw, "127.0.0.1:5353".parse().unwrap(), Protocol::Udp))
+            .expect("a response"),
+    };
+    Message::from_vec(&bytes).expect("response parses")
+}
+
+fn ask_name(state: &Arc<DnsState>, qname: &str, qtype: RecordType) -> Message {
+    ask(state, &query(qname, qtype, Some(1232)))
+}
+
+#[test]
+fn fast_path_and_handler_give_the_same_answers() {
+    let cases = [
+        (vec![idle(), idle(), R::Down, idle()], ""),
+        (vec![up(&[("/live.ogg", 100, 100), ("/live.mp3", 100, 100)])], "when_no_candidate = \"nodata\""),
+        (vec![R::Down], "when_no_candidate = \"fallback\"\nfallback = [\"198.51.100.1\"]"),
+        (vec![R::Unpolled, idle()], ""),
+    ];
+    for (relays, dns) in cases {
+        let state = state(cluster(&relays, dns));
+        let plan = state.plan(Instant::now());
+        for qname in ["live.stream.example.org.", "LiVe.StReAm.ExAmPlE.oRg.", "live-ogg.stream.example.org."] {
+            for qtype in [RecordType::A, RecordType::AAAA] {
+                for edns in [None, Some(512), Some(4096)] {
+                    let raw = query(qname, qtype, edns);
+                    for k in 0..VARIANTS {
+                        let mut out = [0u8; 1232];
+                        let n = fast::answer(&raw, &plan, k, &mut out)
+                            .unwrap_or_else(|| panic!("fast path declined {qname} {qtype} edns {edns:?}"));
+                        let fast = Message::from_vec(&out[..n]).expect("fast answer parses");
+                        let slow =
+                            Message::from_vec(&via_handler(&state, &plan, &raw, k)).expect("handler answer parses");
+                        assert_eq!(fast, slow, "{qname} {qtype} edns {edns:?} variant {k} ({relays:?}, {dns})");
+                        // The client's case comes back in the question.
+                        assert_eq!(fast.queries[0].name().to_string(), qname);
+                        assert_eq!(&out[12..12 + qname.len() + 1], &raw[12..12 + qname.len() + 1]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn fast_path_declines_what_it_does_not_understand() {
+    let state = state(cluster(&[idle()], ""));
+    let plan = state.plan(Instant::now());
+    let mut out = [0u8; 1232];
+    let mut declined = |raw: &[u8]| fast::answer(raw, &plan, 0, &mut out).is_none();
+    assert!(declined(&query("live.stream.example.org.", RecordType::MX, None)));
+    assert!(declined(&query("live.stream.example.org.", RecordType::ANY, None)));
+    assert!(declined(&query("www.stream.example.org.", RecordType::A, None)));
+    let mut notify = query("live.stream.example.org.", RecordType::A, None);
+    notify[2] |= 4 << 3;
+    assert!(declined(&notify));
+    let mut response = query("live.stream.example.org.", RecordType::A, None);
+    response[2] |= 0x80;
+    assert!(declined(&response));
+    let mut trailing = query("live.stream.example.org.", RecordType::A, None);
+    trailing.push(0);
+    assert!(declined(&trailing));
+    // An EDNS version above 0 (the handler answers BADVERS).
+    let mut v1 = query("live.stream.example.org.", RecordType::A, Some(1232));
+    let n = v1.len();
+    v1[n - 5] = 1;
+    assert!(declined(&v1));
+    assert!(declined(&v1[..14]));
+}
+
+#[test]
+fn static_records_are_served_authoritatively_as_written() {
+    let state = state(cluster(&[idle()], ""));
+    let m = ask_name(&state, "WWW.stream.example.org.", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert!(m.metadata.authoritative && !m.metadata.recursion_available);
+    assert_eq!(m.answers.len(), 1);
+    assert_eq!(m.answers[0].ttl, 300);
+    assert_eq!(m.answers[0].data, RData::A(v4(80).into()));
+    assert_eq!(m.queries[0].name().to_string(), "WWW.stream.example.org.");
+    let m = ask_name(&state, "stream.example.org.", RecordType::NS);
+    assert_eq!(m.answers.len(), 1);
+    let m = ask_name(&state, "stream.example.org.", RecordType::SOA);
+    assert_eq!(m.answers[0].record_type(), RecordType::SOA);
+    assert_eq!(m.answers[0].ttl, 120, "the SOA itself keeps its TTL");
+    let m = ask_name(&state, "alias.stream.example.org.", RecordType::A);
+    assert_eq!(m.answers.iter().map(|r| r.record_type()).collect::<Vec<_>>(), [RecordType::CNAME, RecordType::A]);
+}
+
+#[test]
+fn negatives_carry_the_soa_with_the_negative_ttl() {
+    let state = state(cluster(&[idle()], ""));
+    let nx = ask_name(&state, "nope.stream.example.org.", RecordType::A);
+    assert_eq!(nx.metadata.response_code, ResponseCode::NXDomain);
+    assert!(nx.metadata.authoritative);
+    assert_eq!(nx.authorities.len(), 1);
+    assert_eq!(nx.authorities[0].record_type(), RecordType::SOA);
+    assert_eq!(nx.authorities[0].ttl, 60, "min(SOA TTL 120, MINIMUM 60)");
+    for (qname, qtype) in [
+        ("www.stream.example.org.", RecordType::AAAA),
+        ("b.stream.example.org.", RecordType::A), // empty non-terminal
+        ("live.stream.example.org.", RecordType::MX),
+        ("live-ogg.stream.example.org.", RecordType::CAA),
+    ] {
+        let m = ask_name(&state, qname, qtype);
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{qname} {qtype}");
+        assert!(m.answers.is_empty(), "{qname} {qtype}");
+        assert_eq!(m.authorities.len(), 1, "{qname} {qtype}");
+        assert_eq!(m.authorities[0].ttl, 60);
+        assert!(m.metadata.authoritative);
+    }
+    // Below a balanced name nothing exists.
+    let m = ask_name(&state, "x.live.stream.example.org.", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+}
+
+#[test]
+fn names_outside_the_zones_and_other_classes_are_refused() {
+    let state = state(cluster(&[idle()], ""));
+    for qname in ["example.org.", "example.com.", "."] {
+        let m = ask_name(&state, qname, RecordType::A);
+        assert_eq!(m.metadata.response_code, ResponseCode::Refused, "{qname}");
+        assert!(!m.metadata.authoritative);
+    }
+    let mut chaos = Message::new(1, MessageType::Query, OpCode::Query);
+    let mut q = Query::query(name("version.bind."), RecordType::TXT);
+    q.set_query_class(DNSClass::CH);
+    chaos.add_query(q);
+    assert_eq!(ask(&state, &chaos.to_vec().unwrap()).metadata.response_code, ResponseCode::Refused);
+    let m = ask_name(&state, "stream.example.org.", RecordType::AXFR);
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+}
+
+#[test]
+fn malformed_and_unsupported_queries() {
+    let state = state(cluster(&[idle()], ""));
+    // Two questions.
+    let mut two = Message::new(2, MessageType::Query, OpCode::Query);
+    two.add_query(Query::query(name("www.stream.example.org."), RecordType::A));
+    two.add_query(Query::query(name("live.stream.example.org."), RecordType::A));
+    let m = ask(&state, &two.to_vec().unwrap());
+    assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
+    // No question.
+    let none = Message::new(3, MessageType::Query, OpCode::Query);
+    assert_eq!(ask(&state, &none.to_vec().unwrap()).metadata.response_code, ResponseCode::FormErr);
+    // A question cut short: FORMERR with the query's ID.
+    let raw = query("www.stream.example.org.", RecordType::A, None);
+    let m = ask(&state, &raw[..20]);
+    assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
+    assert_eq!(m.metadata.id, 0x1234);
+    // Opcodes other than QUERY.
+    for op in [OpCode::Status, OpCode::Notify, OpCode::Update] {
+        let mut m = Message::new(4, MessageType::Query, op);
+        m.add_query(Query::query(name("stream.example.org."), RecordType::SOA));
+        assert_eq!(ask(&state, &m.to_vec().unwrap()).metadata.response_code, ResponseCode::NotImp, "{op:?}");
+    }
+    // EDNS version 1.
+    let mut m = Message::new(5, MessageType::Query, OpCode::Query);
+    m.add_query(Query::query(name("www.stream.example.org."), RecordType::A));
+    let mut e = Edns::new();
+    e.set_version(1);
+    m.set_edns(e);
+    let r = ask(&state, &m.to_vec().unwrap());
+    assert_eq!(u16::from(r.metadata.response_code), 16, "BADVERS");
+    assert!(r.edns.is_some());
+    // Too short for a header, or a response: no answer at all.
+    let handler = FloeHandler::new(state.clone());
+    let src = "127.0.0.1:5353".parse().unwrap();
+    assert!(rt().block_on(handler.answer(&raw[..11], src, Protocol::Udp)).is_none());
+    let mut resp = raw.clone();
+    resp[2] |= 0x80;
+    assert!(rt().block_on(handler.answer(&resp, src, Protocol::Udp)).is_none());
+}
+
+#[test]
+fn any_gets_a_minimal_answer() {
+    let state = state(cluster(&[idle()], ""));
+    let m = ask_name(&state, "stream.example.org.", RecordType::ANY);
+    let types: BTreeSet<RecordType> = m.answers.iter().map(|r| r.record_type()).collect();
+    assert_eq!(types.len(), 1, "one RRset, not all of them: {types:?}");
+    let m = ask_name(&state, "live.stream.example.org.", RecordType::ANY);
+    assert!(m.answers.iter().all(|r| r.record_type() == RecordType::A) && !m.answers.is_empty());
+    assert_eq!(m.queries[0].query_type(), RecordType::ANY);
+}
+
+#[test]
+fn answers_that_do_not_fit_are_truncated_and_whole_over_tcp() {
+    let state = state(cluster(&[idle()], ""));
+    let m = ask(&state, &query("big.stream.example.org.", RecordType::TXT, None));
+    assert!(m.metadata.truncation);
+    assert!(m.answers.is_empty());
+    assert_eq!(m.queries.len(), 1);
+    let m = ask(&state, &query("big.stream.example.org.", RecordType::TXT, Some(512)));
+    assert!(m.metadata.truncation);
+    assert!(m.edns.is_some(), "the OPT record survives truncation");
+    let m = ask(&state, &query("big.stream.example.org.", RecordType::TXT, Some(1232)));
+    assert!(!m.metadata.truncation);
+    assert_eq!(m.answers.len(), 6);
+    let handler = FloeHandler::new(state.clone());
+    let raw = query("big.stream.example.org.", RecordType::TXT, None);
+    let bytes = rt().block_on(handler.answer(&raw, "127.0.0.1:5353".parse().unwrap(), Protocol::Tcp)).unwrap();
+    let m = Message::from_vec(&bytes).unwrap();
+    assert!(!m.metadata.truncation);
+    assert_eq!(m.answers.len(), 6);
+}
+
+#[test]
+fn referrals_below_delegations_carry_glue_and_no_aa() {
+    let state = state(cluster(&[idle()], ""));
+    let m = ask_name(&state, "host.sub.stream.example.org.", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert!(!m.metadata.authoritative);
+    assert!(m.answers.is_empty());
+    assert_eq!(m.authorities[0].record_type(), RecordType::NS);
+    assert_eq!(m.additionals.len(), 1);
+    assert_eq!(m.additionals[0].data, RData::A(Ipv4Addr::new(192, 0, 2, 54).into()));
+}
+
+#[test]
+fn a_reload_serves_the_new_zones() {
+    let state = state(cluster(&[idle()], ""));
+    assert_eq!(
+        ask_name(&state, "new.stream.example.org.", RecordType::A).metadata.response_code,
+        ResponseCode::NXDomain
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("stream.example.org.zone"), format!("{ZONE}new IN A 192.0.2.99\n")).unwrap();
+    let (zones, _) = ZoneSet::load(dir.path());
+    state.set_zones(Arc::new(zones.unwrap()));
+    let m = ask_name(&state, "new.stream.example.org.", RecordType::A);
+    assert_eq!(m.answers.len(), 1);
+    assert_eq!(ask_name(&state, "live.stream.example.org.", RecordType::A).answers.len(), 1);
+}
