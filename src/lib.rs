@@ -19,8 +19,10 @@
 //! - [`report`]: `/status.json` and explanations, from one snapshot.
 //! - [`serve`]: wires engine and front doors into a running instance.
 //! - [`shutdown`]: the shutdown signal every task watches.
+//! - [`demo`]: `floe demo` and the simulated Icecast relays tests reuse.
 
 pub mod config;
+pub mod demo;
 pub mod diagnostic;
 pub mod dns;
 pub mod grants;

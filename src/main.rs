@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 use floe::config;
 use floe::serve::Instance;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -32,6 +33,16 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Run floe in front of three simulated Icecast relays on loopback and
+    /// print the curl, player and dig lines to try; Ctrl-C stops it.
+    Demo {
+        /// DNS listen address (UDP and TCP).
+        #[arg(long, value_name = "ADDR", default_value = floe::demo::DEFAULT_DNS)]
+        dns: SocketAddr,
+        /// HTTP listen address (port 0: any free port, printed).
+        #[arg(long, value_name = "ADDR", default_value = floe::demo::DEFAULT_HTTP)]
+        http: SocketAddr,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -48,7 +59,22 @@ fn main() -> ExitCode {
             init_logging(log_format);
             serve(config)
         }
+        Command::Demo { dns, http } => {
+            init_demo_logging();
+            floe::demo::run(floe::demo::DemoOptions { dns, http })
+        }
     }
+}
+
+/// The demo's screen is its output: only warnings and errors are logged
+/// (to stderr) unless RUST_LOG says otherwise.
+fn init_demo_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn check(path: &std::path::Path) -> ExitCode {
