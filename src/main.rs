@@ -66,11 +66,11 @@ fn main() -> ExitCode {
     }
 }
 
-/// The demo's screen is its output: only warnings and errors are logged
-/// (to stderr) unless RUST_LOG says otherwise.
+/// The demo's screen is its output: besides warnings and errors only relay
+/// state changes are logged (to stderr), unless RUST_LOG says otherwise.
 fn init_demo_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,floe::poll=info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -385,6 +385,15 @@ pub fn run(opts: DemoOptions) -> ExitCode {
         }
     };
     let demo = rt.block_on(async {
+        // Handlers first: a signal during startup then stops the demo as
+        // soon as it runs, instead of killing it half-started.
+        let signals = match Signals::new() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("floe demo: signal handling: {e}");
+                return None;
+            }
+        };
         let demo = match Demo::start(&opts) {
             Ok(d) => d,
             Err(e) => {
@@ -393,9 +402,7 @@ pub fn run(opts: DemoOptions) -> ExitCode {
             }
         };
         println!("{}\n", demo.banner());
-        if let Err(e) = console(&demo).await {
-            eprintln!("floe demo: signal handling: {e}");
-        }
+        console(&demo, signals).await;
         println!("floe demo: stopping");
         Some(demo)
     });
@@ -407,18 +414,31 @@ pub fn run(opts: DemoOptions) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// SIGTERM and SIGINT, registered once.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+}
+
 /// Prints the live line and applies stdin commands until SIGINT/SIGTERM.
-async fn console(demo: &Demo) -> std::io::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
+async fn console(demo: &Demo, mut signals: Signals) {
     let mut lines = stdin_lines();
     let mut tick = tokio::time::interval(LIVE_EVERY);
     let mut last = (String::new(), Instant::now());
     loop {
         tokio::select! {
-            _ = term.recv() => return Ok(()),
-            _ = int.recv() => return Ok(()),
+            _ = signals.term.recv() => return,
+            _ = signals.int.recv() => return,
             _ = tick.tick() => {
                 let line = demo.live_line();
                 // Compare without the elapsed-time prefix.
