@@ -239,7 +239,13 @@ impl Demo {
                 .position(|d| &*d.name == r.name())
                 .and_then(|i| snap.relays.get(i))
                 .map_or("?", |v| v.state.as_str());
-            let state = if r.is_down() { "down(sim)" } else { state };
+            // floe's view first; the sim's truth when they differ, so the
+            // time floe takes to notice is visible.
+            let state = if r.is_down() {
+                format!("{state} (sim down)")
+            } else {
+                state.to_string()
+            };
             let mounts = MOUNTS
                 .iter()
                 .filter_map(|m| r.mount(m))
