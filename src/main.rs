@@ -70,7 +70,7 @@ fn main() -> ExitCode {
 /// state changes are logged (to stderr), unless RUST_LOG says otherwise.
 fn init_demo_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,floe::poll=info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,floe::poll=info,floe::dns=info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

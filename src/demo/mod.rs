@@ -144,7 +144,7 @@ impl Demo {
                 .collect::<Vec<_>>();
             let _ = writeln!(
                 s,
-                "  {:<8} {:<24} {}  {} Hz, DNS {}",
+                "  {:<8} {:<24} {:<36} {} Hz, DNS {}",
                 spec.name,
                 r.url(),
                 mounts.join(", "),
@@ -190,7 +190,7 @@ impl Demo {
             ),
         ];
         for (cmd, why) in lines {
-            let _ = writeln!(s, "  {cmd:<58} # {why}");
+            let _ = writeln!(s, "  {cmd:<62} # {why}");
         }
         let mut names = vec![(BALANCED_NAME, "A", "relays with room, short TTL")];
         names.extend(MOUNT_NAMES.iter().map(|(m, n)| {
@@ -210,7 +210,7 @@ impl Demo {
                 "dig @{dns_ip} -p {dns_port} {} {qtype} +norec",
                 name.trim_end_matches('.')
             );
-            let _ = writeln!(s, "  {cmd:<58} # {why}");
+            let _ = writeln!(s, "  {cmd:<62} # {why}");
         }
         let _ = writeln!(
             s,

@@ -611,15 +611,31 @@ impl Drop for ListenerGuard {
     }
 }
 
-/// A listener being admitted: uncounted from `pending` when dropped (also
-/// when the client gives up during the admission delay).
+/// A listener being admitted: uncounted from `pending` by
+/// [`PendingGuard::settle`], or when dropped (the client gave up during the
+/// admission delay).
 struct PendingGuard {
     mount: Arc<Mount>,
     epoch: u64,
+    settled: bool,
+}
+
+impl PendingGuard {
+    /// Uncounts the admission under the caller's lock, so that it and the
+    /// listener's count change together.
+    fn settle(mut self, s: &mut MountState) {
+        self.settled = true;
+        if self.mount.epoch.load(Ordering::SeqCst) == self.epoch {
+            s.pending = s.pending.saturating_sub(1);
+        }
+    }
 }
 
 impl Drop for PendingGuard {
     fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
         let mut s = self.mount.lock();
         if self.mount.epoch.load(Ordering::SeqCst) == self.epoch {
             s.pending = s.pending.saturating_sub(1);
@@ -663,12 +679,13 @@ async fn admit(delay: Duration, mount: &Arc<Mount>) -> Result<ListenerGuard, Ref
         PendingGuard {
             mount: mount.clone(),
             epoch: mount.epoch.load(Ordering::SeqCst),
+            settled: false,
         }
     };
     tokio::time::sleep(delay).await;
     let epoch = pending.epoch;
-    drop(pending);
     let mut s = mount.lock();
+    pending.settle(&mut s);
     if mount.epoch.load(Ordering::SeqCst) != epoch || !s.present {
         return Err(Refusal::NoSource);
     }
