@@ -3,7 +3,7 @@
 //!
 //! Three layers, as in hickory-server:
 //! - transport: [`udp`] (one blocking loop per worker thread, each on its
-//!   own `SO_REUSEPORT` socket) and [`tcp`] (one current-thread runtime
+//!   own `SO_REUSEPORT` socket, batched with [`mmsg`]) and [`tcp`] (one current-thread runtime
 //!   with a connection limit and an idle timeout);
 //! - dispatch: [`fast`] answers plain A/AAAA questions for balanced names
 //!   from pre-rendered wire bytes; everything else goes to [`handler`], a
@@ -23,6 +23,7 @@
 pub mod answer;
 pub mod fast;
 pub mod handler;
+mod mmsg;
 mod tcp;
 mod udp;
 pub mod zones;

@@ -2,12 +2,14 @@
 //! own `SO_REUSEPORT` socket, so the kernel spreads queries across cores and
 //! nothing is shared between workers but the plan.
 //!
-//! Per query: load the plan (lock-free), try the fast path, else hand the
+//! Per batch of queries ([`super::mmsg`]: one `recvmmsg`, one `sendmmsg`):
+//! load the plan (lock-free); per query try the fast path, else hand the
 //! query to the hickory handler on this thread's current-thread runtime.
 //! The loop never waits for anything but the socket; a read timeout lets it
 //! notice shutdown when idle.
 
 use super::handler::FloeHandler;
+use super::mmsg::Batch;
 use super::{DnsState, fast, next_variant};
 use crate::shutdown::Shutdown;
 use hickory_server::net::xfer::Protocol;
@@ -49,12 +51,11 @@ pub(super) fn worker(socket: UdpSocket, state: Arc<DnsState>, handler: Arc<FloeH
             return;
         }
     };
-    let mut query = vec![0u8; MAX_QUERY];
-    let mut out = vec![0u8; usize::from(super::EDNS_PAYLOAD)];
+    let mut batch = Batch::new(MAX_QUERY, usize::from(super::EDNS_PAYLOAD));
     let mut since_check = 0u32;
     loop {
-        let (n, src) = match socket.recv_from(&mut query) {
-            Ok(x) => x,
+        let n = match batch.recv(&socket) {
+            Ok(n) => n,
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
                 if shutdown.is_triggered() {
                     return;
@@ -68,27 +69,32 @@ pub(super) fn worker(socket: UdpSocket, state: Arc<DnsState>, handler: Arc<FloeH
                 continue;
             }
         };
-        since_check += 1;
+        since_check += n as u32;
         if since_check >= BUSY_CHECK {
             since_check = 0;
             if shutdown.is_triggered() {
                 return;
             }
         }
-        // Nothing can be sent back to port 0.
-        if src.port() == 0 {
-            continue;
-        }
-        let query = &query[..n];
         let plan = state.plan(Instant::now());
-        if let Some(len) = fast::answer(query, &plan, next_variant(), &mut out) {
-            send(&socket, &out[..len], src);
-            continue;
+        for i in 0..n {
+            let (query, src, out) = batch.query(i);
+            // Nothing can be sent back to port 0.
+            let Some(src) = src.filter(|s| s.port() != 0) else { continue };
+            if let Some(len) = fast::answer(query, &plan, next_variant(), out) {
+                batch.reply(i, len);
+                continue;
+            }
+            let Some(response) = rt.block_on(handler.answer(query, src, Protocol::Udp)) else { continue };
+            if response.len() <= out.len() {
+                out[..response.len()].copy_from_slice(&response);
+                batch.reply(i, response.len());
+            } else {
+                send(&socket, &response, src);
+            }
         }
         drop(plan);
-        if let Some(response) = rt.block_on(handler.answer(query, src, Protocol::Udp)) {
-            send(&socket, &response, src);
-        }
+        batch.send(&socket);
     }
 }
 
