@@ -2,8 +2,10 @@
 //! Icecast captures in `tests/fixtures/icecast/`, and its listener
 //! accounting over real sockets.
 
+use super::server::{MAX_HEAD_BYTES, base64};
 use super::*;
 use crate::status::{MaxListeners, icecast_json, icecast_xml, slots};
+use std::task::Poll;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
