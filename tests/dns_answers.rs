@@ -634,3 +634,84 @@ fn floe_serve_answers_dig_with_aa_and_only_relays_with_room() {
     let out = dig("nope.stream.example.org.", "A", &[]);
     assert!(out.contains("status: NXDOMAIN") && out.contains("AUTHORITY: 1"), "{out}");
 }
+
+// ---- Real delegation: unbound with a stub zone pointing at floe. ----
+
+/// A port free on both UDP and TCP right now (for a peer that needs a
+/// number in its config file).
+fn free_port() -> u16 {
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+#[test]
+fn a_resolver_with_a_stub_zone_resolves_through_floe() {
+    assert!(
+        Command::new("unbound").arg("-V").output().is_ok(),
+        "unbound is needed (apt install unbound; tests/run --install-only)"
+    );
+    let room = FakeRelay::start(BOTH);
+    let full = FakeRelay::start(&[("/live.ogg", 100, 100), ("/live.mp3", 100, 100)]);
+    let also = FakeRelay::start(BOTH);
+    let floe = Floe::start(&[&room, &full, &also], "");
+    floe.wait_first_round();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let conf = dir.path().join("unbound.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "server:\n  interface: 127.0.0.1\n  port: {port}\n  do-ip6: no\n  access-control: 127.0.0.0/8 allow\n\
+             \x20 do-not-query-localhost: no\n  username: \"\"\n  chroot: \"\"\n  directory: \"{dir}\"\n  pidfile: \"\"\n\
+             \x20 use-syslog: no\n  logfile: \"\"\n  verbosity: 1\n  module-config: \"iterator\"\n  use-caps-for-id: yes\n\
+             \x20 qname-minimisation: yes\n  harden-referral-path: no\n\
+             stub-zone:\n  name: \"stream.example.org\"\n  stub-addr: 127.0.0.1@{floe_port}\n",
+            dir = dir.path().display(),
+            floe_port = floe.dns().port()
+        ),
+    )
+    .unwrap();
+    let _unbound = Binary(
+        Command::new("unbound")
+            .args(["-d", "-c"])
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run unbound"),
+    );
+    let resolver: SocketAddr = ([127, 0, 0, 1], port).into();
+    let recursive = |qname: &str, qtype: RecordType| -> Option<Message> {
+        let mut m = Message::new(rand_id(), MessageType::Query, OpCode::Query);
+        m.metadata.recursion_desired = true;
+        m.add_query(Query::query(name(qname), qtype));
+        let bytes = udp_raw(resolver, &m.to_vec().unwrap())?;
+        Message::from_vec(&bytes).ok()
+    };
+    poll_until("unbound answers", Duration::from_secs(10), || {
+        recursive("www.stream.example.org.", RecordType::A).is_some_and(|m| !m.answers.is_empty())
+    });
+    let m = recursive("www.stream.example.org.", RecordType::A).unwrap();
+    assert_eq!(a_records(&m), BTreeSet::from([Ipv4Addr::new(192, 0, 2, 80)]));
+    assert!(m.metadata.recursion_available, "the resolver recursed");
+    // The balanced name resolves to relays with room only (unbound caches
+    // one answer per TTL; each query here is a new name for it or a cached
+    // copy, both drawn from floe's candidates).
+    let m = recursive("live.stream.example.org.", RecordType::A).unwrap();
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    let got = a_records(&m);
+    assert!(!got.is_empty() && got.is_subset(&BTreeSet::from([relay_ip(0), relay_ip(2)])), "{got:?}");
+    let m = recursive("live-ogg.stream.example.org.", RecordType::A).unwrap();
+    assert!(a_records(&m).is_subset(&BTreeSet::from([relay_ip(0), relay_ip(2)])));
+    // Negatives pass through: NXDOMAIN, and NODATA.
+    let m = recursive("nope.stream.example.org.", RecordType::A).unwrap();
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    let m = recursive("www.stream.example.org.", RecordType::MX).unwrap();
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert!(m.answers.is_empty());
+}
