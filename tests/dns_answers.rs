@@ -401,6 +401,14 @@ fn udp_and_tcp_answer_on_the_same_port() {
     let t = tcp(dns, &query("www.stream.example.org.", RecordType::A, None));
     assert_eq!(u.answers, t.answers);
     assert_eq!(u.answers[0].data, RData::A(Ipv4Addr::new(192, 0, 2, 80).into()));
+    udp(dns, &query("live.stream.example.org.", RecordType::A, None));
+    udp(dns, &query("nope.stream.example.org.", RecordType::A, None));
+    // Counted per path and RCODE (added just after each send).
+    let state = floe.instance().dns.clone();
+    poll_until("counters", Duration::from_secs(2), || {
+        let c = state.counts();
+        c.udp_fast == 1 && c.udp_handler == 2 && c.tcp == 1 && c.rcode[0] == 3 && c.rcode[3] == 1
+    });
 }
 
 #[test]

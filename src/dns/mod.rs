@@ -24,6 +24,7 @@ pub mod answer;
 pub mod fast;
 pub mod handler;
 mod mmsg;
+pub mod stats;
 mod tcp;
 mod udp;
 pub mod zones;
@@ -39,10 +40,12 @@ use crate::zones::ZoneSet;
 use arc_swap::{ArcSwap, Guard};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
+use stats::{Counters, Tally};
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime};
@@ -74,6 +77,8 @@ pub struct DnsState {
     /// Set while one thread draws a new plan; the others keep answering
     /// from the current one instead of drawing it too.
     drawing: AtomicBool,
+    /// Every worker's counters (registered at start; read for metrics).
+    counters: Mutex<Vec<Arc<Counters>>>,
 }
 
 impl std::fmt::Debug for DnsState {
@@ -93,6 +98,7 @@ impl DnsState {
             zones: ArcSwap::new(zones),
             plan: ArcSwap::from_pointee(plan),
             drawing: AtomicBool::new(false),
+            counters: Mutex::new(Vec::new()),
         })
     }
 
@@ -131,6 +137,27 @@ impl DnsState {
         let _ = self.plan.compare_and_swap(&*old, next);
         self.drawing.store(false, Ordering::Release);
         self.plan.load()
+    }
+
+    /// Counters for one more worker (called once per worker, at start).
+    pub(crate) fn register(&self) -> Arc<Counters> {
+        let c = Arc::new(Counters::default());
+        self.counters.lock().unwrap_or_else(|e| e.into_inner()).push(c.clone());
+        c
+    }
+
+    /// Queries answered so far, summed over every worker.
+    pub fn counts(&self) -> Tally {
+        let mut total = Tally::default();
+        for c in self.counters.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            total += c.read();
+        }
+        total
+    }
+
+    /// Generation of the snapshot the current plan was drawn from.
+    pub fn generation(&self) -> u64 {
+        self.plan.load().generation
     }
 
     /// The snapshot cell answers are drawn from.
@@ -269,7 +296,7 @@ impl DnsServer {
             threads.push(
                 std::thread::Builder::new()
                     .name("floe-dns-tcp".into())
-                    .spawn(move || tcp::serve(listeners, handler, limits, shutdown))
+                    .spawn(move || tcp::serve(listeners, handler, state.register(), limits, shutdown))
                     .expect("spawn DNS TCP thread"),
             );
         }

@@ -8,6 +8,7 @@
 //! connection are answered in order.
 
 use super::handler::FloeHandler;
+use super::stats::{Counters, Tally};
 use crate::shutdown::Shutdown;
 use hickory_server::net::xfer::Protocol;
 use std::io;
@@ -43,7 +44,13 @@ pub(super) fn bind(addr: SocketAddr) -> io::Result<StdListener> {
 }
 
 /// Serves `listeners` until `shutdown`.
-pub(super) fn serve(listeners: Vec<StdListener>, handler: Arc<FloeHandler>, limits: Limits, shutdown: Shutdown) {
+pub(super) fn serve(
+    listeners: Vec<StdListener>,
+    handler: Arc<FloeHandler>,
+    counters: Arc<Counters>,
+    limits: Limits,
+    shutdown: Shutdown,
+) {
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -57,7 +64,9 @@ pub(super) fn serve(listeners: Vec<StdListener>, handler: Arc<FloeHandler>, limi
         for l in listeners {
             match TcpListener::from_std(l) {
                 Ok(l) => {
-                    loops.push(tokio::spawn(accept_loop(l, handler.clone(), limits, slots.clone(), shutdown.clone())))
+                    let task =
+                        accept_loop(l, handler.clone(), counters.clone(), limits, slots.clone(), shutdown.clone());
+                    loops.push(tokio::spawn(task))
                 }
                 Err(e) => tracing::error!("DNS TCP listener: {e}"),
             }
@@ -71,6 +80,7 @@ pub(super) fn serve(listeners: Vec<StdListener>, handler: Arc<FloeHandler>, limi
 async fn accept_loop(
     listener: TcpListener,
     handler: Arc<FloeHandler>,
+    counters: Arc<Counters>,
     limits: Limits,
     slots: Arc<Semaphore>,
     shutdown: Shutdown,
@@ -93,10 +103,10 @@ async fn accept_loop(
             drop(stream);
             continue;
         };
-        let (handler, shutdown) = (handler.clone(), shutdown.clone());
+        let (handler, counters, shutdown) = (handler.clone(), counters.clone(), shutdown.clone());
         tokio::spawn(async move {
             tokio::select! {
-                r = connection(stream, peer, &handler, limits.idle) => {
+                r = connection(stream, peer, &handler, &counters, limits.idle) => {
                     if let Err(e) = r {
                         tracing::debug!(%peer, "DNS TCP connection: {e}");
                     }
@@ -108,7 +118,13 @@ async fn accept_loop(
     }
 }
 
-async fn connection(mut stream: TcpStream, peer: SocketAddr, handler: &FloeHandler, idle: Duration) -> io::Result<()> {
+async fn connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    handler: &FloeHandler,
+    counters: &Counters,
+    idle: Duration,
+) -> io::Result<()> {
     let mut query = Vec::new();
     loop {
         let mut len = [0u8; 2];
@@ -124,7 +140,15 @@ async fn connection(mut stream: TcpStream, peer: SocketAddr, handler: &FloeHandl
             Ok(Err(e)) => return Err(e),
             Err(_) => return Ok(()),
         }
-        let Some(response) = handler.answer(&query, peer, Protocol::Tcp).await else { continue };
+        let mut tally = Tally { tcp: 1, ..Tally::default() };
+        let response = handler.answer(&query, peer, Protocol::Tcp).await;
+        match &response {
+            Some(r) => tally.answered(r),
+            None => tally.unanswered = 1,
+        }
+        // All TCP connections run on this one thread: a single writer.
+        counters.add(&tally);
+        let Some(response) = response else { continue };
         let Ok(n) = u16::try_from(response.len()) else { continue };
         let mut framed = Vec::with_capacity(2 + response.len());
         framed.extend_from_slice(&n.to_be_bytes());

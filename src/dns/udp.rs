@@ -10,6 +10,7 @@
 
 use super::handler::FloeHandler;
 use super::mmsg::Batch;
+use super::stats::Tally;
 use super::{DnsState, fast, next_variant};
 use crate::shutdown::Shutdown;
 use hickory_server::net::xfer::Protocol;
@@ -52,6 +53,7 @@ pub(super) fn worker(socket: UdpSocket, state: Arc<DnsState>, handler: Arc<FloeH
         }
     };
     let mut batch = Batch::new(MAX_QUERY, usize::from(super::EDNS_PAYLOAD));
+    let counters = state.register();
     let mut since_check = 0u32;
     loop {
         let n = match batch.recv(&socket) {
@@ -77,15 +79,26 @@ pub(super) fn worker(socket: UdpSocket, state: Arc<DnsState>, handler: Arc<FloeH
             }
         }
         let plan = state.plan(Instant::now());
+        let mut tally = Tally::default();
         for i in 0..n {
             let (query, src, out) = batch.query(i);
             // Nothing can be sent back to port 0.
-            let Some(src) = src.filter(|s| s.port() != 0) else { continue };
+            let Some(src) = src.filter(|s| s.port() != 0) else {
+                tally.unanswered += 1;
+                continue;
+            };
             if let Some(len) = fast::answer(query, &plan, next_variant(), out) {
+                tally.udp_fast += 1;
+                tally.rcode[0] += 1;
                 batch.reply(i, len);
                 continue;
             }
-            let Some(response) = rt.block_on(handler.answer(query, src, Protocol::Udp)) else { continue };
+            let Some(response) = rt.block_on(handler.answer(query, src, Protocol::Udp)) else {
+                tally.unanswered += 1;
+                continue;
+            };
+            tally.udp_handler += 1;
+            tally.answered(&response);
             if response.len() <= out.len() {
                 out[..response.len()].copy_from_slice(&response);
                 batch.reply(i, response.len());
@@ -95,6 +108,7 @@ pub(super) fn worker(socket: UdpSocket, state: Arc<DnsState>, handler: Arc<FloeH
         }
         drop(plan);
         batch.send(&socket);
+        counters.add(&tally);
     }
 }
 
