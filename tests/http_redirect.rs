@@ -1,0 +1,370 @@
+//! The HTTP front door against the real binary: redirects, errors,
+//! playlists, health, limits, and a burst that must not overfill relays.
+//! Relays are `floe::demo::sim::SimRelay`s (real HTTP servers on loopback
+//! speaking Icecast's status formats).
+
+mod support;
+
+use floe::demo::sim::SimRelay;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+use support::floe::{FloeProcess, relay_state};
+use support::net::http_request;
+
+const T: Duration = Duration::from_secs(10);
+
+/// A runtime for the sim relays, kept alive for the test.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn config(relays: &[&SimRelay], extra: &str) -> String {
+    let mut c = format!(
+        r#"
+[dns]
+listen = ["127.0.0.1:0"]
+zones = "zones"
+[http]
+listen = ["127.0.0.1:0"]
+workers = 2
+header_timeout = "1s"
+retry_after = "7s"
+{extra}
+[poll]
+interval = "300ms"
+timeout = "500ms"
+rise = 1
+fall = 1
+[[stream]]
+name = "live"
+mounts = ["/live.ogg", "/live.mp3"]
+"#
+    );
+    for (i, r) in relays.iter().enumerate() {
+        c += &format!(
+            "[[relay]]\nname = \"{}\"\nurl = \"{}\"\naddresses = [\"127.0.0.{}\"]\nstatus = {{ kind = \"xslt\" }}\n",
+            r.name(),
+            r.url(),
+            i + 1
+        );
+    }
+    c
+}
+
+fn sim(name: &str, ogg: Option<u32>, mp3: Option<u32>) -> SimRelay {
+    SimRelay::builder(name)
+        .mount("/live.ogg", ogg)
+        .mount("/live.mp3", mp3)
+        .start()
+        .expect("sim relay")
+}
+
+fn req(
+    floe: &FloeProcess,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> support::HttpResponse {
+    http_request(method, &floe.url(path), headers, T)
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+}
+
+/// Sends raw bytes and returns the raw answer (until close or 2 s).
+fn raw(floe: &FloeProcess, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(floe.http).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn get_and_head_redirect_to_a_relay_with_the_query_string() {
+    let rt = runtime();
+    let _g = rt.enter();
+    let a = sim("relay-a", Some(100), Some(100));
+    let floe = FloeProcess::start(&config(&[&a], ""));
+    floe.wait_healthy(T);
+
+    let r = req(&floe, "GET", "/live.ogg", &[]);
+    assert_eq!(r.status, 302);
+    assert_eq!(
+        r.header("location"),
+        Some(format!("{}/live.ogg", a.url()).as_str())
+    );
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    assert_eq!(r.header("x-floe-relay"), Some("relay-a"));
+    let generation: u64 = r
+        .header("x-floe-generation")
+        .expect("generation header")
+        .parse()
+        .unwrap();
+    assert!(generation >= 1);
+    assert!(r.body.len() < 64, "tiny body");
+
+    let r = req(&floe, "HEAD", "/live.mp3?token=abc&x=1", &[]);
+    assert_eq!(r.status, 302);
+    assert_eq!(
+        r.header("location"),
+        Some(format!("{}/live.mp3?token=abc&x=1", a.url()).as_str())
+    );
+    assert!(r.body.is_empty(), "HEAD has no body");
+}
+
+#[test]
+fn unknown_paths_are_404_and_nothing_redirects_off_the_configured_relays() {
+    let rt = runtime();
+    let _g = rt.enter();
+    let a = sim("relay-a", None, None);
+    let floe = FloeProcess::start(&config(&[&a], ""));
+    floe.wait_healthy(T);
+    for path in [
+        "/",
+        "/live",
+        "/live.ogg/",
+        "/LIVE.OGG",
+        "/live%2Eogg",
+        "//live.ogg",
+        "/live.ogg/../x",
+        "/x.m3u",
+    ] {
+        assert_eq!(req(&floe, "GET", path, &[]).status, 404, "{path}");
+    }
+    // Absolute-form target naming another host: still only a relay URL.
+    let answer = raw(&floe, b"GET http://evil.example/live.ogg HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 302"), "{answer}");
+    assert!(
+        answer.contains(&format!("location: {}/live.ogg\r\n", a.url())),
+        "{answer}"
+    );
+    // Garbage is a 400, and the server keeps serving.
+    let answer = raw(&floe, b"\x16\x03\x01garbage\r\n\r\n");
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 400"),
+        "{answer}"
+    );
+    assert_eq!(req(&floe, "GET", "/live.ogg", &[]).status, 302);
+}
+
+#[test]
+fn other_methods_get_405_with_allow() {
+    let rt = runtime();
+    let _g = rt.enter();
+    let a = sim("relay-a", None, None);
+    let floe = FloeProcess::start(&config(&[&a], ""));
+    floe.wait_healthy(T);
+    for method in ["POST", "PUT", "DELETE", "OPTIONS", "SOURCE"] {
+        let r = req(&floe, method, "/live.ogg", &[]);
+        assert_eq!(r.status, 405, "{method}");
+        assert_eq!(r.header("allow"), Some("GET, HEAD"), "{method}");
+    }
+}
+
+#[test]
+fn no_candidate_is_503_with_retry_after_saying_offline_or_full() {
+    let rt = runtime();
+    let _g = rt.enter();
+    let a = sim("relay-a", Some(2), Some(2));
+    let floe = FloeProcess::start(&config(&[&a], ""));
+    floe.wait_healthy(T);
+    a.set_fake_listeners("/live.ogg", 2);
+    a.set_source("/live.mp3", false);
+    floe.wait_status(T, "ogg full, mp3 gone", |s| {
+        let ms = &s["relays"][0]["mounts"];
+        ms[0]["excluded"] == "full" && ms[1]["excluded"] == "no-source"
+    });
+    let full = req(&floe, "GET", "/live.ogg", &[]);
+    assert_eq!(full.status, 503);
+    assert_eq!(full.header("retry-after"), Some("7"));
+    assert!(full.text().contains("full"), "{}", full.text());
+    let offline = req(&floe, "GET", "/live.mp3", &[]);
+    assert_eq!(offline.status, 503);
+    assert!(offline.text().contains("offline"), "{}", offline.text());
+}
+
+#[test]
+fn playlists_point_back_at_floe() {
+    let rt = runtime();
+    let _g = rt.enter();
+    let a = sim("relay-a", None, None);
+    let floe = FloeProcess::start(&config(
+        &[&a],
+        "public_url = \"https://stream.example.org\"",
+    ));
+    floe.wait_healthy(T);
+    let host = [("Host", "stream.example.org:8080")];
+    let m3u = req(&floe, "GET", "/live.ogg.m3u", &host);
+    assert_eq!(m3u.status, 200);
+    assert_eq!(m3u.header("content-type"), Some("audio/x-mpegurl"));
+    assert_eq!(m3u.text(), "http://stream.example.org:8080/live.ogg\n");
+    let pls = req(&floe, "GET", "/live.mp3.pls", &host);
+    assert_eq!(pls.header("content-type"), Some("audio/x-scpls"));
+    assert!(
+        pls.text()
+            .contains("File1=http://stream.example.org:8080/live.mp3\n"),
+        "{}",
+        pls.text()
+    );
+    let xspf = req(&floe, "GET", "/live.ogg.xspf", &host);
+    assert_eq!(xspf.header("content-type"), Some("application/xspf+xml"));
+    assert!(
+        xspf.text()
+            .contains("<location>http://stream.example.org:8080/live.ogg</location>")
+    );
+    // A Host that is not a plain host[:port] falls back to public_url.
+    let odd = req(&floe, "GET", "/live.ogg.m3u", &[("Host", "x/<y>")]);
+    assert_eq!(odd.text(), "https://stream.example.org/live.ogg\n");
+}
+
+#[test]
+fn healthz_is_503_until_the_first_poll_round_is_done() {
+    // A "relay" that accepts connections but never answers: the first poll
+    // only ends at its timeout.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let cfg = format!(
+        r#"
+[dns]
+listen = ["127.0.0.1:0"]
+zones = "zones"
+[http]
+listen = ["127.0.0.1:0"]
+[poll]
+timeout = "3s"
+fall = 1
+[[relay]]
+name = "silent"
+url = "http://{}"
+status = {{ kind = "xslt" }}
+[[stream]]
+name = "live"
+mounts = ["/live.ogg"]
+"#,
+        silent.local_addr().unwrap()
+    );
+    let started = Instant::now();
+    let floe = FloeProcess::start(&cfg);
+    let r = floe.get("/healthz");
+    if started.elapsed() < Duration::from_secs(2) {
+        assert_eq!(r.status, 503, "before the first poll finished");
+        let r = floe.get("/live.ogg");
+        assert_eq!(r.status, 503);
+        assert!(r.text().contains("starting"), "{}", r.text());
+    }
+    floe.wait_healthy(T);
+    assert!(
+        started.elapsed() >= Duration::from_millis(2500),
+        "healthy only after the poll timed out"
+    );
+    assert_eq!(relay_state(&floe.status(), "silent"), "down");
+}
+
+#[test]
+fn slow_and_idle_clients_do_not_stop_redirects() {
+    let rt = runtime();
+    let _g = rt.enter();
+    let a = sim("relay-a", None, None);
+    let floe = FloeProcess::start(&config(&[&a], "max_connections = 64"));
+    floe.wait_healthy(T);
+    // 40 clients that send half a request head and stall.
+    let stalled: Vec<TcpStream> = (0..40)
+        .map(|_| {
+            let mut s = TcpStream::connect(floe.http).unwrap();
+            s.write_all(b"GET /live.ogg HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    let t = Instant::now();
+    for _ in 0..20 {
+        assert_eq!(req(&floe, "GET", "/live.ogg", &[]).status, 302);
+    }
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "redirects served while others stall: {:?}",
+        t.elapsed()
+    );
+    // The header timeout (1 s) closes the stalled ones.
+    std::thread::sleep(Duration::from_millis(1500));
+    for mut s in stalled {
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut buf = [0u8; 256];
+        let n = s.read(&mut buf).unwrap_or(0);
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert!(
+            n == 0 || text.starts_with("HTTP/1.1 408"),
+            "stalled client got: {text}"
+        );
+    }
+    // An oversized head is refused.
+    let big = format!(
+        "GET /live.ogg HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    let answer = raw(&floe, big.as_bytes());
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+        "{answer}"
+    );
+}
+
+#[test]
+fn a_burst_within_one_poll_interval_never_overfills_a_relay() {
+    let rt = runtime();
+    let _g = rt.enter();
+    // Room: a 5+2, b 3+0 (mp3 full), c 10+10 minus 4 listeners on ogg.
+    let a = sim("relay-a", Some(5), Some(2));
+    let b = sim("relay-b", Some(3), Some(3));
+    let c = sim("relay-c", Some(10), Some(10));
+    b.set_fake_listeners("/live.mp3", 3);
+    c.set_fake_listeners("/live.ogg", 4);
+    let mut cfg = config(&[&a, &b, &c], "");
+    cfg = cfg.replace("interval = \"300ms\"", "interval = \"5s\"");
+    let floe = FloeProcess::start(&cfg);
+    floe.wait_healthy(T);
+    floe.wait_status(T, "fake listeners visible", |s| {
+        s["relays"][2]["mounts"][0]["listeners"] == 4
+    });
+
+    // 300 concurrent requests per mount, far more than the room (14 ogg, 12 mp3).
+    let results: Vec<(String, u16, Option<String>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..600)
+            .map(|i| {
+                let floe = &floe;
+                s.spawn(move || {
+                    let mount = if i % 2 == 0 { "/live.ogg" } else { "/live.mp3" };
+                    let r = req(floe, "GET", mount, &[]);
+                    (
+                        mount.to_string(),
+                        r.status,
+                        r.header("location").map(str::to_string),
+                    )
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let count = |mount: &str, relay: &SimRelay| {
+        let target = format!("{}{mount}", relay.url());
+        results
+            .iter()
+            .filter(|(m, s, l)| m == mount && *s == 302 && l.as_deref() == Some(&target))
+            .count()
+    };
+    assert_eq!(count("/live.ogg", &a), 5);
+    assert_eq!(count("/live.ogg", &b), 3);
+    assert_eq!(count("/live.ogg", &c), 6);
+    assert_eq!(count("/live.mp3", &a), 2);
+    assert_eq!(count("/live.mp3", &b), 0);
+    assert_eq!(count("/live.mp3", &c), 10);
+    let refused = results.iter().filter(|(_, s, _)| *s == 503).count();
+    assert_eq!(refused, 600 - 26);
+    eprintln!(
+        "burst of 600: 26 admitted (exactly the room), {refused} refused with 503, 0 overfilled"
+    );
+}
