@@ -166,7 +166,7 @@ pub struct SimRelay {
     handle: tokio::runtime::Handle,
     /// `Some` while serving: triggering it closes the listening socket and
     /// every connection.
-    life: Mutex<Option<Shutdown>>,
+    life: Mutex<Option<Life>>,
     stopped: AtomicBool,
 }
 
@@ -402,23 +402,39 @@ impl SimRelay {
 
     fn go_up(&self, listener: std::net::TcpListener) -> io::Result<()> {
         let _enter = self.handle.enter();
-        let listener = tokio::net::TcpListener::from_std(listener)?;
-        let life = Shutdown::new();
-        *lock(&self.life) = Some(life.clone());
+        let listener = Arc::new(tokio::net::TcpListener::from_std(listener)?);
+        let stop = Shutdown::new();
+        *lock(&self.life) = Some(Life {
+            stop: stop.clone(),
+            listener: listener.clone(),
+        });
         self.handle
-            .spawn(accept_loop(self.shared.clone(), listener, life));
+            .spawn(accept_loop(self.shared.clone(), listener, stop));
         Ok(())
     }
 
     fn go_down(&self) {
         if let Some(life) = lock(&self.life).take() {
-            life.trigger();
+            // Stop listening now, not when the accept task next runs: a
+            // connect right after set_down(true) is refused, and the port
+            // can be bound again at once (Linux: shutdown on a listening
+            // socket unhashes it).
+            let _ = socket2::SockRef::from(&*life.listener).shutdown(std::net::Shutdown::Both);
+            life.stop.trigger();
             for m in &self.shared.mounts {
                 let mut s = m.lock();
                 m.reset(&mut s);
             }
         }
     }
+}
+
+/// One period of serving, from `go_up` to `go_down`.
+struct Life {
+    /// Stops the accept loop and every connection.
+    stop: Shutdown,
+    /// The listening socket (shared with the accept loop).
+    listener: Arc<tokio::net::TcpListener>,
 }
 
 impl Drop for SimRelay {

@@ -53,11 +53,13 @@ pub(super) fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 
 pub(super) async fn accept_loop(
     shared: Arc<Shared>,
-    listener: tokio::net::TcpListener,
+    listener: Arc<tokio::net::TcpListener>,
     life: Shutdown,
 ) {
     loop {
         let stream = tokio::select! {
+            biased;
+            _ = life.wait() => return,
             r = listener.accept() => match r {
                 Ok((stream, _)) => stream,
                 Err(_) => {
@@ -66,7 +68,6 @@ pub(super) async fn accept_loop(
                     continue;
                 }
             },
-            _ = life.wait() => return,
         };
         let _ = stream.set_nodelay(true);
         let open = shared.clients.fetch_add(1, Ordering::SeqCst) + 1;
