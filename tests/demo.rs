@@ -27,6 +27,7 @@ impl Demo {
     fn start() -> Demo {
         let mut child = Command::new(env!("CARGO_BIN_EXE_floe"))
             .args(["demo", "--http", "127.0.0.1:0", "--dns", "127.0.0.1:0"])
+            .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
