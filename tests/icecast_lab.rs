@@ -3,11 +3,11 @@
 
 mod support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use support::{
-    Codec, Lab, MountSpec, RelaySpec, Slot, StreamListener, ffmpeg_decode, ffprobe_codecs,
-    gstreamer_decode, mpv_decode,
+    Codec, IcecastRelay, Lab, MountSpec, RelaySpec, Slot, StreamListener, ffmpeg_decode,
+    ffprobe_codecs, gstreamer_decode, mpv_decode, vlc_decode,
 };
 
 const T: Duration = Duration::from_secs(10);
@@ -19,6 +19,13 @@ fn slot(mount: &str, listeners: u64, max: Option<u64>) -> Slot {
         max_listeners: max,
         free: max.map(|m| m.saturating_sub(listeners)),
     }
+}
+
+fn connect_all(url: &str, n: usize) -> Vec<StreamListener> {
+    StreamListener::connect_many(url, n, false, T)
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|e| panic!("listener: {e}")))
+        .collect()
 }
 
 fn sorted(mut slots: Vec<Slot>) -> Vec<Slot> {
@@ -70,54 +77,74 @@ fn two_relays_with_limits_listeners_and_players() {
         format!("http://relay-open.example.org:{}/live.ogg", open.port())
     );
 
-    // Two listeners on /live.ogg are counted.
-    let a = StreamListener::connect(&limited.url("/live.ogg"), T).expect("listener 1");
-    let b = StreamListener::connect(&limited.url("/live.ogg"), T).expect("listener 2");
+    // Real players decode audio straight from the open relay, in the
+    // background while the listener checks run on the limited one.
+    let (ogg_url, mp3_url) = (open.url("/live.ogg"), open.url("/live.mp3"));
+    std::thread::scope(|s| {
+        let ff = s.spawn(|| ffmpeg_decode(&ogg_url, 2.0));
+        let mpv = s.spawn(|| mpv_decode(&mp3_url, 2.0));
+        // GStreamer's playbin waits until its buffer holds ~5 s: with a
+        // young source (small Icecast burst) that takes a few seconds.
+        let gst = s.spawn(|| gstreamer_decode(&ogg_url, 1.5));
+        // VLC 3.0.24 cannot play Icecast Ogg joined mid-stream: MP3.
+        let vlc = s.spawn(|| vlc_decode(&mp3_url, 2.0));
+        listener_checks(limited);
+        for d in [ff, mpv, gst, vlc] {
+            let d = d.join().unwrap().unwrap_or_else(|e| panic!("{e}"));
+            eprintln!(
+                "{}: {:.2} s audio from {} in {:?} (exit {:?}, stopped {})",
+                d.player, d.audio_secs, d.url, d.wall, d.exit, d.stopped
+            );
+            assert!(
+                d.audio_secs >= 1.0,
+                "{} decoded only {:.2} s: {}",
+                d.player,
+                d.audio_secs,
+                d.log_tail
+            );
+            assert_eq!(d.video_frames, 0, "{}: audio-only stream", d.player);
+        }
+    });
+}
+
+fn listener_checks(limited: &IcecastRelay) {
+    // Two listeners on /live.ogg, connecting at once, are counted.
+    let t0 = Instant::now();
+    let mut ogg = connect_all(&limited.url("/live.ogg"), 2);
+    let heads = t0.elapsed();
     let took = limited.wait_for_listeners("/live.ogg", 2, T);
-    eprintln!("2 listeners visible in status-json after {took:?}");
+    eprintln!("2 listeners: response heads after {heads:?}, counted {took:?} later");
     assert_eq!(
         sorted(limited.slots().unwrap())[1],
         slot("/live.ogg", 2, Some(5))
     );
 
-    // /live.mp3 holds 2: the third listener gets Icecast's 403.
-    let m1 = StreamListener::connect(&limited.url("/live.mp3"), T).expect("mp3 listener 1");
-    let m2 = StreamListener::connect(&limited.url("/live.mp3"), T).expect("mp3 listener 2");
+    // /live.mp3 holds 2: a third listener, once they are in, gets a 403.
+    let mp3 = connect_all(&limited.url("/live.mp3"), 2);
     limited.wait_for_listeners("/live.mp3", 2, T);
     let err = StreamListener::connect(&limited.url("/live.mp3"), T)
         .expect_err("third listener on a mount with max 2");
     assert_eq!(err.status(), Some(403), "{err}");
-    drop((m1, m2));
-    limited.wait_for_listeners("/live.mp3", 0, T);
+    assert!(err.to_string().contains("max listeners reached"), "{err}");
+    drop(mp3);
+    let took = limited.wait_for_listeners("/live.mp3", 0, T);
+    eprintln!("2 listeners gone from status-json after {took:?}");
 
-    // Listeners keep receiving data, and leaving is counted too.
-    support::poll(T, Duration::from_millis(50), || {
-        (a.bytes() > 16 * 1024 && b.bytes() > 16 * 1024).then_some(())
+    // Listeners keep receiving data (the sine tone compresses to ~2 kB/s).
+    let before: Vec<u64> = ogg.iter().map(StreamListener::bytes).collect();
+    support::poll(T, Duration::from_millis(20), || {
+        ogg.iter()
+            .zip(&before)
+            .all(|(l, b)| l.bytes() > *b)
+            .then_some(())
     })
-    .expect("listeners receive the stream");
-    assert!(a.is_open() && b.is_open());
-    drop(a);
-    limited.wait_for_listeners("/live.ogg", 1, T);
-    drop(b);
-
-    // Real players decode audio straight from a relay.
-    let ff = ffmpeg_decode(&open.url("/live.ogg"), 2.0).unwrap_or_else(|e| panic!("{e}"));
-    let mpv = mpv_decode(&open.url("/live.mp3"), 2.0).unwrap_or_else(|e| panic!("{e}"));
-    let gst = gstreamer_decode(&limited.url("/live.ogg"), 1.5).unwrap_or_else(|e| panic!("{e}"));
-    for d in [&ff, &mpv, &gst] {
-        eprintln!(
-            "{}: {:.2} s audio from {} in {:?} (exit {:?}, stopped {})",
-            d.player, d.audio_secs, d.url, d.wall, d.exit, d.stopped
-        );
-        assert!(
-            d.audio_secs >= 1.0,
-            "{} decoded only {:.2} s: {}",
-            d.player,
-            d.audio_secs,
-            d.log_tail
-        );
-        assert_eq!(d.video_frames, 0, "{}: audio-only stream", d.player);
-    }
+    .unwrap_or_else(|| panic!("listeners stopped receiving: {ogg:?}"));
+    assert!(ogg.iter().all(StreamListener::is_open));
+    // Leaving is counted too.
+    ogg.pop();
+    let took = limited.wait_for_listeners("/live.ogg", 1, T);
+    eprintln!("1 listener gone from status-json after {took:?}");
+    drop(ogg);
 }
 
 #[test]
@@ -170,4 +197,30 @@ fn relay_restart_keeps_port_and_sources_come_back() {
 
     lab.stop_source(0, "/live.mp3");
     lab.relay(0).wait_for_mount_gone("/live.mp3", T);
+}
+
+/// MPlayer and xine are optional players (not installed by tests/run):
+/// `cargo test --release --test icecast_lab -- --ignored` after
+/// `apt-get install mplayer xine-console libxine2-plugins libxine2-ffmpeg`.
+#[test]
+#[ignore = "optional players: needs mplayer and xine-console"]
+fn optional_players_mplayer_and_xine() {
+    let lab = Lab::start(vec![
+        RelaySpec::new("optional")
+            .mount("/live.ogg", None)
+            .mount("/live.mp3", None),
+    ]);
+    let relay = lab.relay(0);
+    let (ogg_url, mp3_url) = (relay.url("/live.ogg"), relay.url("/live.mp3"));
+    std::thread::scope(|s| {
+        let runs = [
+            s.spawn(|| support::mplayer_decode(&ogg_url, 1.5)),
+            s.spawn(|| support::xine_decode(&mp3_url, 1.5)),
+        ];
+        for r in runs {
+            let d = r.join().unwrap().unwrap_or_else(|e| panic!("{e}"));
+            eprintln!("{}: {:.2} s audio in {:?}", d.player, d.audio_secs, d.wall);
+            assert!(d.audio_secs >= 1.0, "{}: {}", d.player, d.log_tail);
+        }
+    });
 }

@@ -154,12 +154,9 @@ fn write_request(
     stream.write_all(req.as_bytes())
 }
 
-/// Read the status line and headers; returns them plus any body bytes read
-/// past the header end.
-fn read_head(
-    stream: &mut TcpStream,
-    deadline: Instant,
-) -> io::Result<(u16, String, Vec<(String, String)>, Vec<u8>)> {
+/// Read the status line and headers; `body` holds the bytes read past the
+/// end of the head.
+fn read_head(stream: &mut TcpStream, deadline: Instant) -> io::Result<HttpResponse> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let end = loop {
@@ -214,7 +211,12 @@ fn read_head(
             Some((k.trim().to_string(), v.trim().to_string()))
         })
         .collect();
-    Ok((status, reason, headers, rest))
+    Ok(HttpResponse {
+        status,
+        reason,
+        headers,
+        body: rest,
+    })
 }
 
 fn dechunk(body: &[u8]) -> Option<Vec<u8>> {
@@ -251,7 +253,12 @@ pub fn http_request(
     let mut stream = connect(&host, port, timeout)?;
     stream.set_write_timeout(Some(timeout))?;
     write_request(&mut stream, method, &host, port, &path, headers)?;
-    let (status, reason, headers, mut body) = read_head(&mut stream, deadline)?;
+    let HttpResponse {
+        status,
+        reason,
+        headers,
+        mut body,
+    } = read_head(&mut stream, deadline)?;
     let no_body = method == "HEAD" || status == 204 || status == 304 || status / 100 == 1;
     let length: Option<usize> = headers
         .iter()
@@ -378,6 +385,33 @@ impl StreamListener {
         Self::open(url, Vec::new(), timeout)
     }
 
+    /// `n` listeners connecting to `url` at the same time (one thread
+    /// each), like a burst of players; results in connection order.
+    pub fn connect_many(
+        url: &str,
+        n: usize,
+        follow_redirects: bool,
+        timeout: Duration,
+    ) -> Vec<Result<StreamListener, ListenError>> {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..n)
+                .map(|_| {
+                    s.spawn(move || {
+                        if follow_redirects {
+                            StreamListener::connect_following(url, timeout)
+                        } else {
+                            StreamListener::connect(url, timeout)
+                        }
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect()
+        })
+    }
+
     /// Connect, following up to 5 redirects (`301/302/303/307/308` with a
     /// `Location`), like a player does. [`StreamListener::redirects`] holds
     /// the URLs that redirected.
@@ -396,13 +430,9 @@ impl StreamListener {
             };
             let mut stream = connect(&host, port, timeout).map_err(io_err)?;
             write_request(&mut stream, "GET", &host, port, &path, &[]).map_err(io_err)?;
-            let (status, _reason, headers, _rest) =
-                read_head(&mut stream, deadline).map_err(io_err)?;
-            let location = headers
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case("location"))
-                .map(|(_, v)| v.clone());
-            match (status, location) {
+            let head = read_head(&mut stream, deadline).map_err(io_err)?;
+            let location = head.header("location").map(str::to_string);
+            match (head.status, location) {
                 (301 | 302 | 303 | 307 | 308, Some(loc)) => {
                     let next = url::Url::parse(&current)
                         .and_then(|base| base.join(&loc))
@@ -440,7 +470,12 @@ impl StreamListener {
         let mut stream = connect(&host, port, timeout).map_err(io_err)?;
         stream.set_write_timeout(Some(timeout)).map_err(io_err)?;
         write_request(&mut stream, "GET", &host, port, &path, &[]).map_err(io_err)?;
-        let (status, reason, headers, rest) = read_head(&mut stream, deadline).map_err(io_err)?;
+        let HttpResponse {
+            status,
+            reason,
+            headers,
+            body: rest,
+        } = read_head(&mut stream, deadline).map_err(io_err)?;
         if status != 200 {
             // Error bodies are short and the server closes after them.
             let mut body = rest;
