@@ -127,7 +127,7 @@ fn run(
         cmd.stdout(log_file.try_clone().expect("dup log"));
     }
     cmd.stderr(log_file).stdin(Stdio::null());
-    let mut proc = Proc::spawn(player, &mut cmd).map_err(|e| PlayError {
+    let mut proc = Proc::spawn_group(player, &mut cmd).map_err(|e| PlayError {
         player,
         url: String::new(),
         reason: format!("spawn failed: {e}"),

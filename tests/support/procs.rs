@@ -156,6 +156,8 @@ pub struct Proc {
     child: Child,
     pid: u32,
     status: Option<ExitStatus>,
+    /// Leads its own process group: kill() kills the whole group.
+    group: bool,
 }
 
 impl Proc {
@@ -169,7 +171,20 @@ impl Proc {
             child,
             pid,
             status: None,
+            group: false,
         })
+    }
+
+    /// Spawn `cmd` as the leader of a new process group; kill() then also
+    /// kills whatever it forked (MPlayer's cache process, for one). Such a
+    /// process does not get the terminal's Ctrl-C: use it for short-lived
+    /// children only.
+    pub fn spawn_group(name: impl Into<String>, cmd: &mut Command) -> io::Result<Proc> {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+        let mut proc = Proc::spawn(name, cmd)?;
+        proc.group = true;
+        Ok(proc)
     }
 
     pub fn name(&self) -> &str {
@@ -217,9 +232,19 @@ impl Proc {
         poll(timeout, Duration::from_millis(10), || self.try_wait())
     }
 
-    /// SIGKILL and reap.
+    /// SIGKILL (the whole group for [`Proc::spawn_group`]) and reap.
     pub fn kill(&mut self) -> Option<ExitStatus> {
         if self.try_wait().is_none() {
+            if self.group {
+                // The leader is not reaped, so its pid (= the group id)
+                // cannot have been reused: the group is ours.
+                if let Some(kill) = find_tool("kill") {
+                    let _ = Command::new(kill)
+                        .args(["-s", "KILL", "--", &format!("-{}", self.pid)])
+                        .stderr(std::process::Stdio::null())
+                        .status();
+                }
+            }
             let _ = self.child.kill();
             self.status = self.child.wait().ok();
         }
