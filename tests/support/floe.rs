@@ -32,9 +32,16 @@ impl FloeProcess {
     /// zone) and starts `floe serve` on it. `config` should listen on port
     /// 0; the real address is read from the log.
     pub fn start(config: &str) -> FloeProcess {
-        let dir = tempfile::Builder::new().prefix("floe-test").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("floe-test")
+            .tempdir()
+            .expect("temp dir");
         std::fs::create_dir(dir.path().join("zones")).expect("zones dir");
-        std::fs::copy(example_zone(), dir.path().join("zones/stream.example.org.zone")).expect("copy zone");
+        std::fs::copy(
+            example_zone(),
+            dir.path().join("zones/stream.example.org.zone"),
+        )
+        .expect("copy zone");
         let path = dir.path().join("floe.toml");
         std::fs::write(&path, config).expect("write config");
         let mut child = Command::new(env!("CARGO_BIN_EXE_floe"))
@@ -62,10 +69,18 @@ impl FloeProcess {
             Ok(a) => a.parse().expect("address in log"),
             Err(_) => {
                 let _ = child.kill();
-                panic!("floe did not report an HTTP address; log:\n{}", log.lock().unwrap().join("\n"));
+                panic!(
+                    "floe did not report an HTTP address; log:\n{}",
+                    log.lock().unwrap().join("\n")
+                );
             }
         };
-        FloeProcess { child, dir, http, log }
+        FloeProcess {
+            child,
+            dir,
+            http,
+            log,
+        }
     }
 
     /// `http://ADDR` + `path`.
@@ -75,7 +90,8 @@ impl FloeProcess {
 
     /// GET `path` from floe.
     pub fn get(&self, path: &str) -> HttpResponse {
-        http_get(&self.url(path), Duration::from_secs(5)).unwrap_or_else(|e| panic!("GET {path}: {e}"))
+        http_get(&self.url(path), Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
     }
 
     /// `/status.json`, parsed.
@@ -85,8 +101,15 @@ impl FloeProcess {
 
     /// Waits until `/healthz` answers 200 (first poll round done).
     pub fn wait_healthy(&self, timeout: Duration) {
-        poll(timeout, Duration::from_millis(50), || (self.get("/healthz").status == 200).then_some(()))
-            .unwrap_or_else(|| panic!("floe not healthy after {timeout:?}; log:\n{}", self.log_text()));
+        poll(timeout, Duration::from_millis(50), || {
+            (self.get("/healthz").status == 200).then_some(())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "floe not healthy after {timeout:?}; log:\n{}",
+                self.log_text()
+            )
+        });
     }
 
     /// Waits until `f(status.json)` holds; returns the document that did.
@@ -111,16 +134,19 @@ impl FloeProcess {
 
     /// Sends a signal to floe.
     pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").args([&format!("-{sig}"), &self.child.id().to_string()]).status();
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status();
         assert!(ok.is_ok_and(|s| s.success()), "kill -{sig} floe");
     }
 
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         self.signal("TERM");
-        let status = poll(Duration::from_secs(10), Duration::from_millis(20), || self.child.try_wait().ok().flatten())
-            .unwrap_or_else(|| panic!("floe did not exit after SIGTERM; log:\n{}", self.log_text()));
-        status
+        poll(Duration::from_secs(10), Duration::from_millis(20), || {
+            self.child.try_wait().ok().flatten()
+        })
+        .unwrap_or_else(|| panic!("floe did not exit after SIGTERM; log:\n{}", self.log_text()))
     }
 }
 

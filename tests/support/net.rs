@@ -446,10 +446,11 @@ impl StreamListener {
                     chain.push(current);
                     current = next.to_string();
                 }
-                _ => {
-                    drop(stream);
-                    return Self::open(&current, chain, timeout);
-                }
+                // Not a redirect: this connection's answer is the one the
+                // server gave this listener. Connecting again would make
+                // the relay admit one listener twice (the first still
+                // counted while the second arrives).
+                _ => return Self::from_head(&current, chain, stream, head),
             }
         }
         chain.push(current);
@@ -470,12 +471,29 @@ impl StreamListener {
         let mut stream = connect(&host, port, timeout).map_err(io_err)?;
         stream.set_write_timeout(Some(timeout)).map_err(io_err)?;
         write_request(&mut stream, "GET", &host, port, &path, &[]).map_err(io_err)?;
+        let head = read_head(&mut stream, deadline).map_err(io_err)?;
+        Self::from_head(url, redirects, stream, head)
+    }
+
+    /// The listener for a connection whose response head was read: `Ok`
+    /// and reading on `200`, the error (with the short body) otherwise.
+    fn from_head(
+        url: &str,
+        redirects: Vec<String>,
+        stream: TcpStream,
+        head: HttpResponse,
+    ) -> Result<StreamListener, ListenError> {
+        let mut stream = stream;
+        let io_err = |error| ListenError::Io {
+            url: url.to_string(),
+            error,
+        };
         let HttpResponse {
             status,
             reason,
             headers,
             body: rest,
-        } = read_head(&mut stream, deadline).map_err(io_err)?;
+        } = head;
         if status != 200 {
             // Error bodies are short and the server closes after them.
             let mut body = rest;

@@ -1,0 +1,163 @@
+//! End to end with real Icecast 2.4 relays fed by ffmpeg: real players
+//! follow floe's 302 and decode audio (and video frames), a burst of three
+//! times the room gets zero 403/404 from the relays, and a relay that dies
+//! stops receiving listeners within interval + timeout x fall.
+
+mod support;
+
+use std::time::{Duration, Instant};
+use support::floe::{FloeProcess, cell, relay_state};
+use support::{Lab, RelaySpec, StreamListener, ffmpeg_decode, gstreamer_decode, mpv_decode};
+
+const T: Duration = Duration::from_secs(20);
+const MAX: u32 = 4;
+
+#[test]
+fn players_burst_and_failover_through_floe_with_real_relays() {
+    let lab = Lab::start(vec![
+        RelaySpec::new("r1")
+            .mount("/live.ogg", Some(MAX))
+            .mount("/live.mp3", Some(MAX))
+            .mount("/video.ogv", Some(3)),
+        RelaySpec::new("r2")
+            .mount("/live.ogg", Some(MAX))
+            .mount("/live.mp3", Some(MAX))
+            .mount("/video.ogv", Some(3)),
+        RelaySpec::new("r3")
+            .mount("/live.ogg", Some(MAX))
+            .mount("/live.mp3", Some(MAX)),
+    ]);
+    eprintln!("3 relays and 8 sources ready in {:?}", lab.ready_in);
+    let mut relays = String::new();
+    for (i, r) in lab.relays.iter().enumerate() {
+        relays += &format!(
+            "[[relay]]\nname = \"{}\"\nurl = \"{}\"\naddresses = [\"127.0.0.{}\"]\nstatus = {{ kind = \"xslt\" }}\n",
+            r.name(),
+            r.base_url(),
+            i + 1
+        );
+    }
+    // The default [poll] settings: the failover bound is the product's.
+    let floe = FloeProcess::start(&format!(
+        r#"
+[dns]
+listen = ["127.0.0.1:0"]
+zones = "zones"
+[http]
+listen = ["127.0.0.1:0"]
+{relays}
+[[stream]]
+name = "live"
+mounts = ["/live.ogg", "/live.mp3"]
+[[stream]]
+name = "video"
+mounts = ["/video.ogv"]
+"#
+    ));
+    floe.wait_healthy(T);
+    floe.wait_status(T, "every relay up with its mounts", |s| {
+        ["r1", "r2", "r3"]
+            .iter()
+            .all(|r| relay_state(s, r) == "up" && cell(s, r, "/live.mp3")["present"] == true)
+            && cell(s, "r1", "/video.ogv")["present"] == true
+    });
+
+    // 1. Real players follow the 302 and decode.
+    let (ogg, mp3, video) = (
+        floe.url("/live.ogg"),
+        floe.url("/live.mp3"),
+        floe.url("/video.ogv"),
+    );
+    let results = std::thread::scope(|s| {
+        let a = s.spawn(|| ffmpeg_decode(&ogg, 3.0));
+        let b = s.spawn(|| mpv_decode(&mp3, 3.0));
+        let c = s.spawn(|| gstreamer_decode(&ogg, 3.0));
+        let d = s.spawn(|| ffmpeg_decode(&video, 3.0));
+        [a, b, c, d].map(|h| h.join().unwrap())
+    });
+    for r in &results {
+        let d = r.as_ref().unwrap_or_else(|e| panic!("player failed: {e}"));
+        eprintln!(
+            "{} decoded {:.2} s of audio, {} video frames via {}",
+            d.player, d.audio_secs, d.video_frames, d.url
+        );
+        assert!(
+            d.audio_secs >= 1.0,
+            "{} decoded only {:.2} s",
+            d.player,
+            d.audio_secs
+        );
+    }
+    let video_frames = results[3].as_ref().unwrap().video_frames;
+    assert!(
+        video_frames >= 5,
+        "ffmpeg decoded {video_frames} video frames of the Theora mount"
+    );
+
+    // The players are gone: wait until the relays count nobody.
+    floe.wait_status(T, "players' listeners gone", |s| {
+        ["r1", "r2", "r3"].iter().all(|r| {
+            cell(s, r, "/live.mp3")["listeners"] == 0 && cell(s, r, "/live.ogg")["listeners"] == 0
+        })
+    });
+
+    // 2. A burst of 3x the room on /live.mp3, all at once, following the 302.
+    let room = 3 * MAX as usize;
+    let burst = StreamListener::connect_many(&mp3, 3 * room, true, T);
+    let mut admitted = 0;
+    let mut refused_by_floe = 0;
+    let mut refused_by_relay = Vec::new();
+    for r in &burst {
+        match r {
+            Ok(l) => {
+                assert_eq!(l.redirects().len(), 1, "one hop through floe");
+                admitted += 1;
+            }
+            Err(e) if e.to_string().starts_with(&mp3) && e.status() == Some(503) => {
+                refused_by_floe += 1
+            }
+            Err(e) => refused_by_relay.push(e.to_string()),
+        }
+    }
+    eprintln!(
+        "burst of {}: admitted {admitted}, refused by floe (503) {refused_by_floe}, refused by relays {}",
+        burst.len(),
+        refused_by_relay.len()
+    );
+    assert!(
+        refused_by_relay.is_empty(),
+        "relays refused listeners floe sent: {refused_by_relay:#?}"
+    );
+    assert_eq!(admitted, room, "every free slot is used");
+    assert_eq!(refused_by_floe, 2 * room);
+    drop(burst);
+
+    // 3. Failover: r1 dies; it must stop getting listeners within
+    //    interval x (1 + jitter) + timeout x fall = 2.2 s + 2 s.
+    let bound = Duration::from_millis(2200 + 2000);
+    floe.wait_status(T, "burst listeners gone", |s| {
+        ["r1", "r2", "r3"]
+            .iter()
+            .all(|r| cell(s, r, "/live.mp3")["listeners"] == 0)
+    });
+    let killed = Instant::now();
+    lab.relay(0).stop();
+    floe.wait_status(T, "r1 out of rotation", |s| {
+        cell(s, "r1", "/live.ogg")["excluded"] == "down"
+    });
+    let took = killed.elapsed();
+    eprintln!("failover: r1 excluded {took:?} after it died (bound {bound:?})");
+    assert!(
+        took <= bound + Duration::from_millis(300),
+        "failover took {took:?}"
+    );
+    for _ in 0..6 {
+        let r = floe.get("/live.ogg");
+        assert_eq!(r.status, 302);
+        let loc = r.header("location").unwrap();
+        assert!(
+            !loc.starts_with(&lab.relay(0).base_url()),
+            "dead relay chosen: {loc}"
+        );
+    }
+}
