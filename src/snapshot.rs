@@ -50,6 +50,8 @@ pub struct Topology {
 pub struct RelayDef {
     /// Name from the config.
     pub name: Arc<str>,
+    /// The name as bytes, for response headers without a copy.
+    pub name_bytes: Bytes,
     /// Base URL (no trailing slash).
     pub url: Box<str>,
     /// DNS addresses.
@@ -150,6 +152,7 @@ impl RelayDef {
     fn new(r: &RelayConfig, mounts: &[MountDef], grants: Arc<RelayGrants>) -> Self {
         RelayDef {
             name: r.name.as_str().into(),
+            name_bytes: Bytes::from(r.name.clone()),
             url: r.url.as_str().into(),
             addresses: r.addresses.clone().into(),
             weight: r.weight,
@@ -185,6 +188,8 @@ pub struct RelayObservation {
 pub struct Snapshot {
     /// Increases by one with every published snapshot.
     pub generation: u64,
+    /// `generation` in decimal, rendered once for response headers.
+    pub generation_text: Bytes,
     /// Wall-clock build time (for people).
     pub built_at: SystemTime,
     /// Monotonic build time (for staleness).
@@ -367,6 +372,7 @@ impl Snapshot {
             .collect();
         Snapshot {
             generation,
+            generation_text: Bytes::from(generation.to_string()),
             built_at: SystemTime::now(),
             built: Instant::now(),
             topology,

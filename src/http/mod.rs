@@ -134,6 +134,10 @@ fn worker(w: usize, workers: usize, sockets: Vec<StdListener>, cell: Arc<Snapsho
 }
 
 async fn accept_loop(listener: tokio::net::TcpListener, cell: Arc<SnapshotCell>, limit: Arc<Semaphore>, shutdown: Shutdown) {
+    // The connection builder follows the config (rebuilt only when a reload
+    // swapped it), so per-connection setup copies no settings.
+    let mut config = cell.load().topology.config.clone();
+    let mut builder = Arc::new(connection_builder(&config.http));
     loop {
         let permit = tokio::select! {
             p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
@@ -151,30 +155,45 @@ async fn accept_loop(listener: tokio::net::TcpListener, cell: Arc<SnapshotCell>,
             },
             _ = shutdown.wait() => return,
         };
+        let current = &cell.load().topology.config;
+        if !Arc::ptr_eq(current, &config) {
+            config = current.clone();
+            builder = Arc::new(connection_builder(&config.http));
+        }
         let _ = stream.set_nodelay(true);
-        let cell = cell.clone();
-        let shutdown = shutdown.clone();
+        let (cell, shutdown, builder) = (cell.clone(), shutdown.clone(), builder.clone());
         tokio::spawn(async move {
-            serve_connection(stream, peer, cell, shutdown).await;
+            serve_connection(stream, peer, cell, &builder, shutdown).await;
             drop(permit);
         });
     }
 }
 
-async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, cell: Arc<SnapshotCell>, shutdown: Shutdown) {
-    let http = cell.load().topology.config.http.clone();
+/// hyper's HTTP/1 settings from `[http]`: header read timeout (which also
+/// bounds idle keep-alive), header size, keep-alive on.
+fn connection_builder(http: &crate::config::HttpConfig) -> http1::Builder {
+    let mut b = http1::Builder::new();
+    b.timer(TokioTimer::new())
+        .header_read_timeout(http.header_timeout)
+        .max_buf_size(http.max_header_bytes.max(8192))
+        .keep_alive(true);
+    b
+}
+
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    cell: Arc<SnapshotCell>,
+    builder: &http1::Builder,
+    shutdown: Shutdown,
+) {
     let local = stream.local_addr().ok();
     let service = hyper::service::service_fn(move |req| {
         let snap = cell.load();
         let resp = routes::respond(&snap, &req, local);
         std::future::ready(Ok::<_, std::convert::Infallible>(resp))
     });
-    let conn = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(http.header_timeout)
-        .max_buf_size(http.max_header_bytes.max(8192))
-        .keep_alive(true)
-        .serve_connection(TokioIo::new(stream), service);
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     tokio::select! {
         r = conn.as_mut() => {

@@ -101,7 +101,7 @@ fn redirect(snap: &Snapshot, m: usize, query: Option<&str>) -> Response<Full<Byt
             h.insert(header::LOCATION, location);
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-            if let Ok(name) = HeaderValue::from_str(&relay.name) {
+            if let Ok(name) = HeaderValue::from_maybe_shared(relay.name_bytes.clone()) {
                 h.insert(RELAY_HEADER, name);
             }
             with_generation(snap, resp)
@@ -122,7 +122,9 @@ fn redirect(snap: &Snapshot, m: usize, query: Option<&str>) -> Response<Full<Byt
 }
 
 fn with_generation(snap: &Snapshot, mut resp: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
-    resp.headers_mut().insert(GENERATION_HEADER, HeaderValue::from(snap.generation));
+    if let Ok(v) = HeaderValue::from_maybe_shared(snap.generation_text.clone()) {
+        resp.headers_mut().insert(GENERATION_HEADER, v);
+    }
     resp
 }
 
