@@ -166,15 +166,9 @@ async fn signals(instance: &Instance) -> std::io::Result<()> {
         tokio::select! {
             _ = term.recv() => return Ok(()),
             _ = int.recv() => return Ok(()),
-            _ = hup.recv() => match instance.reload() {
-                Ok(warnings) => {
-                    for w in &warnings.0 { tracing::warn!("{w}"); }
-                    tracing::info!("reloaded {}", instance.config_path.display());
-                }
-                Err(diags) => {
-                    for d in &diags.0 { tracing::error!("{d}"); }
-                    tracing::error!("reload failed; the last good config keeps serving");
-                }
+            // A failed reload is logged and reported by the engine.
+            _ = hup.recv() => if let Ok(warnings) = instance.reload() {
+                for w in &warnings.0 { tracing::warn!("{w}"); }
             },
         }
     }

@@ -70,10 +70,17 @@ impl Instance {
     /// Loads the config file again and swaps it in. On any error the running
     /// config stays and the diagnostics are returned.
     pub fn reload(&self) -> Result<Diagnostics, Diagnostics> {
-        let loaded = config::load(&self.config_path)?;
-        self.engine.reload(loaded.config);
-        self.dns.set_zones(loaded.zones);
-        Ok(loaded.warnings)
+        match config::load(&self.config_path) {
+            Ok(loaded) => {
+                self.dns.set_zones(loaded.zones);
+                self.engine.reload(loaded.config);
+                Ok(loaded.warnings)
+            }
+            Err(diags) => {
+                self.engine.reload_failed(diags.to_string().trim_end());
+                Err(diags)
+            }
+        }
     }
 
     /// Stops everything and waits for the front-door threads to finish their

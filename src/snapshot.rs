@@ -183,6 +183,20 @@ pub struct RelayObservation {
     pub poll_duration: Option<std::time::Duration>,
 }
 
+/// How config reloads went, for the status page and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadReport {
+    /// Reloads that swapped in a new config.
+    pub successes: u64,
+    /// Reloads that failed (the last good config kept serving).
+    pub failures: u64,
+    /// When the running config was loaded (`None`: the one floe started with).
+    pub last_success: Option<SystemTime>,
+    /// The diagnostics of the last failed reload, if it failed after the
+    /// last success (cleared by the next success).
+    pub last_error: Option<(SystemTime, String)>,
+}
+
 /// The immutable state DNS and HTTP answer from.
 #[derive(Debug)]
 pub struct Snapshot {
@@ -208,6 +222,8 @@ pub struct Snapshot {
     /// Per stream: the mounts a relay must carry to be a DNS candidate for
     /// the stream (those present on at least one up relay).
     pub stream_required: Box<[Box<[MountId]>]>,
+    /// Reload history up to this snapshot.
+    pub reload: Arc<ReloadReport>,
 }
 
 /// One relay's dynamic state.
@@ -263,6 +279,17 @@ impl Snapshot {
         observations: &[Option<&RelayObservation>],
         runtime_drain: &[bool],
         generation: u64,
+    ) -> Snapshot {
+        Self::build_with(topology, observations, runtime_drain, generation, Arc::default())
+    }
+
+    /// [`Snapshot::build`] carrying a reload report.
+    pub fn build_with(
+        topology: Arc<Topology>,
+        observations: &[Option<&RelayObservation>],
+        runtime_drain: &[bool],
+        generation: u64,
+        reload: Arc<ReloadReport>,
     ) -> Snapshot {
         let config = &topology.config;
         let n_mounts = topology.mounts.len();
@@ -381,6 +408,7 @@ impl Snapshot {
             cells: cells.into(),
             reserve_released,
             stream_required,
+            reload,
         }
     }
 

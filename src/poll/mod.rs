@@ -17,7 +17,7 @@ pub use fetch::PollTarget;
 
 use crate::config::Config;
 use crate::shutdown::Shutdown;
-use crate::snapshot::{RelayObservation, Snapshot, SnapshotCell, Topology};
+use crate::snapshot::{RelayObservation, ReloadReport, Snapshot, SnapshotCell, Topology};
 use arc_swap::ArcSwap;
 use relay::{RelayPoller, Slot, lock};
 use std::collections::{HashMap, HashSet};
@@ -46,6 +46,7 @@ struct State {
     client_timeout: Duration,
     generation: u64,
     runtime_drain: HashSet<String>,
+    reload: Arc<ReloadReport>,
 }
 
 /// A running relay poller.
@@ -73,6 +74,7 @@ impl Engine {
             client_timeout: timeout,
             generation: 1,
             runtime_drain: HashSet::new(),
+            reload: Arc::default(),
         };
         let engine = Engine { cell, state: Arc::new(Mutex::new(state)), notify: Arc::new(Notify::new()), shutdown };
         engine.apply(topology);
@@ -92,7 +94,31 @@ impl Engine {
         let previous = lock(&self.state).topology.clone();
         let topology = Arc::new(Topology::new(config, Some(&previous)));
         self.apply(topology);
+        {
+            let mut st = lock(&self.state);
+            let mut report = (*st.reload).clone();
+            report.successes += 1;
+            report.last_success = Some(std::time::SystemTime::now());
+            report.last_error = None;
+            st.reload = Arc::new(report);
+        }
         self.rebuild();
+        tracing::info!("config reloaded");
+    }
+
+    /// Records a reload that failed: the running config stays, and the
+    /// error shows in the next snapshot's [`ReloadReport`] (status page,
+    /// metrics) until a reload succeeds.
+    pub fn reload_failed(&self, error: &str) {
+        {
+            let mut st = lock(&self.state);
+            let mut report = (*st.reload).clone();
+            report.failures += 1;
+            report.last_error = Some((std::time::SystemTime::now(), error.to_string()));
+            st.reload = Arc::new(report);
+        }
+        self.rebuild();
+        tracing::error!("reload failed; the last good config keeps serving:\n{error}");
     }
 
     /// Sets or clears a runtime drain on relay `name` (on top of the
@@ -187,7 +213,8 @@ impl Engine {
         let guards: Vec<_> = st.slots.iter().map(|s| lock(&s.observation)).collect();
         let observations: Vec<Option<&RelayObservation>> = guards.iter().map(|g| g.as_ref()).collect();
         let drains: Vec<bool> = st.topology.relays.iter().map(|r| st.runtime_drain.contains(&*r.name)).collect();
-        let snapshot = Snapshot::build(st.topology.clone(), &observations, &drains, st.generation);
+        let snapshot =
+            Snapshot::build_with(st.topology.clone(), &observations, &drains, st.generation, st.reload.clone());
         drop(guards);
         self.cell.store(snapshot);
     }
