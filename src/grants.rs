@@ -42,7 +42,11 @@ impl RelayGrants {
     pub fn new<'a>(paths: impl IntoIterator<Item = &'a str>) -> Self {
         let paths: Box<[Box<str>]> = paths.into_iter().map(Box::from).collect();
         let mounts = paths.iter().map(|_| AtomicU64::new(0)).collect();
-        RelayGrants { paths, mounts, relay: AtomicU64::new(0) }
+        RelayGrants {
+            paths,
+            mounts,
+            relay: AtomicU64::new(0),
+        }
     }
 
     /// Counters for `paths`, carrying over the counts of paths `self` has
@@ -54,7 +58,8 @@ impl RelayGrants {
                 next.mounts[i].store(self.mounts[j].load(Ordering::Relaxed), Ordering::Relaxed);
             }
         }
-        next.relay.store(self.relay.load(Ordering::Relaxed), Ordering::Relaxed);
+        next.relay
+            .store(self.relay.load(Ordering::Relaxed), Ordering::Relaxed);
         next
     }
 
@@ -71,14 +76,20 @@ impl RelayGrants {
     /// The counters now.
     pub fn sample(&self) -> GrantSample {
         GrantSample {
-            mounts: self.mounts.iter().map(|c| c.load(Ordering::Acquire)).collect(),
+            mounts: self
+                .mounts
+                .iter()
+                .map(|c| c.load(Ordering::Acquire))
+                .collect(),
             relay: self.relay.load(Ordering::Acquire),
         }
     }
 
     /// Grants on mount `i` not covered by `baseline`.
     pub fn in_flight(&self, i: usize, baseline: u64) -> u64 {
-        self.mounts.get(i).map_or(0, |c| c.load(Ordering::Acquire).saturating_sub(baseline))
+        self.mounts
+            .get(i)
+            .map_or(0, |c| c.load(Ordering::Acquire).saturating_sub(baseline))
     }
 
     /// Grants on the whole relay not covered by `baseline`.
@@ -98,7 +109,9 @@ impl RelayGrants {
         relay_baseline: u64,
         relay_room: Option<u64>,
     ) -> bool {
-        let Some(mount) = self.mounts.get(i) else { return false };
+        let Some(mount) = self.mounts.get(i) else {
+            return false;
+        };
         if !increment_within(&self.relay, relay_baseline, relay_room) {
             return false;
         }
@@ -127,7 +140,12 @@ fn increment_within(counter: &AtomicU64, baseline: u64, room: Option<u64>) -> bo
         if current.saturating_sub(baseline) >= room {
             return false;
         }
-        match counter.compare_exchange_weak(current, current + 1, Ordering::AcqRel, Ordering::Acquire) {
+        match counter.compare_exchange_weak(
+            current,
+            current + 1,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
             Ok(_) => return true,
             Err(actual) => current = actual,
         }
@@ -147,7 +165,11 @@ mod tests {
         assert!(!g.try_grant(0, 0, Some(2), 0, None), "room of 2 is used up");
         assert_eq!(g.in_flight(0, 0), 2);
         let s = g.sample();
-        assert_eq!(g.in_flight(0, s.mounts[0]), 0, "a poll after the sample counted them");
+        assert_eq!(
+            g.in_flight(0, s.mounts[0]),
+            0,
+            "a poll after the sample counted them"
+        );
         assert!(g.try_grant(0, s.mounts[0], Some(2), s.relay, None));
         assert_eq!(g.relay_in_flight(s.relay), 1);
     }
@@ -157,8 +179,14 @@ mod tests {
         let g = RelayGrants::new(["/a", "/b"]);
         assert!(g.try_grant(0, 0, None, 0, Some(2)));
         assert!(!g.try_grant(1, 0, Some(0), 0, Some(2)), "mount has no room");
-        assert!(g.try_grant(1, 0, None, 0, Some(2)), "relay slot was given back");
-        assert!(!g.try_grant(0, 0, None, 0, Some(2)), "relay cap reached across mounts");
+        assert!(
+            g.try_grant(1, 0, None, 0, Some(2)),
+            "relay slot was given back"
+        );
+        assert!(
+            !g.try_grant(0, 0, None, 0, Some(2)),
+            "relay cap reached across mounts"
+        );
     }
 
     #[test]
@@ -178,7 +206,11 @@ mod tests {
             let handles: Vec<_> = (0..8)
                 .map(|_| {
                     let g = g.clone();
-                    s.spawn(move || (0..10_000).filter(|_| g.try_grant(0, 0, Some(1234), 0, Some(5000))).count() as u64)
+                    s.spawn(move || {
+                        (0..10_000)
+                            .filter(|_| g.try_grant(0, 0, Some(1234), 0, Some(5000)))
+                            .count() as u64
+                    })
                 })
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).sum()

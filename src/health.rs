@@ -49,7 +49,12 @@ impl RelayState {
     }
 
     /// Every state, for metrics that export one series per state.
-    pub const ALL: [RelayState; 4] = [RelayState::Unknown, RelayState::Up, RelayState::Full, RelayState::Down];
+    pub const ALL: [RelayState; 4] = [
+        RelayState::Unknown,
+        RelayState::Up,
+        RelayState::Full,
+        RelayState::Down,
+    ];
 }
 
 impl fmt::Display for RelayState {
@@ -119,16 +124,26 @@ impl Health {
     /// polls in a row to come back, and an up or full relay `fall` failed
     /// polls in a row to go down. A full relay becomes up on the first poll
     /// that answers (it was answering all along).
-    pub fn observe(&mut self, outcome: PollOutcome, rise: u32, fall: u32, now: SystemTime) -> Option<Transition> {
+    pub fn observe(
+        &mut self,
+        outcome: PollOutcome,
+        rise: u32,
+        fall: u32,
+        now: SystemTime,
+    ) -> Option<Transition> {
         let (answered_state, reason) = match outcome {
             PollOutcome::Status(status) => {
                 let n = status.mounts.len();
                 self.last_status = Some(Arc::new(status));
-                (Some(RelayState::Up), format!("status ok, {n} mount{}", if n == 1 { "" } else { "s" }))
+                (
+                    Some(RelayState::Up),
+                    format!("status ok, {n} mount{}", if n == 1 { "" } else { "s" }),
+                )
             }
-            PollOutcome::ServerFull => {
-                (Some(RelayState::Full), "server full: 403 Icecast connection limit reached".to_string())
-            }
+            PollOutcome::ServerFull => (
+                Some(RelayState::Full),
+                "server full: 403 Icecast connection limit reached".to_string(),
+            ),
             PollOutcome::Failed(why) => (None, why),
         };
         match answered_state {
@@ -142,7 +157,11 @@ impl Health {
                 if comes_up {
                     self.set(to, reason, now)
                 } else {
-                    self.reason = format!("recovering ({}/{rise} good polls): {reason}", self.good_streak).into();
+                    self.reason = format!(
+                        "recovering ({}/{rise} good polls): {reason}",
+                        self.good_streak
+                    )
+                    .into();
                     None
                 }
             }
@@ -157,7 +176,8 @@ impl Health {
                     self.last_status = None;
                     self.set(RelayState::Down, reason, now)
                 } else {
-                    self.reason = format!("failing ({}/{fall} bad polls): {reason}", self.bad_streak).into();
+                    self.reason =
+                        format!("failing ({}/{fall} bad polls): {reason}", self.bad_streak).into();
                     None
                 }
             }
@@ -219,8 +239,15 @@ mod tests {
         let mut h = Health::new(SystemTime::UNIX_EPOCH);
         let states = run(&mut h, vec![ok(), bad(), bad()]);
         assert_eq!(states, [RelayState::Up, RelayState::Up, RelayState::Up]);
-        assert!(h.last_status().is_some(), "counts survive until the relay is declared down");
-        assert!(h.reason().contains("2/3"), "reason shows progress: {}", h.reason());
+        assert!(
+            h.last_status().is_some(),
+            "counts survive until the relay is declared down"
+        );
+        assert!(
+            h.reason().contains("2/3"),
+            "reason shows progress: {}",
+            h.reason()
+        );
         assert_eq!(run(&mut h, vec![bad()]), [RelayState::Down]);
         assert!(h.last_status().is_none());
     }
@@ -229,7 +256,16 @@ mod tests {
     fn down_relay_needs_rise_good_polls_in_a_row() {
         let mut h = Health::new(SystemTime::UNIX_EPOCH);
         let states = run(&mut h, vec![bad(), ok(), bad(), ok(), ok()]);
-        assert_eq!(states, [RelayState::Down, RelayState::Down, RelayState::Down, RelayState::Down, RelayState::Up]);
+        assert_eq!(
+            states,
+            [
+                RelayState::Down,
+                RelayState::Down,
+                RelayState::Down,
+                RelayState::Down,
+                RelayState::Up
+            ]
+        );
     }
 
     #[test]
@@ -238,8 +274,14 @@ mod tests {
         let states = run(&mut h, vec![ok(), PollOutcome::ServerFull, ok()]);
         assert_eq!(states, [RelayState::Up, RelayState::Full, RelayState::Up]);
         let mut h = Health::new(SystemTime::UNIX_EPOCH);
-        let states = run(&mut h, vec![bad(), PollOutcome::ServerFull, PollOutcome::ServerFull]);
-        assert_eq!(states, [RelayState::Down, RelayState::Down, RelayState::Full]);
+        let states = run(
+            &mut h,
+            vec![bad(), PollOutcome::ServerFull, PollOutcome::ServerFull],
+        );
+        assert_eq!(
+            states,
+            [RelayState::Down, RelayState::Down, RelayState::Full]
+        );
     }
 
     #[test]
@@ -248,9 +290,15 @@ mod tests {
         let t1 = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(5);
         assert_eq!(
             h.observe(ok(), 2, 2, t1),
-            Some(Transition { from: RelayState::Unknown, to: RelayState::Up })
+            Some(Transition {
+                from: RelayState::Unknown,
+                to: RelayState::Up
+            })
         );
-        assert_eq!(h.observe(ok(), 2, 2, t1 + std::time::Duration::from_secs(2)), None);
+        assert_eq!(
+            h.observe(ok(), 2, 2, t1 + std::time::Duration::from_secs(2)),
+            None
+        );
         assert_eq!(h.since(), t1);
     }
 }

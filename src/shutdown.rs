@@ -23,7 +23,10 @@ impl Shutdown {
     /// A flag not yet triggered.
     pub fn new() -> Self {
         let (tx, rx) = watch::channel(false);
-        Shutdown { tx: std::sync::Arc::new(tx), rx }
+        Shutdown {
+            tx: std::sync::Arc::new(tx),
+            rx,
+        }
     }
 
     /// Triggers shutdown for every clone.

@@ -40,7 +40,11 @@ impl HttpServer {
     /// Binds `workers` `SO_REUSEPORT` sockets on each address (0 = one per
     /// core). Port 0 is resolved once, so every worker shares the port.
     pub fn bind(listen: &[SocketAddr], workers: usize) -> io::Result<HttpServer> {
-        let workers = if workers == 0 { available_cores() } else { workers };
+        let workers = if workers == 0 {
+            available_cores()
+        } else {
+            workers
+        };
         let mut addrs = Vec::new();
         let mut sockets: Vec<Vec<StdListener>> = (0..workers).map(|_| Vec::new()).collect();
         for &addr in listen {
@@ -89,7 +93,9 @@ fn reuseport_listener(addr: SocketAddr) -> io::Result<StdListener> {
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
     socket.set_tcp_nodelay(true)?;
-    socket.bind(&addr.into()).map_err(|e| io::Error::new(e.kind(), format!("HTTP bind {addr}: {e}")))?;
+    socket
+        .bind(&addr.into())
+        .map_err(|e| io::Error::new(e.kind(), format!("HTTP bind {addr}: {e}")))?;
     socket.listen(1024)?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())
@@ -105,8 +111,17 @@ pub(crate) fn with_rng<T>(f: impl FnOnce(&mut SmallRng) -> T) -> T {
     RNG.with(|r| f(&mut r.borrow_mut()))
 }
 
-fn worker(w: usize, workers: usize, sockets: Vec<StdListener>, cell: Arc<SnapshotCell>, shutdown: Shutdown) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("HTTP worker runtime");
+fn worker(
+    w: usize,
+    workers: usize,
+    sockets: Vec<StdListener>,
+    cell: Arc<SnapshotCell>,
+    shutdown: Shutdown,
+) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("HTTP worker runtime");
     let config = cell.load().topology.config.clone();
     if let Some(seed) = config.select.seed {
         RNG.with(|r| *r.borrow_mut() = SmallRng::seed_from_u64(seed.wrapping_add(w as u64)));
@@ -123,7 +138,12 @@ fn worker(w: usize, workers: usize, sockets: Vec<StdListener>, cell: Arc<Snapsho
                     continue;
                 }
             };
-            accepts.push(tokio::spawn(accept_loop(listener, cell.clone(), limit.clone(), shutdown.clone())));
+            accepts.push(tokio::spawn(accept_loop(
+                listener,
+                cell.clone(),
+                limit.clone(),
+                shutdown.clone(),
+            )));
         }
         for a in accepts {
             let _ = a.await;
@@ -133,7 +153,12 @@ fn worker(w: usize, workers: usize, sockets: Vec<StdListener>, cell: Arc<Snapsho
     });
 }
 
-async fn accept_loop(listener: tokio::net::TcpListener, cell: Arc<SnapshotCell>, limit: Arc<Semaphore>, shutdown: Shutdown) {
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    cell: Arc<SnapshotCell>,
+    limit: Arc<Semaphore>,
+    shutdown: Shutdown,
+) {
     // The connection builder follows the config (rebuilt only when a reload
     // swapped it), so per-connection setup copies no settings.
     let mut config = cell.load().topology.config.clone();

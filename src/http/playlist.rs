@@ -22,9 +22,13 @@ pub enum Playlist {
 impl Playlist {
     /// Splits `/live.ogg.m3u` into (`/live.ogg`, M3u).
     pub fn split(path: &str) -> Option<(&str, Playlist)> {
-        [(".m3u", Playlist::M3u), (".pls", Playlist::Pls), (".xspf", Playlist::Xspf)]
-            .into_iter()
-            .find_map(|(ext, kind)| path.strip_suffix(ext).map(|m| (m, kind)))
+        [
+            (".m3u", Playlist::M3u),
+            (".pls", Playlist::Pls),
+            (".xspf", Playlist::Xspf),
+        ]
+        .into_iter()
+        .find_map(|(ext, kind)| path.strip_suffix(ext).map(|m| (m, kind)))
     }
 
     /// The Content-Type players expect.
@@ -41,7 +45,9 @@ impl Playlist {
         match self {
             Playlist::M3u => format!("{url}\n"),
             Playlist::Pls => {
-                format!("[playlist]\nNumberOfEntries=1\nFile1={url}\nTitle1={title}\nLength1=-1\nVersion=2\n")
+                format!(
+                    "[playlist]\nNumberOfEntries=1\nFile1={url}\nTitle1={title}\nLength1=-1\nVersion=2\n"
+                )
             }
             Playlist::Xspf => format!(
                 "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<playlist version=\"1\" xmlns=\"http://xspf.org/ns/0/\">\n  <trackList>\n    <track>\n      <location>{}</location>\n      <title>{}</title>\n    </track>\n  </trackList>\n</playlist>\n",
@@ -70,7 +76,11 @@ fn xml_escape(s: &str) -> String {
 /// floe's base URL as the client sees it: `http://` + the request's Host
 /// (only if it is a plain host[:port]), else the configured public URL,
 /// else the local address the request arrived on.
-pub fn base_url<B>(req: &Request<B>, public: Option<&url::Url>, local: Option<SocketAddr>) -> Option<String> {
+pub fn base_url<B>(
+    req: &Request<B>,
+    public: Option<&url::Url>,
+    local: Option<SocketAddr>,
+) -> Option<String> {
     let host = req
         .headers()
         .get(header::HOST)
@@ -91,7 +101,8 @@ pub fn base_url<B>(req: &Request<B>, public: Option<&url::Url>, local: Option<So
 fn is_plain_host(h: &str) -> bool {
     !h.is_empty()
         && h.len() <= 255
-        && h.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
         && !h.starts_with(['.', '-', ':'])
 }
 
@@ -101,20 +112,47 @@ mod tests {
 
     #[test]
     fn split_recognises_the_three_formats() {
-        assert_eq!(Playlist::split("/live.ogg.m3u"), Some(("/live.ogg", Playlist::M3u)));
-        assert_eq!(Playlist::split("/live.ogg.pls"), Some(("/live.ogg", Playlist::Pls)));
-        assert_eq!(Playlist::split("/live.ogg.xspf"), Some(("/live.ogg", Playlist::Xspf)));
+        assert_eq!(
+            Playlist::split("/live.ogg.m3u"),
+            Some(("/live.ogg", Playlist::M3u))
+        );
+        assert_eq!(
+            Playlist::split("/live.ogg.pls"),
+            Some(("/live.ogg", Playlist::Pls))
+        );
+        assert_eq!(
+            Playlist::split("/live.ogg.xspf"),
+            Some(("/live.ogg", Playlist::Xspf))
+        );
         assert_eq!(Playlist::split("/live.ogg"), None);
     }
 
     #[test]
     fn host_header_is_used_only_when_plain() {
-        let req = |host: &str| Request::builder().uri("/x.m3u").header("host", host).body(()).unwrap();
-        assert_eq!(base_url(&req("stream.example.org:8080"), None, None).as_deref(), Some("http://stream.example.org:8080"));
-        assert_eq!(base_url(&req("[::1]:8080"), None, None).as_deref(), Some("http://[::1]:8080"));
+        let req = |host: &str| {
+            Request::builder()
+                .uri("/x.m3u")
+                .header("host", host)
+                .body(())
+                .unwrap()
+        };
+        assert_eq!(
+            base_url(&req("stream.example.org:8080"), None, None).as_deref(),
+            Some("http://stream.example.org:8080")
+        );
+        assert_eq!(
+            base_url(&req("[::1]:8080"), None, None).as_deref(),
+            Some("http://[::1]:8080")
+        );
         let public = url::Url::parse("https://stream.example.org/").unwrap();
-        assert_eq!(base_url(&req("evil/<x>"), Some(&public), None).as_deref(), Some("https://stream.example.org"));
-        assert_eq!(base_url(&req("a@b"), None, "127.0.0.1:9".parse().ok()).as_deref(), Some("http://127.0.0.1:9"));
+        assert_eq!(
+            base_url(&req("evil/<x>"), Some(&public), None).as_deref(),
+            Some("https://stream.example.org")
+        );
+        assert_eq!(
+            base_url(&req("a@b"), None, "127.0.0.1:9".parse().ok()).as_deref(),
+            Some("http://127.0.0.1:9")
+        );
     }
 
     #[test]

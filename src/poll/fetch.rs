@@ -26,7 +26,11 @@ pub struct PollTarget {
 /// redirects is misconfigured), no proxy from the environment.
 pub fn client(timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
-        .user_agent(concat!("floe/", env!("CARGO_PKG_VERSION"), " (Icecast load balancer)"))
+        .user_agent(concat!(
+            "floe/",
+            env!("CARGO_PKG_VERSION"),
+            " (Icecast load balancer)"
+        ))
         .connect_timeout(timeout)
         .timeout(timeout)
         .pool_max_idle_per_host(1)
@@ -90,7 +94,11 @@ fn describe(e: &reqwest::Error, timeout: Duration) -> String {
     if e.is_timeout() {
         return format!("timeout after {}", humantime::format_duration(timeout));
     }
-    let mut msg = if e.is_connect() { "connect failed".to_string() } else { "request failed".to_string() };
+    let mut msg = if e.is_connect() {
+        "connect failed".to_string()
+    } else {
+        "request failed".to_string()
+    };
     let mut source = std::error::Error::source(e);
     let mut last = String::new();
     while let Some(s) = source {

@@ -76,7 +76,12 @@ impl Engine {
             runtime_drain: HashSet::new(),
             reload: Arc::default(),
         };
-        let engine = Engine { cell, state: Arc::new(Mutex::new(state)), notify: Arc::new(Notify::new()), shutdown };
+        let engine = Engine {
+            cell,
+            state: Arc::new(Mutex::new(state)),
+            notify: Arc::new(Notify::new()),
+            shutdown,
+        };
         engine.apply(topology);
         tokio::spawn(engine.clone().build_loop());
         engine
@@ -150,7 +155,10 @@ impl Engine {
         let mut old_tasks = std::mem::take(&mut st.tasks);
         let mut slots = Vec::with_capacity(topology.relays.len());
         for (def, rc) in topology.relays.iter().zip(&config.relays) {
-            let target = PollTarget { url: format!("{}{}", rc.url, rc.status.path), status: rc.status.clone() };
+            let target = PollTarget {
+                url: format!("{}{}", rc.url, rc.status.path),
+                status: rc.status.clone(),
+            };
             let kept = old_tasks.remove(&def.name);
             let slot = match kept {
                 Some(task) if task.target == target && task.poll == config.poll => {
@@ -191,7 +199,15 @@ impl Engine {
                             _ = global.wait() => {}
                         }
                     });
-                    st.tasks.insert(def.name.clone(), Task { target, poll: config.poll.clone(), slot: slot.clone(), stop });
+                    st.tasks.insert(
+                        def.name.clone(),
+                        Task {
+                            target,
+                            poll: config.poll.clone(),
+                            slot: slot.clone(),
+                            stop,
+                        },
+                    );
                     slot
                 }
             };
@@ -201,7 +217,8 @@ impl Engine {
             tracing::info!(relay = %name, "relay removed from config; polling stopped");
             task.stop.trigger();
         }
-        st.runtime_drain.retain(|n| topology.relay_by_name(n).is_some());
+        st.runtime_drain
+            .retain(|n| topology.relay_by_name(n).is_some());
         st.slots = slots;
         st.topology = topology;
     }
@@ -211,10 +228,21 @@ impl Engine {
         let mut st = lock(&self.state);
         st.generation += 1;
         let guards: Vec<_> = st.slots.iter().map(|s| lock(&s.observation)).collect();
-        let observations: Vec<Option<&RelayObservation>> = guards.iter().map(|g| g.as_ref()).collect();
-        let drains: Vec<bool> = st.topology.relays.iter().map(|r| st.runtime_drain.contains(&*r.name)).collect();
-        let snapshot =
-            Snapshot::build_with(st.topology.clone(), &observations, &drains, st.generation, st.reload.clone());
+        let observations: Vec<Option<&RelayObservation>> =
+            guards.iter().map(|g| g.as_ref()).collect();
+        let drains: Vec<bool> = st
+            .topology
+            .relays
+            .iter()
+            .map(|r| st.runtime_drain.contains(&*r.name))
+            .collect();
+        let snapshot = Snapshot::build_with(
+            st.topology.clone(),
+            &observations,
+            &drains,
+            st.generation,
+            st.reload.clone(),
+        );
         drop(guards);
         self.cell.store(snapshot);
     }

@@ -56,7 +56,10 @@ fn main() {
             health.observe(PollOutcome::Status(status), 2, 2, SystemTime::now());
             RelayObservation {
                 health,
-                baseline: GrantSample { mounts: vec![0; mounts].into(), relay: 0 },
+                baseline: GrantSample {
+                    mounts: vec![0; mounts].into(),
+                    relay: 0,
+                },
                 polled_at: Some(SystemTime::now()),
                 polls: 1,
                 poll_duration: None,
