@@ -254,7 +254,12 @@ pub fn load(path: &Path) -> Result<Loaded, Diagnostics> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
-            return Err(Diagnostics(vec![Diagnostic::error(path, 0, 0, format!("cannot read config: {e}"))]));
+            return Err(Diagnostics(vec![Diagnostic::error(
+                path,
+                0,
+                0,
+                format!("cannot read config: {e}"),
+            )]));
         }
     };
     load_str(path, &text)
@@ -263,11 +268,19 @@ pub fn load(path: &Path) -> Result<Loaded, Diagnostics> {
 /// [`load`] for config text already in memory; `path` names the file in
 /// diagnostics and anchors relative paths.
 pub fn load_str(path: &Path, text: &str) -> Result<Loaded, Diagnostics> {
-    let mut cx = Cx { file: path, text, diags: Diagnostics::default(), zones_dir: None };
+    let mut cx = Cx {
+        file: path,
+        text,
+        diags: Diagnostics::default(),
+        zones_dir: None,
+    };
     let config = cx.config();
     // Zones load even when other sections have errors, so one run of
     // `floe check` reports the problems of every file.
-    let zones_dir = config.as_ref().map(|c| c.dns.zones.clone()).or(cx.zones_dir.take());
+    let zones_dir = config
+        .as_ref()
+        .map(|c| c.dns.zones.clone())
+        .or(cx.zones_dir.take());
     let zones = zones_dir.and_then(|dir| {
         let (zones, zd) = ZoneSet::load(&dir);
         cx.diags.0.extend(zd.0);
@@ -277,9 +290,11 @@ pub fn load_str(path: &Path, text: &str) -> Result<Loaded, Diagnostics> {
         cx.check_names_in_zones(config, zones);
     }
     match (config, zones) {
-        (Some(config), Some(zones)) if !cx.diags.has_errors() => {
-            Ok(Loaded { config: Arc::new(config), zones: Arc::new(zones), warnings: cx.diags })
-        }
+        (Some(config), Some(zones)) if !cx.diags.has_errors() => Ok(Loaded {
+            config: Arc::new(config),
+            zones: Arc::new(zones),
+            warnings: cx.diags,
+        }),
         _ => Err(cx.diags),
     }
 }
@@ -287,7 +302,12 @@ pub fn load_str(path: &Path, text: &str) -> Result<Loaded, Diagnostics> {
 /// Parses and validates config text without touching the zone files: the
 /// config (when it has no error) and every diagnostic found.
 pub fn parse(path: &Path, text: &str) -> (Option<Config>, Diagnostics) {
-    let mut cx = Cx { file: path, text, diags: Diagnostics::default(), zones_dir: None };
+    let mut cx = Cx {
+        file: path,
+        text,
+        diags: Diagnostics::default(),
+        zones_dir: None,
+    };
     let config = cx.config();
     let config = if cx.diags.has_errors() { None } else { config };
     (config, cx.diags)
@@ -316,28 +336,40 @@ impl Cx<'_> {
         let offset = offset.min(self.text.len());
         let before = &self.text.as_bytes()[..offset];
         let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-        let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |p| p + 1);
         let column = self.text[line_start..offset].chars().count() + 1;
         (line, column)
     }
 
     fn error(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
         let (line, col) = span.map_or((0, 0), |s| self.line_col(s.start));
-        self.diags.push(Diagnostic::error(self.file, line, col, message));
+        self.diags
+            .push(Diagnostic::error(self.file, line, col, message));
     }
 
     fn warning(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
         let (line, col) = span.map_or((0, 0), |s| self.line_col(s.start));
-        self.diags.push(Diagnostic::warning(self.file, line, col, message));
+        self.diags
+            .push(Diagnostic::warning(self.file, line, col, message));
     }
 
     /// Deserializes one section, reporting its error (if any) with position.
-    fn section<T: DeserializeOwned>(&mut self, what: &str, value: Spanned<DeValue<'_>>) -> Option<T> {
+    fn section<T: DeserializeOwned>(
+        &mut self,
+        what: &str,
+        value: Spanned<DeValue<'_>>,
+    ) -> Option<T> {
         let span = value.span();
         match T::deserialize(ValueDeserializer::from(value)) {
             Ok(v) => Some(v),
             Err(e) => {
-                self.error(e.span().or(Some(span)), format!("{what}: {}", e.message().trim_end()));
+                self.error(
+                    e.span().or(Some(span)),
+                    format!("{what}: {}", e.message().trim_end()),
+                );
                 None
             }
         }
@@ -361,11 +393,25 @@ impl Cx<'_> {
             match key.get_ref().as_ref() {
                 "dns" => {
                     self.zones_dir = zones_key(&value).map(|z| self.base_dir().join(z));
-                    dns = self.section::<RawDns>("[dns]", value).or_else(|| fail(&mut ok));
+                    dns = self
+                        .section::<RawDns>("[dns]", value)
+                        .or_else(|| fail(&mut ok));
                 }
-                "http" => http = self.section::<RawHttp>("[http]", value).or_else(|| fail(&mut ok)),
-                "poll" => poll = self.section::<RawPoll>("[poll]", value).or_else(|| fail(&mut ok)),
-                "select" => select = self.section::<RawSelect>("[select]", value).or_else(|| fail(&mut ok)),
+                "http" => {
+                    http = self
+                        .section::<RawHttp>("[http]", value)
+                        .or_else(|| fail(&mut ok))
+                }
+                "poll" => {
+                    poll = self
+                        .section::<RawPoll>("[poll]", value)
+                        .or_else(|| fail(&mut ok))
+                }
+                "select" => {
+                    select = self
+                        .section::<RawSelect>("[select]", value)
+                        .or_else(|| fail(&mut ok))
+                }
                 "relay" => self.array("relay", value, &mut relays, &mut ok),
                 "stream" => self.array("stream", value, &mut streams, &mut ok),
                 other => {
@@ -383,18 +429,36 @@ impl Cx<'_> {
         let select = self.select(select);
         let relays = self.relays(relays);
         let streams = self.streams(streams);
-        let (dns, http, poll, select, relays, streams) = (dns?, http?, poll?, select?, relays?, streams?);
-        let config = Config { path: self.file.to_path_buf(), dns, http, poll, select, relays, streams };
+        let (dns, http, poll, select, relays, streams) =
+            (dns?, http?, poll?, select?, relays?, streams?);
+        let config = Config {
+            path: self.file.to_path_buf(),
+            dns,
+            http,
+            poll,
+            select,
+            relays,
+            streams,
+        };
         self.cross_checks(&config);
         ok.then_some(config)
     }
 
     /// Deserializes each element of an array of tables on its own, so one bad
     /// `[[relay]]` does not hide the errors of the next.
-    fn array<T: DeserializeOwned>(&mut self, name: &str, value: Spanned<DeValue<'_>>, out: &mut Vec<T>, ok: &mut bool) {
+    fn array<T: DeserializeOwned>(
+        &mut self,
+        name: &str,
+        value: Spanned<DeValue<'_>>,
+        out: &mut Vec<T>,
+        ok: &mut bool,
+    ) {
         let span = value.span();
         let DeValue::Array(items) = value.into_inner() else {
-            self.error(Some(span), format!("`{name}` must be an array of tables: write [[{name}]]"));
+            self.error(
+                Some(span),
+                format!("`{name}` must be an array of tables: write [[{name}]]"),
+            );
             *ok = false;
             return;
         };
@@ -406,9 +470,16 @@ impl Cx<'_> {
         }
     }
 
-    fn addr_list(&mut self, what: &str, list: Option<Vec<Spanned<String>>>, default: &str) -> Option<Vec<SocketAddr>> {
+    fn addr_list(
+        &mut self,
+        what: &str,
+        list: Option<Vec<Spanned<String>>>,
+        default: &str,
+    ) -> Option<Vec<SocketAddr>> {
         let Some(list) = list else {
-            return Some(vec![default.parse().expect("default listen address parses")]);
+            return Some(vec![
+                default.parse().expect("default listen address parses"),
+            ]);
         };
         let mut out = Vec::new();
         let mut ok = true;
@@ -427,7 +498,13 @@ impl Cx<'_> {
         ok.then_some(out)
     }
 
-    fn policy(&mut self, key: &str, v: Option<Spanned<String>>, default: DnsFallback, allow_last_known: bool) -> DnsFallback {
+    fn policy(
+        &mut self,
+        key: &str,
+        v: Option<Spanned<String>>,
+        default: DnsFallback,
+        allow_last_known: bool,
+    ) -> DnsFallback {
         let Some(v) = v else { return default };
         match v.get_ref().as_str() {
             "serve-all" => DnsFallback::ServeAll,
@@ -440,7 +517,10 @@ impl Cx<'_> {
                 } else {
                     "serve-all, nodata or fallback"
                 };
-                self.error(Some(v.span()), format!("[dns] {key}: unknown policy {other:?}; expected {choices}"));
+                self.error(
+                    Some(v.span()),
+                    format!("[dns] {key}: unknown policy {other:?}; expected {choices}"),
+                );
                 default
             }
         }
@@ -464,19 +544,36 @@ impl Cx<'_> {
         };
         let ttl = raw.ttl.unwrap_or(Duration::from_secs(20));
         let min_ttl = raw.min_ttl.unwrap_or(Duration::from_secs(5)).min(ttl);
-        let when_no_candidate = self.policy("when_no_candidate", raw.when_no_candidate, DnsFallback::ServeAll, false);
-        let before_first_poll = self.policy("before_first_poll", raw.before_first_poll, DnsFallback::ServeAll, false);
+        let when_no_candidate = self.policy(
+            "when_no_candidate",
+            raw.when_no_candidate,
+            DnsFallback::ServeAll,
+            false,
+        );
+        let before_first_poll = self.policy(
+            "before_first_poll",
+            raw.before_first_poll,
+            DnsFallback::ServeAll,
+            false,
+        );
         let when_stale = self.policy("when_stale", raw.when_stale, DnsFallback::LastKnown, true);
         let mut fallback = Vec::new();
         for a in &raw.fallback {
             match a.get_ref().parse::<IpAddr>() {
                 Ok(ip) => fallback.push(ip),
-                Err(_) => self.error(Some(a.span()), format!("[dns] fallback: {:?} is not an IP address", a.get_ref())),
+                Err(_) => self.error(
+                    Some(a.span()),
+                    format!("[dns] fallback: {:?} is not an IP address", a.get_ref()),
+                ),
             }
         }
-        let uses_fixed = [when_no_candidate, before_first_poll, when_stale].contains(&DnsFallback::Fixed);
+        let uses_fixed =
+            [when_no_candidate, before_first_poll, when_stale].contains(&DnsFallback::Fixed);
         if uses_fixed && raw.fallback.is_empty() {
-            self.error(None, "[dns]: a policy is \"fallback\" but `fallback` lists no addresses");
+            self.error(
+                None,
+                "[dns]: a policy is \"fallback\" but `fallback` lists no addresses",
+            );
         }
         Some(DnsConfig {
             listen: listen?,
@@ -509,7 +606,10 @@ impl Cx<'_> {
         };
         let max_header_bytes = match raw.max_header_bytes {
             Some(v) if *v.get_ref() < 8192 => {
-                self.error(Some(v.span()), "[http] max_header_bytes must be at least 8192");
+                self.error(
+                    Some(v.span()),
+                    "[http] max_header_bytes must be at least 8192",
+                );
                 8192
             }
             Some(v) => *v.get_ref() as usize,
@@ -560,14 +660,26 @@ impl Cx<'_> {
             self.warning(None, "[poll] grant_ttl is shorter than settle + timeout: grants may expire before a poll sees their listeners, and relays can overfill");
         }
         let stale_after = raw.stale_after.unwrap_or((interval + timeout) * 5);
-        Some(PollConfig { interval, timeout, rise, fall, jitter, settle, grant_ttl, stale_after })
+        Some(PollConfig {
+            interval,
+            timeout,
+            rise,
+            fall,
+            jitter,
+            settle,
+            grant_ttl,
+            stale_after,
+        })
     }
 
     fn select(&mut self, raw: Option<RawSelect>) -> Option<SelectConfig> {
         let raw = raw.unwrap_or_else(|| toml::from_str("").expect("empty [select] deserializes"));
         let reserve = match raw.reserve {
             Some(r) if !(0.0..0.9).contains(r.get_ref()) => {
-                self.error(Some(r.span()), "[select] reserve is a fraction of capacity from 0.0 to below 0.9");
+                self.error(
+                    Some(r.span()),
+                    "[select] reserve is a fraction of capacity from 0.0 to below 0.9",
+                );
                 0.0
             }
             Some(r) => *r.get_ref(),
@@ -581,7 +693,11 @@ impl Cx<'_> {
             Some(u) => *u.get_ref(),
             None => 1000,
         };
-        Some(SelectConfig { reserve, unlimited_room, seed: raw.seed })
+        Some(SelectConfig {
+            reserve,
+            unlimited_room,
+            seed: raw.seed,
+        })
     }
 
     fn relays(&mut self, raws: Vec<RawRelay>) -> Option<Vec<RelayConfig>> {
@@ -590,8 +706,17 @@ impl Cx<'_> {
         let mut seen: HashMap<String, usize> = HashMap::new();
         for raw in raws {
             let name = raw.name.get_ref().trim().to_string();
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-                self.error(Some(raw.name.span()), format!("relay name {name:?} must be non-empty letters, digits, '-', '_' or '.'"));
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                self.error(
+                    Some(raw.name.span()),
+                    format!(
+                        "relay name {name:?} must be non-empty letters, digits, '-', '_' or '.'"
+                    ),
+                );
                 ok = false;
             }
             if let Some(first_line) = seen.get(&name) {
@@ -617,14 +742,24 @@ impl Cx<'_> {
                 match a.get_ref().parse::<IpAddr>() {
                     Ok(ip) => addresses.push(ip),
                     Err(_) => {
-                        self.error(Some(a.span()), format!("relay {name:?}: address {:?} is not an IPv4 or IPv6 address", a.get_ref()));
+                        self.error(
+                            Some(a.span()),
+                            format!(
+                                "relay {name:?}: address {:?} is not an IPv4 or IPv6 address",
+                                a.get_ref()
+                            ),
+                        );
                         ok = false;
                     }
                 }
             }
             let status_span = raw.status.span();
             let status = match raw.status.into_inner() {
-                RawStatus::IcecastXml { user, password, path } => StatusConfig {
+                RawStatus::IcecastXml {
+                    user,
+                    password,
+                    path,
+                } => StatusConfig {
                     kind: StatusKind::IcecastXml,
                     path: path.unwrap_or_else(|| "/admin/stats".into()),
                     credentials: Some((user, password)),
@@ -641,7 +776,13 @@ impl Cx<'_> {
                 },
             };
             if !status.path.starts_with('/') {
-                self.error(Some(status_span.clone()), format!("relay {name:?}: status path {:?} must start with '/'", status.path));
+                self.error(
+                    Some(status_span.clone()),
+                    format!(
+                        "relay {name:?}: status path {:?} must start with '/'",
+                        status.path
+                    ),
+                );
                 ok = false;
             }
             let weight = match raw.weight {
@@ -679,11 +820,19 @@ impl Cx<'_> {
         match Name::from_ascii(s) {
             Ok(n) if n.is_fqdn() && !n.is_root() => Some(n.to_lowercase()),
             Ok(_) => {
-                self.error(Some(raw.span()), format!("stream {stream:?}: DNS name {s:?} must be fully qualified, ending in '.'"));
+                self.error(
+                    Some(raw.span()),
+                    format!(
+                        "stream {stream:?}: DNS name {s:?} must be fully qualified, ending in '.'"
+                    ),
+                );
                 None
             }
             Err(e) => {
-                self.error(Some(raw.span()), format!("stream {stream:?}: {s:?} is not a DNS name: {e}"));
+                self.error(
+                    Some(raw.span()),
+                    format!("stream {stream:?}: {s:?} is not a DNS name: {e}"),
+                );
                 None
             }
         }
@@ -698,23 +847,35 @@ impl Cx<'_> {
         for raw in raws {
             let name = raw.name.get_ref().clone();
             if !names.insert(name.clone()) {
-                self.error(Some(raw.name.span()), format!("duplicate stream name {name:?}"));
+                self.error(
+                    Some(raw.name.span()),
+                    format!("duplicate stream name {name:?}"),
+                );
                 ok = false;
             }
             if raw.mounts.get_ref().is_empty() {
-                self.error(Some(raw.mounts.span()), format!("stream {name:?} has no mounts"));
+                self.error(
+                    Some(raw.mounts.span()),
+                    format!("stream {name:?} has no mounts"),
+                );
                 ok = false;
             }
             let mut mounts = Vec::new();
             for m in raw.mounts.get_ref() {
                 let path = m.get_ref();
                 if let Err(why) = check_mount_path(path) {
-                    self.error(Some(m.span()), format!("stream {name:?}: mount {path:?} {why}"));
+                    self.error(
+                        Some(m.span()),
+                        format!("stream {name:?}: mount {path:?} {why}"),
+                    );
                     ok = false;
                     continue;
                 }
                 if let Some(other) = mounts_seen.insert(path.clone(), name.clone()) {
-                    self.error(Some(m.span()), format!("mount {path:?} is listed twice (streams {other:?} and {name:?})"));
+                    self.error(
+                        Some(m.span()),
+                        format!("mount {path:?} is listed twice (streams {other:?} and {name:?})"),
+                    );
                     ok = false;
                     continue;
                 }
@@ -752,7 +913,13 @@ impl Cx<'_> {
                 }
                 mount_dns.insert(mount.clone(), names);
             }
-            out.push(StreamConfig { name, mounts, dns, mount_dns, bitrate_kbps: raw.bitrate_kbps });
+            out.push(StreamConfig {
+                name,
+                mounts,
+                dns,
+                mount_dns,
+                bitrate_kbps: raw.bitrate_kbps,
+            });
         }
         ok.then_some(out)
     }
@@ -760,22 +927,41 @@ impl Cx<'_> {
     /// Checks that need more than one section.
     fn cross_checks(&mut self, config: &Config) {
         if config.relays.is_empty() {
-            self.error(None, "no [[relay]] defined: floe needs at least one relay to send listeners to");
+            self.error(
+                None,
+                "no [[relay]] defined: floe needs at least one relay to send listeners to",
+            );
         }
         if config.streams.is_empty() {
-            self.error(None, "no [[stream]] defined: floe needs at least one stream to balance");
+            self.error(
+                None,
+                "no [[stream]] defined: floe needs at least one stream to balance",
+            );
         }
-        let all_mounts: Vec<&str> = config.streams.iter().flat_map(|s| s.mounts.iter().map(String::as_str)).collect();
+        let all_mounts: Vec<&str> = config
+            .streams
+            .iter()
+            .flat_map(|s| s.mounts.iter().map(String::as_str))
+            .collect();
         let any_dns = config.balanced_names().next().is_some();
         for relay in &config.relays {
             for m in relay.mount_max_listeners.keys() {
                 if !all_mounts.contains(&m.as_str()) {
-                    self.warning(None, format!("relay {:?}: mount_max_listeners names {m:?}, which no stream lists", relay.name));
+                    self.warning(
+                        None,
+                        format!(
+                            "relay {:?}: mount_max_listeners names {m:?}, which no stream lists",
+                            relay.name
+                        ),
+                    );
                 }
             }
             if relay.status.kind == StatusKind::IcecastJson && relay.max_listeners.is_none() {
-                let unknown: Vec<&str> =
-                    all_mounts.iter().copied().filter(|m| !relay.mount_max_listeners.contains_key(*m)).collect();
+                let unknown: Vec<&str> = all_mounts
+                    .iter()
+                    .copied()
+                    .filter(|m| !relay.mount_max_listeners.contains_key(*m))
+                    .collect();
                 if !unknown.is_empty() {
                     self.warning(
                         None,
@@ -788,7 +974,13 @@ impl Cx<'_> {
                 }
             }
             if any_dns && relay.addresses.is_empty() {
-                self.warning(None, format!("relay {:?} has no addresses: DNS answers can never include it", relay.name));
+                self.warning(
+                    None,
+                    format!(
+                        "relay {:?} has no addresses: DNS answers can never include it",
+                        relay.name
+                    ),
+                );
             }
         }
     }
@@ -816,7 +1008,11 @@ impl Cx<'_> {
 /// of the table is.
 fn zones_key(dns: &Spanned<DeValue<'_>>) -> Option<String> {
     let table = dns.get_ref().as_table()?;
-    table.iter().find(|(k, _)| k.get_ref() == "zones").and_then(|(_, v)| v.get_ref().as_str()).map(str::to_string)
+    table
+        .iter()
+        .find(|(k, _)| k.get_ref() == "zones")
+        .and_then(|(_, v)| v.get_ref().as_str())
+        .map(str::to_string)
 }
 
 fn fail<T>(ok: &mut bool) -> Option<T> {
@@ -834,11 +1030,19 @@ fn parse_base_url(s: &str) -> Result<url::Url, String> {
     if url.host_str().is_none_or(str::is_empty) {
         return Err(format!("{s:?} has no host"));
     }
-    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
-        return Err(format!("{s:?} must be a base URL without credentials, query or fragment"));
+    if url.query().is_some()
+        || url.fragment().is_some()
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
+        return Err(format!(
+            "{s:?} must be a base URL without credentials, query or fragment"
+        ));
     }
     if url.path() != "/" {
-        return Err(format!("{s:?} must be a base URL without a path (the mount is appended to it)"));
+        return Err(format!(
+            "{s:?} must be a base URL without a path (the mount is appended to it)"
+        ));
     }
     Ok(url)
 }
@@ -849,7 +1053,10 @@ fn check_mount_path(path: &str) -> Result<(), &'static str> {
     if !path.starts_with('/') || path.len() < 2 {
         return Err("must start with '/' and name a mount");
     }
-    if path.bytes().any(|b| b <= b' ' || b == b'?' || b == b'#' || b == b'%' || b >= 0x7f) {
+    if path
+        .bytes()
+        .any(|b| b <= b' ' || b == b'?' || b == b'#' || b == b'%' || b >= 0x7f)
+    {
         return Err("must not contain spaces, '?', '#', '%' or non-ASCII characters");
     }
     if path.split('/').any(|seg| seg == "." || seg == "..") || path.contains("//") {
