@@ -381,6 +381,7 @@ impl Snapshot {
                 })
             })
             .collect();
+        apply_share(config.select.share, &mut cells, &mut relays);
         let stream_required = topology
             .streams
             .iter()
@@ -425,6 +426,25 @@ impl Snapshot {
     /// Whether the snapshot is older than `[poll] stale_after`.
     pub fn is_stale(&self, now: Instant) -> bool {
         now.saturating_duration_since(self.built) > self.config().poll.stale_after
+    }
+}
+
+/// Several floe instances (the zone's NS set) poll the same relays on their
+/// own and cannot see each other's grants, so each grants at most its
+/// `share` of the poll-time free slots (rounded down: never more than the
+/// relay has) and holds back its share of the reserve (rounded up). Runs
+/// after the reserve-release check, which looks at the real free slots.
+fn apply_share(share: f64, cells: &mut [Cell], relays: &mut [RelayView]) {
+    if share >= 1.0 {
+        return;
+    }
+    let down = |n: u64| (n as f64 * share).floor() as u64;
+    for cell in cells.iter_mut() {
+        cell.free = cell.free.map(down);
+        cell.reserve = (cell.reserve as f64 * share).ceil() as u64;
+    }
+    for relay in relays.iter_mut() {
+        relay.free = relay.free.map(down);
     }
 }
 

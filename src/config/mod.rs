@@ -17,7 +17,7 @@ use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::status::StatusKind;
 use crate::zones::ZoneSet;
 use hickory_proto::rr::Name;
-use raw::{RawDns, RawHttp, RawPoll, RawRelay, RawSelect, RawStatus, RawStream};
+use raw::{RawAdmin, RawDns, RawHttp, RawPoll, RawRelay, RawSelect, RawStatus, RawStream};
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -53,6 +53,8 @@ pub struct Config {
     pub poll: PollConfig,
     /// `[select]`.
     pub select: SelectConfig,
+    /// `[admin]`.
+    pub admin: AdminConfig,
     /// Every `[[relay]]`, in file order; names are unique.
     pub relays: Vec<RelayConfig>,
     /// Every `[[stream]]`, in file order; mount paths are unique across
@@ -174,6 +176,38 @@ pub struct SelectConfig {
     pub unlimited_room: u32,
     /// Seed for the selection RNG (deterministic choices, for tests).
     pub seed: Option<u64>,
+    /// This instance's share of every relay's free slots, when several floe
+    /// instances serve the same relays (e.g. 0.5 for two NS): poll-time free
+    /// slots (and the reserve) are scaled by it, rounded down, before grants.
+    pub share: f64,
+}
+
+/// `[admin]`: the runtime control endpoint (drain and undrain relays).
+/// Disabled unless a token is configured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminConfig {
+    /// Addresses to listen on (loopback by default).
+    pub listen: Vec<SocketAddr>,
+    /// The bearer token every request must carry; `None` disables the
+    /// endpoint.
+    pub token: Option<AdminToken>,
+}
+
+/// The admin bearer token. A secret: `Debug` never prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(String);
+
+impl AdminToken {
+    /// The token's bytes, for a constant-time comparison.
+    pub fn expose(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(<redacted>)")
+    }
 }
 
 /// How one relay's status is fetched.
@@ -324,6 +358,7 @@ struct Cx<'a> {
 
 const DEFAULT_DNS_LISTEN: &str = "127.0.0.1:8053";
 const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8080";
+const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8081";
 
 impl Cx<'_> {
     /// 1-based line and column of a byte offset in the config text.
@@ -385,6 +420,7 @@ impl Cx<'_> {
         }
         let table = table.into_inner();
         let (mut dns, mut http, mut poll, mut select) = (None, None, None, None);
+        let mut admin = None;
         let mut relays = Vec::new();
         let mut streams = Vec::new();
         let mut ok = true;
@@ -412,12 +448,17 @@ impl Cx<'_> {
                         .section::<RawSelect>("[select]", value)
                         .or_else(|| fail(&mut ok))
                 }
+                "admin" => {
+                    admin = self
+                        .section::<RawAdmin>("[admin]", value)
+                        .or_else(|| fail(&mut ok))
+                }
                 "relay" => self.array("relay", value, &mut relays, &mut ok),
                 "stream" => self.array("stream", value, &mut streams, &mut ok),
                 other => {
                     self.error(
                         Some(key_span),
-                        format!("unknown section `{other}`; expected dns, http, poll, select, relay or stream"),
+                        format!("unknown section `{other}`; expected dns, http, poll, select, admin, relay or stream"),
                     );
                     ok = false;
                 }
@@ -427,16 +468,18 @@ impl Cx<'_> {
         let http = self.http(http);
         let poll = self.poll(poll);
         let select = self.select(select);
+        let admin = self.admin(admin);
         let relays = self.relays(relays);
         let streams = self.streams(streams);
-        let (dns, http, poll, select, relays, streams) =
-            (dns?, http?, poll?, select?, relays?, streams?);
+        let (dns, http, poll, select, admin, relays, streams) =
+            (dns?, http?, poll?, select?, admin?, relays?, streams?);
         let config = Config {
             path: self.file.to_path_buf(),
             dns,
             http,
             poll,
             select,
+            admin,
             relays,
             streams,
         };
@@ -693,10 +736,93 @@ impl Cx<'_> {
             Some(u) => *u.get_ref(),
             None => 1000,
         };
+        let share = match raw.share {
+            Some(s) if !(*s.get_ref() > 0.0 && *s.get_ref() <= 1.0) => {
+                self.error(
+                    Some(s.span()),
+                    "[select] share is this instance's fraction of the free slots: more than 0.0, at most 1.0 (1 / number of floe instances)",
+                );
+                1.0
+            }
+            Some(s) => *s.get_ref(),
+            None => 1.0,
+        };
         Some(SelectConfig {
             reserve,
             unlimited_room,
             seed: raw.seed,
+            share,
+        })
+    }
+
+    fn admin(&mut self, raw: Option<RawAdmin>) -> Option<AdminConfig> {
+        let raw = raw.unwrap_or_else(|| toml::from_str("").expect("empty [admin] deserializes"));
+        let listen = self.addr_list("[admin] listen", raw.listen, DEFAULT_ADMIN_LISTEN)?;
+        let (text, span, what) = match (raw.token, raw.token_file) {
+            (None, None) => {
+                return Some(AdminConfig {
+                    listen,
+                    token: None,
+                });
+            }
+            (Some(_), Some(file)) => {
+                self.error(
+                    Some(file.span()),
+                    "[admin]: give either token or token_file, not both",
+                );
+                return None;
+            }
+            (Some(token), None) => (token.get_ref().clone(), token.span(), "token"),
+            (None, Some(file)) => {
+                let path = self.base_dir().join(file.get_ref());
+                match std::fs::read_to_string(&path) {
+                    Ok(text) => (text, file.span(), "token_file"),
+                    Err(e) => {
+                        self.error(
+                            Some(file.span()),
+                            format!("[admin] token_file: cannot read {}: {e}", path.display()),
+                        );
+                        return None;
+                    }
+                }
+            }
+        };
+        let token = text.trim();
+        if token.is_empty() {
+            self.error(Some(span), format!("[admin] {what}: the token is empty"));
+            return None;
+        }
+        if !token.bytes().all(|b| b.is_ascii_graphic()) {
+            self.error(
+                Some(span),
+                format!("[admin] {what}: the token must be printable ASCII without spaces (it is sent in an Authorization header)"),
+            );
+            return None;
+        }
+        if token.len() < 16 {
+            self.warning(
+                Some(span.clone()),
+                format!("[admin] {what}: the token is shorter than 16 characters; use a long random one (e.g. `openssl rand -hex 32`)"),
+            );
+        }
+        if listen.is_empty() {
+            self.error(
+                Some(span),
+                "[admin] listen is empty: give an address or remove the token to disable the endpoint",
+            );
+            return None;
+        }
+        for a in &listen {
+            if !a.ip().is_loopback() {
+                self.warning(
+                    None,
+                    format!("[admin] listen {a} is not a loopback address: the token travels unencrypted over plain HTTP; prefer loopback (and ssh) or a private network"),
+                );
+            }
+        }
+        Some(AdminConfig {
+            listen,
+            token: Some(AdminToken(token.to_string())),
         })
     }
 
@@ -1069,3 +1195,6 @@ fn check_mount_path(path: &str) -> Result<(), &'static str> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -93,6 +93,20 @@ pub struct RawSelect {
     pub unlimited_room: Option<Spanned<u32>>,
     #[serde(default)]
     pub seed: Option<u64>,
+    #[serde(default)]
+    pub share: Option<Spanned<f64>>,
+}
+
+/// `[admin]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    #[serde(default)]
+    pub listen: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub token: Option<Spanned<String>>,
+    #[serde(default)]
+    pub token_file: Option<Spanned<PathBuf>>,
 }
 
 /// `status = { kind = ... }` of a relay.

@@ -288,3 +288,46 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn with_a_share_each_instance_grants_at_most_its_part_of_the_free_slots() {
+    // Two floe instances (share = 0.5) polling the same relays: each hands
+    // out half the free slots, rounded down, so together they never
+    // overfill a relay before their next polls.
+    let relays = [
+        up(&[("/a", 3, 10)]),
+        up(&[("/a", 0, 5)]),
+        R {
+            cap: Some(4),
+            ..up(&[("/a", 0, 100)])
+        },
+    ];
+    let snap = cluster(&relays, "share = 0.5");
+    let mut counts = [0u32; 3];
+    let mut rng = rng();
+    for _ in 0..100 {
+        if let Ok(r) = pick_for_mount(&snap, A, &mut rng) {
+            counts[r] += 1;
+        }
+    }
+    // 7 free -> 3; 5 free -> 2; relay cap 4 (mount free 100) -> 2.
+    assert_eq!(counts, [3, 2, 2]);
+    assert_eq!(snap.cell(0, A).free, Some(3));
+    assert_eq!(snap.relays[2].free, Some(2));
+
+    // The reserve is held back in the same proportion (rounded up), and
+    // released on the real free slots: a peer with one slot left is not
+    // full even though its share of that slot rounds down to zero.
+    let snap = cluster(
+        &[up(&[("/a", 0, 10)]), up(&[("/a", 9, 10)])],
+        "share = 0.5\nreserve = 0.3",
+    );
+    assert!(!snap.reserve_released[A]);
+    assert_eq!(snap.cell(0, A).reserve, 2);
+    assert_eq!(mount_room(&snap, 0, A).map(Room::slots), Ok(Some(3)));
+    assert_eq!(mount_room(&snap, 1, A), Err(Exclusion::Full));
+
+    // share = 1 (the default) changes nothing.
+    let whole = cluster(&relays, "share = 1.0");
+    assert_eq!(whole.cell(0, A).free, Some(7));
+}

@@ -1,0 +1,142 @@
+//! Config tests for `[admin]` and `[select] share`: defaults, validation
+//! with line numbers, and the token never showing in `Debug`.
+
+use super::*;
+
+const RELAY_AND_STREAM: &str = r#"
+[[relay]]
+name = "r1"
+url = "http://r1.example.org:8000"
+status = { kind = "xslt" }
+[[stream]]
+name = "live"
+mounts = ["/live.ogg"]
+"#;
+
+fn parse_in(dir: &Path, head: &str) -> (Option<Config>, Diagnostics) {
+    parse(
+        &dir.join("floe.toml"),
+        &format!("{head}\n{RELAY_AND_STREAM}"),
+    )
+}
+
+fn errors(diags: &Diagnostics) -> Vec<(usize, String)> {
+    diags
+        .0
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| (d.line, d.message.clone()))
+        .collect()
+}
+
+#[test]
+fn admin_is_disabled_without_a_token_and_listens_on_loopback_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, diags) = parse_in(dir.path(), "");
+    let config = config.unwrap_or_else(|| panic!("{diags}"));
+    assert_eq!(config.admin.token, None);
+    assert_eq!(config.admin.listen, vec!["127.0.0.1:8081".parse().unwrap()]);
+    assert_eq!(config.select.share, 1.0);
+}
+
+#[test]
+fn the_token_comes_inline_or_from_a_file_relative_to_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "0123456789abcdef0123456789abcdef";
+    let (config, _) = parse_in(dir.path(), &format!("[admin]\ntoken = \"{secret}\""));
+    assert_eq!(
+        config.unwrap().admin.token.unwrap().expose(),
+        secret.as_bytes()
+    );
+
+    std::fs::write(dir.path().join("admin.token"), format!("{secret}\n")).unwrap();
+    let (config, diags) = parse_in(
+        dir.path(),
+        "[admin]\nlisten = [\"127.0.0.1:9999\"]\ntoken_file = \"admin.token\"",
+    );
+    let admin = config.unwrap_or_else(|| panic!("{diags}")).admin;
+    assert_eq!(
+        admin.token.as_ref().unwrap().expose(),
+        secret.as_bytes(),
+        "trailing newline trimmed"
+    );
+    assert_eq!(admin.listen, vec!["127.0.0.1:9999".parse().unwrap()]);
+    let debug = format!("{admin:?}");
+    assert!(
+        !debug.contains(secret),
+        "Debug must not print the token: {debug}"
+    );
+    assert!(diags.0.is_empty(), "{diags}");
+}
+
+#[test]
+fn bad_admin_settings_are_errors_with_their_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "[admin]\ntoken = \"aaaaaaaaaaaaaaaaaaaa\"\ntoken_file = \"x\"",
+            3,
+            "either token or token_file",
+        ),
+        ("[admin]\ntoken = \"   \"", 2, "empty"),
+        (
+            "[admin]\ntoken = \"has space in it, long enough\"",
+            2,
+            "printable ASCII",
+        ),
+        ("[admin]\ntoken_file = \"missing.token\"", 2, "cannot read"),
+        (
+            "[admin]\nlisten = [\"localhost\"]\ntoken = \"aaaaaaaaaaaaaaaaaaaa\"",
+            2,
+            "not an address:port",
+        ),
+        (
+            "[admin]\nlisten = []\ntoken = \"aaaaaaaaaaaaaaaaaaaa\"",
+            3,
+            "listen is empty",
+        ),
+        ("[admin]\nport = 1", 2, "unknown field"),
+        ("[select]\nshare = 0.0", 2, "share"),
+        ("[select]\nshare = 1.5", 2, "share"),
+    ];
+    for (head, line, message) in cases {
+        let (config, diags) = parse_in(dir.path(), head);
+        assert!(config.is_none(), "{head} should fail");
+        let errs = errors(&diags);
+        assert!(
+            errs.iter().any(|(l, m)| *l == line && m.contains(message)),
+            "{head}: expected line {line} to say {message:?}, got {errs:?}"
+        );
+    }
+}
+
+#[test]
+fn weak_or_exposed_admin_settings_are_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, diags) = parse_in(
+        dir.path(),
+        "[admin]\nlisten = [\"0.0.0.0:8081\"]\ntoken = \"short\"",
+    );
+    assert!(config.is_some(), "{diags}");
+    let warnings: Vec<&str> = diags.0.iter().map(|d| d.message.as_str()).collect();
+    assert!(
+        warnings.iter().any(|m| m.contains("shorter than 16")),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|m| m.contains("not a loopback address")),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn share_is_a_fraction_of_the_free_slots() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, diags) = parse_in(dir.path(), "[select]\nshare = 0.5");
+    assert_eq!(
+        config.unwrap_or_else(|| panic!("{diags}")).select.share,
+        0.5
+    );
+}
