@@ -10,7 +10,9 @@
 
 mod playlist;
 pub mod routes;
+pub mod status_page;
 
+use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::snapshot::SnapshotCell;
 use hyper::server::conn::http1;
@@ -48,6 +50,7 @@ impl HttpServer {
         let mut addrs = Vec::new();
         let mut sockets: Vec<Vec<StdListener>> = (0..workers).map(|_| Vec::new()).collect();
         for &addr in listen {
+            refuse_taken_port(addr)?;
             let mut actual = addr;
             for per_worker in sockets.iter_mut() {
                 let l = reuseport_listener(actual)?;
@@ -62,17 +65,24 @@ impl HttpServer {
     /// Starts the worker threads. They serve until `shutdown`, then stop
     /// accepting, let in-flight requests finish (up to [`DRAIN_TIMEOUT`])
     /// and exit.
-    pub fn spawn(self, cell: Arc<SnapshotCell>, shutdown: Shutdown) -> Vec<JoinHandle<()>> {
+    /// Requests are counted in `metrics`.
+    pub fn spawn(
+        self,
+        cell: Arc<SnapshotCell>,
+        metrics: Arc<Metrics>,
+        shutdown: Shutdown,
+    ) -> Vec<JoinHandle<()>> {
         let n = self.sockets.len();
         self.sockets
             .into_iter()
             .enumerate()
             .map(|(w, sockets)| {
                 let cell = cell.clone();
+                let metrics = metrics.clone();
                 let shutdown = shutdown.clone();
                 std::thread::Builder::new()
                     .name(format!("floe-http-{w}"))
-                    .spawn(move || worker(w, n, sockets, cell, shutdown))
+                    .spawn(move || worker(w, n, sockets, cell, metrics, shutdown))
                     .expect("spawn HTTP worker thread")
             })
             .collect()
@@ -82,6 +92,18 @@ impl HttpServer {
 /// The number of cores this process may use.
 pub fn available_cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Fails if another socket already holds `addr`. SO_REUSEPORT would
+/// otherwise let a second floe (same user) silently share the port with the
+/// first; a plain socket's bind still sees the port as taken.
+pub(crate) fn refuse_taken_port(addr: SocketAddr) -> io::Result<()> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    StdListener::bind(addr)
+        .map(drop)
+        .map_err(|e| io::Error::new(e.kind(), format!("HTTP bind {addr}: {e}")))
 }
 
 fn reuseport_listener(addr: SocketAddr) -> io::Result<StdListener> {
@@ -116,6 +138,7 @@ fn worker(
     workers: usize,
     sockets: Vec<StdListener>,
     cell: Arc<SnapshotCell>,
+    metrics: Arc<Metrics>,
     shutdown: Shutdown,
 ) {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -141,6 +164,7 @@ fn worker(
             accepts.push(tokio::spawn(accept_loop(
                 listener,
                 cell.clone(),
+                metrics.clone(),
                 limit.clone(),
                 shutdown.clone(),
             )));
@@ -156,6 +180,7 @@ fn worker(
 async fn accept_loop(
     listener: tokio::net::TcpListener,
     cell: Arc<SnapshotCell>,
+    metrics: Arc<Metrics>,
     limit: Arc<Semaphore>,
     shutdown: Shutdown,
 ) {
@@ -187,8 +212,9 @@ async fn accept_loop(
         }
         let _ = stream.set_nodelay(true);
         let (cell, shutdown, builder) = (cell.clone(), shutdown.clone(), builder.clone());
+        let metrics = metrics.clone();
         tokio::spawn(async move {
-            serve_connection(stream, peer, cell, &builder, shutdown).await;
+            serve_connection(stream, peer, cell, metrics, &builder, shutdown).await;
             drop(permit);
         });
     }
@@ -209,13 +235,14 @@ async fn serve_connection(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
     cell: Arc<SnapshotCell>,
+    metrics: Arc<Metrics>,
     builder: &http1::Builder,
     shutdown: Shutdown,
 ) {
     let local = stream.local_addr().ok();
     let service = hyper::service::service_fn(move |req| {
         let snap = cell.load();
-        let resp = routes::respond(&snap, &req, local);
+        let resp = routes::respond(&snap, &metrics, &req, local);
         std::future::ready(Ok::<_, std::convert::Infallible>(resp))
     });
     let conn = builder.serve_connection(TokioIo::new(stream), service);
@@ -230,5 +257,20 @@ async fn serve_connection(
             conn.as_mut().graceful_shutdown();
             let _ = tokio::time::timeout(DRAIN_TIMEOUT, conn).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_held_by_another_process_is_refused_not_shared() {
+        let first = HttpServer::bind(&["127.0.0.1:0".parse().unwrap()], 2).unwrap();
+        assert_eq!(first.sockets.len(), 2, "one socket per worker");
+        let taken = first.addrs[0];
+        let second = HttpServer::bind(&[taken], 2);
+        let err = second.err().expect("second bind on the same port fails");
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
     }
 }

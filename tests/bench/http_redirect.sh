@@ -4,12 +4,16 @@
 # with keep-alive and with `Connection: close`. Prints requests/s, server CPU
 # microseconds per request (from /proc/PID/stat), and floe/nginx ratios.
 #
+# Then a latency run at half of each server's keep-alive saturation rate
+# (hey, fixed rate, open connections): p50/p99 per server (target: floe's
+# p99 under 1 ms).
+#
 # Usage: tests/bench/http_redirect.sh [seconds per run, default 10]
-# Needs: wrk, nginx, taskset, python3 (tests/run --install-only installs them).
+# Needs: wrk, hey, nginx, taskset, python3 (tests/run --install-only installs them).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DUR=${1:-10}
-for t in wrk nginx taskset python3 curl; do
+for t in wrk hey nginx taskset python3 curl; do
   command -v "$t" >/dev/null || { echo "missing $t: run tests/run --install-only" >&2; exit 1; }
 done
 cargo build --release --quiet
@@ -17,7 +21,17 @@ FLOE=$PWD/target/release/floe
 WORK=$(mktemp -d)
 chmod 755 "$WORK"
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for _ in $(seq 30); do
+    alive=0
+    for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.1
+  done
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
 trap cleanup EXIT
 
 read -r P_STATUS P_NGINX P_FLOE P_DNS < <(python3 - <<'PY'
@@ -106,5 +120,28 @@ for mode in keepalive close; do
   read -r f_rps f_us < <(run "$FLOE_PID" "http://127.0.0.1:$P_FLOE/live.ogg" "${extra[@]}")
   read -r n_rps n_us < <(run "$NGINX_PID" "http://127.0.0.1:$P_NGINX/live.ogg" "${extra[@]}")
   python3 -c "print(f'{\"$mode\":<22} {$f_rps:>12.0f} {$n_rps:>12.0f} {$f_us:>14.2f} {$n_us:>14.2f} {$f_rps/$n_rps:>8.2f} {$f_us/$n_us:>8.2f}')"
+  [ "$mode" = keepalive ] && { F_SAT=$f_rps; N_SAT=$n_rps; }
 done
 echo "rps_x = floe/nginx requests per second (target >= 1); cpu_x = floe/nginx CPU per request (lower is better)"
+
+# latency NAME URL RATE: hey at a fixed total rate (50 workers), p50 and p99 in ms.
+latency() {
+  local url=$1 rate=$2 per out
+  per=$(python3 -c "print(max(1, round($rate / 50)))")
+  out=$(taskset -c 1 hey -z "${DUR}s" -c 50 -q "$per" -disable-redirects "$url")
+  python3 - "$out" <<'PY'
+import re, sys
+out = sys.argv[1]
+rps = re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)
+p = dict(re.findall(r"(\d+)%% in ([\d.]+) secs", out.replace("%", "%%")))
+codes = re.findall(r"\[(\d+)\]\s+(\d+) responses", out)
+print(f"{float(rps):.0f} {float(p['50'])*1000:.3f} {float(p['99'])*1000:.3f} {codes}")
+PY
+}
+echo
+echo "latency at half of each server's keep-alive saturation (hey, 50 connections, fixed rate, core 1)"
+printf '%-8s %10s %10s %10s %s\n' server rps p50_ms p99_ms codes
+read -r rps p50 p99 codes < <(latency "http://127.0.0.1:$P_FLOE/live.ogg" "$(python3 -c "print($F_SAT/2)")")
+printf '%-8s %10s %10s %10s %s\n' floe "$rps" "$p50" "$p99" "$codes"
+read -r rps p50 p99 codes < <(latency "http://127.0.0.1:$P_NGINX/live.ogg" "$(python3 -c "print($N_SAT/2)")")
+printf '%-8s %10s %10s %10s %s\n' nginx "$rps" "$p50" "$p99" "$codes"
