@@ -15,7 +15,7 @@ use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::Request;
 use std::collections::BTreeSet;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
@@ -579,4 +579,48 @@ fn a_reload_serves_the_new_zones() {
     let m = ask_name(&state, "new.stream.example.org.", RecordType::A);
     assert_eq!(m.answers.len(), 1);
     assert_eq!(ask_name(&state, "live.stream.example.org.", RecordType::A).answers.len(), 1);
+}
+
+#[test]
+fn hickory_server_can_drive_the_handler() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let state = state(cluster(&[idle()], ""));
+        let mut server = hickory_server::Server::new(FloeHandler::new(state));
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        server.register_socket(socket);
+        let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        for (qname, rcode, answers) in [
+            ("live.stream.example.org.", ResponseCode::NoError, 1),
+            ("www.stream.example.org.", ResponseCode::NoError, 1),
+            ("nope.stream.example.org.", ResponseCode::NXDomain, 0),
+            ("example.com.", ResponseCode::Refused, 0),
+        ] {
+            client.send_to(&query(qname, RecordType::A, None), addr).await.unwrap();
+            let mut buf = [0u8; 1232];
+            let n = tokio::time::timeout(Duration::from_secs(2), client.recv(&mut buf)).await.unwrap().unwrap();
+            let m = Message::from_vec(&buf[..n]).unwrap();
+            assert_eq!((m.metadata.response_code, m.answers.len()), (rcode, answers), "{qname}");
+        }
+        server.shutdown_gracefully().await.unwrap();
+    });
+}
+
+#[test]
+fn binding_port_zero_gives_one_port_for_udp_and_tcp() {
+    let mut listen: Vec<SocketAddr> = vec!["127.0.0.1:0".parse().unwrap()];
+    if std::net::UdpSocket::bind("[::1]:0").is_ok() {
+        listen.push("[::1]:0".parse().unwrap());
+    }
+    let server = DnsServer::bind(&listen, 2).expect("bind");
+    assert_eq!(server.addrs.len(), listen.len());
+    for (i, a) in server.addrs.iter().enumerate() {
+        assert_ne!(a.port(), 0);
+        assert_eq!(a.ip(), listen[i].ip());
+        assert_eq!(server.tcp[i].local_addr().unwrap(), *a);
+        for per_worker in &server.udp {
+            assert_eq!(per_worker[i].local_addr().unwrap(), *a);
+        }
+    }
 }
