@@ -546,11 +546,11 @@ fn tcp_idle_timeout_and_connection_limit() {
     let dns = floe.dns();
     // Idle: closed after the timeout.
     let mut idle = TcpStream::connect(dns).unwrap();
-    idle.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(6))).unwrap();
     let start = Instant::now();
     let mut buf = [0u8; 1];
     assert_eq!(idle.read(&mut buf).unwrap_or(0), 0, "idle connection closed");
-    assert!(start.elapsed() >= Duration::from_millis(250) && start.elapsed() < Duration::from_secs(2));
+    assert!(start.elapsed() >= Duration::from_millis(250) && start.elapsed() < Duration::from_secs(5));
     // Limit: two connections in use, a third is closed at once; the two
     // keep answering, and one more fits once one of them closes.
     let mut one = TcpStream::connect(dns).unwrap();
