@@ -17,6 +17,8 @@
 //! - [`dns`]: the DNS front door (authoritative zones, balanced names).
 //! - [`http`]: the HTTP front door (302 redirects, playlists, status).
 //! - [`report`]: `/status.json` and explanations, from one snapshot.
+//! - [`metrics`]: every Prometheus metric, defined in one place.
+//! - [`history`]: the last minutes, sampled for the status page's charts.
 //! - [`serve`]: wires engine and front doors into a running instance.
 //! - [`shutdown`]: the shutdown signal every task watches.
 //! - [`demo`]: `floe demo` and the simulated Icecast relays tests reuse.
@@ -27,7 +29,9 @@ pub mod diagnostic;
 pub mod dns;
 pub mod grants;
 pub mod health;
+pub mod history;
 pub mod http;
+pub mod metrics;
 pub mod poll;
 pub mod report;
 pub mod select;

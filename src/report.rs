@@ -1,13 +1,20 @@
-//! Reports of a snapshot for people and tools: the `/status.json` document
-//! (and the data behind the status page and `floe explain`).
+//! Reports of a snapshot for people and tools: the `/status.json` document,
+//! the data behind the status page ([`crate::http::status_page`]) and
+//! `floe explain` ([`explain`]).
 //!
-//! Read-only over a [`Snapshot`]: every figure in a report comes from one
-//! snapshot, named by its generation, so it can be matched with the
-//! `x-floe-generation` header of a redirect.
+//! Read-only over a [`Snapshot`]: every figure about relays in a report
+//! comes from one snapshot, named by its generation, so it can be matched
+//! with the `x-floe-generation` header of a redirect. Counters and history
+//! come from [`Metrics`] (for that snapshot's config).
 
+pub mod explain;
+
+use crate::history::HistoryReport;
+use crate::metrics::{Metrics, RedirectCounts};
 use crate::select::{self, Exclusion, Room};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{RelayId, Snapshot};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::time::{Instant, SystemTime};
 
 /// The whole `/status.json` document.
@@ -27,6 +34,14 @@ pub struct StatusReport<'a> {
     pub relays: Vec<RelayReport<'a>>,
     /// Per stream, with candidates.
     pub streams: Vec<StreamReport<'a>>,
+    /// Config reloads: counts and the last error.
+    pub reload: ReloadStatus,
+    /// Redirect and DNS counters (absent without metrics).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counters: Option<CountersReport>,
+    /// The last minutes, sampled every few seconds (absent without metrics).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<HistoryReport>,
 }
 
 /// One relay.
@@ -42,16 +57,27 @@ pub struct RelayReport<'a> {
     pub reason: &'a str,
     /// Since when (RFC 3339).
     pub since: String,
+    /// Seconds in this state.
+    pub since_seconds: f64,
     /// Draining.
     pub drain: bool,
+    /// Draining and no listener left.
+    pub drain_complete: bool,
     /// Listeners on all mounts at the last poll.
     pub listeners: u32,
+    /// The relay's configured cap (null = none).
+    pub max_listeners: Option<u32>,
     /// Relay-wide free slots at the last poll (null = unlimited).
     pub free: Option<u64>,
+    /// Room for new listeners on any mount now (null = unlimited).
+    pub room: Option<u64>,
     /// Relay-wide grants in flight.
     pub in_flight: u64,
     /// Last poll (RFC 3339).
     pub polled_at: Option<String>,
+    /// 302s sent to this relay (all mounts; absent without metrics).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redirects: Option<u64>,
     /// Per configured mount.
     pub mounts: Vec<CellReport<'a>>,
 }
@@ -81,6 +107,9 @@ pub struct CellReport<'a> {
     pub excluded: Option<&'static str>,
     /// Bitrate in kbit/s, if known.
     pub bitrate_kbps: Option<u32>,
+    /// 302s sent to this relay for this mount (absent without metrics).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redirects: Option<u64>,
 }
 
 /// One stream.
@@ -94,6 +123,78 @@ pub struct StreamReport<'a> {
     pub dns: Vec<String>,
     /// Relays that DNS may answer for the stream now.
     pub candidates: Vec<&'a str>,
+    /// 302s for the stream's mounts (absent without metrics).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redirects: Option<u64>,
+    /// 503s/400s for the stream's mounts (absent without metrics).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<u64>,
+}
+
+/// Config reloads, from the snapshot's reload report.
+#[derive(Debug, Serialize)]
+pub struct ReloadStatus {
+    /// Reloads swapped in.
+    pub successes: u64,
+    /// Reloads rejected (the last good config kept serving).
+    pub failures: u64,
+    /// When the running config was loaded by a reload (null: at start).
+    pub last_success: Option<String>,
+    /// The last reload's error, while it is newer than the last success.
+    pub last_error: Option<ReloadError>,
+}
+
+/// A failed reload.
+#[derive(Debug, Serialize)]
+pub struct ReloadError {
+    /// When (RFC 3339).
+    pub at: String,
+    /// The diagnostics, `file:line:col: message` per line.
+    pub message: String,
+}
+
+/// Counters since start.
+#[derive(Debug, Serialize)]
+pub struct CountersReport {
+    /// 302s sent (all mounts and relays of the config).
+    pub redirects: u64,
+    /// Answers without a relay for configured mounts, by reason.
+    pub refused: RefusedReport,
+    /// 404s (paths that are no configured mount).
+    pub not_found: u64,
+    /// DNS responses (absent when DNS does not run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsReport>,
+}
+
+/// Answers without a relay.
+#[derive(Debug, Serialize)]
+pub struct RefusedReport {
+    /// 503, no relay has a source.
+    pub offline: u64,
+    /// 503, every relay full, down, drained or reserved.
+    pub full: u64,
+    /// 503, no relay polled yet.
+    pub starting: u64,
+    /// 400, query string unusable in a Location.
+    pub bad_request: u64,
+}
+
+/// DNS responses sent.
+#[derive(Debug, Serialize)]
+pub struct DnsReport {
+    /// All responses.
+    pub answers: u64,
+    /// UDP, pre-rendered balanced answers.
+    pub udp_fast: u64,
+    /// UDP, through the handler.
+    pub udp_handler: u64,
+    /// TCP.
+    pub tcp: u64,
+    /// Packets that got no answer.
+    pub dropped: u64,
+    /// Responses by RCODE.
+    pub rcodes: BTreeMap<&'static str, u64>,
 }
 
 /// RFC 3339 in UTC, seconds precision.
@@ -101,9 +202,40 @@ pub fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-/// Builds the report of `snap`.
+/// Room relay `r` has for new listeners on any of its mounts now: the sum
+/// of its mounts' room, bounded by the relay's own (`None`: unlimited; 0
+/// when it is a candidate for none).
+pub fn relay_room(snap: &Snapshot, r: RelayId) -> Option<u64> {
+    let mut mounts: Option<u64> = Some(0);
+    let mut relay: Option<u64> = None;
+    let mut any = false;
+    for m in 0..snap.topology.mounts.len() {
+        if let Ok(room) = select::mount_room(snap, r, m) {
+            any = true;
+            mounts = mounts.zip(room.mount).map(|(a, b)| a + b);
+            relay = room.relay;
+        }
+    }
+    if !any {
+        return Some(0);
+    }
+    Room {
+        mount: mounts,
+        relay,
+    }
+    .slots()
+}
+
+/// Builds the report of `snap` (relays and streams only).
 pub fn status_report(snap: &Snapshot) -> StatusReport<'_> {
+    status_report_with(snap, None)
+}
+
+/// Builds the report of `snap`, with counters and history from `metrics`.
+pub fn status_report_with<'a>(snap: &'a Snapshot, metrics: Option<&Metrics>) -> StatusReport<'a> {
     let topo = &snap.topology;
+    let now = SystemTime::now();
+    let counts: Option<RedirectCounts> = metrics.map(|m| m.redirect_counts(snap));
     let relays = topo
         .relays
         .iter()
@@ -115,11 +247,18 @@ pub fn status_report(snap: &Snapshot) -> StatusReport<'_> {
             state: view.state.as_str(),
             reason: &view.reason,
             since: rfc3339(view.since),
+            since_seconds: now
+                .duration_since(view.since)
+                .map_or(0.0, |d| d.as_secs_f64()),
             drain: view.drain,
+            drain_complete: view.drain && view.listeners == 0 && view.polled_at.is_some(),
             listeners: view.listeners,
+            max_listeners: def.max_listeners,
             free: view.free,
+            room: relay_room(snap, r),
             in_flight: def.grants.relay_in_flight(view.baseline),
             polled_at: view.polled_at.map(rfc3339),
+            redirects: counts.as_ref().map(|c| c.sent_to_relay(r)),
             mounts: topo
                 .mounts
                 .iter()
@@ -135,10 +274,15 @@ pub fn status_report(snap: &Snapshot) -> StatusReport<'_> {
                         capacity_unknown: cell.capacity_unknown,
                         free: cell.free,
                         in_flight: def.grants.in_flight(m, cell.baseline),
-                        reserve: if snap.reserve_released[m] { 0 } else { cell.reserve },
+                        reserve: if snap.reserve_released[m] {
+                            0
+                        } else {
+                            cell.reserve
+                        },
                         room: room.ok().and_then(Room::slots),
                         excluded: room.err().map(Exclusion::as_str),
                         bitrate_kbps: cell.bitrate_kbps,
+                        redirects: counts.as_ref().map(|c| c.sent_to(m, r)),
                     }
                 })
                 .collect(),
@@ -151,25 +295,97 @@ pub fn status_report(snap: &Snapshot) -> StatusReport<'_> {
         .map(|(s, def)| StreamReport {
             name: &def.name,
             mounts: def.mounts.iter().map(|&m| &*topo.mounts[m].path).collect(),
-            dns: snap.config().streams[s].dns.iter().map(|n| n.to_string()).collect(),
+            dns: snap.config().streams[s]
+                .dns
+                .iter()
+                .map(|n| n.to_string())
+                .collect(),
             candidates: select::explain_stream(snap, s)
                 .filter(|(_, room)| room.is_ok())
                 .map(|(r, _)| &*topo.relays[r].name)
                 .collect(),
+            redirects: counts.as_ref().map(|c| {
+                def.mounts
+                    .iter()
+                    .map(|&m| (0..topo.relays.len()).map(|r| c.sent_to(m, r)).sum::<u64>())
+                    .sum()
+            }),
+            refused: counts.as_ref().map(|c| {
+                def.mounts
+                    .iter()
+                    .map(|&m| c.refused.get(m).map_or(0, |k| k.iter().sum::<u64>()))
+                    .sum()
+            }),
         })
         .collect();
+    let counters = metrics.zip(counts.as_ref()).map(|(metrics, c)| {
+        let refused = |k: usize| c.refused.iter().map(|per| per[k]).sum();
+        CountersReport {
+            redirects: c.sent_total(),
+            refused: RefusedReport {
+                offline: refused(0),
+                full: refused(1),
+                starting: refused(2),
+                bad_request: refused(3),
+            },
+            not_found: c.not_found,
+            dns: metrics.dns_counts().map(|t| DnsReport {
+                answers: t.udp_fast + t.udp_handler + t.tcp,
+                udp_fast: t.udp_fast,
+                udp_handler: t.udp_handler,
+                tcp: t.tcp,
+                dropped: t.unanswered,
+                rcodes: t
+                    .rcode
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &n)| {
+                        (
+                            crate::dns::stats::RCODES.get(i).copied().unwrap_or("other"),
+                            n,
+                        )
+                    })
+                    .collect(),
+            }),
+        }
+    });
+    let reload = &snap.reload;
     StatusReport {
         generation: snap.generation,
         built_at: rfc3339(snap.built_at),
-        age_seconds: Instant::now().saturating_duration_since(snap.built).as_secs_f64(),
+        age_seconds: Instant::now()
+            .saturating_duration_since(snap.built)
+            .as_secs_f64(),
         stale: snap.is_stale(Instant::now()),
         first_round_done: snap.first_round_done,
         relays,
         streams,
+        reload: ReloadStatus {
+            successes: reload.successes,
+            failures: reload.failures,
+            last_success: reload.last_success.map(rfc3339),
+            last_error: reload.last_error.as_ref().map(|(at, message)| ReloadError {
+                at: rfc3339(*at),
+                message: message.clone(),
+            }),
+        },
+        counters,
+        history: metrics.map(|m| m.history().report()),
     }
 }
 
-/// `/status.json`.
+/// `/status.json` without counters and history.
 pub fn status_json(snap: &Snapshot) -> String {
-    serde_json::to_string_pretty(&status_report(snap)).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    to_json(&status_report(snap))
+}
+
+/// `/status.json`.
+pub fn status_json_with(snap: &Snapshot, metrics: &Metrics) -> String {
+    to_json(&status_report_with(snap, Some(metrics)))
+}
+
+/// Pretty JSON of a report (never fails for these types; an error becomes
+/// an `error` document).
+pub fn to_json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
 }

@@ -55,9 +55,11 @@ impl Instance {
         let shutdown = Shutdown::new();
         let engine = Engine::start(config.clone(), shutdown.clone());
         let http_addrs = http.addrs.clone();
-        let mut threads = http.spawn(engine.snapshots(), shutdown.clone());
+        let mut threads = http.spawn(engine.snapshots(), engine.metrics(), shutdown.clone());
         let dns_addrs = dns_server.addrs.clone();
         let dns = DnsState::new(engine.snapshots(), loaded.zones.clone());
+        engine.metrics().attach_dns(dns.clone());
+        tokio::spawn(crate::history::run(engine.metrics(), shutdown.clone()));
         threads.extend(dns_server.spawn(dns.clone(), &config.dns, shutdown.clone()));
         Ok(Instance { config_path: config.path.clone(), http_addrs, dns_addrs, dns, engine, shutdown, threads })
     }

@@ -3,14 +3,23 @@
 //!
 //! - `GET|HEAD /<mount>`: `302` to a relay with room, or `503`.
 //! - `/<mount>.m3u|.pls|.xspf`: a playlist pointing back at floe.
-//! - `/healthz`, `/status.json`: floe's own state.
+//! - `/healthz`, `/status` (HTML), `/status.json`, `/metrics`: floe's own
+//!   state, counters and history.
+//! - `/explain/<mount>`, `/explain?name=<dns name>`: candidates and
+//!   exclusions for one mount, stream or balanced name (text, or JSON with
+//!   `?format=json` or `Accept: application/json`).
 //! - anything else: `404`; other methods `405`.
+//!
+//! Every answer to a listener request is counted in [`Metrics`] through
+//! handles resolved per topology (one atomic add, no lookup).
 //!
 //! Paths match configured mounts exactly; the `Location` is a pre-rendered
 //! relay URL + mount (+ the request's query string), so floe can never be
 //! made to redirect elsewhere.
 
 use super::playlist::{self, Playlist};
+use crate::metrics::{self, Metrics, Outcome};
+use crate::report::{self, explain};
 use crate::select::{self, NoCandidate};
 use crate::snapshot::Snapshot;
 use bytes::Bytes;
@@ -24,25 +33,37 @@ pub const GENERATION_HEADER: &str = "x-floe-generation";
 /// Response header naming the relay a redirect chose.
 pub const RELAY_HEADER: &str = "x-floe-relay";
 
-/// Answers one request from `snap`.
-pub fn respond<B>(snap: &Snapshot, req: &Request<B>, local: Option<SocketAddr>) -> Response<Full<Bytes>> {
+/// Answers one request from `snap`, counting it in `metrics`.
+pub fn respond<B>(
+    snap: &Snapshot,
+    metrics: &Metrics,
+    req: &Request<B>,
+    local: Option<SocketAddr>,
+) -> Response<Full<Bytes>> {
     let method = req.method();
     if method != Method::GET && method != Method::HEAD {
-        let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, "405 method not allowed: use GET or HEAD\n");
-        resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        let mut resp = text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "405 method not allowed: use GET or HEAD\n",
+        );
+        resp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return resp;
     }
     let path = req.uri().path();
     let topology = &snap.topology;
     if let Some(m) = topology.mount_id(path) {
-        return redirect(snap, m, req.uri().query());
+        return redirect(snap, metrics, m, req.uri().query());
     }
     match path {
         "/healthz" => {
             return if snap.first_round_done {
                 text(StatusCode::OK, "ok\n")
             } else {
-                text(StatusCode::SERVICE_UNAVAILABLE, "starting: first poll round not done\n")
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "starting: first poll round not done\n",
+                )
             };
         }
         "/status.json" => {
@@ -51,11 +72,25 @@ pub fn respond<B>(snap: &Snapshot, req: &Request<B>, local: Option<SocketAddr>) 
                 Response::builder()
                     .header(header::CONTENT_TYPE, "application/json")
                     .header(header::CACHE_CONTROL, "no-store")
-                    .body(Full::new(Bytes::from(crate::report::status_json(snap))))
+                    .body(Full::new(Bytes::from(report::status_json_with(
+                        snap, metrics,
+                    ))))
                     .expect("static headers are valid"),
             );
         }
+        "/status" => {
+            let page = super::status_page::render(&report::status_report_with(snap, Some(metrics)));
+            return with_generation(
+                snap,
+                typed(StatusCode::OK, "text/html; charset=utf-8", page),
+            );
+        }
+        "/metrics" => return typed(StatusCode::OK, metrics::CONTENT_TYPE, metrics.render()),
+        "/explain" => return explain(snap, req, None),
         _ => {}
+    }
+    if let Some(rest) = path.strip_prefix("/explain/") {
+        return explain(snap, req, Some(rest));
     }
     if let Some((mount_path, kind)) = Playlist::split(path)
         && topology.mount_id(mount_path).is_some()
@@ -63,21 +98,83 @@ pub fn respond<B>(snap: &Snapshot, req: &Request<B>, local: Option<SocketAddr>) 
         return match playlist::base_url(req, snap.config().http.public_url.as_ref(), local) {
             Some(base) => {
                 let stream_url = format!("{base}{mount_path}");
-                let title = &topology.streams[topology.mounts[topology.mount_id(mount_path).unwrap_or(0)].stream].name;
+                let title = &topology.streams
+                    [topology.mounts[topology.mount_id(mount_path).unwrap_or(0)].stream]
+                    .name;
                 Response::builder()
                     .header(header::CONTENT_TYPE, kind.content_type())
                     .header(header::CACHE_CONTROL, "no-cache")
                     .body(Full::new(Bytes::from(kind.render(&stream_url, title))))
                     .expect("static headers are valid")
             }
-            None => text(StatusCode::BAD_REQUEST, "400 bad request: no usable Host header for the playlist URL\n"),
+            None => text(
+                StatusCode::BAD_REQUEST,
+                "400 bad request: no usable Host header for the playlist URL\n",
+            ),
         };
     }
-    text(StatusCode::NOT_FOUND, "404 not found: no such stream mount\n")
+    metrics.not_found();
+    text(
+        StatusCode::NOT_FOUND,
+        "404 not found: no such stream mount\n",
+    )
+}
+
+/// `/explain/<what>` (a mount path without its leading `/`, a stream or a
+/// DNS name) or `/explain?name=<what>` (DNS names first): the candidates
+/// and exclusions from `snap`, as text or JSON.
+fn explain<B>(snap: &Snapshot, req: &Request<B>, in_path: Option<&str>) -> Response<Full<Bytes>> {
+    let mut name = None;
+    let mut json = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .is_some_and(|a| a.contains("application/json"));
+    for (k, v) in url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()) {
+        match &*k {
+            "name" => name = Some(v.into_owned()),
+            "format" => json = v == "json",
+            _ => {}
+        }
+    }
+    let (query, name_first) = match (in_path, name.as_deref()) {
+        (Some(p), _) if !p.is_empty() => (p, false),
+        (_, Some(n)) => (n, true),
+        _ => {
+            let mut help = String::from(
+                "usage: GET /explain/<mount> (e.g. /explain/live.ogg) or /explain?name=<balanced DNS name>;\n\
+                 add ?format=json for JSON. Explainable now:\n",
+            );
+            for item in explain::explainable(snap) {
+                help.push_str("  ");
+                help.push_str(&item);
+                help.push('\n');
+            }
+            return with_generation(snap, text(StatusCode::OK, help));
+        }
+    };
+    let Some(target) = explain::resolve(snap, query, name_first) else {
+        let body = format!(
+            "404 nothing named {query:?} to explain; GET /explain lists what can be explained\n"
+        );
+        return with_generation(snap, text(StatusCode::NOT_FOUND, body));
+    };
+    let e = explain::explain(snap, &target);
+    let resp = if json {
+        typed(StatusCode::OK, "application/json", report::to_json(&e))
+    } else {
+        text(StatusCode::OK, e.to_text())
+    };
+    with_generation(snap, resp)
 }
 
 /// The redirect for mount `m`, or a 503 that says why there is none.
-fn redirect(snap: &Snapshot, m: usize, query: Option<&str>) -> Response<Full<Bytes>> {
+fn redirect(
+    snap: &Snapshot,
+    metrics: &Metrics,
+    m: usize,
+    query: Option<&str>,
+) -> Response<Full<Bytes>> {
     match super::with_rng(|rng| select::pick_for_mount(snap, m, rng)) {
         Ok(r) => {
             let relay = &snap.topology.relays[r];
@@ -93,8 +190,13 @@ fn redirect(snap: &Snapshot, m: usize, query: Option<&str>) -> Response<Full<Byt
                 }
             };
             let Ok(location) = location else {
-                return text(StatusCode::BAD_REQUEST, "400 bad request: query string not usable in a redirect\n");
+                metrics.refused(snap, m, Outcome::BadRequest);
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    "400 bad request: query string not usable in a redirect\n",
+                );
             };
+            metrics.redirected(snap, m, r);
             let mut resp = Response::new(Full::new(Bytes::from_static(b"302 Found\n")));
             *resp.status_mut() = StatusCode::FOUND;
             let h = resp.headers_mut();
@@ -107,15 +209,23 @@ fn redirect(snap: &Snapshot, m: usize, query: Option<&str>) -> Response<Full<Byt
             with_generation(snap, resp)
         }
         Err(why) => {
+            metrics.refused(snap, m, why.into());
             let mount = &snap.topology.mounts[m].path;
             let body = match why {
-                NoCandidate::Offline => format!("503 stream offline: no relay has a source for {mount}\n"),
-                NoCandidate::Full => format!("503 stream full: every relay carrying {mount} is full; try again later\n"),
-                NoCandidate::Starting => "503 starting: relays not polled yet; try again in a moment\n".to_string(),
+                NoCandidate::Offline => {
+                    format!("503 stream offline: no relay has a source for {mount}\n")
+                }
+                NoCandidate::Full => format!(
+                    "503 stream full: every relay carrying {mount} is full; try again later\n"
+                ),
+                NoCandidate::Starting => {
+                    "503 starting: relays not polled yet; try again in a moment\n".to_string()
+                }
             };
             let mut resp = text(StatusCode::SERVICE_UNAVAILABLE, body);
             let retry = snap.config().http.retry_after.as_secs().max(1);
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry));
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry));
             with_generation(snap, resp)
         }
     }
@@ -129,10 +239,18 @@ fn with_generation(snap: &Snapshot, mut resp: Response<Full<Bytes>>) -> Response
 }
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    typed(status, "text/plain; charset=utf-8", body)
+}
+
+fn typed(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(body.into()));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }

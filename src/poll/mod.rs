@@ -16,6 +16,7 @@ mod relay;
 pub use fetch::PollTarget;
 
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::snapshot::{RelayObservation, ReloadReport, Snapshot, SnapshotCell, Topology};
 use arc_swap::ArcSwap;
@@ -32,6 +33,8 @@ pub const MIN_REBUILD_SPACING: Duration = Duration::from_millis(20);
 #[derive(Clone)]
 pub struct Engine {
     cell: Arc<SnapshotCell>,
+    /// floe's metrics (pollers count into them; HTTP and `/metrics` too).
+    metrics: Arc<Metrics>,
     state: Arc<Mutex<State>>,
     notify: Arc<Notify>,
     shutdown: Shutdown,
@@ -77,6 +80,7 @@ impl Engine {
             reload: Arc::default(),
         };
         let engine = Engine {
+            metrics: Arc::new(Metrics::new(cell.clone())),
             cell,
             state: Arc::new(Mutex::new(state)),
             notify: Arc::new(Notify::new()),
@@ -90,6 +94,11 @@ impl Engine {
     /// The published snapshots.
     pub fn snapshots(&self) -> Arc<SnapshotCell> {
         self.cell.clone()
+    }
+
+    /// floe's metrics, over this engine's snapshots.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 
     /// Swaps in a validated new config: pollers of changed relays restart,
@@ -191,6 +200,7 @@ impl Engine {
                         slot: slot.clone(),
                         notify: self.notify.clone(),
                         shutdown: stop.clone(),
+                        stats: self.metrics.poll_stats(&def.name),
                     };
                     let global = self.shutdown.clone();
                     tokio::spawn(async move {

@@ -5,6 +5,7 @@ use super::fetch::{self, PollTarget};
 use crate::config::PollConfig;
 use crate::grants::{GrantSample, RelayGrants};
 use crate::health::{Health, PollOutcome};
+use crate::metrics::{PollError, PollStats};
 use crate::shutdown::Shutdown;
 use crate::snapshot::RelayObservation;
 use arc_swap::ArcSwap;
@@ -35,6 +36,8 @@ pub(crate) struct RelayPoller {
     pub slot: Arc<Slot>,
     pub notify: Arc<Notify>,
     pub shutdown: Shutdown,
+    /// This relay's poll metrics (duration, errors by reason).
+    pub stats: Arc<PollStats>,
 }
 
 impl RelayPoller {
@@ -45,7 +48,11 @@ impl RelayPoller {
     pub async fn run(self) {
         let (mut health, mut baseline, mut polls) = match &*lock(&self.slot.observation) {
             Some(o) => (o.health.clone(), o.baseline.clone(), o.polls),
-            None => (Health::new(SystemTime::now()), self.slot.grants.load().sample(), 0),
+            None => (
+                Health::new(SystemTime::now()),
+                self.slot.grants.load().sample(),
+                0,
+            ),
         };
         let mut grants = self.slot.grants.load_full();
         let mut history: VecDeque<(Instant, GrantSample)> = VecDeque::new();
@@ -53,7 +60,10 @@ impl RelayPoller {
         let first_delay = Duration::from_millis(rand::rng().random_range(0..50));
         let mut next = Instant::now() + first_delay;
         loop {
-            let sample_at = next.checked_sub(self.poll.settle).unwrap_or(next).max(Instant::now());
+            let sample_at = next
+                .checked_sub(self.poll.settle)
+                .unwrap_or(next)
+                .max(Instant::now());
             tokio::select! {
                 _ = sleep_until(sample_at.into()) => {}
                 _ = self.shutdown.wait() => return,
@@ -61,7 +71,10 @@ impl RelayPoller {
             let current = self.slot.grants.load_full();
             if !Arc::ptr_eq(&current, &grants) {
                 baseline = remap(&baseline, &grants, &current);
-                history = history.iter().map(|(t, s)| (*t, remap(s, &grants, &current))).collect();
+                history = history
+                    .iter()
+                    .map(|(t, s)| (*t, remap(s, &grants, &current)))
+                    .collect();
                 grants = current;
             }
             let sample = grants.sample();
@@ -86,6 +99,7 @@ impl RelayPoller {
                 )),
             };
             let now = Instant::now();
+            self.stats.observe(now - started, PollError::of(&outcome));
             if matches!(outcome, PollOutcome::Status(_)) {
                 baseline = sample;
             }
@@ -101,7 +115,9 @@ impl RelayPoller {
             {
                 effective = max_sample(&effective, aged);
             }
-            if let Some(t) = health.observe(outcome, self.poll.rise, self.poll.fall, SystemTime::now()) {
+            if let Some(t) =
+                health.observe(outcome, self.poll.rise, self.poll.fall, SystemTime::now())
+            {
                 tracing::info!(relay = %self.name, from = %t.from, to = %t.to, reason = %health.reason(), "relay state changed");
             }
             polls += 1;
@@ -133,7 +149,12 @@ fn jittered(interval: Duration, jitter: f64) -> Duration {
 /// Element-wise maximum of two samples of the same counters.
 fn max_sample(a: &GrantSample, b: &GrantSample) -> GrantSample {
     GrantSample {
-        mounts: a.mounts.iter().zip(b.mounts.iter()).map(|(x, y)| (*x).max(*y)).collect(),
+        mounts: a
+            .mounts
+            .iter()
+            .zip(b.mounts.iter())
+            .map(|(x, y)| (*x).max(*y))
+            .collect(),
         relay: a.relay.max(b.relay),
     }
 }
@@ -146,7 +167,11 @@ fn remap(sample: &GrantSample, old: &RelayGrants, new: &RelayGrants) -> GrantSam
         mounts: new
             .paths()
             .iter()
-            .map(|p| old.index(p).and_then(|i| sample.mounts.get(i).copied()).unwrap_or(0))
+            .map(|p| {
+                old.index(p)
+                    .and_then(|i| sample.mounts.get(i).copied())
+                    .unwrap_or(0)
+            })
             .collect(),
         relay: sample.relay,
     }

@@ -1,0 +1,384 @@
+//! Metrics tests: counters through reloads, the exposition a scrape
+//! renders, and the poll error classes.
+
+use super::*;
+use crate::config;
+use crate::grants::GrantSample;
+use crate::health::Health;
+use crate::snapshot::{RelayObservation, ReloadReport};
+use crate::status::{MaxListeners, MountStatus, RelayStatus};
+use std::path::Path;
+
+/// A config with relays `names` (each `url = http://<name>.example.org`),
+/// one stream `live` with mounts /a and /b.
+fn topology(names: &[&str], previous: Option<&Topology>) -> Arc<Topology> {
+    let mut toml = String::from("[[stream]]\nname = \"live\"\nmounts = [\"/a\", \"/b\"]\n");
+    for (i, n) in names.iter().enumerate() {
+        toml += &format!(
+            "[[relay]]\nname = \"{n}\"\nurl = \"http://{n}.example.org:8000\"\naddresses = [\"192.0.2.{}\"]\n\
+             status = {{ kind = \"xslt\" }}\nmax_listeners = 50\n",
+            i + 1
+        );
+    }
+    let (config, diags) = config::parse(Path::new("/test/floe.toml"), &toml);
+    let config = config.unwrap_or_else(|| panic!("test config invalid:\n{diags}"));
+    Arc::new(Topology::new(Arc::new(config), previous))
+}
+
+/// Every relay up with /a at 3 of 10 listeners (b: no source); the relay
+/// named "down" is down.
+fn snapshot(topology: Arc<Topology>, generation: u64, reload: ReloadReport) -> Snapshot {
+    let observations: Vec<Option<RelayObservation>> = topology
+        .relays
+        .iter()
+        .map(|r| {
+            let outcome = if &*r.name == "down" {
+                PollOutcome::Failed("connect failed: Connection refused".into())
+            } else {
+                PollOutcome::Status(RelayStatus {
+                    mounts: vec![MountStatus {
+                        path: "/a".into(),
+                        listeners: 3,
+                        max_listeners: MaxListeners::Limited(10),
+                        bitrate_kbps: None,
+                    }],
+                })
+            };
+            let mut health = Health::new(SystemTime::UNIX_EPOCH);
+            health.observe(outcome, 1, 1, SystemTime::UNIX_EPOCH);
+            Some(RelayObservation {
+                health,
+                baseline: GrantSample::default(),
+                polled_at: Some(SystemTime::UNIX_EPOCH),
+                polls: 1,
+                poll_duration: None,
+            })
+        })
+        .collect();
+    let refs: Vec<Option<&RelayObservation>> = observations.iter().map(Option::as_ref).collect();
+    Snapshot::build_with(topology, &refs, &[], generation, Arc::new(reload))
+}
+
+/// The value of the series `name{labels}` (labels in any order).
+fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (series, v) = l.rsplit_once(' ')?;
+        let (n, rest) = series.split_once('{').unwrap_or((series, "}"));
+        if n != name {
+            return None;
+        }
+        let body = rest.strip_suffix('}')?;
+        let found: Vec<(&str, &str)> = if body.is_empty() {
+            Vec::new()
+        } else {
+            body.split("\",")
+                .map(|kv| {
+                    let (k, v) = kv.split_once("=\"").unwrap_or((kv, ""));
+                    (k, v.trim_end_matches('"'))
+                })
+                .collect()
+        };
+        (found.len() == labels.len() && labels.iter().all(|l| found.contains(l)))
+            .then(|| v.parse().ok())?
+    })
+}
+
+fn cell_with(snap: Snapshot) -> (Arc<SnapshotCell>, Metrics) {
+    let cell = Arc::new(SnapshotCell::new(snap));
+    let metrics = Metrics::new(cell.clone());
+    (cell, metrics)
+}
+
+#[test]
+fn redirects_are_counted_per_mount_relay_and_outcome() {
+    let (cell, metrics) = cell_with(snapshot(
+        topology(&["a", "b"], None),
+        1,
+        ReloadReport::default(),
+    ));
+    let snap = cell.load_full();
+    for _ in 0..3 {
+        metrics.redirected(&snap, 0, 1);
+    }
+    metrics.redirected(&snap, 1, 0);
+    metrics.refused(&snap, 0, NoCandidate::Full.into());
+    metrics.refused(&snap, 1, Outcome::Offline);
+    metrics.not_found();
+    metrics.not_found();
+    let text = metrics.render();
+    let sent = |mount, relay| {
+        value(
+            &text,
+            "floe_redirects_total",
+            &[
+                ("stream", "live"),
+                ("mount", mount),
+                ("relay", relay),
+                ("outcome", "302"),
+                ("reason", ""),
+            ],
+        )
+    };
+    assert_eq!(sent("/a", "b"), Some(3.0));
+    assert_eq!(sent("/b", "a"), Some(1.0));
+    assert_eq!(
+        sent("/a", "a"),
+        Some(0.0),
+        "every configured series is exported, zeros too"
+    );
+    let refused = |mount, reason| {
+        value(
+            &text,
+            "floe_redirects_total",
+            &[
+                ("stream", "live"),
+                ("mount", mount),
+                ("relay", ""),
+                ("outcome", "503"),
+                ("reason", reason),
+            ],
+        )
+    };
+    assert_eq!(refused("/a", "full"), Some(1.0));
+    assert_eq!(refused("/b", "offline"), Some(1.0));
+    let not_found = [
+        ("stream", ""),
+        ("mount", ""),
+        ("relay", ""),
+        ("outcome", "404"),
+        ("reason", ""),
+    ];
+    assert_eq!(value(&text, "floe_redirects_total", &not_found), Some(2.0));
+    let counts = metrics.redirect_counts(&snap);
+    assert_eq!(
+        (
+            counts.sent_total(),
+            counts.sent_to_relay(1),
+            counts.refused_total()
+        ),
+        (4, 3, 2)
+    );
+}
+
+#[test]
+fn counters_carry_over_a_reload_and_removed_relays_leave_the_exposition() {
+    let first = topology(&["a", "b"], None);
+    let (cell, metrics) = cell_with(snapshot(first.clone(), 1, ReloadReport::default()));
+    let old = cell.load_full();
+    metrics.redirected(&old, 0, 0);
+    metrics.redirected(&old, 0, 1);
+    // Reload: b goes, c comes, a stays (now at index 1).
+    let second = topology(&["c", "a"], Some(&first));
+    cell.store(snapshot(
+        second,
+        2,
+        ReloadReport {
+            successes: 1,
+            ..Default::default()
+        },
+    ));
+    let new = cell.load_full();
+    metrics.redirected(&new, 0, 1);
+    // A request still holding the old snapshot counts into the same series
+    // and does not take the table back from the new config.
+    metrics.redirected(&old, 0, 0);
+    let text = metrics.render();
+    let sent = |relay| {
+        value(
+            &text,
+            "floe_redirects_total",
+            &[
+                ("stream", "live"),
+                ("mount", "/a"),
+                ("relay", relay),
+                ("outcome", "302"),
+                ("reason", ""),
+            ],
+        )
+    };
+    assert_eq!(sent("a"), Some(3.0));
+    assert_eq!(sent("c"), Some(0.0));
+    assert_eq!(sent("b"), None, "b is not configured any more");
+    assert!(
+        metrics
+            .redirects
+            .table
+            .load()
+            .as_ref()
+            .is_some_and(|t| t.is_for(&new.topology))
+    );
+    assert_eq!(
+        value(&text, "floe_reloads_total", &[("result", "success")]),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn the_hot_path_reuses_the_table_of_its_topology() {
+    let (cell, metrics) = cell_with(snapshot(topology(&["a"], None), 1, ReloadReport::default()));
+    let snap = cell.load_full();
+    metrics.redirected(&snap, 0, 0);
+    let before = metrics.redirects.table.load_full().map(|t| Arc::as_ptr(&t));
+    // A new snapshot of the same config (a poll) keeps the table.
+    cell.store(snapshot(snap.topology.clone(), 2, ReloadReport::default()));
+    metrics.redirected(&cell.load(), 0, 0);
+    let after = metrics.redirects.table.load_full().map(|t| Arc::as_ptr(&t));
+    assert_eq!(before, after);
+    assert_eq!(metrics.redirect_counts(&cell.load()).sent_total(), 2);
+}
+
+#[test]
+fn gauges_come_from_the_current_snapshot() {
+    let reload = ReloadReport {
+        successes: 2,
+        failures: 1,
+        last_success: None,
+        last_error: Some((SystemTime::UNIX_EPOCH, "floe.toml:3:1: bad".into())),
+    };
+    let (_cell, metrics) = cell_with(snapshot(topology(&["a", "down"], None), 7, reload));
+    let stats = metrics.poll_stats(&Arc::from("down"));
+    stats.observe(Duration::from_millis(30), Some(PollError::Connect));
+    stats.observe(Duration::from_millis(3), None);
+    let text = metrics.render();
+    let g = |name, labels: &[(&str, &str)]| value(&text, name, labels);
+    assert_eq!(
+        g("floe_relay_state", &[("relay", "a"), ("state", "up")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        g("floe_relay_state", &[("relay", "a"), ("state", "down")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        g("floe_relay_state", &[("relay", "down"), ("state", "down")]),
+        Some(1.0)
+    );
+    assert_eq!(g("floe_relay_listeners", &[("relay", "a")]), Some(3.0));
+    assert_eq!(g("floe_relay_max_listeners", &[("relay", "a")]), Some(50.0));
+    let a = [("relay", "a"), ("stream", "live"), ("mount", "/a")];
+    let b = [("relay", "a"), ("stream", "live"), ("mount", "/b")];
+    assert_eq!(g("floe_mount_listeners", &a), Some(3.0));
+    assert_eq!(g("floe_mount_max_listeners", &a), Some(10.0));
+    assert_eq!(g("floe_mount_room", &a), Some(7.0));
+    assert_eq!(g("floe_mount_candidate", &a), Some(1.0));
+    assert_eq!(g("floe_mount_source", &b), Some(0.0));
+    assert_eq!(g("floe_mount_room", &b), Some(0.0));
+    assert_eq!(
+        g("floe_mount_max_listeners", &b),
+        None,
+        "no limit known without a source"
+    );
+    assert_eq!(g("floe_snapshot_generation", &[]), Some(7.0));
+    assert_eq!(g("floe_reloads_total", &[("result", "failure")]), Some(1.0));
+    assert_eq!(g("floe_reload_failed", &[]), Some(1.0));
+    assert_eq!(
+        g(
+            "floe_poll_errors_total",
+            &[("relay", "down"), ("reason", "connect")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        g(
+            "floe_poll_errors_total",
+            &[("relay", "down"), ("reason", "timeout")]
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        g("floe_poll_duration_seconds_count", &[("relay", "down")]),
+        Some(2.0)
+    );
+    assert_eq!(
+        g(
+            "floe_poll_duration_seconds_bucket",
+            &[("relay", "down"), ("le", "0.005")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        g(
+            "floe_poll_duration_seconds_bucket",
+            &[("relay", "down"), ("le", "0.05")]
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        g(
+            "floe_poll_duration_seconds_bucket",
+            &[("relay", "down"), ("le", "+Inf")]
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        g("floe_poll_duration_seconds_sum", &[("relay", "down")]),
+        Some(0.033)
+    );
+    assert_eq!(
+        g("floe_poll_duration_seconds_count", &[("relay", "a")]),
+        None,
+        "never polled"
+    );
+    assert_eq!(
+        g("floe_build_info", &[("version", env!("CARGO_PKG_VERSION"))]),
+        Some(1.0)
+    );
+    let age = g("floe_snapshot_age_seconds", &[]).expect("age");
+    assert!((0.0..60.0).contains(&age));
+}
+
+#[test]
+fn every_family_is_described_once_with_help_and_type() {
+    let (_cell, metrics) = cell_with(snapshot(topology(&["a"], None), 1, ReloadReport::default()));
+    let text = metrics.render();
+    for d in CATALOG.iter().filter(|d| !d.name.starts_with("floe_dns_")) {
+        let name = d.exported_name();
+        assert_eq!(
+            text.matches(&format!("# TYPE {name} ")).count(),
+            1,
+            "{name}\n{text}"
+        );
+        assert_eq!(
+            text.matches(&format!("# HELP {name} ")).count(),
+            1,
+            "{name}"
+        );
+        assert!(name.starts_with("floe_"));
+    }
+    // Every sample line is `name{labels} value` or `name value`.
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (series, v) = line.rsplit_once(' ').expect(line);
+        assert!(v == "+Inf" || v.parse::<f64>().is_ok(), "{line}");
+        assert!(series.starts_with("floe_"), "{line}");
+    }
+}
+
+#[test]
+fn poll_failures_fall_into_reason_classes() {
+    let failed = |s: &str| PollError::of(&PollOutcome::Failed(s.into()));
+    assert_eq!(failed("timeout after 1s"), Some(PollError::Timeout));
+    assert_eq!(
+        failed("connect failed: Connection refused (os error 111)"),
+        Some(PollError::Connect)
+    );
+    assert_eq!(
+        failed("request failed: connection reset"),
+        Some(PollError::Connect)
+    );
+    assert_eq!(
+        failed("HTTP 404 Not Found from http://r/x: wrong status path"),
+        Some(PollError::Http)
+    );
+    assert_eq!(
+        failed("truncated: end line missing"),
+        Some(PollError::Parse)
+    );
+    assert_eq!(
+        PollError::of(&PollOutcome::ServerFull),
+        Some(PollError::Full)
+    );
+    assert_eq!(
+        PollError::of(&PollOutcome::Status(RelayStatus { mounts: vec![] })),
+        None
+    );
+}

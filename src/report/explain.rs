@@ -1,0 +1,412 @@
+//! Explanations: for one mount, stream or balanced DNS name, which relays
+//! are candidates (with their room and chance of being picked) and why each
+//! other relay is excluded, all from one snapshot, named by its generation.
+//!
+//! The verdicts are [`select::mount_room`] / [`select::stream_room`]
+//! themselves, so an explanation says exactly what a redirect or a DNS
+//! answer drawn from the same snapshot would do. Served at `GET
+//! /explain/<mount>` and `GET /explain?name=<dns name>` (text or JSON) and
+//! printed by `floe explain`.
+
+use super::rfc3339;
+use crate::config::DnsFallback;
+use crate::health::RelayState;
+use crate::select::{self, Exclusion, NoCandidate};
+use crate::snapshot::{MountId, RelayId, Snapshot, StreamId};
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::time::Instant;
+
+/// What an explanation is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A mount path, as the HTTP door answers it.
+    Mount(MountId),
+    /// A whole stream, as its balanced DNS names answer it.
+    Stream(StreamId),
+    /// A balanced DNS name (per-mount when `mount` is set).
+    Name {
+        /// The name as configured (lower case, fully qualified).
+        name: String,
+        /// Its stream.
+        stream: StreamId,
+        /// For a per-mount name, its mount.
+        mount: Option<MountId>,
+    },
+}
+
+/// Finds what `query` names in `snap`'s config: a mount path (the leading
+/// `/` may be left out), a stream name, or a balanced DNS name (any case,
+/// final dot optional). With `name_first`, DNS names are tried first.
+pub fn resolve(snap: &Snapshot, query: &str, name_first: bool) -> Option<Target> {
+    let topo = &snap.topology;
+    let mount = || {
+        let path = if query.starts_with('/') {
+            query.to_string()
+        } else {
+            format!("/{query}")
+        };
+        topo.mount_id(&path).map(Target::Mount)
+    };
+    let stream = || topo.stream_id(query).map(Target::Stream);
+    let name = || {
+        let mut wanted = query.to_ascii_lowercase();
+        if !wanted.ends_with('.') {
+            wanted.push('.');
+        }
+        snap.config().balanced_names().find_map(|(n, s, m)| {
+            let text = n.to_string().to_ascii_lowercase();
+            (text == wanted).then(|| Target::Name {
+                name: text,
+                stream: topo.stream_id(&s.name).unwrap_or(0),
+                mount: m.and_then(|p| topo.mount_id(p)),
+            })
+        })
+    };
+    if query.is_empty() {
+        return None;
+    }
+    if name_first {
+        name().or_else(mount).or_else(stream)
+    } else {
+        mount().or_else(stream).or_else(name)
+    }
+}
+
+/// Everything that can be explained in `snap`'s config, for help texts:
+/// mounts, streams and balanced names.
+pub fn explainable(snap: &Snapshot) -> Vec<String> {
+    let topo = &snap.topology;
+    let mut out: Vec<String> = topo.mounts.iter().map(|m| m.path.to_string()).collect();
+    out.extend(topo.streams.iter().map(|s| s.name.to_string()));
+    out.extend(
+        snap.config()
+            .balanced_names()
+            .map(|(n, _, _)| n.to_string()),
+    );
+    out
+}
+
+/// One explanation.
+#[derive(Debug, Serialize)]
+pub struct Explanation<'a> {
+    /// Snapshot generation the verdicts come from.
+    pub generation: u64,
+    /// Its build time (RFC 3339).
+    pub built_at: String,
+    /// Seconds since.
+    pub age_seconds: f64,
+    /// The snapshot is stale (`[poll] stale_after`).
+    pub stale: bool,
+    /// `mount`, `stream` or `dns-name`.
+    pub kind: &'static str,
+    /// The mount path, stream name or DNS name explained.
+    pub target: String,
+    /// The stream it belongs to.
+    pub stream: &'a str,
+    /// The mounts a relay is judged on.
+    pub mounts: Vec<&'a str>,
+    /// What floe answers now, in words.
+    pub answer: String,
+    /// Relays that can take a new listener, with room and chance.
+    pub candidates: Vec<Candidate<'a>>,
+    /// Every other relay and why.
+    pub excluded: Vec<Excluded<'a>>,
+}
+
+/// A candidate relay.
+#[derive(Debug, Serialize)]
+pub struct Candidate<'a> {
+    /// Relay name.
+    pub relay: &'a str,
+    /// Room for new listeners (null: unlimited).
+    pub room: Option<u64>,
+    /// Room on the mount alone (null: unlimited).
+    pub mount_room: Option<u64>,
+    /// Room under the relay's caps (null: unlimited).
+    pub relay_room: Option<u64>,
+    /// Configured weight.
+    pub weight: u32,
+    /// Probability of being picked next (room x weight, normalised).
+    pub chance: f64,
+}
+
+/// An excluded relay.
+#[derive(Debug, Serialize)]
+pub struct Excluded<'a> {
+    /// Relay name.
+    pub relay: &'a str,
+    /// `down`, `full`, `draining`, `no-source`, `reserve`, `server-full`,
+    /// `unknown`.
+    pub reason: &'static str,
+    /// The figures behind it.
+    pub detail: String,
+}
+
+/// Explains `target` from `snap`.
+pub fn explain<'a>(snap: &'a Snapshot, target: &Target) -> Explanation<'a> {
+    let topo = &snap.topology;
+    let (kind, label, stream, mount) = match target {
+        Target::Mount(m) => (
+            "mount",
+            topo.mounts[*m].path.to_string(),
+            topo.mounts[*m].stream,
+            Some(*m),
+        ),
+        Target::Stream(s) => ("stream", topo.streams[*s].name.to_string(), *s, None),
+        Target::Name {
+            name,
+            stream,
+            mount,
+        } => ("dns-name", name.clone(), *stream, *mount),
+    };
+    let judged: Vec<MountId> = match mount {
+        Some(m) => vec![m],
+        None if snap.stream_required[stream].is_empty() => topo.streams[stream]
+            .mounts
+            .iter()
+            .take(1)
+            .copied()
+            .collect(),
+        None => snap.stream_required[stream].to_vec(),
+    };
+    let unlimited = u64::from(snap.config().select.unlimited_room);
+    let mut candidates = Vec::new();
+    let mut excluded = Vec::new();
+    for r in 0..topo.relays.len() {
+        let verdict = match mount {
+            Some(m) => select::mount_room(snap, r, m),
+            None => select::stream_room(snap, r, stream),
+        };
+        let def = &topo.relays[r];
+        match verdict {
+            Ok(room) => candidates.push(Candidate {
+                relay: &def.name,
+                room: room.slots(),
+                mount_room: room.mount,
+                relay_room: room.relay,
+                weight: def.weight,
+                chance: (room.slots().unwrap_or(unlimited) * u64::from(def.weight)) as f64,
+            }),
+            Err(why) => excluded.push(Excluded {
+                relay: &def.name,
+                reason: why.as_str(),
+                detail: detail(snap, r, &judged, why),
+            }),
+        }
+    }
+    let total: f64 = candidates.iter().map(|c| c.chance).sum();
+    for c in &mut candidates {
+        c.chance = if total > 0.0 { c.chance / total } else { 0.0 };
+    }
+    let answer = match target {
+        Target::Mount(m) => http_answer(snap, *m, candidates.len()),
+        _ => dns_answer(snap, stream, mount, candidates.len()),
+    };
+    Explanation {
+        generation: snap.generation,
+        built_at: rfc3339(snap.built_at),
+        age_seconds: Instant::now()
+            .saturating_duration_since(snap.built)
+            .as_secs_f64(),
+        stale: snap.is_stale(Instant::now()),
+        kind,
+        target: label,
+        stream: &topo.streams[stream].name,
+        mounts: judged.iter().map(|&m| &*topo.mounts[m].path).collect(),
+        answer,
+        candidates,
+        excluded,
+    }
+}
+
+/// Why nothing qualifies among `mounts` (mirrors the selection's own
+/// reasoning for a 503).
+fn no_candidate(snap: &Snapshot, mounts: &[MountId]) -> NoCandidate {
+    if !snap.first_round_done && snap.relays.iter().all(|r| r.state == RelayState::Unknown) {
+        return NoCandidate::Starting;
+    }
+    let on_air = (0..snap.relays.len()).any(|r| {
+        matches!(snap.relays[r].state, RelayState::Up | RelayState::Full)
+            && mounts.iter().any(|&m| snap.cell(r, m).present)
+    });
+    if on_air {
+        NoCandidate::Full
+    } else {
+        NoCandidate::Offline
+    }
+}
+
+fn http_answer(snap: &Snapshot, m: MountId, candidates: usize) -> String {
+    if candidates > 0 {
+        return format!(
+            "HTTP: 302 to one of {candidates} candidate{}, picked at random weighted by room x weight",
+            plural(candidates)
+        );
+    }
+    match no_candidate(snap, &[m]) {
+        NoCandidate::Starting => "HTTP: 503 starting (no relay polled yet)".into(),
+        NoCandidate::Offline => "HTTP: 503 stream offline (no live relay has a source)".into(),
+        NoCandidate::Full => {
+            "HTTP: 503 stream full (every relay carrying it is full, down, drained or reserved)"
+                .into()
+        }
+    }
+}
+
+fn dns_answer(snap: &Snapshot, s: StreamId, mount: Option<MountId>, candidates: usize) -> String {
+    let dns = &snap.config().dns;
+    let policy = |p: DnsFallback, why: &str| {
+        format!("DNS: no candidate ({why}); policy {} answers", p.as_str())
+    };
+    if snap.is_stale(Instant::now()) && dns.when_stale != DnsFallback::LastKnown {
+        return policy(dns.when_stale, "snapshot stale");
+    }
+    if candidates > 0 {
+        let n = candidates.min(dns.answers);
+        return format!(
+            "DNS: A/AAAA of {n} of these {candidates} candidate{}, drawn by room x weight (TTL at most {}s)",
+            plural(candidates),
+            dns.ttl.as_secs()
+        );
+    }
+    if !snap.first_round_done {
+        return policy(dns.before_first_poll, "first poll round not done");
+    }
+    let mounts: Vec<MountId> = match mount {
+        Some(m) => vec![m],
+        None => snap.topology.streams[s].mounts.to_vec(),
+    };
+    policy(dns.when_no_candidate, no_candidate(snap, &mounts).as_str())
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// The figures behind relay `r`'s exclusion `why`, judged on `mounts`.
+fn detail(snap: &Snapshot, r: RelayId, mounts: &[MountId], why: Exclusion) -> String {
+    let view = &snap.relays[r];
+    let def = &snap.topology.relays[r];
+    let since = rfc3339(view.since);
+    // The mount that excluded the relay: the first judged mount whose own
+    // verdict is this reason.
+    let culprit = mounts
+        .iter()
+        .copied()
+        .find(|&m| select::mount_room(snap, r, m).err() == Some(why));
+    let path = |m: MountId| &*snap.topology.mounts[m].path;
+    match why {
+        Exclusion::Unknown => format!("not polled yet ({})", view.reason),
+        Exclusion::Down => format!("down since {since}: {}", view.reason),
+        Exclusion::ServerFull => format!("refusing every client since {since}: {}", view.reason),
+        Exclusion::Draining if view.listeners == 0 => {
+            "drained by the operator; drain complete (no listeners left)".into()
+        }
+        Exclusion::Draining => format!(
+            "drained by the operator; {} listeners still on it",
+            view.listeners
+        ),
+        Exclusion::NoSource => match culprit {
+            Some(m) => format!("no source for {} on this relay", path(m)),
+            None => "no source on this relay".into(),
+        },
+        Exclusion::Full => {
+            let Some(m) = culprit else {
+                return "no free slot".into();
+            };
+            let cell = snap.cell(r, m);
+            let g = def.grants.in_flight(m, cell.baseline);
+            let relay_g = def.grants.relay_in_flight(view.baseline);
+            if cell.free.is_some_and(|f| f <= g) {
+                let limit = cell
+                    .capacity
+                    .map_or("no limit".to_string(), |c| format!("limit {c}"));
+                format!(
+                    "{}: {} listeners ({limit}), {} free at the last poll, {g} sent since",
+                    path(m),
+                    cell.listeners,
+                    cell.free.unwrap_or(0)
+                )
+            } else {
+                let cap = def
+                    .max_listeners
+                    .map_or("uplink".to_string(), |c| format!("cap {c}"));
+                format!(
+                    "relay: {} listeners ({cap}), {} free at the last poll, {relay_g} sent since",
+                    view.listeners,
+                    view.free.unwrap_or(0)
+                )
+            }
+        }
+        Exclusion::Reserve => match culprit {
+            Some(m) => format!(
+                "{}: only the reserve is left ({} slots held back until a peer is down or full)",
+                path(m),
+                snap.cell(r, m).reserve
+            ),
+            None => "only the reserve is left".into(),
+        },
+    }
+}
+
+impl Explanation<'_> {
+    /// The plain-text form `floe explain` prints.
+    pub fn to_text(&self) -> String {
+        let mut s = String::new();
+        let what = match self.kind {
+            "mount" => format!(
+                "mount of stream \"{}\", as HTTP redirects answer it",
+                self.stream
+            ),
+            "stream" => format!(
+                "stream with mounts {}, as its DNS names answer it",
+                self.mounts.join(" ")
+            ),
+            _ => format!(
+                "balanced DNS name of stream \"{}\" (judged on {})",
+                self.stream,
+                self.mounts.join(" ")
+            ),
+        };
+        let _ = writeln!(s, "explain {}: {what}", self.target);
+        let _ = writeln!(
+            s,
+            "snapshot generation {} built {} ({:.1} s ago{})",
+            self.generation,
+            self.built_at,
+            self.age_seconds,
+            if self.stale { ", STALE" } else { "" }
+        );
+        let _ = writeln!(s, "answer now: {}", self.answer);
+        let width = self
+            .candidates
+            .iter()
+            .map(|c| c.relay.chars().count())
+            .chain(self.excluded.iter().map(|e| e.relay.chars().count()))
+            .max()
+            .unwrap_or(0);
+        let _ = writeln!(s, "\ncandidates ({}):", self.candidates.len());
+        if self.candidates.is_empty() {
+            s.push_str("  (none)\n");
+        }
+        for c in &self.candidates {
+            let room = c.room.map_or("unlimited".to_string(), |n| n.to_string());
+            let _ = writeln!(
+                s,
+                "  {:width$}  room {room:>9}  weight {:>3}  chance {:>5.1}%",
+                c.relay,
+                c.weight,
+                c.chance * 100.0
+            );
+        }
+        let _ = writeln!(s, "\nexcluded ({}):", self.excluded.len());
+        if self.excluded.is_empty() {
+            s.push_str("  (none)\n");
+        }
+        for e in &self.excluded {
+            let _ = writeln!(s, "  {:width$}  {:<11}  {}", e.relay, e.reason, e.detail);
+        }
+        s
+    }
+}
