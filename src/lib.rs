@@ -20,9 +20,12 @@
 //! - [`metrics`]: every Prometheus metric, defined in one place.
 //! - [`history`]: the last minutes, sampled for the status page's charts.
 //! - [`serve`]: wires engine and front doors into a running instance.
+//! - [`reload`]: reloads on SIGHUP and on a changed config or zone file.
+//! - [`admin`]: the authenticated endpoint that drains relays at runtime.
 //! - [`shutdown`]: the shutdown signal every task watches.
 //! - [`demo`]: `floe demo` and the simulated Icecast relays tests reuse.
 
+pub mod admin;
 pub mod config;
 pub mod demo;
 pub mod diagnostic;
@@ -33,6 +36,7 @@ pub mod history;
 pub mod http;
 pub mod metrics;
 pub mod poll;
+pub mod reload;
 pub mod report;
 pub mod select;
 pub mod serve;

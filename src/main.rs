@@ -1,4 +1,4 @@
-//! The `floe` command line: `serve`, `check` and `demo`.
+//! The `floe` command line: `serve`, `check`, `demo`, `drain` and `explain`.
 
 use clap::{Parser, Subcommand};
 use floe::config;
@@ -33,6 +33,39 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Drain a relay of a running floe (no new listeners; current ones
+    /// stay) through its admin endpoint, or lift the drain with --undo.
+    Drain {
+        /// The relay's name, as in the config.
+        relay: String,
+        /// Lift a runtime drain instead (a drain set in the config stays).
+        #[arg(long)]
+        undo: bool,
+        /// The admin endpoint (default: the first `[admin] listen` of
+        /// --config, else http://127.0.0.1:8081).
+        #[arg(long, value_name = "URL")]
+        admin: Option<String>,
+        /// File holding the admin token.
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+        /// Take the admin address and token from this config file.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Ask a running floe which relays are candidates for a mount, stream
+    /// or balanced DNS name and why every other relay is excluded (from one
+    /// snapshot, named by its generation).
+    Explain {
+        /// A mount path (`/live.ogg`), a stream name or a balanced DNS name
+        /// (`live.stream.example.org.`).
+        what: String,
+        /// floe's HTTP address.
+        #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Print the JSON form.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run floe in front of three simulated Icecast relays on loopback and
     /// print the curl, player and dig lines to try; Ctrl-C stops it.
     Demo {
@@ -59,6 +92,10 @@ fn main() -> ExitCode {
             init_logging(log_format);
             serve(config)
         }
+        Command::Drain { relay, undo, admin, token_file, config } => {
+            drain(&relay, undo, admin, token_file, config)
+        }
+        Command::Explain { what, url, json } => explain(&url, &what, json),
         Command::Demo { dns, http } => {
             init_demo_logging();
             floe::demo::run(floe::demo::DemoOptions { dns, http })
@@ -137,21 +174,27 @@ fn serve(path: PathBuf) -> ExitCode {
         }
     };
     rt.block_on(async move {
-        let instance = match Instance::start(loaded) {
+        let mut instance = match Instance::start(loaded) {
             Ok(i) => i,
             Err(e) => {
                 tracing::error!("{e}");
                 return ExitCode::FAILURE;
             }
         };
+        if let Err(e) = instance.watch_files() {
+            tracing::warn!("cannot watch the config files ({e}); SIGHUP still reloads");
+        }
         for a in &instance.http_addrs {
             tracing::info!("HTTP listening on {a}");
         }
+        floe::reload::notify_systemd(&[sd_notify::NotifyState::Ready]);
         if let Err(e) = signals(&instance).await {
             tracing::error!("signal handling: {e}");
         }
         tracing::info!("shutting down");
+        floe::reload::notify_systemd(&[sd_notify::NotifyState::Stopping]);
         instance.stop();
+        tracing::info!("stopped");
         ExitCode::SUCCESS
     })
 }
@@ -166,10 +209,145 @@ async fn signals(instance: &Instance) -> std::io::Result<()> {
         tokio::select! {
             _ = term.recv() => return Ok(()),
             _ = int.recv() => return Ok(()),
-            // A failed reload is logged and reported by the engine.
-            _ = hup.recv() => if let Ok(warnings) = instance.reload() {
-                for w in &warnings.0 { tracing::warn!("{w}"); }
-            },
+            // Warnings and failures are logged and reported by the reload.
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading");
+                let _ = instance.reload();
+            }
+        }
+    }
+}
+
+/// `floe drain`: one authenticated POST to the admin endpoint.
+fn drain(
+    relay: &str,
+    undo: bool,
+    admin: Option<String>,
+    token_file: Option<PathBuf>,
+    config: Option<PathBuf>,
+) -> ExitCode {
+    let parsed = match &config {
+        Some(path) => {
+            let text = match std::fs::read_to_string(path) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("{}: {e}", path.display());
+                    return ExitCode::FAILURE;
+                }
+            };
+            match config::parse(path, &text) {
+                (Some(c), _) => Some(c),
+                (None, diags) => {
+                    for d in &diags.0 {
+                        eprintln!("{d}");
+                    }
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        None => None,
+    };
+    let token = match (&token_file, &parsed) {
+        (Some(file), _) => match std::fs::read_to_string(file) {
+            Ok(t) => t.trim().to_string(),
+            Err(e) => {
+                eprintln!("{}: {e}", file.display());
+                return ExitCode::FAILURE;
+            }
+        },
+        (None, Some(c)) => match &c.admin.token {
+            Some(t) => String::from_utf8_lossy(t.expose()).into_owned(),
+            None => {
+                eprintln!("the config has no [admin] token: the admin endpoint is disabled");
+                return ExitCode::FAILURE;
+            }
+        },
+        (None, None) => {
+            eprintln!("give --token-file FILE or --config FILE");
+            return ExitCode::FAILURE;
+        }
+    };
+    let base = admin
+        .or_else(|| parsed.as_ref().and_then(|c| c.admin.listen.first()).map(|a| format!("http://{a}")))
+        .unwrap_or_else(|| "http://127.0.0.1:8081".into());
+    let url = format!("{}/{}/{relay}", base.trim_end_matches('/'), if undo { "undrain" } else { "drain" });
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let answer = rt.block_on(async {
+        let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build()?;
+        let resp = client.post(&url).bearer_auth(&token).send().await?;
+        let status = resp.status();
+        Ok::<_, reqwest::Error>((status, resp.text().await?))
+    });
+    match answer {
+        Ok((status, body)) => {
+            print!("{body}");
+            if status.is_success() {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("{url}: {status}");
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("{url}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `floe explain`: GET `/explain/<mount>` or `/explain?name=<what>` from a
+/// running floe and print the answer.
+fn explain(base: &str, what: &str, json: bool) -> ExitCode {
+    let mut url = match url::Url::parse(base) {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("--url {base}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if what.starts_with('/') {
+        url.set_path(&format!("/explain{what}"));
+    } else {
+        url.set_path("/explain");
+        url.query_pairs_mut().append_pair("name", what);
+    }
+    if json {
+        url.query_pairs_mut().append_pair("format", "json");
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let answer = rt.block_on(async {
+        let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build()?;
+        let resp = client.get(url.clone()).send().await?;
+        let status = resp.status();
+        Ok::<_, reqwest::Error>((status, resp.text().await?))
+    });
+    match answer {
+        Ok((status, body)) if status.is_success() => {
+            print!("{body}");
+            ExitCode::SUCCESS
+        }
+        Ok((status, body)) => {
+            eprint!("{body}");
+            eprintln!("{url}: {status}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("{url}: {e}");
+            ExitCode::FAILURE
         }
     }
 }

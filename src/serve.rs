@@ -5,11 +5,13 @@
 //! before anything runs), then starts the engine and the front doors. The
 //! binary, `floe demo` and the integration tests all start floe this way.
 
-use crate::config::{self, Loaded};
+use crate::admin::AdminServer;
+use crate::config::Loaded;
 use crate::diagnostic::Diagnostics;
 use crate::dns::{DnsServer, DnsState};
 use crate::http::HttpServer;
 use crate::poll::Engine;
+use crate::reload::Reloader;
 use crate::shutdown::Shutdown;
 use crate::snapshot::SnapshotCell;
 use std::net::SocketAddr;
@@ -36,12 +38,15 @@ pub struct Instance {
     pub http_addrs: Vec<SocketAddr>,
     /// The DNS addresses actually bound (each on UDP and TCP).
     pub dns_addrs: Vec<SocketAddr>,
+    /// The admin endpoint's addresses (empty: disabled, no token).
+    pub admin_addrs: Vec<SocketAddr>,
     /// What the DNS workers answer from (zones swapped on reload).
     pub dns: Arc<DnsState>,
     /// The poller engine.
     pub engine: Engine,
     /// Triggers and observes shutdown.
     pub shutdown: Shutdown,
+    reloader: Reloader,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -52,6 +57,7 @@ impl Instance {
         let config = loaded.config.clone();
         let http = HttpServer::bind(&config.http.listen, config.http.workers)?;
         let dns_server = DnsServer::bind(&config.dns.listen, config.dns.udp_workers)?;
+        let admin = AdminServer::bind(&config.admin)?;
         let shutdown = Shutdown::new();
         let engine = Engine::start(config.clone(), shutdown.clone());
         let http_addrs = http.addrs.clone();
@@ -61,7 +67,22 @@ impl Instance {
         engine.metrics().attach_dns(dns.clone());
         tokio::spawn(crate::history::run(engine.metrics(), shutdown.clone()));
         threads.extend(dns_server.spawn(dns.clone(), &config.dns, shutdown.clone()));
-        Ok(Instance { config_path: config.path.clone(), http_addrs, dns_addrs, dns, engine, shutdown, threads })
+        let admin_addrs = admin.as_ref().map(|a| a.addrs.clone()).unwrap_or_default();
+        if let Some(admin) = admin {
+            admin.spawn(engine.clone(), shutdown.clone());
+        }
+        let reloader = Reloader::new(config.path.clone(), dns.clone(), engine.clone());
+        Ok(Instance {
+            config_path: config.path.clone(),
+            http_addrs,
+            dns_addrs,
+            admin_addrs,
+            dns,
+            engine,
+            shutdown,
+            reloader,
+            threads,
+        })
     }
 
     /// The published snapshots.
@@ -69,20 +90,18 @@ impl Instance {
         self.engine.snapshots()
     }
 
-    /// Loads the config file again and swaps it in. On any error the running
-    /// config stays and the diagnostics are returned.
+    /// Loads the config file again and swaps it in (see [`Reloader`]). On
+    /// any error the running config stays and the diagnostics are returned.
     pub fn reload(&self) -> Result<Diagnostics, Diagnostics> {
-        match config::load(&self.config_path) {
-            Ok(loaded) => {
-                self.dns.set_zones(loaded.zones);
-                self.engine.reload(loaded.config);
-                Ok(loaded.warnings)
-            }
-            Err(diags) => {
-                self.engine.reload_failed(diags.to_string().trim_end());
-                Err(diags)
-            }
-        }
+        self.reloader.reload()
+    }
+
+    /// Reloads whenever the config file or a zone file changes, until
+    /// shutdown (see [`crate::reload::watch`]).
+    pub fn watch_files(&mut self) -> notify::Result<()> {
+        let thread = crate::reload::watch(self.reloader.clone(), self.shutdown.clone())?;
+        self.threads.push(thread);
+        Ok(())
     }
 
     /// Stops everything and waits for the front-door threads to finish their

@@ -32,6 +32,13 @@ impl FloeProcess {
     /// zone) and starts `floe serve` on it. `config` should listen on port
     /// 0; the real address is read from the log.
     pub fn start(config: &str) -> FloeProcess {
+        Self::start_with(config, &[], &[])
+    }
+
+    /// [`FloeProcess::start`] with extra `floe serve` arguments (e.g.
+    /// `--log-format json`) and environment (`None` removes a variable;
+    /// `RUST_LOG` is `info` unless given here).
+    pub fn start_with(config: &str, args: &[&str], env: &[(&str, Option<&str>)]) -> FloeProcess {
         let dir = tempfile::Builder::new()
             .prefix("floe-test")
             .tempdir()
@@ -44,10 +51,16 @@ impl FloeProcess {
         .expect("copy zone");
         let path = dir.path().join("floe.toml");
         std::fs::write(&path, config).expect("write config");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_floe"))
-            .args(["serve", "--config"])
-            .arg(&path)
-            .env("RUST_LOG", "info")
+        let mut command = Command::new(env!("CARGO_BIN_EXE_floe"));
+        command.args(["serve", "--config"]).arg(&path).args(args);
+        command.env("RUST_LOG", "info");
+        for (key, value) in env {
+            match value {
+                Some(v) => command.env(key, v),
+                None => command.env_remove(key),
+            };
+        }
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -59,8 +72,8 @@ impl FloeProcess {
         let sink = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line.split("HTTP listening on ").nth(1) {
-                    let _ = tx.send(addr.trim().to_string());
+                if let Some(addr) = logged_addr(&line, "HTTP listening on ") {
+                    let _ = tx.send(addr);
                 }
                 sink.lock().unwrap().push(line);
             }
@@ -81,6 +94,32 @@ impl FloeProcess {
             http,
             log,
         }
+    }
+
+    /// The first DNS address it logged (`DNS listening on ADDR`).
+    pub fn dns(&self) -> SocketAddr {
+        self.logged("DNS listening on ")
+    }
+
+    /// The first admin address it logged (`admin listening on ADDR`).
+    pub fn admin(&self) -> SocketAddr {
+        self.logged("admin listening on ")
+    }
+
+    fn logged(&self, prefix: &str) -> SocketAddr {
+        let addr = self
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .find_map(|l| logged_addr(l, prefix));
+        addr.and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix:?} line in the log:\n{}", self.log_text()))
+    }
+
+    /// floe's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// `http://ADDR` + `path`.
@@ -155,6 +194,15 @@ impl Drop for FloeProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The address after `prefix` in a log line, text or JSON format.
+fn logged_addr(line: &str, prefix: &str) -> Option<String> {
+    let rest = line.split(prefix).nth(1)?;
+    let end = rest
+        .find(|c: char| c.is_whitespace() || c == '"')
+        .unwrap_or(rest.len());
+    Some(rest[..end].to_string())
 }
 
 /// The cell of `relay` and `mount` in a status.json document.

@@ -6,6 +6,7 @@
 //! (naming it, and `tests/run --install-only`), it never skips silently.
 #![allow(dead_code, unused_imports)]
 
+pub mod dns;
 pub mod floe;
 pub mod icecast;
 pub mod net;

@@ -1,0 +1,444 @@
+//! Reload: the one way a new config and new zones are swapped in, whether
+//! SIGHUP, an edited file or a test asks for it.
+//!
+//! [`Reloader`] loads the config file and the zones it names on the
+//! caller's thread (DNS and HTTP keep answering from the current snapshot
+//! meanwhile), swaps the result in only when everything loads cleanly, and
+//! runs one reload at a time, so a slow reload is never overtaken by an
+//! older one. A config that fails to load is recorded in the snapshot's
+//! reload report and logged with file:line; the last good config keeps
+//! serving.
+//!
+//! [`watch`] reloads when the config file or a zone file changes. Editors
+//! save by writing a new file and renaming it over the old one, so the
+//! parent directories are watched, not the files, and a change reloads
+//! once it has settled for [`DEBOUNCE`].
+
+use crate::config::{self, Config};
+use crate::diagnostic::Diagnostics;
+use crate::dns::DnsState;
+use crate::poll::Engine;
+use crate::shutdown::Shutdown;
+use notify::event::{AccessKind, AccessMode};
+use notify::{Event, EventKind, RecursiveMode, Watcher};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Quiet time after the last change before a reload: a save that takes
+/// several writes (or several files) reloads once.
+pub const DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// A file that keeps changing still reloads this long after the first
+/// change.
+pub const MAX_DELAY: Duration = Duration::from_secs(1);
+
+/// How often the watch thread looks at the shutdown flag when idle.
+const IDLE_TICK: Duration = Duration::from_millis(250);
+
+/// Loads the config again and swaps it in; cheap to clone, shared by the
+/// signal handler, the file watcher and [`crate::serve::Instance`].
+#[derive(Clone)]
+pub struct Reloader {
+    config_path: PathBuf,
+    dns: Arc<DnsState>,
+    engine: Engine,
+    /// One reload at a time.
+    running: Arc<Mutex<()>>,
+}
+
+impl Reloader {
+    /// A reloader of the config at `config_path` into `engine` and `dns`.
+    pub fn new(config_path: PathBuf, dns: Arc<DnsState>, engine: Engine) -> Reloader {
+        Reloader {
+            config_path,
+            dns,
+            engine,
+            running: Arc::default(),
+        }
+    }
+
+    /// The config file it reads.
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// The config serving now.
+    fn current(&self) -> Arc<Config> {
+        self.engine.snapshots().load().topology.config.clone()
+    }
+
+    /// Loads the config file and its zones and swaps them in. On any error
+    /// the running config stays, the failure is recorded (status page,
+    /// metrics, log) and the diagnostics are returned. Warnings of a
+    /// successful load are logged and returned. Must run inside the
+    /// engine's tokio runtime (new relays start pollers there).
+    pub fn reload(&self) -> Result<Diagnostics, Diagnostics> {
+        self.reload_unless(|| false)
+            .unwrap_or_else(|| Err(Diagnostics::default()))
+    }
+
+    /// [`Reloader::reload`], except that a load that fails while
+    /// `superseded()` holds is dropped without a trace (`None`): the caller
+    /// will try again.
+    fn reload_unless(
+        &self,
+        superseded: impl FnOnce() -> bool,
+    ) -> Option<Result<Diagnostics, Diagnostics>> {
+        let _one_at_a_time = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        notify_systemd(&[sd_notify::NotifyState::Reloading]);
+        let result = match config::load(&self.config_path) {
+            Ok(loaded) => {
+                for w in &loaded.warnings.0 {
+                    tracing::warn!("{w}");
+                }
+                let old = self.current();
+                let ignored = restart_only_changes(&old, &loaded.config);
+                if !ignored.is_empty() {
+                    tracing::warn!(
+                        "reload: {} changed; these take effect only on restart",
+                        ignored.join(", ")
+                    );
+                }
+                self.dns.set_zones(loaded.zones);
+                self.engine.reload(loaded.config);
+                Ok(loaded.warnings)
+            }
+            Err(_) if superseded() => {
+                tracing::debug!("the config did not load; trying again once the files settle");
+                notify_systemd(&[sd_notify::NotifyState::Ready]);
+                return None;
+            }
+            Err(diags) => {
+                self.engine.reload_failed(diags.to_string().trim_end());
+                Err(diags)
+            }
+        };
+        let status = match &result {
+            Ok(_) => "serving",
+            Err(_) => "last reload failed; the last good config keeps serving",
+        };
+        notify_systemd(&[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status(status),
+        ]);
+        Some(result)
+    }
+}
+
+/// Tells systemd (with `Type=notify`) about a state change; nothing when
+/// floe does not run under systemd.
+pub fn notify_systemd(states: &[sd_notify::NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::debug!("sd_notify: {e}");
+    }
+}
+
+/// Settings a running floe cannot change: the sockets are bound at start.
+fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    if old.dns.listen != new.dns.listen {
+        changed.push("[dns] listen");
+    }
+    if old.dns.udp_workers != new.dns.udp_workers {
+        changed.push("[dns] udp_workers");
+    }
+    if old.http.listen != new.http.listen {
+        changed.push("[http] listen");
+    }
+    if old.http.workers != new.http.workers {
+        changed.push("[http] workers");
+    }
+    if old.admin.listen != new.admin.listen
+        || old.admin.token.is_some() != new.admin.token.is_some()
+    {
+        changed.push("[admin] listen or enabling/disabling the endpoint");
+    }
+    changed
+}
+
+/// What to watch for one config: the directories, and which paths in them
+/// matter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Targets {
+    /// Directories watched (non-recursively).
+    dirs: BTreeSet<PathBuf>,
+    /// The config file as named and, if it is a symlink, its target.
+    config_files: BTreeSet<PathBuf>,
+    /// The zones directory.
+    zones_dir: PathBuf,
+}
+
+impl Targets {
+    fn of(config_path: &Path, zones_dir: &Path) -> Targets {
+        let mut config_files = BTreeSet::new();
+        if let Some(name) = config_path.file_name() {
+            let parent = match config_path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            config_files.insert(canonical(parent).join(name));
+        }
+        if let Ok(target) = config_path.canonicalize() {
+            config_files.insert(target);
+        }
+        let zones_dir = canonical(zones_dir);
+        let mut dirs: BTreeSet<PathBuf> = config_files
+            .iter()
+            .filter_map(|f| f.parent().map(Path::to_path_buf))
+            .collect();
+        dirs.insert(zones_dir.clone());
+        Targets {
+            dirs,
+            config_files,
+            zones_dir,
+        }
+    }
+
+    /// Whether `event` may change what a reload would load.
+    fn wants(&self, event: &Event) -> bool {
+        if event.need_rescan() {
+            return true;
+        }
+        match event.kind {
+            // Reading a file (floe's own reloads do) changes nothing.
+            EventKind::Access(AccessKind::Close(AccessMode::Write)) => {}
+            EventKind::Access(_) => return false,
+            _ => {}
+        }
+        event.paths.iter().any(|p| self.matters(p))
+    }
+
+    fn matters(&self, path: &Path) -> bool {
+        if self.config_files.contains(path) || path == self.zones_dir {
+            return true;
+        }
+        let in_zones = path.parent() == Some(self.zones_dir.as_path());
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        in_zones && name.ends_with(".zone") && !name.starts_with('.')
+    }
+}
+
+/// `path` with symlinks resolved, or as absolute as it gets when it does
+/// not exist (yet).
+fn canonical(path: &Path) -> PathBuf {
+    path.canonicalize()
+        .unwrap_or_else(|_| std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()))
+}
+
+/// When a burst of changes is due for a reload: [`DEBOUNCE`] after the
+/// last change, at most [`MAX_DELAY`] after the first.
+#[derive(Debug, Clone, Copy, Default)]
+struct Debounce {
+    /// (first, last) change not yet reloaded.
+    pending: Option<(Instant, Instant)>,
+}
+
+impl Debounce {
+    fn change(&mut self, now: Instant) {
+        let first = self.pending.map_or(now, |(first, _)| first);
+        self.pending = Some((first, now));
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.pending
+            .map(|(first, last)| (last + DEBOUNCE).min(first + MAX_DELAY))
+    }
+
+    /// True (and reset) when a reload is due at `now`.
+    fn take_due(&mut self, now: Instant) -> bool {
+        let due = self.deadline().is_some_and(|d| now >= d);
+        if due {
+            self.pending = None;
+        }
+        due
+    }
+
+    /// How long to wait for the next event.
+    fn wait(&self, now: Instant) -> Duration {
+        self.deadline().map_or(IDLE_TICK, |d| {
+            d.saturating_duration_since(now).min(IDLE_TICK)
+        })
+    }
+}
+
+/// Watches the config file and the zones directory of the running config
+/// and reloads through `reloader` after each settled change, on a thread of
+/// its own until `shutdown`. Must be called inside the engine's tokio
+/// runtime. Fails when the platform's file watcher cannot start.
+pub fn watch(reloader: Reloader, shutdown: Shutdown) -> notify::Result<JoinHandle<()>> {
+    let runtime = tokio::runtime::Handle::try_current()
+        .map_err(|e| notify::Error::generic(&format!("file watch needs a tokio runtime: {e}")))?;
+    let (tx, rx) = mpsc::channel();
+    let mut watcher = notify::recommended_watcher(move |event| {
+        let _ = tx.send(event);
+    })?;
+    let mut targets = Targets::of(reloader.config_path(), &reloader.current().dns.zones);
+    let mut watched = BTreeSet::new();
+    rewatch(&mut watcher, &mut watched, &targets);
+    tracing::info!(
+        "reloading on changes to {} and {}/*.zone",
+        reloader.config_path().display(),
+        targets.zones_dir.display()
+    );
+    let thread = std::thread::Builder::new()
+        .name("floe-reload".into())
+        .spawn(move || {
+            let _runtime = runtime.enter();
+            let mut debounce = Debounce::default();
+            let mut changed: Option<PathBuf> = None;
+            let mut give_up: Option<Instant> = None;
+            while !shutdown.is_triggered() {
+                match rx.recv_timeout(debounce.wait(Instant::now())) {
+                    Ok(Ok(event)) if targets.wants(&event) => {
+                        debounce.change(Instant::now());
+                        changed = changed.or_else(|| event.paths.first().cloned());
+                    }
+                    Ok(Ok(_)) | Err(RecvTimeoutError::Timeout) => {}
+                    Ok(Err(e)) => tracing::warn!("watching the config files: {e}"),
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+                if debounce.take_due(Instant::now()) {
+                    let what = changed
+                        .take()
+                        .map_or_else(|| "config files".into(), |p| p.display().to_string());
+                    if give_up.is_none() {
+                        tracing::info!("{what} changed: reloading");
+                    }
+                    // A load that fails may have read a file half-written
+                    // (a save caught between truncate and write): it is
+                    // tried again every DEBOUNCE and counts as failed only
+                    // when it still fails MAX_DELAY after the first try.
+                    let now = Instant::now();
+                    let last_try = now >= *give_up.get_or_insert(now + MAX_DELAY);
+                    if reloader.reload_unless(|| !last_try).is_none() {
+                        changed = changed.or(Some(reloader.config_path().to_path_buf()));
+                        debounce.change(now);
+                        continue;
+                    }
+                    give_up = None;
+                    // The zones directory may have moved with the config.
+                    let next = Targets::of(reloader.config_path(), &reloader.current().dns.zones);
+                    if next != targets {
+                        rewatch(&mut watcher, &mut watched, &next);
+                        targets = next;
+                    }
+                }
+            }
+        })?;
+    Ok(thread)
+}
+
+/// Watches exactly `targets.dirs`, logging directories that cannot be
+/// watched (a missing zones directory, say) instead of failing.
+fn rewatch(watcher: &mut impl Watcher, watched: &mut BTreeSet<PathBuf>, targets: &Targets) {
+    for gone in watched
+        .difference(&targets.dirs)
+        .cloned()
+        .collect::<Vec<_>>()
+    {
+        let _ = watcher.unwatch(&gone);
+        watched.remove(&gone);
+    }
+    for dir in &targets.dirs {
+        if watched.contains(dir) {
+            continue;
+        }
+        match watcher.watch(dir, RecursiveMode::NonRecursive) {
+            Ok(()) => {
+                watched.insert(dir.clone());
+            }
+            Err(e) => tracing::warn!(
+                "cannot watch {} for changes: {e}; SIGHUP still reloads",
+                dir.display()
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{CreateKind, ModifyKind, RenameMode};
+
+    fn event(kind: EventKind, path: &Path) -> Event {
+        Event::new(kind).add_path(path.to_path_buf())
+    }
+
+    #[test]
+    fn only_writes_to_the_config_and_zone_files_matter() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        std::fs::create_dir(root.join("zones")).unwrap();
+        std::fs::write(root.join("floe.toml"), "").unwrap();
+        let t = Targets::of(&root.join("floe.toml"), &root.join("zones"));
+        assert_eq!(t.dirs, BTreeSet::from([root.clone(), root.join("zones")]));
+        let modify = EventKind::Modify(ModifyKind::Any);
+        assert!(t.wants(&event(modify, &root.join("floe.toml"))));
+        assert!(t.wants(&event(
+            EventKind::Create(CreateKind::File),
+            &root.join("zones/b.zone")
+        )));
+        assert!(t.wants(&event(
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            &root.join("floe.toml")
+        )));
+        assert!(t.wants(&event(
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            &root.join("floe.toml")
+        )));
+        // floe reading its own files, editor swap files, other files.
+        assert!(!t.wants(&event(
+            EventKind::Access(AccessKind::Open(AccessMode::Any)),
+            &root.join("floe.toml")
+        )));
+        assert!(!t.wants(&event(modify, &root.join(".floe.toml.swp"))));
+        assert!(!t.wants(&event(modify, &root.join("zones/.b.zone.swp"))));
+        assert!(!t.wants(&event(modify, &root.join("zones/notes.txt"))));
+        assert!(!t.wants(&event(modify, &root.join("other.toml"))));
+    }
+
+    #[test]
+    fn a_relative_or_symlinked_config_is_matched_where_it_really_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::create_dir_all(root.join("real")).unwrap();
+        std::fs::write(root.join("real/floe.toml"), "").unwrap();
+        std::os::unix::fs::symlink(root.join("real/floe.toml"), root.join("etc/floe.toml"))
+            .unwrap();
+        let t = Targets::of(&root.join("etc/floe.toml"), &root.join("zones"));
+        assert!(t.dirs.contains(&root.join("etc")) && t.dirs.contains(&root.join("real")));
+        let modify = EventKind::Modify(ModifyKind::Any);
+        assert!(t.wants(&event(modify, &root.join("real/floe.toml"))));
+        assert!(t.wants(&event(modify, &root.join("etc/floe.toml"))));
+    }
+
+    #[test]
+    fn changes_reload_after_a_quiet_spell_or_at_most_max_delay_after_the_first() {
+        let t0 = Instant::now();
+        let mut d = Debounce::default();
+        assert!(!d.take_due(t0 + MAX_DELAY * 10));
+        assert_eq!(d.wait(t0), IDLE_TICK);
+        d.change(t0);
+        d.change(t0 + Duration::from_millis(100));
+        assert!(!d.take_due(t0 + Duration::from_millis(250)));
+        assert!(d.take_due(t0 + Duration::from_millis(300)));
+        assert!(
+            !d.take_due(t0 + Duration::from_millis(301)),
+            "reset after firing"
+        );
+        // A file written every 100 ms still reloads after MAX_DELAY.
+        let mut d = Debounce::default();
+        let mut now = t0;
+        while now < t0 + MAX_DELAY {
+            d.change(now);
+            assert!(!d.take_due(now));
+            now += Duration::from_millis(100);
+        }
+        assert!(d.take_due(now));
+    }
+}
