@@ -92,9 +92,13 @@ fn main() -> ExitCode {
             init_logging(log_format);
             serve(config)
         }
-        Command::Drain { relay, undo, admin, token_file, config } => {
-            drain(&relay, undo, admin, token_file, config)
-        }
+        Command::Drain {
+            relay,
+            undo,
+            admin,
+            token_file,
+            config,
+        } => drain(&relay, undo, admin, token_file, config),
         Command::Explain { what, url, json } => explain(&url, &what, json),
         Command::Demo { dns, http } => {
             init_demo_logging();
@@ -268,11 +272,23 @@ fn drain(
         }
     };
     let base = admin
-        .or_else(|| parsed.as_ref().and_then(|c| c.admin.listen.first()).map(|a| format!("http://{a}")))
+        .or_else(|| {
+            parsed
+                .as_ref()
+                .and_then(|c| c.admin.listen.first())
+                .map(|&a| admin_url(a))
+        })
         .unwrap_or_else(|| "http://127.0.0.1:8081".into());
-    let url = format!("{}/{}/{relay}", base.trim_end_matches('/'), if undo { "undrain" } else { "drain" });
+    let url = format!(
+        "{}/{}/{relay}",
+        base.trim_end_matches('/'),
+        if undo { "undrain" } else { "drain" }
+    );
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("tokio runtime: {e}");
@@ -280,7 +296,9 @@ fn drain(
         }
     };
     let answer = rt.block_on(async {
-        let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build()?;
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()?;
         let resp = client.post(&url).bearer_auth(&token).send().await?;
         let status = resp.status();
         Ok::<_, reqwest::Error>((status, resp.text().await?))
@@ -350,4 +368,16 @@ fn explain(base: &str, what: &str, json: bool) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The URL to reach an admin listen address from this host: a wildcard
+/// address is reached on loopback.
+fn admin_url(mut addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    format!("http://{addr}")
 }
