@@ -110,8 +110,9 @@ fn main() -> ExitCode {
 /// The demo's screen is its output: besides warnings and errors only relay
 /// state changes are logged (to stderr), unless RUST_LOG says otherwise.
 fn init_demo_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,floe::poll=info,floe::dns=info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("warn,floe::poll=info,floe::dns=info")
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -147,9 +148,15 @@ fn check(path: &std::path::Path) -> ExitCode {
 fn init_logging(format: LogFormat) {
     // hickory logs every request at info: costly and noisy on the hot path.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,hickory_server=warn,hickory_proto=warn,hickory_net=warn")
+        tracing_subscriber::EnvFilter::new(
+            "info,hickory_server=warn,hickory_proto=warn,hickory_net=warn",
+        )
     });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // No colour codes in a journal or a log file.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -170,7 +177,10 @@ fn serve(path: PathBuf) -> ExitCode {
     for w in &loaded.warnings.0 {
         tracing::warn!("{w}");
     }
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!("tokio runtime: {e}");
@@ -178,6 +188,15 @@ fn serve(path: PathBuf) -> ExitCode {
         }
     };
     rt.block_on(async move {
+        // Handlers first: a SIGHUP or SIGTERM that arrives while starting
+        // (as soon as the log shows an address) must not kill floe.
+        let signals = match Signals::new() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("signal handling: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
         let mut instance = match Instance::start(loaded) {
             Ok(i) => i,
             Err(e) => {
@@ -192,9 +211,7 @@ fn serve(path: PathBuf) -> ExitCode {
             tracing::info!("HTTP listening on {a}");
         }
         floe::reload::notify_systemd(&[sd_notify::NotifyState::Ready]);
-        if let Err(e) = signals(&instance).await {
-            tracing::error!("signal handling: {e}");
-        }
+        signals.serve(&instance).await;
         tracing::info!("shutting down");
         floe::reload::notify_systemd(&[sd_notify::NotifyState::Stopping]);
         instance.stop();
@@ -203,20 +220,35 @@ fn serve(path: PathBuf) -> ExitCode {
     })
 }
 
-/// Waits for SIGTERM/SIGINT; reloads on SIGHUP.
-async fn signals(instance: &Instance) -> std::io::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    loop {
-        tokio::select! {
-            _ = term.recv() => return Ok(()),
-            _ = int.recv() => return Ok(()),
-            // Warnings and failures are logged and reported by the reload.
-            _ = hup.recv() => {
-                tracing::info!("SIGHUP: reloading");
-                let _ = instance.reload();
+/// SIGTERM/SIGINT stop floe; SIGHUP reloads.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Installs the handlers (inside the runtime).
+    fn new() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Returns on SIGTERM/SIGINT; reloads on SIGHUP.
+    async fn serve(mut self, instance: &Instance) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return,
+                _ = self.int.recv() => return,
+                // Warnings and failures are logged and reported by the reload.
+                _ = self.hup.recv() => {
+                    tracing::info!("SIGHUP: reloading");
+                    let _ = instance.reload();
+                }
             }
         }
     }
@@ -340,7 +372,10 @@ fn explain(base: &str, what: &str, json: bool) -> ExitCode {
         url.query_pairs_mut().append_pair("format", "json");
     }
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("tokio runtime: {e}");
@@ -348,7 +383,9 @@ fn explain(base: &str, what: &str, json: bool) -> ExitCode {
         }
     };
     let answer = rt.block_on(async {
-        let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build()?;
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()?;
         let resp = client.get(url.clone()).send().await?;
         let status = resp.status();
         Ok::<_, reqwest::Error>((status, resp.text().await?))

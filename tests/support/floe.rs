@@ -179,6 +179,14 @@ impl FloeProcess {
         assert!(ok.is_ok_and(|s| s.success()), "kill -{sig} floe");
     }
 
+    /// Waits up to `timeout` for floe to exit (after a signal sent with
+    /// [`FloeProcess::signal`]); `None` if it is still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        poll(timeout, Duration::from_millis(10), || {
+            self.child.try_wait().ok().flatten()
+        })
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         self.signal("TERM");
