@@ -3,8 +3,10 @@
 //! A [`Plan`] is built from one snapshot and the loaded zones, and holds, for
 //! every balanced name (`[[stream]] dns` and `mount_dns`), the decision
 //! (candidates, or which fallback policy and why), the TTL, and
-//! [`VARIANTS`] pre-drawn address lists per family: each a weighted pick
-//! among the candidates (room x weight, [`select::pick_many`]). Every
+//! [`VARIANTS`] pre-drawn address lists per family: each a weighted draw
+//! without replacement among the candidates (room x weight, as
+//! [`select::pick_many`] weighs them; the rooms come from
+//! [`select::stream_room`] / [`select::mount_room`] once per name). Every
 //! variant is also rendered to wire format once ([`super::fast::Rendered`]).
 //! Queries then only choose a variant: the UDP fast path copies its bytes,
 //! the hickory handler turns the same addresses into records, so both paths
@@ -277,7 +279,8 @@ fn balanced<R: Rng + ?Sized>(
         Some(m) => select::mount_room(snap, r, m),
         None => select::stream_room(snap, r, sid),
     };
-    let candidates: Vec<RelayId> = (0..snap.relays.len()).filter(|&r| room(r).is_ok()).collect();
+    let candidates: Vec<(RelayId, select::Room)> =
+        (0..snap.relays.len()).filter_map(|r| room(r).ok().map(|room| (r, room))).collect();
     let stale = snap.is_stale(now) && dns.when_stale != DnsFallback::LastKnown;
     let decision = if stale {
         Decision::Policy { why: Why::Stale, policy: dns.when_stale }
@@ -291,8 +294,9 @@ fn balanced<R: Rng + ?Sized>(
     };
     let (relays, v4, v6, ttl) = match decision {
         Decision::Candidates => {
-            let (v4, v6) = draw_candidates(snap, sid, mid, candidates.len(), rng);
-            (candidates, v4, v6, candidate_ttl(snap, sid, mid, wall))
+            let (v4, v6) = draw_candidates(snap, &Weighted::new(snap, &candidates), rng);
+            let relays = candidates.iter().map(|&(r, _)| r).collect();
+            (relays, v4, v6, candidate_ttl(snap, sid, mid, wall))
         }
         Decision::Policy { why, policy } => {
             let min_ttl = secs(dns.min_ttl);
@@ -361,33 +365,108 @@ fn serve_all(snap: &Snapshot, why: Why) -> Vec<RelayId> {
 type Variants = (Vec<Box<[Ipv4Addr]>>, Vec<Box<[Ipv6Addr]>>);
 
 /// [`VARIANTS`] weighted draws among the candidates: each variant lists the
-/// first `answers` picked relays that have an address of the family (one
+/// first `answers` drawn relays that have an address of the family (one
 /// address per relay, rotating through a relay's addresses across variants).
-fn draw_candidates<R: Rng + ?Sized>(
-    snap: &Snapshot,
-    sid: StreamId,
-    mid: Option<MountId>,
-    n_candidates: usize,
-    rng: &mut R,
-) -> Variants {
+fn draw_candidates<R: Rng + ?Sized>(snap: &Snapshot, candidates: &Weighted, rng: &mut R) -> Variants {
     let answers = snap.config().dns.answers;
-    // Drawing every candidate is quadratic; a few per answer is plenty
-    // unless many relays lack one family (then draw them all).
-    let short = n_candidates.min(answers * 4);
-    let mut order = vec![0; n_candidates];
+    let mut order = Vec::with_capacity(answers * 2);
     let mut v4 = Vec::with_capacity(VARIANTS);
     let mut v6 = Vec::with_capacity(VARIANTS);
     for k in 0..VARIANTS {
-        let mut n = select::pick_many(snap, sid, mid, rng, &mut order[..short]);
-        let (mut a, mut aaaa) = addresses(snap, &order[..n], answers, k);
-        if (a.len() < answers || aaaa.len() < answers) && short < n_candidates {
-            n = select::pick_many(snap, sid, mid, rng, &mut order);
-            (a, aaaa) = addresses(snap, &order[..n], answers, k);
-        }
+        // Draw a few per answer; all of them only when some relays lack a
+        // family.
+        let mut want = answers;
+        let (a, aaaa) = loop {
+            candidates.draw(want, rng, &mut order);
+            let (a, aaaa) = addresses(snap, &order, answers, k);
+            if (a.len() >= answers && aaaa.len() >= answers) || order.len() == candidates.len() {
+                break (a, aaaa);
+            }
+            want = (want * 4).min(candidates.len());
+        };
         v4.push(a.into());
         v6.push(aaaa.into());
     }
     (v4, v6)
+}
+
+/// The candidates of one name with their selection weights, as
+/// [`select::pick_many`] weighs them: room (a mount with no limit counts as
+/// `[select] unlimited_room`) times the relay's weight. Computed once per
+/// name and plan, so each variant costs a few binary searches instead of
+/// `pick_many`'s scans of every relay per pick.
+struct Weighted {
+    relays: Vec<RelayId>,
+    /// Running sums of the weights, in `relays` order.
+    cumulative: Vec<u64>,
+}
+
+impl Weighted {
+    fn new(snap: &Snapshot, candidates: &[(RelayId, select::Room)]) -> Weighted {
+        let unlimited = u64::from(snap.config().select.unlimited_room);
+        let mut sum = 0u64;
+        let mut relays = Vec::with_capacity(candidates.len());
+        let mut cumulative = Vec::with_capacity(candidates.len());
+        for &(r, room) in candidates {
+            let w = room.slots().unwrap_or(unlimited).max(1) * u64::from(snap.topology.relays[r].weight.max(1));
+            sum = sum.saturating_add(w);
+            relays.push(r);
+            cumulative.push(sum);
+        }
+        Weighted { relays, cumulative }
+    }
+
+    fn len(&self) -> usize {
+        self.relays.len()
+    }
+
+    /// Draws `n` distinct relays (all of them if fewer) into `out`, each
+    /// draw in proportion to weight among those not drawn yet.
+    fn draw<R: Rng + ?Sized>(&self, n: usize, rng: &mut R, out: &mut Vec<RelayId>) {
+        out.clear();
+        let n = n.min(self.relays.len());
+        let total = self.cumulative.last().copied().unwrap_or(0);
+        let mut taken_weight = 0u64;
+        let mut misses = 0;
+        while out.len() < n {
+            // Mostly free relays: draw over all and redraw on a repeat
+            // (the same distribution as drawing over the free ones). When
+            // the drawn ones dominate, scan the free ones instead.
+            if taken_weight * 2 <= total && misses < 32 {
+                let target = rng.random_range(0..total);
+                let i = self.cumulative.partition_point(|&c| c <= target);
+                let r = self.relays[i];
+                if out.contains(&r) {
+                    misses += 1;
+                    continue;
+                }
+                taken_weight += self.weight(i);
+                out.push(r);
+                continue;
+            }
+            let free = total - taken_weight;
+            let mut target = rng.random_range(0..free.max(1));
+            let mut chosen = None;
+            for (i, &r) in self.relays.iter().enumerate() {
+                if out.contains(&r) {
+                    continue;
+                }
+                let w = self.weight(i);
+                chosen = Some((i, r));
+                if target < w {
+                    break;
+                }
+                target -= w;
+            }
+            let Some((i, r)) = chosen else { break };
+            taken_weight += self.weight(i);
+            out.push(r);
+        }
+    }
+
+    fn weight(&self, i: usize) -> u64 {
+        self.cumulative[i] - if i == 0 { 0 } else { self.cumulative[i - 1] }
+    }
 }
 
 /// [`VARIANTS`] uniform shuffles of `relays` (for fallback policies, where
