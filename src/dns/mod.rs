@@ -2,9 +2,10 @@
 //! balanced names answered from the current snapshot.
 //!
 //! Three layers, as in hickory-server:
-//! - transport: [`udp`] (one blocking loop per worker thread, each on its
-//!   own `SO_REUSEPORT` socket, batched with [`mmsg`]) and [`tcp`] (one current-thread runtime
-//!   with a connection limit and an idle timeout);
+//! - transport: `udp` (one blocking loop per worker thread, each on its
+//!   own `SO_REUSEPORT` socket, batched with `recvmmsg`/`sendmmsg` in
+//!   `mmsg`) and `tcp` (one current-thread runtime with a connection limit
+//!   and an idle timeout);
 //! - dispatch: [`fast`] answers plain A/AAAA questions for balanced names
 //!   from pre-rendered wire bytes; everything else goes to [`handler`], a
 //!   hickory `RequestHandler` over the zones and the same balanced answers;
