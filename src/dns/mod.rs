@@ -308,6 +308,12 @@ impl DnsServer {
 /// Binds `addr` on UDP (`workers` sockets) and TCP. With port 0, retries a
 /// few ports until one is free for both protocols.
 fn bind_one(addr: SocketAddr, workers: usize) -> io::Result<(SocketAddr, Vec<UdpSocket>, TcpListener)> {
+    if addr.port() != 0 {
+        // SO_REUSEPORT would let this socket silently share the port with
+        // another process's (a second floe, another server): a plain bind
+        // still sees it taken. (TCP is bound without SO_REUSEPORT.)
+        UdpSocket::bind(addr).map(drop).map_err(|e| io::Error::new(e.kind(), format!("DNS bind udp {addr}: {e}")))?;
+    }
     let attempts = if addr.port() == 0 { 16 } else { 1 };
     let mut last = None;
     for _ in 0..attempts {

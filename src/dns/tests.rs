@@ -679,3 +679,17 @@ fn variants_are_drawn_like_select_picks() {
     }
     assert!((f64::from(from_plan[2]) / n - 0.6).abs() < 0.02);
 }
+
+#[test]
+fn a_port_held_by_another_socket_is_refused() {
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = udp.local_addr().unwrap().port();
+    assert!(DnsServer::bind(&[SocketAddr::from(([127, 0, 0, 1], port))], 2).is_err(), "UDP port taken");
+    drop(udp);
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = tcp.local_addr().unwrap().port();
+    assert!(DnsServer::bind(&[SocketAddr::from(([127, 0, 0, 1], port))], 2).is_err(), "TCP port taken");
+    // Two floes on one port: the second fails.
+    let first = DnsServer::bind(&["127.0.0.1:0".parse().unwrap()], 2).unwrap();
+    assert!(DnsServer::bind(&first.addrs, 2).is_err());
+}
