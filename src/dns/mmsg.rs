@@ -7,9 +7,8 @@
 //! knot get below it. At low load a batch is one packet and this costs the
 //! same as `recv_from`/`send_to`.
 //!
-//! The crate has no `libc` dependency, so the two calls and their structs are
-//! declared here for 64-bit Linux (glibc and musl agree on this layout);
-//! other targets use [`Batch`]'s portable fallback, one packet per call.
+//! The calls and their structs come from the `libc` crate (Linux); other
+//! targets use [`Batch`]'s portable fallback, one packet per call.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -30,7 +29,7 @@ pub struct Batch {
     reply_len: [usize; BATCH],
     sources: [Option<SocketAddr>; BATCH],
     received: usize,
-    #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+    #[cfg(target_os = "linux")]
     sys: linux::Sys,
 }
 
@@ -47,10 +46,10 @@ impl Batch {
             reply_len: [0; BATCH],
             sources: [None; BATCH],
             received: 0,
-            #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+            #[cfg(target_os = "linux")]
             sys: linux::Sys::default(),
         });
-        #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+        #[cfg(target_os = "linux")]
         {
             let Batch { queries, replies, sys, .. } = &mut *b;
             sys.init(queries, query_size, replies, reply_size);
@@ -63,9 +62,9 @@ impl Batch {
     /// how many.
     pub fn recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
         self.received = 0;
-        #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+        #[cfg(target_os = "linux")]
         let n = self.sys.recv(socket, &mut self.query_len, &mut self.sources)?;
-        #[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
+        #[cfg(not(target_os = "linux"))]
         let n = {
             let (len, src) = socket.recv_from(&mut self.queries[..self.query_size])?;
             self.query_len[0] = len;
@@ -92,9 +91,9 @@ impl Batch {
 
     /// Sends every reply of the batch to its query's source.
     pub fn send(&mut self, socket: &UdpSocket) {
-        #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+        #[cfg(target_os = "linux")]
         self.sys.send(socket, &self.reply_len[..self.received]);
-        #[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
+        #[cfg(not(target_os = "linux"))]
         for i in 0..self.received {
             if let (len @ 1.., Some(to)) = (self.reply_len[i], self.sources[i]) {
                 let r = &self.replies[i * self.reply_size..i * self.reply_size + len];
@@ -106,94 +105,34 @@ impl Batch {
     }
 }
 
-#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+#[cfg(target_os = "linux")]
 mod linux {
-    //! The system calls and their C structs (64-bit Linux layout).
+    //! The system calls, with the C structs from the `libc` crate.
 
     use super::BATCH;
-    use std::ffi::{c_int, c_uint, c_void};
     use std::io;
     use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
     use std::os::fd::AsRawFd;
-
-    const AF_INET: u16 = 2;
-    const AF_INET6: u16 = 10;
-    /// recvmmsg: block for the first message only.
-    const MSG_WAITFORONE: c_int = 0x10000;
-
-    #[repr(C)]
-    #[derive(Clone, Copy)]
-    struct IoVec {
-        base: *mut c_void,
-        len: usize,
-    }
-
-    #[repr(C)]
-    #[derive(Clone, Copy)]
-    struct MsgHdr {
-        name: *mut c_void,
-        namelen: u32,
-        iov: *mut IoVec,
-        iovlen: usize,
-        control: *mut c_void,
-        controllen: usize,
-        flags: c_int,
-    }
-
-    #[repr(C)]
-    #[derive(Clone, Copy)]
-    struct MMsgHdr {
-        hdr: MsgHdr,
-        len: c_uint,
-    }
-
-    /// `struct sockaddr_storage`: 128 bytes, 8-aligned.
-    #[repr(C, align(8))]
-    #[derive(Clone, Copy)]
-    struct Storage([u8; 128]);
-
-    unsafe extern "C" {
-        fn recvmmsg(fd: c_int, msgs: *mut MMsgHdr, vlen: c_uint, flags: c_int, timeout: *mut c_void) -> c_int;
-        fn sendmmsg(fd: c_int, msgs: *mut MMsgHdr, vlen: c_uint, flags: c_int) -> c_int;
-    }
-
-    const NULL_HDR: MMsgHdr = MMsgHdr {
-        hdr: MsgHdr {
-            name: std::ptr::null_mut(),
-            namelen: 0,
-            iov: std::ptr::null_mut(),
-            iovlen: 1,
-            control: std::ptr::null_mut(),
-            controllen: 0,
-            flags: 0,
-        },
-        len: 0,
-    };
-    const NULL_IOV: IoVec = IoVec { base: std::ptr::null_mut(), len: 0 };
 
     /// The kernel-facing arrays. They point into the query and reply
     /// buffers of the owning `Batch` (heap memory that never moves) and into
     /// themselves, so a `Sys` lives in the `Box<Batch>` and is set up once
     /// by [`Sys::init`].
     pub(super) struct Sys {
-        names: [Storage; BATCH],
-        recv_iov: [IoVec; BATCH],
-        recv_hdr: [MMsgHdr; BATCH],
-        send_iov: [IoVec; BATCH],
-        send_hdr: [MMsgHdr; BATCH],
+        names: [libc::sockaddr_storage; BATCH],
+        recv_iov: [libc::iovec; BATCH],
+        recv_hdr: [libc::mmsghdr; BATCH],
+        send_iov: [libc::iovec; BATCH],
+        send_hdr: [libc::mmsghdr; BATCH],
         ready: bool,
     }
 
     impl Default for Sys {
         fn default() -> Self {
-            Sys {
-                names: [Storage([0; 128]); BATCH],
-                recv_iov: [NULL_IOV; BATCH],
-                recv_hdr: [NULL_HDR; BATCH],
-                send_iov: [NULL_IOV; BATCH],
-                send_hdr: [NULL_HDR; BATCH],
-                ready: false,
-            }
+            // SAFETY: every field is a plain C struct (integers and raw
+            // pointers) or a bool, for which all-zero bytes are valid
+            // (null pointers, `ready: false`).
+            unsafe { std::mem::zeroed() }
         }
     }
 
@@ -201,13 +140,16 @@ mod linux {
     // and into `Sys` itself; both move between threads together.
     unsafe impl Send for Sys {}
 
+    const STORAGE_LEN: libc::socklen_t = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+
     impl Sys {
         /// Points the receive vectors at the query buffers. `self` must not
         /// move afterwards (it lives in a `Box<Batch>`).
         pub(super) fn init(&mut self, queries: &mut [u8], query_size: usize, replies: &mut [u8], reply_size: usize) {
             for i in 0..BATCH {
-                self.recv_iov[i] = IoVec { base: queries[i * query_size..].as_mut_ptr().cast(), len: query_size };
-                self.send_iov[i] = IoVec { base: replies[i * reply_size..].as_mut_ptr().cast(), len: 0 };
+                self.recv_iov[i] =
+                    libc::iovec { iov_base: queries[i * query_size..].as_mut_ptr().cast(), iov_len: query_size };
+                self.send_iov[i] = libc::iovec { iov_base: replies[i * reply_size..].as_mut_ptr().cast(), iov_len: 0 };
             }
             self.ready = true;
         }
@@ -220,20 +162,22 @@ mod linux {
         ) -> io::Result<usize> {
             assert!(self.ready, "Sys::init before recv");
             for i in 0..BATCH {
-                self.recv_hdr[i].hdr.name = (&raw mut self.names[i]).cast();
-                self.recv_hdr[i].hdr.namelen = 128;
-                self.recv_hdr[i].hdr.iov = &raw mut self.recv_iov[i];
-                self.recv_hdr[i].hdr.flags = 0;
+                let hdr = &mut self.recv_hdr[i].msg_hdr;
+                hdr.msg_name = (&raw mut self.names[i]).cast();
+                hdr.msg_namelen = STORAGE_LEN;
+                hdr.msg_iov = &raw mut self.recv_iov[i];
+                hdr.msg_iovlen = 1;
+                hdr.msg_flags = 0;
             }
             // SAFETY: every header points at a live iovec over a buffer of
-            // the stated length and at a 128-byte address buffer; the kernel
-            // writes at most that much.
+            // the stated length and at a sockaddr_storage; the kernel writes
+            // at most that much.
             let n = unsafe {
-                recvmmsg(
+                libc::recvmmsg(
                     socket.as_raw_fd(),
                     self.recv_hdr.as_mut_ptr(),
-                    BATCH as c_uint,
-                    MSG_WAITFORONE,
+                    BATCH as libc::c_uint,
+                    libc::MSG_WAITFORONE,
                     std::ptr::null_mut(),
                 )
             };
@@ -242,8 +186,8 @@ mod linux {
             }
             let n = n as usize;
             for i in 0..n {
-                lens[i] = self.recv_hdr[i].len as usize;
-                sources[i] = decode(&self.names[i], self.recv_hdr[i].hdr.namelen);
+                lens[i] = self.recv_hdr[i].msg_len as usize;
+                sources[i] = decode(&self.names[i], self.recv_hdr[i].msg_hdr.msg_namelen);
             }
             Ok(n)
         }
@@ -254,10 +198,10 @@ mod linux {
                 if len == 0 {
                     continue;
                 }
-                self.send_iov[i].len = len;
+                self.send_iov[i].iov_len = len;
                 self.send_hdr[count] = self.recv_hdr[i];
-                self.send_hdr[count].hdr.iov = &raw mut self.send_iov[i];
-                self.send_hdr[count].hdr.flags = 0;
+                self.send_hdr[count].msg_hdr.msg_iov = &raw mut self.send_iov[i];
+                self.send_hdr[count].msg_hdr.msg_flags = 0;
                 count += 1;
             }
             let mut start = 0;
@@ -266,7 +210,12 @@ mod linux {
                 // (lengths within their size) and at the source addresses
                 // the kernel filled in.
                 let sent = unsafe {
-                    sendmmsg(socket.as_raw_fd(), self.send_hdr[start..].as_mut_ptr(), (count - start) as c_uint, 0)
+                    libc::sendmmsg(
+                        socket.as_raw_fd(),
+                        self.send_hdr[start..].as_mut_ptr(),
+                        (count - start) as libc::c_uint,
+                        0,
+                    )
                 };
                 if sent <= 0 {
                     // The first message failed (unreachable peer, buffer
@@ -284,20 +233,26 @@ mod linux {
     }
 
     /// The socket address in a `sockaddr_storage` filled by the kernel.
-    fn decode(s: &Storage, len: u32) -> Option<SocketAddr> {
-        let b = &s.0;
-        let family = u16::from_ne_bytes([b[0], b[1]]);
-        let port = u16::from_be_bytes([b[2], b[3]]);
-        match family {
-            AF_INET if len >= 16 => {
-                Some(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(b[4], b[5], b[6], b[7]), port)))
+    fn decode(s: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
+        let len = len as usize;
+        match libc::c_int::from(s.ss_family) {
+            libc::AF_INET if len >= std::mem::size_of::<libc::sockaddr_in>() => {
+                // SAFETY: the kernel wrote a sockaddr_in (family AF_INET);
+                // sockaddr_storage is large and aligned enough for it.
+                let a = unsafe { &*(s as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+                let ip = Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+                Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(a.sin_port))))
             }
-            AF_INET6 if len >= 28 => {
-                let flow = u32::from_be_bytes([b[4], b[5], b[6], b[7]]);
-                let mut ip = [0u8; 16];
-                ip.copy_from_slice(&b[8..24]);
-                let scope = u32::from_ne_bytes([b[24], b[25], b[26], b[27]]);
-                Some(SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::from(ip), port, flow, scope)))
+            libc::AF_INET6 if len >= std::mem::size_of::<libc::sockaddr_in6>() => {
+                // SAFETY: as above, for sockaddr_in6.
+                let a = unsafe { &*(s as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+                let ip = Ipv6Addr::from(a.sin6_addr.s6_addr);
+                Some(SocketAddr::V6(SocketAddrV6::new(
+                    ip,
+                    u16::from_be(a.sin6_port),
+                    u32::from_be(a.sin6_flowinfo),
+                    a.sin6_scope_id,
+                )))
             }
             _ => None,
         }
