@@ -205,8 +205,9 @@ pub fn sample(snap: &Snapshot, metrics: &Metrics, relays: Arc<[Arc<str>]>) -> Sa
     }
 }
 
-/// Samples the current snapshot every [`INTERVAL`] (the first at once)
-/// into `metrics.history()` until `shutdown`.
+/// Samples the current snapshot every [`INTERVAL`] into
+/// `metrics.history()` until `shutdown`, from the first snapshot in which
+/// every relay has been polled.
 pub async fn run(metrics: Arc<Metrics>, shutdown: Shutdown) {
     let mut tick = tokio::time::interval(INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -217,6 +218,10 @@ pub async fn run(metrics: Arc<Metrics>, shutdown: Shutdown) {
             _ = shutdown.wait() => return,
         }
         let snap = metrics.snapshots().load_full();
+        if !snap.first_round_done {
+            // Unpolled relays would chart as zero listeners and room.
+            continue;
+        }
         let relays = match &names {
             Some((topo, n)) if Arc::ptr_eq(topo, &snap.topology) => n.clone(),
             _ => {

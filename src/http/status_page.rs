@@ -67,6 +67,7 @@ fn write_page(h: &mut String, r: &StatusReport<'_>) -> fmt::Result {
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width,initial-scale=1">
+<link rel="icon" href="data:,">
 <title>floe status · generation {gen}</title>
 <noscript><meta http-equiv="refresh" content="5"></noscript>
 <style>{CSS}</style>
@@ -326,8 +327,8 @@ fn num(v: f64) -> String {
     }
 }
 
-/// One chart: an inline SVG of `series` over the sample times `t` (the last
-/// ten minutes, newest at the right).
+/// One chart: an inline SVG of `series` over the sample times `t` (the
+/// samples kept, up to ten minutes, newest at the right).
 fn chart(h: &mut String, id: &str, title: &str, t: &[f64], series: &[Series<'_>]) -> fmt::Result {
     const W: f64 = 480.0;
     const H: f64 = 150.0;
@@ -335,8 +336,11 @@ fn chart(h: &mut String, id: &str, title: &str, t: &[f64], series: &[Series<'_>]
     const X1: f64 = 470.0;
     const Y0: f64 = 10.0;
     const Y1: f64 = 124.0;
+    // The time axis spans the samples kept (at least a minute, at most
+    // the ring's ten minutes), newest at the right.
     let window = crate::history::INTERVAL.as_secs_f64() * crate::history::CAPACITY as f64;
     let end = t.last().copied().unwrap_or(0.0);
+    let window = (end - t.first().copied().unwrap_or(end)).clamp(60.0, window);
     let start = end - window;
     let top = nice_max(
         series
@@ -365,7 +369,15 @@ fn chart(h: &mut String, id: &str, title: &str, t: &[f64], series: &[Series<'_>]
             num(top * frac)
         )?;
     }
-    for (label, at) in [("−10 min", X0), ("−5 min", (X0 + X1) / 2.0), ("now", X1)] {
+    let (left, middle) = (
+        format!("−{}", span(window)),
+        format!("−{}", span(window / 2.0)),
+    );
+    for (label, at) in [
+        (left.as_str(), X0),
+        (middle.as_str(), (X0 + X1) / 2.0),
+        ("now", X1),
+    ] {
         write!(
             h,
             "<text class=\"ax\" x=\"{at}\" y=\"{}\" text-anchor=\"middle\">{label}</text>",
@@ -568,6 +580,15 @@ fn write_relays(h: &mut String, r: &StatusReport<'_>) -> fmt::Result {
     Ok(())
 }
 
+/// A chart's time span: `45 s`, `3 min`, `10 min`.
+fn span(secs: f64) -> String {
+    if secs < 120.0 {
+        format!("{secs:.0} s")
+    } else {
+        format!("{:.0} min", secs / 60.0)
+    }
+}
+
 /// `HH:MM:SS` of an RFC 3339 time (the whole text when it is not one).
 fn time_of_day(rfc3339: &str) -> &str {
     rfc3339.get(11..19).unwrap_or(rfc3339)
@@ -602,7 +623,7 @@ main{padding:12px 20px 30px;max-width:1400px;margin:0 auto}
 .alert{background:#fef2f2;border:1px solid #fca5a5;border-left:6px solid var(--down);padding:10px 14px;margin:0 0 12px;border-radius:6px}
 .alert.warn{background:#fffbeb;border-color:#fcd34d;border-left-color:var(--full)}
 .alert pre{margin:8px 0 0;white-space:pre-wrap;font-size:13px;color:#7f1d1d}
-.tiles{display:grid;grid-template-columns:repeat(auto-fill,minmax(170px,1fr));gap:10px;margin-bottom:12px}
+.tiles{display:grid;grid-template-columns:repeat(auto-fill,minmax(150px,1fr));gap:10px;margin-bottom:12px}
 .tile{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:8px 12px}
 .tile .k{color:var(--mute);font-size:12px;text-transform:uppercase;letter-spacing:.4px}
 .tile .v{font-size:26px;font-weight:600}
@@ -680,6 +701,74 @@ mod tests {
         assert_eq!(ago(192.0), "3m 12s");
         assert_eq!(ago(7500.0), "2h 5m");
         assert_eq!(ago(2.0 * 86400.0 + 3600.0), "2d 1h");
+    }
+
+    /// A page for one relay whose poll failed with `reason`, after a reload
+    /// that failed with `error`.
+    fn page(reason: &str, error: &str) -> String {
+        use crate::grants::GrantSample;
+        use crate::health::{Health, PollOutcome};
+        use crate::snapshot::{RelayObservation, ReloadReport, Snapshot, SnapshotCell, Topology};
+        use std::sync::Arc;
+        use std::time::SystemTime;
+        let toml = "[[stream]]\nname = \"live\"\nmounts = [\"/live.ogg\"]\n[[relay]]\nname = \"relay-a\"\n\
+                    url = \"http://a.example.org:8000\"\naddresses = [\"192.0.2.1\"]\nstatus = { kind = \"xslt\" }\n";
+        let (config, diags) = crate::config::parse(std::path::Path::new("/t/floe.toml"), toml);
+        let config = config.unwrap_or_else(|| panic!("{diags}"));
+        let topology = Arc::new(Topology::new(Arc::new(config), None));
+        let mut health = Health::new(SystemTime::UNIX_EPOCH);
+        health.observe(
+            PollOutcome::Failed(reason.into()),
+            1,
+            1,
+            SystemTime::UNIX_EPOCH,
+        );
+        let obs = RelayObservation {
+            health,
+            baseline: GrantSample::default(),
+            polled_at: Some(SystemTime::UNIX_EPOCH),
+            polls: 1,
+            poll_duration: None,
+        };
+        let reload = ReloadReport {
+            failures: 1,
+            last_error: Some((SystemTime::UNIX_EPOCH, error.into())),
+            ..ReloadReport::default()
+        };
+        let snap = Snapshot::build_with(topology, &[Some(&obs)], &[], 3, Arc::new(reload));
+        let cell = Arc::new(SnapshotCell::new(snap));
+        let metrics = crate::metrics::Metrics::new(cell.clone());
+        let snap = cell.load_full();
+        render(&crate::report::status_report_with(&snap, Some(&metrics)))
+    }
+
+    #[test]
+    fn operator_and_relay_strings_are_escaped() {
+        let html = page(
+            "HTTP 500 from <b onclick=x>",
+            "floe.toml:1:1: <script>alert('x')</script>",
+        );
+        assert!(!html.contains("<script>alert"), "{html}");
+        assert!(html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"));
+        assert!(html.contains("HTTP 500 from &lt;b onclick=x&gt;"));
+        assert!(!html.contains("<b onclick"));
+    }
+
+    #[test]
+    fn a_failed_reload_is_shown_first_and_the_page_is_self_contained() {
+        let html = page("connect failed", "floe.toml:7:3: unknown key `relays`");
+        let alert = html.find("id=\"reload-error\"").expect("reload alert");
+        assert!(
+            alert < html.find("class=\"tiles\"").unwrap(),
+            "the alert comes before the figures"
+        );
+        assert!(html.contains("unknown key `relays`"));
+        assert!(html.contains("<span class=\"badge down\">down</span>"));
+        // No external asset: every URL is floe's own or inline.
+        for attr in [" src=", "url(", "@import", "rel=\"stylesheet\""] {
+            assert!(!html.contains(attr), "{attr}");
+        }
+        assert!(html.contains("<svg class=\"chart\"") && html.contains("collecting samples"));
     }
 
     #[test]

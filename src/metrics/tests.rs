@@ -382,3 +382,16 @@ fn poll_failures_fall_into_reason_classes() {
         None
     );
 }
+
+#[test]
+fn every_metric_is_documented_in_the_operations_guide() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md"))
+        .expect("docs/operations.md");
+    for d in CATALOG {
+        let name = d.exported_name();
+        assert!(
+            doc.contains(&format!("`{name}`")),
+            "{name} is not in docs/operations.md"
+        );
+    }
+}

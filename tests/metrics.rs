@@ -1,0 +1,349 @@
+//! `/metrics` against the real binary: `promtool check metrics` accepts the
+//! exposition, and the series show known traffic (redirects, 404, 503,
+//! polls and poll errors, DNS answers, relay state, listeners, reloads).
+//! Relays are `floe::demo::sim::SimRelay`s.
+
+mod support;
+
+use floe::demo::sim::SimRelay;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::UdpSocket;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use support::floe::FloeProcess;
+use support::{free_port, poll, require_tool};
+
+const T: Duration = Duration::from_secs(10);
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn sim(name: &str) -> SimRelay {
+    SimRelay::builder(name)
+        .mount("/live.ogg", Some(100))
+        .mount("/live.mp3", Some(100))
+        .start()
+        .expect("sim relay")
+}
+
+fn config(relays: &[&SimRelay], dns_port: u16) -> String {
+    let mut c = format!(
+        r#"
+[dns]
+listen = ["127.0.0.1:{dns_port}"]
+zones = "zones"
+[http]
+listen = ["127.0.0.1:0"]
+workers = 2
+[poll]
+interval = "300ms"
+timeout = "500ms"
+rise = 1
+fall = 1
+[[stream]]
+name = "live"
+mounts = ["/live.ogg", "/live.mp3"]
+dns = ["live.stream.example.org."]
+"#
+    );
+    for (i, r) in relays.iter().enumerate() {
+        c += &format!(
+            "[[relay]]\nname = \"{}\"\nurl = \"{}\"\naddresses = [\"127.0.0.{}\"]\nstatus = {{ kind = \"xslt\" }}\n",
+            r.name(),
+            r.url(),
+            i + 1
+        );
+    }
+    c
+}
+
+/// One sample: metric name, labels, value.
+type Sample = (String, BTreeMap<String, String>, f64);
+
+/// Parses the sample lines of a Prometheus text exposition (the label
+/// values floe writes contain no escaped quotes).
+fn samples(text: &str) -> Vec<Sample> {
+    text.lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (series, value) = l.rsplit_once(' ').expect("sample line");
+            let value = match value {
+                "+Inf" => f64::INFINITY,
+                v => v.parse().unwrap_or_else(|_| panic!("bad value in {l}")),
+            };
+            let (name, labels) = match series.split_once('{') {
+                None => (series, BTreeMap::new()),
+                Some((name, rest)) => {
+                    let body = rest.strip_suffix('}').expect("closing brace");
+                    let labels = body
+                        .split("\",")
+                        .filter(|kv| !kv.is_empty())
+                        .map(|kv| {
+                            let (k, v) = kv.split_once("=\"").expect("label");
+                            (k.to_string(), v.trim_end_matches('"').to_string())
+                        })
+                        .collect();
+                    (name, labels)
+                }
+            };
+            (name.to_string(), labels, value)
+        })
+        .collect()
+}
+
+/// The value of `name{labels}` (exactly these labels), if exported.
+fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let want: BTreeMap<String, String> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    samples(text)
+        .into_iter()
+        .find(|(n, l, _)| n == name && *l == want)
+        .map(|s| s.2)
+}
+
+fn redirect_labels<'a>(
+    mount: &'a str,
+    relay: &'a str,
+    outcome: &'a str,
+    reason: &'a str,
+) -> [(&'static str, &'a str); 5] {
+    let stream = if mount.is_empty() { "" } else { "live" };
+    [
+        ("stream", stream),
+        ("mount", mount),
+        ("relay", relay),
+        ("outcome", outcome),
+        ("reason", reason),
+    ]
+}
+
+/// Runs `promtool check metrics` on `text`; panics with its complaints.
+fn promtool_check(text: &str) {
+    let promtool = require_tool("promtool");
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().expect("promtool output");
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics: {}\n{}{}\n--- exposition ---\n{text}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Polls `/metrics` until `f` holds; returns that exposition.
+fn wait_metrics(floe: &FloeProcess, what: &str, f: impl Fn(&str) -> bool) -> String {
+    let mut last = String::new();
+    poll(T, Duration::from_millis(50), || {
+        last = floe.get("/metrics").text();
+        f(&last).then(|| last.clone())
+    })
+    .unwrap_or_else(|| panic!("timed out waiting for {what}; last /metrics:\n{last}"))
+}
+
+/// A DNS query for `name` type A, id 0x1234, as wire bytes.
+fn dns_query(name: &str) -> Vec<u8> {
+    let mut q = vec![0x12, 0x34, 0x00, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.trim_end_matches('.').split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    q
+}
+
+#[test]
+fn metrics_pass_promtool_and_count_known_traffic() {
+    let rt = runtime();
+    let _g = rt.enter();
+    let a = sim("relay-a");
+    let b = sim("relay-b");
+    b.set_down(true).unwrap();
+    let dns_port = free_port();
+    let floe = FloeProcess::start(&config(&[&a, &b], dns_port));
+    floe.wait_healthy(T);
+    a.set_fake_listeners("/live.ogg", 5);
+    a.set_source("/live.mp3", false);
+    floe.wait_status(
+        T,
+        "relay-a polled with 5 listeners and no mp3 source",
+        |s| {
+            let c = support::floe::cell(s, "relay-a", "/live.ogg");
+            c["listeners"] == 5
+                && support::floe::cell(s, "relay-a", "/live.mp3")["present"] == false
+                && support::floe::relay_state(s, "relay-b") == "down"
+        },
+    );
+
+    for _ in 0..3 {
+        let r = floe.get("/live.ogg");
+        assert_eq!(r.status, 302);
+        assert_eq!(r.header("x-floe-relay"), Some("relay-a"));
+    }
+    assert_eq!(
+        floe.get("/live.mp3").status,
+        503,
+        "no relay has an mp3 source"
+    );
+    assert_eq!(floe.get("/no-such-mount").status, 404);
+
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(T)).unwrap();
+    udp.send_to(
+        &dns_query("live.stream.example.org."),
+        ("127.0.0.1", dns_port),
+    )
+    .unwrap();
+    let mut buf = [0u8; 512];
+    let (n, _) = udp.recv_from(&mut buf).expect("DNS answer");
+    assert!(
+        n > 12 && buf[..2] == [0x12, 0x34] && buf[3] & 0x0f == 0,
+        "NOERROR answer"
+    );
+
+    let text = wait_metrics(&floe, "the DNS answer to be counted", |t| {
+        value(t, "floe_dns_responses_total", &[("rcode", "NOERROR")]).unwrap_or(0.0) >= 1.0
+    });
+    promtool_check(&text);
+    let v = |name: &str, labels: &[(&str, &str)]| {
+        value(&text, name, labels).unwrap_or_else(|| panic!("no {name}{labels:?} in\n{text}"))
+    };
+
+    // Redirects: exactly the traffic above.
+    let sent = |relay| {
+        v(
+            "floe_redirects_total",
+            &redirect_labels("/live.ogg", relay, "302", ""),
+        )
+    };
+    assert_eq!(sent("relay-a"), 3.0);
+    assert_eq!(sent("relay-b"), 0.0);
+    let mp3_offline = redirect_labels("/live.mp3", "", "503", "offline");
+    assert_eq!(v("floe_redirects_total", &mp3_offline), 1.0);
+    let ogg_full = redirect_labels("/live.ogg", "", "503", "full");
+    assert_eq!(v("floe_redirects_total", &ogg_full), 0.0);
+    assert_eq!(
+        v("floe_redirects_total", &redirect_labels("", "", "404", "")),
+        1.0
+    );
+
+    // Relay state and polls.
+    assert_eq!(
+        v("floe_relay_state", &[("relay", "relay-a"), ("state", "up")]),
+        1.0
+    );
+    assert_eq!(
+        v(
+            "floe_relay_state",
+            &[("relay", "relay-a"), ("state", "down")]
+        ),
+        0.0
+    );
+    assert_eq!(
+        v(
+            "floe_relay_state",
+            &[("relay", "relay-b"), ("state", "down")]
+        ),
+        1.0
+    );
+    assert!(v("floe_poll_duration_seconds_count", &[("relay", "relay-a")]) >= 2.0);
+    let b_connect = [("relay", "relay-b"), ("reason", "connect")];
+    assert!(v("floe_poll_errors_total", &b_connect) >= 1.0);
+    let a_timeout = [("relay", "relay-a"), ("reason", "timeout")];
+    assert_eq!(v("floe_poll_errors_total", &a_timeout), 0.0);
+
+    // Listeners, limits, room and grants from the snapshot.
+    let ogg = [
+        ("relay", "relay-a"),
+        ("stream", "live"),
+        ("mount", "/live.ogg"),
+    ];
+    assert_eq!(v("floe_mount_listeners", &ogg), 5.0);
+    assert_eq!(v("floe_mount_max_listeners", &ogg), 100.0);
+    let in_flight = v("floe_mount_in_flight", &ogg);
+    assert!(in_flight <= 3.0, "at most the 3 grants in flight");
+    assert_eq!(v("floe_mount_room", &ogg), 95.0 - in_flight);
+    assert_eq!(v("floe_mount_candidate", &ogg), 1.0);
+    let mp3 = [
+        ("relay", "relay-a"),
+        ("stream", "live"),
+        ("mount", "/live.mp3"),
+    ];
+    assert_eq!(v("floe_mount_source", &mp3), 0.0);
+    assert_eq!(v("floe_relay_listeners", &[("relay", "relay-a")]), 5.0);
+    assert!(v("floe_snapshot_generation", &[]) >= 2.0);
+    assert!(v("floe_snapshot_age_seconds", &[]) < 5.0);
+    assert_eq!(v("floe_first_poll_round_done", &[]), 1.0);
+    assert_eq!(v("floe_reloads_total", &[("result", "failure")]), 0.0);
+    assert_eq!(v("floe_reload_failed", &[]), 0.0);
+
+    // A config that does not load is counted and flagged; floe keeps serving.
+    std::fs::write(floe.config_path(), "[[relay]\nthis is not TOML\n").unwrap();
+    floe.signal("HUP");
+    let text = wait_metrics(&floe, "the failed reload", |t| {
+        value(t, "floe_reload_failed", &[]) == Some(1.0)
+    });
+    assert!(value(&text, "floe_reloads_total", &[("result", "failure")]).unwrap() >= 1.0);
+    assert_eq!(
+        floe.get("/live.ogg").status,
+        302,
+        "the last good config serves"
+    );
+    promtool_check(&text);
+}
+
+#[test]
+fn concurrent_redirects_are_all_counted() {
+    let rt = runtime();
+    let _g = rt.enter();
+    let a = sim("relay-a");
+    let b = sim("relay-b");
+    let floe = FloeProcess::start(&config(&[&a, &b], free_port()));
+    floe.wait_healthy(T);
+    let url = floe.url("/live.mp3");
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                (0..25)
+                    .filter(|_| support::http_get(&url, T).is_ok_and(|r| r.status == 302))
+                    .count()
+            })
+        })
+        .collect();
+    let ok: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(ok, 100);
+    let text = floe.get("/metrics").text();
+    let sent: f64 = ["relay-a", "relay-b"]
+        .iter()
+        .map(|r| {
+            value(
+                &text,
+                "floe_redirects_total",
+                &redirect_labels("/live.mp3", r, "302", ""),
+            )
+            .unwrap()
+        })
+        .sum();
+    assert_eq!(sent, 100.0, "every 302 counted once:\n{text}");
+}
