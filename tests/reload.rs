@@ -284,6 +284,50 @@ fn a_broken_config_keeps_the_last_good_one_serving_and_shows_the_error() {
     }
 }
 
+#[test]
+fn relays_added_to_or_removed_from_the_config_start_or_stop_being_polled() {
+    let rt = runtime();
+    let _g = rt.enter();
+    let (a, b, c) = (sim("relay-a"), sim("relay-b"), sim("relay-c"));
+    let floe = FloeProcess::start(&config(&[(&a, NORMAL), (&b, NORMAL)]));
+    floe.wait_healthy(T);
+    both_up(&floe, &["relay-a", "relay-b"]);
+
+    // relay-b out, relay-c in (as the second relay: 127.0.0.2 in DNS).
+    replace(&floe.config_path(), &config(&[(&a, NORMAL), (&c, NORMAL)]));
+    floe.wait_status(T, "relay-c polled and up", |s| {
+        let relays = s["relays"].as_array().unwrap();
+        relays.len() == 2
+            && relays
+                .iter()
+                .any(|r| r["name"] == "relay-c" && r["state"] == "up")
+    });
+    let sent: Vec<String> = (0..200).map(|_| redirect(&floe)).collect();
+    assert!(
+        sent.iter().any(|r| r == "relay-c"),
+        "the new relay takes listeners"
+    );
+    assert!(
+        sent.iter().all(|r| r != "relay-b"),
+        "the removed relay takes none"
+    );
+    // relay-b is no longer polled: its status request count stops growing.
+    let after_removal = b.counters().status_requests;
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(1) {
+        let _ = redirect(&floe);
+    }
+    assert!(
+        b.counters().status_requests <= after_removal + 1,
+        "relay-b still polled"
+    );
+    assert!(
+        floe.log_text().contains("relay removed from config"),
+        "{}",
+        floe.log_text()
+    );
+}
+
 /// `dig @127.0.0.1 -p PORT NAME A +norec`: (status, answer lines).
 fn dig(dns: SocketAddr, name: &str) -> (String, Vec<String>) {
     support::require_tool("dig");
