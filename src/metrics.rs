@@ -135,6 +135,13 @@ pub const RELAY_MAX_LISTENERS: Desc = gauge(
     RELAY,
     "The relay's configured listener cap (absent: no cap).",
 );
+/// Relay room.
+pub const RELAY_ROOM: Desc = gauge(
+    "floe_relay_room",
+    RELAY,
+    "New listeners the relay can take now on any of its mounts (sum of its mounts' room, within \
+     its own cap); 0 when it is a candidate for none (absent: unlimited).",
+);
 /// Relay grants.
 pub const RELAY_IN_FLIGHT: Desc = gauge(
     "floe_relay_in_flight",
@@ -249,6 +256,7 @@ pub const CATALOG: &[Desc] = &[
     RELAY_DRAINING,
     RELAY_LISTENERS,
     RELAY_MAX_LISTENERS,
+    RELAY_ROOM,
     RELAY_IN_FLIGHT,
     MOUNT_SOURCE,
     MOUNT_LISTENERS,
@@ -857,6 +865,12 @@ impl Collector for Scrape {
         family(&mut enc, &RELAY_MAX_LISTENERS, |f| {
             relays().try_for_each(|(_, (def, _))| match def.max_listeners {
                 Some(c) => put_gauge(f, &[("relay", &*def.name)], u64::from(c)),
+                None => Ok(()),
+            })
+        })?;
+        family(&mut enc, &RELAY_ROOM, |f| {
+            relays().try_for_each(|(r, (def, _))| match crate::report::relay_room(snap, r) {
+                Some(n) => put_gauge(f, &[("relay", &*def.name)], n),
                 None => Ok(()),
             })
         })?;

@@ -188,7 +188,7 @@ fn write_tiles(h: &mut String, r: &StatusReport<'_>) -> fmt::Result {
             "refused",
             &refused.to_string(),
             &format!(
-                "503: {} full, {} offline, {} starting · {} 404",
+                "503: {} full, {} offline, {} starting; 404: {}",
                 c.refused.full, c.refused.offline, c.refused.starting, c.not_found
             ),
         )?;

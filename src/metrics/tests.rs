@@ -255,6 +255,8 @@ fn gauges_come_from_the_current_snapshot() {
     );
     assert_eq!(g("floe_relay_listeners", &[("relay", "a")]), Some(3.0));
     assert_eq!(g("floe_relay_max_listeners", &[("relay", "a")]), Some(50.0));
+    assert_eq!(g("floe_relay_room", &[("relay", "a")]), Some(7.0));
+    assert_eq!(g("floe_relay_room", &[("relay", "down")]), Some(0.0));
     let a = [("relay", "a"), ("stream", "live"), ("mount", "/a")];
     let b = [("relay", "a"), ("stream", "live"), ("mount", "/b")];
     assert_eq!(g("floe_mount_listeners", &a), Some(3.0));
