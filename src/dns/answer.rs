@@ -147,8 +147,12 @@ impl Plan {
         let topology = &snap.topology;
         let mut names = Vec::new();
         for (name, stream, mount) in topology.config.balanced_names() {
-            let Some((zone, _)) = zones.find(name) else { continue };
-            let Some(sid) = topology.stream_id(&stream.name) else { continue };
+            let Some((zone, _)) = zones.find(name) else {
+                continue;
+            };
+            let Some(sid) = topology.stream_id(&stream.name) else {
+                continue;
+            };
             let mid = match mount {
                 Some(path) => match topology.mount_id(path) {
                     Some(m) => Some(m),
@@ -158,10 +162,27 @@ impl Plan {
             };
             names.push(balanced(snap, &zones, name, zone, sid, mid, now, wall, rng));
         }
-        let index = (names.len() > 8).then(|| names.iter().enumerate().map(|(i, b)| (b.wire.clone(), i)).collect());
+        let index = (names.len() > 8).then(|| {
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, b)| (b.wire.clone(), i))
+                .collect()
+        });
         let stale_at = snap.built + snap.config().poll.stale_after + Duration::from_millis(1);
-        let expires = if now < stale_at { (now + REFRESH).min(stale_at) } else { now + REFRESH };
-        Plan { generation: snap.generation, snapshot, zones, expires, names: names.into(), index }
+        let expires = if now < stale_at {
+            (now + REFRESH).min(stale_at)
+        } else {
+            now + REFRESH
+        };
+        Plan {
+            generation: snap.generation,
+            snapshot,
+            zones,
+            expires,
+            names: names.into(),
+            index,
+        }
     }
 
     /// The balanced name with this lower-case wire form.
@@ -181,7 +202,9 @@ impl Plan {
     /// True when `name` is a strict ancestor of a balanced name (an empty
     /// non-terminal unless the zone has records there).
     pub fn is_above_balanced(&self, name: &Name) -> bool {
-        self.names.iter().any(|b| name.zone_of(&b.name) && b.name.num_labels() > name.num_labels())
+        self.names
+            .iter()
+            .any(|b| name.zone_of(&b.name) && b.name.num_labels() > name.num_labels())
     }
 
     /// The snapshot the plan was drawn from.
@@ -194,7 +217,12 @@ impl Plan {
     pub fn describe(&self) -> String {
         let mut s = String::new();
         for b in self.names.iter() {
-            let _ = write!(s, "{} {}; ", b.name, b.explain(&self.snapshot, self.generation));
+            let _ = write!(
+                s,
+                "{} {}; ",
+                b.name,
+                b.explain(&self.snapshot, self.generation)
+            );
         }
         s
     }
@@ -206,11 +234,20 @@ impl Balanced {
     /// its case is kept).
     pub fn records(&self, rtype: RecordType, variant: usize, owner: &Name) -> Vec<Record> {
         let rdata: Vec<RData> = match rtype {
-            RecordType::A => pick(&self.v4, variant).iter().map(|&a| RData::A(A(a))).collect(),
-            RecordType::AAAA => pick(&self.v6, variant).iter().map(|&a| RData::AAAA(AAAA(a))).collect(),
+            RecordType::A => pick(&self.v4, variant)
+                .iter()
+                .map(|&a| RData::A(A(a)))
+                .collect(),
+            RecordType::AAAA => pick(&self.v6, variant)
+                .iter()
+                .map(|&a| RData::AAAA(AAAA(a)))
+                .collect(),
             _ => Vec::new(),
         };
-        rdata.into_iter().map(|d| Record::from_rdata(owner.clone(), self.ttl, d)).collect()
+        rdata
+            .into_iter()
+            .map(|d| Record::from_rdata(owner.clone(), self.ttl, d))
+            .collect()
     }
 
     /// The TXT explanation of this answer: `generation=N answer=...
@@ -279,18 +316,28 @@ fn balanced<R: Rng + ?Sized>(
         Some(m) => select::mount_room(snap, r, m),
         None => select::stream_room(snap, r, sid),
     };
-    let candidates: Vec<(RelayId, select::Room)> =
-        (0..snap.relays.len()).filter_map(|r| room(r).ok().map(|room| (r, room))).collect();
+    let candidates: Vec<(RelayId, select::Room)> = (0..snap.relays.len())
+        .filter_map(|r| room(r).ok().map(|room| (r, room)))
+        .collect();
     let stale = snap.is_stale(now) && dns.when_stale != DnsFallback::LastKnown;
     let decision = if stale {
-        Decision::Policy { why: Why::Stale, policy: dns.when_stale }
+        Decision::Policy {
+            why: Why::Stale,
+            policy: dns.when_stale,
+        }
     } else if !candidates.is_empty() {
         Decision::Candidates
     } else if !snap.first_round_done {
-        Decision::Policy { why: Why::FirstPoll, policy: dns.before_first_poll }
+        Decision::Policy {
+            why: Why::FirstPoll,
+            policy: dns.before_first_poll,
+        }
     } else {
         let why = no_candidate(snap, sid, mid);
-        Decision::Policy { why: Why::NoCandidate(why), policy: dns.when_no_candidate }
+        Decision::Policy {
+            why: Why::NoCandidate(why),
+            policy: dns.when_no_candidate,
+        }
     };
     let (relays, v4, v6, ttl) = match decision {
         Decision::Candidates => {
@@ -344,7 +391,11 @@ fn no_candidate(snap: &Snapshot, sid: StreamId, mid: Option<MountId>) -> NoCandi
         matches!(snap.relays[r].state, RelayState::Up | RelayState::Full)
             && mounts.iter().any(|&m| snap.cell(r, m).present)
     });
-    if on_air { NoCandidate::Full } else { NoCandidate::Offline }
+    if on_air {
+        NoCandidate::Full
+    } else {
+        NoCandidate::Offline
+    }
 }
 
 /// `serve-all`: every relay that is not drained and is up or full (before
@@ -358,8 +409,14 @@ fn serve_all(snap: &Snapshot, why: Why) -> Vec<RelayId> {
         RelayState::Down => false,
     };
     let not_drained = || (0..snap.relays.len()).filter(|&r| !snap.relays[r].drain);
-    let preferred: Vec<RelayId> = not_drained().filter(|&r| live(snap.relays[r].state)).collect();
-    if preferred.is_empty() { not_drained().collect() } else { preferred }
+    let preferred: Vec<RelayId> = not_drained()
+        .filter(|&r| live(snap.relays[r].state))
+        .collect();
+    if preferred.is_empty() {
+        not_drained().collect()
+    } else {
+        preferred
+    }
 }
 
 type Variants = (Vec<Box<[Ipv4Addr]>>, Vec<Box<[Ipv6Addr]>>);
@@ -367,7 +424,11 @@ type Variants = (Vec<Box<[Ipv4Addr]>>, Vec<Box<[Ipv6Addr]>>);
 /// [`VARIANTS`] weighted draws among the candidates: each variant lists the
 /// first `answers` drawn relays that have an address of the family (one
 /// address per relay, rotating through a relay's addresses across variants).
-fn draw_candidates<R: Rng + ?Sized>(snap: &Snapshot, candidates: &Weighted, rng: &mut R) -> Variants {
+fn draw_candidates<R: Rng + ?Sized>(
+    snap: &Snapshot,
+    candidates: &Weighted,
+    rng: &mut R,
+) -> Variants {
     let answers = snap.config().dns.answers;
     let mut order = Vec::with_capacity(answers * 2);
     let mut v4 = Vec::with_capacity(VARIANTS);
@@ -408,7 +469,8 @@ impl Weighted {
         let mut relays = Vec::with_capacity(candidates.len());
         let mut cumulative = Vec::with_capacity(candidates.len());
         for &(r, room) in candidates {
-            let w = room.slots().unwrap_or(unlimited).max(1) * u64::from(snap.topology.relays[r].weight.max(1));
+            let w = room.slots().unwrap_or(unlimited).max(1)
+                * u64::from(snap.topology.relays[r].weight.max(1));
             sum = sum.saturating_add(w);
             relays.push(r);
             cumulative.push(sum);
@@ -471,7 +533,12 @@ impl Weighted {
 
 /// [`VARIANTS`] uniform shuffles of `relays` (for fallback policies, where
 /// there is no room to weight by).
-fn draw_shuffled<R: Rng + ?Sized>(snap: &Snapshot, relays: &[RelayId], answers: usize, rng: &mut R) -> Variants {
+fn draw_shuffled<R: Rng + ?Sized>(
+    snap: &Snapshot,
+    relays: &[RelayId],
+    answers: usize,
+    rng: &mut R,
+) -> Variants {
     let mut order = relays.to_vec();
     let mut v4 = Vec::with_capacity(VARIANTS);
     let mut v6 = Vec::with_capacity(VARIANTS);
@@ -486,7 +553,12 @@ fn draw_shuffled<R: Rng + ?Sized>(snap: &Snapshot, relays: &[RelayId], answers: 
 
 /// Up to `answers` addresses per family from `relays` in order, one per
 /// relay (its `k`-th of that family, rotating).
-fn addresses(snap: &Snapshot, relays: &[RelayId], answers: usize, k: usize) -> (Vec<Ipv4Addr>, Vec<Ipv6Addr>) {
+fn addresses(
+    snap: &Snapshot,
+    relays: &[RelayId],
+    answers: usize,
+    k: usize,
+) -> (Vec<Ipv4Addr>, Vec<Ipv6Addr>) {
     let mut v4 = Vec::with_capacity(answers);
     let mut v6 = Vec::with_capacity(answers);
     for &r in relays {
@@ -543,7 +615,9 @@ fn fixed(fallback: &[IpAddr], answers: usize) -> Variants {
         if all.is_empty() {
             return Box::new([]);
         }
-        (0..answers.min(all.len())).map(|i| all[(k + i) % all.len()]).collect()
+        (0..answers.min(all.len()))
+            .map(|i| all[(k + i) % all.len()])
+            .collect()
     }
     let v4 = (0..VARIANTS).map(|k| rotate(&all4, answers, k)).collect();
     let v6 = (0..VARIANTS).map(|k| rotate(&all6, answers, k)).collect();
@@ -557,7 +631,9 @@ fn fixed(fallback: &[IpAddr], answers: usize) -> Variants {
 fn candidate_ttl(snap: &Snapshot, sid: StreamId, mid: Option<MountId>, wall: SystemTime) -> u32 {
     let dns = &snap.config().dns;
     let (min, max) = (secs(dns.min_ttl), secs(dns.ttl));
-    let recent = wall.checked_sub(settling(dns)).unwrap_or(SystemTime::UNIX_EPOCH);
+    let recent = wall
+        .checked_sub(settling(dns))
+        .unwrap_or(SystemTime::UNIX_EPOCH);
     if snap.relays.iter().any(|r| r.since > recent) {
         return min;
     }
@@ -566,7 +642,10 @@ fn candidate_ttl(snap: &Snapshot, sid: StreamId, mid: Option<MountId>, wall: Sys
         None if !snap.stream_required[sid].is_empty() => &snap.stream_required[sid],
         None => &snap.topology.streams[sid].mounts,
     };
-    let free = mounts.iter().map(|&m| free_share(snap, m)).fold(1.0_f64, f64::min);
+    let free = mounts
+        .iter()
+        .map(|&m| free_share(snap, m))
+        .fold(1.0_f64, f64::min);
     let scale = ((free - 0.2) / 0.6).clamp(0.0, 1.0);
     min + ((f64::from(max - min)) * scale).round() as u32
 }
@@ -591,7 +670,11 @@ fn free_share(snap: &Snapshot, m: MountId) -> f64 {
             }
         }
     }
-    if capacity == 0 { 1.0 } else { room as f64 / capacity as f64 }
+    if capacity == 0 {
+        1.0
+    } else {
+        room as f64 / capacity as f64
+    }
 }
 
 fn secs(d: Duration) -> u32 {

@@ -34,7 +34,19 @@ const KNOWN_OPTIONS: [u16; 4] = [3, 10, 11, 12];
 /// The OPT record floe appends to answers of EDNS queries: root owner,
 /// type 41, our UDP payload size, extended RCODE 0, version 0, no flags, no
 /// options.
-const OPT: [u8; 11] = [0, 0, 41, (EDNS_PAYLOAD >> 8) as u8, (EDNS_PAYLOAD & 0xff) as u8, 0, 0, 0, 0, 0, 0];
+const OPT: [u8; 11] = [
+    0,
+    0,
+    41,
+    (EDNS_PAYLOAD >> 8) as u8,
+    (EDNS_PAYLOAD & 0xff) as u8,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+];
 
 /// The wire-format answers of one balanced name: one message per variant
 /// and type, ID 0, question in lower case, no OPT record.
@@ -63,7 +75,10 @@ impl Rendered {
             m.to_vec().unwrap_or_default().into()
         };
         let all = |rtype: RecordType, n: usize| (0..n.max(1)).map(|k| one(rtype, k)).collect();
-        Rendered { a: all(RecordType::A, b.v4.len()), aaaa: all(RecordType::AAAA, b.v6.len()) }
+        Rendered {
+            a: all(RecordType::A, b.v4.len()),
+            aaaa: all(RecordType::AAAA, b.v6.len()),
+        }
     }
 }
 
@@ -77,7 +92,8 @@ pub fn answer(query: &[u8], plan: &Plan, variant: usize, out: &mut [u8]) -> Opti
     }
     // Header: a query (QR 0), opcode QUERY, one question, no answer or
     // authority records, at most one additional (the OPT).
-    if query[2] & 0xf8 != 0 || query[4..10] != [0, 1, 0, 0, 0, 0] || query[10] != 0 || query[11] > 1 {
+    if query[2] & 0xf8 != 0 || query[4..10] != [0, 1, 0, 0, 0, 0] || query[10] != 0 || query[11] > 1
+    {
         return None;
     }
     let mut lower = [0u8; 255];
@@ -89,7 +105,11 @@ pub fn answer(query: &[u8], plan: &Plan, variant: usize, out: &mut [u8]) -> Opti
         return None;
     }
     let question_end = name_end + 4;
-    let edns = if query[11] == 1 { Some(read_opt(query, question_end)?) } else { None };
+    let edns = if query[11] == 1 {
+        Some(read_opt(query, question_end)?)
+    } else {
+        None
+    };
     if edns.is_none() && question_end != query.len() {
         return None;
     }

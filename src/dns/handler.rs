@@ -15,7 +15,9 @@
 
 use super::answer::{Balanced, Plan};
 use super::{DnsState, EDNS_PAYLOAD, next_variant, udp_limit};
-use hickory_proto::op::{Edns, Header, LowerQuery, Message, MessageType, Metadata, OpCode, ResponseCode};
+use hickory_proto::op::{
+    Edns, Header, LowerQuery, Message, MessageType, Metadata, OpCode, ResponseCode,
+};
 use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncoder};
 use hickory_server::net::runtime::Time;
@@ -148,14 +150,17 @@ impl FloeHandler {
         let zones = &plan.zones;
         let name = query.name();
         let soa = zones.negative_soa(zi);
-        let lookup = zones.handler(zi).lookup(name, query.query_type(), None, LookupOptions::default()).await;
+        let lookup = zones
+            .handler(zi)
+            .lookup(name, query.query_type(), None, LookupOptions::default())
+            .await;
         match lookup.map_result() {
             Some(Ok(found)) => {
                 let records: Vec<Record> = found.iter().cloned().collect();
                 let origin = zones.handler(zi).origin();
-                let referral = records
-                    .first()
-                    .is_some_and(|r| r.record_type() == RecordType::NS && LowerName::new(&r.name) != *origin);
+                let referral = records.first().is_some_and(|r| {
+                    r.record_type() == RecordType::NS && LowerName::new(&r.name) != *origin
+                });
                 if referral {
                     reply.metadata.authoritative = false;
                     reply.additionals = glue(plan, zi, &records);
@@ -182,7 +187,13 @@ impl FloeHandler {
 /// A balanced name's answer from the plan: A/AAAA from variant `variant`
 /// (ANY answers the A records, RFC 8482), TXT the explanation, NODATA for
 /// everything else or an empty variant.
-fn balanced(mut reply: Reply, plan: &Plan, b: &Balanced, query: &LowerQuery, variant: usize) -> Reply {
+fn balanced(
+    mut reply: Reply,
+    plan: &Plan,
+    b: &Balanced,
+    query: &LowerQuery,
+    variant: usize,
+) -> Reply {
     let owner = query.original().name();
     let records = match query.query_type() {
         RecordType::A | RecordType::AAAA => b.records(query.query_type(), variant, owner),
@@ -248,7 +259,8 @@ pub fn encode(request: &Request, reply: Reply, max: usize) -> Vec<u8> {
         metadata.authoritative = false;
     }
     buf.clear();
-    let response = MessageResponseBuilder::new(&request.queries, reply.edns.as_ref()).build_no_records(metadata);
+    let response = MessageResponseBuilder::new(&request.queries, reply.edns.as_ref())
+        .build_no_records(metadata);
     let mut encoder = BinEncoder::new(&mut buf);
     encoder.set_max_size(max);
     if response.destructive_emit(&mut encoder).is_err() {
@@ -261,7 +273,11 @@ pub fn encode(request: &Request, reply: Reply, max: usize) -> Vec<u8> {
 /// header's ID, opcode and RD, no question.
 fn formerr(raw: &[u8]) -> Option<Vec<u8>> {
     let header = Header::read(&mut BinDecoder::new(raw)).ok()?;
-    let mut m = Message::new(header.metadata.id, MessageType::Response, header.metadata.op_code);
+    let mut m = Message::new(
+        header.metadata.id,
+        MessageType::Response,
+        header.metadata.op_code,
+    );
     m.metadata.recursion_desired = header.metadata.recursion_desired;
     m.metadata.response_code = ResponseCode::FormErr;
     m.to_vec().ok()
@@ -287,18 +303,22 @@ impl RequestHandler for FloeHandler {
             let fallback = || {
                 let mut metadata = Metadata::response_from_request(&request.metadata);
                 metadata.response_code = ResponseCode::ServFail;
-                ResponseInfo::from(Header { metadata, counts: Default::default() })
+                ResponseInfo::from(Header {
+                    metadata,
+                    counts: Default::default(),
+                })
             };
             let Some(reply) = self.reply(request, &plan, next_variant()).await else {
                 return fallback();
             };
-            let response = MessageResponseBuilder::new(&request.queries, reply.edns.as_ref()).build(
-                reply.metadata,
-                reply.answers.iter(),
-                reply.authorities.iter(),
-                iter::empty(),
-                reply.additionals.iter(),
-            );
+            let response = MessageResponseBuilder::new(&request.queries, reply.edns.as_ref())
+                .build(
+                    reply.metadata,
+                    reply.answers.iter(),
+                    reply.authorities.iter(),
+                    iter::empty(),
+                    reply.additionals.iter(),
+                );
             match response_handle.send_response(response).await {
                 Ok(info) => info,
                 Err(e) => {

@@ -51,7 +51,12 @@ impl Batch {
         });
         #[cfg(target_os = "linux")]
         {
-            let Batch { queries, replies, sys, .. } = &mut *b;
+            let Batch {
+                queries,
+                replies,
+                sys,
+                ..
+            } = &mut *b;
             sys.init(queries, query_size, replies, reply_size);
         }
         b
@@ -63,7 +68,9 @@ impl Batch {
     pub fn recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
         self.received = 0;
         #[cfg(target_os = "linux")]
-        let n = self.sys.recv(socket, &mut self.query_len, &mut self.sources)?;
+        let n = self
+            .sys
+            .recv(socket, &mut self.query_len, &mut self.sources)?;
         #[cfg(not(target_os = "linux"))]
         let n = {
             let (len, src) = socket.recv_from(&mut self.queries[..self.query_size])?;
@@ -140,16 +147,28 @@ mod linux {
     // and into `Sys` itself; both move between threads together.
     unsafe impl Send for Sys {}
 
-    const STORAGE_LEN: libc::socklen_t = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    const STORAGE_LEN: libc::socklen_t =
+        std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
 
     impl Sys {
         /// Points the receive vectors at the query buffers. `self` must not
         /// move afterwards (it lives in a `Box<Batch>`).
-        pub(super) fn init(&mut self, queries: &mut [u8], query_size: usize, replies: &mut [u8], reply_size: usize) {
+        pub(super) fn init(
+            &mut self,
+            queries: &mut [u8],
+            query_size: usize,
+            replies: &mut [u8],
+            reply_size: usize,
+        ) {
             for i in 0..BATCH {
-                self.recv_iov[i] =
-                    libc::iovec { iov_base: queries[i * query_size..].as_mut_ptr().cast(), iov_len: query_size };
-                self.send_iov[i] = libc::iovec { iov_base: replies[i * reply_size..].as_mut_ptr().cast(), iov_len: 0 };
+                self.recv_iov[i] = libc::iovec {
+                    iov_base: queries[i * query_size..].as_mut_ptr().cast(),
+                    iov_len: query_size,
+                };
+                self.send_iov[i] = libc::iovec {
+                    iov_base: replies[i * reply_size..].as_mut_ptr().cast(),
+                    iov_len: 0,
+                };
             }
             self.ready = true;
         }
@@ -239,13 +258,18 @@ mod linux {
             libc::AF_INET if len >= std::mem::size_of::<libc::sockaddr_in>() => {
                 // SAFETY: the kernel wrote a sockaddr_in (family AF_INET);
                 // sockaddr_storage is large and aligned enough for it.
-                let a = unsafe { &*(s as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+                let a =
+                    unsafe { &*(s as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
                 let ip = Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
-                Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(a.sin_port))))
+                Some(SocketAddr::V4(SocketAddrV4::new(
+                    ip,
+                    u16::from_be(a.sin_port),
+                )))
             }
             libc::AF_INET6 if len >= std::mem::size_of::<libc::sockaddr_in6>() => {
                 // SAFETY: as above, for sockaddr_in6.
-                let a = unsafe { &*(s as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+                let a =
+                    unsafe { &*(s as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
                 let ip = Ipv6Addr::from(a.sin6_addr.s6_addr);
                 Some(SocketAddr::V6(SocketAddrV6::new(
                     ip,
@@ -267,8 +291,12 @@ mod tests {
     #[test]
     fn a_batch_receives_queued_datagrams_and_answers_each_source() {
         for local in ["127.0.0.1:0", "[::1]:0"] {
-            let Ok(server) = UdpSocket::bind(local) else { continue };
-            server.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let Ok(server) = UdpSocket::bind(local) else {
+                continue;
+            };
+            server
+                .set_read_timeout(Some(Duration::from_secs(2)))
+                .unwrap();
             let addr = server.local_addr().unwrap();
             let clients: Vec<UdpSocket> = (0..3).map(|_| UdpSocket::bind(local).unwrap()).collect();
             for (i, c) in clients.iter().enumerate() {
@@ -281,8 +309,10 @@ mod tests {
                 for i in 0..n {
                     let (q, src, out) = batch.query(i);
                     assert_eq!(q.len(), 5);
-                    let who =
-                        clients.iter().position(|c| Some(c.local_addr().unwrap()) == src).expect("source decoded");
+                    let who = clients
+                        .iter()
+                        .position(|c| Some(c.local_addr().unwrap()) == src)
+                        .expect("source decoded");
                     assert_eq!(q[0] as usize, who);
                     out[..3].copy_from_slice(b"ok!");
                     out[3] = q[0];
@@ -303,9 +333,14 @@ mod tests {
     #[test]
     fn an_idle_socket_times_out() {
         let server = UdpSocket::bind("127.0.0.1:0").unwrap();
-        server.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        server
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
         let mut batch = Batch::new(512, 512);
         let e = batch.recv(&server).unwrap_err();
-        assert!(matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut));
+        assert!(matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ));
     }
 }

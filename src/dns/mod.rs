@@ -84,7 +84,9 @@ pub struct DnsState {
 
 impl std::fmt::Debug for DnsState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DnsState").field("generation", &self.plan.load().generation).finish()
+        f.debug_struct("DnsState")
+            .field("generation", &self.plan.load().generation)
+            .finish()
     }
 }
 
@@ -143,14 +145,22 @@ impl DnsState {
     /// Counters for one more worker (called once per worker, at start).
     pub(crate) fn register(&self) -> Arc<Counters> {
         let c = Arc::new(Counters::default());
-        self.counters.lock().unwrap_or_else(|e| e.into_inner()).push(c.clone());
+        self.counters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(c.clone());
         c
     }
 
     /// Queries answered so far, summed over every worker.
     pub fn counts(&self) -> Tally {
         let mut total = Tally::default();
-        for c in self.counters.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        for c in self
+            .counters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
             total += c.read();
         }
         total
@@ -169,7 +179,9 @@ impl DnsState {
 
 fn draw(cell: &SnapshotCell, zones: Arc<Zones>, now: Instant) -> Plan {
     let snap = cell.load_full();
-    with_rng(snap.config().select.seed, |rng| Plan::build(snap, zones, now, SystemTime::now(), rng))
+    with_rng(snap.config().select.seed, |rng| {
+        Plan::build(snap, zones, now, SystemTime::now(), rng)
+    })
 }
 
 /// One log line per balanced name whose decision changed (candidates vs a
@@ -241,7 +253,11 @@ impl DnsServer {
     /// per core) and TCP, on the same port. Port 0 picks a port free for
     /// both.
     pub fn bind(listen: &[SocketAddr], workers: usize) -> io::Result<DnsServer> {
-        let workers = if workers == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { workers };
+        let workers = if workers == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            workers
+        };
         let mut addrs = Vec::new();
         let mut udp: Vec<Vec<UdpSocket>> = (0..workers).map(|_| Vec::new()).collect();
         let mut tcp = Vec::new();
@@ -258,7 +274,12 @@ impl DnsServer {
 
     /// Starts the UDP worker threads and the TCP thread. They answer from
     /// `state` until `shutdown`.
-    pub fn spawn(self, state: Arc<DnsState>, config: &DnsConfig, shutdown: Shutdown) -> Vec<JoinHandle<()>> {
+    pub fn spawn(
+        self,
+        state: Arc<DnsState>,
+        config: &DnsConfig,
+        shutdown: Shutdown,
+    ) -> Vec<JoinHandle<()>> {
         for a in &self.addrs {
             tracing::info!("DNS listening on {a} (UDP and TCP)");
         }
@@ -292,12 +313,17 @@ impl DnsServer {
             );
         }
         if !self.tcp.is_empty() {
-            let limits = tcp::Limits { idle: config.tcp_idle_timeout, max_connections: config.tcp_max_connections };
+            let limits = tcp::Limits {
+                idle: config.tcp_idle_timeout,
+                max_connections: config.tcp_max_connections,
+            };
             let listeners = self.tcp;
             threads.push(
                 std::thread::Builder::new()
                     .name("floe-dns-tcp".into())
-                    .spawn(move || tcp::serve(listeners, handler, state.register(), limits, shutdown))
+                    .spawn(move || {
+                        tcp::serve(listeners, handler, state.register(), limits, shutdown)
+                    })
                     .expect("spawn DNS TCP thread"),
             );
         }
@@ -307,33 +333,45 @@ impl DnsServer {
 
 /// Binds `addr` on UDP (`workers` sockets) and TCP. With port 0, retries a
 /// few ports until one is free for both protocols.
-fn bind_one(addr: SocketAddr, workers: usize) -> io::Result<(SocketAddr, Vec<UdpSocket>, TcpListener)> {
+fn bind_one(
+    addr: SocketAddr,
+    workers: usize,
+) -> io::Result<(SocketAddr, Vec<UdpSocket>, TcpListener)> {
     if addr.port() != 0 {
         // SO_REUSEPORT would let this socket silently share the port with
         // another process's (a second floe, another server): a plain bind
         // still sees it taken. (TCP is bound without SO_REUSEPORT.)
-        UdpSocket::bind(addr).map(drop).map_err(|e| io::Error::new(e.kind(), format!("DNS bind udp {addr}: {e}")))?;
+        UdpSocket::bind(addr)
+            .map(drop)
+            .map_err(|e| io::Error::new(e.kind(), format!("DNS bind udp {addr}: {e}")))?;
     }
     let attempts = if addr.port() == 0 { 16 } else { 1 };
     let mut last = None;
     for _ in 0..attempts {
-        let first = udp::bind(addr).map_err(|e| io::Error::new(e.kind(), format!("DNS bind udp {addr}: {e}")))?;
+        let first = udp::bind(addr)
+            .map_err(|e| io::Error::new(e.kind(), format!("DNS bind udp {addr}: {e}")))?;
         let actual = first.local_addr()?;
         match tcp::bind(actual) {
             Ok(listener) => {
                 let mut sockets = vec![first];
                 for _ in 1..workers {
-                    sockets.push(
-                        udp::bind(actual)
-                            .map_err(|e| io::Error::new(e.kind(), format!("DNS bind udp {actual}: {e}")))?,
-                    );
+                    sockets.push(udp::bind(actual).map_err(|e| {
+                        io::Error::new(e.kind(), format!("DNS bind udp {actual}: {e}"))
+                    })?);
                 }
                 return Ok((actual, sockets, listener));
             }
-            Err(e) => last = Some(io::Error::new(e.kind(), format!("DNS bind tcp {actual}: {e}"))),
+            Err(e) => {
+                last = Some(io::Error::new(
+                    e.kind(),
+                    format!("DNS bind tcp {actual}: {e}"),
+                ))
+            }
         }
     }
-    Err(last.unwrap_or_else(|| io::Error::other(format!("DNS bind {addr}: no port free for UDP and TCP"))))
+    Err(last.unwrap_or_else(|| {
+        io::Error::other(format!("DNS bind {addr}: no port free for UDP and TCP"))
+    }))
 }
 
 #[cfg(test)]

@@ -51,7 +51,10 @@ pub(super) fn serve(
     limits: Limits,
     shutdown: Shutdown,
 ) {
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!("DNS TCP: runtime: {e}");
@@ -64,8 +67,14 @@ pub(super) fn serve(
         for l in listeners {
             match TcpListener::from_std(l) {
                 Ok(l) => {
-                    let task =
-                        accept_loop(l, handler.clone(), counters.clone(), limits, slots.clone(), shutdown.clone());
+                    let task = accept_loop(
+                        l,
+                        handler.clone(),
+                        counters.clone(),
+                        limits,
+                        slots.clone(),
+                        shutdown.clone(),
+                    );
                     loops.push(tokio::spawn(task))
                 }
                 Err(e) => tracing::error!("DNS TCP listener: {e}"),
@@ -140,7 +149,10 @@ async fn connection(
             Ok(Err(e)) => return Err(e),
             Err(_) => return Ok(()),
         }
-        let mut tally = Tally { tcp: 1, ..Tally::default() };
+        let mut tally = Tally {
+            tcp: 1,
+            ..Tally::default()
+        };
         let response = handler.answer(&query, peer, Protocol::Tcp).await;
         match &response {
             Some(r) => tally.answered(r),
@@ -149,7 +161,9 @@ async fn connection(
         // All TCP connections run on this one thread: a single writer.
         counters.add(&tally);
         let Some(response) = response else { continue };
-        let Ok(n) = u16::try_from(response.len()) else { continue };
+        let Ok(n) = u16::try_from(response.len()) else {
+            continue;
+        };
         let mut framed = Vec::with_capacity(2 + response.len());
         framed.extend_from_slice(&n.to_be_bytes());
         framed.extend_from_slice(&response);

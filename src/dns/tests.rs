@@ -76,7 +76,10 @@ fn zones() -> Arc<ZoneSet> {
 fn cluster_at(relays: &[R], dns: &str, changed: SystemTime) -> Snapshot {
     let defaults: String = ["answers = 2", "ttl = \"20s\"", "min_ttl = \"5s\""]
         .iter()
-        .filter(|d| !dns.lines().any(|l| l.split('=').next() == d.split('=').next()))
+        .filter(|d| {
+            !dns.lines()
+                .any(|l| l.split('=').next() == d.split('=').next())
+        })
         .map(|d| format!("{d}\n"))
         .collect();
     let mut toml = format!(
@@ -91,7 +94,11 @@ fn cluster_at(relays: &[R], dns: &str, changed: SystemTime) -> Snapshot {
             "[[relay]]\nname = \"r{i}\"\nurl = \"http://r{i}.example.org:8000\"\n\
              addresses = [\"{v4}\", \"2001:db8::{n:x}\"]\nstatus = {{ kind = \"xslt\" }}\ndrain = {drain}\n",
             n = i + 1,
-            v4 = if i < 254 { format!("192.0.2.{}", i + 1) } else { format!("10.0.{}.{}", i / 256, i % 256) },
+            v4 = if i < 254 {
+                format!("192.0.2.{}", i + 1)
+            } else {
+                format!("10.0.{}.{}", i / 256, i % 256)
+            },
         );
     }
     let (config, diags) = config::parse(Path::new("/test/floe.toml"), &toml);
@@ -148,12 +155,17 @@ fn name(s: &str) -> Name {
 }
 
 fn balanced<'p>(plan: &'p Plan, n: &str) -> &'p answer::Balanced {
-    plan.find(&name(n)).unwrap_or_else(|| panic!("{n} is not balanced in the plan"))
+    plan.find(&name(n))
+        .unwrap_or_else(|| panic!("{n} is not balanced in the plan"))
 }
 
 /// Every IPv4 address any variant of `n` lists.
 fn v4_union(plan: &Plan, n: &str) -> BTreeSet<Ipv4Addr> {
-    balanced(plan, n).v4.iter().flat_map(|v| v.iter().copied()).collect()
+    balanced(plan, n)
+        .v4
+        .iter()
+        .flat_map(|v| v.iter().copied())
+        .collect()
 }
 
 fn v4(last: u8) -> Ipv4Addr {
@@ -174,26 +186,50 @@ fn balanced_answers_list_only_relays_with_room() {
     let plan = plan_of(&relays, "");
     let b = balanced(&plan, "live.stream.example.org.");
     assert_eq!(b.decision, Decision::Candidates);
-    assert_eq!(v4_union(&plan, "live.stream.example.org."), BTreeSet::from([v4(1), v4(6)]));
+    assert_eq!(
+        v4_union(&plan, "live.stream.example.org."),
+        BTreeSet::from([v4(1), v4(6)])
+    );
     for variant in b.v4.iter() {
         assert_eq!(variant.len(), 2, "answers = 2 and two candidates");
     }
     assert_eq!(b.v4.len(), VARIANTS);
-    let v6: BTreeSet<IpAddr> = b.v6.iter().flat_map(|v| v.iter().map(|&a| IpAddr::V6(a))).collect();
-    assert_eq!(v6, BTreeSet::from(["2001:db8::1".parse().unwrap(), "2001:db8::6".parse().unwrap()]));
+    let v6: BTreeSet<IpAddr> =
+        b.v6.iter()
+            .flat_map(|v| v.iter().map(|&a| IpAddr::V6(a)))
+            .collect();
+    assert_eq!(
+        v6,
+        BTreeSet::from([
+            "2001:db8::1".parse().unwrap(),
+            "2001:db8::6".parse().unwrap()
+        ])
+    );
     // The per-mount name for /live.ogg: relay 6 lacks the mount, but ogg
     // has room on relays 0 and 5 only.
-    assert_eq!(v4_union(&plan, "live-ogg.stream.example.org."), BTreeSet::from([v4(1), v4(6)]));
+    assert_eq!(
+        v4_union(&plan, "live-ogg.stream.example.org."),
+        BTreeSet::from([v4(1), v4(6)])
+    );
 }
 
 #[test]
 fn per_mount_names_follow_their_mount_only() {
     // Relay 1 has room on ogg but its mp3 is full: in the ogg name, not in
     // the stream name (a client of the stream may ask for either mount).
-    let relays = [idle(), up(&[("/live.ogg", 0, 100), ("/live.mp3", 100, 100)])];
+    let relays = [
+        idle(),
+        up(&[("/live.ogg", 0, 100), ("/live.mp3", 100, 100)]),
+    ];
     let plan = plan_of(&relays, "");
-    assert_eq!(v4_union(&plan, "live-ogg.stream.example.org."), BTreeSet::from([v4(1), v4(2)]));
-    assert_eq!(v4_union(&plan, "live.stream.example.org."), BTreeSet::from([v4(1)]));
+    assert_eq!(
+        v4_union(&plan, "live-ogg.stream.example.org."),
+        BTreeSet::from([v4(1), v4(2)])
+    );
+    assert_eq!(
+        v4_union(&plan, "live.stream.example.org."),
+        BTreeSet::from([v4(1)])
+    );
 }
 
 #[test]
@@ -212,8 +248,10 @@ fn answers_are_capped_and_spread_by_room() {
 fn ttl_is_long_when_idle_short_when_room_runs_out_or_state_changes() {
     let idle_plan = plan_of(&[idle(), idle()], "");
     assert_eq!(balanced(&idle_plan, "live.stream.example.org.").ttl, 20);
-    let busy =
-        [up(&[("/live.ogg", 90, 100), ("/live.mp3", 0, 100)]), up(&[("/live.ogg", 95, 100), ("/live.mp3", 0, 100)])];
+    let busy = [
+        up(&[("/live.ogg", 90, 100), ("/live.mp3", 0, 100)]),
+        up(&[("/live.ogg", 95, 100), ("/live.mp3", 0, 100)]),
+    ];
     let busy_plan = plan_of(&busy, "");
     assert_eq!(balanced(&busy_plan, "live.stream.example.org.").ttl, 5);
     // Half full: in between.
@@ -222,7 +260,10 @@ fn ttl_is_long_when_idle_short_when_room_runs_out_or_state_changes() {
     assert!(5 < ttl && ttl < 20, "ttl {ttl}");
     // A relay changed state a moment ago: short.
     let changing = state(cluster_at(&[idle(), idle()], "", SystemTime::now()));
-    assert_eq!(balanced(&changing.plan(Instant::now()), "live.stream.example.org.").ttl, 5);
+    assert_eq!(
+        balanced(&changing.plan(Instant::now()), "live.stream.example.org.").ttl,
+        5
+    );
     // Never above ttl.
     let plan = plan_of(&[idle()], "ttl = \"3s\"\nmin_ttl = \"1s\"");
     assert_eq!(balanced(&plan, "live.stream.example.org.").ttl, 3);
@@ -240,13 +281,22 @@ fn no_candidate_serves_every_live_relay_by_default() {
     let b = balanced(&plan, "live.stream.example.org.");
     assert_eq!(
         b.decision,
-        Decision::Policy { why: Why::NoCandidate(select::NoCandidate::Full), policy: config::DnsFallback::ServeAll }
+        Decision::Policy {
+            why: Why::NoCandidate(select::NoCandidate::Full),
+            policy: config::DnsFallback::ServeAll
+        }
     );
     assert_eq!(b.ttl, 5, "policy answers use min_ttl");
-    assert_eq!(v4_union(&plan, "live.stream.example.org."), BTreeSet::from([v4(1), v4(2)]));
+    assert_eq!(
+        v4_union(&plan, "live.stream.example.org."),
+        BTreeSet::from([v4(1), v4(2)])
+    );
     // Every relay down: every relay not drained, rather than nothing.
     let plan = plan_of(&[R::Down, R::Down, R::Drained(vec![])], "");
-    assert_eq!(v4_union(&plan, "live.stream.example.org."), BTreeSet::from([v4(1), v4(2)]));
+    assert_eq!(
+        v4_union(&plan, "live.stream.example.org."),
+        BTreeSet::from([v4(1), v4(2)])
+    );
 }
 
 #[test]
@@ -263,7 +313,11 @@ fn no_candidate_nodata_and_fixed_policies() {
     assert!(b.v4.iter().all(|v| v.len() == 2));
     assert!(b.v6.iter().all(|v| v.is_empty()));
     let all: BTreeSet<Ipv4Addr> = b.v4.iter().flat_map(|v| v.iter().copied()).collect();
-    assert_eq!(all.len(), 3, "variants rotate through the fallback addresses");
+    assert_eq!(
+        all.len(),
+        3,
+        "variants rotate through the fallback addresses"
+    );
 }
 
 #[test]
@@ -271,23 +325,50 @@ fn before_first_poll_and_stale_policies() {
     // Nothing polled yet: before_first_poll (serve-all includes unknowns).
     let plan = plan_of(&[R::Unpolled, R::Unpolled], "");
     let b = balanced(&plan, "live.stream.example.org.");
-    assert_eq!(b.decision, Decision::Policy { why: Why::FirstPoll, policy: config::DnsFallback::ServeAll });
-    assert_eq!(v4_union(&plan, "live.stream.example.org."), BTreeSet::from([v4(1), v4(2)]));
+    assert_eq!(
+        b.decision,
+        Decision::Policy {
+            why: Why::FirstPoll,
+            policy: config::DnsFallback::ServeAll
+        }
+    );
+    assert_eq!(
+        v4_union(&plan, "live.stream.example.org."),
+        BTreeSet::from([v4(1), v4(2)])
+    );
     // One relay known with room already: it is answered.
     let plan = plan_of(&[idle(), R::Unpolled], "before_first_poll = \"nodata\"");
-    assert_eq!(balanced(&plan, "live.stream.example.org.").decision, Decision::Candidates);
+    assert_eq!(
+        balanced(&plan, "live.stream.example.org.").decision,
+        Decision::Candidates
+    );
     // Stale snapshot: when_stale decides; last-known keeps the candidates.
     let snap = Arc::new(cluster(&[idle()], "when_stale = \"nodata\""));
     let zones = Arc::new(Zones::new(zones()));
     let later = snap.built + snap.config().poll.stale_after + Duration::from_secs(1);
     let mut rng = SmallRng::seed_from_u64(1);
-    let plan = Plan::build(snap.clone(), zones.clone(), later, SystemTime::now(), &mut rng);
+    let plan = Plan::build(
+        snap.clone(),
+        zones.clone(),
+        later,
+        SystemTime::now(),
+        &mut rng,
+    );
     let b = balanced(&plan, "live.stream.example.org.");
-    assert_eq!(b.decision, Decision::Policy { why: Why::Stale, policy: config::DnsFallback::Nodata });
+    assert_eq!(
+        b.decision,
+        Decision::Policy {
+            why: Why::Stale,
+            policy: config::DnsFallback::Nodata
+        }
+    );
     assert!(b.v4.iter().all(|v| v.is_empty()));
     let snap = Arc::new(cluster(&[idle()], ""));
     let plan = Plan::build(snap.clone(), zones, later, SystemTime::now(), &mut rng);
-    assert_eq!(balanced(&plan, "live.stream.example.org.").decision, Decision::Candidates);
+    assert_eq!(
+        balanced(&plan, "live.stream.example.org.").decision,
+        Decision::Candidates
+    );
 }
 
 #[test]
@@ -296,20 +377,34 @@ fn plan_follows_the_snapshot_and_expires() {
     let state = DnsState::new(cell.clone(), zones());
     let now = Instant::now();
     let first = state.plan(now).clone();
-    assert!(Arc::ptr_eq(&first, &state.plan(now)), "same snapshot, not expired: same plan");
+    assert!(
+        Arc::ptr_eq(&first, &state.plan(now)),
+        "same snapshot, not expired: same plan"
+    );
     cell.store(cluster(&[R::Down, idle()], ""));
     let second = state.plan(now).clone();
     assert!(!Arc::ptr_eq(&first, &second));
-    assert_eq!(v4_union(&second, "live.stream.example.org."), BTreeSet::from([v4(2)]));
-    let third = state.plan(second.expires + Duration::from_millis(1)).clone();
-    assert!(!Arc::ptr_eq(&second, &third), "an expired plan is drawn again");
+    assert_eq!(
+        v4_union(&second, "live.stream.example.org."),
+        BTreeSet::from([v4(2)])
+    );
+    let third = state
+        .plan(second.expires + Duration::from_millis(1))
+        .clone();
+    assert!(
+        !Arc::ptr_eq(&second, &third),
+        "an expired plan is drawn again"
+    );
 }
 
 #[test]
 fn txt_explains_the_answer() {
     let plan = plan_of(&[idle(), R::Down], "");
     let b = balanced(&plan, "live.stream.example.org.");
-    assert_eq!(b.explain(&plan.snapshot, plan.generation), "generation=7 answer=candidates ttl=20 relays=r0");
+    assert_eq!(
+        b.explain(&plan.snapshot, plan.generation),
+        "generation=7 answer=candidates ttl=20 relays=r0"
+    );
 }
 
 // ---- The handler and the fast path, through wire bytes. ----
@@ -329,15 +424,23 @@ fn query(qname: &str, qtype: RecordType, edns: Option<u16>) -> Vec<u8> {
 }
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().build().expect("runtime")
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime")
 }
 
 /// The handler's response to `raw` over UDP with plan `plan`, variant `k`.
 fn via_handler(state: &Arc<DnsState>, plan: &Plan, raw: &[u8], k: usize) -> Vec<u8> {
     let handler = FloeHandler::new(state.clone());
-    let request =
-        Request::from_bytes(raw.to_vec(), "127.0.0.1:5353".parse().unwrap(), Protocol::Udp).expect("request parses");
-    let reply = rt().block_on(handler.reply(&request, plan, k)).expect("a reply");
+    let request = Request::from_bytes(
+        raw.to_vec(),
+        "127.0.0.1:5353".parse().unwrap(),
+        Protocol::Udp,
+    )
+    .expect("request parses");
+    let reply = rt()
+        .block_on(handler.reply(&request, plan, k))
+        .expect("a reply");
     let max = udp_limit(request.edns.as_ref().map(Edns::max_payload));
     handler::encode(&request, reply, max)
 }
@@ -349,7 +452,11 @@ fn ask(state: &Arc<DnsState>, raw: &[u8]) -> Message {
     let bytes = match fast::answer(raw, &plan, 0, &mut out) {
         Some(n) => out[..n].to_vec(),
         None => rt()
-            .block_on(FloeHandler::new(state.clone()).answer(raw, "127.0.0.1:5353".parse().unwrap(), Protocol::Udp))
+            .block_on(FloeHandler::new(state.clone()).answer(
+                raw,
+                "127.0.0.1:5353".parse().unwrap(),
+                Protocol::Udp,
+            ))
             .expect("a response"),
     };
     Message::from_vec(&bytes).expect("response parses")
@@ -363,28 +470,45 @@ fn ask_name(state: &Arc<DnsState>, qname: &str, qtype: RecordType) -> Message {
 fn fast_path_and_handler_give_the_same_answers() {
     let cases = [
         (vec![idle(), idle(), R::Down, idle()], ""),
-        (vec![up(&[("/live.ogg", 100, 100), ("/live.mp3", 100, 100)])], "when_no_candidate = \"nodata\""),
-        (vec![R::Down], "when_no_candidate = \"fallback\"\nfallback = [\"198.51.100.1\"]"),
+        (
+            vec![up(&[("/live.ogg", 100, 100), ("/live.mp3", 100, 100)])],
+            "when_no_candidate = \"nodata\"",
+        ),
+        (
+            vec![R::Down],
+            "when_no_candidate = \"fallback\"\nfallback = [\"198.51.100.1\"]",
+        ),
         (vec![R::Unpolled, idle()], ""),
     ];
     for (relays, dns) in cases {
         let state = state(cluster(&relays, dns));
         let plan = state.plan(Instant::now());
-        for qname in ["live.stream.example.org.", "LiVe.StReAm.ExAmPlE.oRg.", "live-ogg.stream.example.org."] {
+        for qname in [
+            "live.stream.example.org.",
+            "LiVe.StReAm.ExAmPlE.oRg.",
+            "live-ogg.stream.example.org.",
+        ] {
             for qtype in [RecordType::A, RecordType::AAAA] {
                 for edns in [None, Some(512), Some(4096)] {
                     let raw = query(qname, qtype, edns);
                     for k in 0..VARIANTS {
                         let mut out = [0u8; 1232];
-                        let n = fast::answer(&raw, &plan, k, &mut out)
-                            .unwrap_or_else(|| panic!("fast path declined {qname} {qtype} edns {edns:?}"));
+                        let n = fast::answer(&raw, &plan, k, &mut out).unwrap_or_else(|| {
+                            panic!("fast path declined {qname} {qtype} edns {edns:?}")
+                        });
                         let fast = Message::from_vec(&out[..n]).expect("fast answer parses");
-                        let slow =
-                            Message::from_vec(&via_handler(&state, &plan, &raw, k)).expect("handler answer parses");
-                        assert_eq!(fast, slow, "{qname} {qtype} edns {edns:?} variant {k} ({relays:?}, {dns})");
+                        let slow = Message::from_vec(&via_handler(&state, &plan, &raw, k))
+                            .expect("handler answer parses");
+                        assert_eq!(
+                            fast, slow,
+                            "{qname} {qtype} edns {edns:?} variant {k} ({relays:?}, {dns})"
+                        );
                         // The client's case comes back in the question.
                         assert_eq!(fast.queries[0].name().to_string(), qname);
-                        assert_eq!(&out[12..12 + qname.len() + 1], &raw[12..12 + qname.len() + 1]);
+                        assert_eq!(
+                            &out[12..12 + qname.len() + 1],
+                            &raw[12..12 + qname.len() + 1]
+                        );
                     }
                 }
             }
@@ -398,9 +522,21 @@ fn fast_path_declines_what_it_does_not_understand() {
     let plan = state.plan(Instant::now());
     let mut out = [0u8; 1232];
     let mut declined = |raw: &[u8]| fast::answer(raw, &plan, 0, &mut out).is_none();
-    assert!(declined(&query("live.stream.example.org.", RecordType::MX, None)));
-    assert!(declined(&query("live.stream.example.org.", RecordType::ANY, None)));
-    assert!(declined(&query("www.stream.example.org.", RecordType::A, None)));
+    assert!(declined(&query(
+        "live.stream.example.org.",
+        RecordType::MX,
+        None
+    )));
+    assert!(declined(&query(
+        "live.stream.example.org.",
+        RecordType::ANY,
+        None
+    )));
+    assert!(declined(&query(
+        "www.stream.example.org.",
+        RecordType::A,
+        None
+    )));
     let mut notify = query("live.stream.example.org.", RecordType::A, None);
     notify[2] |= 4 << 3;
     assert!(declined(&notify));
@@ -434,7 +570,13 @@ fn static_records_are_served_authoritatively_as_written() {
     assert_eq!(m.answers[0].record_type(), RecordType::SOA);
     assert_eq!(m.answers[0].ttl, 120, "the SOA itself keeps its TTL");
     let m = ask_name(&state, "alias.stream.example.org.", RecordType::A);
-    assert_eq!(m.answers.iter().map(|r| r.record_type()).collect::<Vec<_>>(), [RecordType::CNAME, RecordType::A]);
+    assert_eq!(
+        m.answers
+            .iter()
+            .map(|r| r.record_type())
+            .collect::<Vec<_>>(),
+        [RecordType::CNAME, RecordType::A]
+    );
 }
 
 #[test]
@@ -453,7 +595,11 @@ fn negatives_carry_the_soa_with_the_negative_ttl() {
         ("live-ogg.stream.example.org.", RecordType::CAA),
     ] {
         let m = ask_name(&state, qname, qtype);
-        assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{qname} {qtype}");
+        assert_eq!(
+            m.metadata.response_code,
+            ResponseCode::NoError,
+            "{qname} {qtype}"
+        );
         assert!(m.answers.is_empty(), "{qname} {qtype}");
         assert_eq!(m.authorities.len(), 1, "{qname} {qtype}");
         assert_eq!(m.authorities[0].ttl, 60);
@@ -476,7 +622,10 @@ fn names_outside_the_zones_and_other_classes_are_refused() {
     let mut q = Query::query(name("version.bind."), RecordType::TXT);
     q.set_query_class(DNSClass::CH);
     chaos.add_query(q);
-    assert_eq!(ask(&state, &chaos.to_vec().unwrap()).metadata.response_code, ResponseCode::Refused);
+    assert_eq!(
+        ask(&state, &chaos.to_vec().unwrap()).metadata.response_code,
+        ResponseCode::Refused
+    );
     let m = ask_name(&state, "stream.example.org.", RecordType::AXFR);
     assert_eq!(m.metadata.response_code, ResponseCode::Refused);
 }
@@ -487,12 +636,18 @@ fn malformed_and_unsupported_queries() {
     // Two questions.
     let mut two = Message::new(2, MessageType::Query, OpCode::Query);
     two.add_query(Query::query(name("www.stream.example.org."), RecordType::A));
-    two.add_query(Query::query(name("live.stream.example.org."), RecordType::A));
+    two.add_query(Query::query(
+        name("live.stream.example.org."),
+        RecordType::A,
+    ));
     let m = ask(&state, &two.to_vec().unwrap());
     assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
     // No question.
     let none = Message::new(3, MessageType::Query, OpCode::Query);
-    assert_eq!(ask(&state, &none.to_vec().unwrap()).metadata.response_code, ResponseCode::FormErr);
+    assert_eq!(
+        ask(&state, &none.to_vec().unwrap()).metadata.response_code,
+        ResponseCode::FormErr
+    );
     // A question cut short: FORMERR with the query's ID.
     let raw = query("www.stream.example.org.", RecordType::A, None);
     let m = ask(&state, &raw[..20]);
@@ -502,7 +657,11 @@ fn malformed_and_unsupported_queries() {
     for op in [OpCode::Status, OpCode::Notify, OpCode::Update] {
         let mut m = Message::new(4, MessageType::Query, op);
         m.add_query(Query::query(name("stream.example.org."), RecordType::SOA));
-        assert_eq!(ask(&state, &m.to_vec().unwrap()).metadata.response_code, ResponseCode::NotImp, "{op:?}");
+        assert_eq!(
+            ask(&state, &m.to_vec().unwrap()).metadata.response_code,
+            ResponseCode::NotImp,
+            "{op:?}"
+        );
     }
     // EDNS version 1.
     let mut m = Message::new(5, MessageType::Query, OpCode::Query);
@@ -516,10 +675,16 @@ fn malformed_and_unsupported_queries() {
     // Too short for a header, or a response: no answer at all.
     let handler = FloeHandler::new(state.clone());
     let src = "127.0.0.1:5353".parse().unwrap();
-    assert!(rt().block_on(handler.answer(&raw[..11], src, Protocol::Udp)).is_none());
+    assert!(
+        rt().block_on(handler.answer(&raw[..11], src, Protocol::Udp))
+            .is_none()
+    );
     let mut resp = raw.clone();
     resp[2] |= 0x80;
-    assert!(rt().block_on(handler.answer(&resp, src, Protocol::Udp)).is_none());
+    assert!(
+        rt().block_on(handler.answer(&resp, src, Protocol::Udp))
+            .is_none()
+    );
 }
 
 #[test]
@@ -536,19 +701,30 @@ fn any_gets_a_minimal_answer() {
 #[test]
 fn answers_that_do_not_fit_are_truncated_and_whole_over_tcp() {
     let state = state(cluster(&[idle()], ""));
-    let m = ask(&state, &query("big.stream.example.org.", RecordType::TXT, None));
+    let m = ask(
+        &state,
+        &query("big.stream.example.org.", RecordType::TXT, None),
+    );
     assert!(m.metadata.truncation);
     assert!(m.answers.is_empty());
     assert_eq!(m.queries.len(), 1);
-    let m = ask(&state, &query("big.stream.example.org.", RecordType::TXT, Some(512)));
+    let m = ask(
+        &state,
+        &query("big.stream.example.org.", RecordType::TXT, Some(512)),
+    );
     assert!(m.metadata.truncation);
     assert!(m.edns.is_some(), "the OPT record survives truncation");
-    let m = ask(&state, &query("big.stream.example.org.", RecordType::TXT, Some(1232)));
+    let m = ask(
+        &state,
+        &query("big.stream.example.org.", RecordType::TXT, Some(1232)),
+    );
     assert!(!m.metadata.truncation);
     assert_eq!(m.answers.len(), 6);
     let handler = FloeHandler::new(state.clone());
     let raw = query("big.stream.example.org.", RecordType::TXT, None);
-    let bytes = rt().block_on(handler.answer(&raw, "127.0.0.1:5353".parse().unwrap(), Protocol::Tcp)).unwrap();
+    let bytes = rt()
+        .block_on(handler.answer(&raw, "127.0.0.1:5353".parse().unwrap(), Protocol::Tcp))
+        .unwrap();
     let m = Message::from_vec(&bytes).unwrap();
     assert!(!m.metadata.truncation);
     assert_eq!(m.answers.len(), 6);
@@ -563,28 +739,45 @@ fn referrals_below_delegations_carry_glue_and_no_aa() {
     assert!(m.answers.is_empty());
     assert_eq!(m.authorities[0].record_type(), RecordType::NS);
     assert_eq!(m.additionals.len(), 1);
-    assert_eq!(m.additionals[0].data, RData::A(Ipv4Addr::new(192, 0, 2, 54).into()));
+    assert_eq!(
+        m.additionals[0].data,
+        RData::A(Ipv4Addr::new(192, 0, 2, 54).into())
+    );
 }
 
 #[test]
 fn a_reload_serves_the_new_zones() {
     let state = state(cluster(&[idle()], ""));
     assert_eq!(
-        ask_name(&state, "new.stream.example.org.", RecordType::A).metadata.response_code,
+        ask_name(&state, "new.stream.example.org.", RecordType::A)
+            .metadata
+            .response_code,
         ResponseCode::NXDomain
     );
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("stream.example.org.zone"), format!("{ZONE}new IN A 192.0.2.99\n")).unwrap();
+    std::fs::write(
+        dir.path().join("stream.example.org.zone"),
+        format!("{ZONE}new IN A 192.0.2.99\n"),
+    )
+    .unwrap();
     let (zones, _) = ZoneSet::load(dir.path());
     state.set_zones(Arc::new(zones.unwrap()));
     let m = ask_name(&state, "new.stream.example.org.", RecordType::A);
     assert_eq!(m.answers.len(), 1);
-    assert_eq!(ask_name(&state, "live.stream.example.org.", RecordType::A).answers.len(), 1);
+    assert_eq!(
+        ask_name(&state, "live.stream.example.org.", RecordType::A)
+            .answers
+            .len(),
+        1
+    );
 }
 
 #[test]
 fn hickory_server_can_drive_the_handler() {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let state = state(cluster(&[idle()], ""));
         let mut server = hickory_server::Server::new(FloeHandler::new(state));
@@ -598,11 +791,21 @@ fn hickory_server_can_drive_the_handler() {
             ("nope.stream.example.org.", ResponseCode::NXDomain, 0),
             ("example.com.", ResponseCode::Refused, 0),
         ] {
-            client.send_to(&query(qname, RecordType::A, None), addr).await.unwrap();
+            client
+                .send_to(&query(qname, RecordType::A, None), addr)
+                .await
+                .unwrap();
             let mut buf = [0u8; 1232];
-            let n = tokio::time::timeout(Duration::from_secs(2), client.recv(&mut buf)).await.unwrap().unwrap();
+            let n = tokio::time::timeout(Duration::from_secs(2), client.recv(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
             let m = Message::from_vec(&buf[..n]).unwrap();
-            assert_eq!((m.metadata.response_code, m.answers.len()), (rcode, answers), "{qname}");
+            assert_eq!(
+                (m.metadata.response_code, m.answers.len()),
+                (rcode, answers),
+                "{qname}"
+            );
         }
         server.shutdown_gracefully().await.unwrap();
     });
@@ -628,14 +831,22 @@ fn binding_port_zero_gives_one_port_for_udp_and_tcp() {
 
 #[test]
 fn drawing_a_plan_for_a_thousand_relays_is_fast() {
-    let relays: Vec<R> = (0..1000).map(|i| up(&[("/live.ogg", i % 90, 100), ("/live.mp3", 0, 100)])).collect();
+    let relays: Vec<R> = (0..1000)
+        .map(|i| up(&[("/live.ogg", i % 90, 100), ("/live.mp3", 0, 100)]))
+        .collect();
     let snap = Arc::new(cluster(&relays, ""));
     let zones = Arc::new(Zones::new(zones()));
     let mut rng = SmallRng::seed_from_u64(3);
     let start = Instant::now();
     let rounds = 5;
     for _ in 0..rounds {
-        let plan = Plan::build(snap.clone(), zones.clone(), Instant::now(), SystemTime::now(), &mut rng);
+        let plan = Plan::build(
+            snap.clone(),
+            zones.clone(),
+            Instant::now(),
+            SystemTime::now(),
+            &mut rng,
+        );
         assert_eq!(plan.names.len(), 2);
     }
     let each = start.elapsed() / rounds;
@@ -667,7 +878,13 @@ fn variants_are_drawn_like_select_picks() {
             select::pick_many(&snap, 0, ogg, &mut rng, &mut out);
             from_select[out[0]] += 1;
         }
-        let plan = Plan::build(snap.clone(), zones.clone(), Instant::now(), SystemTime::now(), &mut rng);
+        let plan = Plan::build(
+            snap.clone(),
+            zones.clone(),
+            Instant::now(),
+            SystemTime::now(),
+            &mut rng,
+        );
         for v in balanced(&plan, "live-ogg.stream.example.org.").v4.iter() {
             from_plan[usize::from(v[0].octets()[3]) - 1] += 1;
         }
@@ -675,7 +892,10 @@ fn variants_are_drawn_like_select_picks() {
     let n = f64::from(rounds * VARIANTS as u32);
     for i in 0..3 {
         let (a, b) = (f64::from(from_select[i]) / n, f64::from(from_plan[i]) / n);
-        assert!((a - b).abs() < 0.02, "relay {i}: select {a:.3}, plan {b:.3}");
+        assert!(
+            (a - b).abs() < 0.02,
+            "relay {i}: select {a:.3}, plan {b:.3}"
+        );
     }
     assert!((f64::from(from_plan[2]) / n - 0.6).abs() < 0.02);
 }
@@ -684,11 +904,17 @@ fn variants_are_drawn_like_select_picks() {
 fn a_port_held_by_another_socket_is_refused() {
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = udp.local_addr().unwrap().port();
-    assert!(DnsServer::bind(&[SocketAddr::from(([127, 0, 0, 1], port))], 2).is_err(), "UDP port taken");
+    assert!(
+        DnsServer::bind(&[SocketAddr::from(([127, 0, 0, 1], port))], 2).is_err(),
+        "UDP port taken"
+    );
     drop(udp);
     let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = tcp.local_addr().unwrap().port();
-    assert!(DnsServer::bind(&[SocketAddr::from(([127, 0, 0, 1], port))], 2).is_err(), "TCP port taken");
+    assert!(
+        DnsServer::bind(&[SocketAddr::from(([127, 0, 0, 1], port))], 2).is_err(),
+        "TCP port taken"
+    );
     // Two floes on one port: the second fails.
     let first = DnsServer::bind(&["127.0.0.1:0".parse().unwrap()], 2).unwrap();
     assert!(DnsServer::bind(&first.addrs, 2).is_err());

@@ -44,7 +44,12 @@ pub(super) fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
 }
 
 /// Serves `socket` until `shutdown`.
-pub(super) fn worker(socket: UdpSocket, state: Arc<DnsState>, handler: Arc<FloeHandler>, shutdown: Shutdown) {
+pub(super) fn worker(
+    socket: UdpSocket,
+    state: Arc<DnsState>,
+    handler: Arc<FloeHandler>,
+    shutdown: Shutdown,
+) {
     let rt = match tokio::runtime::Builder::new_current_thread().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -58,7 +63,12 @@ pub(super) fn worker(socket: UdpSocket, state: Arc<DnsState>, handler: Arc<FloeH
     loop {
         let n = match batch.recv(&socket) {
             Ok(n) => n,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 if shutdown.is_triggered() {
                     return;
                 }

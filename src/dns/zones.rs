@@ -19,7 +19,17 @@ pub struct Zones {
 
 impl std::fmt::Debug for Zones {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Zones").field("zones", &self.set.zones().iter().map(|z| &z.origin).collect::<Vec<_>>()).finish()
+        f.debug_struct("Zones")
+            .field(
+                "zones",
+                &self
+                    .set
+                    .zones()
+                    .iter()
+                    .map(|z| &z.origin)
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
     }
 }
 
@@ -36,14 +46,22 @@ impl Zones {
                 soa
             })
             .collect();
-        Zones { set, handlers, negative_soa }
+        Zones {
+            set,
+            handlers,
+            negative_soa,
+        }
     }
 
     /// The zone `name` belongs to (longest origin that is a suffix), with
     /// its index; `None` when floe is not authoritative for it.
     pub fn find(&self, name: &Name) -> Option<(usize, &Zone)> {
         let zone = self.set.find(name)?;
-        let i = self.set.zones().iter().position(|z| std::ptr::eq(z, zone))?;
+        let i = self
+            .set
+            .zones()
+            .iter()
+            .position(|z| std::ptr::eq(z, zone))?;
         Some((i, zone))
     }
 
