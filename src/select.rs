@@ -170,15 +170,24 @@ fn weight(snap: &Snapshot, r: RelayId, room: Room) -> u64 {
     weight_room(room.slots(), unlimited) * u64::from(snap.topology.relays[r].weight)
 }
 
-/// Why nothing qualifies for mount `m`.
-fn no_candidate_for_mount(snap: &Snapshot, m: MountId) -> NoCandidate {
+/// Why no relay qualifies for any of `mounts` (one mount for a redirect,
+/// a stream's mounts for a stream name): nothing polled yet, no live relay
+/// has a source (offline, also when every relay is down), or sources are
+/// there but no room (full). HTTP, DNS and explanations all give this
+/// reason.
+pub fn no_candidate(snap: &Snapshot, mounts: &[MountId]) -> NoCandidate {
     if !snap.first_round_done && snap.relays.iter().all(|r| r.state == RelayState::Unknown) {
         return NoCandidate::Starting;
     }
     let on_air = (0..snap.relays.len()).any(|r| {
-        matches!(snap.relays[r].state, RelayState::Up | RelayState::Full) && snap.cell(r, m).present
+        matches!(snap.relays[r].state, RelayState::Up | RelayState::Full)
+            && mounts.iter().any(|&m| snap.cell(r, m).present)
     });
     if on_air { NoCandidate::Full } else { NoCandidate::Offline }
+}
+
+fn no_candidate_for_mount(snap: &Snapshot, m: MountId) -> NoCandidate {
+    no_candidate(snap, std::slice::from_ref(&m))
 }
 
 /// Picks a relay for one new listener of mount `m` and records the grant.

@@ -175,6 +175,12 @@ fn redirect(
     m: usize,
     query: Option<&str>,
 ) -> Response<Full<Bytes>> {
+    // Check the query string before picking: a refused request must not
+    // hold a grant.
+    if query.is_some_and(|q| !q.bytes().all(is_header_value_byte)) {
+        metrics.refused(snap, m, Outcome::BadRequest);
+        return text(StatusCode::BAD_REQUEST, "400 bad request: query string not usable in a redirect\n");
+    }
     match super::with_rng(|rng| select::pick_for_mount(snap, m, rng)) {
         Ok(r) => {
             let relay = &snap.topology.relays[r];
@@ -213,7 +219,7 @@ fn redirect(
             let mount = &snap.topology.mounts[m].path;
             let body = match why {
                 NoCandidate::Offline => {
-                    format!("503 stream offline: no relay has a source for {mount}\n")
+                    format!("503 stream offline: no live relay has a source for {mount}\n")
                 }
                 NoCandidate::Full => format!(
                     "503 stream full: every relay carrying {mount} is full; try again later\n"
@@ -229,6 +235,11 @@ fn redirect(
             with_generation(snap, resp)
         }
     }
+}
+
+/// Bytes a header value may hold (what `HeaderValue` accepts).
+fn is_header_value_byte(b: u8) -> bool {
+    b == b'\t' || (0x20..0x7f).contains(&b) || b >= 0x80
 }
 
 fn with_generation(snap: &Snapshot, mut resp: Response<Full<Bytes>>) -> Response<Full<Bytes>> {

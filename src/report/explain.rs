@@ -10,7 +10,6 @@
 
 use super::rfc3339;
 use crate::config::DnsFallback;
-use crate::health::RelayState;
 use crate::select::{self, Exclusion, NoCandidate};
 use crate::snapshot::{MountId, RelayId, Snapshot, StreamId};
 use serde::Serialize;
@@ -220,23 +219,6 @@ pub fn explain<'a>(snap: &'a Snapshot, target: &Target) -> Explanation<'a> {
     }
 }
 
-/// Why nothing qualifies among `mounts` (mirrors the selection's own
-/// reasoning for a 503).
-fn no_candidate(snap: &Snapshot, mounts: &[MountId]) -> NoCandidate {
-    if !snap.first_round_done && snap.relays.iter().all(|r| r.state == RelayState::Unknown) {
-        return NoCandidate::Starting;
-    }
-    let on_air = (0..snap.relays.len()).any(|r| {
-        matches!(snap.relays[r].state, RelayState::Up | RelayState::Full)
-            && mounts.iter().any(|&m| snap.cell(r, m).present)
-    });
-    if on_air {
-        NoCandidate::Full
-    } else {
-        NoCandidate::Offline
-    }
-}
-
 fn http_answer(snap: &Snapshot, m: MountId, candidates: usize) -> String {
     if candidates > 0 {
         return format!(
@@ -244,7 +226,7 @@ fn http_answer(snap: &Snapshot, m: MountId, candidates: usize) -> String {
             plural(candidates)
         );
     }
-    match no_candidate(snap, &[m]) {
+    match select::no_candidate(snap, &[m]) {
         NoCandidate::Starting => "HTTP: 503 starting (no relay polled yet)".into(),
         NoCandidate::Offline => "HTTP: 503 stream offline (no live relay has a source)".into(),
         NoCandidate::Full => {
@@ -277,7 +259,7 @@ fn dns_answer(snap: &Snapshot, s: StreamId, mount: Option<MountId>, candidates: 
         Some(m) => vec![m],
         None => snap.topology.streams[s].mounts.to_vec(),
     };
-    policy(dns.when_no_candidate, no_candidate(snap, &mounts).as_str())
+    policy(dns.when_no_candidate, select::no_candidate(snap, &mounts).as_str())
 }
 
 fn plural(n: usize) -> &'static str {
