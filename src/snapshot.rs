@@ -104,13 +104,24 @@ impl Topology {
                 .mounts
                 .iter()
                 .map(|m| {
-                    mounts.push(MountDef { path: m.as_str().into(), stream: sid, bitrate_kbps: s.bitrate_kbps });
+                    mounts.push(MountDef {
+                        path: m.as_str().into(),
+                        stream: sid,
+                        bitrate_kbps: s.bitrate_kbps,
+                    });
                     mounts.len() - 1
                 })
                 .collect();
-            streams.push(StreamDef { name: s.name.as_str().into(), mounts: ids });
+            streams.push(StreamDef {
+                name: s.name.as_str().into(),
+                mounts: ids,
+            });
         }
-        let mount_index = mounts.iter().enumerate().map(|(i, m)| (m.path.clone(), i)).collect();
+        let mount_index = mounts
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.path.clone(), i))
+            .collect();
         let paths: Vec<&str> = mounts.iter().map(|m| &*m.path).collect();
         let relays = config
             .relays
@@ -158,8 +169,14 @@ impl RelayDef {
             weight: r.weight,
             max_listeners: r.max_listeners,
             uplink_kbps: r.uplink_kbps,
-            mount_caps: mounts.iter().map(|m| r.mount_max_listeners.get(&*m.path).copied()).collect(),
-            locations: mounts.iter().map(|m| Bytes::from(format!("{}{}", r.url, m.path))).collect(),
+            mount_caps: mounts
+                .iter()
+                .map(|m| r.mount_max_listeners.get(&*m.path).copied())
+                .collect(),
+            locations: mounts
+                .iter()
+                .map(|m| Bytes::from(format!("{}{}", r.url, m.path)))
+                .collect(),
             grants,
             drain: r.drain,
         }
@@ -280,7 +297,13 @@ impl Snapshot {
         runtime_drain: &[bool],
         generation: u64,
     ) -> Snapshot {
-        Self::build_with(topology, observations, runtime_drain, generation, Arc::default())
+        Self::build_with(
+            topology,
+            observations,
+            runtime_drain,
+            generation,
+            Arc::default(),
+        )
     }
 
     /// [`Snapshot::build`] carrying a reload report.
@@ -321,7 +344,9 @@ impl Snapshot {
                 for ms in &status.mounts {
                     listeners = listeners.saturating_add(ms.listeners);
                     let mid = topology.mount_id(&ms.path);
-                    let bitrate = ms.bitrate_kbps.or_else(|| mid.and_then(|m| topology.mounts[m].bitrate_kbps));
+                    let bitrate = ms
+                        .bitrate_kbps
+                        .or_else(|| mid.and_then(|m| topology.mounts[m].bitrate_kbps));
                     used_kbps += u64::from(ms.listeners) * u64::from(bitrate.unwrap_or(0));
                     let Some(mid) = mid else { continue };
                     let reported = match ms.max_listeners {
@@ -333,12 +358,14 @@ impl Snapshot {
                         (a, b) => a.or(b),
                     };
                     let free = capacity.map(|c| u64::from(c.saturating_sub(ms.listeners)));
-                    let reserve = capacity.map_or(0, |c| (f64::from(c) * reserve_fraction).ceil() as u64);
+                    let reserve =
+                        capacity.map_or(0, |c| (f64::from(c) * reserve_fraction).ceil() as u64);
                     row[mid] = Cell {
                         present: true,
                         listeners: ms.listeners,
                         capacity,
-                        capacity_unknown: capacity.is_none() && ms.max_listeners == MaxListeners::Unknown,
+                        capacity_unknown: capacity.is_none()
+                            && ms.max_listeners == MaxListeners::Unknown,
                         free,
                         reserve,
                         baseline: obs.baseline.mounts.get(mid).copied().unwrap_or(0),
@@ -346,7 +373,9 @@ impl Snapshot {
                     };
                 }
             }
-            let cap_free = def.max_listeners.map(|c| u64::from(c.saturating_sub(listeners)));
+            let cap_free = def
+                .max_listeners
+                .map(|c| u64::from(c.saturating_sub(listeners)));
             relays.push(RelayView {
                 state: obs.health.state(),
                 reason: obs.health.reason().clone(),
@@ -375,7 +404,10 @@ impl Snapshot {
                     !v.drain
                         && match v.state {
                             RelayState::Down | RelayState::Full => true,
-                            RelayState::Up => cells[r * n_mounts + m].free == Some(0) && cells[r * n_mounts + m].present,
+                            RelayState::Up => {
+                                cells[r * n_mounts + m].free == Some(0)
+                                    && cells[r * n_mounts + m].present
+                            }
                             RelayState::Unknown => false,
                         }
                 })
@@ -390,10 +422,9 @@ impl Snapshot {
                     .iter()
                     .copied()
                     .filter(|&m| {
-                        relays
-                            .iter()
-                            .enumerate()
-                            .any(|(r, v)| v.state == RelayState::Up && cells[r * n_mounts + m].present)
+                        relays.iter().enumerate().any(|(r, v)| {
+                            v.state == RelayState::Up && cells[r * n_mounts + m].present
+                        })
                     })
                     .collect()
             })

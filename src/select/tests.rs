@@ -34,7 +34,12 @@ enum Outcome {
 
 fn up(mounts: &[(&'static str, u32, u32)]) -> R {
     R {
-        outcome: Outcome::Up(mounts.iter().map(|&(p, l, m)| (p, l, MaxListeners::Limited(m))).collect()),
+        outcome: Outcome::Up(
+            mounts
+                .iter()
+                .map(|&(p, l, m)| (p, l, MaxListeners::Limited(m)))
+                .collect(),
+        ),
         weight: 1,
         drain: false,
         cap: None,
@@ -42,7 +47,8 @@ fn up(mounts: &[(&'static str, u32, u32)]) -> R {
 }
 
 fn cluster(relays: &[R], select: &str) -> Snapshot {
-    let mut toml = format!("[select]\n{select}\n[[stream]]\nname = \"live\"\nmounts = [\"/a\", \"/b\"]\n");
+    let mut toml =
+        format!("[select]\n{select}\n[[stream]]\nname = \"live\"\nmounts = [\"/a\", \"/b\"]\n");
     for (i, r) in relays.iter().enumerate() {
         toml += &format!(
             "[[relay]]\nname = \"r{i}\"\nurl = \"http://r{i}.example.org:8000\"\naddresses = [\"192.0.2.{}\"]\nstatus = {{ kind = \"xslt\" }}\nweight = {}\ndrain = {}\n",
@@ -78,7 +84,13 @@ fn cluster(relays: &[R], select: &str) -> Snapshot {
             };
             let mut health = Health::new(SystemTime::UNIX_EPOCH);
             health.observe(outcome, 2, 2, SystemTime::UNIX_EPOCH);
-            Some(RelayObservation { health, baseline: GrantSample::default(), polled_at: None, polls: 1, poll_duration: None })
+            Some(RelayObservation {
+                health,
+                baseline: GrantSample::default(),
+                polled_at: None,
+                polls: 1,
+                poll_duration: None,
+            })
         })
         .collect();
     let refs: Vec<Option<&RelayObservation>> = observations.iter().map(Option::as_ref).collect();
@@ -94,7 +106,14 @@ const B: MountId = 1;
 
 #[test]
 fn a_burst_fills_each_relay_to_its_free_slots_and_then_refuses() {
-    let snap = cluster(&[up(&[("/a", 3, 5)]), up(&[("/a", 0, 4)]), up(&[("/a", 9, 9)])], "");
+    let snap = cluster(
+        &[
+            up(&[("/a", 3, 5)]),
+            up(&[("/a", 0, 4)]),
+            up(&[("/a", 9, 9)]),
+        ],
+        "",
+    );
     let mut counts = [0u32; 3];
     let mut refused = 0;
     let mut rng = rng();
@@ -115,10 +134,21 @@ fn a_burst_fills_each_relay_to_its_free_slots_and_then_refuses() {
 fn offline_when_no_relay_has_the_source_full_when_none_has_room() {
     let snap = cluster(&[up(&[("/a", 5, 5)]), up(&[])], "");
     assert_eq!(pick_for_mount(&snap, A, &mut rng()), Err(NoCandidate::Full));
-    assert_eq!(pick_for_mount(&snap, B, &mut rng()), Err(NoCandidate::Offline));
-    let unpolled = R { outcome: Outcome::Unpolled, weight: 1, drain: false, cap: None };
+    assert_eq!(
+        pick_for_mount(&snap, B, &mut rng()),
+        Err(NoCandidate::Offline)
+    );
+    let unpolled = R {
+        outcome: Outcome::Unpolled,
+        weight: 1,
+        drain: false,
+        cap: None,
+    };
     let snap = cluster(&[unpolled], "");
-    assert_eq!(pick_for_mount(&snap, A, &mut rng()), Err(NoCandidate::Starting));
+    assert_eq!(
+        pick_for_mount(&snap, A, &mut rng()),
+        Err(NoCandidate::Starting)
+    );
 }
 
 #[test]
@@ -128,8 +158,18 @@ fn exclusions_name_the_reason() {
     let snap = cluster(
         &[
             drained,
-            R { outcome: Outcome::Down, weight: 1, drain: false, cap: None },
-            R { outcome: Outcome::ServerFull, weight: 1, drain: false, cap: None },
+            R {
+                outcome: Outcome::Down,
+                weight: 1,
+                drain: false,
+                cap: None,
+            },
+            R {
+                outcome: Outcome::ServerFull,
+                weight: 1,
+                drain: false,
+                cap: None,
+            },
             up(&[("/b", 0, 5)]),
             up(&[("/a", 5, 5)]),
             up(&[("/a", 1, 5)]),
@@ -145,7 +185,10 @@ fn exclusions_name_the_reason() {
             Err(Exclusion::ServerFull),
             Err(Exclusion::NoSource),
             Err(Exclusion::Full),
-            Ok(Room { mount: Some(4), relay: None }),
+            Ok(Room {
+                mount: Some(4),
+                relay: None
+            }),
         ]
     );
 }
@@ -155,29 +198,73 @@ fn relay_cap_counts_listeners_of_every_mount() {
     let mut r = up(&[("/a", 3, 100), ("/b", 4, 100)]);
     r.cap = Some(10);
     let snap = cluster(&[r], "");
-    assert_eq!(mount_room(&snap, 0, A), Ok(Room { mount: Some(97), relay: Some(3) }));
+    assert_eq!(
+        mount_room(&snap, 0, A),
+        Ok(Room {
+            mount: Some(97),
+            relay: Some(3)
+        })
+    );
     let mut rng = rng();
-    assert!((0..3).all(|i| pick_for_mount(&snap, if i % 2 == 0 { A } else { B }, &mut rng).is_ok()));
+    assert!(
+        (0..3).all(|i| pick_for_mount(&snap, if i % 2 == 0 { A } else { B }, &mut rng).is_ok())
+    );
     assert_eq!(pick_for_mount(&snap, B, &mut rng), Err(NoCandidate::Full));
 }
 
 #[test]
 fn reserve_is_held_until_a_peer_is_down_or_full() {
-    let held = cluster(&[up(&[("/a", 8, 10)]), up(&[("/a", 0, 10)])], "reserve = 0.2");
+    let held = cluster(
+        &[up(&[("/a", 8, 10)]), up(&[("/a", 0, 10)])],
+        "reserve = 0.2",
+    );
     assert_eq!(mount_room(&held, 0, A), Err(Exclusion::Reserve));
-    assert_eq!(mount_room(&held, 1, A), Ok(Room { mount: Some(8), relay: None }));
-    let down = R { outcome: Outcome::Down, weight: 1, drain: false, cap: None };
+    assert_eq!(
+        mount_room(&held, 1, A),
+        Ok(Room {
+            mount: Some(8),
+            relay: None
+        })
+    );
+    let down = R {
+        outcome: Outcome::Down,
+        weight: 1,
+        drain: false,
+        cap: None,
+    };
     let released = cluster(&[up(&[("/a", 8, 10)]), down], "reserve = 0.2");
-    assert_eq!(mount_room(&released, 0, A), Ok(Room { mount: Some(2), relay: None }));
-    let full_peer = cluster(&[up(&[("/a", 8, 10)]), up(&[("/a", 10, 10)])], "reserve = 0.2");
-    assert_eq!(mount_room(&full_peer, 0, A), Ok(Room { mount: Some(2), relay: None }));
+    assert_eq!(
+        mount_room(&released, 0, A),
+        Ok(Room {
+            mount: Some(2),
+            relay: None
+        })
+    );
+    let full_peer = cluster(
+        &[up(&[("/a", 8, 10)]), up(&[("/a", 10, 10)])],
+        "reserve = 0.2",
+    );
+    assert_eq!(
+        mount_room(&full_peer, 0, A),
+        Ok(Room {
+            mount: Some(2),
+            relay: None
+        })
+    );
 }
 
 #[test]
 fn choices_follow_room_times_weight() {
     let mut heavy = up(&[("/a", 0, 100_000)]);
     heavy.weight = 3;
-    let snap = cluster(&[up(&[("/a", 0, 100_000)]), up(&[("/a", 50_000, 100_000)]), heavy], "");
+    let snap = cluster(
+        &[
+            up(&[("/a", 0, 100_000)]),
+            up(&[("/a", 50_000, 100_000)]),
+            heavy,
+        ],
+        "",
+    );
     // Expected shares: 100k x1 : 50k x1 : 100k x3 = 2 : 1 : 6.
     let mut counts = [0f64; 3];
     let mut rng = rng();
@@ -186,16 +273,29 @@ fn choices_follow_room_times_weight() {
         counts[pick_for_mount(&snap, A, &mut rng).unwrap()] += 1.0;
     }
     for (got, want) in counts.iter().zip([2.0 / 9.0, 1.0 / 9.0, 6.0 / 9.0]) {
-        assert!((got / n as f64 - want).abs() < 0.02, "share {} vs {want}", got / n as f64);
+        assert!(
+            (got / n as f64 - want).abs() < 0.02,
+            "share {} vs {want}",
+            got / n as f64
+        );
     }
 }
 
 #[test]
 fn stream_candidates_need_every_mount_that_is_on_the_air() {
     // /b is on the air on r1, so r0 (without /b) cannot take stream listeners.
-    let snap = cluster(&[up(&[("/a", 0, 5)]), up(&[("/a", 0, 5), ("/b", 2, 5)])], "");
+    let snap = cluster(
+        &[up(&[("/a", 0, 5)]), up(&[("/a", 0, 5), ("/b", 2, 5)])],
+        "",
+    );
     assert_eq!(stream_room(&snap, 0, 0), Err(Exclusion::NoSource));
-    assert_eq!(stream_room(&snap, 1, 0), Ok(Room { mount: Some(3), relay: None }));
+    assert_eq!(
+        stream_room(&snap, 1, 0),
+        Ok(Room {
+            mount: Some(3),
+            relay: None
+        })
+    );
     // /b off the air everywhere: only /a matters.
     let snap = cluster(&[up(&[("/a", 0, 5)]), up(&[("/a", 0, 5)])], "");
     let mut out = [usize::MAX; 4];
@@ -207,11 +307,17 @@ fn stream_candidates_need_every_mount_that_is_on_the_air() {
 
 #[test]
 fn pick_is_deterministic_with_a_seed() {
-    let relays = [up(&[("/a", 0, 1000)]), up(&[("/a", 0, 1000)]), up(&[("/a", 0, 1000)])];
+    let relays = [
+        up(&[("/a", 0, 1000)]),
+        up(&[("/a", 0, 1000)]),
+        up(&[("/a", 0, 1000)]),
+    ];
     let picks = |seed| {
         let snap = cluster(&relays, "");
         let mut rng = SmallRng::seed_from_u64(seed);
-        (0..20).map(|_| pick_for_mount(&snap, A, &mut rng).unwrap()).collect::<Vec<_>>()
+        (0..20)
+            .map(|_| pick_for_mount(&snap, A, &mut rng).unwrap())
+            .collect::<Vec<_>>()
     };
     assert_eq!(picks(1), picks(1));
     assert_ne!(picks(1), picks(2));
@@ -230,8 +336,18 @@ fn arb_relay() -> impl Strategy<Value = R> {
         1 => Just(Outcome::ServerFull),
         1 => Just(Outcome::Unpolled),
     ];
-    (outcome, 1u32..4, proptest::bool::weighted(0.2), proptest::option::of(0u32..30))
-        .prop_map(|(outcome, weight, drain, cap)| R { outcome, weight, drain, cap })
+    (
+        outcome,
+        1u32..4,
+        proptest::bool::weighted(0.2),
+        proptest::option::of(0u32..30),
+    )
+        .prop_map(|(outcome, weight, drain, cap)| R {
+            outcome,
+            weight,
+            drain,
+            cap,
+        })
 }
 
 proptest! {
