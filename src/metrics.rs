@@ -19,7 +19,7 @@
 //! Only relays and mounts of the current config are exported.
 
 use crate::dns::DnsState;
-use crate::dns::stats::{RCODES, Tally};
+use crate::dns::stats::{QTYPES, QUERY_RCODES, RCODES, Tally, ZoneCounts};
 use crate::health::{PollOutcome, RelayState};
 use crate::history::History;
 use crate::select::{self, NoCandidate, Room};
@@ -233,6 +233,15 @@ pub const DNS_RESPONSES: Desc = counter(
     &["rcode"],
     "DNS responses sent, by response code.",
 );
+/// DNS queries by zone, type and RCODE.
+pub const DNS_QUERIES: Desc = counter(
+    "floe_dns_queries",
+    &["zone", "qtype", "rcode"],
+    "DNS queries answered, by zone (origin; empty: outside every zone, or rejected before the \
+     name was looked at), query type (A, AAAA, TXT, SOA, NS, ANY, MX, CNAME, other) and response \
+     code (NOERROR, NXDOMAIN, REFUSED, FORMERR, NOTIMP, SERVFAIL, BADVERS, other). Only series \
+     counted at least once are exported.",
+);
 /// DNS dropped.
 pub const DNS_DROPPED: Desc = counter(
     "floe_dns_dropped",
@@ -272,6 +281,7 @@ pub const CATALOG: &[Desc] = &[
     RELOAD_FAILED,
     DNS_ANSWERS,
     DNS_RESPONSES,
+    DNS_QUERIES,
     DNS_DROPPED,
     BUILD_INFO,
 ];
@@ -675,6 +685,7 @@ impl Metrics {
             redirects: self.redirect_counts(&snap),
             polls,
             dns: self.dns_counts(),
+            dns_queries: self.dns.get().map(|d| d.query_counts()).unwrap_or_default(),
             now: Instant::now(),
             snap,
         };
@@ -696,6 +707,8 @@ struct Scrape {
     /// Per relay of the snapshot's topology.
     polls: Vec<Option<Arc<PollStats>>>,
     dns: Option<Tally>,
+    /// Per zone (`None`: outside every zone), for `floe_dns_queries_total`.
+    dns_queries: Vec<(Option<String>, ZoneCounts)>,
     now: Instant,
 }
 
@@ -958,6 +971,20 @@ impl Collector for Scrape {
                         &[("rcode", RCODES.get(i).copied().unwrap_or("other"))],
                         *n,
                     )?;
+                }
+                Ok(())
+            })?;
+            family(&mut enc, &DNS_QUERIES, |f| {
+                for (zone, counts) in &self.dns_queries {
+                    let zone = zone.as_deref().unwrap_or("");
+                    for (qtype, row) in QTYPES.iter().zip(counts) {
+                        for (rcode, &n) in QUERY_RCODES.iter().zip(row) {
+                            if n > 0 {
+                                let labels = [("zone", zone), ("qtype", qtype), ("rcode", rcode)];
+                                put_counter(f, &labels, n)?;
+                            }
+                        }
+                    }
                 }
                 Ok(())
             })?;

@@ -161,14 +161,16 @@ fn wait_metrics(floe: &FloeProcess, what: &str, f: impl Fn(&str) -> bool) -> Str
     .unwrap_or_else(|| panic!("timed out waiting for {what}; last /metrics:\n{last}"))
 }
 
-/// A DNS query for `name` type A, id 0x1234, as wire bytes.
-fn dns_query(name: &str) -> Vec<u8> {
+/// A DNS query for `name` type `qtype`, id 0x1234, as wire bytes.
+fn dns_query(name: &str, qtype: u16) -> Vec<u8> {
     let mut q = vec![0x12, 0x34, 0x00, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
     for label in name.trim_end_matches('.').split('.') {
         q.push(label.len() as u8);
         q.extend_from_slice(label.as_bytes());
     }
-    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    q.push(0);
+    q.extend_from_slice(&qtype.to_be_bytes());
+    q.extend_from_slice(&[0, 1]);
     q
 }
 
@@ -209,25 +211,62 @@ fn metrics_pass_promtool_and_count_known_traffic() {
 
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
     udp.set_read_timeout(Some(T)).unwrap();
-    udp.send_to(
-        &dns_query("live.stream.example.org."),
-        ("127.0.0.1", dns_port),
-    )
-    .unwrap();
-    let mut buf = [0u8; 512];
-    let (n, _) = udp.recv_from(&mut buf).expect("DNS answer");
-    assert!(
-        n > 12 && buf[..2] == [0x12, 0x34] && buf[3] & 0x0f == 0,
-        "NOERROR answer"
-    );
+    // (name, qtype, expected RCODE): 2 A and 1 AAAA for the balanced name
+    // (fast path), 1 TXT (handler), 1 name the zone lacks, 1 outside it.
+    let queries = [
+        ("live.stream.example.org.", 1, 0),
+        ("LIVE.stream.example.org.", 1, 0),
+        ("live.stream.example.org.", 28, 0),
+        ("live.stream.example.org.", 16, 0),
+        ("nope.stream.example.org.", 1, 3),
+        ("example.com.", 1, 5),
+    ];
+    for (name, qtype, rcode) in queries {
+        udp.send_to(&dns_query(name, qtype), ("127.0.0.1", dns_port))
+            .unwrap();
+        let mut buf = [0u8; 512];
+        let (n, _) = udp.recv_from(&mut buf).expect("DNS answer");
+        assert!(
+            n > 12 && buf[..2] == [0x12, 0x34] && buf[3] & 0x0f == rcode,
+            "{name} type {qtype}: RCODE {rcode}"
+        );
+    }
 
-    let text = wait_metrics(&floe, "the DNS answer to be counted", |t| {
-        value(t, "floe_dns_responses_total", &[("rcode", "NOERROR")]).unwrap_or(0.0) >= 1.0
+    let text = wait_metrics(&floe, "the DNS answers to be counted", |t| {
+        samples(t)
+            .iter()
+            .filter(|s| s.0 == "floe_dns_queries_total")
+            .map(|s| s.2)
+            .sum::<f64>()
+            >= 6.0
     });
     promtool_check(&text);
     let v = |name: &str, labels: &[(&str, &str)]| {
         value(&text, name, labels).unwrap_or_else(|| panic!("no {name}{labels:?} in\n{text}"))
     };
+
+    // DNS queries: exactly the traffic above, and nothing else.
+    let zone = "stream.example.org.";
+    let dns = |zone, qtype, rcode| {
+        v(
+            "floe_dns_queries_total",
+            &[("zone", zone), ("qtype", qtype), ("rcode", rcode)],
+        )
+    };
+    assert_eq!(dns(zone, "A", "NOERROR"), 2.0);
+    assert_eq!(dns(zone, "AAAA", "NOERROR"), 1.0);
+    assert_eq!(dns(zone, "TXT", "NOERROR"), 1.0);
+    assert_eq!(dns(zone, "A", "NXDOMAIN"), 1.0);
+    assert_eq!(dns("", "A", "REFUSED"), 1.0);
+    let series = samples(&text)
+        .into_iter()
+        .filter(|s| s.0 == "floe_dns_queries_total")
+        .count();
+    assert_eq!(series, 5, "only counted series are exported:\n{text}");
+    assert_eq!(v("floe_dns_answers_total", &[("path", "udp-fast")]), 3.0);
+    assert_eq!(v("floe_dns_answers_total", &[("path", "udp-handler")]), 3.0);
+    assert_eq!(v("floe_dns_responses_total", &[("rcode", "NOERROR")]), 4.0);
+    assert_eq!(v("floe_dns_responses_total", &[("rcode", "REFUSED")]), 1.0);
 
     // Redirects: exactly the traffic above.
     let sent = |relay| {

@@ -16,6 +16,7 @@
 //! No allocation, no lock, no system call: a lookup and a copy.
 
 use super::answer::{Balanced, Plan, pick};
+use super::stats::QueryKey;
 use super::{EDNS_PAYLOAD, udp_limit};
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Record, RecordType};
@@ -87,6 +88,18 @@ impl Rendered {
 /// when the hickory handler must answer.
 #[inline]
 pub fn answer(query: &[u8], plan: &Plan, variant: usize, out: &mut [u8]) -> Option<usize> {
+    answer_counted(query, plan, variant, out).map(|(len, _)| len)
+}
+
+/// [`answer`], with where the query is counted: the balanced name's zone,
+/// the query type and the RCODE of the rendered answer (NOERROR).
+#[inline]
+pub fn answer_counted(
+    query: &[u8],
+    plan: &Plan,
+    variant: usize,
+    out: &mut [u8],
+) -> Option<(usize, QueryKey)> {
     if query.len() < 12 + 5 {
         return None;
     }
@@ -135,7 +148,12 @@ pub fn answer(query: &[u8], plan: &Plan, variant: usize, out: &mut [u8]) -> Opti
         let arcount = u16::from_be_bytes([out[10], out[11]]) + 1;
         out[10..12].copy_from_slice(&arcount.to_be_bytes());
     }
-    Some(len)
+    let key = QueryKey::new(
+        Some(plan.zones.slot(balanced.zone)),
+        qtype,
+        u16::from(rendered[3] & 0x0f),
+    );
+    Some((len, key))
 }
 
 /// Reads the uncompressed question name at offset 12 into `lower` (ASCII

@@ -14,6 +14,7 @@
 //! the `RequestHandler` impl lets hickory's `Server` drive it too.
 
 use super::answer::{Balanced, Plan};
+use super::stats::QueryKey;
 use super::{DnsState, EDNS_PAYLOAD, next_variant, udp_limit};
 use hickory_proto::op::{
     Edns, Header, LowerQuery, Message, MessageType, Metadata, OpCode, ResponseCode,
@@ -51,6 +52,9 @@ pub struct Reply {
     pub additionals: Vec<Record>,
     /// The OPT record, when the query had one.
     pub edns: Option<Edns>,
+    /// The zone (index in the plan's zones) of the question, when there is
+    /// one question of class IN inside floe's zones.
+    pub zone: Option<usize>,
 }
 
 impl Reply {
@@ -66,6 +70,7 @@ impl Reply {
             authorities: Vec::new(),
             additionals: Vec::new(),
             edns,
+            zone: None,
         }
     }
 
@@ -93,12 +98,28 @@ impl FloeHandler {
     /// encoded response, or `None` when nothing must be sent (a message
     /// too short to have a header, or a response).
     pub async fn answer(&self, raw: &[u8], src: SocketAddr, protocol: Protocol) -> Option<Vec<u8>> {
+        self.answer_counted(raw, src, protocol)
+            .await
+            .map(|(bytes, _)| bytes)
+    }
+
+    /// [`FloeHandler::answer`], with where the query is counted: its zone,
+    /// query type and the response's (extended) RCODE.
+    pub async fn answer_counted(
+        &self,
+        raw: &[u8],
+        src: SocketAddr,
+        protocol: Protocol,
+    ) -> Option<(Vec<u8>, QueryKey)> {
         if raw.len() < 12 || raw[2] & 0x80 != 0 {
             return None;
         }
         let request = match Request::from_bytes(raw.to_vec(), src, protocol) {
             Ok(r) => r,
-            Err(_) => return formerr(raw),
+            Err(_) => {
+                let bytes = formerr(raw)?;
+                return Some((bytes, QueryKey::unparsed(ResponseCode::FormErr.into())));
+            }
         };
         let plan = self.state.plan(Instant::now());
         let reply = self.reply(&request, &plan, next_variant()).await?;
@@ -106,7 +127,18 @@ impl FloeHandler {
             Protocol::Udp => udp_limit(request.edns.as_ref().map(Edns::max_payload)),
             _ => usize::from(u16::MAX),
         };
-        Some(encode(&request, reply, max))
+        let qtype = match request.queries.queries() {
+            [q] => u16::from(q.query_type()),
+            _ => u16::MAX,
+        };
+        let zone = reply.zone.map(|z| plan.zones.slot(z));
+        let rcode = u16::from(reply.metadata.response_code);
+        let bytes = encode(&request, reply, max);
+        // The header's 4 bits, unless they are the low bits of the reply's
+        // extended code (BADVERS); encode may have turned it to SERVFAIL.
+        let wire = u16::from(bytes.get(3).map_or(2, |b| b & 0x0f));
+        let rcode = if rcode & 0x0f == wire { rcode } else { wire };
+        Some((bytes, QueryKey::new(zone, qtype, rcode)))
     }
 
     /// The response to `request` from `plan`, using balanced variant
@@ -115,7 +147,11 @@ impl FloeHandler {
         if request.metadata.message_type == MessageType::Response {
             return None;
         }
-        let reply = Reply::new(request);
+        let mut reply = Reply::new(request);
+        reply.zone = match request.queries.queries() {
+            [q] if q.query_class() == DNSClass::IN => plan.zones.find(q.name()).map(|(i, _)| i),
+            _ => None,
+        };
         if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
             return Some(reply.error(ResponseCode::BADVERS));
         }
@@ -128,7 +164,7 @@ impl FloeHandler {
         if query.query_class() != DNSClass::IN {
             return Some(reply.error(ResponseCode::Refused));
         }
-        let Some((zi, _)) = plan.zones.find(query.name()) else {
+        let Some(zi) = reply.zone else {
             return Some(reply.error(ResponseCode::Refused));
         };
         match query.query_type() {
@@ -137,7 +173,6 @@ impl FloeHandler {
             RecordType::OPT => return Some(reply.error(ResponseCode::FormErr)),
             _ => {}
         }
-        let mut reply = reply;
         reply.metadata.authoritative = true;
         match plan.find(query.name()) {
             Some(b) => Some(balanced(reply, plan, b, query, variant)),

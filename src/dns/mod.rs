@@ -41,7 +41,7 @@ use crate::zones::ZoneSet;
 use arc_swap::{ArcSwap, Guard};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use stats::{Counters, Tally};
+use stats::{Counters, Tally, ZoneCounts};
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -80,6 +80,11 @@ pub struct DnsState {
     drawing: AtomicBool,
     /// Every worker's counters (registered at start; read for metrics).
     counters: Mutex<Vec<Arc<Counters>>>,
+    /// Every zone origin served since start, in order of first appearance:
+    /// origin `s` is counted in zone slot `s + 1` of the query counters
+    /// (slot 0: outside every zone), so a zone keeps its counts across
+    /// reloads.
+    origins: Mutex<Vec<hickory_proto::rr::Name>>,
 }
 
 impl std::fmt::Debug for DnsState {
@@ -93,7 +98,8 @@ impl std::fmt::Debug for DnsState {
 impl DnsState {
     /// State serving `zones` with balanced answers from `cell`.
     pub fn new(cell: Arc<SnapshotCell>, zones: Arc<ZoneSet>) -> Arc<DnsState> {
-        let zones = Arc::new(Zones::new(zones));
+        let mut origins = Vec::new();
+        let zones = Arc::new(Zones::new(zones).with_slots(&mut origins));
         let plan = draw(&cell, zones.clone(), Instant::now());
         log_plan(None, &plan);
         Arc::new(DnsState {
@@ -102,13 +108,17 @@ impl DnsState {
             plan: ArcSwap::from_pointee(plan),
             drawing: AtomicBool::new(false),
             counters: Mutex::new(Vec::new()),
+            origins: Mutex::new(origins),
         })
     }
 
     /// Serves `zones` from now on (reload). Balanced answers are drawn
     /// again at once, against the new zones.
     pub fn set_zones(&self, zones: Arc<ZoneSet>) {
-        let zones = Arc::new(Zones::new(zones));
+        let zones = {
+            let mut origins = self.origins.lock().unwrap_or_else(|e| e.into_inner());
+            Arc::new(Zones::new(zones).with_slots(&mut origins))
+        };
         self.zones.store(zones.clone());
         let plan = draw(&self.cell, zones, Instant::now());
         log_plan(Some(&self.plan.load()), &plan);
@@ -150,6 +160,37 @@ impl DnsState {
             .unwrap_or_else(|e| e.into_inner())
             .push(c.clone());
         c
+    }
+
+    /// Queries answered so far by zone, type and RCODE, summed over every
+    /// worker: first those outside every zone (origin `None`), then each
+    /// zone served now, by origin.
+    pub fn query_counts(&self) -> Vec<(Option<String>, ZoneCounts)> {
+        let zones = self.zones.load();
+        let mut out: Vec<(Option<String>, usize)> = vec![(None, 0)];
+        for (i, z) in zones.set().zones().iter().enumerate() {
+            out.push((Some(z.origin.to_string()), zones.slot(i) + 1));
+        }
+        let tables: Vec<_> = self
+            .counters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|c| c.queries())
+            .collect();
+        out.into_iter()
+            .map(|(origin, slot)| {
+                let mut sum = ZoneCounts::default();
+                for t in &tables {
+                    for (s, row) in sum.iter_mut().zip(t.zone(slot)) {
+                        for (a, b) in s.iter_mut().zip(row) {
+                            *a += b;
+                        }
+                    }
+                }
+                (origin, sum)
+            })
+            .collect()
     }
 
     /// Queries answered so far, summed over every worker.

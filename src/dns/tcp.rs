@@ -153,14 +153,17 @@ async fn connection(
             tcp: 1,
             ..Tally::default()
         };
-        let response = handler.answer(&query, peer, Protocol::Tcp).await;
+        let response = handler.answer_counted(&query, peer, Protocol::Tcp).await;
         match &response {
-            Some(r) => tally.answered(r),
+            Some((r, _)) => tally.answered(r),
             None => tally.unanswered = 1,
         }
         // All TCP connections run on this one thread: a single writer.
         counters.add(&tally);
-        let Some(response) = response else { continue };
+        let Some((response, key)) = response else {
+            continue;
+        };
+        counters.count_queries(&[key]);
         let Ok(n) = u16::try_from(response.len()) else {
             continue;
         };

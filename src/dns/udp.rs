@@ -9,8 +9,8 @@
 //! notice shutdown when idle.
 
 use super::handler::FloeHandler;
-use super::mmsg::Batch;
-use super::stats::Tally;
+use super::mmsg::{BATCH, Batch};
+use super::stats::{QueryKey, Tally};
 use super::{DnsState, fast, next_variant};
 use crate::shutdown::Shutdown;
 use hickory_server::net::xfer::Protocol;
@@ -90,6 +90,8 @@ pub(super) fn worker(
         }
         let plan = state.plan(Instant::now());
         let mut tally = Tally::default();
+        let mut keys = [QueryKey::default(); BATCH];
+        let mut counted = 0;
         for i in 0..n {
             let (query, src, out) = batch.query(i);
             // Nothing can be sent back to port 0.
@@ -97,16 +99,22 @@ pub(super) fn worker(
                 tally.unanswered += 1;
                 continue;
             };
-            if let Some(len) = fast::answer(query, &plan, next_variant(), out) {
+            if let Some((len, key)) = fast::answer_counted(query, &plan, next_variant(), out) {
+                keys[counted] = key;
+                counted += 1;
                 tally.udp_fast += 1;
                 tally.rcode[0] += 1;
                 batch.reply(i, len);
                 continue;
             }
-            let Some(response) = rt.block_on(handler.answer(query, src, Protocol::Udp)) else {
+            let Some((response, key)) =
+                rt.block_on(handler.answer_counted(query, src, Protocol::Udp))
+            else {
                 tally.unanswered += 1;
                 continue;
             };
+            keys[counted] = key;
+            counted += 1;
             tally.udp_handler += 1;
             tally.answered(&response);
             if response.len() <= out.len() {
@@ -119,6 +127,7 @@ pub(super) fn worker(
         drop(plan);
         batch.send(&socket);
         counters.add(&tally);
+        counters.count_queries(&keys[..counted]);
     }
 }
 

@@ -15,6 +15,10 @@ pub struct Zones {
     /// `negative_soa[i]`: the apex SOA with TTL min(SOA TTL, MINIMUM), for
     /// the authority section of NXDOMAIN and NODATA (RFC 2308).
     negative_soa: Box<[Record]>,
+    /// `slots[i]`: zone i's slot in the query counters (its origin's
+    /// place among every origin served since start; see
+    /// [`super::DnsState::query_counts`]).
+    slots: Box<[usize]>,
 }
 
 impl std::fmt::Debug for Zones {
@@ -46,10 +50,12 @@ impl Zones {
                 soa
             })
             .collect();
+        let slots = (0..set.zones().len()).collect();
         Zones {
             set,
             handlers,
             negative_soa,
+            slots,
         }
     }
 
@@ -73,6 +79,28 @@ impl Zones {
     /// The SOA of zone `i` for negative answers.
     pub fn negative_soa(&self, i: usize) -> &Record {
         &self.negative_soa[i]
+    }
+
+    /// Zone `i`'s slot in the query counters.
+    #[inline]
+    pub fn slot(&self, i: usize) -> usize {
+        self.slots[i]
+    }
+
+    /// These zones with counter slots from `origins` (every origin served
+    /// so far, lower case; new ones are appended).
+    pub(super) fn with_slots(mut self, origins: &mut Vec<Name>) -> Zones {
+        for (i, z) in self.set.zones().iter().enumerate() {
+            let origin = z.origin.to_lowercase();
+            self.slots[i] = match origins.iter().position(|o| *o == origin) {
+                Some(s) => s,
+                None => {
+                    origins.push(origin);
+                    origins.len() - 1
+                }
+            };
+        }
+        self
     }
 
     /// The zone set this was built from.
