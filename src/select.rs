@@ -116,14 +116,28 @@ pub fn mount_room(snap: &Snapshot, r: RelayId, m: MountId) -> Result<Room, Exclu
         return Err(Exclusion::NoSource);
     }
     let grants = &snap.topology.relays[r].grants;
-    let reserve = if snap.reserve_released[m] { 0 } else { cell.reserve };
-    let mount = cell.free.map(|f| f.saturating_sub(grants.in_flight(m, cell.baseline)));
-    let relay_room = relay.free.map(|f| f.saturating_sub(grants.relay_in_flight(relay.baseline)));
-    let raw = Room { mount, relay: relay_room };
+    let reserve = if snap.reserve_released[m] {
+        0
+    } else {
+        cell.reserve
+    };
+    let mount = cell
+        .free
+        .map(|f| f.saturating_sub(grants.in_flight(m, cell.baseline)));
+    let relay_room = relay
+        .free
+        .map(|f| f.saturating_sub(grants.relay_in_flight(relay.baseline)));
+    let raw = Room {
+        mount,
+        relay: relay_room,
+    };
     if raw.slots() == Some(0) {
         return Err(Exclusion::Full);
     }
-    let after_reserve = Room { mount: mount.map(|s| s.saturating_sub(reserve)), relay: relay_room };
+    let after_reserve = Room {
+        mount: mount.map(|s| s.saturating_sub(reserve)),
+        relay: relay_room,
+    };
     if after_reserve.slots() == Some(0) {
         return Err(Exclusion::Reserve);
     }
@@ -183,7 +197,11 @@ pub fn no_candidate(snap: &Snapshot, mounts: &[MountId]) -> NoCandidate {
         matches!(snap.relays[r].state, RelayState::Up | RelayState::Full)
             && mounts.iter().any(|&m| snap.cell(r, m).present)
     });
-    if on_air { NoCandidate::Full } else { NoCandidate::Offline }
+    if on_air {
+        NoCandidate::Full
+    } else {
+        NoCandidate::Offline
+    }
 }
 
 fn no_candidate_for_mount(snap: &Snapshot, m: MountId) -> NoCandidate {
@@ -193,19 +211,31 @@ fn no_candidate_for_mount(snap: &Snapshot, m: MountId) -> NoCandidate {
 /// Picks a relay for one new listener of mount `m` and records the grant.
 /// Weighted by room x weight; a relay whose room a concurrent pick used up
 /// in the meantime is skipped. Never blocks, never allocates.
-pub fn pick_for_mount<R: Rng + ?Sized>(snap: &Snapshot, m: MountId, rng: &mut R) -> Result<RelayId, NoCandidate> {
+pub fn pick_for_mount<R: Rng + ?Sized>(
+    snap: &Snapshot,
+    m: MountId,
+    rng: &mut R,
+) -> Result<RelayId, NoCandidate> {
     let n = snap.relays.len();
     // A handful of retries covers races with concurrent picks; each retry
     // re-reads the counters, so a relay that filled up drops out.
     for _ in 0..4 {
-        let total: u64 = (0..n).filter_map(|r| mount_room(snap, r, m).ok().map(|room| weight(snap, r, room))).sum();
+        let total: u64 = (0..n)
+            .filter_map(|r| {
+                mount_room(snap, r, m)
+                    .ok()
+                    .map(|room| weight(snap, r, room))
+            })
+            .sum();
         if total == 0 {
             return Err(no_candidate_for_mount(snap, m));
         }
         let mut target = rng.random_range(0..total);
         let mut chosen = None;
         for r in 0..n {
-            let Ok(room) = mount_room(snap, r, m) else { continue };
+            let Ok(room) = mount_room(snap, r, m) else {
+                continue;
+            };
             let w = weight(snap, r, room);
             chosen = Some(r);
             if target < w {
@@ -228,9 +258,19 @@ pub fn pick_for_mount<R: Rng + ?Sized>(snap: &Snapshot, m: MountId, rng: &mut R)
 fn grant(snap: &Snapshot, r: RelayId, m: MountId) -> bool {
     let relay = &snap.relays[r];
     let cell = snap.cell(r, m);
-    let reserve = if snap.reserve_released[m] { 0 } else { cell.reserve };
+    let reserve = if snap.reserve_released[m] {
+        0
+    } else {
+        cell.reserve
+    };
     let mount_limit = cell.free.map(|f| f.saturating_sub(reserve));
-    snap.topology.relays[r].grants.try_grant(m, cell.baseline, mount_limit, relay.baseline, relay.free)
+    snap.topology.relays[r].grants.try_grant(
+        m,
+        cell.baseline,
+        mount_limit,
+        relay.baseline,
+        relay.free,
+    )
 }
 
 /// Up to `out.len()` distinct relays for stream `s` (or, with `mount`, for
@@ -253,8 +293,10 @@ pub fn pick_many<R: Rng + ?Sized>(
     while picked < out.len() {
         let taken = &out[..picked];
         let eligible = |r: &RelayId| !taken.contains(r);
-        let total: u64 =
-            (0..n).filter(eligible).filter_map(|r| room_of(r).ok().map(|room| weight(snap, r, room))).sum();
+        let total: u64 = (0..n)
+            .filter(eligible)
+            .filter_map(|r| room_of(r).ok().map(|room| weight(snap, r, room)))
+            .sum();
         if total == 0 {
             break;
         }
@@ -282,12 +324,18 @@ pub fn pick_many<R: Rng + ?Sized>(
 
 /// For one mount: every relay with its room or the reason it is excluded,
 /// in topology order. For explanations and the status page.
-pub fn explain_mount(snap: &Snapshot, m: MountId) -> impl Iterator<Item = (RelayId, Result<Room, Exclusion>)> + '_ {
+pub fn explain_mount(
+    snap: &Snapshot,
+    m: MountId,
+) -> impl Iterator<Item = (RelayId, Result<Room, Exclusion>)> + '_ {
     (0..snap.relays.len()).map(move |r| (r, mount_room(snap, r, m)))
 }
 
 /// [`explain_mount`] for a whole stream.
-pub fn explain_stream(snap: &Snapshot, s: StreamId) -> impl Iterator<Item = (RelayId, Result<Room, Exclusion>)> + '_ {
+pub fn explain_stream(
+    snap: &Snapshot,
+    s: StreamId,
+) -> impl Iterator<Item = (RelayId, Result<Room, Exclusion>)> + '_ {
     (0..snap.relays.len()).map(move |r| (r, stream_room(snap, r, s)))
 }
 

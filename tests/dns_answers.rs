@@ -38,7 +38,10 @@ impl FakeRelay {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake relay");
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().unwrap();
-        let mounts: Vec<(String, u32, u32)> = mounts.iter().map(|&(m, l, x)| (m.to_string(), l, x)).collect();
+        let mounts: Vec<(String, u32, u32)> = mounts
+            .iter()
+            .map(|&(m, l, x)| (m.to_string(), l, x))
+            .collect();
         let mounts = Arc::new(Mutex::new(mounts));
         let stop = Arc::new(AtomicBool::new(false));
         let (m, s) = (mounts.clone(), stop.clone());
@@ -53,11 +56,19 @@ impl FakeRelay {
                 }
             }
         });
-        FakeRelay { addr, mounts, stop, thread: Some(thread) }
+        FakeRelay {
+            addr,
+            mounts,
+            stop,
+            thread: Some(thread),
+        }
     }
 
     fn set(&self, mounts: &[(&str, u32, u32)]) {
-        *self.mounts.lock().unwrap() = mounts.iter().map(|&(m, l, x)| (m.to_string(), l, x)).collect();
+        *self.mounts.lock().unwrap() = mounts
+            .iter()
+            .map(|&(m, l, x)| (m.to_string(), l, x))
+            .collect();
     }
 
     /// Stops answering: the port is closed, polls are refused.
@@ -133,11 +144,20 @@ fn relay_ip(i: usize) -> Ipv4Addr {
 fn write_config(dir: &Path, relays: &[&FakeRelay], dns_extra: &str) -> PathBuf {
     std::fs::create_dir_all(dir.join("zones")).unwrap();
     std::fs::write(dir.join("zones/stream.example.org.zone"), ZONE).unwrap();
-    let defaults: String = ["answers = 2", "ttl = \"20s\"", "min_ttl = \"5s\"", "udp_workers = 2"]
-        .iter()
-        .filter(|d| !dns_extra.lines().any(|l| l.split('=').next() == d.split('=').next()))
-        .map(|d| format!("{d}\n"))
-        .collect();
+    let defaults: String = [
+        "answers = 2",
+        "ttl = \"20s\"",
+        "min_ttl = \"5s\"",
+        "udp_workers = 2",
+    ]
+    .iter()
+    .filter(|d| {
+        !dns_extra
+            .lines()
+            .any(|l| l.split('=').next() == d.split('=').next())
+    })
+    .map(|d| format!("{d}\n"))
+    .collect();
     let mut toml = format!(
         "[dns]\nlisten = [\"127.0.0.1:0\"]\nzones = \"zones\"\n{defaults}{dns_extra}\n\
          [http]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\n\
@@ -174,12 +194,21 @@ impl Floe {
         let dir = tempfile::tempdir().unwrap();
         let config = write_config(dir.path(), relays, dns_extra);
         let loaded = config::load(&config).unwrap_or_else(|d| panic!("config invalid:\n{d}"));
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
         let instance = {
             let _guard = rt.enter();
             Instance::start(loaded).expect("floe starts")
         };
-        Floe { instance: Some(instance), rt, _dir: dir, config }
+        Floe {
+            instance: Some(instance),
+            rt,
+            _dir: dir,
+            config,
+        }
     }
 
     fn instance(&self) -> &Instance {
@@ -193,7 +222,9 @@ impl Floe {
     /// Waits until every relay has been polled.
     fn wait_first_round(&self) {
         let snaps = self.instance().snapshots();
-        poll_until("first poll round", Duration::from_secs(10), || snaps.load().first_round_done);
+        poll_until("first poll round", Duration::from_secs(10), || {
+            snaps.load().first_round_done
+        });
     }
 }
 
@@ -208,7 +239,10 @@ impl Drop for Floe {
 fn poll_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
     let start = Instant::now();
     while !f() {
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
         thread::sleep(Duration::from_millis(10));
     }
     start.elapsed()
@@ -239,7 +273,9 @@ fn rand_id() -> u16 {
 /// Sends `raw` over UDP and returns the raw response (None on timeout).
 fn udp_raw(server: SocketAddr, raw: &[u8]) -> Option<Vec<u8>> {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
     socket.send_to(raw, server).unwrap();
     let mut buf = [0u8; 65535];
     let (n, _) = socket.recv_from(&mut buf).ok()?;
@@ -285,7 +321,9 @@ fn a_records(m: &Message) -> BTreeSet<Ipv4Addr> {
 
 /// Every address `qname` answers over `tries` UDP queries (variants rotate).
 fn answered(server: SocketAddr, qname: &str, tries: usize) -> BTreeSet<Ipv4Addr> {
-    (0..tries).flat_map(|_| a_records(&udp(server, &query(qname, RecordType::A, None)))).collect()
+    (0..tries)
+        .flat_map(|_| a_records(&udp(server, &query(qname, RecordType::A, None))))
+        .collect()
 }
 
 const BOTH: &[(&str, u32, u32)] = &[("/live.ogg", 0, 100), ("/live.mp3", 0, 100)];
@@ -306,22 +344,39 @@ fn balanced_name_answers_only_relays_with_room() {
     assert!(!m.metadata.recursion_available, "ra clear");
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);
     assert!(m.answers.iter().all(|r| r.ttl <= 20));
-    assert_eq!(answered(dns, "live.stream.example.org.", 40), BTreeSet::from([relay_ip(0), relay_ip(3)]));
+    assert_eq!(
+        answered(dns, "live.stream.example.org.", 40),
+        BTreeSet::from([relay_ip(0), relay_ip(3)])
+    );
     // Over TCP the same relays.
     let m = tcp(dns, &query("live.stream.example.org.", RecordType::A, None));
     assert!(a_records(&m).is_subset(&BTreeSet::from([relay_ip(0), relay_ip(3)])));
     // The per-mount ogg name: ogg room on relays 0 and 3 only.
-    assert_eq!(answered(dns, "live-ogg.stream.example.org.", 40), BTreeSet::from([relay_ip(0), relay_ip(3)]));
+    assert_eq!(
+        answered(dns, "live-ogg.stream.example.org.", 40),
+        BTreeSet::from([relay_ip(0), relay_ip(3)])
+    );
     // AAAA: no relay has an IPv6 address: NODATA with the SOA.
-    let m = udp(dns, &query("live.stream.example.org.", RecordType::AAAA, Some(1232)));
+    let m = udp(
+        dns,
+        &query("live.stream.example.org.", RecordType::AAAA, Some(1232)),
+    );
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);
     assert!(m.answers.is_empty());
     assert_eq!(m.authorities[0].record_type(), RecordType::SOA);
     // The TXT explanation names the generation and the relays.
-    let m = udp(dns, &query("live.stream.example.org.", RecordType::TXT, None));
-    let RData::TXT(txt) = &m.answers[0].data else { panic!("TXT expected") };
+    let m = udp(
+        dns,
+        &query("live.stream.example.org.", RecordType::TXT, None),
+    );
+    let RData::TXT(txt) = &m.answers[0].data else {
+        panic!("TXT expected")
+    };
     let text = txt.to_string();
-    assert!(text.contains("generation=") && text.contains("relays=relay-0,relay-3"), "{text}");
+    assert!(
+        text.contains("generation=") && text.contains("relays=relay-0,relay-3"),
+        "{text}"
+    );
 }
 
 /// Longest time a balanced answer may lag the snapshot (plan refresh is
@@ -331,18 +386,34 @@ const DNS_LAG: Duration = Duration::from_millis(300);
 /// Waits until relay `r` is out of the answers of `live.stream.example.org.`
 /// and checks that this happened at most [`DNS_LAG`] after the snapshot
 /// first satisfied `changed`. Returns (snapshot time, DNS time) from now.
-fn follow(floe: &Floe, r: usize, changed: impl Fn(&floe::snapshot::Snapshot) -> bool) -> (Duration, Duration) {
+fn follow(
+    floe: &Floe,
+    r: usize,
+    changed: impl Fn(&floe::snapshot::Snapshot) -> bool,
+) -> (Duration, Duration) {
     let snaps = floe.instance().snapshots();
     let start = Instant::now();
     let mut snap_at = None;
-    let dns_at = poll_until(&format!("relay-{r} out of the answer"), Duration::from_secs(10), || {
-        if snap_at.is_none() && changed(&snaps.load()) {
-            snap_at = Some(start.elapsed());
-        }
-        !a_records(&udp(floe.dns(), &query("live.stream.example.org.", RecordType::A, None))).contains(&relay_ip(r))
-    });
+    let dns_at = poll_until(
+        &format!("relay-{r} out of the answer"),
+        Duration::from_secs(10),
+        || {
+            if snap_at.is_none() && changed(&snaps.load()) {
+                snap_at = Some(start.elapsed());
+            }
+            !a_records(&udp(
+                floe.dns(),
+                &query("live.stream.example.org.", RecordType::A, None),
+            ))
+            .contains(&relay_ip(r))
+        },
+    );
     let snap_at = snap_at.unwrap_or(dns_at);
-    assert!(dns_at <= snap_at + DNS_LAG, "DNS dropped relay-{r} {:?} after the snapshot did", dns_at - snap_at);
+    assert!(
+        dns_at <= snap_at + DNS_LAG,
+        "DNS dropped relay-{r} {:?} after the snapshot did",
+        dns_at - snap_at
+    );
     (snap_at, dns_at)
 }
 
@@ -357,7 +428,10 @@ fn relays_that_go_down_full_or_drained_leave_the_answer_in_time() {
     let dns = floe.dns();
     let all = BTreeSet::from([relay_ip(0), relay_ip(1), relay_ip(2), relay_ip(3)]);
     poll_until("all four relays answered", Duration::from_secs(5), || {
-        a_records(&udp(dns, &query("live.stream.example.org.", RecordType::A, None))) == all
+        a_records(&udp(
+            dns,
+            &query("live.stream.example.org.", RecordType::A, None),
+        )) == all
     });
     let bound = INTERVAL + TIMEOUT * FALL;
     // Down: relay 1 stops answering. DNS must drop it as soon as the
@@ -365,23 +439,37 @@ fn relays_that_go_down_full_or_drained_leave_the_answer_in_time() {
     // (the poller's timers slip on an overloaded machine: then only the
     // DNS half is asserted, with a note).
     b.kill();
-    let (snap_at, dns_at) = follow(&floe, 1, |s| s.relays[1].state == floe::health::RelayState::Down);
+    let (snap_at, dns_at) = follow(&floe, 1, |s| {
+        s.relays[1].state == floe::health::RelayState::Down
+    });
     if snap_at <= bound {
-        assert!(dns_at <= bound + DNS_LAG, "down relay left after {dns_at:?}, bound {bound:?}");
+        assert!(
+            dns_at <= bound + DNS_LAG,
+            "down relay left after {dns_at:?}, bound {bound:?}"
+        );
     } else {
-        eprintln!("note: the poller took {snap_at:?} (bound {bound:?}) to mark the relay down: machine overloaded?");
+        eprintln!(
+            "note: the poller took {snap_at:?} (bound {bound:?}) to mark the relay down: machine overloaded?"
+        );
     }
     // And it stays out.
     assert!(!answered(dns, "live.stream.example.org.", 20).contains(&relay_ip(1)));
     // Full: relay 2's ogg mount fills up (seen at its next poll).
     c.set(&[("/live.ogg", 100, 100), ("/live.mp3", 0, 100)]);
-    follow(&floe, 2, |s| s.topology.mount_id("/live.ogg").is_some_and(|m| s.cell(2, m).listeners == 100));
+    follow(&floe, 2, |s| {
+        s.topology
+            .mount_id("/live.ogg")
+            .is_some_and(|m| s.cell(2, m).listeners == 100)
+    });
     // Drained by the operator: the next snapshot, at once.
     let _runtime = floe.rt.enter();
     assert!(floe.instance().engine.set_drain("relay-3", true));
     let (_, dns_at) = follow(&floe, 3, |s| s.relays[3].drain);
     assert!(dns_at <= DNS_LAG, "drained relay left after {dns_at:?}");
-    assert_eq!(answered(dns, "live.stream.example.org.", 20), BTreeSet::from([relay_ip(0)]));
+    assert_eq!(
+        answered(dns, "live.stream.example.org.", 20),
+        BTreeSet::from([relay_ip(0)])
+    );
 }
 
 #[test]
@@ -398,16 +486,31 @@ fn http_and_dns_agree_on_the_same_relays() {
     for _ in 0..30 {
         let mut s = TcpStream::connect(http).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-        write!(s, "GET /live.ogg HTTP/1.1\r\nHost: stream.example.org\r\nConnection: close\r\n\r\n").unwrap();
+        write!(
+            s,
+            "GET /live.ogg HTTP/1.1\r\nHost: stream.example.org\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
         let mut resp = String::new();
         let _ = s.read_to_string(&mut resp);
         assert!(resp.starts_with("HTTP/1.1 302"), "{resp}");
-        let location =
-            resp.lines().find_map(|l| l.strip_prefix("location: ").or(l.strip_prefix("Location: "))).unwrap();
+        let location = resp
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("location: ")
+                    .or(l.strip_prefix("Location: "))
+            })
+            .unwrap();
         redirected.insert(location.trim().to_string());
     }
-    let expected: BTreeSet<String> = [&a, &c].iter().map(|r| format!("http://{}/live.ogg", r.addr)).collect();
-    assert_eq!(redirected, expected, "HTTP sends listeners to exactly the relays DNS answers");
+    let expected: BTreeSet<String> = [&a, &c]
+        .iter()
+        .map(|r| format!("http://{}/live.ogg", r.addr))
+        .collect();
+    assert_eq!(
+        redirected, expected,
+        "HTTP sends listeners to exactly the relays DNS answers"
+    );
 }
 
 // ---- Protocol. ----
@@ -421,7 +524,10 @@ fn udp_and_tcp_answer_on_the_same_port() {
     let u = udp(dns, &query("www.stream.example.org.", RecordType::A, None));
     let t = tcp(dns, &query("www.stream.example.org.", RecordType::A, None));
     assert_eq!(u.answers, t.answers);
-    assert_eq!(u.answers[0].data, RData::A(Ipv4Addr::new(192, 0, 2, 80).into()));
+    assert_eq!(
+        u.answers[0].data,
+        RData::A(Ipv4Addr::new(192, 0, 2, 80).into())
+    );
     udp(dns, &query("live.stream.example.org.", RecordType::A, None));
     udp(dns, &query("nope.stream.example.org.", RecordType::A, None));
     // Counted per path and RCODE (added just after each send).
@@ -454,7 +560,10 @@ fn static_records_and_negative_answers() {
     assert_eq!(m.authorities[0].record_type(), RecordType::SOA);
     assert_eq!(m.authorities[0].ttl, 60);
     // NODATA at a balanced name for other types.
-    let m = udp(dns, &query("live.stream.example.org.", RecordType::MX, None));
+    let m = udp(
+        dns,
+        &query("live.stream.example.org.", RecordType::MX, None),
+    );
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);
     assert!(m.answers.is_empty());
     assert_eq!(m.authorities[0].record_type(), RecordType::SOA);
@@ -480,17 +589,32 @@ fn malformed_and_unsupported_queries() {
     // FORMERR: two questions.
     let mut two = Message::new(11, MessageType::Query, OpCode::Query);
     two.add_query(Query::query(name("www.stream.example.org."), RecordType::A));
-    two.add_query(Query::query(name("live.stream.example.org."), RecordType::A));
-    assert_eq!(udp(dns, &two.to_vec().unwrap()).metadata.response_code, ResponseCode::FormErr);
+    two.add_query(Query::query(
+        name("live.stream.example.org."),
+        RecordType::A,
+    ));
+    assert_eq!(
+        udp(dns, &two.to_vec().unwrap()).metadata.response_code,
+        ResponseCode::FormErr
+    );
     // NOTIMP: opcodes other than QUERY.
     for op in [OpCode::Notify, OpCode::Status, OpCode::Update] {
         let mut m = Message::new(12, MessageType::Query, op);
         m.add_query(Query::query(name("stream.example.org."), RecordType::SOA));
-        assert_eq!(udp(dns, &m.to_vec().unwrap()).metadata.response_code, ResponseCode::NotImp, "{op:?}");
+        assert_eq!(
+            udp(dns, &m.to_vec().unwrap()).metadata.response_code,
+            ResponseCode::NotImp,
+            "{op:?}"
+        );
     }
     // Garbage shorter than a header: no answer; the server keeps serving.
     assert!(udp_raw(dns, b"\x01\x02\x03").is_none());
-    assert_eq!(udp(dns, &query("www.stream.example.org.", RecordType::A, None)).answers.len(), 1);
+    assert_eq!(
+        udp(dns, &query("www.stream.example.org.", RecordType::A, None))
+            .answers
+            .len(),
+        1
+    );
 }
 
 #[test]
@@ -499,23 +623,38 @@ fn edns_truncation_and_tcp() {
     let floe = Floe::start(&[&a], "");
     let dns = floe.dns();
     // Six 100-byte TXT records do not fit in 512 bytes: TC, no answers.
-    let m = udp(dns, &query("big.stream.example.org.", RecordType::TXT, None));
+    let m = udp(
+        dns,
+        &query("big.stream.example.org.", RecordType::TXT, None),
+    );
     assert!(m.metadata.truncation);
     assert!(m.answers.is_empty());
     // With EDNS the client's 512 is honoured too, and the OPT comes back.
-    let m = udp(dns, &query("big.stream.example.org.", RecordType::TXT, Some(512)));
+    let m = udp(
+        dns,
+        &query("big.stream.example.org.", RecordType::TXT, Some(512)),
+    );
     assert!(m.metadata.truncation);
     assert_eq!(m.edns.as_ref().map(Edns::max_payload), Some(1232));
     // A 1232-byte buffer holds it.
-    let m = udp(dns, &query("big.stream.example.org.", RecordType::TXT, Some(1232)));
+    let m = udp(
+        dns,
+        &query("big.stream.example.org.", RecordType::TXT, Some(1232)),
+    );
     assert!(!m.metadata.truncation);
     assert_eq!(m.answers.len(), 6);
     // TCP: the full answer whatever the size.
-    let m = tcp(dns, &query("big.stream.example.org.", RecordType::TXT, None));
+    let m = tcp(
+        dns,
+        &query("big.stream.example.org.", RecordType::TXT, None),
+    );
     assert!(!m.metadata.truncation);
     assert_eq!(m.answers.len(), 6);
     // Balanced answers with EDNS carry the OPT record as well.
-    let m = udp(dns, &query("live.stream.example.org.", RecordType::A, Some(4096)));
+    let m = udp(
+        dns,
+        &query("live.stream.example.org.", RecordType::A, Some(4096)),
+    );
     assert!(m.edns.is_some());
     assert!(m.metadata.authoritative);
 }
@@ -532,7 +671,11 @@ fn any_gets_a_minimal_answer_and_case_is_preserved() {
     for qname in ["LiVe.StReAm.ExAmPlE.OrG.", "wWw.sTrEaM.eXaMpLe.OrG."] {
         let raw = query(qname, RecordType::A, None);
         let bytes = udp_raw(dns, &raw).unwrap();
-        assert_eq!(&bytes[12..12 + qname.len() + 1], &raw[12..12 + qname.len() + 1], "0x20 case kept for {qname}");
+        assert_eq!(
+            &bytes[12..12 + qname.len() + 1],
+            &raw[12..12 + qname.len() + 1],
+            "0x20 case kept for {qname}"
+        );
         let m = Message::from_vec(&bytes).unwrap();
         assert_eq!(m.queries[0].name().to_string(), qname);
         assert!(!m.answers.is_empty(), "{qname} matched case-insensitively");
@@ -542,15 +685,24 @@ fn any_gets_a_minimal_answer_and_case_is_preserved() {
 #[test]
 fn tcp_idle_timeout_and_connection_limit() {
     let a = FakeRelay::start(BOTH);
-    let floe = Floe::start(&[&a], "tcp_idle_timeout = \"300ms\"\ntcp_max_connections = 2");
+    let floe = Floe::start(
+        &[&a],
+        "tcp_idle_timeout = \"300ms\"\ntcp_max_connections = 2",
+    );
     let dns = floe.dns();
     // Idle: closed after the timeout.
     let mut idle = TcpStream::connect(dns).unwrap();
     idle.set_read_timeout(Some(Duration::from_secs(6))).unwrap();
     let start = Instant::now();
     let mut buf = [0u8; 1];
-    assert_eq!(idle.read(&mut buf).unwrap_or(0), 0, "idle connection closed");
-    assert!(start.elapsed() >= Duration::from_millis(250) && start.elapsed() < Duration::from_secs(5));
+    assert_eq!(
+        idle.read(&mut buf).unwrap_or(0),
+        0,
+        "idle connection closed"
+    );
+    assert!(
+        start.elapsed() >= Duration::from_millis(250) && start.elapsed() < Duration::from_secs(5)
+    );
     // Limit: two connections in use, a third is closed at once; the two
     // keep answering, and one more fits once one of them closes.
     let mut one = TcpStream::connect(dns).unwrap();
@@ -561,16 +713,31 @@ fn tcp_idle_timeout_and_connection_limit() {
         assert_eq!(tcp_recv(s).unwrap().answers.len(), 1);
     }
     let mut three = TcpStream::connect(dns).unwrap();
-    three.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    tcp_send(&mut three, &query("www.stream.example.org.", RecordType::A, None));
-    assert!(tcp_recv(&mut three).is_err(), "over the limit: closed without an answer");
-    tcp_send(&mut one, &query("www.stream.example.org.", RecordType::A, None));
+    three
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    tcp_send(
+        &mut three,
+        &query("www.stream.example.org.", RecordType::A, None),
+    );
+    assert!(
+        tcp_recv(&mut three).is_err(),
+        "over the limit: closed without an answer"
+    );
+    tcp_send(
+        &mut one,
+        &query("www.stream.example.org.", RecordType::A, None),
+    );
     assert_eq!(tcp_recv(&mut one).unwrap().answers.len(), 1);
     drop(one);
     poll_until("a connection slot frees up", Duration::from_secs(3), || {
         let mut s = TcpStream::connect(dns).unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
-        tcp_send(&mut s, &query("www.stream.example.org.", RecordType::A, None));
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        tcp_send(
+            &mut s,
+            &query("www.stream.example.org.", RecordType::A, None),
+        );
         tcp_recv(&mut s).is_ok()
     });
 }
@@ -582,17 +749,27 @@ fn a_reload_serves_the_new_zone() {
     let dns = floe.dns();
     let m = udp(dns, &query("new.stream.example.org.", RecordType::A, None));
     assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
-    let zone = floe.config.parent().unwrap().join("zones/stream.example.org.zone");
+    let zone = floe
+        .config
+        .parent()
+        .unwrap()
+        .join("zones/stream.example.org.zone");
     std::fs::write(&zone, format!("{ZONE}new IN A 192.0.2.99\n")).unwrap();
     let _runtime = floe.rt.enter();
     floe.instance().reload().expect("reload succeeds");
     let m = udp(dns, &query("new.stream.example.org.", RecordType::A, None));
-    assert_eq!(a_records(&m), BTreeSet::from([Ipv4Addr::new(192, 0, 2, 99)]));
+    assert_eq!(
+        a_records(&m),
+        BTreeSet::from([Ipv4Addr::new(192, 0, 2, 99)])
+    );
     // A broken zone keeps the last good one serving.
     std::fs::write(&zone, "this is not a zone\n").unwrap();
     assert!(floe.instance().reload().is_err());
     let m = udp(dns, &query("new.stream.example.org.", RecordType::A, None));
-    assert_eq!(a_records(&m), BTreeSet::from([Ipv4Addr::new(192, 0, 2, 99)]));
+    assert_eq!(
+        a_records(&m),
+        BTreeSet::from([Ipv4Addr::new(192, 0, 2, 99)])
+    );
 }
 
 // ---- The real binary, queried with dig. ----
@@ -628,28 +805,49 @@ fn floe_serve_answers_dig_with_aa_and_only_relays_with_room() {
     thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Some(rest) = line.split("DNS listening on ").nth(1) {
-                let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_string());
+                let _ = tx.send(
+                    rest.split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_string(),
+                );
             }
         }
     });
-    let addr: SocketAddr =
-        rx.recv_timeout(Duration::from_secs(10)).expect("floe logs its DNS address").parse().unwrap();
+    let addr: SocketAddr = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("floe logs its DNS address")
+        .parse()
+        .unwrap();
     let dig = |qname: &str, qtype: &str, extra: &[&str]| -> String {
         let out = Command::new("dig")
             .arg(format!("@{}", addr.ip()))
-            .args(["-p", &addr.port().to_string(), qname, qtype, "+norec", "+time=2", "+tries=1"])
+            .args([
+                "-p",
+                &addr.port().to_string(),
+                qname,
+                qtype,
+                "+norec",
+                "+time=2",
+                "+tries=1",
+            ])
             .args(extra)
             .output()
             .expect("dig is installed");
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     // Wait until the relays are polled: the answer is then candidates only.
-    poll_until("balanced answer from polled relays", Duration::from_secs(10), || {
-        dig("live.stream.example.org.", "TXT", &["+short"]).contains("answer=candidates")
-    });
+    poll_until(
+        "balanced answer from polled relays",
+        Duration::from_secs(10),
+        || dig("live.stream.example.org.", "TXT", &["+short"]).contains("answer=candidates"),
+    );
     for _ in 0..10 {
         let out = dig("live.stream.example.org.", "A", &[]);
-        assert!(out.contains("flags: qr aa;"), "aa set, rd and ra clear:\n{out}");
+        assert!(
+            out.contains("flags: qr aa;"),
+            "aa set, rd and ra clear:\n{out}"
+        );
         assert!(out.contains("status: NOERROR"), "{out}");
         let ips: BTreeSet<IpAddr> = out
             .lines()
@@ -659,9 +857,15 @@ fn floe_serve_answers_dig_with_aa_and_only_relays_with_room() {
         assert_eq!(ips, BTreeSet::from([IpAddr::V4(relay_ip(0))]), "{out}");
     }
     let out = dig("live.stream.example.org.", "A", &["+tcp"]);
-    assert!(out.contains("flags: qr aa;") && out.contains(&relay_ip(0).to_string()), "{out}");
+    assert!(
+        out.contains("flags: qr aa;") && out.contains(&relay_ip(0).to_string()),
+        "{out}"
+    );
     let out = dig("nope.stream.example.org.", "A", &[]);
-    assert!(out.contains("status: NXDOMAIN") && out.contains("AUTHORITY: 1"), "{out}");
+    assert!(
+        out.contains("status: NXDOMAIN") && out.contains("AUTHORITY: 1"),
+        "{out}"
+    );
 }
 
 // ---- Real delegation: unbound with a stub zone pointing at floe. ----
@@ -726,7 +930,10 @@ fn a_resolver_with_a_stub_zone_resolves_through_floe() {
         recursive("www.stream.example.org.", RecordType::A).is_some_and(|m| !m.answers.is_empty())
     });
     let m = recursive("www.stream.example.org.", RecordType::A).unwrap();
-    assert_eq!(a_records(&m), BTreeSet::from([Ipv4Addr::new(192, 0, 2, 80)]));
+    assert_eq!(
+        a_records(&m),
+        BTreeSet::from([Ipv4Addr::new(192, 0, 2, 80)])
+    );
     assert!(m.metadata.recursion_available, "the resolver recursed");
     // The balanced name resolves to relays with room only (unbound caches
     // one answer per TTL; each query here is a new name for it or a cached
@@ -734,7 +941,10 @@ fn a_resolver_with_a_stub_zone_resolves_through_floe() {
     let m = recursive("live.stream.example.org.", RecordType::A).unwrap();
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);
     let got = a_records(&m);
-    assert!(!got.is_empty() && got.is_subset(&BTreeSet::from([relay_ip(0), relay_ip(2)])), "{got:?}");
+    assert!(
+        !got.is_empty() && got.is_subset(&BTreeSet::from([relay_ip(0), relay_ip(2)])),
+        "{got:?}"
+    );
     let m = recursive("live-ogg.stream.example.org.", RecordType::A).unwrap();
     assert!(a_records(&m).is_subset(&BTreeSet::from([relay_ip(0), relay_ip(2)])));
     // Negatives pass through: NXDOMAIN, and NODATA.

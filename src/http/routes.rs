@@ -179,7 +179,10 @@ fn redirect(
     // hold a grant.
     if query.is_some_and(|q| !q.bytes().all(is_header_value_byte)) {
         metrics.refused(snap, m, Outcome::BadRequest);
-        return text(StatusCode::BAD_REQUEST, "400 bad request: query string not usable in a redirect\n");
+        return text(
+            StatusCode::BAD_REQUEST,
+            "400 bad request: query string not usable in a redirect\n",
+        );
     }
     match super::with_rng(|rng| select::pick_for_mount(snap, m, rng)) {
         Ok(r) => {

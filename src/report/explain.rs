@@ -259,7 +259,10 @@ fn dns_answer(snap: &Snapshot, s: StreamId, mount: Option<MountId>, candidates: 
         Some(m) => vec![m],
         None => snap.topology.streams[s].mounts.to_vec(),
     };
-    policy(dns.when_no_candidate, select::no_candidate(snap, &mounts).as_str())
+    policy(
+        dns.when_no_candidate,
+        select::no_candidate(snap, &mounts).as_str(),
+    )
 }
 
 fn plural(n: usize) -> &'static str {
