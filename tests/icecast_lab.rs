@@ -198,29 +198,3 @@ fn relay_restart_keeps_port_and_sources_come_back() {
     lab.stop_source(0, "/live.mp3");
     lab.relay(0).wait_for_mount_gone("/live.mp3", T);
 }
-
-/// MPlayer and xine are optional players (not installed by tests/run):
-/// `cargo test --release --test icecast_lab -- --ignored` after
-/// `apt-get install mplayer xine-console libxine2-plugins libxine2-ffmpeg`.
-#[test]
-#[ignore = "optional players: needs mplayer and xine-console"]
-fn optional_players_mplayer_and_xine() {
-    let lab = Lab::start(vec![
-        RelaySpec::new("optional")
-            .mount("/live.ogg", None)
-            .mount("/live.mp3", None),
-    ]);
-    let relay = lab.relay(0);
-    let (ogg_url, mp3_url) = (relay.url("/live.ogg"), relay.url("/live.mp3"));
-    std::thread::scope(|s| {
-        let runs = [
-            s.spawn(|| support::mplayer_decode(&ogg_url, 1.5)),
-            s.spawn(|| support::xine_decode(&mp3_url, 1.5)),
-        ];
-        for r in runs {
-            let d = r.join().unwrap().unwrap_or_else(|e| panic!("{e}"));
-            eprintln!("{}: {:.2} s audio in {:?}", d.player, d.audio_secs, d.wall);
-            assert!(d.audio_secs >= 1.0, "{}: {}", d.player, d.log_tail);
-        }
-    });
-}

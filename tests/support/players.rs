@@ -427,7 +427,7 @@ pub fn vlc_decode(url: &str, secs: f64) -> Result<Decoded, PlayError> {
 }
 
 /// MPlayer writing WAV (`-ao pcm`), stopped by SIGINT once `secs` were
-/// decoded. Optional player: panics if `mplayer` is not installed.
+/// decoded. Panics if `mplayer` is not installed (tests/run installs it).
 pub fn mplayer_decode(url: &str, secs: f64) -> Result<Decoded, PlayError> {
     let mplayer = procs::require_tool("mplayer");
     let dir = player_dir("mplayer");
@@ -463,8 +463,8 @@ pub fn mplayer_decode(url: &str, secs: f64) -> Result<Decoded, PlayError> {
 
 /// xine (`aaxine`, text-mode UI, writing `xine-out.wav` in its cwd),
 /// stopped once `secs` were decoded (it ignores SIGINT without a terminal,
-/// so it gets SIGKILL after a grace period). Optional player: panics if
-/// `aaxine` is not installed.
+/// so it gets SIGKILL after a grace period). Panics if `aaxine` is not
+/// installed (tests/run installs it).
 pub fn xine_decode(url: &str, secs: f64) -> Result<Decoded, PlayError> {
     let aaxine = procs::require_tool("aaxine");
     let dir = player_dir("xine");
