@@ -320,6 +320,12 @@ impl Snapshot {
         let mut relays = Vec::with_capacity(topology.relays.len());
         let mut cells = vec![Cell::default(); topology.relays.len() * n_mounts];
         let mut first_round_done = true;
+        // Mount ids by position in the previous relay's status: relays list
+        // their mounts in the same order (one Icecast config, one
+        // stylesheet), so a path is hashed only when it differs from the one
+        // at its position before (20,000 hashes a build at 1,000 x 20
+        // otherwise, the largest cost of a build).
+        let mut recent: Vec<(&str, Option<MountId>)> = Vec::with_capacity(n_mounts);
         for (rid, def) in topology.relays.iter().enumerate() {
             let obs = observations.get(rid).copied().flatten();
             let drain = def.drain || runtime_drain.get(rid).copied().unwrap_or(false);
@@ -341,9 +347,17 @@ impl Snapshot {
             let mut listeners = 0u32;
             let mut used_kbps = 0u64;
             if let Some(status) = obs.health.last_status() {
-                for ms in &status.mounts {
+                for (i, ms) in status.mounts.iter().enumerate() {
                     listeners = listeners.saturating_add(ms.listeners);
-                    let mid = topology.mount_id(&ms.path);
+                    let mid = match recent.get(i) {
+                        Some(&(path, mid)) if path == ms.path => mid,
+                        _ => {
+                            let mid = topology.mount_id(&ms.path);
+                            recent.truncate(i);
+                            recent.push((&ms.path, mid));
+                            mid
+                        }
+                    };
                     let bitrate = ms
                         .bitrate_kbps
                         .or_else(|| mid.and_then(|m| topology.mounts[m].bitrate_kbps));

@@ -341,7 +341,7 @@ fn balanced<R: Rng + ?Sized>(
     };
     let (relays, v4, v6, ttl) = match decision {
         Decision::Candidates => {
-            let (v4, v6) = draw_candidates(snap, &Weighted::new(snap, &candidates), rng);
+            let (v4, v6) = draw_candidates(snap, &candidates, rng);
             let relays = candidates.iter().map(|&(r, _)| r).collect();
             (relays, v4, v6, candidate_ttl(snap, sid, mid, wall))
         }
@@ -421,30 +421,54 @@ fn serve_all(snap: &Snapshot, why: Why) -> Vec<RelayId> {
 
 type Variants = (Vec<Box<[Ipv4Addr]>>, Vec<Box<[Ipv6Addr]>>);
 
-/// [`VARIANTS`] weighted draws among the candidates: each variant lists the
-/// first `answers` drawn relays that have an address of the family (one
-/// address per relay, rotating through a relay's addresses across variants).
+/// [`VARIANTS`] weighted draws among the candidates: each variant lists
+/// `answers` relays drawn among the candidates that have an address of the
+/// family (one address per relay, rotating through a relay's addresses
+/// across variants).
+///
+/// Each family is drawn only among the relays that have it: drawing in
+/// order of weight and skipping relays without the family gives the same
+/// distribution, but with no (or few) relays of a family it would draw
+/// every candidate for every variant. When every candidate has both
+/// families, one draw serves both, so A and AAAA of a variant name the
+/// same relays.
 fn draw_candidates<R: Rng + ?Sized>(
     snap: &Snapshot,
-    candidates: &Weighted,
+    candidates: &[(RelayId, select::Room)],
     rng: &mut R,
 ) -> Variants {
     let answers = snap.config().dns.answers;
-    let mut order = Vec::with_capacity(answers * 2);
+    let has = |r: RelayId, v6: bool| {
+        snap.topology.relays[r]
+            .addresses
+            .iter()
+            .any(|a| a.is_ipv6() == v6)
+    };
+    let with = |v6: bool| -> Vec<(RelayId, select::Room)> {
+        candidates
+            .iter()
+            .copied()
+            .filter(|&(r, _)| has(r, v6))
+            .collect()
+    };
+    let (c4, c6) = (with(false), with(true));
+    let shared = c4.len() == candidates.len() && c6.len() == candidates.len();
+    let w4 = Weighted::new(snap, &c4);
+    let w6 = if shared {
+        None
+    } else {
+        Some(Weighted::new(snap, &c6))
+    };
+    let mut order = Vec::with_capacity(answers);
     let mut v4 = Vec::with_capacity(VARIANTS);
     let mut v6 = Vec::with_capacity(VARIANTS);
     for k in 0..VARIANTS {
-        // Draw a few per answer; all of them only when some relays lack a
-        // family.
-        let mut want = answers;
-        let (a, aaaa) = loop {
-            candidates.draw(want, rng, &mut order);
-            let (a, aaaa) = addresses(snap, &order, answers, k);
-            if (a.len() >= answers && aaaa.len() >= answers) || order.len() == candidates.len() {
-                break (a, aaaa);
-            }
-            want = (want * 4).min(candidates.len());
-        };
+        w4.draw(answers, rng, &mut order);
+        let (a, mut aaaa) = addresses(snap, &order, answers, k);
+        if let Some(w6) = &w6 {
+            w6.draw(answers, rng, &mut order);
+            aaaa = addresses(snap, &order, answers, k).1;
+        }
         v4.push(a.into());
         v6.push(aaaa.into());
     }
@@ -476,10 +500,6 @@ impl Weighted {
             cumulative.push(sum);
         }
         Weighted { relays, cumulative }
-    }
-
-    fn len(&self) -> usize {
-        self.relays.len()
     }
 
     /// Draws `n` distinct relays (all of them if fewer) into `out`, each

@@ -74,6 +74,24 @@ fn zones() -> Arc<ZoneSet> {
 /// with `dns` appended to the `[dns]` section. States changed at
 /// `changed`.
 fn cluster_at(relays: &[R], dns: &str, changed: SystemTime) -> Snapshot {
+    cluster_with(relays, dns, changed, &|i| {
+        let v4 = if i < 254 {
+            format!("192.0.2.{}", i + 1)
+        } else {
+            format!("10.0.{}.{}", i / 256, i % 256)
+        };
+        format!("\"{v4}\", \"2001:db8::{:x}\"", i + 1)
+    })
+}
+
+/// [`cluster_at`] with relay `i`'s `addresses` list (TOML array items) from
+/// `addresses(i)`.
+fn cluster_with(
+    relays: &[R],
+    dns: &str,
+    changed: SystemTime,
+    addresses: &dyn Fn(usize) -> String,
+) -> Snapshot {
     let defaults: String = ["answers = 2", "ttl = \"20s\"", "min_ttl = \"5s\""]
         .iter()
         .filter(|d| {
@@ -92,13 +110,8 @@ fn cluster_at(relays: &[R], dns: &str, changed: SystemTime) -> Snapshot {
         let drain = matches!(r, R::Drained(_));
         toml += &format!(
             "[[relay]]\nname = \"r{i}\"\nurl = \"http://r{i}.example.org:8000\"\n\
-             addresses = [\"{v4}\", \"2001:db8::{n:x}\"]\nstatus = {{ kind = \"xslt\" }}\ndrain = {drain}\n",
-            n = i + 1,
-            v4 = if i < 254 {
-                format!("192.0.2.{}", i + 1)
-            } else {
-                format!("10.0.{}.{}", i / 256, i % 256)
-            },
+             addresses = [{addrs}]\nstatus = {{ kind = \"xslt\" }}\ndrain = {drain}\n",
+            addrs = addresses(i),
         );
     }
     let (config, diags) = config::parse(Path::new("/test/floe.toml"), &toml);
@@ -898,6 +911,66 @@ fn variants_are_drawn_like_select_picks() {
         );
     }
     assert!((f64::from(from_plan[2]) / n - 0.6).abs() < 0.02);
+}
+
+#[test]
+fn each_family_is_drawn_among_the_relays_that_have_it() {
+    // r0 and r1 IPv4 only, r2 IPv6 only, r3 both; rooms 10, 30, 20, 40.
+    let relays = [
+        up(&[("/live.ogg", 90, 100), ("/live.mp3", 0, 100)]),
+        up(&[("/live.ogg", 70, 100), ("/live.mp3", 0, 100)]),
+        up(&[("/live.ogg", 80, 100), ("/live.mp3", 0, 100)]),
+        up(&[("/live.ogg", 60, 100), ("/live.mp3", 0, 100)]),
+    ];
+    let addresses = |i: usize| match i {
+        0 | 1 => format!("\"192.0.2.{}\"", i + 1),
+        2 => "\"2001:db8::3\"".to_string(),
+        _ => "\"192.0.2.4\", \"2001:db8::4\"".to_string(),
+    };
+    let snap = Arc::new(cluster_with(
+        &relays,
+        "answers = 2",
+        SystemTime::UNIX_EPOCH,
+        &addresses,
+    ));
+    let zones = Arc::new(Zones::new(zones()));
+    let mut rng = SmallRng::seed_from_u64(7);
+    // First answer of each variant: A among r0, r1, r3 by room 10:30:40;
+    // AAAA among r2, r3 by room 20:40. Every variant is full (2 answers).
+    let (mut first4, mut first6) = ([0u32; 4], [0u32; 4]);
+    let rounds = 400;
+    for _ in 0..rounds {
+        let plan = Plan::build(
+            snap.clone(),
+            zones.clone(),
+            Instant::now(),
+            SystemTime::now(),
+            &mut rng,
+        );
+        let b = balanced(&plan, "live-ogg.stream.example.org.");
+        for v in b.v4.iter() {
+            assert_eq!(v.len(), 2, "{v:?}");
+            assert_ne!(v[0], v[1]);
+            first4[usize::from(v[0].octets()[3]) - 1] += 1;
+        }
+        for v in b.v6.iter() {
+            assert_eq!(v.len(), 2, "{v:?}");
+            first6[usize::from(v[0].octets()[15]) - 1] += 1;
+        }
+    }
+    let n = f64::from(rounds * VARIANTS as u32);
+    let share = |c: u32| f64::from(c) / n;
+    for (i, want) in [(0, 10.0 / 80.0), (1, 30.0 / 80.0), (3, 40.0 / 80.0)] {
+        assert!((share(first4[i]) - want).abs() < 0.02, "A r{i}: {first4:?}");
+    }
+    assert_eq!(first4[2], 0, "r2 has no IPv4 address");
+    for (i, want) in [(2, 20.0 / 60.0), (3, 40.0 / 60.0)] {
+        assert!(
+            (share(first6[i]) - want).abs() < 0.02,
+            "AAAA r{i}: {first6:?}"
+        );
+    }
+    assert_eq!(first6[0] + first6[1], 0, "r0 and r1 have no IPv6 address");
 }
 
 #[test]

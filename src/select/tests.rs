@@ -352,6 +352,38 @@ fn arb_relay() -> impl Strategy<Value = R> {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
+    /// Relays list their mounts in any order, with unknown ones among them:
+    /// each cell gets its own mount's numbers (the build remembers ids by
+    /// position and must never carry one over to another path).
+    #[test]
+    fn cells_match_mounts_whatever_the_order(statuses in proptest::collection::vec(proptest::sample::subsequence(vec!["/a", "/b", "/x", "/y"], 0..=4).prop_shuffle(), 1..6), seed in 0u32..1000) {
+        let listeners = |r: usize, p: &str| seed + r as u32 * 10 + p.as_bytes()[1] as u32;
+        let relays: Vec<R> = statuses
+            .iter()
+            .enumerate()
+            .map(|(r, paths)| R {
+                outcome: Outcome::Up(
+                    paths
+                        .iter()
+                        .map(|&p| (p, listeners(r, p), MaxListeners::Limited(5000)))
+                        .collect(),
+                ),
+                weight: 1,
+                drain: false,
+                cap: None,
+            })
+            .collect();
+        let snap = cluster(&relays, "");
+        for (r, paths) in statuses.iter().enumerate() {
+            for path in ["/a", "/b"] {
+                let cell = snap.cell(r, snap.topology.mount_id(path).unwrap());
+                prop_assert_eq!(cell.present, paths.contains(&path), "r{} {}", r, path);
+                if cell.present {
+                    prop_assert_eq!(cell.listeners, listeners(r, path), "r{} {}", r, path);
+                }
+            }
+        }
+    }
 
     /// Whatever the states, picks never exceed any relay's free slots, never
     /// go to a down, full, drained, unpolled or sourceless relay, and stop
