@@ -9,8 +9,8 @@ mod support;
 use std::time::{Duration, Instant};
 use support::floe::{FloeProcess, cell, relay_state};
 use support::{
-    Lab, RelaySpec, StreamListener, ffmpeg_decode, gstreamer_decode, mplayer_decode, mpv_decode,
-    vlc_decode, xine_decode,
+    Lab, RelaySpec, StreamListener, assert_decoded, ffmpeg_decode, gstreamer_decode,
+    mplayer_decode, mpv_decode, vlc_decode, xine_decode,
 };
 
 const T: Duration = Duration::from_secs(20);
@@ -80,17 +80,7 @@ mounts = ["/video.ogv"]
         [a, b, c, d].map(|h| h.join().unwrap())
     });
     for r in &results {
-        let d = r.as_ref().unwrap_or_else(|e| panic!("player failed: {e}"));
-        eprintln!(
-            "{} decoded {:.2} s of audio, {} video frames via {}",
-            d.player, d.audio_secs, d.video_frames, d.url
-        );
-        assert!(
-            d.audio_secs >= 1.0,
-            "{} decoded only {:.2} s",
-            d.player,
-            d.audio_secs
-        );
+        assert_decoded(r, 1.0);
     }
     let video_frames = results[3].as_ref().unwrap().video_frames;
     assert!(
@@ -107,18 +97,7 @@ mounts = ["/video.ogv"]
         [a, b, c].map(|h| h.join().unwrap())
     });
     for r in &results {
-        let d = r.as_ref().unwrap_or_else(|e| panic!("player failed: {e}"));
-        eprintln!(
-            "{} decoded {:.2} s of audio via {}",
-            d.player, d.audio_secs, d.url
-        );
-        assert!(
-            d.audio_secs >= 1.0,
-            "{} decoded only {:.2} s: {}",
-            d.player,
-            d.audio_secs,
-            d.log_tail
-        );
+        assert_decoded(r, 1.0);
     }
 
     // The players are gone: wait until the relays count nobody.

@@ -6,8 +6,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::{
-    Codec, IcecastRelay, Lab, MountSpec, RelaySpec, Slot, StreamListener, ffmpeg_decode,
-    ffprobe_codecs, gstreamer_decode, mpv_decode, vlc_decode,
+    Codec, IcecastRelay, Lab, MountSpec, RelaySpec, Slot, StreamListener, assert_decoded,
+    ffmpeg_decode, ffprobe_codecs, gstreamer_decode, mpv_decode, vlc_decode,
 };
 
 const T: Duration = Duration::from_secs(10);
@@ -90,18 +90,8 @@ fn two_relays_with_limits_listeners_and_players() {
         let vlc = s.spawn(|| vlc_decode(&mp3_url, 2.0));
         listener_checks(limited);
         for d in [ff, mpv, gst, vlc] {
-            let d = d.join().unwrap().unwrap_or_else(|e| panic!("{e}"));
-            eprintln!(
-                "{}: {:.2} s audio from {} in {:?} (exit {:?}, stopped {})",
-                d.player, d.audio_secs, d.url, d.wall, d.exit, d.stopped
-            );
-            assert!(
-                d.audio_secs >= 1.0,
-                "{} decoded only {:.2} s: {}",
-                d.player,
-                d.audio_secs,
-                d.log_tail
-            );
+            let run = d.join().unwrap();
+            let d = assert_decoded(&run, 1.0);
             assert_eq!(d.video_frames, 0, "{}: audio-only stream", d.player);
         }
     });

@@ -155,6 +155,17 @@ fn cluster(relays: &[R], dns: &str) -> Snapshot {
     cluster_at(relays, dns, SystemTime::UNIX_EPOCH)
 }
 
+/// A plan drawn from `snap` now.
+fn plan_now(snap: &Arc<Snapshot>, zones: &Arc<Zones>, rng: &mut SmallRng) -> Plan {
+    Plan::build(
+        snap.clone(),
+        zones.clone(),
+        Instant::now(),
+        SystemTime::now(),
+        rng,
+    )
+}
+
 fn state(snap: Snapshot) -> Arc<DnsState> {
     DnsState::new(Arc::new(SnapshotCell::new(snap)), zones())
 }
@@ -853,13 +864,7 @@ fn drawing_a_plan_for_a_thousand_relays_is_fast() {
     let start = Instant::now();
     let rounds = 5;
     for _ in 0..rounds {
-        let plan = Plan::build(
-            snap.clone(),
-            zones.clone(),
-            Instant::now(),
-            SystemTime::now(),
-            &mut rng,
-        );
+        let plan = plan_now(&snap, &zones, &mut rng);
         assert_eq!(plan.names.len(), 2);
     }
     let each = start.elapsed() / rounds;
@@ -891,13 +896,7 @@ fn variants_are_drawn_like_select_picks() {
             select::pick_many(&snap, 0, ogg, &mut rng, &mut out);
             from_select[out[0]] += 1;
         }
-        let plan = Plan::build(
-            snap.clone(),
-            zones.clone(),
-            Instant::now(),
-            SystemTime::now(),
-            &mut rng,
-        );
+        let plan = plan_now(&snap, &zones, &mut rng);
         for v in balanced(&plan, "live-ogg.stream.example.org.").v4.iter() {
             from_plan[usize::from(v[0].octets()[3]) - 1] += 1;
         }
@@ -940,13 +939,7 @@ fn each_family_is_drawn_among_the_relays_that_have_it() {
     let (mut first4, mut first6) = ([0u32; 4], [0u32; 4]);
     let rounds = 400;
     for _ in 0..rounds {
-        let plan = Plan::build(
-            snap.clone(),
-            zones.clone(),
-            Instant::now(),
-            SystemTime::now(),
-            &mut rng,
-        );
+        let plan = plan_now(&snap, &zones, &mut rng);
         let b = balanced(&plan, "live-ogg.stream.example.org.");
         for v in b.v4.iter() {
             assert_eq!(v.len(), 2, "{v:?}");

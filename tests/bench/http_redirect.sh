@@ -18,21 +18,9 @@ for t in wrk hey nginx taskset python3 curl; do
 done
 cargo build --release --quiet
 FLOE=$PWD/target/release/floe
-WORK=$(mktemp -d)
+source tests/bench/lib.sh
+# nginx's workers (not root) serve the fake relay status file from $WORK.
 chmod 755 "$WORK"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for _ in $(seq 30); do
-    alive=0
-    for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
-    [ "$alive" = 0 ] && break
-    sleep 0.1
-  done
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
 
 read -r P_STATUS P_NGINX P_FLOE P_DNS < <(python3 - <<'PY'
 import socket

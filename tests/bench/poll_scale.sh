@@ -50,20 +50,7 @@ fi
 [ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge "$need" ] ||
   { echo "fd limit $(ulimit -n) < $need (hard limit $(ulimit -Hn))" >&2; exit 1; }
 
-WORK=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for _ in $(seq 30); do
-    alive=0
-    for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
-    [ "$alive" = 0 ] && break
-    sleep 0.1
-  done
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+source tests/bench/lib.sh
 
 # ---- The fake relays: one asyncio process, RELAYS ports on 127.0.0.1. ----
 # It binds every port itself (port 0), writes "control_port port1 port2 ..."

@@ -17,8 +17,8 @@ pub mod source;
 pub use icecast::{IcecastRelay, Lab, MountSpec, MountStatus, RelaySpec, Slot};
 pub use net::{HttpResponse, ListenError, StreamListener, free_port, http_get, http_get_auth};
 pub use players::{
-    Decoded, PlayError, ffmpeg_decode, ffprobe_codecs, gstreamer_decode, mplayer_decode,
-    mpv_decode, vlc_decode, xine_decode,
+    Decoded, PlayError, assert_decoded, ffmpeg_decode, ffprobe_codecs, gstreamer_decode,
+    mplayer_decode, mpv_decode, vlc_decode, xine_decode,
 };
 pub use procs::{Proc, have_tool, poll, require_tool};
 pub use source::{Codec, Source, SourceOpts};

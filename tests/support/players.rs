@@ -34,6 +34,26 @@ pub struct Decoded {
     pub log_tail: String,
 }
 
+/// The player's run, which must have decoded at least `min_secs` of
+/// audio: panics with the player's log otherwise. Prints what it decoded.
+pub fn assert_decoded(run: &Result<Decoded, PlayError>, min_secs: f64) -> &Decoded {
+    let d = run
+        .as_ref()
+        .unwrap_or_else(|e| panic!("player failed: {e}"));
+    eprintln!(
+        "{} decoded {:.2} s of audio, {} video frames via {} in {:?} (exit {:?}, stopped {})",
+        d.player, d.audio_secs, d.video_frames, d.url, d.wall, d.exit, d.stopped
+    );
+    assert!(
+        d.audio_secs >= min_secs,
+        "{} decoded only {:.2} s: {}",
+        d.player,
+        d.audio_secs,
+        d.log_tail
+    );
+    d
+}
+
 /// A player decoded nothing.
 #[derive(Clone, Debug)]
 pub struct PlayError {
