@@ -2,15 +2,20 @@
 //!
 //! BRIEF target: a rebuild under 5 ms. Run with
 //! `cargo bench --bench snapshot_rebuild`; prints the median, p99 and max
-//! of repeated `Snapshot::build` calls over a fully populated cluster, and
-//! the cost of one HTTP-style pick on it.
+//! of repeated `Snapshot::build` calls over a fully populated cluster, the
+//! cost of one HTTP-style pick on it, and of drawing the DNS plan (every
+//! balanced name's answers) from it, with IPv4-only and with dual-stack
+//! relays (an IPv4-only cluster once made the plan draw every relay).
 
 use floe::config;
+use floe::dns::Plan;
+use floe::dns::zones::Zones;
 use floe::grants::GrantSample;
 use floe::health::{Health, PollOutcome};
 use floe::select;
 use floe::snapshot::{RelayObservation, Snapshot, Topology};
 use floe::status::{MaxListeners, MountStatus, RelayStatus};
+use floe::zones::ZoneSet;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use std::path::Path;
@@ -21,14 +26,23 @@ const RELAYS: usize = 1000;
 const STREAMS: usize = 10;
 const MOUNTS_PER_STREAM: usize = 2;
 
-fn main() {
+/// The cluster: topology (balanced names in the example zone; relays
+/// IPv4-only, or with an IPv6 address too) and one poll per relay.
+fn cluster(dual_stack: bool) -> (Arc<Topology>, Vec<RelayObservation>) {
     let mut toml = String::new();
     for s in 0..STREAMS {
-        toml += &format!("[[stream]]\nname = \"s{s}\"\nmounts = [\"/s{s}.ogg\", \"/s{s}.mp3\"]\n");
+        toml += &format!(
+            "[[stream]]\nname = \"s{s}\"\nmounts = [\"/s{s}.ogg\", \"/s{s}.mp3\"]\ndns = [\"s{s}.stream.example.org.\"]\n"
+        );
     }
     for r in 0..RELAYS {
+        let v6 = if dual_stack {
+            format!(", \"2001:db8::{r:x}\"")
+        } else {
+            String::new()
+        };
         toml += &format!(
-            "[[relay]]\nname = \"relay-{r}\"\nurl = \"http://relay-{r}.example.org:8000\"\naddresses = [\"10.{}.{}.1\"]\nstatus = {{ kind = \"xslt\" }}\nmax_listeners = 5000\n",
+            "[[relay]]\nname = \"relay-{r}\"\nurl = \"http://relay-{r}.example.org:8000\"\naddresses = [\"10.{}.{}.1\"{v6}]\nstatus = {{ kind = \"xslt\" }}\nmax_listeners = 5000\n",
             r / 256,
             r % 256
         );
@@ -66,6 +80,12 @@ fn main() {
             }
         })
         .collect();
+    (topology, observations)
+}
+
+fn main() {
+    let (topology, observations) = cluster(false);
+    let mounts = STREAMS * MOUNTS_PER_STREAM;
     let refs: Vec<Option<&RelayObservation>> = observations.iter().map(Some).collect();
 
     let mut times = Vec::new();
@@ -99,4 +119,37 @@ fn main() {
         "pick_for_mount over {RELAYS} relays: {:?} per pick (two passes over the relays)",
         t.elapsed() / n as u32
     );
+
+    // The DNS plan: every balanced name's answer variants, drawn from one
+    // snapshot (floe draws one per snapshot, and at least once a second).
+    let (zone_set, diags) = ZoneSet::load(Path::new("zones"));
+    let zones = Arc::new(Zones::new(Arc::new(
+        zone_set.unwrap_or_else(|| panic!("zones/: {diags}")),
+    )));
+    for dual_stack in [false, true] {
+        let (topology, observations) = cluster(dual_stack);
+        let refs: Vec<Option<&RelayObservation>> = observations.iter().map(Some).collect();
+        let snap = Arc::new(Snapshot::build(topology, &refs, &[], 1));
+        let rounds = 50;
+        let t = Instant::now();
+        for _ in 0..rounds {
+            let plan = Plan::build(
+                snap.clone(),
+                zones.clone(),
+                Instant::now(),
+                SystemTime::now(),
+                &mut rng,
+            );
+            std::hint::black_box(plan);
+        }
+        println!(
+            "DNS plan, {RELAYS} relays x {STREAMS} balanced names ({}): {:?} per plan",
+            if dual_stack {
+                "dual-stack"
+            } else {
+                "IPv4 only"
+            },
+            t.elapsed() / rounds
+        );
+    }
 }
