@@ -19,6 +19,7 @@
 //! Only relays and mounts of the current config are exported.
 
 use crate::dns::DnsState;
+use crate::dns::answer::{Decision, Plan};
 use crate::dns::stats::{QTYPES, QUERY_RCODES, RCODES, Tally, ZoneCounts};
 use crate::health::{PollOutcome, RelayState};
 use crate::history::History;
@@ -248,6 +249,22 @@ pub const DNS_DROPPED: Desc = counter(
     &[],
     "DNS packets that got no answer (too short, a response, source port 0).",
 );
+/// What each balanced DNS name answers now.
+pub const DNS_NAME_ANSWER: Desc = gauge(
+    "floe_dns_name_answer",
+    &["name", "decision", "reason"],
+    "Always 1, one series per balanced DNS name: what it answers now. decision: candidates \
+     (relays with room) or the fallback policy in use (serve-all, nodata, fallback, last-known); \
+     reason: why the policy answers (first-poll, stale, no-candidate:offline, no-candidate:full, \
+     no-candidate:starting), empty for candidates.",
+);
+/// How many relays each balanced DNS name answers from.
+pub const DNS_NAME_RELAYS: Desc = gauge(
+    "floe_dns_name_relays",
+    &["name"],
+    "Relays a balanced DNS name's answers are drawn from now: its candidates, or the serve-all \
+     policy's relays (0 for nodata and fallback).",
+);
 /// Build.
 pub const BUILD_INFO: Desc = gauge(
     "floe_build_info",
@@ -283,6 +300,8 @@ pub const CATALOG: &[Desc] = &[
     DNS_RESPONSES,
     DNS_QUERIES,
     DNS_DROPPED,
+    DNS_NAME_ANSWER,
+    DNS_NAME_RELAYS,
     BUILD_INFO,
 ];
 
@@ -686,6 +705,11 @@ impl Metrics {
             polls,
             dns: self.dns_counts(),
             dns_queries: self.dns.get().map(|d| d.query_counts()).unwrap_or_default(),
+            dns_names: self
+                .dns
+                .get()
+                .map(|d| dns_names(&d.plan(Instant::now())))
+                .unwrap_or_default(),
             now: Instant::now(),
             snap,
         };
@@ -709,7 +733,37 @@ struct Scrape {
     dns: Option<Tally>,
     /// Per zone (`None`: outside every zone), for `floe_dns_queries_total`.
     dns_queries: Vec<(Option<String>, ZoneCounts)>,
+    /// Per balanced name of the current DNS plan.
+    dns_names: Vec<DnsName>,
     now: Instant,
+}
+
+/// One balanced name's current answer, for `floe_dns_name_*`.
+#[derive(Debug)]
+struct DnsName {
+    name: String,
+    decision: &'static str,
+    reason: &'static str,
+    relays: u64,
+}
+
+/// What every balanced name of `plan` answers.
+fn dns_names(plan: &Plan) -> Vec<DnsName> {
+    plan.names
+        .iter()
+        .map(|b| {
+            let (decision, reason) = match b.decision {
+                Decision::Candidates => ("candidates", ""),
+                Decision::Policy { why, policy } => (policy.as_str(), why.as_str()),
+            };
+            DnsName {
+                name: b.name.to_string(),
+                decision,
+                reason,
+                relays: b.relays.len() as u64,
+            }
+        })
+        .collect()
 }
 
 /// Writes one family: its descriptor, then each series from `series`.
@@ -990,6 +1044,23 @@ impl Collector for Scrape {
             })?;
             family(&mut enc, &DNS_DROPPED, |f| {
                 put_counter(f, &none, dns.unanswered)
+            })?;
+            family(&mut enc, &DNS_NAME_ANSWER, |f| {
+                for n in &self.dns_names {
+                    let labels = [
+                        ("name", n.name.as_str()),
+                        ("decision", n.decision),
+                        ("reason", n.reason),
+                    ];
+                    put_gauge(f, &labels, 1u64)?;
+                }
+                Ok(())
+            })?;
+            family(&mut enc, &DNS_NAME_RELAYS, |f| {
+                for n in &self.dns_names {
+                    put_gauge(f, &[("name", n.name.as_str())], n.relays)?;
+                }
+                Ok(())
             })?;
         }
         family(&mut enc, &BUILD_INFO, |f| {

@@ -50,6 +50,7 @@ fall = 1
 name = "live"
 mounts = ["/live.ogg", "/live.mp3"]
 dns = ["live.stream.example.org."]
+mount_dns = {{ "/live.mp3" = ["live-mp3.stream.example.org."] }}
 "#
     );
     for (i, r) in relays.iter().enumerate() {
@@ -267,6 +268,32 @@ fn metrics_pass_promtool_and_count_known_traffic() {
     assert_eq!(v("floe_dns_answers_total", &[("path", "udp-handler")]), 3.0);
     assert_eq!(v("floe_dns_responses_total", &[("rcode", "NOERROR")]), 4.0);
     assert_eq!(v("floe_dns_responses_total", &[("rcode", "REFUSED")]), 1.0);
+
+    // What each balanced name answers: the stream name from relay-a (its
+    // only mount on the air has room there); the mp3 name, with no source
+    // anywhere, from the serve-all policy (every live relay: relay-a).
+    let live = "live.stream.example.org.";
+    let mp3 = "live-mp3.stream.example.org.";
+    let answer = |name, decision, reason| {
+        value(
+            &text,
+            "floe_dns_name_answer",
+            &[("name", name), ("decision", decision), ("reason", reason)],
+        )
+    };
+    assert_eq!(answer(live, "candidates", ""), Some(1.0), "{text}");
+    assert_eq!(
+        answer(mp3, "serve-all", "no-candidate:offline"),
+        Some(1.0),
+        "{text}"
+    );
+    let names = samples(&text)
+        .into_iter()
+        .filter(|s| s.0 == "floe_dns_name_answer")
+        .count();
+    assert_eq!(names, 2, "one series per balanced name");
+    assert_eq!(v("floe_dns_name_relays", &[("name", live)]), 1.0);
+    assert_eq!(v("floe_dns_name_relays", &[("name", mp3)]), 1.0);
 
     // Redirects: exactly the traffic above.
     let sent = |relay| {
