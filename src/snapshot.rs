@@ -16,6 +16,7 @@
 use crate::config::{Config, RelayConfig};
 use crate::grants::{GrantSample, RelayGrants};
 use crate::health::{Health, RelayState};
+use crate::select::PickIndex;
 use crate::status::MaxListeners;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -241,6 +242,9 @@ pub struct Snapshot {
     pub stream_required: Box<[Box<[MountId]>]>,
     /// Reload history up to this snapshot.
     pub reload: Arc<ReloadReport>,
+    /// Per mount: relays with room at build time, weighted, for
+    /// [`crate::select::pick_for_mount`].
+    pick_index: Box<[PickIndex]>,
 }
 
 /// One relay's dynamic state.
@@ -443,7 +447,7 @@ impl Snapshot {
                     .collect()
             })
             .collect();
-        Snapshot {
+        let mut snap = Snapshot {
             generation,
             generation_text: Bytes::from(generation.to_string()),
             built_at: SystemTime::now(),
@@ -455,7 +459,15 @@ impl Snapshot {
             reserve_released,
             stream_required,
             reload,
-        }
+            pick_index: Box::default(),
+        };
+        snap.pick_index = PickIndex::build(&snap);
+        snap
+    }
+
+    /// Mount `m`'s pick index (see [`PickIndex`]).
+    pub fn pick_index(&self, m: MountId) -> Option<&PickIndex> {
+        self.pick_index.get(m)
     }
 
     /// The cell of relay `r` and mount `m`.
