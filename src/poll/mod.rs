@@ -6,7 +6,7 @@
 //! builder waits [`rebuild_spacing`] (at least [`MIN_REBUILD_SPACING`], and
 //! [`REBUILD_SPACING_FACTOR`] times what the build took), so 1,000 relays
 //! polled every 2 s cost about a dozen rebuilds a second, not 500, and
-//! builds never take more than about 2 % of a core.
+//! builds never take more than about 1 % of a core.
 //!
 //! Reload: [`Engine::reload`] swaps in a new config. Relays whose name,
 //! status URL and poll settings are unchanged keep their task and health;
@@ -32,10 +32,11 @@ use tokio::sync::Notify;
 pub const MIN_REBUILD_SPACING: Duration = Duration::from_millis(20);
 
 /// After a build, the builder waits at least this many times as long as the
-/// build took: builds use at most 1/50 (2 %) of a core, whatever the size of
-/// the cluster. A 1,000 x 20 build (0.3-1 ms) is followed by 15-50 ms of
-/// quiet, far below the failover bound (interval + timeout x fall, seconds).
-pub const REBUILD_SPACING_FACTOR: u32 = 50;
+/// build took: builds use at most 1/100 (1 %) of a core, whatever the size
+/// of the cluster. A 1,000 x 20 build (0.5-1 ms) is followed by 50-100 ms
+/// of quiet, far below the failover bound (interval + timeout x fall,
+/// seconds).
+pub const REBUILD_SPACING_FACTOR: u32 = 100;
 
 /// How long the builder waits after a build that took `took`.
 pub fn rebuild_spacing(took: Duration) -> Duration {
@@ -295,10 +296,10 @@ mod tests {
             rebuild_spacing(Duration::from_micros(50)),
             MIN_REBUILD_SPACING
         );
-        // Large ones: 50x the build, so builds use at most 2 % of a core.
+        // Large ones: 100x the build, so builds use at most 1 % of a core.
         assert_eq!(
             rebuild_spacing(Duration::from_millis(1)),
-            Duration::from_millis(50)
+            Duration::from_millis(100)
         );
     }
 }

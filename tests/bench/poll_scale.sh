@@ -298,7 +298,7 @@ print(f"  mounts per relay            {mounts} ({relays * mounts} relay x mount 
 print(f"  window                      {dur:.1f} s (after healthy in ${t_healthy} s + ${SETTLE} s settle)")
 print(f"  polls answered              {polls} = {pps:.1f}/s (expected {expected:.0f}/s; {pps / expected:.2f}x)")
 print(f"  relay connections           {$conns} accepted in total, {$open} open (keep-alive: ~{relays} expected), {$bad} bad requests")
-print(f"  snapshot generations        {$g1 - $g0} = {gens:.1f}/s (builds spaced 20 ms or 50x their cost, whichever is longer)")
+print(f"  snapshot generations        {$g1 - $g0} = {gens:.1f}/s (builds spaced 20 ms or 100x their cost, whichever is longer)")
 print(f"  floe CPU                    {cpu:.2f} % of one core   target < 10 %     {cpu / 10:.2f}x  {mark(cpu < 10)}")
 print(f"  floe RSS (end / avg / max)  {rss:.1f} / {rss_avg:.1f} / {rss_max:.1f} MiB   target < 100 MiB   {rss_max / 100:.2f}x  {mark(rss_max < 100)}")
 print(f"  floe peak RSS (VmHWM)       {hwm:.1f} MiB   target < 100 MiB   {hwm / 100:.2f}x  {mark(hwm < 100)}")
