@@ -24,14 +24,16 @@ use crate::select::{self, NoCandidate};
 use crate::snapshot::Snapshot;
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{self, HeaderValue};
+use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use std::net::SocketAddr;
 
 /// Response header carrying the snapshot generation a choice came from.
-pub const GENERATION_HEADER: &str = "x-floe-generation";
+/// (`HeaderName` constants are checked at compile time; a `&str` name would
+/// be parsed and validated on every response.)
+pub const GENERATION_HEADER: HeaderName = HeaderName::from_static("x-floe-generation");
 /// Response header naming the relay a redirect chose.
-pub const RELAY_HEADER: &str = "x-floe-relay";
+pub const RELAY_HEADER: HeaderName = HeaderName::from_static("x-floe-relay");
 
 /// Answers one request from `snap`, counting it in `metrics`.
 pub fn respond<B>(
