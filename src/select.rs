@@ -217,7 +217,10 @@ const INDEXED_DRAWS: usize = 8;
 /// running sums of their selection weights then. Grants only shrink room
 /// while a snapshot is current, so a draw by those weights accepted with
 /// probability (weight now / weight then) picks exactly in proportion to
-/// the weights now, in O(log relays) instead of two passes over them.
+/// the weights now, in O(log relays) instead of two passes over them. (The
+/// one exception, a failed two-step grant giving its relay slot back, can
+/// leave a build-time weight one slot low; the acceptance is then capped at
+/// 1, a bias of one slot for that relay until the next snapshot.)
 #[derive(Debug, Default)]
 pub struct PickIndex {
     relays: Box<[RelayId]>,
