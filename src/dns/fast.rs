@@ -84,17 +84,11 @@ impl Rendered {
 }
 
 /// Answers `query` from `plan` into `out` when it is a plain A or AAAA
-/// question for a balanced name; returns the response length, or `None`
-/// when the hickory handler must answer.
+/// question for a balanced name: the response length and where the query
+/// is counted (the balanced name's zone, the query type, NOERROR), or
+/// `None` when the hickory handler must answer.
 #[inline]
-pub fn answer(query: &[u8], plan: &Plan, variant: usize, out: &mut [u8]) -> Option<usize> {
-    answer_counted(query, plan, variant, out).map(|(len, _)| len)
-}
-
-/// [`answer`], with where the query is counted: the balanced name's zone,
-/// the query type and the RCODE of the rendered answer (NOERROR).
-#[inline]
-pub fn answer_counted(
+pub fn answer(
     query: &[u8],
     plan: &Plan,
     variant: usize,

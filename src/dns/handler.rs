@@ -95,17 +95,10 @@ impl FloeHandler {
     }
 
     /// Answers one raw query received over `protocol` from `src`: the
-    /// encoded response, or `None` when nothing must be sent (a message
-    /// too short to have a header, or a response).
-    pub async fn answer(&self, raw: &[u8], src: SocketAddr, protocol: Protocol) -> Option<Vec<u8>> {
-        self.answer_counted(raw, src, protocol)
-            .await
-            .map(|(bytes, _)| bytes)
-    }
-
-    /// [`FloeHandler::answer`], with where the query is counted: its zone,
-    /// query type and the response's (extended) RCODE.
-    pub async fn answer_counted(
+    /// encoded response and where the query is counted (its zone, query
+    /// type and the response's extended RCODE), or `None` when nothing must
+    /// be sent (a message too short to have a header, or a response).
+    pub async fn answer(
         &self,
         raw: &[u8],
         src: SocketAddr,

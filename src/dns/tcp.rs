@@ -153,7 +153,7 @@ async fn connection(
             tcp: 1,
             ..Tally::default()
         };
-        let response = handler.answer_counted(&query, peer, Protocol::Tcp).await;
+        let response = handler.answer(&query, peer, Protocol::Tcp).await;
         match &response {
             Some((r, _)) => tally.answered(r),
             None => tally.unanswered = 1,

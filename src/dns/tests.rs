@@ -474,14 +474,16 @@ fn ask(state: &Arc<DnsState>, raw: &[u8]) -> Message {
     let plan = state.plan(Instant::now());
     let mut out = [0u8; 1232];
     let bytes = match fast::answer(raw, &plan, 0, &mut out) {
-        Some(n) => out[..n].to_vec(),
-        None => rt()
-            .block_on(FloeHandler::new(state.clone()).answer(
+        Some((n, _)) => out[..n].to_vec(),
+        None => {
+            rt().block_on(FloeHandler::new(state.clone()).answer(
                 raw,
                 "127.0.0.1:5353".parse().unwrap(),
                 Protocol::Udp,
             ))
-            .expect("a response"),
+            .expect("a response")
+            .0
+        }
     };
     Message::from_vec(&bytes).expect("response parses")
 }
@@ -517,7 +519,7 @@ fn fast_path_and_handler_give_the_same_answers() {
                     let raw = query(qname, qtype, edns);
                     for k in 0..VARIANTS {
                         let mut out = [0u8; 1232];
-                        let n = fast::answer(&raw, &plan, k, &mut out).unwrap_or_else(|| {
+                        let (n, _) = fast::answer(&raw, &plan, k, &mut out).unwrap_or_else(|| {
                             panic!("fast path declined {qname} {qtype} edns {edns:?}")
                         });
                         let fast = Message::from_vec(&out[..n]).expect("fast answer parses");
@@ -746,7 +748,7 @@ fn answers_that_do_not_fit_are_truncated_and_whole_over_tcp() {
     assert_eq!(m.answers.len(), 6);
     let handler = FloeHandler::new(state.clone());
     let raw = query("big.stream.example.org.", RecordType::TXT, None);
-    let bytes = rt()
+    let (bytes, _) = rt()
         .block_on(handler.answer(&raw, "127.0.0.1:5353".parse().unwrap(), Protocol::Tcp))
         .unwrap();
     let m = Message::from_vec(&bytes).unwrap();

@@ -99,7 +99,7 @@ pub(super) fn worker(
                 tally.unanswered += 1;
                 continue;
             };
-            if let Some((len, key)) = fast::answer_counted(query, &plan, next_variant(), out) {
+            if let Some((len, key)) = fast::answer(query, &plan, next_variant(), out) {
                 keys[counted] = key;
                 counted += 1;
                 tally.udp_fast += 1;
@@ -107,8 +107,7 @@ pub(super) fn worker(
                 batch.reply(i, len);
                 continue;
             }
-            let Some((response, key)) =
-                rt.block_on(handler.answer_counted(query, src, Protocol::Udp))
+            let Some((response, key)) = rt.block_on(handler.answer(query, src, Protocol::Udp))
             else {
                 tally.unanswered += 1;
                 continue;
