@@ -213,53 +213,81 @@ fn no_candidate_for_mount(snap: &Snapshot, m: MountId) -> NoCandidate {
 /// mostly granted away within one snapshot; then the scan answers.
 const INDEXED_DRAWS: usize = 8;
 
-/// Per mount: the relays that had room when the snapshot was built, with
-/// running sums of their selection weights then. Grants only shrink room
-/// while a snapshot is current, so a draw by those weights accepted with
-/// probability (weight now / weight then) picks exactly in proportion to
-/// the weights now, in O(log relays) instead of two passes over them. (The
-/// one exception, a failed two-step grant giving its relay slot back, can
-/// leave a build-time weight one slot low; the acceptance is then capped at
-/// 1, a bias of one slot for that relay until the next snapshot.)
+/// Relays with selection weights kept as running sums, so a weighted draw
+/// is one binary search. Redirects draw from one per mount ([`PickIndex`]),
+/// DNS plans from one per balanced name, each with its own weights.
 #[derive(Debug, Default)]
-pub struct PickIndex {
-    relays: Box<[RelayId]>,
-    cumulative: Box<[u64]>,
+pub struct RunningSums {
+    relays: Vec<RelayId>,
+    cumulative: Vec<u64>,
 }
 
-impl PickIndex {
-    /// The index of every mount of `snap`, from each relay's room now (the
-    /// snapshot builds it once, before it is published).
-    pub fn build(snap: &Snapshot) -> Box<[PickIndex]> {
-        (0..snap.topology.mounts.len())
-            .map(|m| {
-                let mut relays = Vec::new();
-                let mut cumulative = Vec::new();
-                let mut sum = 0u64;
-                for r in 0..snap.relays.len() {
-                    let Ok(room) = mount_room(snap, r, m) else {
-                        continue;
-                    };
-                    let w = weight(snap, r, room);
-                    if w > 0 {
-                        sum = sum.saturating_add(w);
-                        relays.push(r);
-                        cumulative.push(sum);
-                    }
-                }
-                PickIndex {
-                    relays: relays.into(),
-                    cumulative: cumulative.into(),
-                }
-            })
-            .collect()
+impl RunningSums {
+    /// Empty, with room for `n` relays.
+    pub fn with_capacity(n: usize) -> RunningSums {
+        RunningSums {
+            relays: Vec::with_capacity(n),
+            cumulative: Vec::with_capacity(n),
+        }
     }
 
-    /// Relay `i` of the index and its weight at build time.
-    fn entry(&self, i: usize) -> (RelayId, u64) {
+    /// Adds relay `r` with weight `w`.
+    pub fn push(&mut self, r: RelayId, w: u64) {
+        let sum = self.total().saturating_add(w);
+        self.relays.push(r);
+        self.cumulative.push(sum);
+    }
+
+    /// The sum of every weight.
+    pub fn total(&self) -> u64 {
+        self.cumulative.last().copied().unwrap_or(0)
+    }
+
+    /// The relays, in the order they were added.
+    pub fn relays(&self) -> &[RelayId] {
+        &self.relays
+    }
+
+    /// The position whose share of `0..total()` holds `target`.
+    pub fn find(&self, target: u64) -> usize {
+        self.cumulative.partition_point(|&c| c <= target)
+    }
+
+    /// The relay at position `i` and its weight.
+    pub fn entry(&self, i: usize) -> (RelayId, u64) {
         let below = if i == 0 { 0 } else { self.cumulative[i - 1] };
         (self.relays[i], self.cumulative[i] - below)
     }
+}
+
+/// Per mount: the relays that had room when the snapshot was built, with
+/// their selection weights then. Grants only shrink room while a snapshot
+/// is current, so a draw by those weights accepted with probability
+/// (weight now / weight then) picks exactly in proportion to the weights
+/// now, in O(log relays) instead of two passes over them. (The one
+/// exception, a failed two-step grant giving its relay slot back, can leave
+/// a build-time weight one slot low; the acceptance is then capped at 1, a
+/// bias of one slot for that relay until the next snapshot.)
+pub type PickIndex = RunningSums;
+
+/// The [`PickIndex`] of every mount of `snap`, from each relay's room now
+/// (the snapshot builds it once, before it is published).
+pub fn pick_index(snap: &Snapshot) -> Box<[PickIndex]> {
+    (0..snap.topology.mounts.len())
+        .map(|m| {
+            let mut index = RunningSums::default();
+            for r in 0..snap.relays.len() {
+                let Ok(room) = mount_room(snap, r, m) else {
+                    continue;
+                };
+                let w = weight(snap, r, room);
+                if w > 0 {
+                    index.push(r, w);
+                }
+            }
+            index
+        })
+        .collect()
 }
 
 /// Picks a relay for one new listener of mount `m` and records the grant.
@@ -281,10 +309,12 @@ pub fn pick_for_mount<R: Rng + ?Sized>(
 /// granted; `None` when none went through.
 fn pick_indexed<R: Rng + ?Sized>(snap: &Snapshot, m: MountId, rng: &mut R) -> Option<RelayId> {
     let index = snap.pick_index(m)?;
-    let total = *index.cumulative.last()?;
+    let total = index.total();
+    if total == 0 {
+        return None;
+    }
     for _ in 0..INDEXED_DRAWS {
-        let target = rng.random_range(0..total);
-        let (r, built) = index.entry(index.cumulative.partition_point(|&c| c <= target));
+        let (r, built) = index.entry(index.find(rng.random_range(0..total)));
         let Ok(room) = mount_room(snap, r, m) else {
             continue;
         };

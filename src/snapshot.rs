@@ -461,7 +461,7 @@ impl Snapshot {
             reload,
             pick_index: Box::default(),
         };
-        snap.pick_index = PickIndex::build(&snap);
+        snap.pick_index = crate::select::pick_index(&snap);
         snap
     }
 

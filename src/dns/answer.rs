@@ -480,34 +480,27 @@ fn draw_candidates<R: Rng + ?Sized>(
 /// `[select] unlimited_room`) times the relay's weight. Computed once per
 /// name and plan, so each variant costs a few binary searches instead of
 /// `pick_many`'s scans of every relay per pick.
-struct Weighted {
-    relays: Vec<RelayId>,
-    /// Running sums of the weights, in `relays` order.
-    cumulative: Vec<u64>,
-}
+struct Weighted(select::RunningSums);
 
 impl Weighted {
     fn new(snap: &Snapshot, candidates: &[(RelayId, select::Room)]) -> Weighted {
         let unlimited = u64::from(snap.config().select.unlimited_room);
-        let mut sum = 0u64;
-        let mut relays = Vec::with_capacity(candidates.len());
-        let mut cumulative = Vec::with_capacity(candidates.len());
+        let mut sums = select::RunningSums::with_capacity(candidates.len());
         for &(r, room) in candidates {
             let w = room.slots().unwrap_or(unlimited).max(1)
                 * u64::from(snap.topology.relays[r].weight.max(1));
-            sum = sum.saturating_add(w);
-            relays.push(r);
-            cumulative.push(sum);
+            sums.push(r, w);
         }
-        Weighted { relays, cumulative }
+        Weighted(sums)
     }
 
     /// Draws `n` distinct relays (all of them if fewer) into `out`, each
     /// draw in proportion to weight among those not drawn yet.
     fn draw<R: Rng + ?Sized>(&self, n: usize, rng: &mut R, out: &mut Vec<RelayId>) {
+        let sums = &self.0;
         out.clear();
-        let n = n.min(self.relays.len());
-        let total = self.cumulative.last().copied().unwrap_or(0);
+        let n = n.min(sums.relays().len());
+        let total = sums.total();
         let mut taken_weight = 0u64;
         let mut misses = 0;
         while out.len() < n {
@@ -515,39 +508,33 @@ impl Weighted {
             // (the same distribution as drawing over the free ones). When
             // the drawn ones dominate, scan the free ones instead.
             if taken_weight * 2 <= total && misses < 32 {
-                let target = rng.random_range(0..total);
-                let i = self.cumulative.partition_point(|&c| c <= target);
-                let r = self.relays[i];
+                let (r, w) = sums.entry(sums.find(rng.random_range(0..total)));
                 if out.contains(&r) {
                     misses += 1;
                     continue;
                 }
-                taken_weight += self.weight(i);
+                taken_weight += w;
                 out.push(r);
                 continue;
             }
             let free = total - taken_weight;
             let mut target = rng.random_range(0..free.max(1));
             let mut chosen = None;
-            for (i, &r) in self.relays.iter().enumerate() {
+            for i in 0..sums.relays().len() {
+                let (r, w) = sums.entry(i);
                 if out.contains(&r) {
                     continue;
                 }
-                let w = self.weight(i);
-                chosen = Some((i, r));
+                chosen = Some((r, w));
                 if target < w {
                     break;
                 }
                 target -= w;
             }
-            let Some((i, r)) = chosen else { break };
-            taken_weight += self.weight(i);
+            let Some((r, w)) = chosen else { break };
+            taken_weight += w;
             out.push(r);
         }
-    }
-
-    fn weight(&self, i: usize) -> u64 {
-        self.cumulative[i] - if i == 0 { 0 } else { self.cumulative[i - 1] }
     }
 }
 
