@@ -16,17 +16,8 @@ DUR=${1:-10}
 RATE=${2:-40000}
 cargo build --release --quiet
 FLOE=$PWD/target/release/floe
-WORK=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-read -r P_STATUS P_FLOE P_DNS P_GDNSD < <(python3 - <<'PY'
-import socket
-socks=[socket.socket() for _ in range(4)]
-for s in socks: s.bind(("127.0.0.1",0))
-print(*[s.getsockname()[1] for s in socks])
-PY
-)
+source tests/bench/lib.sh
+read -r P_STATUS P_FLOE P_DNS P_GDNSD < <(free_ports 4)
 # fake relay: python http server serving floe-slots
 mkdir -p "$WORK/www"
 printf '#floe-slots 1\n#mount\tlisteners\tmax_listeners\tfree\n/live.ogg\t0\t1000\t1000\nEND\t1\n' > "$WORK/www/floe-slots.xsl"

@@ -26,13 +26,7 @@ source tests/bench/lib.sh
 # nginx's workers (not root) serve the fake relay status file from $WORK.
 chmod 755 "$WORK"
 
-read -r P_STATUS P_NGINX P_FLOE P_DNS < <(python3 - <<'PY'
-import socket
-socks=[socket.socket() for _ in range(4)]
-for s in socks: s.bind(("127.0.0.1",0))
-print(*[s.getsockname()[1] for s in socks])
-PY
-)
+read -r P_STATUS P_NGINX P_FLOE P_DNS < <(free_ports 4)
 
 # The fake relay's status (unlimited room, so every request is a 302) is a
 # static file served by a second nginx server block.

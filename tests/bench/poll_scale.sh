@@ -149,13 +149,7 @@ sample=$(curl -s "http://127.0.0.1:${RELAY_PORTS[0]}/floe-slots.xsl")
 
 # ---- floe's config: RELAYS relays, STREAMS streams of 2 mounts. ----
 # floe's ports are picked once the relays hold theirs.
-read -r P_HTTP P_DNS < <(python3 - <<'PY'
-import socket
-socks=[socket.socket() for _ in range(2)]
-for s in socks: s.bind(("127.0.0.1",0))
-print(*[s.getsockname()[1] for s in socks])
-PY
-)
+read -r P_HTTP P_DNS < <(free_ports 2)
 
 mkdir -p "$WORK/zones"
 cat > "$WORK/zones/stream.example.org.zone" <<'ZONE'
