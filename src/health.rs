@@ -5,7 +5,7 @@
 //! transitions are tested directly. Drain is not a health state: it is the
 //! operator's flag, kept beside the health in the snapshot.
 
-use crate::status::RelayStatus;
+use crate::icecast::RelayStatus;
 use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -199,7 +199,7 @@ impl Health {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::{MaxListeners, MountStatus};
+    use crate::icecast::{MaxListeners, MountStatus};
 
     fn ok() -> PollOutcome {
         PollOutcome::Status(RelayStatus {

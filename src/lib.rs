@@ -7,7 +7,7 @@
 //! - [`config`]: the TOML model, parsed once into typed, validated values
 //!   with file:line:col diagnostics ([`diagnostic`]).
 //! - [`zones`]: RFC 1035 zone files loaded with hickory's parser.
-//! - [`status`]: one pure parser per Icecast status format.
+//! - [`icecast`]: one pure parser per Icecast status format (a relay's status).
 //! - [`health`]: the up/full/down state machine with rise/fall.
 //! - [`grants`]: lock-free in-flight grant counters per relay and mount.
 //! - [`snapshot`]: topology (from config) + dynamic state (from polls),
@@ -34,6 +34,7 @@ pub mod grants;
 pub mod health;
 pub mod history;
 pub mod http;
+pub mod icecast;
 pub mod metrics;
 pub mod poll;
 pub mod reload;
@@ -42,5 +43,4 @@ pub mod select;
 pub mod serve;
 pub mod shutdown;
 pub mod snapshot;
-pub mod status;
 pub mod zones;

@@ -17,7 +17,7 @@ use crate::config::{Config, RelayConfig};
 use crate::grants::{GrantSample, RelayGrants};
 use crate::health::{Health, RelayState};
 use crate::select::PickIndex;
-use crate::status::MaxListeners;
+use crate::icecast::MaxListeners;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use std::collections::HashMap;

@@ -14,7 +14,7 @@ mod duration;
 mod raw;
 
 use crate::diagnostic::{Diagnostic, Diagnostics};
-use crate::status::StatusKind;
+use crate::icecast::StatusKind;
 use crate::zones::ZoneSet;
 use hickory_proto::rr::Name;
 use raw::{RawAdmin, RawDns, RawHttp, RawPoll, RawRelay, RawSelect, RawStatus, RawStream};
@@ -65,7 +65,7 @@ pub struct Config {
 /// What DNS answers for a balanced name when the normal policy has nothing
 /// to say (no candidate, first poll not done, or snapshot stale).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DnsFallback {
+pub enum DnsPolicy {
     /// Keep answering from the last snapshot as if it were fresh (only for
     /// `when_stale`).
     LastKnown,
@@ -76,17 +76,17 @@ pub enum DnsFallback {
     /// NOERROR with no answer records (NODATA) and the SOA in authority.
     Nodata,
     /// The fixed `[dns] fallback` addresses.
-    Fixed,
+    Fallback,
 }
 
-impl DnsFallback {
+impl DnsPolicy {
     /// The config spelling.
     pub fn as_str(self) -> &'static str {
         match self {
-            DnsFallback::LastKnown => "last-known",
-            DnsFallback::ServeAll => "serve-all",
-            DnsFallback::Nodata => "nodata",
-            DnsFallback::Fixed => "fallback",
+            DnsPolicy::LastKnown => "last-known",
+            DnsPolicy::ServeAll => "serve-all",
+            DnsPolicy::Nodata => "nodata",
+            DnsPolicy::Fallback => "fallback",
         }
     }
 }
@@ -105,11 +105,11 @@ pub struct DnsConfig {
     /// Lower bound of a balanced answer's TTL (when room is running out).
     pub min_ttl: Duration,
     /// Policy when no relay qualifies.
-    pub when_no_candidate: DnsFallback,
+    pub when_no_candidate: DnsPolicy,
     /// Policy before the first poll round completes.
-    pub before_first_poll: DnsFallback,
+    pub before_first_poll: DnsPolicy,
     /// Policy when the snapshot is older than `[poll] stale_after`.
-    pub when_stale: DnsFallback,
+    pub when_stale: DnsPolicy,
     /// Addresses for the `fallback` policy.
     pub fallback: Vec<IpAddr>,
     /// A TCP connection with no query for this long is closed.
@@ -545,15 +545,15 @@ impl Cx<'_> {
         &mut self,
         key: &str,
         v: Option<Spanned<String>>,
-        default: DnsFallback,
+        default: DnsPolicy,
         allow_last_known: bool,
-    ) -> DnsFallback {
+    ) -> DnsPolicy {
         let Some(v) = v else { return default };
         match v.get_ref().as_str() {
-            "serve-all" => DnsFallback::ServeAll,
-            "nodata" => DnsFallback::Nodata,
-            "fallback" => DnsFallback::Fixed,
-            "last-known" if allow_last_known => DnsFallback::LastKnown,
+            "serve-all" => DnsPolicy::ServeAll,
+            "nodata" => DnsPolicy::Nodata,
+            "fallback" => DnsPolicy::Fallback,
+            "last-known" if allow_last_known => DnsPolicy::LastKnown,
             other => {
                 let choices = if allow_last_known {
                     "last-known, serve-all, nodata or fallback"
@@ -590,16 +590,16 @@ impl Cx<'_> {
         let when_no_candidate = self.policy(
             "when_no_candidate",
             raw.when_no_candidate,
-            DnsFallback::ServeAll,
+            DnsPolicy::ServeAll,
             false,
         );
         let before_first_poll = self.policy(
             "before_first_poll",
             raw.before_first_poll,
-            DnsFallback::ServeAll,
+            DnsPolicy::ServeAll,
             false,
         );
-        let when_stale = self.policy("when_stale", raw.when_stale, DnsFallback::LastKnown, true);
+        let when_stale = self.policy("when_stale", raw.when_stale, DnsPolicy::LastKnown, true);
         let mut fallback = Vec::new();
         for a in &raw.fallback {
             match a.get_ref().parse::<IpAddr>() {
@@ -611,7 +611,7 @@ impl Cx<'_> {
             }
         }
         let uses_fixed =
-            [when_no_candidate, before_first_poll, when_stale].contains(&DnsFallback::Fixed);
+            [when_no_candidate, before_first_poll, when_stale].contains(&DnsPolicy::Fallback);
         if uses_fixed && raw.fallback.is_empty() {
             self.error(
                 None,

@@ -19,7 +19,7 @@
 
 use super::fast::Rendered;
 use super::zones::Zones;
-use crate::config::{DnsConfig, DnsFallback};
+use crate::config::{DnsConfig, DnsPolicy};
 use crate::health::RelayState;
 use crate::select::{self, NoCandidate};
 use crate::snapshot::{MountId, RelayId, Snapshot, StreamId};
@@ -75,7 +75,7 @@ pub enum Decision {
         /// Why the normal answer could not be used.
         why: Why,
         /// What answers instead.
-        policy: DnsFallback,
+        policy: DnsPolicy,
     },
 }
 
@@ -319,7 +319,7 @@ fn balanced<R: Rng + ?Sized>(
     let candidates: Vec<(RelayId, select::Room)> = (0..snap.relays.len())
         .filter_map(|r| room(r).ok().map(|room| (r, room)))
         .collect();
-    let stale = snap.is_stale(now) && dns.when_stale != DnsFallback::LastKnown;
+    let stale = snap.is_stale(now) && dns.when_stale != DnsPolicy::LastKnown;
     let decision = if stale {
         Decision::Policy {
             why: Why::Stale,
@@ -348,13 +348,13 @@ fn balanced<R: Rng + ?Sized>(
         Decision::Policy { why, policy } => {
             let min_ttl = secs(dns.min_ttl);
             match policy {
-                DnsFallback::ServeAll | DnsFallback::LastKnown => {
+                DnsPolicy::ServeAll | DnsPolicy::LastKnown => {
                     let relays = serve_all(snap, why);
                     let (v4, v6) = draw_shuffled(snap, &relays, dns.answers, rng);
                     (relays, v4, v6, min_ttl)
                 }
-                DnsFallback::Nodata => (Vec::new(), Vec::new(), Vec::new(), min_ttl),
-                DnsFallback::Fixed => {
+                DnsPolicy::Nodata => (Vec::new(), Vec::new(), Vec::new(), min_ttl),
+                DnsPolicy::Fallback => {
                     let (v4, v6) = fixed(&dns.fallback, dns.answers);
                     (Vec::new(), v4, v6, min_ttl)
                 }

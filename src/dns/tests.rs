@@ -8,7 +8,7 @@ use crate::grants::GrantSample;
 use crate::health::{Health, PollOutcome};
 use crate::select;
 use crate::snapshot::{RelayObservation, Snapshot, Topology};
-use crate::status::{MaxListeners, MountStatus, RelayStatus};
+use crate::icecast::{MaxListeners, MountStatus, RelayStatus};
 use answer::{Decision, VARIANTS, Why};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
@@ -307,7 +307,7 @@ fn no_candidate_serves_every_live_relay_by_default() {
         b.decision,
         Decision::Policy {
             why: Why::NoCandidate(select::NoCandidate::Full),
-            policy: config::DnsFallback::ServeAll
+            policy: config::DnsPolicy::ServeAll
         }
     );
     assert_eq!(b.ttl, 5, "policy answers use min_ttl");
@@ -353,7 +353,7 @@ fn before_first_poll_and_stale_policies() {
         b.decision,
         Decision::Policy {
             why: Why::FirstPoll,
-            policy: config::DnsFallback::ServeAll
+            policy: config::DnsPolicy::ServeAll
         }
     );
     assert_eq!(
@@ -383,7 +383,7 @@ fn before_first_poll_and_stale_policies() {
         b.decision,
         Decision::Policy {
             why: Why::Stale,
-            policy: config::DnsFallback::Nodata
+            policy: config::DnsPolicy::Nodata
         }
     );
     assert!(b.v4.iter().all(|v| v.is_empty()));

@@ -6,7 +6,7 @@ use crate::config;
 use crate::grants::GrantSample;
 use crate::health::Health;
 use crate::snapshot::{RelayObservation, ReloadReport};
-use crate::status::{MaxListeners, MountStatus, RelayStatus};
+use crate::icecast::{MaxListeners, MountStatus, RelayStatus};
 use std::path::Path;
 
 /// A config with relays `names` (each `url = http://<name>.example.org`),

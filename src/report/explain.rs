@@ -9,7 +9,7 @@
 //! printed by `floe explain`.
 
 use super::rfc3339;
-use crate::config::DnsFallback;
+use crate::config::DnsPolicy;
 use crate::select::{self, Exclusion, NoCandidate};
 use crate::snapshot::{MountId, RelayId, Snapshot, StreamId};
 use serde::Serialize;
@@ -238,10 +238,10 @@ fn http_answer(snap: &Snapshot, m: MountId, candidates: usize) -> String {
 
 fn dns_answer(snap: &Snapshot, s: StreamId, mount: Option<MountId>, candidates: usize) -> String {
     let dns = &snap.config().dns;
-    let policy = |p: DnsFallback, why: &str| {
+    let policy = |p: DnsPolicy, why: &str| {
         format!("DNS: no candidate ({why}); policy {} answers", p.as_str())
     };
-    if snap.is_stale(Instant::now()) && dns.when_stale != DnsFallback::LastKnown {
+    if snap.is_stale(Instant::now()) && dns.when_stale != DnsPolicy::LastKnown {
         return policy(dns.when_stale, "snapshot stale");
     }
     if candidates > 0 {

@@ -6,7 +6,7 @@ use crate::config;
 use crate::grants::GrantSample;
 use crate::health::{Health, PollOutcome};
 use crate::snapshot::{RelayObservation, Topology};
-use crate::status::{MaxListeners, MountStatus, RelayStatus};
+use crate::icecast::{MaxListeners, MountStatus, RelayStatus};
 use proptest::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;

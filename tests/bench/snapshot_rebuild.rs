@@ -14,7 +14,7 @@ use floe::grants::GrantSample;
 use floe::health::{Health, PollOutcome};
 use floe::select;
 use floe::snapshot::{RelayObservation, Snapshot, Topology};
-use floe::status::{MaxListeners, MountStatus, RelayStatus};
+use floe::icecast::{MaxListeners, MountStatus, RelayStatus};
 use floe::zones::ZoneSet;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;

@@ -4,7 +4,7 @@
 
 use super::server::{MAX_HEAD_BYTES, base64};
 use super::*;
-use crate::status::{MaxListeners, icecast_json, icecast_xml, slots};
+use crate::icecast::{MaxListeners, icecast_json, icecast_xml, xslt};
 use std::task::Poll;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -145,7 +145,7 @@ async fn floe_slots_parses_with_floes_parser() {
     let relay = lab_relay();
     relay.add_fake_listeners("/live.ogg", 4);
     let status =
-        slots::parse(get_body(relay.addr(), "/floe-slots.xsl").await.as_bytes()).expect("parses");
+        xslt::parse(get_body(relay.addr(), "/floe-slots.xsl").await.as_bytes()).expect("parses");
     let ogg = status.mount("/live.ogg").expect("ogg listed");
     assert_eq!(
         (ogg.listeners, ogg.max_listeners),

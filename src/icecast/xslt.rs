@@ -271,7 +271,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::status::StatusKind;
+    use crate::icecast::StatusKind;
 
     macro_rules! fixture {
         ($name:literal) => {

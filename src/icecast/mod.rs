@@ -11,14 +11,14 @@
 //! - [`icecast_xml`]: `/admin/stats` (basic auth), the full stats XML. Carries
 //!   `max_listeners`.
 //! - [`icecast_json`]: `/status-json.xsl`, public; no `max_listeners` in 2.4.4.
-//! - [`slots`]: the `floe-slots` text produced by floe's stylesheet
+//! - [`xslt`]: the `floe-slots` text produced by floe's stylesheet
 //!   (`config/floe-slots.xsl`) installed in the relay's webroot. Carries
 //!   `max_listeners` without credentials and ends with a mount count, so a
 //!   truncated body is detected.
 
 pub mod icecast_json;
 pub mod icecast_xml;
-pub mod slots;
+pub mod xslt;
 
 /// Which status format a relay is polled with (config `status.kind`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +37,7 @@ impl StatusKind {
         match self {
             StatusKind::IcecastXml => icecast_xml::parse(body),
             StatusKind::IcecastJson => icecast_json::parse(body),
-            StatusKind::Xslt => slots::parse(body),
+            StatusKind::Xslt => xslt::parse(body),
         }
     }
 
