@@ -187,7 +187,7 @@ fn respond<B>(engine: &Engine, req: &Request<B>) -> Response<Full<Bytes>> {
     }
     // set_drain published a snapshot with the change before returning.
     let snap = engine.snapshots().load_full();
-    let Some(r) = snap.topology.relays.iter().position(|d| &*d.name == relay) else {
+    let Some(r) = snap.topology.relay_id(relay) else {
         return text(
             StatusCode::NOT_FOUND,
             &format!("404 no relay named {relay:?}\n"),

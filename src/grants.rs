@@ -16,6 +16,7 @@
 //! `grant_ttl` also serve as a baseline, which ages out grants that no poll
 //! could reconcile (e.g. while polls fail).
 
+use crate::ids::{MountId, PerMount};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The grant counters of one relay. Shared (in an `Arc`) by the relay's
@@ -23,16 +24,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 #[derive(Debug)]
 pub struct RelayGrants {
     /// Mount paths, in the order of `mounts` (the config's mounts).
-    paths: Box<[Box<str>]>,
-    mounts: Box<[AtomicU64]>,
+    paths: PerMount<Box<str>>,
+    mounts: PerMount<AtomicU64>,
     relay: AtomicU64,
 }
 
-/// The counters at one instant: `mounts[i]` pairs with the i-th path.
+/// The counters at one instant, per mount of the counters' topology.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct GrantSample {
     /// Per mount.
-    pub mounts: Box<[u64]>,
+    pub mounts: PerMount<u64>,
     /// Whole relay.
     pub relay: u64,
 }
@@ -40,8 +41,8 @@ pub struct GrantSample {
 impl RelayGrants {
     /// Counters for the given mount paths, all zero.
     pub fn new<'a>(paths: impl IntoIterator<Item = &'a str>) -> Self {
-        let paths: Box<[Box<str>]> = paths.into_iter().map(Box::from).collect();
-        let mounts = paths.iter().map(|_| AtomicU64::new(0)).collect();
+        let paths: PerMount<Box<str>> = paths.into_iter().map(Box::from).collect();
+        let mounts = paths.map(|_| AtomicU64::new(0));
         RelayGrants {
             paths,
             mounts,
@@ -53,7 +54,7 @@ impl RelayGrants {
     /// too (a reload must not forget what is in flight).
     pub fn carry_over<'a>(&self, paths: impl IntoIterator<Item = &'a str>) -> Self {
         let next = RelayGrants::new(paths);
-        for (i, p) in next.paths.iter().enumerate() {
+        for (i, p) in next.paths.iter_ids() {
             if let Some(j) = self.index(p) {
                 next.mounts[i].store(self.mounts[j].load(Ordering::Relaxed), Ordering::Relaxed);
             }
@@ -64,31 +65,27 @@ impl RelayGrants {
     }
 
     /// The mount paths these counters are for.
-    pub fn paths(&self) -> &[Box<str>] {
+    pub fn paths(&self) -> &PerMount<Box<str>> {
         &self.paths
     }
 
-    /// Index of `path` in [`Self::paths`].
-    pub fn index(&self, path: &str) -> Option<usize> {
-        self.paths.iter().position(|p| &**p == path)
+    /// The mount of `path` in [`Self::paths`].
+    pub fn index(&self, path: &str) -> Option<MountId> {
+        self.paths.position(|p| &**p == path)
     }
 
     /// The counters now.
     pub fn sample(&self) -> GrantSample {
         GrantSample {
-            mounts: self
-                .mounts
-                .iter()
-                .map(|c| c.load(Ordering::Acquire))
-                .collect(),
+            mounts: self.mounts.map(|c| c.load(Ordering::Acquire)),
             relay: self.relay.load(Ordering::Acquire),
         }
     }
 
-    /// Grants on mount `i` not covered by `baseline`.
-    pub fn in_flight(&self, i: usize, baseline: u64) -> u64 {
+    /// Grants on mount `m` not covered by `baseline`.
+    pub fn in_flight(&self, m: MountId, baseline: u64) -> u64 {
         self.mounts
-            .get(i)
+            .get(m)
             .map_or(0, |c| c.load(Ordering::Acquire).saturating_sub(baseline))
     }
 
@@ -97,19 +94,19 @@ impl RelayGrants {
         self.relay.load(Ordering::Acquire).saturating_sub(baseline)
     }
 
-    /// Records one listener sent to mount `i`, unless that would put more in
+    /// Records one listener sent to mount `m`, unless that would put more in
     /// flight than the room: `mount_room` above `mount_baseline` on the mount
     /// and `relay_room` above `relay_baseline` on the relay (`None` =
     /// unlimited). Returns whether the grant was recorded.
     pub fn try_grant(
         &self,
-        i: usize,
+        m: MountId,
         mount_baseline: u64,
         mount_room: Option<u64>,
         relay_baseline: u64,
         relay_room: Option<u64>,
     ) -> bool {
-        let Some(mount) = self.mounts.get(i) else {
+        let Some(mount) = self.mounts.get(m) else {
             return false;
         };
         if !increment_within(&self.relay, relay_baseline, relay_room) {
@@ -157,34 +154,37 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
+    const A: MountId = MountId::new(0);
+    const B: MountId = MountId::new(1);
+
     #[test]
     fn grants_stop_at_the_room_and_reconcile_by_baseline() {
         let g = RelayGrants::new(["/a", "/b"]);
-        assert!(g.try_grant(0, 0, Some(2), 0, None));
-        assert!(g.try_grant(0, 0, Some(2), 0, None));
-        assert!(!g.try_grant(0, 0, Some(2), 0, None), "room of 2 is used up");
-        assert_eq!(g.in_flight(0, 0), 2);
+        assert!(g.try_grant(A, 0, Some(2), 0, None));
+        assert!(g.try_grant(A, 0, Some(2), 0, None));
+        assert!(!g.try_grant(A, 0, Some(2), 0, None), "room of 2 is used up");
+        assert_eq!(g.in_flight(A, 0), 2);
         let s = g.sample();
         assert_eq!(
-            g.in_flight(0, s.mounts[0]),
+            g.in_flight(A, s.mounts[A]),
             0,
             "a poll after the sample counted them"
         );
-        assert!(g.try_grant(0, s.mounts[0], Some(2), s.relay, None));
+        assert!(g.try_grant(A, s.mounts[A], Some(2), s.relay, None));
         assert_eq!(g.relay_in_flight(s.relay), 1);
     }
 
     #[test]
     fn relay_cap_spans_mounts_and_a_refused_mount_gives_the_relay_slot_back() {
         let g = RelayGrants::new(["/a", "/b"]);
-        assert!(g.try_grant(0, 0, None, 0, Some(2)));
-        assert!(!g.try_grant(1, 0, Some(0), 0, Some(2)), "mount has no room");
+        assert!(g.try_grant(A, 0, None, 0, Some(2)));
+        assert!(!g.try_grant(B, 0, Some(0), 0, Some(2)), "mount has no room");
         assert!(
-            g.try_grant(1, 0, None, 0, Some(2)),
+            g.try_grant(B, 0, None, 0, Some(2)),
             "relay slot was given back"
         );
         assert!(
-            !g.try_grant(0, 0, None, 0, Some(2)),
+            !g.try_grant(A, 0, None, 0, Some(2)),
             "relay cap reached across mounts"
         );
     }
@@ -192,10 +192,10 @@ mod tests {
     #[test]
     fn carry_over_keeps_counts_of_kept_mounts() {
         let g = RelayGrants::new(["/a", "/b"]);
-        g.try_grant(1, 0, None, 0, None);
+        g.try_grant(B, 0, None, 0, None);
         let h = g.carry_over(["/b", "/c"]);
-        assert_eq!(h.in_flight(0, 0), 1);
-        assert_eq!(h.in_flight(1, 0), 0);
+        assert_eq!(h.in_flight(A, 0), 1);
+        assert_eq!(h.in_flight(B, 0), 0);
         assert_eq!(h.relay_in_flight(0), 1);
     }
 
@@ -208,7 +208,7 @@ mod tests {
                     let g = g.clone();
                     s.spawn(move || {
                         (0..10_000)
-                            .filter(|_| g.try_grant(0, 0, Some(1234), 0, Some(5000)))
+                            .filter(|_| g.try_grant(A, 0, Some(1234), 0, Some(5000)))
                             .count() as u64
                     })
                 })
@@ -216,7 +216,7 @@ mod tests {
             handles.into_iter().map(|h| h.join().unwrap()).sum()
         });
         assert_eq!(granted, 1234);
-        assert_eq!(g.in_flight(0, 0), 1234);
+        assert_eq!(g.in_flight(A, 0), 1234);
         assert_eq!(g.relay_in_flight(0), 1234);
     }
 }

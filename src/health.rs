@@ -8,7 +8,7 @@
 use crate::icecast::RelayStatus;
 use std::fmt;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// What one poll of a relay found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,8 +20,118 @@ pub enum PollOutcome {
     /// included.
     ServerFull,
     /// No usable answer: connection error, timeout, HTTP error, or a status
-    /// body that did not parse. The string says which, for people.
-    Failed(String),
+    /// body that did not parse.
+    Failed(PollFailure),
+}
+
+impl PollOutcome {
+    /// The class of a failed poll (`None`: a good poll); a full relay
+    /// counts as [`PollError::Full`].
+    pub fn error(&self) -> Option<PollError> {
+        match self {
+            PollOutcome::Status(_) => None,
+            PollOutcome::ServerFull => Some(PollError::Full),
+            PollOutcome::Failed(f) => Some(f.class()),
+        }
+    }
+}
+
+/// Why a poll gave no usable status. The message (for people: reasons,
+/// logs, the status page) and the class (for metric labels) come from
+/// here, so rewording a message never changes a label.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PollFailure {
+    /// No answer within `[poll] timeout`.
+    #[error("timeout after {}", humantime::format_duration(*.0))]
+    Timeout(Duration),
+    /// The connection could not be made (refused, unreachable, TLS...).
+    #[error("connect failed{}", colon(.0))]
+    Connect(String),
+    /// The connection broke during the request or the body (reset...).
+    #[error("request failed{}", colon(.0))]
+    Request(String),
+    /// An HTTP error status.
+    #[error("HTTP {status} from {url}{}", hint(*.code))]
+    Http {
+        /// The status code.
+        code: u16,
+        /// The status line as the client gives it, e.g. `404 Not Found`.
+        status: String,
+        /// The URL polled.
+        url: String,
+    },
+    /// A body that is not a valid status of the configured kind, or one
+    /// too large to be one.
+    #[error("{0}")]
+    Body(String),
+}
+
+impl PollFailure {
+    /// The class, label `reason` of `floe_poll_errors_total`.
+    pub fn class(&self) -> PollError {
+        match self {
+            PollFailure::Timeout(_) => PollError::Timeout,
+            PollFailure::Connect(_) | PollFailure::Request(_) => PollError::Connect,
+            PollFailure::Http { .. } => PollError::Http,
+            PollFailure::Body(_) => PollError::Parse,
+        }
+    }
+}
+
+/// `": cause"`, or nothing when the cause is empty.
+fn colon(cause: &str) -> String {
+    if cause.is_empty() {
+        String::new()
+    } else {
+        format!(": {cause}")
+    }
+}
+
+/// What an operator should check after an HTTP error from a status page.
+fn hint(code: u16) -> &'static str {
+    match code {
+        401 => ": check the status user and password",
+        404 => ": wrong status path, or the stylesheet is not installed in the webroot",
+        _ => "",
+    }
+}
+
+/// The classes of failed polls (label `reason` of
+/// `floe_poll_errors_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PollError {
+    /// No answer within `[poll] timeout`.
+    Timeout,
+    /// Connection refused, reset or another transport error.
+    Connect,
+    /// An HTTP error status.
+    Http,
+    /// A body that is not a valid status.
+    Parse,
+    /// Icecast's global connection limit (up, but full).
+    Full,
+}
+
+impl PollError {
+    /// Every class, in label order.
+    pub const ALL: [PollError; 5] = [
+        PollError::Timeout,
+        PollError::Connect,
+        PollError::Http,
+        PollError::Parse,
+        PollError::Full,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PollError::Timeout => "timeout",
+            PollError::Connect => "connect",
+            PollError::Http => "http",
+            PollError::Parse => "parse",
+            PollError::Full => "full",
+        }
+    }
 }
 
 /// A relay's health as the balancer sees it.
@@ -144,7 +254,7 @@ impl Health {
                 Some(RelayState::Full),
                 "server full: 403 Icecast connection limit reached".to_string(),
             ),
-            PollOutcome::Failed(why) => (None, why),
+            PollOutcome::Failed(why) => (None, why.to_string()),
         };
         match answered_state {
             Some(to) => {
@@ -213,7 +323,7 @@ mod tests {
     }
 
     fn bad() -> PollOutcome {
-        PollOutcome::Failed("connection refused".into())
+        PollOutcome::Failed(PollFailure::Connect("connection refused".into()))
     }
 
     fn run(h: &mut Health, outcomes: Vec<PollOutcome>) -> Vec<RelayState> {

@@ -9,9 +9,9 @@
 //! one shared list of relay names per config.
 
 use crate::metrics::Metrics;
-use crate::report;
+use crate::select;
 use crate::shutdown::Shutdown;
-use crate::snapshot::{Snapshot, Topology};
+use crate::snapshot::{Snapshot, SnapshotCell, Topology};
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -190,13 +190,16 @@ pub struct RelayHistory {
 /// the names of `snap`'s relays (shared between samples of one config).
 pub fn sample(snap: &Snapshot, metrics: &Metrics, relays: Arc<[Arc<str>]>) -> Sample {
     let counts = metrics.redirect_counts(snap);
-    let n = snap.relays.len();
     Sample {
         at: SystemTime::now(),
         generation: snap.generation,
         relays,
         listeners: snap.relays.iter().map(|v| v.listeners).collect(),
-        room: (0..n).map(|r| report::relay_room(snap, r)).collect(),
+        room: snap
+            .relays
+            .ids()
+            .map(|r| select::relay_room(snap, r))
+            .collect(),
         redirects: counts.sent_total(),
         refused: counts.refused_total(),
         dns_answers: metrics
@@ -205,10 +208,15 @@ pub fn sample(snap: &Snapshot, metrics: &Metrics, relays: Arc<[Arc<str>]>) -> Sa
     }
 }
 
-/// Samples the current snapshot every [`INTERVAL`] into
-/// `metrics.history()` until `shutdown`, from the first snapshot in which
-/// every relay has been polled.
-pub async fn run(metrics: Arc<Metrics>, shutdown: Shutdown) {
+/// Samples the current snapshot of `snapshots` and the counters of
+/// `metrics` every [`INTERVAL`] into `history` until `shutdown`, from the
+/// first snapshot in which every relay has been polled.
+pub async fn run(
+    snapshots: Arc<SnapshotCell>,
+    metrics: Arc<Metrics>,
+    history: Arc<History>,
+    shutdown: Shutdown,
+) {
     let mut tick = tokio::time::interval(INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut names: Option<(Arc<Topology>, RelayNames)> = None;
@@ -217,7 +225,7 @@ pub async fn run(metrics: Arc<Metrics>, shutdown: Shutdown) {
             _ = tick.tick() => {}
             _ = shutdown.wait() => return,
         }
-        let snap = metrics.snapshots().load_full();
+        let snap = snapshots.load_full();
         if !snap.first_round_done {
             // Unpolled relays would chart as zero listeners and room.
             continue;
@@ -235,7 +243,7 @@ pub async fn run(metrics: Arc<Metrics>, shutdown: Shutdown) {
                 n
             }
         };
-        metrics.history().push(sample(&snap, &metrics, relays));
+        history.push(sample(&snap, &metrics, relays));
     }
 }
 

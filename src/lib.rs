@@ -9,6 +9,8 @@
 //! - [`zones`]: RFC 1035 zone files loaded with hickory's parser.
 //! - [`icecast`]: one pure parser per Icecast status format (a relay's status).
 //! - [`health`]: the up/full/down state machine with rise/fall.
+//! - [`ids`]: typed relay, mount and stream ids and the tables they index.
+//! - [`draw`]: the weighted draw (running sums, binary search).
 //! - [`grants`]: lock-free in-flight grant counters per relay and mount.
 //! - [`snapshot`]: topology (from config) + dynamic state (from polls),
 //!   published through `arc-swap`.
@@ -30,11 +32,13 @@ pub mod config;
 pub mod demo;
 pub mod diagnostic;
 pub mod dns;
+pub mod draw;
 pub mod grants;
 pub mod health;
 pub mod history;
 pub mod http;
 pub mod icecast;
+pub mod ids;
 pub mod metrics;
 pub mod poll;
 pub mod reload;

@@ -4,15 +4,16 @@
 //!
 //! Read-only over a [`Snapshot`]: every figure about relays in a report
 //! comes from one snapshot, named by its generation, so it can be matched
-//! with the `x-floe-generation` header of a redirect. Counters and history
-//! come from [`Metrics`] (for that snapshot's config).
+//! with the `x-floe-generation` header of a redirect; room and candidates
+//! are [`select::decide`]'s verdicts. Counters come from [`Metrics`] (for
+//! that snapshot's config), charts from the [`History`].
 
 pub mod explain;
 
-use crate::history::HistoryReport;
+use crate::history::{History, HistoryReport};
 use crate::metrics::{Metrics, RedirectCounts};
-use crate::select::{self, Exclusion, Room};
-use crate::snapshot::{RelayId, Snapshot};
+use crate::select::{self, Exclusion, Room, Target};
+use crate::snapshot::Snapshot;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::{Instant, SystemTime};
@@ -202,45 +203,39 @@ pub fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-/// Room relay `r` has for new listeners on any of its mounts now: the sum
-/// of its mounts' room, bounded by the relay's own (`None`: unlimited; 0
-/// when it is a candidate for none).
-pub fn relay_room(snap: &Snapshot, r: RelayId) -> Option<u64> {
-    let mut mounts: Option<u64> = Some(0);
-    let mut relay: Option<u64> = None;
-    let mut any = false;
-    for m in 0..snap.topology.mounts.len() {
-        if let Ok(room) = select::mount_room(snap, r, m) {
-            any = true;
-            mounts = mounts.zip(room.mount).map(|(a, b)| a + b);
-            relay = room.relay;
-        }
-    }
-    if !any {
-        return Some(0);
-    }
-    Room {
-        mount: mounts,
-        relay,
-    }
-    .slots()
-}
-
 /// Builds the report of `snap` (relays and streams only).
 pub fn status_report(snap: &Snapshot) -> StatusReport<'_> {
     status_report_with(snap, None)
 }
 
-/// Builds the report of `snap`, with counters and history from `metrics`.
-pub fn status_report_with<'a>(snap: &'a Snapshot, metrics: Option<&Metrics>) -> StatusReport<'a> {
+/// Counters and charts to add to a report.
+#[derive(Debug, Clone, Copy)]
+pub struct Observed<'a> {
+    /// The counters.
+    pub metrics: &'a Metrics,
+    /// The last minutes.
+    pub history: &'a History,
+}
+
+/// Builds the report of `snap`, with counters and history if `observed`.
+pub fn status_report_with<'a>(
+    snap: &'a Snapshot,
+    observed: Option<Observed<'_>>,
+) -> StatusReport<'a> {
     let topo = &snap.topology;
     let now = SystemTime::now();
+    let instant = Instant::now();
+    let metrics = observed.map(|o| o.metrics);
     let counts: Option<RedirectCounts> = metrics.map(|m| m.redirect_counts(snap));
+    let per_mount: Vec<select::Decision> = topo
+        .mounts
+        .ids()
+        .map(|m| select::decide(snap, Target::Redirect(m), instant))
+        .collect();
     let relays = topo
         .relays
-        .iter()
-        .zip(snap.relays.iter())
-        .enumerate()
+        .iter_ids()
+        .map(|(r, def)| (r, (def, &snap.relays[r])))
         .map(|(r, (def, view))| RelayReport {
             name: &def.name,
             url: &def.url,
@@ -255,17 +250,16 @@ pub fn status_report_with<'a>(snap: &'a Snapshot, metrics: Option<&Metrics>) -> 
             listeners: view.listeners,
             max_listeners: def.max_listeners,
             free: view.free,
-            room: relay_room(snap, r),
+            room: select::relay_room(snap, r),
             in_flight: def.grants.relay_in_flight(view.baseline),
             polled_at: view.polled_at.map(rfc3339),
             redirects: counts.as_ref().map(|c| c.sent_to_relay(r)),
             mounts: topo
                 .mounts
-                .iter()
-                .enumerate()
+                .iter_ids()
                 .map(|(m, mount)| {
                     let cell = snap.cell(r, m);
-                    let room: Result<Room, Exclusion> = select::mount_room(snap, r, m);
+                    let room: Result<Room, Exclusion> = per_mount[m.index()].verdicts[r];
                     CellReport {
                         mount: &mount.path,
                         present: cell.present,
@@ -274,11 +268,7 @@ pub fn status_report_with<'a>(snap: &'a Snapshot, metrics: Option<&Metrics>) -> 
                         capacity_unknown: cell.capacity_unknown,
                         free: cell.free,
                         in_flight: def.grants.in_flight(m, cell.baseline),
-                        reserve: if snap.reserve_released[m] {
-                            0
-                        } else {
-                            cell.reserve
-                        },
+                        reserve: select::reserve(snap, r, m),
                         room: room.ok().and_then(Room::slots),
                         excluded: room.err().map(Exclusion::as_str),
                         bitrate_kbps: cell.bitrate_kbps,
@@ -290,30 +280,36 @@ pub fn status_report_with<'a>(snap: &'a Snapshot, metrics: Option<&Metrics>) -> 
         .collect();
     let streams = topo
         .streams
-        .iter()
-        .enumerate()
+        .iter_ids()
         .map(|(s, def)| StreamReport {
             name: &def.name,
             mounts: def.mounts.iter().map(|&m| &*topo.mounts[m].path).collect(),
-            dns: snap.config().streams[s]
+            dns: snap.config().streams[s.index()]
                 .dns
                 .iter()
                 .map(|n| n.to_string())
                 .collect(),
-            candidates: select::explain_stream(snap, s)
-                .filter(|(_, room)| room.is_ok())
-                .map(|(r, _)| &*topo.relays[r].name)
-                .collect(),
+            candidates: select::decide(
+                snap,
+                Target::Name {
+                    stream: s,
+                    mount: None,
+                },
+                instant,
+            )
+            .candidates()
+            .map(|(r, _)| &*topo.relays[r].name)
+            .collect(),
             redirects: counts.as_ref().map(|c| {
                 def.mounts
                     .iter()
-                    .map(|&m| (0..topo.relays.len()).map(|r| c.sent_to(m, r)).sum::<u64>())
+                    .map(|&m| topo.relays.ids().map(|r| c.sent_to(m, r)).sum::<u64>())
                     .sum()
             }),
             refused: counts.as_ref().map(|c| {
                 def.mounts
                     .iter()
-                    .map(|&m| c.refused.get(m).map_or(0, |k| k.iter().sum::<u64>()))
+                    .map(|&m| c.refused[m].iter().sum::<u64>())
                     .sum()
             }),
         })
@@ -353,10 +349,8 @@ pub fn status_report_with<'a>(snap: &'a Snapshot, metrics: Option<&Metrics>) -> 
     StatusReport {
         generation: snap.generation,
         built_at: rfc3339(snap.built_at),
-        age_seconds: Instant::now()
-            .saturating_duration_since(snap.built)
-            .as_secs_f64(),
-        stale: snap.is_stale(Instant::now()),
+        age_seconds: instant.saturating_duration_since(snap.built).as_secs_f64(),
+        stale: snap.is_stale(instant),
         first_round_done: snap.first_round_done,
         relays,
         streams,
@@ -370,7 +364,7 @@ pub fn status_report_with<'a>(snap: &'a Snapshot, metrics: Option<&Metrics>) -> 
             }),
         },
         counters,
-        history: metrics.map(|m| m.history().report()),
+        history: observed.map(|o| o.history.report()),
     }
 }
 
@@ -379,9 +373,9 @@ pub fn status_json(snap: &Snapshot) -> String {
     to_json(&status_report(snap))
 }
 
-/// `/status.json`.
-pub fn status_json_with(snap: &Snapshot, metrics: &Metrics) -> String {
-    to_json(&status_report_with(snap, Some(metrics)))
+/// `/status.json` with counters and history.
+pub fn status_json_with(snap: &Snapshot, observed: Observed<'_>) -> String {
+    to_json(&status_report_with(snap, Some(observed)))
 }
 
 /// Pretty JSON of a report (never fails for these types; an error becomes

@@ -1,19 +1,32 @@
-//! Selection: which relays may take a new listener for a mount or a stream,
-//! and a random pick among them weighted by room x weight.
+//! Selection: the one place that decides what a target gets now.
 //!
-//! A pure function of a [`Snapshot`] plus the grant counters and an RNG the
-//! caller passes (seeded in tests): no I/O, no lock, no allocation. HTTP and
-//! DNS both call it, so both doors agree on the same snapshot.
+//! [`decide`] answers "what does this target get now" for every consumer:
+//! given a snapshot, a [`Target`] (an HTTP redirect for a mount, or a
+//! balanced DNS name) and the time, it returns every relay's verdict (its
+//! [`Room`] or the [`Exclusion`] that keeps it out) and the [`Answer`]:
+//! candidates, or the [`Fallback`] and why. The DNS plan draws from it,
+//! `/explain` prints it, `/status` and `/metrics` show it. The redirect hot
+//! path, [`pick_for_mount`], draws from the same room function and weights
+//! (through per-mount running sums, O(log relays)) and, when it finds no
+//! room, gives the reason [`decide`] gives.
+//!
+//! One room function ([`mount_room`], [`stream_room`], [`relay_room`]), one
+//! reserve rule ([`reserve`]), one weight ([`weight`]), one weighted draw
+//! ([`crate::draw`]). Pure: a function of a [`Snapshot`], the grant counters
+//! and an RNG the caller passes (seeded in tests); no I/O, no lock.
 //!
 //! A relay is a candidate for a mount when it is up, not draining, the mount
 //! is present on it and it has room: the mount's free slots and the relay's
 //! (caps, uplink) at the last poll, minus grants in flight since, minus the
 //! headroom reserve unless a peer is down or full.
 
+use crate::config::{DnsConfig, DnsPolicy};
+use crate::draw::{self, RunningSums};
 use crate::health::RelayState;
-use crate::snapshot::{MountId, RelayId, Snapshot, StreamId};
+use crate::snapshot::{MountId, PerMount, PerRelay, RelayId, Snapshot, StreamId};
 use rand::Rng;
 use std::fmt;
+use std::time::Instant;
 
 /// Room left on one relay for one mount, after grants and reserve.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,7 +89,7 @@ impl fmt::Display for Exclusion {
 }
 
 /// Why no relay could be picked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum NoCandidate {
     /// No relay has been polled yet.
     Starting,
@@ -98,6 +111,163 @@ impl NoCandidate {
     }
 }
 
+/// What a decision is about. The door matters: a DNS name has fallback
+/// policies (stale snapshot, first poll) that a redirect does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// An HTTP redirect for a mount.
+    Redirect(MountId),
+    /// A balanced DNS name: a whole stream, or one mount of it.
+    Name {
+        /// The stream it balances.
+        stream: StreamId,
+        /// For a per-mount name, the mount.
+        mount: Option<MountId>,
+    },
+}
+
+/// Why no candidate answers: the DNS policies' reasons, and the 503's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Fallback {
+    /// The snapshot is older than `[poll] stale_after` (DNS `when_stale`).
+    Stale,
+    /// No relay qualifies yet and the first poll round is not done (DNS
+    /// `before_first_poll`).
+    FirstPoll,
+    /// No relay qualifies (DNS `when_no_candidate`; HTTP answers 503).
+    NoCandidate(NoCandidate),
+}
+
+impl Fallback {
+    /// Short name for explanations, logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fallback::NoCandidate(NoCandidate::Starting) => "no-candidate:starting",
+            Fallback::NoCandidate(NoCandidate::Offline) => "no-candidate:offline",
+            Fallback::NoCandidate(NoCandidate::Full) => "no-candidate:full",
+            Fallback::FirstPoll => "first-poll",
+            Fallback::Stale => "stale",
+        }
+    }
+
+    /// The DNS policy `[dns]` configures for this reason.
+    pub fn policy(self, dns: &DnsConfig) -> DnsPolicy {
+        match self {
+            Fallback::Stale => dns.when_stale,
+            Fallback::FirstPoll => dns.before_first_poll,
+            Fallback::NoCandidate(_) => dns.when_no_candidate,
+        }
+    }
+}
+
+/// What a target gets now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Answer {
+    /// Relays with room, chosen by room x weight.
+    Candidates,
+    /// No candidate can be used, for this reason.
+    Fallback(Fallback),
+}
+
+/// The decision for one target from one snapshot.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    /// What was decided.
+    pub target: Target,
+    /// The mounts a relay was judged on (one for a mount; a stream's mounts
+    /// on the air, or its first mount when none is).
+    pub judged: Box<[MountId]>,
+    /// Every relay's room, or why it is excluded.
+    pub verdicts: PerRelay<Result<Room, Exclusion>>,
+    /// Candidates, or which fallback and why.
+    pub answer: Answer,
+}
+
+impl Decision {
+    /// The relays with room, in topology order.
+    pub fn candidates(&self) -> impl Iterator<Item = (RelayId, Room)> + '_ {
+        self.verdicts
+            .iter_ids()
+            .filter_map(|(r, v)| v.ok().map(|room| (r, room)))
+    }
+
+    /// The relays with room and their selection weights, as running sums
+    /// to draw from.
+    pub fn weighted(&self, snap: &Snapshot) -> RunningSums {
+        let mut sums = RunningSums::with_capacity(self.verdicts.len());
+        for (r, room) in self.candidates() {
+            sums.push(r, weight(snap, r, room));
+        }
+        sums
+    }
+}
+
+/// Decides what `target` gets from `snap` at `now`: every relay's verdict
+/// and the answer. In this order: a stale snapshot (DNS names, unless
+/// `when_stale = "last-known"`), candidates, the first poll round not done
+/// (DNS names), no candidate (starting, offline or full).
+pub fn decide(snap: &Snapshot, target: Target, now: Instant) -> Decision {
+    let verdicts: PerRelay<_> = snap.relays.ids().map(|r| room(snap, r, target)).collect();
+    let any = verdicts.iter().any(Result::is_ok);
+    Decision {
+        target,
+        judged: judged(snap, target),
+        answer: answer(snap, target, any, now),
+        verdicts,
+    }
+}
+
+/// The answer for `target` given whether any relay has room.
+fn answer(snap: &Snapshot, target: Target, any_candidate: bool, now: Instant) -> Answer {
+    let dns = matches!(target, Target::Name { .. });
+    if dns && snap.config().dns.when_stale != DnsPolicy::LastKnown && snap.is_stale(now) {
+        return Answer::Fallback(Fallback::Stale);
+    }
+    if any_candidate {
+        return Answer::Candidates;
+    }
+    if dns && !snap.first_round_done {
+        return Answer::Fallback(Fallback::FirstPoll);
+    }
+    Answer::Fallback(Fallback::NoCandidate(no_candidate(snap, target)))
+}
+
+/// The room relay `r` has for `target`, or why it has none.
+pub fn room(snap: &Snapshot, r: RelayId, target: Target) -> Result<Room, Exclusion> {
+    match target {
+        Target::Redirect(m) | Target::Name { mount: Some(m), .. } => mount_room(snap, r, m),
+        Target::Name {
+            stream,
+            mount: None,
+        } => stream_room(snap, r, stream),
+    }
+}
+
+/// The mounts a relay is judged on for `target`.
+fn judged(snap: &Snapshot, target: Target) -> Box<[MountId]> {
+    match target {
+        Target::Redirect(m) | Target::Name { mount: Some(m), .. } => Box::new([m]),
+        Target::Name {
+            stream,
+            mount: None,
+        } => match &*snap.stream_required[stream] {
+            [] => snap.topology.streams[stream].mounts.iter().take(1).copied().collect(),
+            on_air => on_air.into(),
+        },
+    }
+}
+
+/// The slots held back as headroom reserve on relay `r`, mount `m`: the
+/// cell's reserve, unless a peer is down or full.
+#[inline]
+pub fn reserve(snap: &Snapshot, r: RelayId, m: MountId) -> u64 {
+    if snap.reserve_released[m] {
+        0
+    } else {
+        snap.cell(r, m).reserve
+    }
+}
+
 /// Whether relay `r` can take a listener on mount `m`, and how much room it
 /// has if so.
 pub fn mount_room(snap: &Snapshot, r: RelayId, m: MountId) -> Result<Room, Exclusion> {
@@ -116,11 +286,6 @@ pub fn mount_room(snap: &Snapshot, r: RelayId, m: MountId) -> Result<Room, Exclu
         return Err(Exclusion::NoSource);
     }
     let grants = &snap.topology.relays[r].grants;
-    let reserve = if snap.reserve_released[m] {
-        0
-    } else {
-        cell.reserve
-    };
     let mount = cell
         .free
         .map(|f| f.saturating_sub(grants.in_flight(m, cell.baseline)));
@@ -135,7 +300,7 @@ pub fn mount_room(snap: &Snapshot, r: RelayId, m: MountId) -> Result<Room, Exclu
         return Err(Exclusion::Full);
     }
     let after_reserve = Room {
-        mount: mount.map(|s| s.saturating_sub(reserve)),
+        mount: mount.map(|s| s.saturating_sub(reserve(snap, r, m))),
         relay: relay_room,
     };
     if after_reserve.slots() == Some(0) {
@@ -159,42 +324,65 @@ pub fn stream_room(snap: &Snapshot, r: RelayId, s: StreamId) -> Result<Room, Exc
     let mut least: Option<Room> = None;
     for &m in required.iter() {
         let room = mount_room(snap, r, m)?;
+        let slots = |room: Room| room.slots().unwrap_or(u64::MAX);
         least = Some(match least {
-            None => room,
-            Some(l) => {
-                if weight_room(room.slots(), u64::MAX) < weight_room(l.slots(), u64::MAX) {
-                    room
-                } else {
-                    l
-                }
-            }
+            Some(l) if slots(l) <= slots(room) => l,
+            _ => room,
         });
     }
     least.ok_or(Exclusion::NoSource)
 }
 
-fn weight_room(slots: Option<u64>, unlimited: u64) -> u64 {
-    slots.unwrap_or(unlimited)
+/// Room relay `r` has for new listeners on any of its mounts now: the sum
+/// of its mounts' room, bounded by the relay's own (`None`: unlimited; 0
+/// when it is a candidate for none).
+pub fn relay_room(snap: &Snapshot, r: RelayId) -> Option<u64> {
+    let mut mounts: Option<u64> = Some(0);
+    let mut relay: Option<u64> = None;
+    let mut any = false;
+    for m in snap.topology.mounts.ids() {
+        if let Ok(room) = mount_room(snap, r, m) {
+            any = true;
+            mounts = mounts.zip(room.mount).map(|(a, b)| a + b);
+            relay = room.relay;
+        }
+    }
+    if !any {
+        return Some(0);
+    }
+    Room {
+        mount: mounts,
+        relay,
+    }
+    .slots()
 }
 
 /// The selection weight of a candidate: room (unlimited counts as
 /// `[select] unlimited_room`) times the relay's weight.
-fn weight(snap: &Snapshot, r: RelayId, room: Room) -> u64 {
+#[inline]
+pub fn weight(snap: &Snapshot, r: RelayId, room: Room) -> u64 {
     let unlimited = u64::from(snap.config().select.unlimited_room);
-    weight_room(room.slots(), unlimited) * u64::from(snap.topology.relays[r].weight)
+    room.slots()
+        .unwrap_or(unlimited)
+        .saturating_mul(u64::from(snap.topology.relays[r].weight))
 }
 
-/// Why no relay qualifies for any of `mounts` (one mount for a redirect,
-/// a stream's mounts for a stream name): nothing polled yet, no live relay
-/// has a source (offline, also when every relay is down), or sources are
-/// there but no room (full). HTTP, DNS and explanations all give this
-/// reason.
-pub fn no_candidate(snap: &Snapshot, mounts: &[MountId]) -> NoCandidate {
+/// Why no relay qualifies for `target`: nothing polled yet, no live relay
+/// has a source for its mounts (offline, also when every relay is down), or
+/// sources are there but no room (full).
+fn no_candidate(snap: &Snapshot, target: Target) -> NoCandidate {
     if !snap.first_round_done && snap.relays.iter().all(|r| r.state == RelayState::Unknown) {
         return NoCandidate::Starting;
     }
-    let on_air = (0..snap.relays.len()).any(|r| {
-        matches!(snap.relays[r].state, RelayState::Up | RelayState::Full)
+    let mounts: &[MountId] = match &target {
+        Target::Redirect(m) | Target::Name { mount: Some(m), .. } => std::slice::from_ref(m),
+        Target::Name {
+            stream,
+            mount: None,
+        } => &snap.topology.streams[*stream].mounts,
+    };
+    let on_air = snap.relays.iter_ids().any(|(r, v)| {
+        matches!(v.state, RelayState::Up | RelayState::Full)
             && mounts.iter().any(|&m| snap.cell(r, m).present)
     });
     if on_air {
@@ -204,95 +392,38 @@ pub fn no_candidate(snap: &Snapshot, mounts: &[MountId]) -> NoCandidate {
     }
 }
 
-fn no_candidate_for_mount(snap: &Snapshot, m: MountId) -> NoCandidate {
-    no_candidate(snap, std::slice::from_ref(&m))
-}
-
-/// Draws from a mount's [`PickIndex`] before [`pick_for_mount`] falls back
-/// to scanning every relay. Rejections are rare until a mount's room is
-/// mostly granted away within one snapshot; then the scan answers.
+/// Draws from a mount's pick sums before [`pick_for_mount`] falls back to
+/// scanning every relay. Rejections are rare until a mount's room is mostly
+/// granted away within one snapshot; then the scan answers.
 const INDEXED_DRAWS: usize = 8;
 
-/// Relays with selection weights kept as running sums, so a weighted draw
-/// is one binary search. Redirects draw from one per mount ([`PickIndex`]),
-/// DNS plans from one per balanced name, each with its own weights.
-#[derive(Debug, Default)]
-pub struct RunningSums {
-    relays: Vec<RelayId>,
-    cumulative: Vec<u64>,
+/// Makes `snap`'s per-mount pick sums, so that the first redirect from it
+/// does not pay for them (the poller calls this before publishing).
+pub fn prepare(snap: &Snapshot) {
+    pick_sums(snap);
 }
 
-impl RunningSums {
-    /// Empty, with room for `n` relays.
-    pub fn with_capacity(n: usize) -> RunningSums {
-        RunningSums {
-            relays: Vec::with_capacity(n),
-            cumulative: Vec::with_capacity(n),
-        }
-    }
-
-    /// Adds relay `r` with weight `w`.
-    pub fn push(&mut self, r: RelayId, w: u64) {
-        let sum = self.total().saturating_add(w);
-        self.relays.push(r);
-        self.cumulative.push(sum);
-    }
-
-    /// The sum of every weight.
-    pub fn total(&self) -> u64 {
-        self.cumulative.last().copied().unwrap_or(0)
-    }
-
-    /// The relays, in the order they were added.
-    pub fn relays(&self) -> &[RelayId] {
-        &self.relays
-    }
-
-    /// The position whose share of `0..total()` holds `target`.
-    pub fn find(&self, target: u64) -> usize {
-        self.cumulative.partition_point(|&c| c <= target)
-    }
-
-    /// The relay at position `i` and its weight.
-    pub fn entry(&self, i: usize) -> (RelayId, u64) {
-        let below = if i == 0 { 0 } else { self.cumulative[i - 1] };
-        (self.relays[i], self.cumulative[i] - below)
-    }
-}
-
-/// Per mount: the relays that had room when the snapshot was built, with
-/// their selection weights then. Grants only shrink room while a snapshot
-/// is current, so a draw by those weights accepted with probability
-/// (weight now / weight then) picks exactly in proportion to the weights
-/// now, in O(log relays) instead of two passes over them. (The one
-/// exception, a failed two-step grant giving its relay slot back, can leave
-/// a build-time weight one slot low; the acceptance is then capped at 1, a
-/// bias of one slot for that relay until the next snapshot.)
-pub type PickIndex = RunningSums;
-
-/// The [`PickIndex`] of every mount of `snap`, from each relay's room now
-/// (the snapshot builds it once, before it is published).
-pub fn pick_index(snap: &Snapshot) -> Box<[PickIndex]> {
-    (0..snap.topology.mounts.len())
-        .map(|m| {
-            let mut index = RunningSums::default();
-            for r in 0..snap.relays.len() {
-                let Ok(room) = mount_room(snap, r, m) else {
-                    continue;
-                };
-                let w = weight(snap, r, room);
-                if w > 0 {
-                    index.push(r, w);
-                }
-            }
-            index
-        })
-        .collect()
+/// Per mount: the relays that had room when the sums were made, with their
+/// selection weights then. Grants only shrink room while a snapshot is
+/// current, so a draw by those weights accepted with probability (weight
+/// now / weight then) picks exactly in proportion to the weights now, in
+/// O(log relays). (The one exception, a failed two-step grant giving its
+/// relay slot back, can leave a weight one slot low; the acceptance is then
+/// capped at 1, a bias of one slot for that relay until the next snapshot.)
+fn pick_sums(snap: &Snapshot) -> &PerMount<RunningSums> {
+    snap.pick_sums(|snap| {
+        snap.topology
+            .mounts
+            .ids()
+            .map(|m| decide(snap, Target::Redirect(m), snap.built).weighted(snap))
+            .collect()
+    })
 }
 
 /// Picks a relay for one new listener of mount `m` and records the grant.
 /// Weighted by room x weight; a relay whose room a concurrent pick used up
-/// in the meantime is skipped. Never blocks, never allocates.
+/// in the meantime is skipped. Never blocks, never allocates (once the
+/// snapshot is [`prepare`]d).
 pub fn pick_for_mount<R: Rng + ?Sized>(
     snap: &Snapshot,
     m: MountId,
@@ -304,22 +435,18 @@ pub fn pick_for_mount<R: Rng + ?Sized>(
     pick_by_scan(snap, m, rng)
 }
 
-/// Up to [`INDEXED_DRAWS`] draws from the mount's [`PickIndex`], each
-/// accepted with probability (weight now / weight at build) and then
-/// granted; `None` when none went through.
+/// Up to [`INDEXED_DRAWS`] draws from the mount's pick sums, each accepted
+/// with probability (weight now / weight then) and then granted; `None`
+/// when none went through.
 fn pick_indexed<R: Rng + ?Sized>(snap: &Snapshot, m: MountId, rng: &mut R) -> Option<RelayId> {
-    let index = snap.pick_index(m)?;
-    let total = index.total();
-    if total == 0 {
-        return None;
-    }
+    let sums = pick_sums(snap).get(m)?;
     for _ in 0..INDEXED_DRAWS {
-        let (r, built) = index.entry(index.find(rng.random_range(0..total)));
+        let (r, then) = sums.draw(rng)?;
         let Ok(room) = mount_room(snap, r, m) else {
             continue;
         };
         let now = weight(snap, r, room);
-        if now < built && rng.random_range(0..built) >= now {
+        if now < then && rng.random_range(0..then) >= now {
             continue;
         }
         if grant(snap, r, m) {
@@ -329,45 +456,30 @@ fn pick_indexed<R: Rng + ?Sized>(snap: &Snapshot, m: MountId, rng: &mut R) -> Op
     None
 }
 
-/// [`pick_for_mount`] by two passes over every relay with their room now.
+/// [`pick_for_mount`] by a pass over every relay with its room now.
 fn pick_by_scan<R: Rng + ?Sized>(
     snap: &Snapshot,
     m: MountId,
     rng: &mut R,
 ) -> Result<RelayId, NoCandidate> {
-    let n = snap.relays.len();
+    let weighted = || {
+        snap.relays.ids().filter_map(move |r| {
+            mount_room(snap, r, m)
+                .ok()
+                .map(|room| (r, weight(snap, r, room)))
+        })
+    };
     // A handful of retries covers races with concurrent picks; each retry
     // re-reads the counters, so a relay that filled up drops out.
     for _ in 0..4 {
-        let total: u64 = (0..n)
-            .filter_map(|r| {
-                mount_room(snap, r, m)
-                    .ok()
-                    .map(|room| weight(snap, r, room))
-            })
-            .sum();
-        if total == 0 {
-            return Err(no_candidate_for_mount(snap, m));
-        }
-        let mut target = rng.random_range(0..total);
-        let mut chosen = None;
-        for r in 0..n {
-            let Ok(room) = mount_room(snap, r, m) else {
-                continue;
-            };
-            let w = weight(snap, r, room);
-            chosen = Some(r);
-            if target < w {
-                break;
-            }
-            target -= w;
-        }
-        let Some(r) = chosen else { continue };
+        let Some((r, _)) = draw::linear(weighted, rng) else {
+            break;
+        };
         if grant(snap, r, m) {
             return Ok(r);
         }
     }
-    Err(no_candidate_for_mount(snap, m))
+    Err(no_candidate(snap, Target::Redirect(m)))
 }
 
 /// Records one listener sent to relay `r` on mount `m`, unless a concurrent
@@ -377,12 +489,7 @@ fn pick_by_scan<R: Rng + ?Sized>(
 fn grant(snap: &Snapshot, r: RelayId, m: MountId) -> bool {
     let relay = &snap.relays[r];
     let cell = snap.cell(r, m);
-    let reserve = if snap.reserve_released[m] {
-        0
-    } else {
-        cell.reserve
-    };
-    let mount_limit = cell.free.map(|f| f.saturating_sub(reserve));
+    let mount_limit = cell.free.map(|f| f.saturating_sub(reserve(snap, r, m)));
     snap.topology.relays[r].grants.try_grant(
         m,
         cell.baseline,
@@ -390,72 +497,6 @@ fn grant(snap: &Snapshot, r: RelayId, m: MountId) -> bool {
         relay.baseline,
         relay.free,
     )
-}
-
-/// Up to `out.len()` distinct relays for stream `s` (or, with `mount`, for
-/// that mount only), drawn without replacement weighted by room x weight.
-/// Returns how many were written. Records no grants: a DNS answer is cached
-/// and shared by resolvers, so it is not one listener.
-pub fn pick_many<R: Rng + ?Sized>(
-    snap: &Snapshot,
-    s: StreamId,
-    mount: Option<MountId>,
-    rng: &mut R,
-    out: &mut [RelayId],
-) -> usize {
-    let room_of = |r| match mount {
-        Some(m) => mount_room(snap, r, m),
-        None => stream_room(snap, r, s),
-    };
-    let n = snap.relays.len();
-    let mut picked = 0;
-    while picked < out.len() {
-        let taken = &out[..picked];
-        let eligible = |r: &RelayId| !taken.contains(r);
-        let total: u64 = (0..n)
-            .filter(eligible)
-            .filter_map(|r| room_of(r).ok().map(|room| weight(snap, r, room)))
-            .sum();
-        if total == 0 {
-            break;
-        }
-        let mut target = rng.random_range(0..total);
-        let mut chosen = None;
-        for r in (0..n).filter(eligible) {
-            let Ok(room) = room_of(r) else { continue };
-            let w = weight(snap, r, room);
-            chosen = Some(r);
-            if target < w {
-                break;
-            }
-            target -= w;
-        }
-        match chosen {
-            Some(r) => {
-                out[picked] = r;
-                picked += 1;
-            }
-            None => break,
-        }
-    }
-    picked
-}
-
-/// For one mount: every relay with its room or the reason it is excluded,
-/// in topology order. For explanations and the status page.
-pub fn explain_mount(
-    snap: &Snapshot,
-    m: MountId,
-) -> impl Iterator<Item = (RelayId, Result<Room, Exclusion>)> + '_ {
-    (0..snap.relays.len()).map(move |r| (r, mount_room(snap, r, m)))
-}
-
-/// [`explain_mount`] for a whole stream.
-pub fn explain_stream(
-    snap: &Snapshot,
-    s: StreamId,
-) -> impl Iterator<Item = (RelayId, Result<Room, Exclusion>)> + '_ {
-    (0..snap.relays.len()).map(move |r| (r, stream_room(snap, r, s)))
 }
 
 #[cfg(test)]

@@ -9,7 +9,9 @@ use crate::admin::AdminServer;
 use crate::config::Loaded;
 use crate::diagnostic::Diagnostics;
 use crate::dns::{DnsServer, DnsState};
-use crate::http::HttpServer;
+use crate::history::History;
+use crate::http::{self, HttpServer};
+use crate::metrics::Metrics;
 use crate::poll::Engine;
 use crate::reload::Reloader;
 use crate::shutdown::Shutdown;
@@ -44,6 +46,10 @@ pub struct Instance {
     pub dns: Arc<DnsState>,
     /// The poller engine.
     pub engine: Engine,
+    /// floe's counters (redirects, polls, DNS).
+    pub metrics: Arc<Metrics>,
+    /// The last minutes, for the status page.
+    pub history: Arc<History>,
     /// Triggers and observes shutdown.
     pub shutdown: Shutdown,
     reloader: Reloader,
@@ -59,13 +65,25 @@ impl Instance {
         let dns_server = DnsServer::bind(&config.dns.listen, config.dns.udp_workers)?;
         let admin = AdminServer::bind(&config.admin)?;
         let shutdown = Shutdown::new();
-        let engine = Engine::start(config.clone(), shutdown.clone());
+        let metrics = Arc::new(Metrics::new());
+        let history = Arc::new(History::default());
+        let engine = Engine::start(config.clone(), metrics.clone(), shutdown.clone());
         let http_addrs = http.addrs.clone();
-        let mut threads = http.spawn(engine.snapshots(), engine.metrics(), shutdown.clone());
+        let shared = Arc::new(http::Shared {
+            snapshots: engine.snapshots(),
+            metrics: metrics.clone(),
+            history: history.clone(),
+        });
+        let mut threads = http.spawn(shared, shutdown.clone());
         let dns_addrs = dns_server.addrs.clone();
         let dns = DnsState::new(engine.snapshots(), loaded.zones.clone());
-        engine.metrics().attach_dns(dns.clone());
-        tokio::spawn(crate::history::run(engine.metrics(), shutdown.clone()));
+        metrics.attach_dns(dns.clone());
+        tokio::spawn(crate::history::run(
+            engine.snapshots(),
+            metrics.clone(),
+            history.clone(),
+            shutdown.clone(),
+        ));
         threads.extend(dns_server.spawn(dns.clone(), &config.dns, shutdown.clone()));
         let admin_addrs = admin.as_ref().map(|a| a.addrs.clone()).unwrap_or_default();
         if let Some(admin) = admin {
@@ -79,6 +97,8 @@ impl Instance {
             admin_addrs,
             dns,
             engine,
+            metrics,
+            history,
             shutdown,
             reloader,
             threads,

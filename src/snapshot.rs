@@ -14,23 +14,17 @@
 //! (atomics, see [`crate::grants`]) change under a published snapshot.
 
 use crate::config::{Config, RelayConfig};
+use crate::draw::RunningSums;
 use crate::grants::{GrantSample, RelayGrants};
 use crate::health::{Health, RelayState};
-use crate::select::PickIndex;
 use crate::icecast::MaxListeners;
+pub use crate::ids::{Grid, MountId, PerMount, PerRelay, PerStream, RelayId, StreamId};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime};
-
-/// Index of a relay in [`Topology::relays`] and [`Snapshot::relays`].
-pub type RelayId = usize;
-/// Index of a mount in [`Topology::mounts`].
-pub type MountId = usize;
-/// Index of a stream in [`Topology::streams`].
-pub type StreamId = usize;
 
 /// The config-derived, poll-independent part of every snapshot.
 #[derive(Debug)]
@@ -38,11 +32,11 @@ pub struct Topology {
     /// The config this was built from.
     pub config: Arc<Config>,
     /// Every configured relay.
-    pub relays: Box<[RelayDef]>,
+    pub relays: PerRelay<RelayDef>,
     /// Every configured mount, across streams.
-    pub mounts: Box<[MountDef]>,
+    pub mounts: PerMount<MountDef>,
     /// Every configured stream.
-    pub streams: Box<[StreamDef]>,
+    pub streams: PerStream<StreamDef>,
     mount_index: HashMap<Box<str>, MountId>,
 }
 
@@ -63,11 +57,10 @@ pub struct RelayDef {
     pub max_listeners: Option<u32>,
     /// Uplink in kbit/s.
     pub uplink_kbps: Option<u32>,
-    /// Config cap per mount (indexed by [`MountId`]).
-    pub mount_caps: Box<[Option<u32>]>,
-    /// `url + mount` for each mount (indexed by [`MountId`]): the 302
-    /// Location, rendered once.
-    pub locations: Box<[Bytes]>,
+    /// Config cap per mount.
+    pub mount_caps: PerMount<Option<u32>>,
+    /// `url + mount` for each mount: the 302 Location, rendered once.
+    pub locations: PerMount<Bytes>,
     /// In-flight grant counters; mount order = [`Topology::mounts`].
     pub grants: Arc<RelayGrants>,
     /// Drain set in the config.
@@ -107,10 +100,10 @@ impl Topology {
                 .map(|m| {
                     mounts.push(MountDef {
                         path: m.as_str().into(),
-                        stream: sid,
+                        stream: StreamId::new(sid),
                         bitrate_kbps: s.bitrate_kbps,
                     });
-                    mounts.len() - 1
+                    MountId::new(mounts.len() - 1)
                 })
                 .collect();
             streams.push(StreamDef {
@@ -118,9 +111,9 @@ impl Topology {
                 mounts: ids,
             });
         }
+        let mounts: PerMount<MountDef> = mounts.into();
         let mount_index = mounts
-            .iter()
-            .enumerate()
+            .iter_ids()
             .map(|(i, m)| (m.path.clone(), i))
             .collect();
         let paths: Vec<&str> = mounts.iter().map(|m| &*m.path).collect();
@@ -138,7 +131,7 @@ impl Topology {
         Topology {
             config,
             relays,
-            mounts: mounts.into(),
+            mounts,
             streams: streams.into(),
             mount_index,
         }
@@ -151,17 +144,22 @@ impl Topology {
 
     /// The relay with this name.
     pub fn relay_by_name(&self, name: &str) -> Option<&RelayDef> {
-        self.relays.iter().find(|r| &*r.name == name)
+        self.relay_id(name).map(|r| &self.relays[r])
+    }
+
+    /// The id of the relay with this name.
+    pub fn relay_id(&self, name: &str) -> Option<RelayId> {
+        self.relays.position(|r| &*r.name == name)
     }
 
     /// The stream with this name.
     pub fn stream_id(&self, name: &str) -> Option<StreamId> {
-        self.streams.iter().position(|s| &*s.name == name)
+        self.streams.position(|s| &*s.name == name)
     }
 }
 
 impl RelayDef {
-    fn new(r: &RelayConfig, mounts: &[MountDef], grants: Arc<RelayGrants>) -> Self {
+    fn new(r: &RelayConfig, mounts: &PerMount<MountDef>, grants: Arc<RelayGrants>) -> Self {
         RelayDef {
             name: r.name.as_str().into(),
             name_bytes: Bytes::from(r.name.clone()),
@@ -170,14 +168,8 @@ impl RelayDef {
             weight: r.weight,
             max_listeners: r.max_listeners,
             uplink_kbps: r.uplink_kbps,
-            mount_caps: mounts
-                .iter()
-                .map(|m| r.mount_max_listeners.get(&*m.path).copied())
-                .collect(),
-            locations: mounts
-                .iter()
-                .map(|m| Bytes::from(format!("{}{}", r.url, m.path)))
-                .collect(),
+            mount_caps: mounts.map(|m| r.mount_max_listeners.get(&*m.path).copied()),
+            locations: mounts.map(|m| Bytes::from(format!("{}{}", r.url, m.path))),
             grants,
             drain: r.drain,
         }
@@ -215,6 +207,29 @@ pub struct ReloadReport {
     pub last_error: Option<(SystemTime, String)>,
 }
 
+/// When and as which generation a snapshot is built: the caller reads the
+/// clocks, so building stays a pure function of its inputs.
+#[derive(Debug, Clone, Copy)]
+pub struct Stamp {
+    /// The generation to publish as.
+    pub generation: u64,
+    /// Monotonic build time (for staleness).
+    pub built: Instant,
+    /// Wall-clock build time (for people).
+    pub built_at: SystemTime,
+}
+
+impl Stamp {
+    /// Generation `generation`, built at the clocks' current readings.
+    pub fn now(generation: u64) -> Stamp {
+        Stamp {
+            generation,
+            built: Instant::now(),
+            built_at: SystemTime::now(),
+        }
+    }
+}
+
 /// The immutable state DNS and HTTP answer from.
 #[derive(Debug)]
 pub struct Snapshot {
@@ -231,20 +246,21 @@ pub struct Snapshot {
     /// True once every relay has been polled at least once.
     pub first_round_done: bool,
     /// Per relay, same order as the topology.
-    pub relays: Box<[RelayView]>,
-    /// Per relay x mount: `cells[relay * mounts + mount]`.
-    cells: Box<[Cell]>,
+    pub relays: PerRelay<RelayView>,
+    /// Per relay x mount.
+    cells: Grid<Cell>,
     /// Per mount: the headroom reserve is released because a peer is down
     /// or full.
-    pub reserve_released: Box<[bool]>,
+    pub reserve_released: PerMount<bool>,
     /// Per stream: the mounts a relay must carry to be a DNS candidate for
     /// the stream (those present on at least one up relay).
-    pub stream_required: Box<[Box<[MountId]>]>,
+    pub stream_required: PerStream<Box<[MountId]>>,
     /// Reload history up to this snapshot.
     pub reload: Arc<ReloadReport>,
-    /// Per mount: relays with room at build time, weighted, for
-    /// [`crate::select::pick_for_mount`].
-    pick_index: Box<[PickIndex]>,
+    /// Per mount: the relays with room, weighted, as [`crate::select`]
+    /// draws redirects from them. Filled by `select` once per snapshot (the
+    /// poller does it before publishing); the snapshot only holds it.
+    pick_sums: OnceLock<PerMount<RunningSums>>,
 }
 
 /// One relay's dynamic state.
@@ -269,7 +285,7 @@ pub struct RelayView {
     pub polled_at: Option<SystemTime>,
 }
 
-/// One relay x mount cell.
+/// What the last poll says of one relay and one mount.
 #[derive(Debug, Clone, Default)]
 pub struct Cell {
     /// A source is connected (the mount is listed).
@@ -293,36 +309,21 @@ pub struct Cell {
 
 impl Snapshot {
     /// Builds a snapshot of `topology` from the latest observations
-    /// (`observations[i]` for relay i; `None` = not polled yet) and runtime
-    /// drains (`runtime_drain[i]`, in addition to the config's).
+    /// (`observations[i]` for relay i; `None` = not polled yet), runtime
+    /// drains (`runtime_drain[i]`, in addition to the config's) and the
+    /// reload history, stamped with `stamp`.
     pub fn build(
         topology: Arc<Topology>,
         observations: &[Option<&RelayObservation>],
         runtime_drain: &[bool],
-        generation: u64,
-    ) -> Snapshot {
-        Self::build_with(
-            topology,
-            observations,
-            runtime_drain,
-            generation,
-            Arc::default(),
-        )
-    }
-
-    /// [`Snapshot::build`] carrying a reload report.
-    pub fn build_with(
-        topology: Arc<Topology>,
-        observations: &[Option<&RelayObservation>],
-        runtime_drain: &[bool],
-        generation: u64,
+        stamp: Stamp,
         reload: Arc<ReloadReport>,
     ) -> Snapshot {
         let config = &topology.config;
         let n_mounts = topology.mounts.len();
         let reserve_fraction = config.select.reserve;
         let mut relays = Vec::with_capacity(topology.relays.len());
-        let mut cells = vec![Cell::default(); topology.relays.len() * n_mounts];
+        let mut cells: Grid<Cell> = Grid::new(topology.relays.len(), n_mounts);
         let mut first_round_done = true;
         // Mount ids by position in the previous relay's status: relays list
         // their mounts in the same order (one Icecast config, one
@@ -330,15 +331,15 @@ impl Snapshot {
         // at its position before (20,000 hashes a build at 1,000 x 20
         // otherwise, the largest cost of a build).
         let mut recent: Vec<(&str, Option<MountId>)> = Vec::with_capacity(n_mounts);
-        for (rid, def) in topology.relays.iter().enumerate() {
-            let obs = observations.get(rid).copied().flatten();
-            let drain = def.drain || runtime_drain.get(rid).copied().unwrap_or(false);
+        for (rid, def) in topology.relays.iter_ids() {
+            let obs = observations.get(rid.index()).copied().flatten();
+            let drain = def.drain || runtime_drain.get(rid.index()).copied().unwrap_or(false);
             let Some(obs) = obs.filter(|o| o.polls > 0) else {
                 first_round_done = false;
                 relays.push(RelayView {
                     state: RelayState::Unknown,
                     reason: Arc::from("not polled yet"),
-                    since: SystemTime::now(),
+                    since: stamp.built_at,
                     drain,
                     listeners: 0,
                     free: Some(0),
@@ -347,7 +348,7 @@ impl Snapshot {
                 });
                 continue;
             };
-            let row = &mut cells[rid * n_mounts..(rid + 1) * n_mounts];
+            let row = cells.row_mut(rid);
             let mut listeners = 0u32;
             let mut used_kbps = 0u64;
             if let Some(status) = obs.health.last_status() {
@@ -378,7 +379,7 @@ impl Snapshot {
                     let free = capacity.map(|c| u64::from(c.saturating_sub(ms.listeners)));
                     let reserve =
                         capacity.map_or(0, |c| (f64::from(c) * reserve_fraction).ceil() as u64);
-                    row[mid] = Cell {
+                    row[mid.index()] = Cell {
                         present: true,
                         listeners: ms.listeners,
                         capacity,
@@ -416,63 +417,62 @@ impl Snapshot {
                 }
             }
         }
-        let reserve_released = (0..n_mounts)
-            .map(|m| {
-                relays.iter().enumerate().any(|(r, v)| {
-                    !v.drain
-                        && match v.state {
-                            RelayState::Down | RelayState::Full => true,
-                            RelayState::Up => {
-                                cells[r * n_mounts + m].free == Some(0)
-                                    && cells[r * n_mounts + m].present
-                            }
-                            RelayState::Unknown => false,
-                        }
-                })
+        let relays: PerRelay<RelayView> = relays.into();
+        let reserve_released = topology.mounts.ids().map(|m| {
+            relays.iter_ids().any(|(r, v)| {
+                let cell = &cells[(r, m)];
+                !v.drain
+                    && match v.state {
+                        RelayState::Down | RelayState::Full => true,
+                        RelayState::Up => cell.free == Some(0) && cell.present,
+                        RelayState::Unknown => false,
+                    }
             })
-            .collect();
+        });
+        let reserve_released = reserve_released.collect();
+        let mut relays = relays;
         apply_share(config.select.share, &mut cells, &mut relays);
-        let stream_required = topology
-            .streams
-            .iter()
-            .map(|s| {
-                s.mounts
-                    .iter()
-                    .copied()
-                    .filter(|&m| {
-                        relays.iter().enumerate().any(|(r, v)| {
-                            v.state == RelayState::Up && cells[r * n_mounts + m].present
-                        })
-                    })
-                    .collect()
-            })
-            .collect();
-        let mut snap = Snapshot {
-            generation,
-            generation_text: Bytes::from(generation.to_string()),
-            built_at: SystemTime::now(),
-            built: Instant::now(),
+        let stream_required = topology.streams.map(|s| {
+            s.mounts
+                .iter()
+                .copied()
+                .filter(|&m| {
+                    relays
+                        .iter_ids()
+                        .any(|(r, v)| v.state == RelayState::Up && cells[(r, m)].present)
+                })
+                .collect()
+        });
+        Snapshot {
+            generation: stamp.generation,
+            generation_text: Bytes::from(stamp.generation.to_string()),
+            built_at: stamp.built_at,
+            built: stamp.built,
             topology,
             first_round_done,
-            relays: relays.into(),
-            cells: cells.into(),
+            relays,
+            cells,
             reserve_released,
             stream_required,
             reload,
-            pick_index: Box::default(),
-        };
-        snap.pick_index = crate::select::pick_index(&snap);
-        snap
+            pick_sums: OnceLock::new(),
+        }
     }
 
-    /// Mount `m`'s pick index (see [`PickIndex`]).
-    pub fn pick_index(&self, m: MountId) -> Option<&PickIndex> {
-        self.pick_index.get(m)
+    /// The per-mount pick sums, made by `init` on first use (see
+    /// [`crate::select`]).
+    #[inline]
+    pub fn pick_sums(
+        &self,
+        init: impl FnOnce(&Snapshot) -> PerMount<RunningSums>,
+    ) -> &PerMount<RunningSums> {
+        self.pick_sums.get_or_init(|| init(self))
     }
 
     /// The cell of relay `r` and mount `m`.
+    #[inline]
     pub fn cell(&self, r: RelayId, m: MountId) -> &Cell {
-        &self.cells[r * self.topology.mounts.len() + m]
+        &self.cells[(r, m)]
     }
 
     /// The config this snapshot was built from.
@@ -480,7 +480,7 @@ impl Snapshot {
         &self.topology.config
     }
 
-    /// Whether the snapshot is older than `[poll] stale_after`.
+    /// Whether the snapshot is older than `[poll] stale_after` at `now`.
     pub fn is_stale(&self, now: Instant) -> bool {
         now.saturating_duration_since(self.built) > self.config().poll.stale_after
     }
@@ -491,7 +491,7 @@ impl Snapshot {
 /// `share` of the poll-time free slots (rounded down: never more than the
 /// relay has) and holds back its share of the reserve (rounded up). Runs
 /// after the reserve-release check, which looks at the real free slots.
-fn apply_share(share: f64, cells: &mut [Cell], relays: &mut [RelayView]) {
+fn apply_share(share: f64, cells: &mut Grid<Cell>, relays: &mut PerRelay<RelayView>) {
     if share >= 1.0 {
         return;
     }

@@ -127,10 +127,8 @@ impl Demo {
         for r in &self.relays {
             let state = snap
                 .topology
-                .relays
-                .iter()
-                .position(|d| &*d.name == r.name())
-                .and_then(|i| snap.relays.get(i))
+                .relay_id(r.name())
+                .map(|i| &snap.relays[i])
                 .map_or("?", |v| v.state.as_str());
             // floe's view first; the sim's truth when they differ, so the
             // time floe takes to notice is visible.

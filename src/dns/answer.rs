@@ -2,27 +2,26 @@
 //!
 //! A [`Plan`] is built from one snapshot and the loaded zones, and holds, for
 //! every balanced name (`[[stream]] dns` and `mount_dns`), the decision
-//! (candidates, or which fallback policy and why), the TTL, and
-//! [`VARIANTS`] pre-drawn address lists per family: each a weighted draw
-//! without replacement among the candidates (room x weight, as
-//! [`select::pick_many`] weighs them; the rooms come from
-//! [`select::stream_room`] / [`select::mount_room`] once per name). Every
-//! variant is also rendered to wire format once ([`super::fast::Rendered`]).
-//! Queries then only choose a variant: the UDP fast path copies its bytes,
-//! the hickory handler turns the same addresses into records, so both paths
-//! give the same answers for the same plan.
+//! ([`select::decide`]: candidates, or which fallback and so which policy),
+//! the TTL, and [`VARIANTS`] pre-drawn address lists per family: each a
+//! weighted draw without replacement among the candidates (room x weight,
+//! [`select::Decision::weighted`]). Every variant is also rendered to wire
+//! format once ([`Rendered`]). Queries then only choose a variant: the UDP
+//! fast path copies its bytes, the hickory handler turns the same addresses
+//! into records, so both paths give the same answers for the same plan.
 //!
 //! Pure: no I/O, no clock of its own (the caller passes the time), no lock.
 //! A plan is rebuilt when the snapshot or the zones change, and at least
 //! every [`REFRESH`] (grants in flight and the staleness of the snapshot
 //! change under one snapshot).
 
-use super::fast::Rendered;
 use super::zones::Zones;
 use crate::config::{DnsConfig, DnsPolicy};
+use crate::draw::RunningSums;
 use crate::health::RelayState;
-use crate::select::{self, NoCandidate};
+use crate::select::{self, Answer, Fallback, Target};
 use crate::snapshot::{MountId, RelayId, Snapshot, StreamId};
+use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::rdata::{A, AAAA, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use rand::Rng;
@@ -65,7 +64,8 @@ pub struct Plan {
     index: Option<HashMap<Box<[u8]>, usize>>,
 }
 
-/// Where a balanced answer comes from.
+/// Where a balanced answer comes from: [`select::decide`]'s answer, with
+/// the policy `[dns]` configures for a fallback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     /// Relays with room, picked by room x weight.
@@ -73,35 +73,10 @@ pub enum Decision {
     /// A configured policy, because of `why`.
     Policy {
         /// Why the normal answer could not be used.
-        why: Why,
+        why: Fallback,
         /// What answers instead.
         policy: DnsPolicy,
     },
-}
-
-/// Why a fallback policy answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Why {
-    /// No relay qualifies (`when_no_candidate`).
-    NoCandidate(NoCandidate),
-    /// No relay qualifies yet and the first poll round is not done
-    /// (`before_first_poll`).
-    FirstPoll,
-    /// The snapshot is older than `[poll] stale_after` (`when_stale`).
-    Stale,
-}
-
-impl Why {
-    /// Short name for the explanation and logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Why::NoCandidate(NoCandidate::Starting) => "no-candidate:starting",
-            Why::NoCandidate(NoCandidate::Offline) => "no-candidate:offline",
-            Why::NoCandidate(NoCandidate::Full) => "no-candidate:full",
-            Why::FirstPoll => "first-poll",
-            Why::Stale => "stale",
-        }
-    }
 }
 
 /// One balanced name's answers in one plan.
@@ -290,6 +265,50 @@ impl Balanced {
     }
 }
 
+/// The wire-format answers of one balanced name: one message per variant
+/// and type, ID 0, question in lower case, no OPT record.
+#[derive(Debug, Default)]
+pub struct Rendered {
+    a: Box<[Box<[u8]>]>,
+    aaaa: Box<[Box<[u8]>]>,
+}
+
+impl Rendered {
+    /// Renders every variant of `b`; `soa` is its zone's SOA with the
+    /// negative TTL, for NODATA variants.
+    pub fn render(b: &Balanced, soa: &Record) -> Rendered {
+        let one = |rtype: RecordType, k: usize| -> Box<[u8]> {
+            let mut m = Message::new(0, MessageType::Response, OpCode::Query);
+            m.metadata.authoritative = true;
+            m.add_query(Query::query(b.name.clone(), rtype));
+            let records = b.records(rtype, k, &b.name);
+            if records.is_empty() {
+                m.add_authority(soa.clone());
+            } else {
+                m.add_answers(records);
+            }
+            // An encoding error leaves the variant empty: those queries go
+            // to the handler.
+            m.to_vec().unwrap_or_default().into()
+        };
+        let all = |rtype: RecordType, n: usize| (0..n.max(1)).map(|k| one(rtype, k)).collect();
+        Rendered {
+            a: all(RecordType::A, b.v4.len()),
+            aaaa: all(RecordType::AAAA, b.v6.len()),
+        }
+    }
+
+    /// The A variants.
+    pub(super) fn a(&self) -> &[Box<[u8]>] {
+        &self.a
+    }
+
+    /// The AAAA variants.
+    pub(super) fn aaaa(&self) -> &[Box<[u8]>] {
+        &self.aaaa
+    }
+}
+
 /// Variant `variant` of `variants` (empty when there are none).
 #[inline]
 pub(super) fn pick<T>(variants: &[Box<[T]>], variant: usize) -> &[T] {
@@ -312,54 +331,41 @@ fn balanced<R: Rng + ?Sized>(
     rng: &mut R,
 ) -> Balanced {
     let dns = &snap.config().dns;
-    let room = |r: RelayId| match mid {
-        Some(m) => select::mount_room(snap, r, m),
-        None => select::stream_room(snap, r, sid),
+    let target = Target::Name {
+        stream: sid,
+        mount: mid,
     };
-    let candidates: Vec<(RelayId, select::Room)> = (0..snap.relays.len())
-        .filter_map(|r| room(r).ok().map(|room| (r, room)))
-        .collect();
-    let stale = snap.is_stale(now) && dns.when_stale != DnsPolicy::LastKnown;
-    let decision = if stale {
-        Decision::Policy {
-            why: Why::Stale,
-            policy: dns.when_stale,
-        }
-    } else if !candidates.is_empty() {
-        Decision::Candidates
-    } else if !snap.first_round_done {
-        Decision::Policy {
-            why: Why::FirstPoll,
-            policy: dns.before_first_poll,
-        }
-    } else {
-        let why = no_candidate(snap, sid, mid);
-        Decision::Policy {
-            why: Why::NoCandidate(why),
-            policy: dns.when_no_candidate,
-        }
+    let decided = select::decide(snap, target, now);
+    let decision = match decided.answer {
+        Answer::Candidates => Decision::Candidates,
+        Answer::Fallback(why) => Decision::Policy {
+            why,
+            policy: why.policy(dns),
+        },
     };
-    let (relays, v4, v6, ttl) = match decision {
-        Decision::Candidates => {
-            let (v4, v6) = draw_candidates(snap, &candidates, rng);
-            let relays = candidates.iter().map(|&(r, _)| r).collect();
-            (relays, v4, v6, candidate_ttl(snap, sid, mid, wall))
+    let min_ttl = secs(dns.min_ttl);
+    let (relays, (v4, v6), ttl) = match decision {
+        Decision::Candidates => (
+            decided.candidates().map(|(r, _)| r).collect(),
+            draw_candidates(snap, &decided, rng),
+            candidate_ttl(snap, &decided, wall),
+        ),
+        Decision::Policy {
+            policy: DnsPolicy::ServeAll | DnsPolicy::LastKnown,
+            why,
+        } => {
+            let relays = serve_all(snap, why);
+            let variants = draw_shuffled(snap, &relays, dns.answers, rng);
+            (relays, variants, min_ttl)
         }
-        Decision::Policy { why, policy } => {
-            let min_ttl = secs(dns.min_ttl);
-            match policy {
-                DnsPolicy::ServeAll | DnsPolicy::LastKnown => {
-                    let relays = serve_all(snap, why);
-                    let (v4, v6) = draw_shuffled(snap, &relays, dns.answers, rng);
-                    (relays, v4, v6, min_ttl)
-                }
-                DnsPolicy::Nodata => (Vec::new(), Vec::new(), Vec::new(), min_ttl),
-                DnsPolicy::Fallback => {
-                    let (v4, v6) = fixed(&dns.fallback, dns.answers);
-                    (Vec::new(), v4, v6, min_ttl)
-                }
-            }
-        }
+        Decision::Policy {
+            policy: DnsPolicy::Nodata,
+            ..
+        } => (Vec::new(), (Vec::new(), Vec::new()), min_ttl),
+        Decision::Policy {
+            policy: DnsPolicy::Fallback,
+            ..
+        } => (Vec::new(), fixed(&dns.fallback, dns.answers), min_ttl),
     };
     let mut b = Balanced {
         name: name.clone(),
@@ -378,37 +384,17 @@ fn balanced<R: Rng + ?Sized>(
     b
 }
 
-/// Why nothing qualifies for a stream or mount.
-fn no_candidate(snap: &Snapshot, sid: StreamId, mid: Option<MountId>) -> NoCandidate {
-    if !snap.first_round_done && snap.relays.iter().all(|r| r.state == RelayState::Unknown) {
-        return NoCandidate::Starting;
-    }
-    let mounts: &[MountId] = match &mid {
-        Some(m) => std::slice::from_ref(m),
-        None => &snap.topology.streams[sid].mounts,
-    };
-    let on_air = (0..snap.relays.len()).any(|r| {
-        matches!(snap.relays[r].state, RelayState::Up | RelayState::Full)
-            && mounts.iter().any(|&m| snap.cell(r, m).present)
-    });
-    if on_air {
-        NoCandidate::Full
-    } else {
-        NoCandidate::Offline
-    }
-}
-
 /// `serve-all`: every relay that is not drained and is up or full (before
 /// the first poll round, not yet polled too); when there is none, every
 /// relay not drained, so a monitoring failure never takes a stream off the
 /// air. In topology order.
-fn serve_all(snap: &Snapshot, why: Why) -> Vec<RelayId> {
+fn serve_all(snap: &Snapshot, why: Fallback) -> Vec<RelayId> {
     let live = |s: RelayState| match s {
         RelayState::Up | RelayState::Full => true,
-        RelayState::Unknown => why == Why::FirstPoll,
+        RelayState::Unknown => why == Fallback::FirstPoll,
         RelayState::Down => false,
     };
-    let not_drained = || (0..snap.relays.len()).filter(|&r| !snap.relays[r].drain);
+    let not_drained = || snap.relays.ids().filter(|&r| !snap.relays[r].drain);
     let preferred: Vec<RelayId> = not_drained()
         .filter(|&r| live(snap.relays[r].state))
         .collect();
@@ -434,108 +420,42 @@ type Variants = (Vec<Box<[Ipv4Addr]>>, Vec<Box<[Ipv6Addr]>>);
 /// same relays.
 fn draw_candidates<R: Rng + ?Sized>(
     snap: &Snapshot,
-    candidates: &[(RelayId, select::Room)],
+    decided: &select::Decision,
     rng: &mut R,
 ) -> Variants {
     let answers = snap.config().dns.answers;
+    let all = decided.weighted(snap);
     let has = |r: RelayId, v6: bool| {
         snap.topology.relays[r]
             .addresses
             .iter()
             .any(|a| a.is_ipv6() == v6)
     };
-    let with = |v6: bool| -> Vec<(RelayId, select::Room)> {
-        candidates
-            .iter()
-            .copied()
-            .filter(|&(r, _)| has(r, v6))
-            .collect()
+    let with = |v6: bool| -> RunningSums {
+        let mut sums = RunningSums::with_capacity(all.len());
+        for (r, w) in (0..all.len()).map(|i| all.entry(i)) {
+            if has(r, v6) {
+                sums.push(r, w);
+            }
+        }
+        sums
     };
-    let (c4, c6) = (with(false), with(true));
-    let shared = c4.len() == candidates.len() && c6.len() == candidates.len();
-    let w4 = Weighted::new(snap, &c4);
-    let w6 = if shared {
-        None
-    } else {
-        Some(Weighted::new(snap, &c6))
-    };
+    let (w4, w6) = (with(false), with(true));
+    let shared = w4.len() == all.len() && w6.len() == all.len();
     let mut order = Vec::with_capacity(answers);
     let mut v4 = Vec::with_capacity(VARIANTS);
     let mut v6 = Vec::with_capacity(VARIANTS);
     for k in 0..VARIANTS {
-        w4.draw(answers, rng, &mut order);
+        w4.draw_distinct(answers, rng, &mut order);
         let (a, mut aaaa) = addresses(snap, &order, answers, k);
-        if let Some(w6) = &w6 {
-            w6.draw(answers, rng, &mut order);
+        if !shared {
+            w6.draw_distinct(answers, rng, &mut order);
             aaaa = addresses(snap, &order, answers, k).1;
         }
         v4.push(a.into());
         v6.push(aaaa.into());
     }
     (v4, v6)
-}
-
-/// The candidates of one name with their selection weights, as
-/// [`select::pick_many`] weighs them: room (a mount with no limit counts as
-/// `[select] unlimited_room`) times the relay's weight. Computed once per
-/// name and plan, so each variant costs a few binary searches instead of
-/// `pick_many`'s scans of every relay per pick.
-struct Weighted(select::RunningSums);
-
-impl Weighted {
-    fn new(snap: &Snapshot, candidates: &[(RelayId, select::Room)]) -> Weighted {
-        let unlimited = u64::from(snap.config().select.unlimited_room);
-        let mut sums = select::RunningSums::with_capacity(candidates.len());
-        for &(r, room) in candidates {
-            let w = room.slots().unwrap_or(unlimited).max(1)
-                * u64::from(snap.topology.relays[r].weight.max(1));
-            sums.push(r, w);
-        }
-        Weighted(sums)
-    }
-
-    /// Draws `n` distinct relays (all of them if fewer) into `out`, each
-    /// draw in proportion to weight among those not drawn yet.
-    fn draw<R: Rng + ?Sized>(&self, n: usize, rng: &mut R, out: &mut Vec<RelayId>) {
-        let sums = &self.0;
-        out.clear();
-        let n = n.min(sums.relays().len());
-        let total = sums.total();
-        let mut taken_weight = 0u64;
-        let mut misses = 0;
-        while out.len() < n {
-            // Mostly free relays: draw over all and redraw on a repeat
-            // (the same distribution as drawing over the free ones). When
-            // the drawn ones dominate, scan the free ones instead.
-            if taken_weight * 2 <= total && misses < 32 {
-                let (r, w) = sums.entry(sums.find(rng.random_range(0..total)));
-                if out.contains(&r) {
-                    misses += 1;
-                    continue;
-                }
-                taken_weight += w;
-                out.push(r);
-                continue;
-            }
-            let free = total - taken_weight;
-            let mut target = rng.random_range(0..free.max(1));
-            let mut chosen = None;
-            for i in 0..sums.relays().len() {
-                let (r, w) = sums.entry(i);
-                if out.contains(&r) {
-                    continue;
-                }
-                chosen = Some((r, w));
-                if target < w {
-                    break;
-                }
-                target -= w;
-            }
-            let Some((r, w)) = chosen else { break };
-            taken_weight += w;
-            out.push(r);
-        }
-    }
 }
 
 /// [`VARIANTS`] uniform shuffles of `relays` (for fallback policies, where
@@ -635,7 +555,7 @@ fn fixed(fallback: &[IpAddr], answers: usize) -> Variants {
 /// linearly to `min_ttl` as the free share of capacity on the name's mounts
 /// drops from 80 % to 20 %; `min_ttl` while a relay's state changed within
 /// the last `ttl` (the cluster is changing, or floe just started).
-fn candidate_ttl(snap: &Snapshot, sid: StreamId, mid: Option<MountId>, wall: SystemTime) -> u32 {
+fn candidate_ttl(snap: &Snapshot, decided: &select::Decision, wall: SystemTime) -> u32 {
     let dns = &snap.config().dns;
     let (min, max) = (secs(dns.min_ttl), secs(dns.ttl));
     let recent = wall
@@ -644,12 +564,8 @@ fn candidate_ttl(snap: &Snapshot, sid: StreamId, mid: Option<MountId>, wall: Sys
     if snap.relays.iter().any(|r| r.since > recent) {
         return min;
     }
-    let mounts: &[MountId] = match &mid {
-        Some(m) => std::slice::from_ref(m),
-        None if !snap.stream_required[sid].is_empty() => &snap.stream_required[sid],
-        None => &snap.topology.streams[sid].mounts,
-    };
-    let free = mounts
+    let free = decided
+        .judged
         .iter()
         .map(|&m| free_share(snap, m))
         .fold(1.0_f64, f64::min);
@@ -662,8 +578,7 @@ fn candidate_ttl(snap: &Snapshot, sid: StreamId, mid: Option<MountId>, wall: Sys
 /// no limit.
 fn free_share(snap: &Snapshot, m: MountId) -> f64 {
     let (mut room, mut capacity) = (0u64, 0u64);
-    for r in 0..snap.relays.len() {
-        let v = &snap.relays[r];
+    for (r, v) in snap.relays.iter_ids() {
         let cell = snap.cell(r, m);
         if v.state != RelayState::Up || v.drain || !cell.present {
             continue;

@@ -1,9 +1,8 @@
 //! The UDP fast path: balanced A/AAAA answers copied from wire bytes
 //! rendered once per plan, patched per query.
 //!
-//! [`Rendered::render`] encodes each variant of a balanced name with
-//! hickory's encoder (question in lower case, answer owners compressed to
-//! the question, or the SOA in authority for NODATA). [`answer`] then reads
+//! Each variant of a balanced name is encoded once per plan with hickory's
+//! encoder ([`super::answer::Rendered`]). [`answer`] reads
 //! only the header, the question and an optional OPT record of a query,
 //! finds the name in the plan, copies a variant and patches the ID, the RD
 //! and CD bits and the question name (the client's 0x20 case), and appends
@@ -15,11 +14,9 @@
 //!
 //! No allocation, no lock, no system call: a lookup and a copy.
 
-use super::answer::{Balanced, Plan, pick};
+use super::answer::{Plan, pick};
 use super::stats::QueryKey;
 use super::{EDNS_PAYLOAD, udp_limit};
-use hickory_proto::op::{Message, MessageType, OpCode, Query};
-use hickory_proto::rr::{Record, RecordType};
 
 /// Wire type codes the fast path answers.
 const TYPE_A: u16 = 1;
@@ -48,40 +45,6 @@ const OPT: [u8; 11] = [
     0,
     0,
 ];
-
-/// The wire-format answers of one balanced name: one message per variant
-/// and type, ID 0, question in lower case, no OPT record.
-#[derive(Debug, Default)]
-pub struct Rendered {
-    a: Box<[Box<[u8]>]>,
-    aaaa: Box<[Box<[u8]>]>,
-}
-
-impl Rendered {
-    /// Renders every variant of `b`; `soa` is its zone's SOA with the
-    /// negative TTL, for NODATA variants.
-    pub fn render(b: &Balanced, soa: &Record) -> Rendered {
-        let one = |rtype: RecordType, k: usize| -> Box<[u8]> {
-            let mut m = Message::new(0, MessageType::Response, OpCode::Query);
-            m.metadata.authoritative = true;
-            m.add_query(Query::query(b.name.clone(), rtype));
-            let records = b.records(rtype, k, &b.name);
-            if records.is_empty() {
-                m.add_authority(soa.clone());
-            } else {
-                m.add_answers(records);
-            }
-            // An encoding error leaves the variant empty: those queries go
-            // to the handler.
-            m.to_vec().unwrap_or_default().into()
-        };
-        let all = |rtype: RecordType, n: usize| (0..n.max(1)).map(|k| one(rtype, k)).collect();
-        Rendered {
-            a: all(RecordType::A, b.v4.len()),
-            aaaa: all(RecordType::AAAA, b.v6.len()),
-        }
-    }
-}
 
 /// Answers `query` from `plan` into `out` when it is a plain A or AAAA
 /// question for a balanced name: the response length and where the query
@@ -122,8 +85,8 @@ pub fn answer(
     }
     let balanced = plan.find_wire(&lower[..name_len])?;
     let rendered: &[u8] = match qtype {
-        TYPE_A => pick(&balanced.rendered.a, variant),
-        TYPE_AAAA => pick(&balanced.rendered.aaaa, variant),
+        TYPE_A => pick(balanced.rendered.a(), variant),
+        TYPE_AAAA => pick(balanced.rendered.aaaa(), variant),
         _ => return None,
     };
     let len = rendered.len() + if edns.is_some() { OPT.len() } else { 0 };

@@ -138,6 +138,12 @@ impl DnsState {
         self.redraw(plan, now)
     }
 
+    /// The plan queries answer from now, as it is (never redrawn here: for
+    /// readers such as `/metrics` that must not draw).
+    pub fn current_plan(&self) -> Arc<Plan> {
+        self.plan.load_full()
+    }
+
     #[cold]
     fn redraw(&self, old: Guard<Arc<Plan>>, now: Instant) -> Guard<Arc<Plan>> {
         if self.drawing.swap(true, Ordering::Acquire) {

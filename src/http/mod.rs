@@ -12,6 +12,7 @@ mod playlist;
 pub mod routes;
 pub mod status_page;
 
+use crate::history::History;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::snapshot::SnapshotCell;
@@ -62,31 +63,35 @@ impl HttpServer {
         Ok(HttpServer { addrs, sockets })
     }
 
-    /// Starts the worker threads. They serve until `shutdown`, then stop
-    /// accepting, let in-flight requests finish (up to [`DRAIN_TIMEOUT`])
-    /// and exit.
-    /// Requests are counted in `metrics`.
-    pub fn spawn(
-        self,
-        cell: Arc<SnapshotCell>,
-        metrics: Arc<Metrics>,
-        shutdown: Shutdown,
-    ) -> Vec<JoinHandle<()>> {
+    /// Starts the worker threads, answering from `shared`. They serve until
+    /// `shutdown`, then stop accepting, let in-flight requests finish (up to
+    /// [`DRAIN_TIMEOUT`]) and exit.
+    pub fn spawn(self, shared: Arc<Shared>, shutdown: Shutdown) -> Vec<JoinHandle<()>> {
         let n = self.sockets.len();
         self.sockets
             .into_iter()
             .enumerate()
             .map(|(w, sockets)| {
-                let cell = cell.clone();
-                let metrics = metrics.clone();
+                let shared = shared.clone();
                 let shutdown = shutdown.clone();
                 std::thread::Builder::new()
                     .name(format!("floe-http-{w}"))
-                    .spawn(move || worker(w, n, sockets, cell, metrics, shutdown))
+                    .spawn(move || worker(w, n, sockets, shared, shutdown))
                     .expect("spawn HTTP worker thread")
             })
             .collect()
     }
+}
+
+/// What every HTTP worker answers from and counts into.
+#[derive(Debug)]
+pub struct Shared {
+    /// The published snapshots.
+    pub snapshots: Arc<SnapshotCell>,
+    /// Redirect counters, and `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// The status page's charts.
+    pub history: Arc<History>,
 }
 
 /// The number of cores this process may use.
@@ -137,15 +142,14 @@ fn worker(
     w: usize,
     workers: usize,
     sockets: Vec<StdListener>,
-    cell: Arc<SnapshotCell>,
-    metrics: Arc<Metrics>,
+    shared: Arc<Shared>,
     shutdown: Shutdown,
 ) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("HTTP worker runtime");
-    let config = cell.load().topology.config.clone();
+    let config = shared.snapshots.load().topology.config.clone();
     if let Some(seed) = config.select.seed {
         RNG.with(|r| *r.borrow_mut() = SmallRng::seed_from_u64(seed.wrapping_add(w as u64)));
     }
@@ -163,8 +167,7 @@ fn worker(
             };
             accepts.push(tokio::spawn(accept_loop(
                 listener,
-                cell.clone(),
-                metrics.clone(),
+                shared.clone(),
                 limit.clone(),
                 shutdown.clone(),
             )));
@@ -179,14 +182,13 @@ fn worker(
 
 async fn accept_loop(
     listener: tokio::net::TcpListener,
-    cell: Arc<SnapshotCell>,
-    metrics: Arc<Metrics>,
+    shared: Arc<Shared>,
     limit: Arc<Semaphore>,
     shutdown: Shutdown,
 ) {
     // The connection builder follows the config (rebuilt only when a reload
     // swapped it), so per-connection setup copies no settings.
-    let mut config = cell.load().topology.config.clone();
+    let mut config = shared.snapshots.load().topology.config.clone();
     let mut builder = Arc::new(connection_builder(&config.http));
     loop {
         let permit = tokio::select! {
@@ -205,16 +207,15 @@ async fn accept_loop(
             },
             _ = shutdown.wait() => return,
         };
-        let current = &cell.load().topology.config;
+        let current = &shared.snapshots.load().topology.config;
         if !Arc::ptr_eq(current, &config) {
             config = current.clone();
             builder = Arc::new(connection_builder(&config.http));
         }
         let _ = stream.set_nodelay(true);
-        let (cell, shutdown, builder) = (cell.clone(), shutdown.clone(), builder.clone());
-        let metrics = metrics.clone();
+        let (shared, shutdown, builder) = (shared.clone(), shutdown.clone(), builder.clone());
         tokio::spawn(async move {
-            serve_connection(stream, peer, cell, metrics, &builder, shutdown).await;
+            serve_connection(stream, peer, shared, &builder, shutdown).await;
             drop(permit);
         });
     }
@@ -234,15 +235,14 @@ fn connection_builder(http: &crate::config::HttpConfig) -> http1::Builder {
 async fn serve_connection(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
-    cell: Arc<SnapshotCell>,
-    metrics: Arc<Metrics>,
+    shared: Arc<Shared>,
     builder: &http1::Builder,
     shutdown: Shutdown,
 ) {
     let local = stream.local_addr().ok();
     let service = hyper::service::service_fn(move |req| {
-        let snap = cell.load();
-        let resp = routes::respond(&snap, &metrics, &req, local);
+        let snap = shared.snapshots.load();
+        let resp = routes::respond(&snap, &shared, &req, local);
         std::future::ready(Ok::<_, std::convert::Infallible>(resp))
     });
     let conn = builder.serve_connection(TokioIo::new(stream), service);

@@ -17,11 +17,12 @@
 //! relay URL + mount (+ the request's query string), so floe can never be
 //! made to redirect elsewhere.
 
+use super::Shared;
 use super::playlist::{self, Playlist};
 use crate::metrics::{self, Metrics, Outcome};
-use crate::report::{self, explain};
+use crate::report::{self, Observed, explain};
 use crate::select::{self, NoCandidate};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{MountId, Snapshot};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{self, HeaderName, HeaderValue};
@@ -35,13 +36,18 @@ pub const GENERATION_HEADER: HeaderName = HeaderName::from_static("x-floe-genera
 /// Response header naming the relay a redirect chose.
 pub const RELAY_HEADER: HeaderName = HeaderName::from_static("x-floe-relay");
 
-/// Answers one request from `snap`, counting it in `metrics`.
+/// Answers one request from `snap`, counting it in `shared`'s metrics.
 pub fn respond<B>(
     snap: &Snapshot,
-    metrics: &Metrics,
+    shared: &Shared,
     req: &Request<B>,
     local: Option<SocketAddr>,
 ) -> Response<Full<Bytes>> {
+    let metrics = &*shared.metrics;
+    let observed = Observed {
+        metrics,
+        history: &shared.history,
+    };
     let method = req.method();
     if method != Method::GET && method != Method::HEAD {
         let mut resp = text(
@@ -75,19 +81,22 @@ pub fn respond<B>(
                     .header(header::CONTENT_TYPE, "application/json")
                     .header(header::CACHE_CONTROL, "no-store")
                     .body(Full::new(Bytes::from(report::status_json_with(
-                        snap, metrics,
+                        snap, observed,
                     ))))
                     .expect("static headers are valid"),
             );
         }
         "/status" => {
-            let page = super::status_page::render(&report::status_report_with(snap, Some(metrics)));
+            let page = super::status_page::render(&report::status_report_with(snap, Some(observed)));
             return with_generation(
                 snap,
                 typed(StatusCode::OK, "text/html; charset=utf-8", page),
             );
         }
-        "/metrics" => return typed(StatusCode::OK, metrics::CONTENT_TYPE, metrics.render()),
+        "/metrics" => {
+            let snap = shared.snapshots.load_full();
+            return typed(StatusCode::OK, metrics::CONTENT_TYPE, metrics.render(&snap));
+        }
         "/explain" => return explain(snap, req, None),
         _ => {}
     }
@@ -95,14 +104,12 @@ pub fn respond<B>(
         return explain(snap, req, Some(rest));
     }
     if let Some((mount_path, kind)) = Playlist::split(path)
-        && topology.mount_id(mount_path).is_some()
+        && let Some(m) = topology.mount_id(mount_path)
     {
         return match playlist::base_url(req, snap.config().http.public_url.as_ref(), local) {
             Some(base) => {
                 let stream_url = format!("{base}{mount_path}");
-                let title = &topology.streams
-                    [topology.mounts[topology.mount_id(mount_path).unwrap_or(0)].stream]
-                    .name;
+                let title = &topology.streams[topology.mounts[m].stream].name;
                 Response::builder()
                     .header(header::CONTENT_TYPE, kind.content_type())
                     .header(header::CACHE_CONTROL, "no-cache")
@@ -161,7 +168,7 @@ fn explain<B>(snap: &Snapshot, req: &Request<B>, in_path: Option<&str>) -> Respo
         );
         return with_generation(snap, text(StatusCode::NOT_FOUND, body));
     };
-    let e = explain::explain(snap, &target);
+    let e = explain::explain(snap, &target, std::time::Instant::now());
     let resp = if json {
         typed(StatusCode::OK, "application/json", report::to_json(&e))
     } else {
@@ -174,7 +181,7 @@ fn explain<B>(snap: &Snapshot, req: &Request<B>, in_path: Option<&str>) -> Respo
 fn redirect(
     snap: &Snapshot,
     metrics: &Metrics,
-    m: usize,
+    m: MountId,
     query: Option<&str>,
 ) -> Response<Full<Bytes>> {
     // Check the query string before picking: a refused request must not

@@ -2,7 +2,7 @@
 //! [`PollOutcome`]. The only network I/O of the poller.
 
 use crate::config::StatusConfig;
-use crate::health::PollOutcome;
+use crate::health::{PollFailure, PollOutcome};
 use std::time::Duration;
 
 /// Largest status body accepted; a relay with 20 mounts sends a few KiB.
@@ -57,7 +57,10 @@ pub async fn poll(client: &reqwest::Client, target: &PollTarget, timeout: Durati
     let read = loop {
         match resp.chunk().await {
             Ok(Some(chunk)) if body.len() + chunk.len() > MAX_BODY => {
-                break Err(format!("status body larger than {} MiB", MAX_BODY >> 20));
+                break Err(PollFailure::Body(format!(
+                    "status body larger than {} MiB",
+                    MAX_BODY >> 20
+                )));
             }
             Ok(Some(chunk)) => body.extend_from_slice(&chunk),
             Ok(None) => break Ok(()),
@@ -76,38 +79,33 @@ pub async fn poll(client: &reqwest::Client, target: &PollTarget, timeout: Durati
         return PollOutcome::Failed(why);
     }
     if !code.is_success() {
-        let hint = match code.as_u16() {
-            401 => ": check the status user and password",
-            404 => ": wrong status path, or the stylesheet is not installed in the webroot",
-            _ => "",
-        };
-        return PollOutcome::Failed(format!("HTTP {code} from {}{hint}", target.url));
+        return PollOutcome::Failed(PollFailure::Http {
+            code: code.as_u16(),
+            status: code.to_string(),
+            url: target.url.clone(),
+        });
     }
     match target.status.kind.parse(&body) {
         Ok(status) => PollOutcome::Status(status),
-        Err(e) => PollOutcome::Failed(e.to_string()),
+        Err(e) => PollOutcome::Failed(PollFailure::Body(e.to_string())),
     }
 }
 
-/// A short reason for a client error: timeout, refused, reset...
-fn describe(e: &reqwest::Error, timeout: Duration) -> String {
+/// The failure of a client error: timeout, or a transport error with its
+/// innermost cause (refused, reset...).
+fn describe(e: &reqwest::Error, timeout: Duration) -> PollFailure {
     if e.is_timeout() {
-        return format!("timeout after {}", humantime::format_duration(timeout));
+        return PollFailure::Timeout(timeout);
     }
-    let mut msg = if e.is_connect() {
-        "connect failed".to_string()
-    } else {
-        "request failed".to_string()
-    };
     let mut source = std::error::Error::source(e);
-    let mut last = String::new();
+    let mut cause = String::new();
     while let Some(s) = source {
-        last = s.to_string();
+        cause = s.to_string();
         source = s.source();
     }
-    if !last.is_empty() {
-        msg.push_str(": ");
-        msg.push_str(&last);
+    if e.is_connect() {
+        PollFailure::Connect(cause)
+    } else {
+        PollFailure::Request(cause)
     }
-    msg
 }

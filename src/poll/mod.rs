@@ -19,8 +19,9 @@ pub use fetch::PollTarget;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::select;
 use crate::shutdown::Shutdown;
-use crate::snapshot::{RelayObservation, ReloadReport, Snapshot, SnapshotCell, Topology};
+use crate::snapshot::{RelayObservation, ReloadReport, Snapshot, SnapshotCell, Stamp, Topology};
 use arc_swap::ArcSwap;
 use relay::{RelayPoller, Slot, lock};
 use std::collections::{HashMap, HashSet};
@@ -48,7 +49,7 @@ pub fn rebuild_spacing(took: Duration) -> Duration {
 #[derive(Clone)]
 pub struct Engine {
     cell: Arc<SnapshotCell>,
-    /// floe's metrics (pollers count into them; HTTP and `/metrics` too).
+    /// floe's metrics (pollers count into them).
     metrics: Arc<Metrics>,
     state: Arc<Mutex<State>>,
     notify: Arc<Notify>,
@@ -77,11 +78,18 @@ struct Task {
 
 impl Engine {
     /// Publishes a first snapshot (every relay unknown) and starts polling
-    /// every relay of `config`. Must run inside a tokio runtime. Everything
+    /// every relay of `config`, counting polls in `metrics`. Must run inside
+    /// a tokio runtime. Everything
     /// stops when `shutdown` fires.
-    pub fn start(config: Arc<Config>, shutdown: Shutdown) -> Engine {
+    pub fn start(config: Arc<Config>, metrics: Arc<Metrics>, shutdown: Shutdown) -> Engine {
         let topology = Arc::new(Topology::new(config.clone(), None));
-        let first = Snapshot::build(topology.clone(), &vec![None; topology.relays.len()], &[], 1);
+        let first = Snapshot::build(
+            topology.clone(),
+            &vec![None; topology.relays.len()],
+            &[],
+            Stamp::now(1),
+            Arc::default(),
+        );
         let cell = Arc::new(SnapshotCell::new(first));
         let timeout = config.poll.timeout;
         let state = State {
@@ -95,7 +103,7 @@ impl Engine {
             reload: Arc::default(),
         };
         let engine = Engine {
-            metrics: Arc::new(Metrics::new(cell.clone())),
+            metrics,
             cell,
             state: Arc::new(Mutex::new(state)),
             notify: Arc::new(Notify::new()),
@@ -109,11 +117,6 @@ impl Engine {
     /// The published snapshots.
     pub fn snapshots(&self) -> Arc<SnapshotCell> {
         self.cell.clone()
-    }
-
-    /// floe's metrics, over this engine's snapshots.
-    pub fn metrics(&self) -> Arc<Metrics> {
-        self.metrics.clone()
     }
 
     /// Swaps in a validated new config: pollers of changed relays restart,
@@ -261,14 +264,15 @@ impl Engine {
             .iter()
             .map(|r| st.runtime_drain.contains(&*r.name))
             .collect();
-        let snapshot = Snapshot::build_with(
+        let snapshot = Snapshot::build(
             st.topology.clone(),
             &observations,
             &drains,
-            st.generation,
+            Stamp::now(st.generation),
             st.reload.clone(),
         );
         drop(guards);
+        select::prepare(&snapshot);
         self.cell.store(snapshot);
     }
 

@@ -4,8 +4,8 @@
 use super::fetch::{self, PollTarget};
 use crate::config::PollConfig;
 use crate::grants::{GrantSample, RelayGrants};
-use crate::health::{Health, PollOutcome};
-use crate::metrics::{PollError, PollStats};
+use crate::health::{Health, PollFailure, PollOutcome};
+use crate::metrics::PollStats;
 use crate::shutdown::Shutdown;
 use crate::snapshot::RelayObservation;
 use arc_swap::ArcSwap;
@@ -93,13 +93,10 @@ impl RelayPoller {
             .await
             {
                 Ok(o) => o,
-                Err(_) => PollOutcome::Failed(format!(
-                    "timeout after {}",
-                    humantime::format_duration(self.poll.timeout)
-                )),
+                Err(_) => PollOutcome::Failed(PollFailure::Timeout(self.poll.timeout)),
             };
             let now = Instant::now();
-            self.stats.observe(now - started, PollError::of(&outcome));
+            self.stats.observe(now - started, outcome.error());
             if matches!(outcome, PollOutcome::Status(_)) {
                 baseline = sample;
             }

@@ -2,15 +2,14 @@
 //! are candidates (with their room and chance of being picked) and why each
 //! other relay is excluded, all from one snapshot, named by its generation.
 //!
-//! The verdicts are [`select::mount_room`] / [`select::stream_room`]
-//! themselves, so an explanation says exactly what a redirect or a DNS
-//! answer drawn from the same snapshot would do. Served at `GET
+//! An explanation prints [`select::decide`]'s decision itself, so it says
+//! exactly what a redirect or a DNS answer drawn from the same snapshot
+//! would do. Served at `GET
 //! /explain/<mount>` and `GET /explain?name=<dns name>` (text or JSON) and
 //! printed by `floe explain`.
 
 use super::rfc3339;
-use crate::config::DnsPolicy;
-use crate::select::{self, Exclusion, NoCandidate};
+use crate::select::{self, Answer, Exclusion, Fallback, NoCandidate};
 use crate::snapshot::{MountId, RelayId, Snapshot, StreamId};
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -55,9 +54,12 @@ pub fn resolve(snap: &Snapshot, query: &str, name_first: bool) -> Option<Target>
         }
         snap.config().balanced_names().find_map(|(n, s, m)| {
             let text = n.to_string().to_ascii_lowercase();
-            (text == wanted).then(|| Target::Name {
+            if text != wanted {
+                return None;
+            }
+            Some(Target::Name {
                 name: text,
-                stream: topo.stream_id(&s.name).unwrap_or(0),
+                stream: topo.stream_id(&s.name)?,
                 mount: m.and_then(|p| topo.mount_id(p)),
             })
         })
@@ -142,55 +144,46 @@ pub struct Excluded<'a> {
     pub detail: String,
 }
 
-/// Explains `target` from `snap`.
-pub fn explain<'a>(snap: &'a Snapshot, target: &Target) -> Explanation<'a> {
+impl Target {
+    /// The decision this explains.
+    pub fn decided(&self) -> select::Target {
+        match *self {
+            Target::Mount(m) => select::Target::Redirect(m),
+            Target::Stream(stream) => select::Target::Name {
+                stream,
+                mount: None,
+            },
+            Target::Name { stream, mount, .. } => select::Target::Name { stream, mount },
+        }
+    }
+}
+
+/// Explains `target` from `snap` at `now`.
+pub fn explain<'a>(snap: &'a Snapshot, target: &Target, now: Instant) -> Explanation<'a> {
     let topo = &snap.topology;
-    let (kind, label, stream, mount) = match target {
-        Target::Mount(m) => (
-            "mount",
-            topo.mounts[*m].path.to_string(),
-            topo.mounts[*m].stream,
-            Some(*m),
-        ),
-        Target::Stream(s) => ("stream", topo.streams[*s].name.to_string(), *s, None),
-        Target::Name {
-            name,
-            stream,
-            mount,
-        } => ("dns-name", name.clone(), *stream, *mount),
+    let (kind, label, stream) = match target {
+        Target::Mount(m) => ("mount", topo.mounts[*m].path.to_string(), topo.mounts[*m].stream),
+        Target::Stream(s) => ("stream", topo.streams[*s].name.to_string(), *s),
+        Target::Name { name, stream, .. } => ("dns-name", name.clone(), *stream),
     };
-    let judged: Vec<MountId> = match mount {
-        Some(m) => vec![m],
-        None if snap.stream_required[stream].is_empty() => topo.streams[stream]
-            .mounts
-            .iter()
-            .take(1)
-            .copied()
-            .collect(),
-        None => snap.stream_required[stream].to_vec(),
-    };
-    let unlimited = u64::from(snap.config().select.unlimited_room);
+    let decision = select::decide(snap, target.decided(), now);
     let mut candidates = Vec::new();
     let mut excluded = Vec::new();
-    for r in 0..topo.relays.len() {
-        let verdict = match mount {
-            Some(m) => select::mount_room(snap, r, m),
-            None => select::stream_room(snap, r, stream),
-        };
+    for (r, verdict) in decision.verdicts.iter_ids() {
         let def = &topo.relays[r];
-        match verdict {
+        match *verdict {
             Ok(room) => candidates.push(Candidate {
                 relay: &def.name,
                 room: room.slots(),
                 mount_room: room.mount,
                 relay_room: room.relay,
                 weight: def.weight,
-                chance: (room.slots().unwrap_or(unlimited) * u64::from(def.weight)) as f64,
+                chance: select::weight(snap, r, room) as f64,
             }),
             Err(why) => excluded.push(Excluded {
                 relay: &def.name,
                 reason: why.as_str(),
-                detail: detail(snap, r, &judged, why),
+                detail: detail(snap, r, &decision.judged, why),
             }),
         }
     }
@@ -199,70 +192,70 @@ pub fn explain<'a>(snap: &'a Snapshot, target: &Target) -> Explanation<'a> {
         c.chance = if total > 0.0 { c.chance / total } else { 0.0 };
     }
     let answer = match target {
-        Target::Mount(m) => http_answer(snap, *m, candidates.len()),
-        _ => dns_answer(snap, stream, mount, candidates.len()),
+        Target::Mount(_) => http_answer(&decision, candidates.len()),
+        _ => dns_answer(snap, &decision, candidates.len()),
     };
     Explanation {
         generation: snap.generation,
         built_at: rfc3339(snap.built_at),
-        age_seconds: Instant::now()
-            .saturating_duration_since(snap.built)
-            .as_secs_f64(),
-        stale: snap.is_stale(Instant::now()),
+        age_seconds: now.saturating_duration_since(snap.built).as_secs_f64(),
+        stale: snap.is_stale(now),
         kind,
         target: label,
         stream: &topo.streams[stream].name,
-        mounts: judged.iter().map(|&m| &*topo.mounts[m].path).collect(),
+        mounts: decision
+            .judged
+            .iter()
+            .map(|&m| &*topo.mounts[m].path)
+            .collect(),
         answer,
         candidates,
         excluded,
     }
 }
 
-fn http_answer(snap: &Snapshot, m: MountId, candidates: usize) -> String {
-    if candidates > 0 {
-        return format!(
+/// What the HTTP door answers for `decision`, in words.
+fn http_answer(decision: &select::Decision, candidates: usize) -> String {
+    match decision.answer {
+        Answer::Candidates => format!(
             "HTTP: 302 to one of {candidates} candidate{}, picked at random weighted by room x weight",
             plural(candidates)
-        );
-    }
-    match select::no_candidate(snap, &[m]) {
-        NoCandidate::Starting => "HTTP: 503 starting (no relay polled yet)".into(),
-        NoCandidate::Offline => "HTTP: 503 stream offline (no live relay has a source)".into(),
-        NoCandidate::Full => {
+        ),
+        Answer::Fallback(Fallback::NoCandidate(NoCandidate::Starting)) => {
+            "HTTP: 503 starting (no relay polled yet)".into()
+        }
+        Answer::Fallback(Fallback::NoCandidate(NoCandidate::Offline)) => {
+            "HTTP: 503 stream offline (no live relay has a source)".into()
+        }
+        Answer::Fallback(_) => {
             "HTTP: 503 stream full (every relay carrying it is full, down, drained or reserved)"
                 .into()
         }
     }
 }
 
-fn dns_answer(snap: &Snapshot, s: StreamId, mount: Option<MountId>, candidates: usize) -> String {
+/// What the DNS door answers for `decision`, in words.
+fn dns_answer(snap: &Snapshot, decision: &select::Decision, candidates: usize) -> String {
     let dns = &snap.config().dns;
-    let policy = |p: DnsPolicy, why: &str| {
-        format!("DNS: no candidate ({why}); policy {} answers", p.as_str())
-    };
-    if snap.is_stale(Instant::now()) && dns.when_stale != DnsPolicy::LastKnown {
-        return policy(dns.when_stale, "snapshot stale");
-    }
-    if candidates > 0 {
-        let n = candidates.min(dns.answers);
-        return format!(
-            "DNS: A/AAAA of {n} of these {candidates} candidate{}, drawn by room x weight (TTL at most {}s)",
+    match decision.answer {
+        Answer::Candidates => format!(
+            "DNS: A/AAAA of {} of these {candidates} candidate{}, drawn by room x weight (TTL at most {}s)",
+            candidates.min(dns.answers),
             plural(candidates),
             dns.ttl.as_secs()
-        );
+        ),
+        Answer::Fallback(why) => {
+            let reason = match why {
+                Fallback::Stale => "snapshot stale",
+                Fallback::FirstPoll => "first poll round not done",
+                Fallback::NoCandidate(n) => n.as_str(),
+            };
+            format!(
+                "DNS: no candidate ({reason}); policy {} answers",
+                why.policy(dns).as_str()
+            )
+        }
     }
-    if !snap.first_round_done {
-        return policy(dns.before_first_poll, "first poll round not done");
-    }
-    let mounts: Vec<MountId> = match mount {
-        Some(m) => vec![m],
-        None => snap.topology.streams[s].mounts.to_vec(),
-    };
-    policy(
-        dns.when_no_candidate,
-        select::no_candidate(snap, &mounts).as_str(),
-    )
 }
 
 fn plural(n: usize) -> &'static str {

@@ -1,0 +1,409 @@
+//! One scrape of `/metrics`: everything read once ([`Scrape::read`]) from
+//! one snapshot, the counters and the DNS state, then encoded by one
+//! prometheus-client [`Collector`]. Room and candidacy per relay x mount
+//! are [`select::decide`]'s verdicts; the balanced names' answers are the
+//! DNS plan's current decisions (read, never redrawn).
+
+use super::catalog::*;
+use super::counters::{Outcome, PollStats, RedirectCounts};
+use crate::dns::DnsState;
+use crate::dns::answer::{Decision, Plan};
+use crate::dns::stats::{QTYPES, QUERY_RCODES, RCODES, Tally, ZoneCounts};
+use crate::health::{PollError, RelayState};
+use crate::select::{self, Exclusion, Room, Target};
+use crate::snapshot::{Grid, Snapshot};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, MetricEncoder, NoLabelSet};
+use prometheus_client::registry::Registry;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Instant, SystemTime};
+
+/// Encodes `scrape` in the Prometheus text format.
+pub(super) fn render(scrape: Scrape) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(scrape));
+    let mut out = String::new();
+    if let Err(e) = prometheus_client::encoding::prometheus_text::encode(&mut out, &registry) {
+        tracing::error!("encoding /metrics: {e}");
+    }
+    out
+}
+
+/// Everything one scrape exports, read once: the collector only encodes.
+#[derive(Debug)]
+pub(super) struct Scrape {
+    snap: Arc<Snapshot>,
+    /// Per relay x mount: room or exclusion, as redirects decide now.
+    verdicts: Grid<Result<Room, Exclusion>>,
+    redirects: RedirectCounts,
+    /// Per relay of the snapshot's topology.
+    polls: Vec<Option<Arc<PollStats>>>,
+    dns: Option<Tally>,
+    /// Per zone (`None`: outside every zone), for `floe_dns_queries_total`.
+    dns_queries: Vec<(Option<String>, ZoneCounts)>,
+    /// Per balanced name of the current DNS plan.
+    dns_names: Vec<DnsName>,
+    now: Instant,
+}
+
+impl Scrape {
+    /// Reads one scrape: the decisions from `snap`, the counters given, the
+    /// DNS counters and plan from `dns` if DNS runs.
+    pub(super) fn read(
+        snap: Arc<Snapshot>,
+        redirects: RedirectCounts,
+        polls: Vec<Option<Arc<PollStats>>>,
+        dns: Option<&DnsState>,
+    ) -> Scrape {
+        let now = Instant::now();
+        let per_mount: Vec<select::Decision> = snap
+            .topology
+            .mounts
+            .ids()
+            .map(|m| select::decide(&snap, Target::Redirect(m), now))
+            .collect();
+        let verdicts = Grid::build(snap.relays.len(), per_mount.len(), |r, m| {
+            per_mount[m.index()].verdicts[r]
+        });
+        Scrape {
+            verdicts,
+            redirects,
+            polls,
+            dns: dns.map(DnsState::counts),
+            dns_queries: dns.map(DnsState::query_counts).unwrap_or_default(),
+            dns_names: dns.map(|d| dns_names(&d.current_plan())).unwrap_or_default(),
+            now,
+            snap,
+        }
+    }
+}
+
+/// One balanced name's current answer, for `floe_dns_name_*`.
+#[derive(Debug)]
+struct DnsName {
+    name: String,
+    decision: &'static str,
+    reason: &'static str,
+    relays: u64,
+}
+
+/// What every balanced name of `plan` answers.
+fn dns_names(plan: &Plan) -> Vec<DnsName> {
+    plan.names
+        .iter()
+        .map(|b| {
+            let (decision, reason) = match b.decision {
+                Decision::Candidates => ("candidates", ""),
+                Decision::Policy { why, policy } => (policy.as_str(), why.as_str()),
+            };
+            DnsName {
+                name: b.name.to_string(),
+                decision,
+                reason,
+                relays: b.relays.len() as u64,
+            }
+        })
+        .collect()
+}
+
+/// Writes one family: its descriptor, then each series from `series`.
+fn family<'a>(
+    enc: &'a mut DescriptorEncoder<'_>,
+    d: &'a Desc,
+    series: impl FnOnce(&mut MetricEncoder<'_>) -> fmt::Result,
+) -> fmt::Result {
+    let mut m = enc.encode_descriptor(d.name, d.help, None, d.kind)?;
+    series(&mut m)
+}
+
+fn put_gauge<L: EncodeLabelSet>(
+    m: &mut MetricEncoder<'_>,
+    labels: &L,
+    v: impl Gauge,
+) -> fmt::Result {
+    v.put(&mut m.encode_family(labels)?)
+}
+
+fn put_counter<L: EncodeLabelSet>(m: &mut MetricEncoder<'_>, labels: &L, v: u64) -> fmt::Result {
+    m.encode_family(labels)?
+        .encode_counter::<NoLabelSet, _, u64>(&v, None)
+}
+
+/// A gauge value: integers or floats.
+trait Gauge {
+    fn put(self, m: &mut MetricEncoder<'_>) -> fmt::Result;
+}
+
+impl Gauge for u64 {
+    fn put(self, m: &mut MetricEncoder<'_>) -> fmt::Result {
+        m.encode_gauge(&self)
+    }
+}
+
+impl Gauge for f64 {
+    fn put(self, m: &mut MetricEncoder<'_>) -> fmt::Result {
+        m.encode_gauge(&self)
+    }
+}
+
+fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+impl Collector for Scrape {
+    fn encode(&self, mut enc: DescriptorEncoder<'_>) -> fmt::Result {
+        let snap = &*self.snap;
+        let topo = &snap.topology;
+        let relays = || topo.relays.iter_ids().map(|(r, def)| (r, (def, &snap.relays[r])));
+        let cells = || {
+            topo.relays
+                .ids()
+                .flat_map(move |r| topo.mounts.ids().map(move |m| (r, m)))
+                .map(move |(r, m)| {
+                    let mount = &topo.mounts[m];
+                    let labels = [
+                        ("relay", &*topo.relays[r].name),
+                        ("stream", &*topo.streams[mount.stream].name),
+                        ("mount", &*mount.path),
+                    ];
+                    (r, m, labels)
+                })
+        };
+
+        family(&mut enc, &REDIRECTS, |f| {
+            for (m, mount) in topo.mounts.iter_ids() {
+                let stream = &*topo.streams[mount.stream].name;
+                for (r, def) in topo.relays.iter_ids() {
+                    let (outcome, reason) = Outcome::Sent.labels();
+                    let labels = [
+                        ("stream", stream),
+                        ("mount", &mount.path),
+                        ("relay", &def.name),
+                        ("outcome", outcome),
+                        ("reason", reason),
+                    ];
+                    put_counter(f, &labels, self.redirects.sent_to(m, r))?;
+                }
+                for (k, o) in Outcome::REFUSED.into_iter().enumerate() {
+                    let (outcome, reason) = o.labels();
+                    let labels = [
+                        ("stream", stream),
+                        ("mount", &mount.path),
+                        ("relay", ""),
+                        ("outcome", outcome),
+                        ("reason", reason),
+                    ];
+                    put_counter(f, &labels, self.redirects.refused[m][k])?;
+                }
+            }
+            let labels = [
+                ("stream", ""),
+                ("mount", ""),
+                ("relay", ""),
+                ("outcome", "404"),
+                ("reason", ""),
+            ];
+            put_counter(f, &labels, self.redirects.not_found)
+        })?;
+
+        family(&mut enc, &POLL_DURATION, |f| {
+            for (r, def) in topo.relays.iter_ids() {
+                let Some(stats) = &self.polls[r.index()] else {
+                    continue;
+                };
+                let mut buckets: Vec<(f64, u64)> = POLL_BUCKETS
+                    .iter()
+                    .zip(&stats.buckets)
+                    .map(|(&b, c)| (b, c.load(Relaxed)))
+                    .collect();
+                buckets.push((
+                    f64::INFINITY,
+                    stats.buckets[POLL_BUCKETS.len()].load(Relaxed),
+                ));
+                let count = buckets.iter().map(|b| b.1).sum();
+                let sum = stats.sum_micros.load(Relaxed) as f64 / 1e6;
+                f.encode_family(&[("relay", &*def.name)])?
+                    .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+            }
+            Ok(())
+        })?;
+        family(&mut enc, &POLL_ERRORS, |f| {
+            for (r, def) in topo.relays.iter_ids() {
+                for e in PollError::ALL {
+                    let n = self.polls[r.index()].as_ref().map_or(0, |s| s.errors(e));
+                    put_counter(f, &[("relay", &*def.name), ("reason", e.as_str())], n)?;
+                }
+            }
+            Ok(())
+        })?;
+
+        family(&mut enc, &RELAY_STATE, |f| {
+            for (_, (def, view)) in relays() {
+                for s in RelayState::ALL {
+                    put_gauge(
+                        f,
+                        &[("relay", &*def.name), ("state", s.as_str())],
+                        u64::from(view.state == s),
+                    )?;
+                }
+            }
+            Ok(())
+        })?;
+        family(&mut enc, &RELAY_STATE_SINCE, |f| {
+            relays().try_for_each(|(_, (def, view))| {
+                put_gauge(f, &[("relay", &*def.name)], unix_seconds(view.since))
+            })
+        })?;
+        family(&mut enc, &RELAY_DRAINING, |f| {
+            relays().try_for_each(|(_, (def, view))| {
+                put_gauge(f, &[("relay", &*def.name)], u64::from(view.drain))
+            })
+        })?;
+        family(&mut enc, &RELAY_LISTENERS, |f| {
+            relays().try_for_each(|(_, (def, view))| {
+                put_gauge(f, &[("relay", &*def.name)], u64::from(view.listeners))
+            })
+        })?;
+        family(&mut enc, &RELAY_MAX_LISTENERS, |f| {
+            relays().try_for_each(|(_, (def, _))| match def.max_listeners {
+                Some(c) => put_gauge(f, &[("relay", &*def.name)], u64::from(c)),
+                None => Ok(()),
+            })
+        })?;
+        family(&mut enc, &RELAY_ROOM, |f| {
+            relays().try_for_each(|(r, (def, _))| match select::relay_room(snap, r) {
+                Some(n) => put_gauge(f, &[("relay", &*def.name)], n),
+                None => Ok(()),
+            })
+        })?;
+        family(&mut enc, &RELAY_IN_FLIGHT, |f| {
+            relays().try_for_each(|(_, (def, view))| {
+                put_gauge(
+                    f,
+                    &[("relay", &*def.name)],
+                    def.grants.relay_in_flight(view.baseline),
+                )
+            })
+        })?;
+
+        family(&mut enc, &MOUNT_SOURCE, |f| {
+            cells().try_for_each(|(r, m, l)| put_gauge(f, &l, u64::from(snap.cell(r, m).present)))
+        })?;
+        family(&mut enc, &MOUNT_LISTENERS, |f| {
+            cells().try_for_each(|(r, m, l)| put_gauge(f, &l, u64::from(snap.cell(r, m).listeners)))
+        })?;
+        family(&mut enc, &MOUNT_MAX_LISTENERS, |f| {
+            cells().try_for_each(|(r, m, l)| match snap.cell(r, m).capacity {
+                Some(c) => put_gauge(f, &l, u64::from(c)),
+                None => Ok(()),
+            })
+        })?;
+        family(&mut enc, &MOUNT_ROOM, |f| {
+            cells().try_for_each(|(r, m, l)| {
+                match self.verdicts[(r, m)].map(Room::slots) {
+                    Ok(None) => Ok(()),
+                    Ok(Some(n)) => put_gauge(f, &l, n),
+                    Err(_) => put_gauge(f, &l, 0u64),
+                }
+            })
+        })?;
+        family(&mut enc, &MOUNT_IN_FLIGHT, |f| {
+            cells().try_for_each(|(r, m, l)| {
+                put_gauge(
+                    f,
+                    &l,
+                    topo.relays[r].grants.in_flight(m, snap.cell(r, m).baseline),
+                )
+            })
+        })?;
+        family(&mut enc, &MOUNT_CANDIDATE, |f| {
+            cells().try_for_each(|(r, m, l)| {
+                put_gauge(f, &l, u64::from(self.verdicts[(r, m)].is_ok()))
+            })
+        })?;
+
+        let none: [(&str, &str); 0] = [];
+        family(&mut enc, &SNAPSHOT_GENERATION, |f| {
+            put_gauge(f, &none, snap.generation)
+        })?;
+        family(&mut enc, &SNAPSHOT_AGE, |f| {
+            put_gauge(
+                f,
+                &none,
+                self.now.saturating_duration_since(snap.built).as_secs_f64(),
+            )
+        })?;
+        family(&mut enc, &SNAPSHOT_STALE, |f| {
+            put_gauge(f, &none, u64::from(snap.is_stale(self.now)))
+        })?;
+        family(&mut enc, &FIRST_ROUND, |f| {
+            put_gauge(f, &none, u64::from(snap.first_round_done))
+        })?;
+        family(&mut enc, &RELOADS, |f| {
+            put_counter(f, &[("result", "success")], snap.reload.successes)?;
+            put_counter(f, &[("result", "failure")], snap.reload.failures)
+        })?;
+        family(&mut enc, &RELOAD_FAILED, |f| {
+            put_gauge(f, &none, u64::from(snap.reload.last_error.is_some()))
+        })?;
+
+        if let Some(dns) = &self.dns {
+            family(&mut enc, &DNS_ANSWERS, |f| {
+                put_counter(f, &[("path", "udp-fast")], dns.udp_fast)?;
+                put_counter(f, &[("path", "udp-handler")], dns.udp_handler)?;
+                put_counter(f, &[("path", "tcp")], dns.tcp)
+            })?;
+            family(&mut enc, &DNS_RESPONSES, |f| {
+                for (i, n) in dns.rcode.iter().enumerate() {
+                    put_counter(
+                        f,
+                        &[("rcode", RCODES.get(i).copied().unwrap_or("other"))],
+                        *n,
+                    )?;
+                }
+                Ok(())
+            })?;
+            family(&mut enc, &DNS_QUERIES, |f| {
+                for (zone, counts) in &self.dns_queries {
+                    let zone = zone.as_deref().unwrap_or("");
+                    for (qtype, row) in QTYPES.iter().zip(counts) {
+                        for (rcode, &n) in QUERY_RCODES.iter().zip(row) {
+                            if n > 0 {
+                                let labels = [("zone", zone), ("qtype", qtype), ("rcode", rcode)];
+                                put_counter(f, &labels, n)?;
+                            }
+                        }
+                    }
+                }
+                Ok(())
+            })?;
+            family(&mut enc, &DNS_DROPPED, |f| {
+                put_counter(f, &none, dns.unanswered)
+            })?;
+            family(&mut enc, &DNS_NAME_ANSWER, |f| {
+                for n in &self.dns_names {
+                    let labels = [
+                        ("name", n.name.as_str()),
+                        ("decision", n.decision),
+                        ("reason", n.reason),
+                    ];
+                    put_gauge(f, &labels, 1u64)?;
+                }
+                Ok(())
+            })?;
+            family(&mut enc, &DNS_NAME_RELAYS, |f| {
+                for n in &self.dns_names {
+                    put_gauge(f, &[("name", n.name.as_str())], n.relays)?;
+                }
+                Ok(())
+            })?;
+        }
+        family(&mut enc, &BUILD_INFO, |f| {
+            put_gauge(f, &[("version", env!("CARGO_PKG_VERSION"))], 1u64)
+        })
+    }
+}
+
