@@ -91,7 +91,9 @@ impl RunningSums {
                         .map(|i| self.entry(i))
                         .filter(|(r, _)| !out.contains(r))
                 };
-                let Some(drawn) = linear(free, rng) else { break };
+                let Some(drawn) = linear(free, rng) else {
+                    break;
+                };
                 drawn
             };
             taken += w;

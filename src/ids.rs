@@ -308,7 +308,10 @@ mod tests {
     fn tables_index_by_their_own_id() {
         let t: PerRelay<&str> = vec!["a", "b"].into();
         assert_eq!(t[RelayId::new(1)], "b");
-        assert_eq!(t.ids().collect::<Vec<_>>(), [RelayId::new(0), RelayId::new(1)]);
+        assert_eq!(
+            t.ids().collect::<Vec<_>>(),
+            [RelayId::new(0), RelayId::new(1)]
+        );
         assert_eq!(t.position(|s| *s == "b"), Some(RelayId::new(1)));
     }
 }

@@ -251,7 +251,12 @@ fn judged(snap: &Snapshot, target: Target) -> Box<[MountId]> {
             stream,
             mount: None,
         } => match &*snap.stream_required[stream] {
-            [] => snap.topology.streams[stream].mounts.iter().take(1).copied().collect(),
+            [] => snap.topology.streams[stream]
+                .mounts
+                .iter()
+                .take(1)
+                .copied()
+                .collect(),
             on_air => on_air.into(),
         },
     }

@@ -8,6 +8,7 @@
 
 use floe::config;
 use floe::serve::Instance;
+use floe::snapshot::RelayId;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
 use std::collections::BTreeSet;
@@ -440,7 +441,7 @@ fn relays_that_go_down_full_or_drained_leave_the_answer_in_time() {
     // DNS half is asserted, with a note).
     b.kill();
     let (snap_at, dns_at) = follow(&floe, 1, |s| {
-        s.relays[1].state == floe::health::RelayState::Down
+        s.relays[RelayId::new(1)].state == floe::health::RelayState::Down
     });
     if snap_at <= bound {
         assert!(
@@ -459,12 +460,12 @@ fn relays_that_go_down_full_or_drained_leave_the_answer_in_time() {
     follow(&floe, 2, |s| {
         s.topology
             .mount_id("/live.ogg")
-            .is_some_and(|m| s.cell(2, m).listeners == 100)
+            .is_some_and(|m| s.cell(RelayId::new(2), m).listeners == 100)
     });
     // Drained by the operator: the next snapshot, at once.
     let _runtime = floe.rt.enter();
     assert!(floe.instance().engine.set_drain("relay-3", true));
-    let (_, dns_at) = follow(&floe, 3, |s| s.relays[3].drain);
+    let (_, dns_at) = follow(&floe, 3, |s| s.relays[RelayId::new(3)].drain);
     assert!(dns_at <= DNS_LAG, "drained relay left after {dns_at:?}");
     assert_eq!(
         answered(dns, "live.stream.example.org.", 20),

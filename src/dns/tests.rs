@@ -5,11 +5,11 @@
 use super::*;
 use crate::config;
 use crate::grants::GrantSample;
-use crate::health::{Health, PollOutcome};
-use crate::select;
-use crate::snapshot::{RelayObservation, Snapshot, Topology};
+use crate::health::{Health, PollFailure, PollOutcome};
 use crate::icecast::{MaxListeners, MountStatus, RelayStatus};
-use answer::{Decision, VARIANTS, Why};
+use crate::select::{self, Fallback as Why};
+use crate::snapshot::{RelayObservation, Snapshot, Stamp, StreamId, Topology};
+use answer::{Decision, VARIANTS};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
 use hickory_server::net::xfer::Protocol;
@@ -122,7 +122,7 @@ fn cluster_with(
         .map(|r| {
             let outcome = match r {
                 R::Unpolled => return None,
-                R::Down => PollOutcome::Failed("connection refused".into()),
+                R::Down => PollOutcome::Failed(PollFailure::Connect("connection refused".into())),
                 R::ServerFull => PollOutcome::ServerFull,
                 R::Up(mounts) | R::Drained(mounts) => PollOutcome::Status(RelayStatus {
                     mounts: mounts
@@ -148,7 +148,7 @@ fn cluster_with(
         })
         .collect();
     let refs: Vec<Option<&RelayObservation>> = observations.iter().map(Option::as_ref).collect();
-    Snapshot::build(topology, &refs, &[], 7)
+    Snapshot::build(topology, &refs, &[], Stamp::now(7), Arc::default())
 }
 
 fn cluster(relays: &[R], dns: &str) -> Snapshot {
@@ -857,8 +857,9 @@ fn binding_port_zero_gives_one_port_for_udp_and_tcp() {
 
 #[test]
 fn variants_are_drawn_like_select_picks() {
-    // Rooms 10, 30 and 60 (x weight 1): select::pick_many's first pick and
-    // the plan's first address come out in the same proportions.
+    // Rooms 10, 30 and 60 (x weight 1): a draw by the decision's weights
+    // (as a redirect draws) and the plan's first address come out in the
+    // same proportions.
     let relays = [
         up(&[("/live.ogg", 90, 100), ("/live.mp3", 0, 100)]),
         up(&[("/live.ogg", 70, 100), ("/live.mp3", 0, 100)]),
@@ -871,11 +872,15 @@ fn variants_are_drawn_like_select_picks() {
     let mut from_plan = [0u32; 3];
     let rounds = 400;
     let ogg = snap.topology.mount_id("/live.ogg");
+    let target = select::Target::Name {
+        stream: StreamId::new(0),
+        mount: ogg,
+    };
+    let weighted = select::decide(&snap, target, snap.built).weighted(&snap);
     for _ in 0..rounds {
         for _ in 0..VARIANTS {
-            let mut out = [0; 1];
-            select::pick_many(&snap, 0, ogg, &mut rng, &mut out);
-            from_select[out[0]] += 1;
+            let (r, _) = weighted.draw(&mut rng).expect("candidates");
+            from_select[r.index()] += 1;
         }
         let plan = plan_now(&snap, &zones, &mut rng);
         for v in balanced(&plan, "live-ogg.stream.example.org.").v4.iter() {

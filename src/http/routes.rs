@@ -87,7 +87,8 @@ pub fn respond<B>(
             );
         }
         "/status" => {
-            let page = super::status_page::render(&report::status_report_with(snap, Some(observed)));
+            let page =
+                super::status_page::render(&report::status_report_with(snap, Some(observed)));
             return with_generation(
                 snap,
                 typed(StatusCode::OK, "text/html; charset=utf-8", page),

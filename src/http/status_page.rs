@@ -707,8 +707,8 @@ mod tests {
     /// that failed with `error`.
     fn page(reason: &str, error: &str) -> String {
         use crate::grants::GrantSample;
-        use crate::health::{Health, PollOutcome};
-        use crate::snapshot::{RelayObservation, ReloadReport, Snapshot, SnapshotCell, Topology};
+        use crate::health::{Health, PollFailure, PollOutcome};
+        use crate::snapshot::{RelayObservation, ReloadReport, Snapshot, Stamp, Topology};
         use std::sync::Arc;
         use std::time::SystemTime;
         let toml = "[[stream]]\nname = \"live\"\nmounts = [\"/live.ogg\"]\n[[relay]]\nname = \"relay-a\"\n\
@@ -718,7 +718,7 @@ mod tests {
         let topology = Arc::new(Topology::new(Arc::new(config), None));
         let mut health = Health::new(SystemTime::UNIX_EPOCH);
         health.observe(
-            PollOutcome::Failed(reason.into()),
+            PollOutcome::Failed(PollFailure::Body(reason.into())),
             1,
             1,
             SystemTime::UNIX_EPOCH,
@@ -735,11 +735,20 @@ mod tests {
             last_error: Some((SystemTime::UNIX_EPOCH, error.into())),
             ..ReloadReport::default()
         };
-        let snap = Snapshot::build_with(topology, &[Some(&obs)], &[], 3, Arc::new(reload));
-        let cell = Arc::new(SnapshotCell::new(snap));
-        let metrics = crate::metrics::Metrics::new(cell.clone());
-        let snap = cell.load_full();
-        render(&crate::report::status_report_with(&snap, Some(&metrics)))
+        let snap = Snapshot::build(
+            topology,
+            &[Some(&obs)],
+            &[],
+            Stamp::now(3),
+            Arc::new(reload),
+        );
+        let metrics = crate::metrics::Metrics::new();
+        let history = crate::history::History::default();
+        let observed = crate::report::Observed {
+            metrics: &metrics,
+            history: &history,
+        };
+        render(&crate::report::status_report_with(&snap, Some(observed)))
     }
 
     #[test]

@@ -275,4 +275,3 @@ pub const CATALOG: &[Desc] = &[
 
 /// Upper bounds of the poll duration histogram, in seconds.
 pub const POLL_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
-

@@ -111,7 +111,7 @@ impl From<NoCandidate> for Outcome {
 /// The redirect counters of one topology, indexed like the snapshot: the
 /// hot path finds its counter by `[mount][relay]` without a lookup.
 #[derive(Debug)]
-struct RedirectTable {
+pub(super) struct RedirectTable {
     /// The topology it indexes (identity only; a `Weak` keeps the
     /// allocation, so the address cannot be reused by another topology).
     topology: Weak<Topology>,
@@ -126,7 +126,7 @@ struct RedirectTable {
 
 impl RedirectTable {
     #[inline]
-    fn is_for(&self, topology: &Arc<Topology>) -> bool {
+    pub(super) fn is_for(&self, topology: &Arc<Topology>) -> bool {
         std::ptr::eq(self.topology.as_ptr(), Arc::as_ptr(topology))
     }
 }
@@ -137,7 +137,7 @@ type SeriesKey = (Box<str>, Box<str>, Box<str>, Outcome);
 /// The redirect counters: the current table plus every series by labels.
 #[derive(Debug, Default)]
 pub(super) struct Redirects {
-    table: ArcSwapOption<RedirectTable>,
+    pub(super) table: ArcSwapOption<RedirectTable>,
     series: Mutex<HashMap<SeriesKey, Arc<AtomicU64>>>,
     not_found: AtomicU64,
 }
@@ -274,4 +274,3 @@ impl RedirectCounts {
         self.refused.iter().flatten().sum()
     }
 }
-

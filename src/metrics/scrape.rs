@@ -73,7 +73,9 @@ impl Scrape {
             polls,
             dns: dns.map(DnsState::counts),
             dns_queries: dns.map(DnsState::query_counts).unwrap_or_default(),
-            dns_names: dns.map(|d| dns_names(&d.current_plan())).unwrap_or_default(),
+            dns_names: dns
+                .map(|d| dns_names(&d.current_plan()))
+                .unwrap_or_default(),
             now,
             snap,
         }
@@ -157,7 +159,11 @@ impl Collector for Scrape {
     fn encode(&self, mut enc: DescriptorEncoder<'_>) -> fmt::Result {
         let snap = &*self.snap;
         let topo = &snap.topology;
-        let relays = || topo.relays.iter_ids().map(|(r, def)| (r, (def, &snap.relays[r])));
+        let relays = || {
+            topo.relays
+                .iter_ids()
+                .map(|(r, def)| (r, (def, &snap.relays[r])))
+        };
         let cells = || {
             topo.relays
                 .ids()
@@ -302,12 +308,10 @@ impl Collector for Scrape {
             })
         })?;
         family(&mut enc, &MOUNT_ROOM, |f| {
-            cells().try_for_each(|(r, m, l)| {
-                match self.verdicts[(r, m)].map(Room::slots) {
-                    Ok(None) => Ok(()),
-                    Ok(Some(n)) => put_gauge(f, &l, n),
-                    Err(_) => put_gauge(f, &l, 0u64),
-                }
+            cells().try_for_each(|(r, m, l)| match self.verdicts[(r, m)].map(Room::slots) {
+                Ok(None) => Ok(()),
+                Ok(Some(n)) => put_gauge(f, &l, n),
+                Err(_) => put_gauge(f, &l, 0u64),
             })
         })?;
         family(&mut enc, &MOUNT_IN_FLIGHT, |f| {
@@ -406,4 +410,3 @@ impl Collector for Scrape {
         })
     }
 }
-

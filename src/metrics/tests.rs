@@ -4,10 +4,17 @@
 use super::*;
 use crate::config;
 use crate::grants::GrantSample;
-use crate::health::Health;
-use crate::snapshot::{RelayObservation, ReloadReport};
+use crate::health::{Health, PollError, PollFailure, PollOutcome};
 use crate::icecast::{MaxListeners, MountStatus, RelayStatus};
+use crate::select::NoCandidate;
+use crate::snapshot::{RelayObservation, ReloadReport, SnapshotCell, Stamp, Topology};
 use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+const A: MountId = MountId::new(0);
+const B: MountId = MountId::new(1);
+const R0: RelayId = RelayId::new(0);
+const R1: RelayId = RelayId::new(1);
 
 /// A config with relays `names` (each `url = http://<name>.example.org`),
 /// one stream `live` with mounts /a and /b.
@@ -33,7 +40,7 @@ fn snapshot(topology: Arc<Topology>, generation: u64, reload: ReloadReport) -> S
         .iter()
         .map(|r| {
             let outcome = if &*r.name == "down" {
-                PollOutcome::Failed("connect failed: Connection refused".into())
+                PollOutcome::Failed(PollFailure::Connect("Connection refused".into()))
             } else {
                 PollOutcome::Status(RelayStatus {
                     mounts: vec![MountStatus {
@@ -56,7 +63,13 @@ fn snapshot(topology: Arc<Topology>, generation: u64, reload: ReloadReport) -> S
         })
         .collect();
     let refs: Vec<Option<&RelayObservation>> = observations.iter().map(Option::as_ref).collect();
-    Snapshot::build_with(topology, &refs, &[], generation, Arc::new(reload))
+    Snapshot::build(
+        topology,
+        &refs,
+        &[],
+        Stamp::now(generation),
+        Arc::new(reload),
+    )
 }
 
 /// The value of the series `name{labels}` (labels in any order).
@@ -85,7 +98,7 @@ fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 
 fn cell_with(snap: Snapshot) -> (Arc<SnapshotCell>, Metrics) {
     let cell = Arc::new(SnapshotCell::new(snap));
-    let metrics = Metrics::new(cell.clone());
+    let metrics = Metrics::new();
     (cell, metrics)
 }
 
@@ -98,14 +111,14 @@ fn redirects_are_counted_per_mount_relay_and_outcome() {
     ));
     let snap = cell.load_full();
     for _ in 0..3 {
-        metrics.redirected(&snap, 0, 1);
+        metrics.redirected(&snap, A, R1);
     }
-    metrics.redirected(&snap, 1, 0);
-    metrics.refused(&snap, 0, NoCandidate::Full.into());
-    metrics.refused(&snap, 1, Outcome::Offline);
+    metrics.redirected(&snap, B, R0);
+    metrics.refused(&snap, A, NoCandidate::Full.into());
+    metrics.refused(&snap, B, Outcome::Offline);
     metrics.not_found();
     metrics.not_found();
-    let text = metrics.render();
+    let text = metrics.render(&cell.load_full());
     let sent = |mount, relay| {
         value(
             &text,
@@ -153,7 +166,7 @@ fn redirects_are_counted_per_mount_relay_and_outcome() {
     assert_eq!(
         (
             counts.sent_total(),
-            counts.sent_to_relay(1),
+            counts.sent_to_relay(R1),
             counts.refused_total()
         ),
         (4, 3, 2)
@@ -165,8 +178,8 @@ fn counters_carry_over_a_reload_and_removed_relays_leave_the_exposition() {
     let first = topology(&["a", "b"], None);
     let (cell, metrics) = cell_with(snapshot(first.clone(), 1, ReloadReport::default()));
     let old = cell.load_full();
-    metrics.redirected(&old, 0, 0);
-    metrics.redirected(&old, 0, 1);
+    metrics.redirected(&old, A, R0);
+    metrics.redirected(&old, A, R1);
     // Reload: b goes, c comes, a stays (now at index 1).
     let second = topology(&["c", "a"], Some(&first));
     cell.store(snapshot(
@@ -178,11 +191,11 @@ fn counters_carry_over_a_reload_and_removed_relays_leave_the_exposition() {
         },
     ));
     let new = cell.load_full();
-    metrics.redirected(&new, 0, 1);
+    metrics.redirected(&new, A, R1);
     // A request still holding the old snapshot counts into the same series
     // and does not take the table back from the new config.
-    metrics.redirected(&old, 0, 0);
-    let text = metrics.render();
+    metrics.redirected(&old, A, R0);
+    let text = metrics.render(&cell.load_full());
     let sent = |relay| {
         value(
             &text,
@@ -217,11 +230,11 @@ fn counters_carry_over_a_reload_and_removed_relays_leave_the_exposition() {
 fn the_hot_path_reuses_the_table_of_its_topology() {
     let (cell, metrics) = cell_with(snapshot(topology(&["a"], None), 1, ReloadReport::default()));
     let snap = cell.load_full();
-    metrics.redirected(&snap, 0, 0);
+    metrics.redirected(&snap, A, R0);
     let before = metrics.redirects.table.load_full().map(|t| Arc::as_ptr(&t));
     // A new snapshot of the same config (a poll) keeps the table.
     cell.store(snapshot(snap.topology.clone(), 2, ReloadReport::default()));
-    metrics.redirected(&cell.load(), 0, 0);
+    metrics.redirected(&cell.load(), A, R0);
     let after = metrics.redirects.table.load_full().map(|t| Arc::as_ptr(&t));
     assert_eq!(before, after);
     assert_eq!(metrics.redirect_counts(&cell.load()).sent_total(), 2);
@@ -235,11 +248,11 @@ fn gauges_come_from_the_current_snapshot() {
         last_success: None,
         last_error: Some((SystemTime::UNIX_EPOCH, "floe.toml:3:1: bad".into())),
     };
-    let (_cell, metrics) = cell_with(snapshot(topology(&["a", "down"], None), 7, reload));
+    let (cell, metrics) = cell_with(snapshot(topology(&["a", "down"], None), 7, reload));
     let stats = metrics.poll_stats(&Arc::from("down"));
     stats.observe(Duration::from_millis(30), Some(PollError::Connect));
     stats.observe(Duration::from_millis(3), None);
-    let text = metrics.render();
+    let text = metrics.render(&cell.load_full());
     let g = |name, labels: &[(&str, &str)]| value(&text, name, labels);
     assert_eq!(
         g("floe_relay_state", &[("relay", "a"), ("state", "up")]),
@@ -331,8 +344,8 @@ fn gauges_come_from_the_current_snapshot() {
 
 #[test]
 fn every_family_is_described_once_with_help_and_type() {
-    let (_cell, metrics) = cell_with(snapshot(topology(&["a"], None), 1, ReloadReport::default()));
-    let text = metrics.render();
+    let (cell, metrics) = cell_with(snapshot(topology(&["a"], None), 1, ReloadReport::default()));
+    let text = metrics.render(&cell.load_full());
     for d in CATALOG.iter().filter(|d| !d.name.starts_with("floe_dns_")) {
         let name = d.exported_name();
         assert_eq!(
@@ -357,30 +370,34 @@ fn every_family_is_described_once_with_help_and_type() {
 
 #[test]
 fn poll_failures_fall_into_reason_classes() {
-    let failed = |s: &str| PollError::of(&PollOutcome::Failed(s.into()));
-    assert_eq!(failed("timeout after 1s"), Some(PollError::Timeout));
+    let failed = |f: PollFailure| PollOutcome::Failed(f).error();
     assert_eq!(
-        failed("connect failed: Connection refused (os error 111)"),
+        failed(PollFailure::Timeout(Duration::from_secs(1))),
+        Some(PollError::Timeout)
+    );
+    assert_eq!(
+        failed(PollFailure::Connect("Connection refused".into())),
         Some(PollError::Connect)
     );
     assert_eq!(
-        failed("request failed: connection reset"),
+        failed(PollFailure::Request("connection reset".into())),
         Some(PollError::Connect)
     );
     assert_eq!(
-        failed("HTTP 404 Not Found from http://r/x: wrong status path"),
+        failed(PollFailure::Http {
+            code: 404,
+            status: "404 Not Found".into(),
+            url: "http://r/x".into()
+        }),
         Some(PollError::Http)
     );
     assert_eq!(
-        failed("truncated: end line missing"),
+        failed(PollFailure::Body("truncated: end line missing".into())),
         Some(PollError::Parse)
     );
+    assert_eq!(PollOutcome::ServerFull.error(), Some(PollError::Full));
     assert_eq!(
-        PollError::of(&PollOutcome::ServerFull),
-        Some(PollError::Full)
-    );
-    assert_eq!(
-        PollError::of(&PollOutcome::Status(RelayStatus { mounts: vec![] })),
+        PollOutcome::Status(RelayStatus { mounts: vec![] }).error(),
         None
     );
 }

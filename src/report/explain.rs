@@ -162,7 +162,11 @@ impl Target {
 pub fn explain<'a>(snap: &'a Snapshot, target: &Target, now: Instant) -> Explanation<'a> {
     let topo = &snap.topology;
     let (kind, label, stream) = match target {
-        Target::Mount(m) => ("mount", topo.mounts[*m].path.to_string(), topo.mounts[*m].stream),
+        Target::Mount(m) => (
+            "mount",
+            topo.mounts[*m].path.to_string(),
+            topo.mounts[*m].stream,
+        ),
         Target::Stream(s) => ("stream", topo.streams[*s].name.to_string(), *s),
         Target::Name { name, stream, .. } => ("dns-name", name.clone(), *stream),
     };

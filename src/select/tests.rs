@@ -4,9 +4,9 @@
 use super::*;
 use crate::config;
 use crate::grants::GrantSample;
-use crate::health::{Health, PollOutcome};
-use crate::snapshot::{RelayObservation, Topology};
+use crate::health::{Health, PollFailure, PollOutcome};
 use crate::icecast::{MaxListeners, MountStatus, RelayStatus};
+use crate::snapshot::{RelayObservation, Stamp, Topology};
 use proptest::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
@@ -68,7 +68,9 @@ fn cluster(relays: &[R], select: &str) -> Snapshot {
         .map(|r| {
             let outcome = match &r.outcome {
                 Outcome::Unpolled => return None,
-                Outcome::Down => PollOutcome::Failed("connection refused".into()),
+                Outcome::Down => {
+                    PollOutcome::Failed(PollFailure::Connect("connection refused".into()))
+                }
                 Outcome::ServerFull => PollOutcome::ServerFull,
                 Outcome::Up(mounts) => PollOutcome::Status(RelayStatus {
                     mounts: mounts
@@ -94,15 +96,25 @@ fn cluster(relays: &[R], select: &str) -> Snapshot {
         })
         .collect();
     let refs: Vec<Option<&RelayObservation>> = observations.iter().map(Option::as_ref).collect();
-    Snapshot::build(topology, &refs, &[], 1)
+    let snap = Snapshot::build(topology, &refs, &[], Stamp::now(1), Arc::default());
+    // As the poller does before publishing: the pick sums hold the room at
+    // this point, before any grant.
+    prepare(&snap);
+    snap
 }
 
 fn rng() -> SmallRng {
     SmallRng::seed_from_u64(7)
 }
 
-const A: MountId = 0;
-const B: MountId = 1;
+const A: MountId = MountId::new(0);
+const B: MountId = MountId::new(1);
+const S: StreamId = StreamId::new(0);
+
+/// Relay `i` of a test cluster.
+fn r(i: usize) -> RelayId {
+    RelayId::new(i)
+}
 
 #[test]
 fn a_burst_fills_each_relay_to_its_free_slots_and_then_refuses() {
@@ -119,7 +131,7 @@ fn a_burst_fills_each_relay_to_its_free_slots_and_then_refuses() {
     let mut rng = rng();
     for _ in 0..100 {
         match pick_for_mount(&snap, A, &mut rng) {
-            Ok(r) => counts[r] += 1,
+            Ok(r) => counts[r.index()] += 1,
             Err(e) => {
                 assert_eq!(e, NoCandidate::Full);
                 refused += 1;
@@ -176,7 +188,11 @@ fn exclusions_name_the_reason() {
         ],
         "",
     );
-    let reasons: Vec<_> = explain_mount(&snap, A).map(|(_, r)| r).collect();
+    let reasons: Vec<_> = decide(&snap, Target::Redirect(A), snap.built)
+        .verdicts
+        .iter()
+        .copied()
+        .collect();
     assert_eq!(
         reasons,
         [
@@ -195,11 +211,11 @@ fn exclusions_name_the_reason() {
 
 #[test]
 fn relay_cap_counts_listeners_of_every_mount() {
-    let mut r = up(&[("/a", 3, 100), ("/b", 4, 100)]);
-    r.cap = Some(10);
-    let snap = cluster(&[r], "");
+    let mut capped = up(&[("/a", 3, 100), ("/b", 4, 100)]);
+    capped.cap = Some(10);
+    let snap = cluster(&[capped], "");
     assert_eq!(
-        mount_room(&snap, 0, A),
+        mount_room(&snap, r(0), A),
         Ok(Room {
             mount: Some(97),
             relay: Some(3)
@@ -218,9 +234,9 @@ fn reserve_is_held_until_a_peer_is_down_or_full() {
         &[up(&[("/a", 8, 10)]), up(&[("/a", 0, 10)])],
         "reserve = 0.2",
     );
-    assert_eq!(mount_room(&held, 0, A), Err(Exclusion::Reserve));
+    assert_eq!(mount_room(&held, r(0), A), Err(Exclusion::Reserve));
     assert_eq!(
-        mount_room(&held, 1, A),
+        mount_room(&held, r(1), A),
         Ok(Room {
             mount: Some(8),
             relay: None
@@ -234,7 +250,7 @@ fn reserve_is_held_until_a_peer_is_down_or_full() {
     };
     let released = cluster(&[up(&[("/a", 8, 10)]), down], "reserve = 0.2");
     assert_eq!(
-        mount_room(&released, 0, A),
+        mount_room(&released, r(0), A),
         Ok(Room {
             mount: Some(2),
             relay: None
@@ -245,7 +261,7 @@ fn reserve_is_held_until_a_peer_is_down_or_full() {
         "reserve = 0.2",
     );
     assert_eq!(
-        mount_room(&full_peer, 0, A),
+        mount_room(&full_peer, r(0), A),
         Ok(Room {
             mount: Some(2),
             relay: None
@@ -270,7 +286,7 @@ fn choices_follow_room_times_weight() {
     let mut rng = rng();
     let n = 9_000;
     for _ in 0..n {
-        counts[pick_for_mount(&snap, A, &mut rng).unwrap()] += 1.0;
+        counts[pick_for_mount(&snap, A, &mut rng).unwrap().index()] += 1.0;
     }
     for (got, want) in counts.iter().zip([2.0 / 9.0, 1.0 / 9.0, 6.0 / 9.0]) {
         assert!(
@@ -288,9 +304,9 @@ fn stream_candidates_need_every_mount_that_is_on_the_air() {
         &[up(&[("/a", 0, 5)]), up(&[("/a", 0, 5), ("/b", 2, 5)])],
         "",
     );
-    assert_eq!(stream_room(&snap, 0, 0), Err(Exclusion::NoSource));
+    assert_eq!(stream_room(&snap, r(0), S), Err(Exclusion::NoSource));
     assert_eq!(
-        stream_room(&snap, 1, 0),
+        stream_room(&snap, r(1), S),
         Ok(Room {
             mount: Some(3),
             relay: None
@@ -298,11 +314,15 @@ fn stream_candidates_need_every_mount_that_is_on_the_air() {
     );
     // /b off the air everywhere: only /a matters.
     let snap = cluster(&[up(&[("/a", 0, 5)]), up(&[("/a", 0, 5)])], "");
-    let mut out = [usize::MAX; 4];
-    let n = pick_many(&snap, 0, None, &mut rng(), &mut out);
-    let mut got = out[..n].to_vec();
-    got.sort();
-    assert_eq!(got, [0, 1]);
+    let stream = Target::Name {
+        stream: S,
+        mount: None,
+    };
+    let got: Vec<RelayId> = decide(&snap, stream, snap.built)
+        .candidates()
+        .map(|(r, _)| r)
+        .collect();
+    assert_eq!(got, [r(0), r(1)]);
 }
 
 #[test]
@@ -314,12 +334,12 @@ fn picks_follow_room_left_after_grants_not_room_at_build() {
     let snap = cluster(&relays, "");
     let m = snap.topology.mount_id("/a").unwrap();
     for _ in 0..9_000 {
-        assert!(grant(&snap, 0, m));
+        assert!(grant(&snap, r(0), m));
     }
     let mut rng = rng();
     let picks = 1_000;
     let to_r0 = (0..picks)
-        .filter(|_| pick_for_mount(&snap, m, &mut rng) == Ok(0))
+        .filter(|_| pick_for_mount(&snap, m, &mut rng) == Ok(r(0)))
         .count();
     // r0's share drifts from 9.1 % to 8.3 % as picks use up its room.
     let share = to_r0 as f64 / f64::from(picks);
@@ -397,7 +417,7 @@ proptest! {
         let snap = cluster(&relays, "");
         for (r, paths) in statuses.iter().enumerate() {
             for path in ["/a", "/b"] {
-                let cell = snap.cell(r, snap.topology.mount_id(path).unwrap());
+                let cell = snap.cell(RelayId::new(r), snap.topology.mount_id(path).unwrap());
                 prop_assert_eq!(cell.present, paths.contains(&path), "r{} {}", r, path);
                 if cell.present {
                     prop_assert_eq!(cell.listeners, listeners(r, path), "r{} {}", r, path);
@@ -412,12 +432,12 @@ proptest! {
     #[test]
     fn grants_never_exceed_room_and_skip_ineligible(relays in proptest::collection::vec(arb_relay(), 1..6), reserve in prop_oneof![Just(0.0), Just(0.25)], seed: u64) {
         let snap = cluster(&relays, &format!("reserve = {reserve}"));
-        let before: Vec<Result<Room, Exclusion>> = (0..relays.len()).map(|r| mount_room(&snap, r, A)).collect();
+        let before: Vec<Result<Room, Exclusion>> = snap.relays.ids().map(|r| mount_room(&snap, r, A)).collect();
         let mut counts = vec![0u64; relays.len()];
         let mut rng = SmallRng::seed_from_u64(seed);
         while let Ok(r) = pick_for_mount(&snap, A, &mut rng) {
-            counts[r] += 1;
-            prop_assert!(counts[r] < 10_000, "runaway");
+            counts[r.index()] += 1;
+            prop_assert!(counts[r.index()] < 10_000, "runaway");
         }
         for (r, room) in before.iter().enumerate() {
             match room {
@@ -439,7 +459,7 @@ proptest! {
                     let mut rng = SmallRng::seed_from_u64(t);
                     let mut c = vec![0u64; snap.relays.len()];
                     for _ in 0..200 {
-                        if let Ok(r) = pick_for_mount(snap, A, &mut rng) { c[r] += 1; }
+                        if let Ok(r) = pick_for_mount(snap, A, &mut rng) { c[r.index()] += 1; }
                     }
                     c
                 })
@@ -476,13 +496,13 @@ fn with_a_share_each_instance_grants_at_most_its_part_of_the_free_slots() {
     let mut rng = rng();
     for _ in 0..100 {
         if let Ok(r) = pick_for_mount(&snap, A, &mut rng) {
-            counts[r] += 1;
+            counts[r.index()] += 1;
         }
     }
     // 7 free -> 3; 5 free -> 2; relay cap 4 (mount free 100) -> 2.
     assert_eq!(counts, [3, 2, 2]);
-    assert_eq!(snap.cell(0, A).free, Some(3));
-    assert_eq!(snap.relays[2].free, Some(2));
+    assert_eq!(snap.cell(r(0), A).free, Some(3));
+    assert_eq!(snap.relays[r(2)].free, Some(2));
 
     // The reserve is held back in the same proportion (rounded up), and
     // released on the real free slots: a peer with one slot left is not
@@ -492,11 +512,11 @@ fn with_a_share_each_instance_grants_at_most_its_part_of_the_free_slots() {
         "share = 0.5\nreserve = 0.3",
     );
     assert!(!snap.reserve_released[A]);
-    assert_eq!(snap.cell(0, A).reserve, 2);
-    assert_eq!(mount_room(&snap, 0, A).map(Room::slots), Ok(Some(3)));
-    assert_eq!(mount_room(&snap, 1, A), Err(Exclusion::Full));
+    assert_eq!(snap.cell(r(0), A).reserve, 2);
+    assert_eq!(mount_room(&snap, r(0), A).map(Room::slots), Ok(Some(3)));
+    assert_eq!(mount_room(&snap, r(1), A), Err(Exclusion::Full));
 
     // share = 1 (the default) changes nothing.
     let whole = cluster(&relays, "share = 1.0");
-    assert_eq!(whole.cell(0, A).free, Some(7));
+    assert_eq!(whole.cell(r(0), A).free, Some(7));
 }

@@ -12,9 +12,9 @@ use floe::dns::Plan;
 use floe::dns::zones::Zones;
 use floe::grants::GrantSample;
 use floe::health::{Health, PollOutcome};
-use floe::select;
-use floe::snapshot::{RelayObservation, Snapshot, Topology};
 use floe::icecast::{MaxListeners, MountStatus, RelayStatus};
+use floe::select;
+use floe::snapshot::{MountId, RelayObservation, Snapshot, Stamp, Topology};
 use floe::zones::ZoneSet;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
@@ -93,7 +93,15 @@ fn main() {
     let mut generation = 1;
     while times.len() < 50 || (started.elapsed() < Duration::from_secs(3) && times.len() < 1000) {
         let t = Instant::now();
-        let snap = Snapshot::build(topology.clone(), &refs, &[], generation);
+        let snap = Snapshot::build(
+            topology.clone(),
+            &refs,
+            &[],
+            Stamp::now(generation),
+            Arc::default(),
+        );
+        // What the poller does before publishing: the redirects' pick sums.
+        select::prepare(&snap);
         times.push(t.elapsed());
         generation += 1;
         std::hint::black_box(snap);
@@ -108,12 +116,21 @@ fn main() {
         times.len()
     );
 
-    let snap = Snapshot::build(topology.clone(), &refs, &[], generation);
+    let snap = Snapshot::build(
+        topology.clone(),
+        &refs,
+        &[],
+        Stamp::now(generation),
+        Arc::default(),
+    );
+    select::prepare(&snap);
     let mut rng = SmallRng::seed_from_u64(1);
     let n = 20_000;
     let t = Instant::now();
     for i in 0..n {
-        std::hint::black_box(select::pick_for_mount(&snap, i % mounts, &mut rng).ok());
+        std::hint::black_box(
+            select::pick_for_mount(&snap, MountId::new(i % mounts), &mut rng).ok(),
+        );
     }
     println!(
         "pick_for_mount over {RELAYS} relays: {:?} per pick (index draw; scan once room runs out)",
@@ -129,7 +146,13 @@ fn main() {
     for dual_stack in [false, true] {
         let (topology, observations) = cluster(dual_stack);
         let refs: Vec<Option<&RelayObservation>> = observations.iter().map(Some).collect();
-        let snap = Arc::new(Snapshot::build(topology, &refs, &[], 1));
+        let snap = Arc::new(Snapshot::build(
+            topology,
+            &refs,
+            &[],
+            Stamp::now(1),
+            Arc::default(),
+        ));
         let rounds = 50;
         let t = Instant::now();
         for _ in 0..rounds {
