@@ -146,13 +146,17 @@ fn snapshot(relays: &[Relay], s: &Settings) -> Snapshot {
 
 fn arb_relay() -> impl Strategy<Value = Relay> {
     let mount = proptest::option::weighted(0.8, (0u32..12, 0u32..12));
-    let up = (mount.clone(), mount, proptest::bool::weighted(0.15), 1u32..4).prop_map(
-        |(a, b, drain, weight)| Relay::Up {
+    let up = (
+        mount.clone(),
+        mount,
+        proptest::bool::weighted(0.15),
+        1u32..4,
+    )
+        .prop_map(|(a, b, drain, weight)| Relay::Up {
             mounts: [a, b],
             drain,
             weight,
-        },
-    );
+        });
     prop_oneof![
         6 => up,
         1 => Just(Relay::Down),
