@@ -60,7 +60,7 @@ enum Command {
         /// (`live.stream.example.org.`).
         what: String,
         /// floe's HTTP address.
-        #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8080")]
+        #[arg(long, value_name = "URL", default_value_t = local_url(config::DEFAULT_HTTP_LISTEN))]
         url: String,
         /// Print the JSON form.
         #[arg(long)]
@@ -70,10 +70,10 @@ enum Command {
     /// print the curl, player and dig lines to try; Ctrl-C stops it.
     Demo {
         /// DNS listen address (UDP and TCP).
-        #[arg(long, value_name = "ADDR", default_value = floe::demo::DEFAULT_DNS)]
+        #[arg(long, value_name = "ADDR", default_value_t = config::DEFAULT_DNS_LISTEN)]
         dns: SocketAddr,
         /// HTTP listen address (port 0: any free port, printed).
-        #[arg(long, value_name = "ADDR", default_value = floe::demo::DEFAULT_HTTP)]
+        #[arg(long, value_name = "ADDR", default_value_t = config::DEFAULT_HTTP_LISTEN)]
         http: SocketAddr,
     },
 }
@@ -308,9 +308,9 @@ fn drain(
             parsed
                 .as_ref()
                 .and_then(|c| c.admin.listen.first())
-                .map(|&a| admin_url(a))
+                .map(|&a| local_url(a))
         })
-        .unwrap_or_else(|| "http://127.0.0.1:8081".into());
+        .unwrap_or_else(|| local_url(config::DEFAULT_ADMIN_LISTEN));
     let url = format!(
         "{}/{}/{relay}",
         base.trim_end_matches('/'),
@@ -407,9 +407,9 @@ fn explain(base: &str, what: &str, json: bool) -> ExitCode {
     }
 }
 
-/// The URL to reach an admin listen address from this host: a wildcard
-/// address is reached on loopback.
-fn admin_url(mut addr: SocketAddr) -> String {
+/// The URL to reach a listen address from this host: a wildcard address is
+/// reached on loopback.
+fn local_url(mut addr: SocketAddr) -> String {
     if addr.ip().is_unspecified() {
         addr.set_ip(match addr {
             SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),

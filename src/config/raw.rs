@@ -2,7 +2,8 @@
 //! on the values that later checks need to point at.
 //!
 //! Nothing outside `config` sees these types: [`super::load`] turns them into
-//! the validated [`super::Config`].
+//! the validated [`super::Config`]. Every key of a section is optional, so a
+//! missing section is its `Default`.
 
 use super::duration;
 use serde::Deserialize;
@@ -12,100 +13,76 @@ use std::time::Duration;
 use toml::Spanned;
 
 /// `[dns]`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RawDns {
-    #[serde(default)]
     pub listen: Option<Vec<Spanned<String>>>,
-    #[serde(default)]
     pub zones: Option<Spanned<PathBuf>>,
-    #[serde(default)]
     pub answers: Option<Spanned<u32>>,
-    #[serde(default, with = "duration::option")]
+    #[serde(with = "duration::option")]
     pub ttl: Option<Duration>,
-    #[serde(default, with = "duration::option")]
+    #[serde(with = "duration::option")]
     pub min_ttl: Option<Duration>,
-    #[serde(default)]
     pub when_no_candidate: Option<Spanned<String>>,
-    #[serde(default)]
     pub before_first_poll: Option<Spanned<String>>,
-    #[serde(default)]
     pub when_stale: Option<Spanned<String>>,
-    #[serde(default)]
     pub fallback: Vec<Spanned<String>>,
-    #[serde(default, with = "duration::option")]
+    #[serde(with = "duration::option")]
     pub tcp_idle_timeout: Option<Duration>,
-    #[serde(default)]
     pub tcp_max_connections: Option<u32>,
-    #[serde(default)]
     pub udp_workers: Option<u32>,
 }
 
 /// `[http]`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RawHttp {
-    #[serde(default)]
     pub listen: Option<Vec<Spanned<String>>>,
-    #[serde(default)]
     pub public_url: Option<Spanned<String>>,
-    #[serde(default, with = "duration::option")]
+    #[serde(with = "duration::option")]
     pub header_timeout: Option<Duration>,
-    #[serde(default)]
     pub max_connections: Option<u32>,
-    #[serde(default)]
     pub max_header_bytes: Option<Spanned<u32>>,
-    #[serde(default, with = "duration::option")]
+    #[serde(with = "duration::option")]
     pub retry_after: Option<Duration>,
-    #[serde(default)]
     pub workers: Option<u32>,
 }
 
 /// `[poll]`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RawPoll {
-    #[serde(default, with = "duration::option")]
+    #[serde(with = "duration::option")]
     pub interval: Option<Duration>,
-    #[serde(default, with = "duration::option")]
+    #[serde(with = "duration::option")]
     pub timeout: Option<Duration>,
-    #[serde(default)]
     pub rise: Option<Spanned<u32>>,
-    #[serde(default)]
     pub fall: Option<Spanned<u32>>,
-    #[serde(default)]
     pub jitter: Option<Spanned<f64>>,
-    #[serde(default, with = "duration::option")]
+    #[serde(with = "duration::option")]
     pub settle: Option<Duration>,
-    #[serde(default, with = "duration::option")]
+    #[serde(with = "duration::option")]
     pub grant_ttl: Option<Duration>,
-    #[serde(default, with = "duration::option")]
+    #[serde(with = "duration::option")]
     pub stale_after: Option<Duration>,
 }
 
 /// `[select]`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RawSelect {
-    #[serde(default)]
     pub reserve: Option<Spanned<f64>>,
-    #[serde(default)]
     pub unlimited_room: Option<Spanned<u32>>,
-    #[serde(default)]
     pub seed: Option<u64>,
-    #[serde(default)]
     pub share: Option<Spanned<f64>>,
 }
 
 /// `[admin]`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RawAdmin {
-    #[serde(default)]
     pub listen: Option<Vec<Spanned<String>>>,
-    #[serde(default)]
     pub token: Option<Spanned<String>>,
-    #[serde(default)]
     pub token_file: Option<Spanned<PathBuf>>,
 }
 

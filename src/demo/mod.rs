@@ -27,11 +27,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-/// Default DNS listen address of `floe demo`.
-pub const DEFAULT_DNS: &str = "127.0.0.1:8053";
-/// Default HTTP listen address of `floe demo`.
-pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
-
 /// Where `floe demo` listens.
 #[derive(Debug, Clone, Copy)]
 pub struct DemoOptions {
@@ -41,11 +36,12 @@ pub struct DemoOptions {
     pub http: SocketAddr,
 }
 
+/// The config's default listen addresses, as `floe demo` without options.
 impl Default for DemoOptions {
     fn default() -> Self {
         DemoOptions {
-            dns: DEFAULT_DNS.parse().expect("default DNS address parses"),
-            http: DEFAULT_HTTP.parse().expect("default HTTP address parses"),
+            dns: config::DEFAULT_DNS_LISTEN,
+            http: config::DEFAULT_HTTP_LISTEN,
         }
     }
 }

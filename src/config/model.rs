@@ -1,0 +1,266 @@
+//! The typed config every other module reads: one struct per section, with
+//! every value checked and every default filled in by validation, so serving
+//! code never sees an unset or out-of-range setting.
+//!
+//! The listen defaults are public constants because `floe demo` and the
+//! command line use them too: config owns every default.
+
+use crate::icecast::StatusKind;
+use hickory_proto::rr::Name;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `[dns] listen` when the config gives none (and `floe demo`'s `--dns`).
+pub const DEFAULT_DNS_LISTEN: SocketAddr = loopback(8053);
+/// `[http] listen` when the config gives none (and `floe demo`'s `--http`).
+pub const DEFAULT_HTTP_LISTEN: SocketAddr = loopback(8080);
+/// `[admin] listen` when the config gives none (and `floe drain`'s endpoint).
+pub const DEFAULT_ADMIN_LISTEN: SocketAddr = loopback(8081);
+
+/// `127.0.0.1:port`: the defaults listen on loopback only.
+const fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port))
+}
+
+/// The whole validated config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The file it was loaded from.
+    pub path: PathBuf,
+    /// `[dns]`.
+    pub dns: DnsConfig,
+    /// `[http]`.
+    pub http: HttpConfig,
+    /// `[poll]`.
+    pub poll: PollConfig,
+    /// `[select]`.
+    pub select: SelectConfig,
+    /// `[admin]`.
+    pub admin: AdminConfig,
+    /// Every `[[relay]]`, in file order; names are unique.
+    pub relays: Vec<RelayConfig>,
+    /// Every `[[stream]]`, in file order; mount paths are unique across
+    /// streams.
+    pub streams: Vec<StreamConfig>,
+}
+
+/// What DNS answers for a balanced name when the normal policy has nothing
+/// to say (no candidate, first poll not done, or snapshot stale).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DnsPolicy {
+    /// Keep answering from the last snapshot as if it were fresh (only for
+    /// `when_stale`).
+    LastKnown,
+    /// Every relay that is not drained and is up or full (or, before the
+    /// first poll, every relay not drained): a monitoring failure never takes
+    /// a stream off the air.
+    ServeAll,
+    /// NOERROR with no answer records (NODATA) and the SOA in authority.
+    Nodata,
+    /// The fixed `[dns] fallback` addresses.
+    Fallback,
+}
+
+impl DnsPolicy {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DnsPolicy::LastKnown => "last-known",
+            DnsPolicy::ServeAll => "serve-all",
+            DnsPolicy::Nodata => "nodata",
+            DnsPolicy::Fallback => "fallback",
+        }
+    }
+}
+
+/// `[dns]`: the authoritative server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DnsConfig {
+    /// Addresses served on UDP and TCP.
+    pub listen: Vec<SocketAddr>,
+    /// Directory of `*.zone` files, resolved against the config file.
+    pub zones: PathBuf,
+    /// Maximum addresses in a balanced answer.
+    pub answers: usize,
+    /// Upper bound of a balanced answer's TTL (when the cluster is idle).
+    pub ttl: Duration,
+    /// Lower bound of a balanced answer's TTL (when room is running out).
+    pub min_ttl: Duration,
+    /// Policy when no relay qualifies.
+    pub when_no_candidate: DnsPolicy,
+    /// Policy before the first poll round completes.
+    pub before_first_poll: DnsPolicy,
+    /// Policy when the snapshot is older than `[poll] stale_after`.
+    pub when_stale: DnsPolicy,
+    /// Addresses for the `fallback` policy.
+    pub fallback: Vec<IpAddr>,
+    /// A TCP connection with no query for this long is closed.
+    pub tcp_idle_timeout: Duration,
+    /// Most TCP connections at once; more are refused.
+    pub tcp_max_connections: usize,
+    /// UDP sockets (each with its own thread) per listen address; 0 = one per
+    /// core.
+    pub udp_workers: usize,
+}
+
+/// `[http]`: the redirecting front door.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpConfig {
+    /// Addresses to listen on.
+    pub listen: Vec<SocketAddr>,
+    /// floe's own public base URL, for playlists when a request has no
+    /// usable `Host` header.
+    pub public_url: Option<url::Url>,
+    /// Time a client has to send its request headers; also how long an
+    /// idle keep-alive connection may wait for its next request.
+    pub header_timeout: Duration,
+    /// Most client connections at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Largest request head accepted.
+    pub max_header_bytes: usize,
+    /// `Retry-After` on a 503.
+    pub retry_after: Duration,
+    /// Accept loops (each on its own SO_REUSEPORT socket); 0 = one per core.
+    pub workers: usize,
+}
+
+/// `[poll]`: how relays are polled and how health follows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PollConfig {
+    /// Time between polls of one relay (jittered).
+    pub interval: Duration,
+    /// Time a poll may take before it counts as failed.
+    pub timeout: Duration,
+    /// Good polls in a row for a relay to come up.
+    pub rise: u32,
+    /// Bad polls in a row for a relay to go down.
+    pub fall: u32,
+    /// Fraction of `interval` by which each wait is randomly shortened or
+    /// lengthened, so relays are not polled in lockstep.
+    pub jitter: f64,
+    /// How long after a redirect the listener surely shows in Icecast's count
+    /// (0.2–0.5 s measured): grants younger than this at a poll's start keep
+    /// counting after that poll.
+    pub settle: Duration,
+    /// A grant stops counting after this long even if no poll reconciled it.
+    pub grant_ttl: Duration,
+    /// A snapshot not rebuilt for this long is stale.
+    pub stale_after: Duration,
+}
+
+/// `[select]`: the selection policy's knobs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SelectConfig {
+    /// Fraction of each mount's capacity kept out of rotation until a peer
+    /// relay is down or full.
+    pub reserve: f64,
+    /// Room assumed, for weighting only, for a mount with no known limit.
+    pub unlimited_room: u32,
+    /// Seed for the selection RNG (deterministic choices, for tests).
+    pub seed: Option<u64>,
+    /// This instance's share of every relay's free slots, when several floe
+    /// instances serve the same relays (e.g. 0.5 for two NS): poll-time free
+    /// slots (and the reserve) are scaled by it, rounded down, before grants.
+    pub share: f64,
+}
+
+/// `[admin]`: the runtime control endpoint (drain and undrain relays).
+/// Disabled unless a token is configured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminConfig {
+    /// Addresses to listen on (loopback by default).
+    pub listen: Vec<SocketAddr>,
+    /// The bearer token every request must carry; `None` disables the
+    /// endpoint.
+    pub token: Option<AdminToken>,
+}
+
+/// The admin bearer token. A secret: `Debug` never prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(pub(super) String);
+
+impl AdminToken {
+    /// The token's bytes, for a constant-time comparison.
+    pub fn expose(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(<redacted>)")
+    }
+}
+
+/// How one relay's status is fetched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusConfig {
+    /// Format, hence parser.
+    pub kind: StatusKind,
+    /// Path below the relay url (e.g. `/admin/stats`).
+    pub path: String,
+    /// Basic-auth credentials (`icecast-xml`).
+    pub credentials: Option<(String, String)>,
+}
+
+/// One `[[relay]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RelayConfig {
+    /// Unique name, used in logs, metrics and the status page.
+    pub name: String,
+    /// Base URL: the 302 Location is this plus the mount; polled too.
+    /// Stored without a trailing slash.
+    pub url: String,
+    /// What DNS answers for this relay.
+    pub addresses: Vec<IpAddr>,
+    /// Status format and path.
+    pub status: StatusConfig,
+    /// Relative weight in selection (default 1).
+    pub weight: u32,
+    /// Cap on listeners of the whole relay (all mounts).
+    pub max_listeners: Option<u32>,
+    /// Per-mount caps, for formats that do not report them (icecast-json) or
+    /// to cap below Icecast's own limit.
+    pub mount_max_listeners: BTreeMap<String, u32>,
+    /// Uplink capacity in kbit/s; with known bitrates it bounds listeners.
+    pub uplink_kbps: Option<u32>,
+    /// Keep current listeners, send no new ones.
+    pub drain: bool,
+}
+
+/// One `[[stream]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamConfig {
+    /// Unique name.
+    pub name: String,
+    /// Mount paths carrying this stream, each starting with `/`.
+    pub mounts: Vec<String>,
+    /// Balanced DNS names (lower-case FQDNs) for the whole stream.
+    pub dns: Vec<Name>,
+    /// Balanced DNS names per mount: only relays with room on that mount.
+    pub mount_dns: BTreeMap<String, Vec<Name>>,
+    /// Bitrate (kbit/s) assumed when a relay's status does not report one.
+    pub bitrate_kbps: Option<u32>,
+}
+
+impl Config {
+    /// The relay named `name`.
+    pub fn relay(&self, name: &str) -> Option<&RelayConfig> {
+        self.relays.iter().find(|r| r.name == name)
+    }
+
+    /// Every balanced DNS name with the stream it belongs to and, for a
+    /// per-mount name, the mount.
+    pub fn balanced_names(&self) -> impl Iterator<Item = (&Name, &StreamConfig, Option<&str>)> {
+        self.streams.iter().flat_map(|s| {
+            let whole = s.dns.iter().map(move |n| (n, s, None));
+            let per_mount = s
+                .mount_dns
+                .iter()
+                .flat_map(move |(m, names)| names.iter().map(move |n| (n, s, Some(m.as_str()))));
+            whole.chain(per_mount)
+        })
+    }
+}

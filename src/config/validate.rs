@@ -1,0 +1,823 @@
+//! Validation: turns the sections of [`super::raw`] into the typed model,
+//! filling in defaults and reporting every problem as a [`Diagnostic`] at the
+//! line and column of the value at fault.
+//!
+//! Validation does not stop at the first problem: one run of `floe check`
+//! names them all. A section that does not deserialize is reported and
+//! replaced by its defaults so the other checks still run; cross-section
+//! checks run only once every section could be built (a relay or stream
+//! failing a check, a bad listen address or an unusable admin token stops
+//! them), so they do not pile onto a mistake already reported.
+
+use super::model::*;
+use super::raw::{RawAdmin, RawDns, RawHttp, RawPoll, RawRelay, RawSelect, RawStatus, RawStream};
+use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::icecast::StatusKind;
+use crate::zones::ZoneSet;
+use hickory_proto::rr::Name;
+use serde::de::DeserializeOwned;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+
+/// Validation context: the file being read and what was found wrong so far.
+pub(super) struct Cx<'a> {
+    file: &'a Path,
+    text: &'a str,
+    /// Every problem found so far.
+    pub(super) diags: Diagnostics,
+    /// `[dns] zones` as written, kept even when `[dns]` has errors.
+    pub(super) zones_dir: Option<PathBuf>,
+}
+
+impl<'a> Cx<'a> {
+    /// A context for `text`, read from `file`, with nothing found yet.
+    pub(super) fn new(file: &'a Path, text: &'a str) -> Self {
+        Cx {
+            file,
+            text,
+            diags: Diagnostics::default(),
+            zones_dir: None,
+        }
+    }
+
+    /// The directory relative paths are resolved against.
+    fn base_dir(&self) -> PathBuf {
+        self.file.parent().unwrap_or(Path::new(".")).to_path_buf()
+    }
+
+    /// 1-based line and column of a byte offset in the config text.
+    fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let before = &self.text.as_bytes()[..offset];
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |p| p + 1);
+        let column = self.text[line_start..offset].chars().count() + 1;
+        (line, column)
+    }
+
+    fn error(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
+        let (line, col) = span.map_or((0, 0), |s| self.line_col(s.start));
+        self.diags
+            .push(Diagnostic::error(self.file, line, col, message));
+    }
+
+    fn warning(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
+        let (line, col) = span.map_or((0, 0), |s| self.line_col(s.start));
+        self.diags
+            .push(Diagnostic::warning(self.file, line, col, message));
+    }
+
+    /// Deserializes one table, reporting its error (if any) with position
+    /// and clearing `ok`.
+    fn section<T: DeserializeOwned>(
+        &mut self,
+        what: &str,
+        value: Spanned<DeValue<'_>>,
+        ok: &mut bool,
+    ) -> Option<T> {
+        let span = value.span();
+        T::deserialize(ValueDeserializer::from(value))
+            .map_err(|e| {
+                self.error(
+                    e.span().or(Some(span)),
+                    format!("{what}: {}", e.message().trim_end()),
+                );
+                *ok = false;
+            })
+            .ok()
+    }
+
+    /// The whole config, or `None` when a section or a relay or stream is
+    /// unusable; either way every problem found is in `diags`.
+    pub(super) fn config(&mut self) -> Option<Config> {
+        let (table, errors) = DeTable::parse_recoverable(self.text);
+        for e in &errors {
+            self.error(e.span(), format!("TOML syntax: {}", e.message().trim_end()));
+        }
+        if !errors.is_empty() {
+            return None;
+        }
+        let (mut dns, mut http, mut poll, mut select, mut admin) = (None, None, None, None, None);
+        let (mut relays, mut streams) = (Vec::new(), Vec::new());
+        let mut ok = true;
+        for (key, value) in table.into_inner() {
+            let key_span = key.span();
+            match key.get_ref().as_ref() {
+                "dns" => {
+                    self.zones_dir = zones_key(&value).map(|z| self.base_dir().join(z));
+                    dns = self.section("[dns]", value, &mut ok);
+                }
+                "http" => http = self.section("[http]", value, &mut ok),
+                "poll" => poll = self.section("[poll]", value, &mut ok),
+                "select" => select = self.section("[select]", value, &mut ok),
+                "admin" => admin = self.section("[admin]", value, &mut ok),
+                "relay" => self.array("relay", value, &mut relays, &mut ok),
+                "stream" => self.array("stream", value, &mut streams, &mut ok),
+                other => {
+                    self.error(
+                        Some(key_span),
+                        format!("unknown section `{other}`; expected dns, http, poll, select, admin, relay or stream"),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        let dns = self.dns(dns.unwrap_or_default());
+        let http = self.http(http.unwrap_or_default());
+        let poll = self.poll(poll.unwrap_or_default());
+        let select = self.select(select.unwrap_or_default());
+        let admin = self.admin(admin.unwrap_or_default());
+        let relays = self.relays(relays);
+        let streams = self.streams(streams);
+        let config = Config {
+            path: self.file.to_path_buf(),
+            dns: dns?,
+            http: http?,
+            poll,
+            select,
+            admin: admin?,
+            relays: relays?,
+            streams: streams?,
+        };
+        self.cross_checks(&config);
+        ok.then_some(config)
+    }
+
+    /// Deserializes each element of an array of tables on its own, so one bad
+    /// `[[relay]]` does not hide the errors of the next.
+    fn array<T: DeserializeOwned>(
+        &mut self,
+        name: &str,
+        value: Spanned<DeValue<'_>>,
+        out: &mut Vec<T>,
+        ok: &mut bool,
+    ) {
+        let span = value.span();
+        let DeValue::Array(items) = value.into_inner() else {
+            self.error(
+                Some(span),
+                format!("`{name}` must be an array of tables: write [[{name}]]"),
+            );
+            *ok = false;
+            return;
+        };
+        for (i, item) in items.into_iter().enumerate() {
+            out.extend(self.section(&format!("[[{name}]] #{}", i + 1), item, ok));
+        }
+    }
+
+    /// `v` when present and `valid`, else `default`; an invalid value is
+    /// reported at its span with `message`.
+    fn checked<T: Copy>(
+        &mut self,
+        v: Option<Spanned<T>>,
+        default: T,
+        valid: impl Fn(T) -> bool,
+        message: &str,
+    ) -> T {
+        match v {
+            Some(v) if !valid(*v.get_ref()) => {
+                self.error(Some(v.span()), message);
+                default
+            }
+            Some(v) => *v.get_ref(),
+            None => default,
+        }
+    }
+
+    /// Parses every string of `list`, reporting each one that does not parse
+    /// with `message(value)`; `None` when any did not.
+    fn parse_each<T: FromStr>(
+        &mut self,
+        list: &[Spanned<String>],
+        message: impl Fn(&str) -> String,
+    ) -> Option<Vec<T>> {
+        let mut out = Vec::new();
+        let mut ok = true;
+        for item in list {
+            match item.get_ref().parse() {
+                Ok(v) => out.push(v),
+                Err(_) => {
+                    self.error(Some(item.span()), message(item.get_ref()));
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(out)
+    }
+
+    /// A `listen` list, or `[default]` when the key is absent.
+    fn addr_list(
+        &mut self,
+        what: &str,
+        list: Option<Vec<Spanned<String>>>,
+        default: SocketAddr,
+    ) -> Option<Vec<SocketAddr>> {
+        let Some(list) = list else {
+            return Some(vec![default]);
+        };
+        self.parse_each(&list, |a| {
+            format!(
+                "{what}: {a:?} is not an address:port (e.g. \"127.0.0.1:8053\" or \"[::1]:8053\")"
+            )
+        })
+    }
+
+    /// One `[dns]` policy key; `last-known` only where `allow_last_known`.
+    fn policy(
+        &mut self,
+        key: &str,
+        v: Option<Spanned<String>>,
+        default: DnsPolicy,
+        allow_last_known: bool,
+    ) -> DnsPolicy {
+        let Some(v) = v else { return default };
+        let all = [
+            DnsPolicy::LastKnown,
+            DnsPolicy::ServeAll,
+            DnsPolicy::Nodata,
+            DnsPolicy::Fallback,
+        ];
+        let (allowed, choices) = if allow_last_known {
+            (&all[..], "last-known, serve-all, nodata or fallback")
+        } else {
+            (&all[1..], "serve-all, nodata or fallback")
+        };
+        if let Some(&p) = allowed.iter().find(|p| p.as_str() == v.get_ref()) {
+            return p;
+        }
+        self.error(
+            Some(v.span()),
+            format!(
+                "[dns] {key}: unknown policy {:?}; expected {choices}",
+                v.get_ref()
+            ),
+        );
+        default
+    }
+
+    fn dns(&mut self, raw: RawDns) -> Option<DnsConfig> {
+        let listen = self.addr_list("[dns] listen", raw.listen, DEFAULT_DNS_LISTEN);
+        let zones = raw
+            .zones
+            .map_or_else(|| "zones".into(), Spanned::into_inner);
+        let answers = self.checked(
+            raw.answers,
+            2,
+            |a| (1..=16).contains(&a),
+            "[dns] answers must be between 1 and 16",
+        ) as usize;
+        let ttl = raw.ttl.unwrap_or(Duration::from_secs(20));
+        let min_ttl = raw.min_ttl.unwrap_or(Duration::from_secs(5)).min(ttl);
+        let when_no_candidate = self.policy(
+            "when_no_candidate",
+            raw.when_no_candidate,
+            DnsPolicy::ServeAll,
+            false,
+        );
+        let before_first_poll = self.policy(
+            "before_first_poll",
+            raw.before_first_poll,
+            DnsPolicy::ServeAll,
+            false,
+        );
+        let when_stale = self.policy("when_stale", raw.when_stale, DnsPolicy::LastKnown, true);
+        let fallback = self
+            .parse_each(&raw.fallback, |a| {
+                format!("[dns] fallback: {a:?} is not an IP address")
+            })
+            .unwrap_or_default();
+        let uses_fixed =
+            [when_no_candidate, before_first_poll, when_stale].contains(&DnsPolicy::Fallback);
+        if uses_fixed && raw.fallback.is_empty() {
+            self.error(
+                None,
+                "[dns]: a policy is \"fallback\" but `fallback` lists no addresses",
+            );
+        }
+        Some(DnsConfig {
+            listen: listen?,
+            zones: self.base_dir().join(zones),
+            answers,
+            ttl,
+            min_ttl,
+            when_no_candidate,
+            before_first_poll,
+            when_stale,
+            fallback,
+            tcp_idle_timeout: raw.tcp_idle_timeout.unwrap_or(Duration::from_secs(10)),
+            tcp_max_connections: raw.tcp_max_connections.unwrap_or(1024) as usize,
+            udp_workers: raw.udp_workers.unwrap_or(0) as usize,
+        })
+    }
+
+    fn http(&mut self, raw: RawHttp) -> Option<HttpConfig> {
+        let listen = self.addr_list("[http] listen", raw.listen, DEFAULT_HTTP_LISTEN);
+        let public_url = raw.public_url.and_then(|u| {
+            parse_base_url(u.get_ref())
+                .map_err(|e| self.error(Some(u.span()), format!("[http] public_url: {e}")))
+                .ok()
+        });
+        let max_header_bytes = self.checked(
+            raw.max_header_bytes,
+            8192,
+            |v| v >= 8192,
+            "[http] max_header_bytes must be at least 8192",
+        ) as usize;
+        Some(HttpConfig {
+            listen: listen?,
+            public_url,
+            header_timeout: raw.header_timeout.unwrap_or(Duration::from_secs(5)),
+            max_connections: raw.max_connections.unwrap_or(10_000) as usize,
+            max_header_bytes,
+            retry_after: raw.retry_after.unwrap_or(Duration::from_secs(10)),
+            workers: raw.workers.unwrap_or(0) as usize,
+        })
+    }
+
+    fn poll(&mut self, raw: RawPoll) -> PollConfig {
+        let interval = raw.interval.unwrap_or(Duration::from_secs(2));
+        let timeout = raw.timeout.unwrap_or(Duration::from_secs(1));
+        if interval < Duration::from_millis(100) {
+            self.error(None, "[poll] interval must be at least 100ms");
+        }
+        if timeout.is_zero() {
+            self.error(None, "[poll] timeout must be more than 0");
+        }
+        let rise = self.checked(raw.rise, 2, |n| n > 0, "[poll] rise must be at least 1");
+        let fall = self.checked(raw.fall, 2, |n| n > 0, "[poll] fall must be at least 1");
+        let jitter = self.checked(
+            raw.jitter,
+            0.1,
+            |j| (0.0..=0.5).contains(&j),
+            "[poll] jitter must be between 0.0 and 0.5",
+        );
+        let settle = raw.settle.unwrap_or(Duration::from_millis(500));
+        let grant_ttl = raw.grant_ttl.unwrap_or(interval * 3 + timeout + settle);
+        if grant_ttl < settle + timeout {
+            self.warning(None, "[poll] grant_ttl is shorter than settle + timeout: grants may expire before a poll sees their listeners, and relays can overfill");
+        }
+        let stale_after = raw.stale_after.unwrap_or((interval + timeout) * 5);
+        PollConfig {
+            interval,
+            timeout,
+            rise,
+            fall,
+            jitter,
+            settle,
+            grant_ttl,
+            stale_after,
+        }
+    }
+
+    fn select(&mut self, raw: RawSelect) -> SelectConfig {
+        let reserve = self.checked(
+            raw.reserve,
+            0.0,
+            |r| (0.0..0.9).contains(&r),
+            "[select] reserve is a fraction of capacity from 0.0 to below 0.9",
+        );
+        let unlimited_room = self.checked(
+            raw.unlimited_room,
+            1000,
+            |u| u > 0,
+            "[select] unlimited_room must be at least 1",
+        );
+        let share = self.checked(
+            raw.share,
+            1.0,
+            |s| s > 0.0 && s <= 1.0,
+            "[select] share is this instance's fraction of the free slots: more than 0.0, at most 1.0 (1 / number of floe instances)",
+        );
+        SelectConfig {
+            reserve,
+            unlimited_room,
+            seed: raw.seed,
+            share,
+        }
+    }
+
+    fn admin(&mut self, raw: RawAdmin) -> Option<AdminConfig> {
+        let listen = self.addr_list("[admin] listen", raw.listen, DEFAULT_ADMIN_LISTEN)?;
+        let (text, span, what) = match (raw.token, raw.token_file) {
+            (None, None) => {
+                return Some(AdminConfig {
+                    listen,
+                    token: None,
+                });
+            }
+            (Some(_), Some(file)) => {
+                self.error(
+                    Some(file.span()),
+                    "[admin]: give either token or token_file, not both",
+                );
+                return None;
+            }
+            (Some(token), None) => (token.get_ref().clone(), token.span(), "token"),
+            (None, Some(file)) => {
+                let path = self.base_dir().join(file.get_ref());
+                match std::fs::read_to_string(&path) {
+                    Ok(text) => (text, file.span(), "token_file"),
+                    Err(e) => {
+                        self.error(
+                            Some(file.span()),
+                            format!("[admin] token_file: cannot read {}: {e}", path.display()),
+                        );
+                        return None;
+                    }
+                }
+            }
+        };
+        let token = text.trim();
+        if token.is_empty() {
+            self.error(Some(span), format!("[admin] {what}: the token is empty"));
+            return None;
+        }
+        if !token.bytes().all(|b| b.is_ascii_graphic()) {
+            self.error(
+                Some(span),
+                format!("[admin] {what}: the token must be printable ASCII without spaces (it is sent in an Authorization header)"),
+            );
+            return None;
+        }
+        if token.len() < 16 {
+            self.warning(
+                Some(span.clone()),
+                format!("[admin] {what}: the token is shorter than 16 characters; use a long random one (e.g. `openssl rand -hex 32`)"),
+            );
+        }
+        if listen.is_empty() {
+            self.error(
+                Some(span),
+                "[admin] listen is empty: give an address or remove the token to disable the endpoint",
+            );
+            return None;
+        }
+        for a in &listen {
+            if !a.ip().is_loopback() {
+                self.warning(
+                    None,
+                    format!("[admin] listen {a} is not a loopback address: the token travels unencrypted over plain HTTP; prefer loopback (and ssh) or a private network"),
+                );
+            }
+        }
+        Some(AdminConfig {
+            listen,
+            token: Some(AdminToken(token.to_string())),
+        })
+    }
+
+    fn relays(&mut self, raws: Vec<RawRelay>) -> Option<Vec<RelayConfig>> {
+        let mut out = Vec::new();
+        let mut ok = true;
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for raw in raws {
+            let name = raw.name.get_ref().trim().to_string();
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                self.error(
+                    Some(raw.name.span()),
+                    format!(
+                        "relay name {name:?} must be non-empty letters, digits, '-', '_' or '.'"
+                    ),
+                );
+                ok = false;
+            }
+            if let Some(first_line) = seen.get(&name) {
+                self.error(
+                    Some(raw.name.span()),
+                    format!("duplicate relay name {name:?} (first defined on line {first_line})"),
+                );
+                ok = false;
+            } else {
+                let line = self.line_col(raw.name.span().start).0;
+                seen.insert(name.clone(), line);
+            }
+            let url = match parse_base_url(raw.url.get_ref()) {
+                Ok(u) => u.as_str().trim_end_matches('/').to_string(),
+                Err(e) => {
+                    self.error(Some(raw.url.span()), format!("relay {name:?} url: {e}"));
+                    ok = false;
+                    String::new()
+                }
+            };
+            let addresses = self
+                .parse_each(&raw.addresses, |a| {
+                    format!("relay {name:?}: address {a:?} is not an IPv4 or IPv6 address")
+                })
+                .unwrap_or_else(|| {
+                    ok = false;
+                    Vec::new()
+                });
+            let status_span = raw.status.span();
+            let status = match raw.status.into_inner() {
+                RawStatus::IcecastXml {
+                    user,
+                    password,
+                    path,
+                } => StatusConfig {
+                    kind: StatusKind::IcecastXml,
+                    path: path.unwrap_or_else(|| "/admin/stats".into()),
+                    credentials: Some((user, password)),
+                },
+                RawStatus::IcecastJson { path } => StatusConfig {
+                    kind: StatusKind::IcecastJson,
+                    path: path.unwrap_or_else(|| "/status-json.xsl".into()),
+                    credentials: None,
+                },
+                RawStatus::Xslt { path } => StatusConfig {
+                    kind: StatusKind::Xslt,
+                    path: path.unwrap_or_else(|| "/floe-slots.xsl".into()),
+                    credentials: None,
+                },
+            };
+            if !status.path.starts_with('/') {
+                self.error(
+                    Some(status_span.clone()),
+                    format!(
+                        "relay {name:?}: status path {:?} must start with '/'",
+                        status.path
+                    ),
+                );
+                ok = false;
+            }
+            let weight = match raw.weight {
+                Some(w) if *w.get_ref() == 0 => {
+                    self.error(Some(w.span()), format!("relay {name:?}: weight must be at least 1 (use drain = true to take a relay out)"));
+                    ok = false;
+                    1
+                }
+                Some(w) => *w.get_ref(),
+                None => 1,
+            };
+            for m in raw.mount_max_listeners.keys() {
+                if !m.starts_with('/') {
+                    self.error(Some(status_span.clone()), format!("relay {name:?}: mount_max_listeners key {m:?} must be a mount path starting with '/'"));
+                    ok = false;
+                }
+            }
+            out.push(RelayConfig {
+                name,
+                url,
+                addresses,
+                status,
+                weight,
+                max_listeners: raw.max_listeners,
+                mount_max_listeners: raw.mount_max_listeners,
+                uplink_kbps: raw.uplink_kbps,
+                drain: raw.drain,
+            });
+        }
+        ok.then_some(out)
+    }
+
+    /// A stream's balanced names, each fully qualified, lower-cased and not
+    /// already used (`seen`); a bad one is reported and clears `ok`.
+    fn dns_names(
+        &mut self,
+        stream: &str,
+        list: &[Spanned<String>],
+        seen: &mut HashSet<Name>,
+        ok: &mut bool,
+    ) -> Vec<Name> {
+        let mut out = Vec::new();
+        for raw in list {
+            let s = raw.get_ref();
+            let message = match Name::from_ascii(s) {
+                Ok(n) if n.is_fqdn() && !n.is_root() => {
+                    let n = n.to_lowercase();
+                    if seen.insert(n.clone()) {
+                        out.push(n);
+                        continue;
+                    }
+                    format!("DNS name {n} is used twice")
+                }
+                Ok(_) => format!(
+                    "stream {stream:?}: DNS name {s:?} must be fully qualified, ending in '.'"
+                ),
+                Err(e) => format!("stream {stream:?}: {s:?} is not a DNS name: {e}"),
+            };
+            self.error(Some(raw.span()), message);
+            *ok = false;
+        }
+        out
+    }
+
+    fn streams(&mut self, raws: Vec<RawStream>) -> Option<Vec<StreamConfig>> {
+        let mut out = Vec::new();
+        let mut ok = true;
+        let mut names = HashSet::new();
+        let mut mounts_seen: HashMap<String, String> = HashMap::new();
+        let mut dns_seen: HashSet<Name> = HashSet::new();
+        for raw in raws {
+            let name = raw.name.get_ref().clone();
+            if !names.insert(name.clone()) {
+                self.error(
+                    Some(raw.name.span()),
+                    format!("duplicate stream name {name:?}"),
+                );
+                ok = false;
+            }
+            if raw.mounts.get_ref().is_empty() {
+                self.error(
+                    Some(raw.mounts.span()),
+                    format!("stream {name:?} has no mounts"),
+                );
+                ok = false;
+            }
+            let mut mounts = Vec::new();
+            for m in raw.mounts.get_ref() {
+                let path = m.get_ref();
+                if let Err(why) = check_mount_path(path) {
+                    self.error(
+                        Some(m.span()),
+                        format!("stream {name:?}: mount {path:?} {why}"),
+                    );
+                    ok = false;
+                    continue;
+                }
+                if let Some(other) = mounts_seen.insert(path.clone(), name.clone()) {
+                    self.error(
+                        Some(m.span()),
+                        format!("mount {path:?} is listed twice (streams {other:?} and {name:?})"),
+                    );
+                    ok = false;
+                    continue;
+                }
+                mounts.push(path.clone());
+            }
+            let dns = self.dns_names(&name, &raw.dns, &mut dns_seen, &mut ok);
+            let mut mount_dns = BTreeMap::new();
+            for (mount, list) in &raw.mount_dns {
+                if !mounts.contains(mount) {
+                    let span = list.first().map(|d| d.span()).unwrap_or(raw.name.span());
+                    self.error(Some(span), format!("stream {name:?}: mount_dns names {mount:?}, which is not one of its mounts"));
+                    ok = false;
+                    continue;
+                }
+                let names = self.dns_names(&name, list, &mut dns_seen, &mut ok);
+                mount_dns.insert(mount.clone(), names);
+            }
+            out.push(StreamConfig {
+                name,
+                mounts,
+                dns,
+                mount_dns,
+                bitrate_kbps: raw.bitrate_kbps,
+            });
+        }
+        ok.then_some(out)
+    }
+
+    /// Checks that need more than one section.
+    fn cross_checks(&mut self, config: &Config) {
+        if config.relays.is_empty() {
+            self.error(
+                None,
+                "no [[relay]] defined: floe needs at least one relay to send listeners to",
+            );
+        }
+        if config.streams.is_empty() {
+            self.error(
+                None,
+                "no [[stream]] defined: floe needs at least one stream to balance",
+            );
+        }
+        let all_mounts: Vec<&str> = config
+            .streams
+            .iter()
+            .flat_map(|s| s.mounts.iter().map(String::as_str))
+            .collect();
+        let any_dns = config.balanced_names().next().is_some();
+        for relay in &config.relays {
+            for m in relay.mount_max_listeners.keys() {
+                if !all_mounts.contains(&m.as_str()) {
+                    self.warning(
+                        None,
+                        format!(
+                            "relay {:?}: mount_max_listeners names {m:?}, which no stream lists",
+                            relay.name
+                        ),
+                    );
+                }
+            }
+            if relay.status.kind == StatusKind::IcecastJson && relay.max_listeners.is_none() {
+                let unknown: Vec<&str> = all_mounts
+                    .iter()
+                    .copied()
+                    .filter(|m| !relay.mount_max_listeners.contains_key(*m))
+                    .collect();
+                if !unknown.is_empty() {
+                    self.warning(
+                        None,
+                        format!(
+                            "relay {:?} is polled with icecast-json, which carries no max_listeners, and the config gives no cap for {}: its room is unknown and treated as unlimited (set max_listeners or mount_max_listeners, or use icecast-xml / xslt)",
+                            relay.name,
+                            unknown.join(", ")
+                        ),
+                    );
+                }
+            }
+            if any_dns && relay.addresses.is_empty() {
+                self.warning(
+                    None,
+                    format!(
+                        "relay {:?} has no addresses: DNS answers can never include it",
+                        relay.name
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Balanced names must sit inside a loaded zone and must not clash with
+    /// static records there.
+    pub(super) fn check_names_in_zones(&mut self, config: &Config, zones: &ZoneSet) {
+        for (name, stream, _) in config.balanced_names() {
+            match zones.find(name) {
+                None => self.error(
+                    None,
+                    format!("stream {:?}: balanced name {name} is not inside any zone loaded from {}", stream.name, config.dns.zones.display()),
+                ),
+                Some(zone) if zone.contains_name(name) => self.error(
+                    None,
+                    format!("stream {:?}: balanced name {name} also has records in {}; floe answers it from relay state, remove them there", stream.name, zone.file.display()),
+                ),
+                Some(_) => {}
+            }
+        }
+    }
+}
+
+/// The string value of `zones` in a `[dns]` table, however broken the rest
+/// of the table is.
+fn zones_key(dns: &Spanned<DeValue<'_>>) -> Option<String> {
+    let table = dns.get_ref().as_table()?;
+    table
+        .iter()
+        .find(|(k, _)| k.get_ref() == "zones")
+        .and_then(|(_, v)| v.get_ref().as_str())
+        .map(str::to_string)
+}
+
+/// A relay or public base URL: http(s), a host, no query or fragment, no
+/// path beyond `/` (the mount is appended to it).
+fn parse_base_url(s: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(s).map_err(|e| format!("{s:?} is not a URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("{s:?} must be an http:// or https:// URL"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{s:?} has no host"));
+    }
+    if url.query().is_some()
+        || url.fragment().is_some()
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
+        return Err(format!(
+            "{s:?} must be a base URL without credentials, query or fragment"
+        ));
+    }
+    if url.path() != "/" {
+        return Err(format!(
+            "{s:?} must be a base URL without a path (the mount is appended to it)"
+        ));
+    }
+    Ok(url)
+}
+
+/// Mount paths are matched exactly against request paths, so only plain
+/// absolute paths are allowed.
+fn check_mount_path(path: &str) -> Result<(), &'static str> {
+    if !path.starts_with('/') || path.len() < 2 {
+        return Err("must start with '/' and name a mount");
+    }
+    if path
+        .bytes()
+        .any(|b| b <= b' ' || b == b'?' || b == b'#' || b == b'%' || b >= 0x7f)
+    {
+        return Err("must not contain spaces, '?', '#', '%' or non-ASCII characters");
+    }
+    if path.split('/').any(|seg| seg == "." || seg == "..") || path.contains("//") {
+        return Err("must not contain '.', '..' or empty segments");
+    }
+    for reserved in ["/status", "/status.json", "/metrics", "/healthz"] {
+        if path == reserved {
+            return Err("is one of floe's own paths (/status, /status.json, /metrics, /healthz)");
+        }
+    }
+    Ok(())
+}
