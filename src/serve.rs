@@ -30,6 +30,9 @@ pub enum StartError {
     /// A socket could not be bound.
     #[error("{0}")]
     Bind(#[from] std::io::Error),
+    /// A worker thread or its runtime could not be started.
+    #[error("starting worker threads: {0}")]
+    Threads(std::io::Error),
 }
 
 /// A running floe: engine, HTTP workers, and the shutdown that stops them.
@@ -74,7 +77,11 @@ impl Instance {
             metrics: metrics.clone(),
             history: history.clone(),
         });
-        let mut threads = http.spawn(shared, shutdown.clone());
+        let stop = |e| {
+            shutdown.trigger();
+            StartError::Threads(e)
+        };
+        let mut threads = http.spawn(shared, shutdown.clone()).map_err(stop)?;
         let dns_addrs = dns_server.addrs.clone();
         let dns = DnsState::new(engine.snapshots(), loaded.zones.clone());
         metrics.attach_dns(dns.clone());
@@ -84,7 +91,11 @@ impl Instance {
             history.clone(),
             shutdown.clone(),
         ));
-        threads.extend(dns_server.spawn(dns.clone(), &config.dns, shutdown.clone()));
+        threads.extend(
+            dns_server
+                .spawn(dns.clone(), &config.dns, shutdown.clone())
+                .map_err(stop)?,
+        );
         let admin_addrs = admin.as_ref().map(|a| a.addrs.clone()).unwrap_or_default();
         if let Some(admin) = admin {
             admin.spawn(engine.clone(), shutdown.clone());

@@ -254,16 +254,6 @@ impl SimRelay {
         format!("http://{}", self.shared.addr)
     }
 
-    /// The URL of one mount.
-    pub fn mount_url(&self, mount: &str) -> String {
-        format!("{}{mount}", self.url())
-    }
-
-    /// The mount paths configured, sorted.
-    pub fn mount_paths(&self) -> Vec<String> {
-        self.shared.mounts.iter().map(|m| m.path.clone()).collect()
-    }
-
     /// Connects (`on`) or disconnects a mount's source. Off: the mount
     /// disappears from every status page at once, its listeners are
     /// disconnected within one chunk (100 ms) and stop counting at once, and

@@ -320,13 +320,14 @@ impl DnsServer {
     }
 
     /// Starts the UDP worker threads and the TCP thread. They answer from
-    /// `state` until `shutdown`.
+    /// `state` until `shutdown`. Fails when a thread cannot be started (then
+    /// those already started stop with `shutdown`).
     pub fn spawn(
         self,
         state: Arc<DnsState>,
         config: &DnsConfig,
         shutdown: Shutdown,
-    ) -> Vec<JoinHandle<()>> {
+    ) -> io::Result<Vec<JoinHandle<()>>> {
         for a in &self.addrs {
             tracing::info!("DNS listening on {a} (UDP and TCP)");
         }
@@ -338,8 +339,7 @@ impl DnsServer {
                 threads.push(
                     std::thread::Builder::new()
                         .name(format!("floe-dns-{w}.{i}"))
-                        .spawn(move || udp::worker(socket, state, handler, shutdown))
-                        .expect("spawn DNS UDP worker thread"),
+                        .spawn(move || udp::worker(socket, state, handler, shutdown))?,
                 );
             }
         }
@@ -355,8 +355,7 @@ impl DnsServer {
                             drop(state.plan(Instant::now()));
                             std::thread::sleep(PLAN_TICK);
                         }
-                    })
-                    .expect("spawn DNS plan thread"),
+                    })?,
             );
         }
         if !self.tcp.is_empty() {
@@ -370,11 +369,10 @@ impl DnsServer {
                     .name("floe-dns-tcp".into())
                     .spawn(move || {
                         tcp::serve(listeners, handler, state.register(), limits, shutdown)
-                    })
-                    .expect("spawn DNS TCP thread"),
+                    })?,
             );
         }
-        threads
+        Ok(threads)
     }
 }
 

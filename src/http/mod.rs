@@ -66,20 +66,23 @@ impl HttpServer {
     /// Starts the worker threads, answering from `shared`. They serve until
     /// `shutdown`, then stop accepting, let in-flight requests finish (up to
     /// [`DRAIN_TIMEOUT`]) and exit.
-    pub fn spawn(self, shared: Arc<Shared>, shutdown: Shutdown) -> Vec<JoinHandle<()>> {
+    /// Fails when a worker's runtime or thread cannot be made (then the
+    /// workers already started stop with `shutdown`).
+    pub fn spawn(self, shared: Arc<Shared>, shutdown: Shutdown) -> io::Result<Vec<JoinHandle<()>>> {
         let n = self.sockets.len();
-        self.sockets
-            .into_iter()
-            .enumerate()
-            .map(|(w, sockets)| {
-                let shared = shared.clone();
-                let shutdown = shutdown.clone();
+        let mut threads = Vec::with_capacity(n);
+        for (w, sockets) in self.sockets.into_iter().enumerate() {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let (shared, shutdown) = (shared.clone(), shutdown.clone());
+            threads.push(
                 std::thread::Builder::new()
                     .name(format!("floe-http-{w}"))
-                    .spawn(move || worker(w, n, sockets, shared, shutdown))
-                    .expect("spawn HTTP worker thread")
-            })
-            .collect()
+                    .spawn(move || worker(w, n, rt, sockets, shared, shutdown))?,
+            );
+        }
+        Ok(threads)
     }
 }
 
@@ -141,14 +144,11 @@ pub(crate) fn with_rng<T>(f: impl FnOnce(&mut SmallRng) -> T) -> T {
 fn worker(
     w: usize,
     workers: usize,
+    rt: tokio::runtime::Runtime,
     sockets: Vec<StdListener>,
     shared: Arc<Shared>,
     shutdown: Shutdown,
 ) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("HTTP worker runtime");
     let config = shared.snapshots.load().topology.config.clone();
     if let Some(seed) = config.select.seed {
         RNG.with(|r| *r.borrow_mut() = SmallRng::seed_from_u64(seed.wrapping_add(w as u64)));
