@@ -2,19 +2,22 @@
 //!
 //! floe polls every relay's Icecast status, folds the results into an
 //! immutable [`snapshot::Snapshot`], and answers DNS queries and HTTP
-//! requests from the current snapshot only. The major components are:
+//! requests from the current snapshot only, through one decision
+//! ([`select::decide`]). The major components, lowest layer first (see
+//! `docs/architecture.md`; `tests/tidy.rs` keeps the layers):
 //!
-//! - [`config`]: the TOML model, parsed once into typed, validated values
-//!   with file:line:col diagnostics ([`diagnostic`]).
-//! - [`zones`]: RFC 1035 zone files loaded with hickory's parser.
-//! - [`icecast`]: one pure parser per Icecast status format (a relay's status).
-//! - [`health`]: the up/full/down state machine with rise/fall.
 //! - [`ids`]: typed relay, mount and stream ids and the tables they index.
 //! - [`draw`]: the weighted draw (running sums, binary search).
+//! - [`diagnostic`]: file:line:col messages for config and zone errors.
+//! - [`shutdown`]: the shutdown signal every task watches.
+//! - [`icecast`]: one pure parser per Icecast status format (a relay's status).
+//! - [`health`]: the up/full/down state machine with rise/fall; typed poll failures.
 //! - [`grants`]: lock-free in-flight grant counters per relay and mount.
+//! - [`zones`]: RFC 1035 zone files loaded with hickory's parser.
+//! - [`config`]: the TOML model, parsed once into typed, validated values.
 //! - [`snapshot`]: topology (from config) + dynamic state (from polls),
 //!   published through `arc-swap`.
-//! - [`select`]: the pure selection policy both front doors call.
+//! - [`select`]: the one decision both doors and every report use.
 //! - [`poll`]: relay pollers and the snapshot builder ([`poll::Engine`]).
 //! - [`dns`]: the DNS front door (authoritative zones, balanced names).
 //! - [`http`]: the HTTP front door (302 redirects, playlists, status).
@@ -24,7 +27,6 @@
 //! - [`serve`]: wires engine and front doors into a running instance.
 //! - [`reload`]: reloads on SIGHUP and on a changed config or zone file.
 //! - [`admin`]: the authenticated endpoint that drains relays at runtime.
-//! - [`shutdown`]: the shutdown signal every task watches.
 //! - [`demo`]: `floe demo` and the simulated Icecast relays tests reuse.
 
 pub mod admin;

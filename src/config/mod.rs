@@ -6,7 +6,7 @@
 //! name outside every zone), loads the zone files the config points at, and
 //! returns a [`Loaded`] only when nothing is an error. Serving code only ever
 //! sees [`Config`] and the other types of `model`, re-exported here; raw TOML
-//! stays in [`raw`], and `validate` turns one into the other.
+//! stays in `raw`, and `validate` turns one into the other.
 //!
 //! Relative paths are relative to the config file's directory; durations are
 //! strings such as `"500ms"`.

@@ -3,8 +3,8 @@
 //! [`CATALOG`], and nothing outside this module names a metric.
 //!
 //! How the numbers get here:
-//! Three parts: [`catalog`] names every metric (name, type, labels, help);
-//! [`counters`] holds what hot paths bump; [`scrape`] reads everything else
+//! Three parts: `catalog` names every metric (name, type, labels, help);
+//! `counters` holds what hot paths bump; `scrape` reads everything else
 //! when `/metrics` is asked for.
 //! - **Hot paths bump plain atomics through handles resolved ahead of
 //!   time.** A redirect increments its relay x mount counter (one table per
