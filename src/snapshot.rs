@@ -532,3 +532,6 @@ impl SnapshotCell {
         self.0.store(Arc::new(next));
     }
 }
+
+#[cfg(test)]
+pub(crate) mod testkit;

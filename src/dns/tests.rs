@@ -4,11 +4,10 @@
 
 use super::*;
 use crate::config;
-use crate::grants::GrantSample;
-use crate::health::{Health, PollFailure, PollOutcome};
-use crate::icecast::{MaxListeners, MountStatus, RelayStatus};
+use crate::health::{PollFailure, PollOutcome};
+use crate::icecast::MaxListeners;
 use crate::select::{self, Fallback as Why};
-use crate::snapshot::{RelayObservation, Snapshot, Stamp, StreamId, Topology};
+use crate::snapshot::{ReloadReport, Snapshot, StreamId, testkit};
 use answer::{Decision, VARIANTS};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
@@ -16,7 +15,6 @@ use hickory_server::net::xfer::Protocol;
 use hickory_server::server::Request;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::Path;
 use std::time::Duration;
 
 /// The test zone: apex SOA (TTL 120, MINIMUM 60) and NS with glue, a big
@@ -114,41 +112,31 @@ fn cluster_with(
             addrs = addresses(i),
         );
     }
-    let (config, diags) = config::parse(Path::new("/test/floe.toml"), &toml);
-    let config = config.unwrap_or_else(|| panic!("test config invalid:\n{diags}"));
-    let topology = Arc::new(Topology::new(Arc::new(config), None));
-    let observations: Vec<Option<RelayObservation>> = relays
+    let outcomes = relays
         .iter()
-        .map(|r| {
-            let outcome = match r {
-                R::Unpolled => return None,
-                R::Down => PollOutcome::Failed(PollFailure::Connect("connection refused".into())),
-                R::ServerFull => PollOutcome::ServerFull,
-                R::Up(mounts) | R::Drained(mounts) => PollOutcome::Status(RelayStatus {
-                    mounts: mounts
-                        .iter()
-                        .map(|&(p, l, m)| MountStatus {
-                            path: p.into(),
-                            listeners: l,
-                            max_listeners: MaxListeners::Limited(m),
-                            bitrate_kbps: None,
-                        })
-                        .collect(),
-                }),
-            };
-            let mut health = Health::new(changed);
-            health.observe(outcome, 2, 2, changed);
-            Some(RelayObservation {
-                health,
-                baseline: GrantSample::default(),
-                polled_at: None,
-                polls: 1,
-                poll_duration: None,
-            })
+        .map(|r| match r {
+            R::Unpolled => None,
+            R::Down => Some(PollOutcome::Failed(PollFailure::Connect(
+                "connection refused".into(),
+            ))),
+            R::ServerFull => Some(PollOutcome::ServerFull),
+            R::Up(mounts) | R::Drained(mounts) => {
+                let limited: Vec<_> = mounts
+                    .iter()
+                    .map(|&(p, l, m)| (p, l, MaxListeners::Limited(m)))
+                    .collect();
+                Some(testkit::status(&limited))
+            }
         })
         .collect();
-    let refs: Vec<Option<&RelayObservation>> = observations.iter().map(Option::as_ref).collect();
-    Snapshot::build(topology, &refs, &[], Stamp::now(7), Arc::default())
+    testkit::snapshot(
+        testkit::topology(&toml),
+        outcomes,
+        2,
+        changed,
+        7,
+        ReloadReport::default(),
+    )
 }
 
 fn cluster(relays: &[R], dns: &str) -> Snapshot {

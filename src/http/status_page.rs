@@ -395,41 +395,26 @@ mod tests {
     /// A page for one relay whose poll failed with `reason`, after a reload
     /// that failed with `error`.
     fn page(reason: &str, error: &str) -> String {
-        use crate::grants::GrantSample;
-        use crate::health::{Health, PollFailure, PollOutcome};
-        use crate::snapshot::{RelayObservation, ReloadReport, Snapshot, Stamp, Topology};
-        use std::sync::Arc;
+        use crate::health::{PollFailure, PollOutcome};
+        use crate::snapshot::{ReloadReport, testkit};
         use std::time::SystemTime;
-        let toml = "[[stream]]\nname = \"live\"\nmounts = [\"/live.ogg\"]\n[[relay]]\nname = \"relay-a\"\n\
-                    url = \"http://a.example.org:8000\"\naddresses = [\"192.0.2.1\"]\nstatus = { kind = \"xslt\" }\n";
-        let (config, diags) = crate::config::parse(std::path::Path::new("/t/floe.toml"), toml);
-        let config = config.unwrap_or_else(|| panic!("{diags}"));
-        let topology = Arc::new(Topology::new(Arc::new(config), None));
-        let mut health = Health::new(SystemTime::UNIX_EPOCH);
-        health.observe(
-            PollOutcome::Failed(PollFailure::Body(reason.into())),
-            1,
-            1,
-            SystemTime::UNIX_EPOCH,
+        let topology = testkit::topology(
+            "[[stream]]\nname = \"live\"\nmounts = [\"/live.ogg\"]\n[[relay]]\nname = \"relay-a\"\n\
+             url = \"http://a.example.org:8000\"\naddresses = [\"192.0.2.1\"]\nstatus = { kind = \"xslt\" }\n",
         );
-        let obs = RelayObservation {
-            health,
-            baseline: GrantSample::default(),
-            polled_at: Some(SystemTime::UNIX_EPOCH),
-            polls: 1,
-            poll_duration: None,
-        };
         let reload = ReloadReport {
             failures: 1,
             last_error: Some((SystemTime::UNIX_EPOCH, error.into())),
             ..ReloadReport::default()
         };
-        let snap = Snapshot::build(
+        let failed = PollOutcome::Failed(PollFailure::Body(reason.into()));
+        let snap = testkit::snapshot(
             topology,
-            &[Some(&obs)],
-            &[],
-            Stamp::now(3),
-            Arc::new(reload),
+            vec![Some(failed)],
+            1,
+            SystemTime::UNIX_EPOCH,
+            3,
+            reload,
         );
         let metrics = crate::metrics::Metrics::new();
         let history = crate::history::History::default();

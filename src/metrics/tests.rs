@@ -3,11 +3,10 @@
 
 use super::*;
 use crate::config;
-use crate::grants::GrantSample;
-use crate::health::{Health, PollError, PollFailure, PollOutcome};
-use crate::icecast::{MaxListeners, MountStatus, RelayStatus};
+use crate::health::{PollError, PollFailure, PollOutcome};
+use crate::icecast::{MaxListeners, RelayStatus};
 use crate::select::NoCandidate;
-use crate::snapshot::{RelayObservation, ReloadReport, SnapshotCell, Stamp, Topology};
+use crate::snapshot::{ReloadReport, SnapshotCell, Topology, testkit};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -35,40 +34,24 @@ fn topology(names: &[&str], previous: Option<&Topology>) -> Arc<Topology> {
 /// Every relay up with /a at 3 of 10 listeners (b: no source); the relay
 /// named "down" is down.
 fn snapshot(topology: Arc<Topology>, generation: u64, reload: ReloadReport) -> Snapshot {
-    let observations: Vec<Option<RelayObservation>> = topology
+    let outcomes = topology
         .relays
         .iter()
         .map(|r| {
-            let outcome = if &*r.name == "down" {
+            Some(if &*r.name == "down" {
                 PollOutcome::Failed(PollFailure::Connect("Connection refused".into()))
             } else {
-                PollOutcome::Status(RelayStatus {
-                    mounts: vec![MountStatus {
-                        path: "/a".into(),
-                        listeners: 3,
-                        max_listeners: MaxListeners::Limited(10),
-                        bitrate_kbps: None,
-                    }],
-                })
-            };
-            let mut health = Health::new(SystemTime::UNIX_EPOCH);
-            health.observe(outcome, 1, 1, SystemTime::UNIX_EPOCH);
-            Some(RelayObservation {
-                health,
-                baseline: GrantSample::default(),
-                polled_at: Some(SystemTime::UNIX_EPOCH),
-                polls: 1,
-                poll_duration: None,
+                testkit::status(&[("/a", 3, MaxListeners::Limited(10))])
             })
         })
         .collect();
-    let refs: Vec<Option<&RelayObservation>> = observations.iter().map(Option::as_ref).collect();
-    Snapshot::build(
+    testkit::snapshot(
         topology,
-        &refs,
-        &[],
-        Stamp::now(generation),
-        Arc::new(reload),
+        outcomes,
+        1,
+        SystemTime::UNIX_EPOCH,
+        generation,
+        reload,
     )
 }
 

@@ -2,16 +2,12 @@
 //! relay states.
 
 use super::*;
-use crate::config;
-use crate::grants::GrantSample;
-use crate::health::{Health, PollFailure, PollOutcome};
-use crate::icecast::{MaxListeners, MountStatus, RelayStatus};
-use crate::snapshot::{RelayObservation, Stamp, Topology};
+use crate::health::{PollFailure, PollOutcome};
+use crate::icecast::MaxListeners;
+use crate::snapshot::{ReloadReport, testkit};
 use proptest::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use std::path::Path;
-use std::sync::Arc;
 use std::time::SystemTime;
 
 /// One relay of a test cluster: its poll outcome and config extras.
@@ -60,43 +56,25 @@ fn cluster(relays: &[R], select: &str) -> Snapshot {
             toml += &format!("max_listeners = {c}\n");
         }
     }
-    let (config, diags) = config::parse(Path::new("/test/floe.toml"), &toml);
-    let config = config.unwrap_or_else(|| panic!("test config invalid:\n{diags}"));
-    let topology = Arc::new(Topology::new(Arc::new(config), None));
-    let observations: Vec<Option<RelayObservation>> = relays
+    let outcomes = relays
         .iter()
-        .map(|r| {
-            let outcome = match &r.outcome {
-                Outcome::Unpolled => return None,
-                Outcome::Down => {
-                    PollOutcome::Failed(PollFailure::Connect("connection refused".into()))
-                }
-                Outcome::ServerFull => PollOutcome::ServerFull,
-                Outcome::Up(mounts) => PollOutcome::Status(RelayStatus {
-                    mounts: mounts
-                        .iter()
-                        .map(|&(p, l, m)| MountStatus {
-                            path: p.into(),
-                            listeners: l,
-                            max_listeners: m,
-                            bitrate_kbps: None,
-                        })
-                        .collect(),
-                }),
-            };
-            let mut health = Health::new(SystemTime::UNIX_EPOCH);
-            health.observe(outcome, 2, 2, SystemTime::UNIX_EPOCH);
-            Some(RelayObservation {
-                health,
-                baseline: GrantSample::default(),
-                polled_at: None,
-                polls: 1,
-                poll_duration: None,
-            })
+        .map(|r| match &r.outcome {
+            Outcome::Unpolled => None,
+            Outcome::Down => Some(PollOutcome::Failed(PollFailure::Connect(
+                "connection refused".into(),
+            ))),
+            Outcome::ServerFull => Some(PollOutcome::ServerFull),
+            Outcome::Up(mounts) => Some(testkit::status(mounts)),
         })
         .collect();
-    let refs: Vec<Option<&RelayObservation>> = observations.iter().map(Option::as_ref).collect();
-    let snap = Snapshot::build(topology, &refs, &[], Stamp::now(1), Arc::default());
+    let snap = testkit::snapshot(
+        testkit::topology(&toml),
+        outcomes,
+        2,
+        SystemTime::UNIX_EPOCH,
+        1,
+        ReloadReport::default(),
+    );
     // As the poller does before publishing: the pick sums hold the room at
     // this point, before any grant.
     prepare(&snap);
