@@ -70,7 +70,7 @@ id!(
 
 /// A table with one `T` per id of kind `I`, built once and indexed only by
 /// that kind of id.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Table<I, T> {
     items: Box<[T]>,
     kind: PhantomData<fn(I)>,
@@ -142,12 +142,6 @@ impl<I, T> Default for Table<I, T> {
     }
 }
 
-impl<I, T: fmt::Debug> fmt::Debug for Table<I, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.items.iter()).finish()
-    }
-}
-
 impl<I, T> FromIterator<T> for Table<I, T> {
     fn from_iter<It: IntoIterator<Item = T>>(iter: It) -> Self {
         Table {
@@ -163,14 +157,6 @@ impl<I, T> From<Vec<T>> for Table<I, T> {
             items: v.into(),
             kind: PhantomData,
         }
-    }
-}
-
-impl<'a, I, T> IntoIterator for &'a Table<I, T> {
-    type Item = &'a T;
-    type IntoIter = std::slice::Iter<'a, T>;
-    fn into_iter(self) -> Self::IntoIter {
-        self.items.iter()
     }
 }
 
@@ -191,7 +177,7 @@ impl<I: Id, T> IndexMut<I> for Table<I, T> {
 
 /// One `T` per relay x mount, stored relay by relay: the one grid type of
 /// the snapshot's cells, the redirect counters and the reports.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grid<T> {
     mounts: usize,
     cells: Box<[T]>,
@@ -265,15 +251,6 @@ impl<T> Default for Grid<T> {
             mounts: 0,
             cells: Box::default(),
         }
-    }
-}
-
-impl<T: fmt::Debug> fmt::Debug for Grid<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Grid")
-            .field("mounts", &self.mounts)
-            .field("cells", &self.cells)
-            .finish()
     }
 }
 
