@@ -11,7 +11,7 @@
 use crate::metrics::Metrics;
 use crate::select;
 use crate::shutdown::Shutdown;
-use crate::snapshot::{Snapshot, SnapshotCell, Topology};
+use crate::snapshot::{Snapshot, Snapshots, Topology};
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -212,7 +212,7 @@ pub fn sample(snap: &Snapshot, metrics: &Metrics, relays: Arc<[Arc<str>]>) -> Sa
 /// `metrics` every [`INTERVAL`] into `history` until `shutdown`, from the
 /// first snapshot in which every relay has been polled.
 pub async fn run(
-    snapshots: Arc<SnapshotCell>,
+    snapshots: Arc<Snapshots>,
     metrics: Arc<Metrics>,
     history: Arc<History>,
     shutdown: Shutdown,

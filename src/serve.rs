@@ -15,7 +15,7 @@ use crate::metrics::Metrics;
 use crate::poll::Engine;
 use crate::reload::Reloader;
 use crate::shutdown::Shutdown;
-use crate::snapshot::SnapshotCell;
+use crate::snapshot::Snapshots;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -117,7 +117,7 @@ impl Instance {
     }
 
     /// The published snapshots.
-    pub fn snapshots(&self) -> Arc<SnapshotCell> {
+    pub fn snapshots(&self) -> Arc<Snapshots> {
         self.engine.snapshots()
     }
 

@@ -9,7 +9,7 @@
 //!   mount cell's listeners, capacity and grant baseline) plus a generation
 //!   number and build time. Rebuilt after polls; never mutated.
 //!
-//! DNS and HTTP load the current snapshot from [`SnapshotCell`] (lock-free,
+//! DNS and HTTP load the current snapshot from [`Snapshots`] (lock-free,
 //! wait-free for readers) and never wait for the poller. Only grant counters
 //! (atomics, see [`crate::grants`]) change under a published snapshot.
 
@@ -505,15 +505,15 @@ fn apply_share(share: f64, cells: &mut Grid<Cell>, relays: &mut PerRelay<RelayVi
     }
 }
 
-/// The published snapshot: one writer (the snapshot builder), many lock-free
-/// readers.
+/// The published snapshots: the current one, swapped whole by one writer
+/// (the snapshot builder), read lock-free by many readers.
 #[derive(Debug)]
-pub struct SnapshotCell(ArcSwap<Snapshot>);
+pub struct Snapshots(ArcSwap<Snapshot>);
 
-impl SnapshotCell {
-    /// A cell holding `first`.
+impl Snapshots {
+    /// `first`, published.
     pub fn new(first: Snapshot) -> Self {
-        SnapshotCell(ArcSwap::from_pointee(first))
+        Snapshots(ArcSwap::from_pointee(first))
     }
 
     /// The current snapshot, for a short-lived read (no allocation, no lock).

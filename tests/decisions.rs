@@ -25,7 +25,7 @@ use floe::icecast::{MaxListeners, MountStatus, RelayStatus};
 use floe::metrics::Metrics;
 use floe::report::{self, explain};
 use floe::select::{self, Answer, Exclusion, Target};
-use floe::snapshot::{RelayObservation, Snapshot, SnapshotCell, Stamp, Topology};
+use floe::snapshot::{RelayObservation, Snapshot, Snapshots, Stamp, Topology};
 use floe::zones::ZoneSet;
 use proptest::prelude::*;
 use rand::SeedableRng;
@@ -305,7 +305,7 @@ proptest! {
 
         // /metrics: candidacy and room per cell; decision per balanced name.
         let metrics = Metrics::new();
-        let cell = Arc::new(SnapshotCell::new(snapshot(&relays, &settings)));
+        let cell = Arc::new(Snapshots::new(snapshot(&relays, &settings)));
         let dns = DnsState::new(cell.clone(), zones);
         let current = cell.load_full();
         drop(dns.plan(now.max(current.built)));

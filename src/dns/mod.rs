@@ -13,7 +13,7 @@
 //!   into a [`Plan`]; [`zones`] holds the zone files' records with hickory's
 //!   in-memory handlers.
 //!
-//! [`DnsState`] ties them together: the snapshot cell (written by the
+//! [`DnsState`] ties them together: the published snapshots (written by the
 //! poller), the zones (swapped on reload) and the current plan. Queries
 //! never lock and never wait for the poller: they load the plan (lock-free),
 //! and the first query that finds it out of date draws the next one.
@@ -36,7 +36,7 @@ pub use zones::Zones;
 
 use crate::config::DnsConfig;
 use crate::shutdown::Shutdown;
-use crate::snapshot::SnapshotCell;
+use crate::snapshot::Snapshots;
 use crate::zones::ZoneSet;
 use arc_swap::{ArcSwap, Guard};
 use rand::SeedableRng;
@@ -69,10 +69,10 @@ pub fn udp_limit(edns: Option<u16>) -> usize {
     }
 }
 
-/// What every DNS worker shares: the snapshot cell, the zones and the
+/// What every DNS worker shares: the published snapshots, the zones and the
 /// current plan of balanced answers.
 pub struct DnsState {
-    cell: Arc<SnapshotCell>,
+    snapshots: Arc<Snapshots>,
     zones: ArcSwap<Zones>,
     plan: ArcSwap<Plan>,
     /// Set while one thread draws a new plan; the others keep answering
@@ -97,13 +97,13 @@ impl std::fmt::Debug for DnsState {
 
 impl DnsState {
     /// State serving `zones` with balanced answers from `cell`.
-    pub fn new(cell: Arc<SnapshotCell>, zones: Arc<ZoneSet>) -> Arc<DnsState> {
+    pub fn new(snapshots: Arc<Snapshots>, zones: Arc<ZoneSet>) -> Arc<DnsState> {
         let mut origins = Vec::new();
         let zones = Arc::new(Zones::new(zones).with_slots(&mut origins));
-        let plan = draw(&cell, zones.clone(), Instant::now());
+        let plan = draw(&snapshots, zones.clone(), Instant::now());
         log_plan(None, &plan);
         Arc::new(DnsState {
-            cell,
+            snapshots,
             zones: ArcSwap::new(zones),
             plan: ArcSwap::from_pointee(plan),
             drawing: AtomicBool::new(false),
@@ -120,7 +120,7 @@ impl DnsState {
             Arc::new(Zones::new(zones).with_slots(&mut origins))
         };
         self.zones.store(zones.clone());
-        let plan = draw(&self.cell, zones, Instant::now());
+        let plan = draw(&self.snapshots, zones, Instant::now());
         log_plan(Some(&self.plan.load()), &plan);
         self.plan.store(Arc::new(plan));
     }
@@ -131,7 +131,7 @@ impl DnsState {
     #[inline]
     pub fn plan(&self, now: Instant) -> Guard<Arc<Plan>> {
         let plan = self.plan.load();
-        let snap = self.cell.load();
+        let snap = self.snapshots.load();
         if Arc::ptr_eq(&plan.snapshot, &snap) && now < plan.expires {
             return plan;
         }
@@ -149,7 +149,7 @@ impl DnsState {
         if self.drawing.swap(true, Ordering::Acquire) {
             return old;
         }
-        let next = Arc::new(draw(&self.cell, self.zones.load_full(), now));
+        let next = Arc::new(draw(&self.snapshots, self.zones.load_full(), now));
         log_plan(Some(&old), &next);
         // Only replace the plan this one was drawn after: a reload may have
         // stored a newer one meanwhile.
@@ -218,14 +218,14 @@ impl DnsState {
         self.plan.load().generation
     }
 
-    /// The snapshot cell answers are drawn from.
-    pub fn snapshots(&self) -> &Arc<SnapshotCell> {
-        &self.cell
+    /// The published snapshots the answers are drawn from.
+    pub fn snapshots(&self) -> &Arc<Snapshots> {
+        &self.snapshots
     }
 }
 
-fn draw(cell: &SnapshotCell, zones: Arc<Zones>, now: Instant) -> Plan {
-    let snap = cell.load_full();
+fn draw(snapshots: &Snapshots, zones: Arc<Zones>, now: Instant) -> Plan {
+    let snap = snapshots.load_full();
     with_rng(snap.config().select.seed, |rng| {
         Plan::build(snap, zones, now, SystemTime::now(), rng)
     })

@@ -155,7 +155,7 @@ fn plan_now(snap: &Arc<Snapshot>, zones: &Arc<Zones>, rng: &mut SmallRng) -> Pla
 }
 
 fn state(snap: Snapshot) -> Arc<DnsState> {
-    DnsState::new(Arc::new(SnapshotCell::new(snap)), zones())
+    DnsState::new(Arc::new(Snapshots::new(snap)), zones())
 }
 
 fn plan_of(relays: &[R], dns: &str) -> Arc<Plan> {
@@ -385,7 +385,7 @@ fn before_first_poll_and_stale_policies() {
 
 #[test]
 fn plan_follows_the_snapshot_and_expires() {
-    let cell = Arc::new(SnapshotCell::new(cluster(&[idle(), R::Down], "")));
+    let cell = Arc::new(Snapshots::new(cluster(&[idle(), R::Down], "")));
     let state = DnsState::new(cell.clone(), zones());
     let now = Instant::now();
     let first = state.plan(now).clone();

@@ -3,7 +3,7 @@
 //! One worker thread per core (or `[http] workers`), each with its own
 //! current-thread tokio runtime and its own `SO_REUSEPORT` socket per listen
 //! address, so the kernel spreads connections and no state is shared
-//! between workers but the snapshot cell. What to answer is decided in
+//! between workers but the published snapshots. What to answer is decided in
 //! [`routes`]; this module only moves bytes and enforces limits: header read
 //! timeout (which also bounds idle keep-alive), header size, connections
 //! per worker.
@@ -15,7 +15,7 @@ pub mod status_page;
 use crate::history::History;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
-use crate::snapshot::SnapshotCell;
+use crate::snapshot::Snapshots;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use rand::SeedableRng;
@@ -90,7 +90,7 @@ impl HttpServer {
 #[derive(Debug)]
 pub struct Shared {
     /// The published snapshots.
-    pub snapshots: Arc<SnapshotCell>,
+    pub snapshots: Arc<Snapshots>,
     /// Redirect counters, and `/metrics`.
     pub metrics: Arc<Metrics>,
     /// The status page's charts.

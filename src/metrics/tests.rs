@@ -6,7 +6,7 @@ use crate::config;
 use crate::health::{PollError, PollFailure, PollOutcome};
 use crate::icecast::{MaxListeners, RelayStatus};
 use crate::select::NoCandidate;
-use crate::snapshot::{ReloadReport, SnapshotCell, Topology, testkit};
+use crate::snapshot::{ReloadReport, Snapshots, Topology, testkit};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -79,20 +79,20 @@ fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     })
 }
 
-fn cell_with(snap: Snapshot) -> (Arc<SnapshotCell>, Metrics) {
-    let cell = Arc::new(SnapshotCell::new(snap));
+fn published(snap: Snapshot) -> (Arc<Snapshots>, Metrics) {
+    let snapshots = Arc::new(Snapshots::new(snap));
     let metrics = Metrics::new();
-    (cell, metrics)
+    (snapshots, metrics)
 }
 
 #[test]
 fn redirects_are_counted_per_mount_relay_and_outcome() {
-    let (cell, metrics) = cell_with(snapshot(
+    let (snapshots, metrics) = published(snapshot(
         topology(&["a", "b"], None),
         1,
         ReloadReport::default(),
     ));
-    let snap = cell.load_full();
+    let snap = snapshots.load_full();
     for _ in 0..3 {
         metrics.redirected(&snap, A, R1);
     }
@@ -101,7 +101,7 @@ fn redirects_are_counted_per_mount_relay_and_outcome() {
     metrics.refused(&snap, B, Outcome::Offline);
     metrics.not_found();
     metrics.not_found();
-    let text = metrics.render(&cell.load_full());
+    let text = metrics.render(&snapshots.load_full());
     let sent = |mount, relay| {
         value(
             &text,
@@ -159,13 +159,13 @@ fn redirects_are_counted_per_mount_relay_and_outcome() {
 #[test]
 fn counters_carry_over_a_reload_and_removed_relays_leave_the_exposition() {
     let first = topology(&["a", "b"], None);
-    let (cell, metrics) = cell_with(snapshot(first.clone(), 1, ReloadReport::default()));
-    let old = cell.load_full();
+    let (snapshots, metrics) = published(snapshot(first.clone(), 1, ReloadReport::default()));
+    let old = snapshots.load_full();
     metrics.redirected(&old, A, R0);
     metrics.redirected(&old, A, R1);
     // Reload: b goes, c comes, a stays (now at index 1).
     let second = topology(&["c", "a"], Some(&first));
-    cell.store(snapshot(
+    snapshots.store(snapshot(
         second,
         2,
         ReloadReport {
@@ -173,12 +173,12 @@ fn counters_carry_over_a_reload_and_removed_relays_leave_the_exposition() {
             ..Default::default()
         },
     ));
-    let new = cell.load_full();
+    let new = snapshots.load_full();
     metrics.redirected(&new, A, R1);
     // A request still holding the old snapshot counts into the same series
     // and does not take the table back from the new config.
     metrics.redirected(&old, A, R0);
-    let text = metrics.render(&cell.load_full());
+    let text = metrics.render(&snapshots.load_full());
     let sent = |relay| {
         value(
             &text,
@@ -211,16 +211,17 @@ fn counters_carry_over_a_reload_and_removed_relays_leave_the_exposition() {
 
 #[test]
 fn the_hot_path_reuses_the_table_of_its_topology() {
-    let (cell, metrics) = cell_with(snapshot(topology(&["a"], None), 1, ReloadReport::default()));
-    let snap = cell.load_full();
+    let (snapshots, metrics) =
+        published(snapshot(topology(&["a"], None), 1, ReloadReport::default()));
+    let snap = snapshots.load_full();
     metrics.redirected(&snap, A, R0);
     let before = metrics.redirects.table.load_full().map(|t| Arc::as_ptr(&t));
     // A new snapshot of the same config (a poll) keeps the table.
-    cell.store(snapshot(snap.topology.clone(), 2, ReloadReport::default()));
-    metrics.redirected(&cell.load(), A, R0);
+    snapshots.store(snapshot(snap.topology.clone(), 2, ReloadReport::default()));
+    metrics.redirected(&snapshots.load(), A, R0);
     let after = metrics.redirects.table.load_full().map(|t| Arc::as_ptr(&t));
     assert_eq!(before, after);
-    assert_eq!(metrics.redirect_counts(&cell.load()).sent_total(), 2);
+    assert_eq!(metrics.redirect_counts(&snapshots.load()).sent_total(), 2);
 }
 
 #[test]
@@ -231,11 +232,11 @@ fn gauges_come_from_the_current_snapshot() {
         last_success: None,
         last_error: Some((SystemTime::UNIX_EPOCH, "floe.toml:3:1: bad".into())),
     };
-    let (cell, metrics) = cell_with(snapshot(topology(&["a", "down"], None), 7, reload));
+    let (snapshots, metrics) = published(snapshot(topology(&["a", "down"], None), 7, reload));
     let stats = metrics.poll_stats(&Arc::from("down"));
     stats.observe(Duration::from_millis(30), Some(PollError::Connect));
     stats.observe(Duration::from_millis(3), None);
-    let text = metrics.render(&cell.load_full());
+    let text = metrics.render(&snapshots.load_full());
     let g = |name, labels: &[(&str, &str)]| value(&text, name, labels);
     assert_eq!(
         g("floe_relay_state", &[("relay", "a"), ("state", "up")]),
@@ -327,8 +328,9 @@ fn gauges_come_from_the_current_snapshot() {
 
 #[test]
 fn every_family_is_described_once_with_help_and_type() {
-    let (cell, metrics) = cell_with(snapshot(topology(&["a"], None), 1, ReloadReport::default()));
-    let text = metrics.render(&cell.load_full());
+    let (snapshots, metrics) =
+        published(snapshot(topology(&["a"], None), 1, ReloadReport::default()));
+    let text = metrics.render(&snapshots.load_full());
     for d in CATALOG.iter().filter(|d| !d.name.starts_with("floe_dns_")) {
         let name = d.exported_name();
         assert_eq!(

@@ -1,7 +1,7 @@
 //! The poller: one task per relay polling its Icecast status, and the
 //! snapshot builder that folds their observations into a new [`Snapshot`].
 //!
-//! [`Engine`] owns both. It is the only writer of the [`SnapshotCell`];
+//! [`Engine`] owns both. It is the only writer of the [`Snapshots`];
 //! DNS and HTTP only read it. Builds are coalesced: after a build the
 //! builder waits [`rebuild_spacing`] (at least [`MIN_REBUILD_SPACING`], and
 //! [`REBUILD_SPACING_FACTOR`] times what the build took), so 1,000 relays
@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::select;
 use crate::shutdown::Shutdown;
-use crate::snapshot::{RelayObservation, ReloadReport, Snapshot, SnapshotCell, Stamp, Topology};
+use crate::snapshot::{RelayObservation, ReloadReport, Snapshot, Snapshots, Stamp, Topology};
 use arc_swap::ArcSwap;
 use relay::{RelayPoller, Slot, lock};
 use std::collections::{HashMap, HashSet};
@@ -48,7 +48,7 @@ pub fn rebuild_spacing(took: Duration) -> Duration {
 /// Runs the relay pollers and publishes snapshots.
 #[derive(Clone)]
 pub struct Engine {
-    cell: Arc<SnapshotCell>,
+    snapshots: Arc<Snapshots>,
     /// floe's metrics (pollers count into them).
     metrics: Arc<Metrics>,
     state: Arc<Mutex<State>>,
@@ -90,7 +90,7 @@ impl Engine {
             Stamp::now(1),
             Arc::default(),
         );
-        let cell = Arc::new(SnapshotCell::new(first));
+        let snapshots = Arc::new(Snapshots::new(first));
         let timeout = config.poll.timeout;
         let state = State {
             topology: topology.clone(),
@@ -104,7 +104,7 @@ impl Engine {
         };
         let engine = Engine {
             metrics,
-            cell,
+            snapshots,
             state: Arc::new(Mutex::new(state)),
             notify: Arc::new(Notify::new()),
             shutdown,
@@ -115,8 +115,8 @@ impl Engine {
     }
 
     /// The published snapshots.
-    pub fn snapshots(&self) -> Arc<SnapshotCell> {
-        self.cell.clone()
+    pub fn snapshots(&self) -> Arc<Snapshots> {
+        self.snapshots.clone()
     }
 
     /// Swaps in a validated new config: pollers of changed relays restart,
@@ -273,7 +273,7 @@ impl Engine {
         );
         drop(guards);
         select::prepare(&snapshot);
-        self.cell.store(snapshot);
+        self.snapshots.store(snapshot);
     }
 
     async fn build_loop(self) {
