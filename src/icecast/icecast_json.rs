@@ -37,10 +37,12 @@
 use serde_json::error::Category;
 use serde_json::{Map, Value};
 
-use super::{MaxListeners, MountStatus, RelayStatus, StatusError};
+use super::{
+    MaxListeners, MountList, MountStatus, RelayStatus, StatusError, StatusKind, bitrate_kbps,
+};
 
-/// Format name used in errors (matches [`super::StatusKind::IcecastJson`]).
-const FORMAT: &str = "icecast-json";
+/// The format this module parses, which names it in errors.
+const KIND: StatusKind = StatusKind::IcecastJson;
 
 /// Parses an Icecast `/status-json.xsl` document (see the module docs).
 ///
@@ -56,36 +58,34 @@ pub fn parse(body: &[u8]) -> Result<RelayStatus, StatusError> {
     let icestats = document
         .get("icestats")
         .and_then(Value::as_object)
-        .ok_or_else(|| missing("no `icestats` object".to_owned()))?;
+        .ok_or_else(|| KIND.missing("no `icestats` object".to_owned()))?;
 
     let sources: &[Value] = match icestats.get("source") {
         None | Some(Value::Null) => &[],
         Some(Value::Array(sources)) => sources,
         Some(one @ Value::Object(_)) => std::slice::from_ref(one),
         Some(other) => {
-            return Err(malformed(format!(
+            return Err(KIND.malformed(format!(
                 "`icestats.source` is {}, expected an array or an object",
                 kind(other)
             )));
         }
     };
 
-    let mut mounts: Vec<MountStatus> = Vec::with_capacity(sources.len());
+    let mut mounts = MountList::with_capacity(sources.len());
     for (index, source) in sources.iter().enumerate() {
         let source = source.as_object().ok_or_else(|| {
-            malformed(format!(
+            KIND.malformed(format!(
                 "source #{} is {}, expected an object",
                 index + 1,
                 kind(source)
             ))
         })?;
-        let mount = parse_source(index, source)?;
-        if mounts.iter().any(|m| m.path == mount.path) {
-            return Err(malformed(format!("duplicate mount {:?}", mount.path)));
-        }
-        mounts.push(mount);
+        mounts
+            .push(parse_source(index, source)?)
+            .map_err(|e| KIND.malformed(e))?;
     }
-    Ok(RelayStatus { mounts })
+    Ok(mounts.finish())
 }
 
 /// Reads one `source` object; `index` (0-based) is for messages.
@@ -95,7 +95,7 @@ fn parse_source(index: usize, source: &Map<String, Value>) -> Result<MountStatus
         .and_then(Value::as_str)
         .and_then(mount_path)
         .ok_or_else(|| {
-            missing(format!(
+            KIND.missing(format!(
                 "source #{} has no usable listenurl (found {})",
                 index + 1,
                 listenurl.map_or_else(|| "none".to_owned(), Value::to_string)
@@ -104,10 +104,10 @@ fn parse_source(index: usize, source: &Map<String, Value>) -> Result<MountStatus
 
     let listeners = match source.get("listeners") {
         None | Some(Value::Null) => {
-            return Err(missing(format!("mount {path:?} has no `listeners`")));
+            return Err(KIND.missing(format!("mount {path:?} has no `listeners`")));
         }
         Some(value) => count(value).ok_or_else(|| {
-            malformed(format!(
+            KIND.malformed(format!(
                 "mount {path:?}: `listeners` is {value}, not a count"
             ))
         })?,
@@ -116,30 +116,22 @@ fn parse_source(index: usize, source: &Map<String, Value>) -> Result<MountStatus
     let max_listeners = match source.get("max_listeners") {
         None | Some(Value::Null) => MaxListeners::Unknown,
         Some(value) => max_listeners(value).ok_or_else(|| {
-            malformed(format!(
+            KIND.malformed(format!(
                 "mount {path:?}: `max_listeners` is {value}, neither a count nor \"unlimited\""
             ))
         })?,
     };
 
-    let kbps = |key: &str| {
-        source
-            .get(key)
-            .and_then(number)
-            .and_then(|n| positive_u32(n.round()))
-    };
-    let bitrate_kbps = kbps("bitrate").or_else(|| kbps("ice-bitrate")).or_else(|| {
-        source
-            .get("audio_bitrate")
-            .and_then(number)
-            .and_then(|bps| positive_u32((bps / 1000.0).round()))
-    });
-
+    let number_at = |key: &str| source.get(key).and_then(number);
     Ok(MountStatus {
         path: path.to_owned(),
         listeners,
         max_listeners,
-        bitrate_kbps,
+        bitrate_kbps: bitrate_kbps(
+            number_at("bitrate"),
+            number_at("ice-bitrate"),
+            number_at("audio_bitrate"),
+        ),
     })
 }
 
@@ -185,13 +177,6 @@ fn max_listeners(value: &Value) -> Option<MaxListeners> {
     count(value).map(MaxListeners::Limited)
 }
 
-/// `value` as a `u32` if it is a whole number in `1..=u32::MAX` (a bitrate
-/// of 0 says nothing).
-fn positive_u32(value: f64) -> Option<u32> {
-    // NaN fails both comparisons; the cast is exact for whole values in range.
-    (value >= 1.0 && value <= f64::from(u32::MAX)).then_some(value as u32)
-}
-
 /// The JSON type of `value`, for messages.
 fn kind(value: &Value) -> &'static str {
     match value {
@@ -212,25 +197,8 @@ fn json_error(err: serde_json::Error) -> StatusError {
     let what = full.strip_suffix(&position).unwrap_or(&full);
     let message = format!("{}:{}: {what}", err.line(), err.column());
     match err.classify() {
-        Category::Eof => StatusError::Truncated {
-            format: FORMAT,
-            message,
-        },
-        Category::Io | Category::Syntax | Category::Data => malformed(message),
-    }
-}
-
-fn malformed(message: String) -> StatusError {
-    StatusError::Malformed {
-        format: FORMAT,
-        message,
-    }
-}
-
-fn missing(message: String) -> StatusError {
-    StatusError::Missing {
-        format: FORMAT,
-        message,
+        Category::Eof => KIND.truncated(message),
+        Category::Io | Category::Syntax | Category::Data => KIND.malformed(message),
     }
 }
 
@@ -402,7 +370,8 @@ mod tests {
     #[test]
     fn status_kind_icecast_json_dispatches_here_and_uses_the_same_format_name() {
         assert_eq!(StatusKind::IcecastJson.parse(LISTENERS), parse(LISTENERS));
-        assert_eq!(StatusKind::IcecastJson.as_str(), FORMAT);
+        assert_eq!(KIND, StatusKind::IcecastJson);
+        assert_eq!(KIND.as_str(), "icecast-json");
     }
 
     #[test]

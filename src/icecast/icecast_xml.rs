@@ -27,9 +27,10 @@
 //!
 //! The document is read as a stream of quick-xml events over the borrowed
 //! body: no tree is built and field text is borrowed, so the allocations are
-//! the mount list, its paths, quick-xml's stack of open element names and
-//! the rare field split by an entity or CDATA (8 in all for a two-mount
-//! document, about 6 µs in a release build). A stream reader
+//! the mount list, its paths (a second copy in the set that refuses a
+//! duplicate), quick-xml's stack of open element names and the rare field
+//! split by an entity or CDATA (11 in all for a two-mount document, about
+//! 6 µs in a release build). A stream reader
 //! happily stops at the end of input with elements still open, so the parser
 //! tracks the depth itself: a body that ends before `</icestats>` is
 //! [`StatusError::Truncated`], never a success with the mounts read so far.
@@ -40,10 +41,12 @@ use quick_xml::Reader;
 use quick_xml::errors::{Error as XmlError, IllFormedError, SyntaxError};
 use quick_xml::events::{BytesRef, BytesStart, Event};
 
-use super::{MaxListeners, MountStatus, RelayStatus, StatusError};
+use super::{
+    MaxListeners, MountList, MountStatus, RelayStatus, StatusError, StatusKind, bitrate_kbps,
+};
 
-/// Format name used in errors (matches [`super::StatusKind::IcecastXml`]).
-const FORMAT: &str = "icecast-xml";
+/// The format this module parses, which names it in errors.
+const KIND: StatusKind = StatusKind::IcecastXml;
 
 /// Parses an Icecast `/admin/stats` document (see the module docs).
 ///
@@ -60,7 +63,7 @@ pub fn parse(body: &[u8]) -> Result<RelayStatus, StatusError> {
     // Whitespace-only text between elements is dropped instead of reported.
     reader.config_mut().trim_text(true);
 
-    let mut mounts: Vec<MountStatus> = Vec::new();
+    let mut mounts = MountList::default();
     // Open elements: 0 outside the root, 1 inside `<icestats>`, 2 inside a
     // child of the root (such as `<source>`), 3 inside a source field.
     let mut depth = 0usize;
@@ -79,7 +82,7 @@ pub fn parse(body: &[u8]) -> Result<RelayStatus, StatusError> {
             Event::Start(ref start) | Event::Empty(ref start) => {
                 let is_empty = matches!(event, Event::Empty(_));
                 if root_closed {
-                    return Err(malformed(format!(
+                    return Err(KIND.malformed(format!(
                         "element after </icestats> at byte {}",
                         reader.buffer_position()
                     )));
@@ -131,14 +134,15 @@ pub fn parse(body: &[u8]) -> Result<RelayStatus, StatusError> {
             }
             Event::Text(_) | Event::CData(_) | Event::GeneralRef(_) => {
                 if depth == 0 {
-                    return Err(malformed(format!(
+                    return Err(KIND.malformed(format!(
                         "text outside the <icestats> element at byte {}",
                         reader.buffer_position()
                     )));
                 }
                 if let (3, Some(f), Some(fields)) = (depth, field, source.as_mut()) {
-                    let piece = text_of(&event)
-                        .map_err(|e| malformed(format!("{}: {e}", f.describe(&fields.path))))?;
+                    let piece = text_of(&event).map_err(|e| {
+                        KIND.malformed(format!("{}: {e}", f.describe(&fields.path)))
+                    })?;
                     fields.append(f, piece);
                 }
             }
@@ -148,7 +152,7 @@ pub fn parse(body: &[u8]) -> Result<RelayStatus, StatusError> {
     }
 
     if root_closed {
-        return Ok(RelayStatus { mounts });
+        return Ok(mounts.finish());
     }
     let message = if !root_seen {
         "body ends before the <icestats> root element".to_owned()
@@ -161,7 +165,7 @@ pub fn parse(body: &[u8]) -> Result<RelayStatus, StatusError> {
     } else {
         format!("body ends before </icestats> after {} mounts", mounts.len())
     };
-    Err(truncated(message))
+    Err(KIND.truncated(message))
 }
 
 /// The source fields floe reads.
@@ -238,10 +242,7 @@ impl<'a> SourceFields<'a> {
     /// Records that `field`'s element starts; a second one is ambiguous.
     fn begin(&mut self, field: Field) -> Result<(), StatusError> {
         if self.slot(field).is_some() {
-            return Err(malformed(format!(
-                "{} appears twice",
-                field.describe(&self.path)
-            )));
+            return Err(KIND.malformed(format!("{} appears twice", field.describe(&self.path))));
         }
         *self.slot(field) = Some(Cow::Borrowed(""));
         Ok(())
@@ -261,13 +262,10 @@ impl<'a> SourceFields<'a> {
     fn finish(self) -> Result<MountStatus, StatusError> {
         let path = self.path;
         let Some(listeners) = self.listeners else {
-            return Err(StatusError::Missing {
-                format: FORMAT,
-                message: format!("mount {path:?} has no <listeners>"),
-            });
+            return Err(KIND.missing(format!("mount {path:?} has no <listeners>")));
         };
         let listeners = parse_count(&listeners).ok_or_else(|| {
-            malformed(format!(
+            KIND.malformed(format!(
                 "{} is {:?}, not a count",
                 Field::Listeners.describe(&path),
                 listeners.trim()
@@ -276,24 +274,23 @@ impl<'a> SourceFields<'a> {
         let max_listeners = match self.max_listeners {
             None => MaxListeners::Unknown,
             Some(text) => parse_max_listeners(&text).ok_or_else(|| {
-                malformed(format!(
+                KIND.malformed(format!(
                     "{} is {:?}, neither a count nor `unlimited`",
                     Field::MaxListeners.describe(&path),
                     text.trim()
                 ))
             })?,
         };
-        let bitrate_kbps = self
-            .bitrate
-            .as_deref()
-            .and_then(parse_kbps)
-            .or_else(|| self.ice_bitrate.as_deref().and_then(parse_kbps))
-            .or_else(|| self.audio_bitrate.as_deref().and_then(parse_bps_as_kbps));
+        let number = |text: &Option<Cow<'_, str>>| text.as_deref()?.trim().parse().ok();
         Ok(MountStatus {
             path,
             listeners,
             max_listeners,
-            bitrate_kbps,
+            bitrate_kbps: bitrate_kbps(
+                number(&self.bitrate),
+                number(&self.ice_bitrate),
+                number(&self.audio_bitrate),
+            ),
         })
     }
 }
@@ -304,41 +301,30 @@ fn check_root(start: &BytesStart<'_>) -> Result<(), StatusError> {
     if name.as_ref() == b"icestats" {
         return Ok(());
     }
-    Err(StatusError::Missing {
-        format: FORMAT,
-        message: format!(
-            "root element is <{}>, expected <icestats>",
-            String::from_utf8_lossy(name.as_ref())
-        ),
-    })
+    Err(KIND.missing(format!(
+        "root element is <{}>, expected <icestats>",
+        String::from_utf8_lossy(name.as_ref())
+    )))
 }
 
 /// The `mount` attribute of a `<source>`, which must start with `/`.
 fn mount_path(start: &BytesStart<'_>) -> Result<String, StatusError> {
     let attribute = start
         .try_get_attribute("mount")
-        .map_err(|e| malformed(format!("bad attribute in <source>: {e}")))?
-        .ok_or_else(|| StatusError::Missing {
-            format: FORMAT,
-            message: "a <source> element has no mount attribute".to_owned(),
-        })?;
+        .map_err(|e| KIND.malformed(format!("bad attribute in <source>: {e}")))?
+        .ok_or_else(|| KIND.missing("a <source> element has no mount attribute".to_owned()))?;
     let path = attribute
         .unescape_value()
-        .map_err(|e| malformed(format!("bad mount attribute in <source>: {e}")))?;
+        .map_err(|e| KIND.malformed(format!("bad mount attribute in <source>: {e}")))?;
     if !path.starts_with('/') {
-        return Err(malformed(format!("mount {path:?} does not start with '/'")));
+        return Err(KIND.malformed(format!("mount {path:?} does not start with '/'")));
     }
     Ok(path.into_owned())
 }
 
 /// Finishes `fields` and appends the mount, refusing a duplicate path.
-fn push_mount(mounts: &mut Vec<MountStatus>, fields: SourceFields<'_>) -> Result<(), StatusError> {
-    let mount = fields.finish()?;
-    if mounts.iter().any(|m| m.path == mount.path) {
-        return Err(malformed(format!("duplicate mount {:?}", mount.path)));
-    }
-    mounts.push(mount);
-    Ok(())
+fn push_mount(mounts: &mut MountList, fields: SourceFields<'_>) -> Result<(), StatusError> {
+    mounts.push(fields.finish()?).map_err(|e| KIND.malformed(e))
 }
 
 /// The text a text, CDATA or reference event stands for. References are
@@ -383,25 +369,6 @@ fn parse_max_listeners(text: &str) -> Option<MaxListeners> {
     }
 }
 
-/// A bitrate in kbit/s (`bitrate`, `ice-bitrate`); a fraction is rounded.
-/// `None` when it is not a positive number below 2^32.
-fn parse_kbps(text: &str) -> Option<u32> {
-    let value: f64 = text.trim().parse().ok()?;
-    positive_u32(value.round())
-}
-
-/// A bitrate in bit/s (`audio_bitrate`), rounded to kbit/s.
-fn parse_bps_as_kbps(text: &str) -> Option<u32> {
-    let value: f64 = text.trim().parse().ok()?;
-    positive_u32((value / 1000.0).round())
-}
-
-/// `value` as a `u32` if it is a whole number in `1..=u32::MAX`.
-fn positive_u32(value: f64) -> Option<u32> {
-    // NaN fails both comparisons; the cast is exact for whole values in range.
-    (value >= 1.0 && value <= f64::from(u32::MAX)).then_some(value as u32)
-}
-
 /// Maps a quick-xml error: an input that stops inside a tag, comment,
 /// CDATA, declaration or reference was cut, anything else is malformed.
 fn xml_error(body: &[u8], position: u64, err: &XmlError) -> StatusError {
@@ -423,23 +390,9 @@ fn xml_error(body: &[u8], position: u64, err: &XmlError) -> StatusError {
         _ => false,
     };
     if cut {
-        truncated(format!("body ends inside markup at byte {position}: {err}"))
+        KIND.truncated(format!("body ends inside markup at byte {position}: {err}"))
     } else {
-        malformed(format!("at byte {position}: {err}"))
-    }
-}
-
-fn malformed(message: String) -> StatusError {
-    StatusError::Malformed {
-        format: FORMAT,
-        message,
-    }
-}
-
-fn truncated(message: String) -> StatusError {
-    StatusError::Truncated {
-        format: FORMAT,
-        message,
+        KIND.malformed(format!("at byte {position}: {err}"))
     }
 }
 
@@ -584,7 +537,8 @@ mod tests {
     #[test]
     fn status_kind_icecast_xml_dispatches_here_and_uses_the_same_format_name() {
         assert_eq!(StatusKind::IcecastXml.parse(LISTENERS), parse(LISTENERS));
-        assert_eq!(StatusKind::IcecastXml.as_str(), FORMAT);
+        assert_eq!(KIND, StatusKind::IcecastXml);
+        assert_eq!(KIND.as_str(), "icecast-xml");
     }
 
     #[test]

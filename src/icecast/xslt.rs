@@ -32,12 +32,13 @@
 //! inside a UTF-8 sequence; everything else that does not fit is
 //! [`StatusError::Malformed`] with its line number. The trailing newline is
 //! optional and CRLF line ends are accepted. Lines are parsed in place: the
-//! only allocations are the mount list and its paths.
+//! only allocations are the mount list and its paths (twice: once in the
+//! list, once in the set that refuses a duplicate).
 
-use super::{MaxListeners, MountStatus, RelayStatus, StatusError};
+use super::{MaxListeners, MountList, MountStatus, RelayStatus, StatusError, StatusKind};
 
-/// Format name used in errors (matches [`super::StatusKind::Xslt`]).
-const FORMAT: &str = "xslt";
+/// The format this module parses, which names it in errors.
+const KIND: StatusKind = StatusKind::Xslt;
 
 /// The first line of every version-1 body.
 const MAGIC: &str = "#floe-slots 1";
@@ -58,13 +59,13 @@ pub fn parse(body: &[u8]) -> Result<RelayStatus, StatusError> {
         Ok(text) => text,
         // `error_len() == None`: the input ends inside a UTF-8 sequence.
         Err(e) if e.error_len().is_none() => {
-            return Err(truncated(format!(
+            return Err(KIND.truncated(format!(
                 "body ends inside a UTF-8 sequence at byte {}",
                 e.valid_up_to()
             )));
         }
         Err(e) => {
-            return Err(malformed(format!(
+            return Err(KIND.malformed(format!(
                 "not UTF-8 (invalid byte at offset {})",
                 e.valid_up_to()
             )));
@@ -77,11 +78,11 @@ pub fn parse(body: &[u8]) -> Result<RelayStatus, StatusError> {
         .map(|(i, raw)| Line::new(i + 1, raw));
 
     match lines.next() {
-        None => return Err(truncated("empty body".into())),
+        None => return Err(KIND.truncated("empty body".into())),
         Some(first) => check_magic(&first)?,
     }
 
-    let mut mounts: Vec<MountStatus> = Vec::new();
+    let mut mounts = MountList::default();
     let mut end_seen = false;
     for line in lines {
         let content = line.content;
@@ -89,24 +90,17 @@ pub fn parse(body: &[u8]) -> Result<RelayStatus, StatusError> {
             continue;
         }
         if end_seen {
-            return Err(malformed(format!(
-                "line {}: content after the END line",
-                line.number
-            )));
+            return Err(KIND.malformed(format!("line {}: content after the END line", line.number)));
         }
         if content.starts_with('/') {
             let mount = parse_mount(content).map_err(|e| line.error(e))?;
-            if mounts.iter().any(|m| m.path == mount.path) {
-                return Err(malformed(format!(
-                    "line {}: duplicate mount {:?}",
-                    line.number, mount.path
-                )));
-            }
-            mounts.push(mount);
+            mounts
+                .push(mount)
+                .map_err(|e| KIND.malformed(format!("line {}: {e}", line.number)))?;
         } else if content.starts_with("END") {
             let count = parse_end(content).map_err(|e| line.error(e))?;
             if count != mounts.len() {
-                return Err(truncated(format!(
+                return Err(KIND.truncated(format!(
                     "END says {count} mount lines, {} received",
                     mounts.len()
                 )));
@@ -121,12 +115,9 @@ pub fn parse(body: &[u8]) -> Result<RelayStatus, StatusError> {
     }
 
     if !end_seen {
-        return Err(truncated(format!(
-            "no END line after {} mount lines",
-            mounts.len()
-        )));
+        return Err(KIND.truncated(format!("no END line after {} mount lines", mounts.len())));
     }
-    Ok(RelayStatus { mounts })
+    Ok(mounts.finish())
 }
 
 /// One line of the body, without its line end.
@@ -159,9 +150,9 @@ impl<'a> Line<'a> {
     /// otherwise.
     fn error(&self, problem: String) -> StatusError {
         if self.terminated {
-            malformed(format!("line {}: {problem}", self.number))
+            KIND.malformed(format!("line {}: {problem}", self.number))
         } else {
-            truncated(format!("body ends inside line {} ({problem})", self.number))
+            KIND.truncated(format!("body ends inside line {} ({problem})", self.number))
         }
     }
 }
@@ -173,12 +164,10 @@ fn check_magic(first: &Line<'_>) -> Result<(), StatusError> {
         return Ok(());
     }
     if !first.terminated && MAGIC.starts_with(content) {
-        return Err(truncated(format!(
-            "body ends inside the first line {content:?}"
-        )));
+        return Err(KIND.truncated(format!("body ends inside the first line {content:?}")));
     }
     match content.strip_prefix(MAGIC_PREFIX) {
-        Some(version) => Err(malformed(format!(
+        Some(version) => Err(KIND.malformed(format!(
             "line 1: unsupported floe-slots version {version:?} (expected 1)"
         ))),
         None => Err(first.error(format!(
@@ -249,20 +238,6 @@ fn parse_limit(field: &str) -> Option<Option<u32>> {
         Some(None)
     } else {
         parse_count(field).map(Some)
-    }
-}
-
-fn malformed(message: String) -> StatusError {
-    StatusError::Malformed {
-        format: FORMAT,
-        message,
-    }
-}
-
-fn truncated(message: String) -> StatusError {
-    StatusError::Truncated {
-        format: FORMAT,
-        message,
     }
 }
 
@@ -393,7 +368,8 @@ mod tests {
     #[test]
     fn status_kind_xslt_dispatches_here_and_uses_the_same_format_name() {
         assert_eq!(StatusKind::Xslt.parse(UNLIMITED), parse(UNLIMITED));
-        assert_eq!(StatusKind::Xslt.as_str(), FORMAT);
+        assert_eq!(KIND, StatusKind::Xslt);
+        assert_eq!(KIND.as_str(), "xslt");
     }
 
     #[test]
@@ -531,6 +507,17 @@ mod tests {
             message.contains("line 4") && message.contains("duplicate"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn duplicates_among_many_mounts_are_found_without_a_quadratic_scan() {
+        // 200,000 mounts: comparing each with every one before it would
+        // take minutes; the set of paths takes a fraction of a second.
+        let lines: String = (0..200_000).map(|i| format!("/m{i}\t0\t5\t5\n")).collect();
+        let body = format!("{HEAD}{lines}END\t200000\n");
+        assert_eq!(mounts(body.as_bytes()).len(), 200_000);
+        let message = malformed_message(&format!("{HEAD}{lines}/m7\t0\t5\t5\nEND\t1\n"));
+        assert!(message.starts_with("line 200003: duplicate"), "{message}");
     }
 
     #[test]
