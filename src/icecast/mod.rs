@@ -19,12 +19,14 @@
 //! What the parsers have in common lives here, written once: the errors
 //! of a format ([`StatusKind`]'s `malformed`, `missing`, `truncated`), the
 //! mount list that keeps paths unique (`MountList`) and the bitrate
-//! fallback (`bitrate_kbps`).
+//! fallback (`bitrate_kbps`); their tests share `test_support`.
 
 use std::collections::HashSet;
 
 pub mod icecast_json;
 pub mod icecast_xml;
+#[cfg(test)]
+mod test_support;
 pub mod xslt;
 
 /// Which status format a relay is polled with (config `status.kind`).
