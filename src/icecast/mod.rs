@@ -15,9 +15,18 @@
 //!   (`config/floe-slots.xsl`) installed in the relay's webroot. Carries
 //!   `max_listeners` without credentials and ends with a mount count, so a
 //!   truncated body is detected.
+//!
+//! What the parsers have in common lives here, written once: the errors
+//! of a format ([`StatusKind`]'s `malformed`, `missing`, `truncated`), the
+//! mount list that keeps paths unique (`MountList`) and the bitrate
+//! fallback (`bitrate_kbps`); their tests share `test_support`.
+
+use std::collections::HashSet;
 
 pub mod icecast_json;
 pub mod icecast_xml;
+#[cfg(test)]
+mod test_support;
 pub mod xslt;
 
 /// Which status format a relay is polled with (config `status.kind`).
@@ -47,6 +56,30 @@ impl StatusKind {
             StatusKind::IcecastXml => "icecast-xml",
             StatusKind::IcecastJson => "icecast-json",
             StatusKind::Xslt => "xslt",
+        }
+    }
+
+    /// A [`StatusError::Malformed`] from this format's parser.
+    fn malformed(self, message: String) -> StatusError {
+        StatusError::Malformed {
+            format: self.as_str(),
+            message,
+        }
+    }
+
+    /// A [`StatusError::Missing`] from this format's parser.
+    fn missing(self, message: String) -> StatusError {
+        StatusError::Missing {
+            format: self.as_str(),
+            message,
+        }
+    }
+
+    /// A [`StatusError::Truncated`] from this format's parser.
+    fn truncated(self, message: String) -> StatusError {
+        StatusError::Truncated {
+            format: self.as_str(),
+            message,
         }
     }
 }
@@ -80,6 +113,72 @@ pub struct MountStatus {
     /// Stream bitrate in kbit/s when the status carries one (`bitrate`,
     /// `ice-bitrate`, or `audio_bitrate` / 1000); `None` otherwise.
     pub bitrate_kbps: Option<u32>,
+}
+
+/// The mounts of one status body while it is parsed, in the order the relay
+/// lists them, with unique paths.
+///
+/// The set of paths makes the duplicate check constant-time per mount: a
+/// hostile or broken relay may list hundreds of thousands, and a scan of
+/// the list so far would make that quadratic.
+#[derive(Default)]
+struct MountList {
+    mounts: Vec<MountStatus>,
+    paths: HashSet<String>,
+}
+
+impl MountList {
+    /// An empty list with room for `capacity` mounts.
+    fn with_capacity(capacity: usize) -> Self {
+        MountList {
+            mounts: Vec::with_capacity(capacity),
+            paths: HashSet::with_capacity(capacity),
+        }
+    }
+
+    /// Appends `mount`; if its path is already listed, the message
+    /// `duplicate mount "/path"` instead (the caller knows the format and
+    /// the place).
+    fn push(&mut self, mount: MountStatus) -> Result<(), String> {
+        if !self.paths.insert(mount.path.clone()) {
+            return Err(format!("duplicate mount {:?}", mount.path));
+        }
+        self.mounts.push(mount);
+        Ok(())
+    }
+
+    /// How many mounts are listed so far.
+    fn len(&self) -> usize {
+        self.mounts.len()
+    }
+
+    /// The complete status.
+    fn finish(self) -> RelayStatus {
+        RelayStatus {
+            mounts: self.mounts,
+        }
+    }
+}
+
+/// The bitrate in kbit/s from the fields a status may carry: `bitrate`,
+/// else `ice-bitrate` (both kbit/s), else `audio_bitrate` (bit/s), each
+/// rounded to whole kbit/s. Which of them appear depends on the source
+/// client and codec, so one that is absent or not a positive number below
+/// 2^32 kbit/s (a bitrate of 0 says nothing) passes to the next.
+fn bitrate_kbps(
+    bitrate: Option<f64>,
+    ice_bitrate: Option<f64>,
+    audio_bitrate: Option<f64>,
+) -> Option<u32> {
+    let kbps = |value: f64| {
+        let value = value.round();
+        // NaN fails both comparisons; the cast is exact for whole values in range.
+        (value >= 1.0 && value <= f64::from(u32::MAX)).then_some(value as u32)
+    };
+    bitrate
+        .and_then(kbps)
+        .or_else(|| ice_bitrate.and_then(kbps))
+        .or_else(|| audio_bitrate.and_then(|bps| kbps(bps / 1000.0)))
 }
 
 /// A mount's listener limit as reported by the relay.
