@@ -59,10 +59,7 @@ impl Diagnostic {
     ) -> Self {
         Diagnostic {
             severity: Severity::Warning,
-            file: file.into(),
-            line,
-            column,
-            message: message.into(),
+            ..Diagnostic::error(file, line, column, message)
         }
     }
 

@@ -316,26 +316,7 @@ fn drain(
         base.trim_end_matches('/'),
         if undo { "undrain" } else { "drain" }
     );
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("tokio runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let answer = rt.block_on(async {
-        let client = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(10))
-            .build()?;
-        let resp = client.post(&url).bearer_auth(&token).send().await?;
-        let status = resp.status();
-        Ok::<_, reqwest::Error>((status, resp.text().await?))
-    });
-    match answer {
+    match request(&url, Some(&token)) {
         Ok((status, body)) => {
             print!("{body}");
             if status.is_success() {
@@ -371,26 +352,7 @@ fn explain(base: &str, what: &str, json: bool) -> ExitCode {
     if json {
         url.query_pairs_mut().append_pair("format", "json");
     }
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("tokio runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let answer = rt.block_on(async {
-        let client = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(10))
-            .build()?;
-        let resp = client.get(url.clone()).send().await?;
-        let status = resp.status();
-        Ok::<_, reqwest::Error>((status, resp.text().await?))
-    });
-    match answer {
+    match request(url.as_str(), None) {
         Ok((status, body)) if status.is_success() => {
             print!("{body}");
             ExitCode::SUCCESS
@@ -405,6 +367,29 @@ fn explain(base: &str, what: &str, json: bool) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// One request to a running floe's admin or HTTP listener: `POST url` with
+/// the bearer `token`, or `GET url` without one. The status and body.
+fn request(url: &str, token: Option<&str>) -> Result<(reqwest::StatusCode, String), String> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("tokio runtime: {e}"))?;
+    let answer = rt.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()?;
+        let req = match token {
+            Some(t) => client.post(url).bearer_auth(t),
+            None => client.get(url),
+        };
+        let resp = req.send().await?;
+        let status = resp.status();
+        Ok::<_, reqwest::Error>((status, resp.text().await?))
+    });
+    answer.map_err(|e| e.to_string())
 }
 
 /// The URL to reach a listen address from this host: a wildcard address is
