@@ -10,6 +10,7 @@
 //! - [`draw`]: the weighted draw (running sums, binary search).
 //! - [`diagnostic`]: file:line:col messages for config and zone errors.
 //! - [`shutdown`]: the shutdown signal every task watches.
+//! - [`clients`]: per-client budgets of grants in a fixed-size table.
 //! - [`icecast`]: one pure parser per Icecast status format (a relay's status).
 //! - [`health`]: the up/full/down state machine with rise/fall; typed poll failures.
 //! - [`grants`]: lock-free in-flight grant counters per relay and mount.
@@ -30,6 +31,7 @@
 //! - [`demo`]: `floe demo` and the simulated Icecast relays tests reuse.
 
 pub mod admin;
+pub mod clients;
 pub mod config;
 pub mod demo;
 pub mod diagnostic;

@@ -179,6 +179,8 @@ pub struct RefusedReport {
     pub starting: u64,
     /// 400, query string unusable in a Location.
     pub bad_request: u64,
+    /// 429, the client's address prefix past its budget of grants.
+    pub client_budget: u64,
 }
 
 /// DNS responses sent.
@@ -323,6 +325,7 @@ pub fn status_report_with<'a>(
                 full: refused(1),
                 starting: refused(2),
                 bad_request: refused(3),
+                client_budget: refused(4),
             },
             not_found: c.not_found,
             dns: metrics.dns_counts().map(|t| DnsReport {

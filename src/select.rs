@@ -23,6 +23,7 @@
 use crate::config::{DnsConfig, DnsPolicy};
 use crate::draw::{self, RunningSums};
 use crate::health::RelayState;
+use crate::snapshot::MountPicks;
 use crate::snapshot::{MountId, PerMount, PerRelay, RelayId, Snapshot, StreamId};
 use rand::Rng;
 use std::fmt;
@@ -402,49 +403,87 @@ fn no_candidate(snap: &Snapshot, target: Target) -> NoCandidate {
 /// granted away within one snapshot; then the scan answers.
 const INDEXED_DRAWS: usize = 8;
 
-/// Makes `snap`'s per-mount pick sums, so that the first redirect from it
+/// Makes `snap`'s per-mount picks, so that the first redirect from it
 /// does not pay for them (the poller calls this before publishing).
 pub fn prepare(snap: &Snapshot) {
-    pick_sums(snap);
+    picks(snap);
 }
 
-/// Per mount: the relays that had room when the sums were made, with their
-/// selection weights then. Grants only shrink room while a snapshot is
-/// current, so a draw by those weights accepted with probability (weight
-/// now / weight then) picks exactly in proportion to the weights now, in
-/// O(log relays). (The one exception, a failed two-step grant giving its
-/// relay slot back, can leave a weight one slot low; the acceptance is then
-/// capped at 1, a bias of one slot for that relay until the next snapshot.)
-fn pick_sums(snap: &Snapshot) -> &PerMount<RunningSums> {
-    snap.pick_sums(|snap| {
+/// Per mount: the relays that had room when the picks were made, with
+/// their selection weights then, and their room. Grants only shrink room
+/// while a snapshot is current, so a draw by those weights accepted with
+/// probability (weight now / weight then) picks exactly in proportion to
+/// the weights now, in O(log relays). (The one exception, a failed
+/// two-step grant giving its relay slot back, can leave a weight one slot
+/// low; the acceptance is then capped at 1, a bias of one slot for that
+/// relay until the next snapshot.)
+fn picks(snap: &Snapshot) -> &PerMount<MountPicks> {
+    snap.picks(|snap| {
+        let unlimited = u64::from(snap.config().select.unlimited_room);
         snap.topology
             .mounts
             .ids()
-            .map(|m| decide(snap, Target::Redirect(m), snap.built).weighted(snap))
+            .map(|m| {
+                let decided = decide(snap, Target::Redirect(m), snap.built);
+                MountPicks {
+                    sums: decided.weighted(snap),
+                    room: decided
+                        .candidates()
+                        .map(|(_, room)| room.slots().unwrap_or(unlimited))
+                        .fold(0, u64::saturating_add),
+                }
+            })
             .collect()
     })
 }
 
-/// Picks a relay for one new listener of mount `m` and records the grant.
-/// Weighted by room x weight; a relay whose room a concurrent pick used up
-/// in the meantime is skipped. Never blocks, never allocates (once the
-/// snapshot is [`prepare`]d).
+/// How many grants one client (one address prefix) may take per window
+/// for mount `m` now: `[select] grants_per_client`, or `client_share` of
+/// the mount's room when the snapshot was made if that is more (so a
+/// venue's NAT is not refused while room is plentiful, and no client takes
+/// more than that share when it is scarce).
+pub fn client_budget(snap: &Snapshot, m: MountId) -> u64 {
+    let select = &snap.config().select;
+    let room = picks(snap).get(m).map_or(0, |p| p.room);
+    let share = (room as f64 * select.client_share).floor() as u64;
+    u64::from(select.grants_per_client).max(share)
+}
+
+/// Whether a pick records a grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    /// A listener will follow: count it against the room.
+    Record,
+    /// Only the answer is wanted (`HEAD`): draw the same way, take nothing.
+    None,
+}
+
+/// Picks a relay for one new listener of mount `m` and, with
+/// [`Grant::Record`], records the grant. Weighted by room x weight; a
+/// relay whose room a concurrent pick used up in the meantime is skipped.
+/// Never blocks, never allocates (once the snapshot is [`prepare`]d).
 pub fn pick_for_mount<R: Rng + ?Sized>(
     snap: &Snapshot,
     m: MountId,
+    grant: Grant,
     rng: &mut R,
 ) -> Result<RelayId, NoCandidate> {
-    if let Some(r) = pick_indexed(snap, m, rng) {
+    if let Some(r) = pick_indexed(snap, m, grant, rng) {
         return Ok(r);
     }
-    pick_by_scan(snap, m, rng)
+    pick_by_scan(snap, m, grant, rng)
 }
 
 /// Up to [`INDEXED_DRAWS`] draws from the mount's pick sums, each accepted
 /// with probability (weight now / weight then) and then granted; `None`
 /// when none went through.
-fn pick_indexed<R: Rng + ?Sized>(snap: &Snapshot, m: MountId, rng: &mut R) -> Option<RelayId> {
-    let sums = pick_sums(snap).get(m)?;
+fn pick_indexed<R: Rng + ?Sized>(
+    snap: &Snapshot,
+    m: MountId,
+    grant: Grant,
+    rng: &mut R,
+) -> Option<RelayId> {
+    let sums = &picks(snap).get(m)?.sums;
     for _ in 0..INDEXED_DRAWS {
         let (r, then) = sums.draw(rng)?;
         let Ok(room) = mount_room(snap, r, m) else {
@@ -454,7 +493,7 @@ fn pick_indexed<R: Rng + ?Sized>(snap: &Snapshot, m: MountId, rng: &mut R) -> Op
         if now < then && rng.random_range(0..then) >= now {
             continue;
         }
-        if grant(snap, r, m) {
+        if take(snap, r, m, grant) {
             return Some(r);
         }
     }
@@ -465,6 +504,7 @@ fn pick_indexed<R: Rng + ?Sized>(snap: &Snapshot, m: MountId, rng: &mut R) -> Op
 fn pick_by_scan<R: Rng + ?Sized>(
     snap: &Snapshot,
     m: MountId,
+    grant: Grant,
     rng: &mut R,
 ) -> Result<RelayId, NoCandidate> {
     let weighted = || {
@@ -480,11 +520,19 @@ fn pick_by_scan<R: Rng + ?Sized>(
         let Some((r, _)) = draw::linear(weighted, rng) else {
             break;
         };
-        if grant(snap, r, m) {
+        if take(snap, r, m, grant) {
             return Ok(r);
         }
     }
     Err(no_candidate(snap, Target::Redirect(m)))
+}
+
+/// [`grant`] with [`Grant::Record`]; always true otherwise.
+fn take(snap: &Snapshot, r: RelayId, m: MountId, grant: Grant) -> bool {
+    match grant {
+        Grant::Record => self::grant(snap, r, m),
+        Grant::None => true,
+    }
 }
 
 /// Records one listener sent to relay `r` on mount `m`, unless a concurrent

@@ -6,6 +6,7 @@
 //! binary, `floe demo` and the integration tests all start floe this way.
 
 use crate::admin::AdminServer;
+use crate::clients::ClientBudgets;
 use crate::config::Loaded;
 use crate::diagnostic::Diagnostics;
 use crate::dns::{DnsServer, DnsState};
@@ -76,6 +77,7 @@ impl Instance {
             snapshots: engine.snapshots(),
             metrics: metrics.clone(),
             history: history.clone(),
+            clients: ClientBudgets::new(http::CLIENT_SLOTS, std::time::Instant::now()),
         });
         let stop = |e| {
             shutdown.trigger();

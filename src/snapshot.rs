@@ -260,7 +260,18 @@ pub struct Snapshot {
     /// Per mount: the relays with room, weighted, as [`crate::select`]
     /// draws redirects from them. Filled by `select` once per snapshot (the
     /// poller does it before publishing); the snapshot only holds it.
-    pick_sums: OnceLock<PerMount<RunningSums>>,
+    picks: OnceLock<PerMount<MountPicks>>,
+}
+
+/// For one mount, what [`crate::select`] prepares once per snapshot for
+/// redirects.
+#[derive(Debug, Default)]
+pub struct MountPicks {
+    /// The relays with room then, weighted by room x weight.
+    pub sums: RunningSums,
+    /// Their room then, in slots (a relay without a limit counts as
+    /// `[select] unlimited_room`).
+    pub room: u64,
 }
 
 /// One relay's dynamic state.
@@ -455,18 +466,18 @@ impl Snapshot {
             reserve_released,
             stream_required,
             reload,
-            pick_sums: OnceLock::new(),
+            picks: OnceLock::new(),
         }
     }
 
-    /// The per-mount pick sums, made by `init` on first use (see
+    /// The per-mount picks, made by `init` on first use (see
     /// [`crate::select`]).
     #[inline]
-    pub fn pick_sums(
+    pub fn picks(
         &self,
-        init: impl FnOnce(&Snapshot) -> PerMount<RunningSums>,
-    ) -> &PerMount<RunningSums> {
-        self.pick_sums.get_or_init(|| init(self))
+        init: impl FnOnce(&Snapshot) -> PerMount<MountPicks>,
+    ) -> &PerMount<MountPicks> {
+        self.picks.get_or_init(|| init(self))
     }
 
     /// The cell of relay `r` and mount `m`.

@@ -340,7 +340,7 @@ proptest! {
         for m in topo.mounts.ids() {
             for _ in 0..30 {
                 let decided = select::decide(&snap, Target::Redirect(m), now);
-                match select::pick_for_mount(&snap, m, &mut rng) {
+                match select::pick_for_mount(&snap, m, select::Grant::Record, &mut rng) {
                     Ok(r) => prop_assert!(decided.verdicts[r].is_ok(), "picked excluded {}", name(r)),
                     Err(why) => prop_assert_eq!(decided.answer, Answer::Fallback(select::Fallback::NoCandidate(why))),
                 }

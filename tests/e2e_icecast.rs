@@ -9,7 +9,7 @@ mod support;
 use std::time::{Duration, Instant};
 use support::floe::{FloeProcess, cell, relay_state};
 use support::{
-    Lab, RelaySpec, StreamListener, assert_decoded, ffmpeg_decode, gstreamer_decode,
+    Clients, Lab, RelaySpec, StreamListener, assert_decoded, ffmpeg_decode, gstreamer_decode,
     mplayer_decode, mpv_decode, vlc_decode, xine_decode,
 };
 
@@ -107,45 +107,59 @@ mounts = ["/video.ogv"]
         })
     });
 
-    // 2. A burst of 3x the room on /live.mp3, all at once, following the 302.
+    // 2. Bursts of 3x the room on /live.mp3, all at once, following the
+    //    302: from one address (one household or NAT), then from as many
+    //    addresses as listeners. Relays must refuse nobody floe sent.
     let room = 3 * MAX as usize;
-    let burst = StreamListener::connect_many(&mp3, 3 * room, true, T);
-    let mut admitted = 0;
-    let mut refused_by_floe = 0;
-    let mut refused_by_relay = Vec::new();
-    for r in &burst {
-        match r {
-            Ok(l) => {
-                assert_eq!(l.redirects().len(), 1, "one hop through floe");
-                admitted += 1;
+    let burst_of = |clients: Clients| {
+        let burst = StreamListener::connect_many(&mp3, 3 * room, true, clients, T);
+        let mut admitted = 0;
+        let mut refused_by_floe = 0;
+        let mut refused_by_relay = Vec::new();
+        for r in &burst {
+            match r {
+                Ok(l) => {
+                    assert_eq!(l.redirects().len(), 1, "one hop through floe");
+                    admitted += 1;
+                }
+                Err(e)
+                    if e.to_string().starts_with(&mp3) && matches!(e.status(), Some(503 | 429)) =>
+                {
+                    refused_by_floe += 1
+                }
+                Err(e) => refused_by_relay.push(e.to_string()),
             }
-            Err(e) if e.to_string().starts_with(&mp3) && e.status() == Some(503) => {
-                refused_by_floe += 1
-            }
-            Err(e) => refused_by_relay.push(e.to_string()),
         }
-    }
-    eprintln!(
-        "burst of {}: admitted {admitted}, refused by floe (503) {refused_by_floe}, refused by relays {}",
-        burst.len(),
-        refused_by_relay.len()
-    );
+        eprintln!(
+            "burst of {} ({clients:?}): admitted {admitted}, refused by floe (503/429) {refused_by_floe}, refused by relays {}",
+            burst.len(),
+            refused_by_relay.len()
+        );
+        assert!(
+            refused_by_relay.is_empty(),
+            "relays refused listeners floe sent: {refused_by_relay:#?}"
+        );
+        drop(burst);
+        floe.wait_status(T, "burst listeners gone", |s| {
+            ["r1", "r2", "r3"]
+                .iter()
+                .all(|r| cell(s, r, "/live.mp3")["listeners"] == 0)
+        });
+        admitted
+    };
+    let one = burst_of(Clients::One);
     assert!(
-        refused_by_relay.is_empty(),
-        "relays refused listeners floe sent: {refused_by_relay:#?}"
+        (1..=4).contains(&one),
+        "one address got {one} of {room} slots (its budget is max(4, room / 4))"
     );
-    assert_eq!(admitted, room, "every free slot is used");
-    assert_eq!(refused_by_floe, 2 * room);
-    drop(burst);
+    // The one-address listeners' grants are reconciled by now: all the room
+    // is back for the second burst.
+    let each = burst_of(Clients::Each);
+    assert_eq!(each, room, "every free slot is used");
 
     // 3. Failover: r1 dies; it must stop getting listeners within
     //    interval x (1 + jitter) + timeout x fall = 2.2 s + 2 s.
     let bound = Duration::from_millis(2200 + 2000);
-    floe.wait_status(T, "burst listeners gone", |s| {
-        ["r1", "r2", "r3"]
-            .iter()
-            .all(|r| cell(s, r, "/live.mp3")["listeners"] == 0)
-    });
     let killed = Instant::now();
     lab.relay(0).stop();
     floe.wait_status(T, "r1 out of rotation", |s| {

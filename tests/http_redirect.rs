@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 use support::floe::{FloeProcess, relay_state};
-use support::net::http_request;
+use support::net::{client_address, from_address, http_request};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -331,14 +331,16 @@ fn a_burst_within_one_poll_interval_never_overfills_a_relay() {
         s["relays"][2]["mounts"][0]["listeners"] == 4
     });
 
-    // 300 concurrent requests per mount, far more than the room (14 ogg, 12 mp3).
+    // 300 concurrent requests per mount, far more than the room (14 ogg, 12
+    // mp3), each from its own client (the per-client budget is another
+    // test's subject).
     let results: Vec<(String, u16, Option<String>)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..600)
             .map(|i| {
                 let floe = &floe;
                 s.spawn(move || {
                     let mount = if i % 2 == 0 { "/live.ogg" } else { "/live.mp3" };
-                    let r = req(floe, "GET", mount, &[]);
+                    let r = from_address(client_address(i), || req(floe, "GET", mount, &[]));
                     (
                         mount.to_string(),
                         r.status,
@@ -367,4 +369,93 @@ fn a_burst_within_one_poll_interval_never_overfills_a_relay() {
     eprintln!(
         "burst of 600: 26 admitted (exactly the room), {refused} refused with 503, 0 overfilled"
     );
+}
+
+#[test]
+fn one_address_asking_without_listening_cannot_take_the_room() {
+    let rt = runtime();
+    let _g = rt.enter();
+    // 15 free slots on /live.ogg across three relays; the attacker never
+    // follows its redirects, so it shows in no relay's count.
+    let relays = [
+        sim("relay-a", Some(5), Some(5)),
+        sim("relay-b", Some(5), Some(5)),
+        sim("relay-c", Some(5), Some(5)),
+    ];
+    let floe = FloeProcess::start(&config(&[&relays[0], &relays[1], &relays[2]], ""));
+    floe.wait_healthy(T);
+    let attacker = "127.2.0.1".parse().unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (attacks, admitted) = std::thread::scope(|s| {
+        let hammer = s.spawn(|| {
+            let mut n = 0u32;
+            let started = Instant::now();
+            // Bounded: at most 4 s or 50,000 requests.
+            while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                && started.elapsed() < Duration::from_secs(4)
+                && n < 50_000
+            {
+                from_address(attacker, || req(&floe, "GET", "/live.ogg", &[]));
+                n += 1;
+            }
+            n
+        });
+        // Ten listeners from ten other networks arrive during the attack.
+        std::thread::sleep(Duration::from_millis(500));
+        let mut admitted = 0;
+        for k in 0..10 {
+            let ip = format!("127.3.{k}.1").parse().unwrap();
+            let r = from_address(ip, || req(&floe, "GET", "/live.ogg", &[]));
+            if r.status == 302 {
+                admitted += 1;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (hammer.join().unwrap(), admitted)
+    });
+    let metrics = floe.get("/metrics").text();
+    let limited = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("floe_redirects_total{")
+                && l.contains("outcome=\"429\"")
+                && l.contains("mount=\"/live.ogg\"")
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    eprintln!(
+        "attacker sent {attacks} requests ({limited} answered 429); {admitted} of 10 other listeners admitted"
+    );
+    assert!(
+        admitted >= 9,
+        "only {admitted} of 10 listeners from other networks got in"
+    );
+    assert!(limited > 0.0, "the attacker was never limited");
+    let explain = floe.get("/explain/live.ogg").text();
+    assert!(explain.contains("per client: at most"), "{explain}");
+}
+
+#[test]
+fn head_answers_like_get_but_takes_no_slot() {
+    let rt = runtime();
+    let _g = rt.enter();
+    let a = sim("relay-a", Some(1), None);
+    let mut cfg = config(&[&a], "");
+    cfg = cfg.replace("interval = \"300ms\"", "interval = \"5s\"");
+    let floe = FloeProcess::start(&cfg);
+    floe.wait_healthy(T);
+    for _ in 0..5 {
+        let r = req(&floe, "HEAD", "/live.ogg", &[]);
+        assert_eq!(r.status, 302);
+        assert!(
+            r.header("location")
+                .is_some_and(|l| l.ends_with("/live.ogg"))
+        );
+    }
+    // The one slot is still free for a listener, and then it is taken.
+    assert_eq!(req(&floe, "GET", "/live.ogg", &[]).status, 302);
+    let r = from_address(client_address(1), || req(&floe, "GET", "/live.ogg", &[]));
+    assert_eq!(r.status, 503);
+    assert_eq!(req(&floe, "HEAD", "/live.ogg", &[]).status, 503);
 }

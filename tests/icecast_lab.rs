@@ -6,7 +6,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::{
-    Codec, IcecastRelay, Lab, MountSpec, RelaySpec, Slot, StreamListener, assert_decoded,
+    Clients, Codec, IcecastRelay, Lab, MountSpec, RelaySpec, Slot, StreamListener, assert_decoded,
     ffmpeg_decode, ffprobe_codecs, gstreamer_decode, mpv_decode, vlc_decode,
 };
 
@@ -22,7 +22,7 @@ fn slot(mount: &str, listeners: u64, max: Option<u64>) -> Slot {
 }
 
 fn connect_all(url: &str, n: usize) -> Vec<StreamListener> {
-    StreamListener::connect_many(url, n, false, T)
+    StreamListener::connect_many(url, n, false, Clients::One, T)
         .into_iter()
         .map(|r| r.unwrap_or_else(|e| panic!("listener: {e}")))
         .collect()

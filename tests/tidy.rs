@@ -8,7 +8,7 @@
 //!
 //! The layers, lowest first; a module may use its own layer and those
 //! below it, never those above:
-//! 0. leaves: `ids`, `draw`, `diagnostic`, `shutdown`;
+//! 0. leaves: `ids`, `draw`, `diagnostic`, `shutdown`, `clients`;
 //! 1. inputs: `icecast`, `health`, `grants`, `zones`, `config`;
 //! 2. `snapshot`;
 //! 3. `select`;
@@ -30,6 +30,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("draw", 0),
     ("diagnostic", 0),
     ("shutdown", 0),
+    ("clients", 0),
     ("icecast", 1),
     ("health", 1),
     ("grants", 1),

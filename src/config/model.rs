@@ -150,6 +150,16 @@ pub struct PollConfig {
     pub stale_after: Duration,
 }
 
+impl PollConfig {
+    /// How long a grant usually stays outstanding: until a poll that starts
+    /// `settle` after it has answered, so at most about one (jittered)
+    /// interval, plus `settle`, plus the poll's own time. Client budgets
+    /// count grants over this window.
+    pub fn grant_window(&self) -> Duration {
+        self.interval.mul_f64(1.0 + self.jitter) + self.settle + self.timeout
+    }
+}
+
 /// `[select]`: the selection policy's knobs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SelectConfig {
@@ -164,6 +174,17 @@ pub struct SelectConfig {
     /// instances serve the same relays (e.g. 0.5 for two NS): poll-time free
     /// slots (and the reserve) are scaled by it, rounded down, before grants.
     pub share: f64,
+    /// Grants one client (address prefix) may take per window whatever the
+    /// room (see [`crate::clients`]).
+    pub grants_per_client: u32,
+    /// Fraction of a mount's room one client may take per window, when that
+    /// is more than `grants_per_client` (a venue's NAT while room is
+    /// plentiful).
+    pub client_share: f64,
+    /// Leading bits of an IPv4 address that make one client.
+    pub client_prefix_v4: u8,
+    /// Leading bits of an IPv6 address that make one client.
+    pub client_prefix_v6: u8,
 }
 
 /// `[admin]`: the runtime control endpoint (drain and undrain relays).

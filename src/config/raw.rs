@@ -75,6 +75,10 @@ pub struct RawSelect {
     pub unlimited_room: Option<Spanned<u32>>,
     pub seed: Option<u64>,
     pub share: Option<Spanned<f64>>,
+    pub grants_per_client: Option<Spanned<u32>>,
+    pub client_share: Option<Spanned<f64>>,
+    pub client_prefix_v4: Option<Spanned<u8>>,
+    pub client_prefix_v6: Option<Spanned<u8>>,
 }
 
 /// `[admin]`.

@@ -398,11 +398,39 @@ impl<'a> Cx<'a> {
             |s| s > 0.0 && s <= 1.0,
             "[select] share is this instance's fraction of the free slots: more than 0.0, at most 1.0 (1 / number of floe instances)",
         );
+        let grants_per_client = self.checked(
+            raw.grants_per_client,
+            4,
+            |g| g > 0,
+            "[select] grants_per_client must be at least 1",
+        );
+        let client_share = self.checked(
+            raw.client_share,
+            0.25,
+            |s| s > 0.0 && s <= 1.0,
+            "[select] client_share is a fraction of a mount's room: more than 0.0, at most 1.0",
+        );
+        let client_prefix_v4 = self.checked(
+            raw.client_prefix_v4,
+            32,
+            |p| (8..=32).contains(&p),
+            "[select] client_prefix_v4 is a prefix length from 8 to 32",
+        );
+        let client_prefix_v6 = self.checked(
+            raw.client_prefix_v6,
+            64,
+            |p| (16..=128).contains(&p),
+            "[select] client_prefix_v6 is a prefix length from 16 to 128",
+        );
         SelectConfig {
             reserve,
             unlimited_room,
             seed: raw.seed,
             share,
+            grants_per_client,
+            client_share,
+            client_prefix_v4,
+            client_prefix_v6,
         }
     }
 

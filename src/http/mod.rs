@@ -12,6 +12,7 @@ mod playlist;
 pub mod routes;
 pub mod status_page;
 
+use crate::clients::ClientBudgets;
 use crate::history::History;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
@@ -95,7 +96,13 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// The status page's charts.
     pub history: Arc<History>,
+    /// Every client's budget of grants (one table for all workers).
+    pub clients: ClientBudgets,
 }
+
+/// Slots of the client budget table: 65,536 x 8 bytes, whatever the number
+/// of clients (see [`crate::clients`]).
+pub const CLIENT_SLOTS: usize = 1 << 16;
 
 /// The number of cores this process may use.
 pub fn available_cores() -> usize {
@@ -242,7 +249,7 @@ async fn serve_connection(
     let local = stream.local_addr().ok();
     let service = hyper::service::service_fn(move |req| {
         let snap = shared.snapshots.load();
-        let resp = routes::respond(&snap, &shared, &req, local);
+        let resp = routes::respond(&snap, &shared, &req, local, peer);
         std::future::ready(Ok::<_, std::convert::Infallible>(resp))
     });
     let conn = builder.serve_connection(TokioIo::new(stream), service);

@@ -19,15 +19,17 @@
 
 use super::Shared;
 use super::playlist::{self, Playlist};
+use crate::clients::ClientBudgets;
 use crate::metrics::{self, Metrics, Outcome};
 use crate::report::{self, Observed, explain};
-use crate::select::{self, NoCandidate};
+use crate::select::{self, Grant, NoCandidate};
 use crate::snapshot::{MountId, Snapshot};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
 
 /// Response header carrying the snapshot generation a choice came from.
 /// (`HeaderName` constants are checked at compile time; a `&str` name would
@@ -36,12 +38,14 @@ pub const GENERATION_HEADER: HeaderName = HeaderName::from_static("x-floe-genera
 /// Response header naming the relay a redirect chose.
 pub const RELAY_HEADER: HeaderName = HeaderName::from_static("x-floe-relay");
 
-/// Answers one request from `snap`, counting it in `shared`'s metrics.
+/// Answers one request from `snap` to client `peer`, counting it in
+/// `shared`'s metrics.
 pub fn respond<B>(
     snap: &Snapshot,
     shared: &Shared,
     req: &Request<B>,
     local: Option<SocketAddr>,
+    peer: SocketAddr,
 ) -> Response<Full<Bytes>> {
     let metrics = &*shared.metrics;
     let observed = Observed {
@@ -61,7 +65,11 @@ pub fn respond<B>(
     let path = req.uri().path();
     let topology = &snap.topology;
     if let Some(m) = topology.mount_id(path) {
-        return redirect(snap, metrics, m, req.uri().query());
+        let client = (method == Method::GET).then(|| Client {
+            budgets: &shared.clients,
+            addr: peer.ip(),
+        });
+        return redirect(snap, metrics, m, req.uri().query(), client);
     }
     match path {
         "/healthz" => {
@@ -178,12 +186,23 @@ fn explain<B>(snap: &Snapshot, req: &Request<B>, in_path: Option<&str>) -> Respo
     with_generation(snap, resp)
 }
 
-/// The redirect for mount `m`, or a 503 that says why there is none.
+/// The listener a `GET` redirect grants a slot to, and the budgets it is
+/// counted in.
+struct Client<'a> {
+    budgets: &'a ClientBudgets,
+    addr: IpAddr,
+}
+
+/// The redirect for mount `m`, or a 503 that says why there is none. With
+/// a `client` (a `GET`: a listener will follow) the redirect records a
+/// grant, within the client's budget (a 429 past it); without one (`HEAD`)
+/// it draws the same way and takes nothing.
 fn redirect(
     snap: &Snapshot,
     metrics: &Metrics,
     m: MountId,
     query: Option<&str>,
+    client: Option<Client<'_>>,
 ) -> Response<Full<Bytes>> {
     // Check the query string before picking: a refused request must not
     // hold a grant.
@@ -194,7 +213,32 @@ fn redirect(
             "400 bad request: query string not usable in a redirect\n",
         );
     }
-    match super::with_rng(|rng| select::pick_for_mount(snap, m, rng)) {
+    let now = Instant::now();
+    let select = &snap.config().select;
+    let window = snap.config().poll.grant_window();
+    let taken = match &client {
+        Some(c) => {
+            let prefix =
+                ClientBudgets::prefix(c.addr, select.client_prefix_v4, select.client_prefix_v6);
+            let budget = select::client_budget(snap, m);
+            if !c.budgets.try_take(prefix, budget, window, now) {
+                metrics.refused(snap, m, Outcome::ClientBudget);
+                return over_budget(snap, budget, window);
+            }
+            Some((c.budgets, prefix))
+        }
+        None => None,
+    };
+    let grant = if taken.is_some() {
+        Grant::Record
+    } else {
+        Grant::None
+    };
+    let picked = super::with_rng(|rng| select::pick_for_mount(snap, m, grant, rng));
+    if let (Err(_), Some((budgets, prefix))) = (&picked, taken) {
+        budgets.give_back(prefix, window, now);
+    }
+    match picked {
         Ok(r) => {
             let relay = &snap.topology.relays[r];
             let target = &relay.locations[m];
@@ -248,6 +292,18 @@ fn redirect(
             with_generation(snap, resp)
         }
     }
+}
+
+/// `429` for a client past its budget of `budget` grants per `window`.
+fn over_budget(snap: &Snapshot, budget: u64, window: Duration) -> Response<Full<Bytes>> {
+    let retry = window.as_secs().max(1);
+    let body = format!(
+        "429 too many new listeners from your network: at most {budget} every {retry} s; try again in {retry} s\n"
+    );
+    let mut resp = text(StatusCode::TOO_MANY_REQUESTS, body);
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry));
+    with_generation(snap, resp)
 }
 
 /// Bytes a header value may hold (what `HeaderValue` accepts).

@@ -168,8 +168,8 @@ fn write_tiles(h: &mut String, r: &StatusReport<'_>) -> fmt::Result {
         "sent since the last polls",
     )?;
     if let Some(c) = &r.counters {
-        let refused =
-            c.refused.offline + c.refused.full + c.refused.starting + c.refused.bad_request;
+        let no = &c.refused;
+        let refused = no.offline + no.full + no.starting + no.bad_request + no.client_budget;
         tile(
             h,
             "redirects",
@@ -181,8 +181,8 @@ fn write_tiles(h: &mut String, r: &StatusReport<'_>) -> fmt::Result {
             "refused",
             &refused.to_string(),
             &format!(
-                "503: {} full, {} offline, {} starting; 404: {}",
-                c.refused.full, c.refused.offline, c.refused.starting, c.not_found
+                "503: {} full, {} offline, {} starting; 429: {} over a client's budget; 404: {}",
+                no.full, no.offline, no.starting, no.client_budget, c.not_found
             ),
         )?;
         if let Some(d) = &c.dns {

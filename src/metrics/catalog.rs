@@ -57,7 +57,8 @@ pub const REDIRECTS: Desc = counter(
     "floe_redirects",
     REDIRECT_LABELS,
     "HTTP answers to listener requests: outcome 302 (relay = where to), 503 (reason offline, full or \
-     starting), 400 (query string unusable in a Location), 404 (unknown path; no stream or mount).",
+     starting), 429 (reason client-budget: the client's address prefix is past its budget of \
+     grants), 400 (query string unusable in a Location), 404 (unknown path; no stream or mount).",
 );
 /// Poll durations.
 pub const POLL_DURATION: Desc = Desc {

@@ -68,15 +68,18 @@ pub enum Outcome {
     Starting,
     /// `400`: the query string cannot go into a `Location`.
     BadRequest,
+    /// `429`: the client (its address prefix) is past its budget of grants.
+    ClientBudget,
 }
 
 impl Outcome {
     /// The answers without a relay, in `RedirectTable::refused` order.
-    pub const REFUSED: [Outcome; 4] = [
+    pub const REFUSED: [Outcome; 5] = [
         Outcome::Offline,
         Outcome::Full,
         Outcome::Starting,
         Outcome::BadRequest,
+        Outcome::ClientBudget,
     ];
 
     /// `(outcome, reason)` label values.
@@ -87,6 +90,7 @@ impl Outcome {
             Outcome::Full => ("503", "full"),
             Outcome::Starting => ("503", "starting"),
             Outcome::BadRequest => ("400", ""),
+            Outcome::ClientBudget => ("429", "client-budget"),
         }
     }
 
@@ -121,7 +125,7 @@ pub(super) struct RedirectTable {
     /// 302s to each relay for each mount.
     sent: Grid<Arc<AtomicU64>>,
     /// Per mount: answers without a relay, in [`Outcome::REFUSED`] order.
-    refused: PerMount<[Arc<AtomicU64>; 4]>,
+    refused: PerMount<[Arc<AtomicU64>; Outcome::REFUSED.len()]>,
 }
 
 impl RedirectTable {
@@ -248,7 +252,7 @@ pub struct RedirectCounts {
     /// 302s per relay and mount.
     pub sent: Grid<u64>,
     /// Per mount: answers without a relay, in [`Outcome::REFUSED`] order.
-    pub refused: PerMount<[u64; 4]>,
+    pub refused: PerMount<[u64; Outcome::REFUSED.len()]>,
     /// 404s for paths that are no configured mount.
     pub not_found: u64,
 }

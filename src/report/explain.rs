@@ -109,10 +109,27 @@ pub struct Explanation<'a> {
     pub mounts: Vec<&'a str>,
     /// What floe answers now, in words.
     pub answer: String,
+    /// For a mount: how many redirects with a grant one client (address
+    /// prefix) may get per window now; past it, `429`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_budget: Option<ClientBudget>,
     /// Relays that can take a new listener, with room and chance.
     pub candidates: Vec<Candidate<'a>>,
     /// Every other relay and why.
     pub excluded: Vec<Excluded<'a>>,
+}
+
+/// The per-client budget of a mount now (see [`crate::clients`]).
+#[derive(Debug, Serialize)]
+pub struct ClientBudget {
+    /// Grants one client may take per window.
+    pub grants: u64,
+    /// The window, in seconds.
+    pub window_seconds: f64,
+    /// What makes one client: `/32` of IPv4, `/64` of IPv6 by default.
+    pub prefix_v4: u8,
+    /// The IPv6 prefix length.
+    pub prefix_v6: u8,
 }
 
 /// A candidate relay.
@@ -213,6 +230,18 @@ pub fn explain<'a>(snap: &'a Snapshot, target: &Target, now: Instant) -> Explana
             .map(|&m| &*topo.mounts[m].path)
             .collect(),
         answer,
+        client_budget: match target {
+            Target::Mount(m) => {
+                let select = &snap.config().select;
+                Some(ClientBudget {
+                    grants: select::client_budget(snap, *m),
+                    window_seconds: snap.config().poll.grant_window().as_secs_f64(),
+                    prefix_v4: select.client_prefix_v4,
+                    prefix_v6: select.client_prefix_v6,
+                })
+            }
+            _ => None,
+        },
         candidates,
         excluded,
     }
@@ -361,6 +390,13 @@ impl Explanation<'_> {
             if self.stale { ", STALE" } else { "" }
         );
         let _ = writeln!(s, "answer now: {}", self.answer);
+        if let Some(b) = &self.client_budget {
+            let _ = writeln!(
+                s,
+                "per client: at most {} redirects every {:.1} s from one IPv4 /{} or IPv6 /{}; past that, 429",
+                b.grants, b.window_seconds, b.prefix_v4, b.prefix_v6
+            );
+        }
         let width = self
             .candidates
             .iter()

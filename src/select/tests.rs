@@ -108,7 +108,7 @@ fn a_burst_fills_each_relay_to_its_free_slots_and_then_refuses() {
     let mut refused = 0;
     let mut rng = rng();
     for _ in 0..100 {
-        match pick_for_mount(&snap, A, &mut rng) {
+        match pick_for_mount(&snap, A, Grant::Record, &mut rng) {
             Ok(r) => counts[r.index()] += 1,
             Err(e) => {
                 assert_eq!(e, NoCandidate::Full);
@@ -123,9 +123,12 @@ fn a_burst_fills_each_relay_to_its_free_slots_and_then_refuses() {
 #[test]
 fn offline_when_no_relay_has_the_source_full_when_none_has_room() {
     let snap = cluster(&[up(&[("/a", 5, 5)]), up(&[])], "");
-    assert_eq!(pick_for_mount(&snap, A, &mut rng()), Err(NoCandidate::Full));
     assert_eq!(
-        pick_for_mount(&snap, B, &mut rng()),
+        pick_for_mount(&snap, A, Grant::Record, &mut rng()),
+        Err(NoCandidate::Full)
+    );
+    assert_eq!(
+        pick_for_mount(&snap, B, Grant::Record, &mut rng()),
         Err(NoCandidate::Offline)
     );
     let unpolled = R {
@@ -136,7 +139,7 @@ fn offline_when_no_relay_has_the_source_full_when_none_has_room() {
     };
     let snap = cluster(&[unpolled], "");
     assert_eq!(
-        pick_for_mount(&snap, A, &mut rng()),
+        pick_for_mount(&snap, A, Grant::Record, &mut rng()),
         Err(NoCandidate::Starting)
     );
 }
@@ -200,10 +203,19 @@ fn relay_cap_counts_listeners_of_every_mount() {
         })
     );
     let mut rng = rng();
-    assert!(
-        (0..3).all(|i| pick_for_mount(&snap, if i % 2 == 0 { A } else { B }, &mut rng).is_ok())
+    assert!((0..3).all(|i| {
+        pick_for_mount(
+            &snap,
+            if i % 2 == 0 { A } else { B },
+            Grant::Record,
+            &mut rng,
+        )
+        .is_ok()
+    }));
+    assert_eq!(
+        pick_for_mount(&snap, B, Grant::Record, &mut rng),
+        Err(NoCandidate::Full)
     );
-    assert_eq!(pick_for_mount(&snap, B, &mut rng), Err(NoCandidate::Full));
 }
 
 #[test]
@@ -264,7 +276,9 @@ fn choices_follow_room_times_weight() {
     let mut rng = rng();
     let n = 9_000;
     for _ in 0..n {
-        counts[pick_for_mount(&snap, A, &mut rng).unwrap().index()] += 1.0;
+        counts[pick_for_mount(&snap, A, Grant::Record, &mut rng)
+            .unwrap()
+            .index()] += 1.0;
     }
     for (got, want) in counts.iter().zip([2.0 / 9.0, 1.0 / 9.0, 6.0 / 9.0]) {
         assert!(
@@ -317,7 +331,7 @@ fn picks_follow_room_left_after_grants_not_room_at_build() {
     let mut rng = rng();
     let picks = 1_000;
     let to_r0 = (0..picks)
-        .filter(|_| pick_for_mount(&snap, m, &mut rng) == Ok(r(0)))
+        .filter(|_| pick_for_mount(&snap, m, Grant::Record, &mut rng) == Ok(r(0)))
         .count();
     // r0's share drifts from 9.1 % to 8.3 % as picks use up its room.
     let share = to_r0 as f64 / f64::from(picks);
@@ -335,7 +349,7 @@ fn pick_is_deterministic_with_a_seed() {
         let snap = cluster(&relays, "");
         let mut rng = SmallRng::seed_from_u64(seed);
         (0..20)
-            .map(|_| pick_for_mount(&snap, A, &mut rng).unwrap())
+            .map(|_| pick_for_mount(&snap, A, Grant::Record, &mut rng).unwrap())
             .collect::<Vec<_>>()
     };
     assert_eq!(picks(1), picks(1));
@@ -413,7 +427,7 @@ proptest! {
         let before: Vec<Result<Room, Exclusion>> = snap.relays.ids().map(|r| mount_room(&snap, r, A)).collect();
         let mut counts = vec![0u64; relays.len()];
         let mut rng = SmallRng::seed_from_u64(seed);
-        while let Ok(r) = pick_for_mount(&snap, A, &mut rng) {
+        while let Ok(r) = pick_for_mount(&snap, A, Grant::Record, &mut rng) {
             counts[r.index()] += 1;
             prop_assert!(counts[r.index()] < 10_000, "runaway");
         }
@@ -437,7 +451,7 @@ proptest! {
                     let mut rng = SmallRng::seed_from_u64(t);
                     let mut c = vec![0u64; snap.relays.len()];
                     for _ in 0..200 {
-                        if let Ok(r) = pick_for_mount(snap, A, &mut rng) { c[r.index()] += 1; }
+                        if let Ok(r) = pick_for_mount(snap, A, Grant::Record, &mut rng) { c[r.index()] += 1; }
                     }
                     c
                 })
@@ -473,7 +487,7 @@ fn with_a_share_each_instance_grants_at_most_its_part_of_the_free_slots() {
     let mut counts = [0u32; 3];
     let mut rng = rng();
     for _ in 0..100 {
-        if let Ok(r) = pick_for_mount(&snap, A, &mut rng) {
+        if let Ok(r) = pick_for_mount(&snap, A, Grant::Record, &mut rng) {
             counts[r.index()] += 1;
         }
     }

@@ -129,7 +129,13 @@ fn main() {
     let t = Instant::now();
     for i in 0..n {
         std::hint::black_box(
-            select::pick_for_mount(&snap, MountId::new(i % mounts), &mut rng).ok(),
+            select::pick_for_mount(
+                &snap,
+                MountId::new(i % mounts),
+                select::Grant::Record,
+                &mut rng,
+            )
+            .ok(),
         );
     }
     println!(

@@ -15,7 +15,9 @@ pub mod procs;
 pub mod source;
 
 pub use icecast::{IcecastRelay, Lab, MountSpec, MountStatus, RelaySpec, Slot};
-pub use net::{HttpResponse, ListenError, StreamListener, free_port, http_get, http_get_auth};
+pub use net::{
+    Clients, HttpResponse, ListenError, StreamListener, free_port, http_get, http_get_auth,
+};
 pub use players::{
     Decoded, PlayError, assert_decoded, ffmpeg_decode, ffprobe_codecs, gstreamer_decode,
     mplayer_decode, mpv_decode, vlc_decode, xine_decode,

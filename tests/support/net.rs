@@ -82,16 +82,71 @@ pub fn split_url(url: &str) -> io::Result<(String, u16, String)> {
     Ok((host, port, path))
 }
 
+std::thread_local! {
+    /// The address this thread's connections come from (`None`: the OS's
+    /// choice, 127.0.0.1 on loopback).
+    static SOURCE: std::cell::Cell<Option<std::net::IpAddr>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` with every connection this thread makes coming from `ip` (any
+/// of 127.0.0.0/8 on Linux): a client on another network, as far as the
+/// server can tell.
+pub fn from_address<T>(ip: std::net::IpAddr, f: impl FnOnce() -> T) -> T {
+    let before = SOURCE.with(|s| s.replace(Some(ip)));
+    let out = f();
+    SOURCE.with(|s| s.set(before));
+    out
+}
+
+/// Where the listeners of a burst come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clients {
+    /// All from this process's usual address (one household, one NAT).
+    One,
+    /// Each from its own address ([`client_address`]).
+    Each,
+}
+
+/// Loopback address number `i` of a network other than 127.0.0.0/24:
+/// 127.1.x.y, a distinct client for each `i` below 65,000.
+pub fn client_address(i: usize) -> std::net::IpAddr {
+    std::net::Ipv4Addr::new(
+        127,
+        1 + (i / 250 / 250) as u8,
+        (i / 250 % 250) as u8,
+        (i % 250 + 1) as u8,
+    )
+    .into()
+}
+
 fn connect(host: &str, port: u16, timeout: Duration) -> io::Result<TcpStream> {
     let addrs: Vec<SocketAddr> = (host, port).to_socket_addrs()?.collect();
     let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{host}: no address"));
+    let source = SOURCE.with(|s| s.get());
     for addr in addrs {
-        match TcpStream::connect_timeout(&addr, timeout) {
+        let attempt = match source {
+            None => TcpStream::connect_timeout(&addr, timeout),
+            Some(ip) => connect_from(ip, addr, timeout),
+        };
+        match attempt {
             Ok(s) => return Ok(s),
             Err(e) => last = e,
         }
     }
     Err(last)
+}
+
+/// A TCP connection to `addr` from `ip` (any port).
+fn connect_from(
+    ip: std::net::IpAddr,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> io::Result<TcpStream> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.bind(&SocketAddr::new(ip, 0).into())?;
+    socket.connect_timeout(&addr.into(), timeout)?;
+    Ok(socket.into())
 }
 
 fn base64(input: &[u8]) -> String {
@@ -386,21 +441,29 @@ impl StreamListener {
     }
 
     /// `n` listeners connecting to `url` at the same time (one thread
-    /// each), like a burst of players; results in connection order.
+    /// each), like a burst of players, from one address or each from its
+    /// own ([`client_address`]); results in connection order.
     pub fn connect_many(
         url: &str,
         n: usize,
         follow_redirects: bool,
+        clients: Clients,
         timeout: Duration,
     ) -> Vec<Result<StreamListener, ListenError>> {
         std::thread::scope(|s| {
             let handles: Vec<_> = (0..n)
-                .map(|_| {
+                .map(|i| {
                     s.spawn(move || {
-                        if follow_redirects {
-                            StreamListener::connect_following(url, timeout)
-                        } else {
-                            StreamListener::connect(url, timeout)
+                        let connect = || {
+                            if follow_redirects {
+                                StreamListener::connect_following(url, timeout)
+                            } else {
+                                StreamListener::connect(url, timeout)
+                            }
+                        };
+                        match clients {
+                            Clients::One => connect(),
+                            Clients::Each => from_address(client_address(i), connect),
                         }
                     })
                 })
