@@ -1,40 +1,52 @@
-//! A position-keeping mirror of hickory-proto 0.26's zone-file lexer.
+//! Where a zone file's entries and tokens are, so errors get a line and
+//! column.
 //!
-//! hickory's `Parser` reports errors without a line or column, and its lexer
-//! is crate-private. This scanner follows the same rules (blank-start lines,
-//! `@`, `$DIRECTIVE`, `"quoted"` strings with `\` escapes, `( lists )`, `;`
-//! comments, `\r\n` line ends) but records where every token starts and where
-//! each entry (one logical line, which may span several physical lines inside
-//! parentheses or quotes) begins and ends. It never decides whether a file is
-//! valid: hickory does. The loader uses the entry boundaries to re-run
-//! hickory's parser on prefixes of the file and so find the entry an error
-//! belongs to, and the token positions to point at the offending token.
+//! hickory-proto 0.26's `Parser` reports errors without a position and keeps
+//! its lexer private, so floe finds entries and tokens itself, by the
+//! master-file syntax of RFC 1035 section 5.1:
+//!
+//! - An entry ends at a line end (`\n`, or `\r\n`) outside parentheses and
+//!   quoted strings. `( ... )` continue it over line ends; they do not nest.
+//! - Whitespace separates tokens; `;` starts a comment up to the line end.
+//! - `"` and `(` only mean something at the start of a token (and `(` only
+//!   outside parentheses); elsewhere they are ordinary characters.
+//! - `"` starts a character string that runs to the next unescaped `"`, over
+//!   line ends too. In it `\DDD` is the character with decimal code DDD and
+//!   `\X` is X; a `\` must be followed by a visible character.
+//! - Outside quotes a word runs to whitespace, `;` or `)`; `\X` keeps X in
+//!   the word (the escape itself is left for the name parser).
+//! - An entry that starts with whitespace has no owner (the previous one's
+//!   applies); a lone `@` is the origin; a word that starts with `$` outside
+//!   parentheses is a directive, `$ORIGIN`, `$TTL` or `$INCLUDE`.
+//! - Control characters other than whitespace only occur in quoted strings.
+//!
+//! Whether the entries make valid records is hickory's business. Where its
+//! reading differs from these rules, `tests.rs` has a differential test that
+//! fails: see `agrees_with_hickory` there.
 
-/// What a scanned token is; the variants follow hickory's `Token`.
+/// What a scanned token is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Kind {
-    /// Whitespace at the start of a line: the owner is the previous one.
+    /// Whitespace starting an entry: its owner is the previous entry's.
     Blank,
-    /// A free-standing `@`: the current origin.
+    /// A free-standing `@` outside parentheses: the current origin.
     At,
-    /// A word or a quoted string outside parentheses (hickory's `CharData`).
+    /// A word or a quoted string outside parentheses.
     Word,
-    /// The `(` that opens a list; its items follow as [`Kind::ListItem`].
+    /// A `(`; the words up to its `)` are [`Kind::ListItem`]s.
     ListOpen,
-    /// One word inside `( ... )`.
+    /// A word or a quoted string inside parentheses.
     ListItem,
-    /// `$ORIGIN`, `$TTL` or `$INCLUDE` (text holds the name without `$`).
+    /// `$ORIGIN`, `$TTL` or `$INCLUDE` (the text is the name without `$`).
     Dollar,
-    /// The end of an entry (`\n` outside parentheses and quotes).
-    Eol,
 }
 
-/// One token with the 1-based line and column (in characters) it starts at.
+/// One token and the 1-based line and column (in characters) it starts at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Tok {
     /// Which kind of token.
     pub kind: Kind,
-    /// The text as hickory sees it (quotes removed, escapes decoded).
+    /// A word as written; a quoted string without its quotes and escapes.
     pub text: String,
     /// 1-based line.
     pub line: usize,
@@ -42,96 +54,51 @@ pub(super) struct Tok {
     pub col: usize,
 }
 
-/// One entry: the bytes `start..end` of the file, up to and including the
-/// newline that ends it, and its tokens.
+/// One entry: the bytes `start..end` of the file and its tokens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Entry {
     /// Byte offset of the first character.
     pub start: usize,
-    /// Byte offset just past the entry (past its `\n`, or the end of file).
+    /// Byte offset just past the entry's line end (or the end of the file).
     pub end: usize,
     /// 1-based line of the first character.
     pub line: usize,
-    /// Tokens in order.
+    /// Tokens in order, up to a lexical error if there is one.
     pub tokens: Vec<Tok>,
-    /// Where hickory's lexer is expected to fail in this entry (line, col),
-    /// if it does. The scan stops there: this is then the last entry.
+    /// Where the entry breaks the rules above (line, column), if it does.
+    /// Scanning stops there: such an entry is the last and runs to the end
+    /// of the file.
     pub lex_error: Option<(usize, usize)>,
 }
 
 impl Entry {
-    /// Line and column of the first token that is not whitespace or the end
-    /// of line, or of the entry's first character when there is none.
+    /// Line and column of the first token that is not the leading blank, or
+    /// of the entry's first character when there is none.
     pub fn position(&self) -> (usize, usize) {
         self.tokens
             .iter()
-            .find(|t| !matches!(t.kind, Kind::Blank | Kind::Eol))
-            .map(|t| (t.line, t.col))
-            .unwrap_or((self.line, 1))
+            .find(|t| t.kind != Kind::Blank)
+            .map_or((self.line, 1), |t| (t.line, t.col))
     }
 }
 
-/// A cursor over the text that tracks byte offset, line and column.
-struct Cursor<'a> {
-    text: &'a str,
-    pos: usize,
-    line: usize,
-    col: usize,
-}
-
-impl Cursor<'_> {
-    fn peek(&self) -> Option<char> {
-        self.text[self.pos..].chars().next()
-    }
-
-    fn bump(&mut self) -> Option<char> {
-        let c = self.peek()?;
-        self.pos += c.len_utf8();
-        if c == '\n' {
-            self.line += 1;
-            self.col = 1;
-        } else {
-            self.col += 1;
-        }
-        Some(c)
-    }
-
-    fn here(&self) -> (usize, usize) {
-        (self.line, self.col)
-    }
-}
-
-/// Why scanning an entry stopped.
-enum Stop {
-    /// At a `\n`: the entry is complete and more may follow.
-    Eol,
-    /// At the end of the text.
-    Eof,
-    /// Where hickory's lexer fails.
-    Error((usize, usize)),
-}
-
-/// Splits `text` into entries the way hickory's lexer would.
+/// Splits `text` into entries.
 pub(super) fn scan(text: &str) -> Vec<Entry> {
-    let mut cur = Cursor {
+    let mut s = Scanner {
         text,
         pos: 0,
         line: 1,
         col: 1,
     };
     let mut entries = Vec::new();
-    while cur.pos < text.len() {
-        let (start, line) = (cur.pos, cur.line);
+    while s.pos < text.len() {
+        let (start, line) = (s.pos, s.line);
         let mut tokens = Vec::new();
-        let stop = scan_entry(&mut cur, &mut tokens);
-        let lex_error = match stop {
-            Stop::Error(at) => Some(at),
-            Stop::Eol | Stop::Eof => None,
-        };
+        let lex_error = s.entry(&mut tokens).err();
         let end = if lex_error.is_some() {
             text.len()
         } else {
-            cur.pos
+            s.pos
         };
         entries.push(Entry {
             start,
@@ -140,214 +107,164 @@ pub(super) fn scan(text: &str) -> Vec<Entry> {
             tokens,
             lex_error,
         });
-        if !matches!(stop, Stop::Eol) {
+        if lex_error.is_some() {
             break;
         }
     }
     entries
 }
 
-fn tok(kind: Kind, text: String, at: (usize, usize)) -> Tok {
-    Tok {
-        kind,
-        text,
-        line: at.0,
-        col: at.1,
-    }
+/// The text being scanned and a position in it.
+struct Scanner<'a> {
+    text: &'a str,
+    /// Byte offset.
+    pos: usize,
+    /// 1-based line and column (in characters) of `pos`.
+    line: usize,
+    col: usize,
 }
 
-/// Scans one entry, mirroring the states of hickory's `Lexer::next_token`.
-fn scan_entry(cur: &mut Cursor<'_>, tokens: &mut Vec<Tok>) -> Stop {
-    // StartLine
-    match cur.peek() {
-        None => return Stop::Eof,
-        Some('\r' | '\n') => return end_of_line(cur, tokens),
-        Some(c) if c.is_whitespace() => {
-            tokens.push(tok(Kind::Blank, String::new(), cur.here()));
-            cur.bump();
-        }
-        Some(_) => {}
-    }
-    // RestOfLine
-    loop {
-        let at = cur.here();
-        match cur.peek() {
-            None => return Stop::Eof,
-            Some('@') => {
-                cur.bump();
-                tokens.push(tok(Kind::At, "@".into(), at));
-            }
-            Some('(') => {
-                cur.bump();
-                tokens.push(tok(Kind::ListOpen, "(".into(), at));
-                if let Some(stop) = list(cur, tokens, at) {
-                    return stop;
-                }
-            }
-            Some(')') => return Stop::Error(at),
-            Some('$') => {
-                cur.bump();
-                let mut name = String::new();
-                while let Some(c @ 'A'..='Z') = cur.peek() {
-                    cur.bump();
-                    name.push(c);
-                }
-                if !matches!(name.as_str(), "INCLUDE" | "ORIGIN" | "TTL") {
-                    return Stop::Error(at);
-                }
-                tokens.push(tok(Kind::Dollar, name, at));
-            }
-            Some('\r' | '\n') => return end_of_line(cur, tokens),
-            Some('"') => {
-                cur.bump();
-                match quoted(cur) {
-                    Ok(s) => tokens.push(tok(Kind::Word, s, at)),
-                    Err(e) => return Stop::Error(e),
-                }
-            }
-            Some(';') => {
-                while let Some(c) = cur.peek() {
-                    if c == '\r' || c == '\n' {
-                        break;
-                    }
-                    cur.bump();
-                }
-                if cur.peek().is_none() {
-                    return Stop::Eof;
-                }
-                return end_of_line(cur, tokens);
-            }
-            Some(c) if c.is_whitespace() => {
-                cur.bump();
-            }
-            Some(c) if !c.is_control() => {
-                let mut word = String::new();
-                loop {
-                    match cur.peek() {
-                        Some(')') => return Stop::Error(cur.here()),
-                        Some(c) if c.is_whitespace() || c == ';' => break,
-                        Some(c) if !c.is_control() => {
-                            cur.bump();
-                            word.push(c);
-                        }
-                        Some(_) => return Stop::Error(cur.here()),
-                        None => {
-                            tokens.push(tok(Kind::Word, word, at));
-                            return Stop::Eof;
-                        }
-                    }
-                }
-                tokens.push(tok(Kind::Word, word, at));
-            }
-            Some(_) => return Stop::Error(at),
-        }
-    }
-}
+/// A lexical error: the line and column it is at.
+type Error = (usize, usize);
 
-/// hickory's `EOL` state: `\r`* then `\n`; anything else is an error.
-fn end_of_line(cur: &mut Cursor<'_>, tokens: &mut Vec<Tok>) -> Stop {
-    let at = cur.here();
-    loop {
-        match cur.peek() {
-            Some('\r') => {
-                cur.bump();
+impl Scanner<'_> {
+    fn peek(&self) -> Option<char> {
+        self.text[self.pos..].chars().next()
+    }
+
+    fn bump(&mut self) -> Option<char> {
+        let c = self.peek()?;
+        self.pos += c.len_utf8();
+        (self.line, self.col) = if c == '\n' {
+            (self.line + 1, 1)
+        } else {
+            (self.line, self.col + 1)
+        };
+        Some(c)
+    }
+
+    fn at(&self) -> (usize, usize) {
+        (self.line, self.col)
+    }
+
+    /// Reads one entry's tokens into `out`, up to and past its line end.
+    fn entry(&mut self, out: &mut Vec<Tok>) -> Result<(), Error> {
+        let token = |kind, text, (line, col)| Tok {
+            kind,
+            text,
+            line,
+            col,
+        };
+        if self
+            .peek()
+            .is_some_and(|c| c.is_whitespace() && !is_line_end(c))
+        {
+            out.push(token(Kind::Blank, String::new(), self.at()));
+        }
+        // Where the open `(` is, inside parentheses.
+        let mut open = None;
+        loop {
+            let at = self.at();
+            let Some(c) = self.peek() else {
+                return open.map_or(Ok(()), Err);
+            };
+            match c {
+                _ if is_line_end(c) && open.is_none() => return self.line_end(),
+                ';' => {
+                    while self.peek().is_some_and(|c| !is_line_end(c)) {
+                        self.bump();
+                    }
+                }
+                _ if c.is_whitespace() => {
+                    self.bump();
+                }
+                '(' if open.is_none() => {
+                    self.bump();
+                    open = Some(at);
+                    out.push(token(Kind::ListOpen, "(".into(), at));
+                }
+                ')' if open.is_some() => {
+                    self.bump();
+                    open = None;
+                }
+                ')' => return Err(at),
+                _ if c.is_control() => return Err(at),
+                _ => {
+                    let text = if c == '"' {
+                        self.quoted()?
+                    } else {
+                        self.word()
+                    };
+                    let (kind, text) = match (open, c) {
+                        (Some(_), _) => (Kind::ListItem, text),
+                        (None, '@') if text == "@" => (Kind::At, text),
+                        (None, '$') => match &text[1..] {
+                            name @ ("ORIGIN" | "TTL" | "INCLUDE") => (Kind::Dollar, name.into()),
+                            _ => return Err(at),
+                        },
+                        _ => (Kind::Word, text),
+                    };
+                    out.push(token(kind, text, at));
+                }
             }
-            Some('\n') => {
-                cur.bump();
-                tokens.push(tok(Kind::Eol, String::new(), at));
-                return Stop::Eol;
-            }
-            Some(_) | None => return Stop::Error(cur.here()),
         }
     }
-}
 
-/// The inside of `( ... )` after the `(`. Returns `Some` when the entry ends
-/// inside the list (end of text or an error), `None` after the `)`.
-fn list(cur: &mut Cursor<'_>, tokens: &mut Vec<Tok>, open: (usize, usize)) -> Option<Stop> {
-    loop {
-        match cur.peek() {
-            Some(';') => {
-                while let Some(c) = cur.peek() {
-                    if c == '\r' || c == '\n' {
-                        break;
-                    }
-                    cur.bump();
-                }
-                if cur.peek().is_none() {
-                    // hickory's comment state reaches EOF and ends quietly.
-                    return Some(Stop::Eof);
-                }
+    /// `\r`s then `\n`: the end of an entry.
+    fn line_end(&mut self) -> Result<(), Error> {
+        let at = self.at();
+        while self.peek() == Some('\r') {
+            self.bump();
+        }
+        match self.bump() {
+            Some('\n') => Ok(()),
+            _ => Err(at),
+        }
+    }
+
+    /// An unquoted word, as written.
+    fn word(&mut self) -> String {
+        let start = self.pos;
+        while let Some(c) = self.peek() {
+            if c.is_whitespace() || c.is_control() || c == ';' || c == ')' {
+                break;
             }
-            Some(')') => {
-                cur.bump();
-                return None;
+            self.bump();
+            if c == '\\' && self.peek().is_some_and(|c| !c.is_control()) {
+                self.bump();
             }
-            Some(c) if c.is_whitespace() => {
-                cur.bump();
-            }
-            Some(c) if !c.is_control() => {
-                let at = cur.here();
-                let mut word = String::new();
-                loop {
-                    match cur.peek() {
-                        Some(c) if c.is_whitespace() || c == ')' || c == ';' => break,
-                        Some(c) if !c.is_control() => {
-                            cur.bump();
-                            word.push(c);
+        }
+        self.text[start..self.pos].to_string()
+    }
+
+    /// A quoted string, from its opening `"`, with the escapes decoded.
+    fn quoted(&mut self) -> Result<String, Error> {
+        let open = self.at();
+        self.bump();
+        let mut s = String::new();
+        loop {
+            let at = self.at();
+            match self.bump() {
+                None => return Err(open),
+                Some('"') => return Ok(s),
+                Some('\\') => match self.bump() {
+                    Some(d) if d.is_ascii_digit() => {
+                        let mut code = 0;
+                        for d in [Some(d), self.bump(), self.bump()] {
+                            code = code * 10 + d.and_then(|d| d.to_digit(10)).ok_or(at)?;
                         }
-                        Some(_) => return Some(Stop::Error(cur.here())),
-                        None => {
-                            // hickory returns the word as plain CharData here.
-                            tokens.push(tok(Kind::Word, word, at));
-                            return Some(Stop::Eof);
-                        }
+                        s.push(char::from_u32(code).ok_or(at)?);
                     }
-                }
-                tokens.push(tok(Kind::ListItem, word, at));
+                    Some(c) if !c.is_control() => s.push(c),
+                    _ => return Err(at),
+                },
+                Some(c) => s.push(c),
             }
-            Some(_) => return Some(Stop::Error(cur.here())),
-            None => return Some(Stop::Error(open)),
         }
     }
 }
 
-/// A quoted string after the opening `"`; the error position is where
-/// hickory's lexer gives up.
-fn quoted(cur: &mut Cursor<'_>) -> Result<String, (usize, usize)> {
-    let open = (cur.line, cur.col - 1);
-    let mut s = String::new();
-    loop {
-        match cur.peek() {
-            Some('"') => {
-                cur.bump();
-                return Ok(s);
-            }
-            Some('\\') => {
-                let at = cur.here();
-                cur.bump();
-                let Some(c) = cur.peek() else { return Err(at) };
-                if c.is_control() {
-                    return Err(cur.here());
-                }
-                if c.is_numeric() {
-                    let mut val: u32 = 0;
-                    for shift in [16, 8, 0] {
-                        let here = cur.here();
-                        let d = cur.bump().ok_or(here)?.to_digit(10).ok_or(here)?;
-                        val += d << shift;
-                    }
-                    s.push(char::from_u32(val).ok_or(at)?);
-                } else {
-                    cur.bump();
-                    s.push(c);
-                }
-            }
-            Some(c) => {
-                cur.bump();
-                s.push(c);
-            }
-            None => return Err(open),
-        }
-    }
+/// `\n` or `\r`: a line end outside parentheses and quotes.
+fn is_line_end(c: char) -> bool {
+    c == '\n' || c == '\r'
 }
