@@ -5,9 +5,9 @@
 //! exactly what it reads. Its errors carry no position, so this module finds
 //! the position itself:
 //!
-//! 1. [`scan`](super::scan) splits the file into entries by RFC 1035's rules
-//!    (newlines outside parentheses and quotes end them), which is where
-//!    hickory's lexer ends them too: `tests.rs` checks that they agree.
+//! 1. [`scan`](super::scan) splits the file into entries (newlines outside
+//!    parentheses and quotes end them) by RFC 1035's rules as hickory
+//!    applies them; `tests.rs` checks that the two agree.
 //! 2. The parser is sequential and keeps no lookahead across entries, so if
 //!    the file fails, the first failing entry is the smallest `k` such that
 //!    the text of entries `0..=k` fails to parse. A binary search over those
@@ -154,7 +154,7 @@ pub(super) fn analyze(entries: &[Entry], origin: Option<&Name>) -> Vec<Info> {
             for (i, t) in rest {
                 match t.kind {
                     Kind::Word | Kind::ListItem => info.rdata.push(i),
-                    Kind::ListOpen => {}
+                    Kind::ListOpen | Kind::ListClose => {}
                     _ => {
                         info.fails_at.get_or_insert(i);
                     }
