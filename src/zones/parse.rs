@@ -5,8 +5,9 @@
 //! exactly what it reads. Its errors carry no position, so this module finds
 //! the position itself:
 //!
-//! 1. [`scan`](super::scan) splits the file into entries exactly where
-//!    hickory's lexer ends them (newlines outside parentheses and quotes).
+//! 1. [`scan`](super::scan) splits the file into entries (newlines outside
+//!    parentheses and quotes end them) by RFC 1035's rules as hickory
+//!    applies them; `tests.rs` checks that the two agree.
 //! 2. The parser is sequential and keeps no lookahead across entries, so if
 //!    the file fails, the first failing entry is the smallest `k` such that
 //!    the text of entries `0..=k` fails to parse. A binary search over those
@@ -68,14 +69,8 @@ pub(super) fn analyze(entries: &[Entry], origin: Option<&Name>) -> Vec<Info> {
     let mut current: Option<Name> = None;
     let mut out = Vec::with_capacity(entries.len());
     for entry in entries {
-        let toks: Vec<(usize, &Tok)> = entry
-            .tokens
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| t.kind != Kind::Eol)
-            .collect();
         let mut info = Info::default();
-        let mut rest = toks.iter().copied().peekable();
+        let mut rest = entry.tokens.iter().enumerate();
         let Some((i0, first)) = rest.next() else {
             out.push(info);
             continue;
@@ -159,7 +154,7 @@ pub(super) fn analyze(entries: &[Entry], origin: Option<&Name>) -> Vec<Info> {
             for (i, t) in rest {
                 match t.kind {
                     Kind::Word | Kind::ListItem => info.rdata.push(i),
-                    Kind::ListOpen => {}
+                    Kind::ListOpen | Kind::ListClose => {}
                     _ => {
                         info.fails_at.get_or_insert(i);
                     }
@@ -176,7 +171,7 @@ pub(super) fn analyze(entries: &[Entry], origin: Option<&Name>) -> Vec<Info> {
 pub(super) fn declared_origin(entries: &[Entry]) -> Option<(Name, usize)> {
     let mut found = None;
     for (idx, entry) in entries.iter().enumerate() {
-        let mut toks = entry.tokens.iter().filter(|t| !matches!(t.kind, Kind::Eol));
+        let mut toks = entry.tokens.iter();
         let Some(first) = toks.next() else { continue };
         match (first.kind, first.text.as_str()) {
             (Kind::Dollar, "ORIGIN") => {
@@ -188,7 +183,7 @@ pub(super) fn declared_origin(entries: &[Entry]) -> Option<(Name, usize)> {
                 }
             }
             (Kind::Dollar, _) => {}
-            // A blank line with only a comment scans as Blank + Eol.
+            // A line with only blanks and a comment scans as one Blank.
             (Kind::Blank, _) if toks.next().is_none() => {}
             _ => break,
         }
@@ -236,9 +231,9 @@ pub(super) fn parse(
 
     // A quoted string over a line end is legal but in practice a missing
     // closing quote that swallowed what follows; the errors it causes come
-    // later in the file, so name the cause first. (An entry where the lexer
-    // fails is placed by `locate`.)
-    for entry in entries.iter().filter(|e| e.lex_error.is_none()) {
+    // later in the file, so name the cause first (and only once: `locate`
+    // blames it again for a lexical error after it).
+    for entry in entries {
         if let Some(t) = entry.tokens.iter().find(|t| is_multi_line_quote(t)) {
             errors.push(Diagnostic::error(path, t.line, t.col, multi_line_quote(t)));
         }
@@ -300,12 +295,10 @@ pub(super) fn parse(
             };
         }
         let (line, col, tok) = locate(&entries[k], &infos[k], &err);
-        errors.push(Diagnostic::error(
-            path,
-            line,
-            col,
-            describe(&err, tok, text, &entries[k]),
-        ));
+        if !errors.iter().any(|e| (e.line, e.column) == (line, col)) {
+            let msg = describe(&err, tok, text, &entries[k]);
+            errors.push(Diagnostic::error(path, line, col, msg));
+        }
 
         let stop = errors.len() >= MAX_PARSE_ERRORS
             || entries[k].lex_error.is_some()
@@ -372,8 +365,8 @@ fn locate<'e>(entry: &'e Entry, info: &Info, err: &ParseError) -> (usize, usize,
         if let Some(t) = entry.tokens.iter().find(|t| is_multi_line_quote(t)) {
             return (t.line, t.col, Some(t));
         }
-        // The scanner stopped where hickory's lexer fails; if hickory reports
-        // something else first, the token mirror knows better.
+        // The scanner stopped where the file breaks the lexical rules; if
+        // hickory reports something else first, the token analysis knows better.
         return match (err, info.fails_at) {
             (ParseError::Lexer(_), _) | (_, None) => (line, col, None),
             (_, Some(i)) => at(i),
@@ -418,9 +411,6 @@ fn locate<'e>(entry: &'e Entry, info: &Info, err: &ParseError) -> (usize, usize,
 /// hickory's error text, with the offending token and a hint where that
 /// helps an operator more than the parser's wording.
 fn describe(err: &ParseError, tok: Option<&Tok>, text: &str, entry: &Entry) -> String {
-    if let Some(t) = tok.filter(|t| is_multi_line_quote(t)) {
-        return format!("{}; {err}", multi_line_quote(t));
-    }
     match err {
         ParseError::Message("record ttl not specified") => {
             return "no TTL for this record: give it one, or add a `$TTL` line before it".into();
@@ -502,7 +492,7 @@ pub(super) fn extra_tokens(path: &Path, entries: &[Entry], infos: &[Info]) -> Ve
     for (entry, info) in entries.iter().zip(infos) {
         if let Some(directive @ ("ORIGIN" | "TTL")) = info.directive.as_deref() {
             // hickory reads a second word as the owner of the next records.
-            let mut args = entry.tokens.iter().filter(|t| t.kind != Kind::Eol).skip(1);
+            let mut args = entry.tokens.iter().skip(1);
             if let Some(t) = args.nth(1) {
                 out.push(Diagnostic::error(
                     path,

@@ -1,40 +1,51 @@
-//! A position-keeping mirror of hickory-proto 0.26's zone-file lexer.
+//! Where a zone file's entries and tokens are, so errors get a line and
+//! column: hickory-proto 0.26's `Parser` gives none and keeps its lexer
+//! private. The rules are RFC 1035's (section 5.1) as hickory applies them:
 //!
-//! hickory's `Parser` reports errors without a line or column, and its lexer
-//! is crate-private. This scanner follows the same rules (blank-start lines,
-//! `@`, `$DIRECTIVE`, `"quoted"` strings with `\` escapes, `( lists )`, `;`
-//! comments, `\r\n` line ends) but records where every token starts and where
-//! each entry (one logical line, which may span several physical lines inside
-//! parentheses or quotes) begins and ends. It never decides whether a file is
-//! valid: hickory does. The loader uses the entry boundaries to re-run
-//! hickory's parser on prefixes of the file and so find the entry an error
-//! belongs to, and the token positions to point at the offending token.
+//! - An entry ends at a line end (`\n` or `\r\n`) outside parentheses and
+//!   quotes. Whitespace separates tokens; `;` starts a comment up to the
+//!   line end; a token starting with `(` opens parentheses, `)` closes them.
+//! - A token starting with `"` is a quoted string up to the next unescaped
+//!   `"`, over line ends too; its escapes (`\DDD`, or `\` and a visible
+//!   character) are left as written. Any other token is a word, up to
+//!   whitespace, `;` or `)`.
+//! - Whitespace starting an entry keeps the previous owner; `@` is the
+//!   origin; `$` and the capitals after it are `$ORIGIN`, `$TTL` or
+//!   `$INCLUDE`.
+//! - Control characters other than whitespace only occur in quoted strings.
+//!
+//! Like hickory, and unlike RFC 1035: no quoted strings inside parentheses
+//! (`"` is an ordinary character there), no escapes outside quotes (`a\;b`
+//! is the word `a\` and a comment), and `@x` is `@` and `x`. `tests.rs` pins
+//! these and checks that hickory and the scanner read every zone text the
+//! tests load alike, so a hickory upgrade that reads files otherwise fails
+//! the tests instead of misplacing errors.
 
-/// What a scanned token is; the variants follow hickory's `Token`.
+/// What a scanned token is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Kind {
-    /// Whitespace at the start of a line: the owner is the previous one.
+    /// Whitespace starting an entry: its owner is the previous entry's.
     Blank,
-    /// A free-standing `@`: the current origin.
+    /// An `@` starting a token outside parentheses: the current origin.
     At,
-    /// A word or a quoted string outside parentheses (hickory's `CharData`).
+    /// A word or a quoted string outside parentheses.
     Word,
-    /// The `(` that opens a list; its items follow as [`Kind::ListItem`].
+    /// A `(`; the words up to its [`Kind::ListClose`] are list items.
     ListOpen,
-    /// One word inside `( ... )`.
+    /// A word inside parentheses (where `"` is an ordinary character).
     ListItem,
-    /// `$ORIGIN`, `$TTL` or `$INCLUDE` (text holds the name without `$`).
+    /// A `)` closing a [`Kind::ListOpen`].
+    ListClose,
+    /// `$ORIGIN`, `$TTL` or `$INCLUDE` (the text is the name without `$`).
     Dollar,
-    /// The end of an entry (`\n` outside parentheses and quotes).
-    Eol,
 }
 
-/// One token with the 1-based line and column (in characters) it starts at.
+/// One token and the 1-based line and column (in characters) it starts at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Tok {
     /// Which kind of token.
     pub kind: Kind,
-    /// The text as hickory sees it (quotes removed, escapes decoded).
+    /// The token as written; a quoted string without its quotes.
     pub text: String,
     /// 1-based line.
     pub line: usize,
@@ -42,97 +53,47 @@ pub(super) struct Tok {
     pub col: usize,
 }
 
-/// One entry: the bytes `start..end` of the file, up to and including the
-/// newline that ends it, and its tokens.
+/// One entry: the bytes `start..end` of the file and its tokens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Entry {
     /// Byte offset of the first character.
     pub start: usize,
-    /// Byte offset just past the entry (past its `\n`, or the end of file).
+    /// Byte offset just past the entry's line end (or the end of the file).
     pub end: usize,
     /// 1-based line of the first character.
     pub line: usize,
-    /// Tokens in order.
+    /// Tokens in order, up to a lexical error if there is one.
     pub tokens: Vec<Tok>,
-    /// Where hickory's lexer is expected to fail in this entry (line, col),
-    /// if it does. The scan stops there: this is then the last entry.
+    /// Where the entry breaks the rules above (line, column), if it does.
+    /// Scanning stops there: such an entry is the last and runs to the end
+    /// of the file.
     pub lex_error: Option<(usize, usize)>,
 }
 
 impl Entry {
-    /// Line and column of the first token that is not whitespace or the end
-    /// of line, or of the entry's first character when there is none.
+    /// Line and column of the first token that is not the leading blank, or
+    /// of the entry's first character when there is none.
     pub fn position(&self) -> (usize, usize) {
         self.tokens
             .iter()
-            .find(|t| !matches!(t.kind, Kind::Blank | Kind::Eol))
-            .map(|t| (t.line, t.col))
-            .unwrap_or((self.line, 1))
+            .find(|t| t.kind != Kind::Blank)
+            .map_or((self.line, 1), |t| (t.line, t.col))
     }
 }
 
-/// A cursor over the text that tracks byte offset, line and column.
-struct Cursor<'a> {
-    text: &'a str,
-    pos: usize,
-    line: usize,
-    col: usize,
-}
-
-impl Cursor<'_> {
-    fn peek(&self) -> Option<char> {
-        self.text[self.pos..].chars().next()
-    }
-
-    fn bump(&mut self) -> Option<char> {
-        let c = self.peek()?;
-        self.pos += c.len_utf8();
-        if c == '\n' {
-            self.line += 1;
-            self.col = 1;
-        } else {
-            self.col += 1;
-        }
-        Some(c)
-    }
-
-    fn here(&self) -> (usize, usize) {
-        (self.line, self.col)
-    }
-}
-
-/// Why scanning an entry stopped.
-enum Stop {
-    /// At a `\n`: the entry is complete and more may follow.
-    Eol,
-    /// At the end of the text.
-    Eof,
-    /// Where hickory's lexer fails.
-    Error((usize, usize)),
-}
-
-/// Splits `text` into entries the way hickory's lexer would.
+/// Splits `text` into entries.
 pub(super) fn scan(text: &str) -> Vec<Entry> {
-    let mut cur = Cursor {
+    let mut s = Scanner {
         text,
         pos: 0,
-        line: 1,
-        col: 1,
+        at: (1, 1),
     };
     let mut entries = Vec::new();
-    while cur.pos < text.len() {
-        let (start, line) = (cur.pos, cur.line);
+    while s.pos < text.len() {
+        let (start, line) = (s.pos, s.at.0);
         let mut tokens = Vec::new();
-        let stop = scan_entry(&mut cur, &mut tokens);
-        let lex_error = match stop {
-            Stop::Error(at) => Some(at),
-            Stop::Eol | Stop::Eof => None,
-        };
-        let end = if lex_error.is_some() {
-            text.len()
-        } else {
-            cur.pos
-        };
+        let lex_error = s.entry(&mut tokens).err();
+        let end = lex_error.map_or(s.pos, |_| text.len());
         entries.push(Entry {
             start,
             end,
@@ -140,214 +101,168 @@ pub(super) fn scan(text: &str) -> Vec<Entry> {
             tokens,
             lex_error,
         });
-        if !matches!(stop, Stop::Eol) {
+        if lex_error.is_some() {
             break;
         }
     }
     entries
 }
 
-fn tok(kind: Kind, text: String, at: (usize, usize)) -> Tok {
-    Tok {
-        kind,
-        text,
-        line: at.0,
-        col: at.1,
-    }
+/// The text being scanned and a position in it.
+struct Scanner<'a> {
+    text: &'a str,
+    /// Byte offset.
+    pos: usize,
+    /// 1-based line and column (in characters) of `pos`.
+    at: (usize, usize),
 }
 
-/// Scans one entry, mirroring the states of hickory's `Lexer::next_token`.
-fn scan_entry(cur: &mut Cursor<'_>, tokens: &mut Vec<Tok>) -> Stop {
-    // StartLine
-    match cur.peek() {
-        None => return Stop::Eof,
-        Some('\r' | '\n') => return end_of_line(cur, tokens),
-        Some(c) if c.is_whitespace() => {
-            tokens.push(tok(Kind::Blank, String::new(), cur.here()));
-            cur.bump();
-        }
-        Some(_) => {}
-    }
-    // RestOfLine
-    loop {
-        let at = cur.here();
-        match cur.peek() {
-            None => return Stop::Eof,
-            Some('@') => {
-                cur.bump();
-                tokens.push(tok(Kind::At, "@".into(), at));
-            }
-            Some('(') => {
-                cur.bump();
-                tokens.push(tok(Kind::ListOpen, "(".into(), at));
-                if let Some(stop) = list(cur, tokens, at) {
-                    return stop;
-                }
-            }
-            Some(')') => return Stop::Error(at),
-            Some('$') => {
-                cur.bump();
-                let mut name = String::new();
-                while let Some(c @ 'A'..='Z') = cur.peek() {
-                    cur.bump();
-                    name.push(c);
-                }
-                if !matches!(name.as_str(), "INCLUDE" | "ORIGIN" | "TTL") {
-                    return Stop::Error(at);
-                }
-                tokens.push(tok(Kind::Dollar, name, at));
-            }
-            Some('\r' | '\n') => return end_of_line(cur, tokens),
-            Some('"') => {
-                cur.bump();
-                match quoted(cur) {
-                    Ok(s) => tokens.push(tok(Kind::Word, s, at)),
-                    Err(e) => return Stop::Error(e),
-                }
-            }
-            Some(';') => {
-                while let Some(c) = cur.peek() {
-                    if c == '\r' || c == '\n' {
-                        break;
-                    }
-                    cur.bump();
-                }
-                if cur.peek().is_none() {
-                    return Stop::Eof;
-                }
-                return end_of_line(cur, tokens);
-            }
-            Some(c) if c.is_whitespace() => {
-                cur.bump();
-            }
-            Some(c) if !c.is_control() => {
-                let mut word = String::new();
-                loop {
-                    match cur.peek() {
-                        Some(')') => return Stop::Error(cur.here()),
-                        Some(c) if c.is_whitespace() || c == ';' => break,
-                        Some(c) if !c.is_control() => {
-                            cur.bump();
-                            word.push(c);
-                        }
-                        Some(_) => return Stop::Error(cur.here()),
-                        None => {
-                            tokens.push(tok(Kind::Word, word, at));
-                            return Stop::Eof;
-                        }
-                    }
-                }
-                tokens.push(tok(Kind::Word, word, at));
-            }
-            Some(_) => return Stop::Error(at),
-        }
-    }
-}
+/// A lexical error: the line and column it is at.
+type Error = (usize, usize);
 
-/// hickory's `EOL` state: `\r`* then `\n`; anything else is an error.
-fn end_of_line(cur: &mut Cursor<'_>, tokens: &mut Vec<Tok>) -> Stop {
-    let at = cur.here();
-    loop {
-        match cur.peek() {
-            Some('\r') => {
-                cur.bump();
+impl<'a> Scanner<'a> {
+    fn peek(&self) -> Option<char> {
+        self.text[self.pos..].chars().next()
+    }
+
+    fn bump(&mut self) -> Option<char> {
+        let c = self.peek()?;
+        self.pos += c.len_utf8();
+        self.at = if c == '\n' {
+            (self.at.0 + 1, 1)
+        } else {
+            (self.at.0, self.at.1 + 1)
+        };
+        Some(c)
+    }
+
+    /// Reads one entry's tokens into `out`, up to and past its line end.
+    fn entry(&mut self, out: &mut Vec<Tok>) -> Result<(), Error> {
+        let token = |kind, text, (line, col)| Tok {
+            kind,
+            text,
+            line,
+            col,
+        };
+        if self
+            .peek()
+            .is_some_and(|c| c.is_whitespace() && !is_line_end(c))
+        {
+            out.push(token(Kind::Blank, String::new(), self.at));
+        }
+        // Where the open `(` is, inside parentheses.
+        let mut open = None;
+        loop {
+            let at = self.at;
+            let Some(c) = self.peek() else {
+                return open.map_or(Ok(()), Err);
+            };
+            match c {
+                _ if is_line_end(c) && open.is_none() => return self.line_end(),
+                ';' => {
+                    self.skip_while(|c| !is_line_end(c));
+                }
+                _ if c.is_whitespace() => {
+                    self.bump();
+                }
+                '(' | '@' if open.is_none() => {
+                    self.bump();
+                    let kind = if c == '@' {
+                        Kind::At
+                    } else {
+                        open = Some(at);
+                        Kind::ListOpen
+                    };
+                    out.push(token(kind, c.to_string(), at));
+                }
+                ')' if open.is_some() => {
+                    self.bump();
+                    open = None;
+                    out.push(token(Kind::ListClose, ")".into(), at));
+                }
+                ')' => return Err(at),
+                _ if c.is_control() => return Err(at),
+                _ => {
+                    let (kind, text) = match (open, c) {
+                        (Some(_), _) => (Kind::ListItem, self.word()),
+                        (None, '"') => (Kind::Word, self.quoted()?),
+                        (None, '$') => {
+                            self.bump();
+                            match self.skip_while(|c| c.is_ascii_uppercase()) {
+                                name @ ("ORIGIN" | "TTL" | "INCLUDE") => {
+                                    (Kind::Dollar, name.into())
+                                }
+                                _ => return Err(at),
+                            }
+                        }
+                        _ => (Kind::Word, self.word()),
+                    };
+                    out.push(token(kind, text, at));
+                }
             }
-            Some('\n') => {
-                cur.bump();
-                tokens.push(tok(Kind::Eol, String::new(), at));
-                return Stop::Eol;
-            }
-            Some(_) | None => return Stop::Error(cur.here()),
         }
     }
-}
 
-/// The inside of `( ... )` after the `(`. Returns `Some` when the entry ends
-/// inside the list (end of text or an error), `None` after the `)`.
-fn list(cur: &mut Cursor<'_>, tokens: &mut Vec<Tok>, open: (usize, usize)) -> Option<Stop> {
-    loop {
-        match cur.peek() {
-            Some(';') => {
-                while let Some(c) = cur.peek() {
-                    if c == '\r' || c == '\n' {
-                        break;
-                    }
-                    cur.bump();
-                }
-                if cur.peek().is_none() {
-                    // hickory's comment state reaches EOF and ends quietly.
-                    return Some(Stop::Eof);
-                }
-            }
-            Some(')') => {
-                cur.bump();
-                return None;
-            }
-            Some(c) if c.is_whitespace() => {
-                cur.bump();
-            }
-            Some(c) if !c.is_control() => {
-                let at = cur.here();
-                let mut word = String::new();
-                loop {
-                    match cur.peek() {
-                        Some(c) if c.is_whitespace() || c == ')' || c == ';' => break,
-                        Some(c) if !c.is_control() => {
-                            cur.bump();
-                            word.push(c);
+    /// `\r`s then `\n`: the end of an entry.
+    fn line_end(&mut self) -> Result<(), Error> {
+        self.skip_while(|c| c == '\r');
+        let at = self.at;
+        match self.bump() {
+            Some('\n') => Ok(()),
+            _ => Err(at),
+        }
+    }
+
+    /// Moves past the characters that satisfy `f` and returns them.
+    fn skip_while(&mut self, f: impl Fn(char) -> bool) -> &'a str {
+        let start = self.pos;
+        while self.peek().is_some_and(&f) {
+            self.bump();
+        }
+        &self.text[start..self.pos]
+    }
+
+    /// An unquoted word, as written: up to whitespace, `;` or `)`.
+    fn word(&mut self) -> String {
+        let end = |c: char| c.is_whitespace() || c.is_control() || c == ';' || c == ')';
+        self.skip_while(|c| !end(c)).into()
+    }
+
+    /// A quoted string from its opening `"`: the text between the quotes,
+    /// escapes as written.
+    fn quoted(&mut self) -> Result<String, Error> {
+        let open = self.at;
+        self.bump();
+        let start = self.pos;
+        loop {
+            let at = self.at;
+            match self.bump() {
+                None => return Err(open),
+                Some('"') => return Ok(self.text[start..self.pos - 1].to_string()),
+                Some('\\') => match self.peek() {
+                    // Where the escape goes wrong: the `\` at the end of the
+                    // text, else the character that is not allowed.
+                    None => return Err(at),
+                    Some(c) if c.is_numeric() => {
+                        for _ in 0..3 {
+                            let at = self.at;
+                            if !self.bump().is_some_and(|d| d.is_ascii_digit()) {
+                                return Err(at);
+                            }
                         }
-                        Some(_) => return Some(Stop::Error(cur.here())),
-                        None => {
-                            // hickory returns the word as plain CharData here.
-                            tokens.push(tok(Kind::Word, word, at));
-                            return Some(Stop::Eof);
-                        }
                     }
-                }
-                tokens.push(tok(Kind::ListItem, word, at));
+                    Some(c) if !c.is_control() => {
+                        self.bump();
+                    }
+                    Some(_) => return Err(self.at),
+                },
+                Some(_) => {}
             }
-            Some(_) => return Some(Stop::Error(cur.here())),
-            None => return Some(Stop::Error(open)),
         }
     }
 }
 
-/// A quoted string after the opening `"`; the error position is where
-/// hickory's lexer gives up.
-fn quoted(cur: &mut Cursor<'_>) -> Result<String, (usize, usize)> {
-    let open = (cur.line, cur.col - 1);
-    let mut s = String::new();
-    loop {
-        match cur.peek() {
-            Some('"') => {
-                cur.bump();
-                return Ok(s);
-            }
-            Some('\\') => {
-                let at = cur.here();
-                cur.bump();
-                let Some(c) = cur.peek() else { return Err(at) };
-                if c.is_control() {
-                    return Err(cur.here());
-                }
-                if c.is_numeric() {
-                    let mut val: u32 = 0;
-                    for shift in [16, 8, 0] {
-                        let here = cur.here();
-                        let d = cur.bump().ok_or(here)?.to_digit(10).ok_or(here)?;
-                        val += d << shift;
-                    }
-                    s.push(char::from_u32(val).ok_or(at)?);
-                } else {
-                    cur.bump();
-                    s.push(c);
-                }
-            }
-            Some(c) => {
-                cur.bump();
-                s.push(c);
-            }
-            None => return Err(open),
-        }
-    }
+/// `\n` or `\r`: a line end outside parentheses and quotes.
+fn is_line_end(c: char) -> bool {
+    c == '\n' || c == '\r'
 }
