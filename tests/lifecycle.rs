@@ -14,7 +14,7 @@ use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 use support::dns::query_on;
 use support::floe::FloeProcess;
-use support::net::http_request;
+use support::net::{client_address, from_address, http_request};
 use support::poll;
 
 const T: Duration = Duration::from_secs(10);
@@ -173,8 +173,10 @@ fn the_default_log_has_a_line_per_state_change_and_none_per_request() {
 
     let dns = floe.dns();
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    for _ in 0..1000 {
-        let r = http_request("GET", &floe.url("/live.ogg"), &[], T).unwrap();
+    for i in 0..1000 {
+        // Each listener from its own address, within its client budget.
+        let url = floe.url("/live.ogg");
+        let r = from_address(client_address(i), || http_request("GET", &url, &[], T)).unwrap();
         assert_eq!(r.status, 302);
         query_on(&socket, dns, "live.stream.example.org.", RecordType::A, T).unwrap();
     }

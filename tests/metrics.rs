@@ -387,12 +387,18 @@ fn concurrent_redirects_are_all_counted() {
     let floe = FloeProcess::start(&config(&[&a, &b], free_port()));
     floe.wait_healthy(T);
     let url = floe.url("/live.mp3");
+    // Four threads, 25 listeners each, every listener from its own address
+    // (within its client budget).
     let threads: Vec<_> = (0..4)
-        .map(|_| {
+        .map(|t| {
             let url = url.clone();
             std::thread::spawn(move || {
                 (0..25)
-                    .filter(|_| support::http_get(&url, T).is_ok_and(|r| r.status == 302))
+                    .filter(|k| {
+                        let client = support::net::client_address(t * 25 + k);
+                        support::net::from_address(client, || support::http_get(&url, T))
+                            .is_ok_and(|r| r.status == 302)
+                    })
                     .count()
             })
         })
