@@ -128,13 +128,11 @@ impl Plan {
             let Some(sid) = topology.stream_id(&stream.name) else {
                 continue;
             };
-            let mid = match mount {
-                Some(path) => match topology.mount_id(path) {
-                    Some(m) => Some(m),
-                    None => continue,
-                },
-                None => None,
-            };
+            let mid = mount.map(|path| topology.mount_id(path));
+            if mid == Some(None) {
+                continue;
+            }
+            let mid = mid.flatten();
             names.push(balanced(snap, &zones, name, zone, sid, mid, now, wall, rng));
         }
         let index = (names.len() > 8).then(|| {
@@ -208,21 +206,18 @@ impl Balanced {
     /// anything else has none), owned by `owner` (the question's name, so
     /// its case is kept).
     pub fn records(&self, rtype: RecordType, variant: usize, owner: &Name) -> Vec<Record> {
-        let rdata: Vec<RData> = match rtype {
+        let record = |d| Record::from_rdata(owner.clone(), self.ttl, d);
+        match rtype {
             RecordType::A => pick(&self.v4, variant)
                 .iter()
-                .map(|&a| RData::A(A(a)))
+                .map(|&a| record(RData::A(A(a))))
                 .collect(),
             RecordType::AAAA => pick(&self.v6, variant)
                 .iter()
-                .map(|&a| RData::AAAA(AAAA(a)))
+                .map(|&a| record(RData::AAAA(AAAA(a))))
                 .collect(),
             _ => Vec::new(),
-        };
-        rdata
-            .into_iter()
-            .map(|d| Record::from_rdata(owner.clone(), self.ttl, d))
-            .collect()
+        }
     }
 
     /// The TXT explanation of this answer: `generation=N answer=...
@@ -269,8 +264,10 @@ impl Balanced {
 /// and type, ID 0, question in lower case, no OPT record.
 #[derive(Debug, Default)]
 pub struct Rendered {
-    a: Box<[Box<[u8]>]>,
-    aaaa: Box<[Box<[u8]>]>,
+    /// The A variants.
+    pub(super) a: Box<[Box<[u8]>]>,
+    /// The AAAA variants.
+    pub(super) aaaa: Box<[Box<[u8]>]>,
 }
 
 impl Rendered {
@@ -296,16 +293,6 @@ impl Rendered {
             a: all(RecordType::A, b.v4.len()),
             aaaa: all(RecordType::AAAA, b.v6.len()),
         }
-    }
-
-    /// The A variants.
-    pub(super) fn a(&self) -> &[Box<[u8]>] {
-        &self.a
-    }
-
-    /// The AAAA variants.
-    pub(super) fn aaaa(&self) -> &[Box<[u8]>] {
-        &self.aaaa
     }
 }
 
@@ -343,29 +330,24 @@ fn balanced<R: Rng + ?Sized>(
             policy: why.policy(dns),
         },
     };
-    let min_ttl = secs(dns.min_ttl);
     let (relays, (v4, v6), ttl) = match decision {
         Decision::Candidates => (
             decided.candidates().map(|(r, _)| r).collect(),
             draw_candidates(snap, &decided, rng),
             candidate_ttl(snap, &decided, wall),
         ),
-        Decision::Policy {
-            policy: DnsPolicy::ServeAll | DnsPolicy::LastKnown,
-            why,
-        } => {
-            let relays = serve_all(snap, why);
-            let variants = draw_shuffled(snap, &relays, dns.answers, rng);
-            (relays, variants, min_ttl)
+        Decision::Policy { why, policy } => {
+            let (relays, variants) = match policy {
+                DnsPolicy::ServeAll | DnsPolicy::LastKnown => {
+                    let relays = serve_all(snap, why);
+                    let variants = draw_shuffled(snap, &relays, dns.answers, rng);
+                    (relays, variants)
+                }
+                DnsPolicy::Nodata => (Vec::new(), Variants::default()),
+                DnsPolicy::Fallback => (Vec::new(), fixed(&dns.fallback, dns.answers)),
+            };
+            (relays, variants, secs(dns.min_ttl))
         }
-        Decision::Policy {
-            policy: DnsPolicy::Nodata,
-            ..
-        } => (Vec::new(), (Vec::new(), Vec::new()), min_ttl),
-        Decision::Policy {
-            policy: DnsPolicy::Fallback,
-            ..
-        } => (Vec::new(), fixed(&dns.fallback, dns.answers), min_ttl),
     };
     let mut b = Balanced {
         name: name.clone(),
@@ -443,19 +425,17 @@ fn draw_candidates<R: Rng + ?Sized>(
     let (w4, w6) = (with(false), with(true));
     let shared = w4.len() == all.len() && w6.len() == all.len();
     let mut order = Vec::with_capacity(answers);
-    let mut v4 = Vec::with_capacity(VARIANTS);
-    let mut v6 = Vec::with_capacity(VARIANTS);
-    for k in 0..VARIANTS {
-        w4.draw_distinct(answers, rng, &mut order);
-        let (a, mut aaaa) = addresses(snap, &order, answers, k);
-        if !shared {
-            w6.draw_distinct(answers, rng, &mut order);
-            aaaa = addresses(snap, &order, answers, k).1;
-        }
-        v4.push(a.into());
-        v6.push(aaaa.into());
-    }
-    (v4, v6)
+    (0..VARIANTS)
+        .map(|k| {
+            w4.draw_distinct(answers, rng, &mut order);
+            let (a, mut aaaa) = addresses(snap, &order, answers, k);
+            if !shared {
+                w6.draw_distinct(answers, rng, &mut order);
+                aaaa = addresses(snap, &order, answers, k).1;
+            }
+            (a, aaaa)
+        })
+        .unzip()
 }
 
 /// [`VARIANTS`] uniform shuffles of `relays` (for fallback policies, where
@@ -467,15 +447,12 @@ fn draw_shuffled<R: Rng + ?Sized>(
     rng: &mut R,
 ) -> Variants {
     let mut order = relays.to_vec();
-    let mut v4 = Vec::with_capacity(VARIANTS);
-    let mut v6 = Vec::with_capacity(VARIANTS);
-    for k in 0..VARIANTS {
-        order.shuffle(rng);
-        let (a, aaaa) = addresses(snap, &order, answers, k);
-        v4.push(a.into());
-        v6.push(aaaa.into());
-    }
-    (v4, v6)
+    (0..VARIANTS)
+        .map(|k| {
+            order.shuffle(rng);
+            addresses(snap, &order, answers, k)
+        })
+        .unzip()
 }
 
 /// Up to `answers` addresses per family from `relays` in order, one per
@@ -485,70 +462,67 @@ fn addresses(
     relays: &[RelayId],
     answers: usize,
     k: usize,
-) -> (Vec<Ipv4Addr>, Vec<Ipv6Addr>) {
+) -> (Box<[Ipv4Addr]>, Box<[Ipv6Addr]>) {
+    /// Adds `addrs`' `k`-th address of family `T` (rotating), if it has
+    /// one and `out` is not full.
+    fn add<T: Family>(out: &mut Vec<T>, addrs: &[IpAddr], answers: usize, k: usize) {
+        let n = addrs.iter().filter_map(T::of).count();
+        if out.len() < answers && n > 0 {
+            out.extend(addrs.iter().filter_map(T::of).nth(k % n));
+        }
+    }
     let mut v4 = Vec::with_capacity(answers);
     let mut v6 = Vec::with_capacity(answers);
     for &r in relays {
         let addrs = &snap.topology.relays[r].addresses;
-        if v4.len() < answers {
-            let fam: Vec<Ipv4Addr> = addrs
-                .iter()
-                .filter_map(|a| match a {
-                    IpAddr::V4(a) => Some(*a),
-                    IpAddr::V6(_) => None,
-                })
-                .collect();
-            if !fam.is_empty() {
-                v4.push(fam[k % fam.len()]);
-            }
-        }
-        if v6.len() < answers {
-            let fam: Vec<Ipv6Addr> = addrs
-                .iter()
-                .filter_map(|a| match a {
-                    IpAddr::V6(a) => Some(*a),
-                    IpAddr::V4(_) => None,
-                })
-                .collect();
-            if !fam.is_empty() {
-                v6.push(fam[k % fam.len()]);
-            }
-        }
+        add(&mut v4, addrs, answers, k);
+        add(&mut v6, addrs, answers, k);
         if v4.len() >= answers && v6.len() >= answers {
             break;
         }
     }
-    (v4, v6)
+    (v4.into(), v6.into())
 }
 
 /// The `fallback` policy: the configured addresses, up to `answers` per
 /// family, rotating the starting point across variants.
 fn fixed(fallback: &[IpAddr], answers: usize) -> Variants {
-    let all4: Vec<Ipv4Addr> = fallback
-        .iter()
-        .filter_map(|a| match a {
-            IpAddr::V4(a) => Some(*a),
-            IpAddr::V6(_) => None,
-        })
-        .collect();
-    let all6: Vec<Ipv6Addr> = fallback
-        .iter()
-        .filter_map(|a| match a {
-            IpAddr::V6(a) => Some(*a),
-            IpAddr::V4(_) => None,
-        })
-        .collect();
-    fn rotate<T: Copy>(all: &[T], answers: usize, k: usize) -> Box<[T]> {
-        if all.is_empty() {
-            return Box::new([]);
-        }
-        (0..answers.min(all.len()))
-            .map(|i| all[(k + i) % all.len()])
+    fn rotate<T: Family>(fallback: &[IpAddr], answers: usize) -> Vec<Box<[T]>> {
+        let all: Vec<T> = fallback.iter().filter_map(T::of).collect();
+        (0..VARIANTS)
+            .map(|k| {
+                (0..answers.min(all.len()))
+                    .map(|i| all[(k + i) % all.len()])
+                    .collect()
+            })
             .collect()
     }
-    let v4 = (0..VARIANTS).map(|k| rotate(&all4, answers, k)).collect();
-    let v6 = (0..VARIANTS).map(|k| rotate(&all6, answers, k)).collect();
-    (v4, v6)
+    (rotate(fallback, answers), rotate(fallback, answers))
+}
+
+/// An address family: [`Ipv4Addr`] or [`Ipv6Addr`], so one piece of code
+/// picks addresses of either.
+trait Family: Copy {
+    /// `a` when it is of this family.
+    fn of(a: &IpAddr) -> Option<Self>;
+}
+
+impl Family for Ipv4Addr {
+    fn of(a: &IpAddr) -> Option<Self> {
+        match a {
+            IpAddr::V4(a) => Some(*a),
+            IpAddr::V6(_) => None,
+        }
+    }
+}
+
+impl Family for Ipv6Addr {
+    fn of(a: &IpAddr) -> Option<Self> {
+        match a {
+            IpAddr::V6(a) => Some(*a),
+            IpAddr::V4(_) => None,
+        }
+    }
 }
 
 /// The TTL of a candidate answer: `ttl` when the cluster is idle, falling

@@ -32,19 +32,10 @@ const KNOWN_OPTIONS: [u16; 4] = [3, 10, 11, 12];
 /// The OPT record floe appends to answers of EDNS queries: root owner,
 /// type 41, our UDP payload size, extended RCODE 0, version 0, no flags, no
 /// options.
-const OPT: [u8; 11] = [
-    0,
-    0,
-    41,
-    (EDNS_PAYLOAD >> 8) as u8,
-    (EDNS_PAYLOAD & 0xff) as u8,
-    0,
-    0,
-    0,
-    0,
-    0,
-    0,
-];
+const OPT: [u8; 11] = {
+    let [hi, lo] = EDNS_PAYLOAD.to_be_bytes();
+    [0, 0, 41, hi, lo, 0, 0, 0, 0, 0, 0]
+};
 
 /// Answers `query` from `plan` into `out` when it is a plain A or AAAA
 /// question for a balanced name: the response length and where the query
@@ -85,8 +76,8 @@ pub fn answer(
     }
     let balanced = plan.find_wire(&lower[..name_len])?;
     let rendered: &[u8] = match qtype {
-        TYPE_A => pick(balanced.rendered.a(), variant),
-        TYPE_AAAA => pick(balanced.rendered.aaaa(), variant),
+        TYPE_A => pick(&balanced.rendered.a, variant),
+        TYPE_AAAA => pick(&balanced.rendered.aaaa, variant),
         _ => return None,
     };
     let len = rendered.len() + if edns.is_some() { OPT.len() } else { 0 };

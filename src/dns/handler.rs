@@ -107,12 +107,9 @@ impl FloeHandler {
         if raw.len() < 12 || raw[2] & 0x80 != 0 {
             return None;
         }
-        let request = match Request::from_bytes(raw.to_vec(), src, protocol) {
-            Ok(r) => r,
-            Err(_) => {
-                let bytes = formerr(raw)?;
-                return Some((bytes, QueryKey::unparsed(ResponseCode::FormErr.into())));
-            }
+        let Ok(request) = Request::from_bytes(raw.to_vec(), src, protocol) else {
+            let key = QueryKey::unparsed(ResponseCode::FormErr.into());
+            return Some((formerr(raw)?, key));
         };
         let plan = self.state.plan(Instant::now());
         let reply = self.reply(&request, &plan, next_variant()).await?;
@@ -154,9 +151,7 @@ impl FloeHandler {
         let [query] = request.queries.queries() else {
             return Some(reply.error(ResponseCode::FormErr));
         };
-        if query.query_class() != DNSClass::IN {
-            return Some(reply.error(ResponseCode::Refused));
-        }
+        // Another class has no zone either.
         let Some(zi) = reply.zone else {
             return Some(reply.error(ResponseCode::Refused));
         };

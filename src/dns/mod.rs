@@ -46,8 +46,8 @@ use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime};
 
@@ -115,10 +115,7 @@ impl DnsState {
     /// Serves `zones` from now on (reload). Balanced answers are drawn
     /// again at once, against the new zones.
     pub fn set_zones(&self, zones: Arc<ZoneSet>) {
-        let zones = {
-            let mut origins = self.origins.lock().unwrap_or_else(|e| e.into_inner());
-            Arc::new(Zones::new(zones).with_slots(&mut origins))
-        };
+        let zones = Arc::new(Zones::new(zones).with_slots(&mut lock(&self.origins)));
         self.zones.store(zones.clone());
         let plan = draw(&self.snapshots, zones, Instant::now());
         log_plan(Some(&self.plan.load()), &plan);
@@ -161,10 +158,7 @@ impl DnsState {
     /// Counters for one more worker (called once per worker, at start).
     pub(crate) fn register(&self) -> Arc<Counters> {
         let c = Arc::new(Counters::default());
-        self.counters
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(c.clone());
+        lock(&self.counters).push(c.clone());
         c
     }
 
@@ -177,21 +171,14 @@ impl DnsState {
         for (i, z) in zones.set().zones().iter().enumerate() {
             out.push((Some(z.origin.to_string()), zones.slot(i) + 1));
         }
-        let tables: Vec<_> = self
-            .counters
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|c| c.queries())
-            .collect();
+        let tables: Vec<_> = lock(&self.counters).iter().map(|c| c.queries()).collect();
         out.into_iter()
             .map(|(origin, slot)| {
                 let mut sum = ZoneCounts::default();
                 for t in &tables {
-                    for (s, row) in sum.iter_mut().zip(t.zone(slot)) {
-                        for (a, b) in s.iter_mut().zip(row) {
-                            *a += b;
-                        }
+                    let counts = t.zone(slot);
+                    for (a, b) in sum.as_flattened_mut().iter_mut().zip(counts.as_flattened()) {
+                        *a += b;
                     }
                 }
                 (origin, sum)
@@ -202,13 +189,8 @@ impl DnsState {
     /// Queries answered so far, summed over every worker.
     pub fn counts(&self) -> Tally {
         let mut total = Tally::default();
-        for c in self
-            .counters
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
-            total += c.read();
+        for c in lock(&self.counters).iter() {
+            c.add_to(&mut total);
         }
         total
     }
@@ -222,6 +204,12 @@ impl DnsState {
     pub fn snapshots(&self) -> &Arc<Snapshots> {
         &self.snapshots
     }
+}
+
+/// Locks `m`, also after a thread panicked holding it: what it guards (a
+/// list of counters or of names) is whole at every step.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn draw(snapshots: &Snapshots, zones: Arc<Zones>, now: Instant) -> Plan {
@@ -336,27 +324,21 @@ impl DnsServer {
         for (w, sockets) in self.udp.into_iter().enumerate() {
             for (i, socket) in sockets.into_iter().enumerate() {
                 let (state, handler, shutdown) = (state.clone(), handler.clone(), shutdown.clone());
-                threads.push(
-                    std::thread::Builder::new()
-                        .name(format!("floe-dns-{w}.{i}"))
-                        .spawn(move || udp::worker(socket, state, handler, shutdown))?,
-                );
+                threads.push(thread(format!("floe-dns-{w}.{i}"), move || {
+                    udp::worker(socket, state, handler, shutdown)
+                })?);
             }
         }
         // Draw plans off the query path too, so policy changes are logged
         // when they happen and queries rarely draw one themselves.
         {
             let (state, shutdown) = (state.clone(), shutdown.clone());
-            threads.push(
-                std::thread::Builder::new()
-                    .name("floe-dns-plan".into())
-                    .spawn(move || {
-                        while !shutdown.is_triggered() {
-                            drop(state.plan(Instant::now()));
-                            std::thread::sleep(PLAN_TICK);
-                        }
-                    })?,
-            );
+            threads.push(thread("floe-dns-plan".into(), move || {
+                while !shutdown.is_triggered() {
+                    drop(state.plan(Instant::now()));
+                    std::thread::sleep(PLAN_TICK);
+                }
+            })?);
         }
         if !self.tcp.is_empty() {
             let limits = tcp::Limits {
@@ -364,13 +346,9 @@ impl DnsServer {
                 max_connections: config.tcp_max_connections,
             };
             let listeners = self.tcp;
-            threads.push(
-                std::thread::Builder::new()
-                    .name("floe-dns-tcp".into())
-                    .spawn(move || {
-                        tcp::serve(listeners, handler, state.register(), limits, shutdown)
-                    })?,
-            );
+            threads.push(thread("floe-dns-tcp".into(), move || {
+                tcp::serve(listeners, handler, state.register(), limits, shutdown)
+            })?);
         }
         Ok(threads)
     }
@@ -386,37 +364,37 @@ fn bind_one(
         // SO_REUSEPORT would let this socket silently share the port with
         // another process's (a second floe, another server): a plain bind
         // still sees it taken. (TCP is bound without SO_REUSEPORT.)
-        UdpSocket::bind(addr)
-            .map(drop)
-            .map_err(|e| io::Error::new(e.kind(), format!("DNS bind udp {addr}: {e}")))?;
+        UdpSocket::bind(addr).map_err(bind_error("udp", addr))?;
     }
     let attempts = if addr.port() == 0 { 16 } else { 1 };
     let mut last = None;
     for _ in 0..attempts {
-        let first = udp::bind(addr)
-            .map_err(|e| io::Error::new(e.kind(), format!("DNS bind udp {addr}: {e}")))?;
+        let first = udp::bind(addr).map_err(bind_error("udp", addr))?;
         let actual = first.local_addr()?;
         match tcp::bind(actual) {
             Ok(listener) => {
                 let mut sockets = vec![first];
                 for _ in 1..workers {
-                    sockets.push(udp::bind(actual).map_err(|e| {
-                        io::Error::new(e.kind(), format!("DNS bind udp {actual}: {e}"))
-                    })?);
+                    sockets.push(udp::bind(actual).map_err(bind_error("udp", actual))?);
                 }
                 return Ok((actual, sockets, listener));
             }
-            Err(e) => {
-                last = Some(io::Error::new(
-                    e.kind(),
-                    format!("DNS bind tcp {actual}: {e}"),
-                ))
-            }
+            Err(e) => last = Some(bind_error("tcp", actual)(e)),
         }
     }
     Err(last.unwrap_or_else(|| {
         io::Error::other(format!("DNS bind {addr}: no port free for UDP and TCP"))
     }))
+}
+
+/// `e` saying what could not be bound (`udp`/`tcp` and the address).
+fn bind_error(what: &'static str, addr: SocketAddr) -> impl FnOnce(io::Error) -> io::Error {
+    move |e| io::Error::new(e.kind(), format!("DNS bind {what} {addr}: {e}"))
+}
+
+/// Starts a thread named `name` running `f`.
+fn thread(name: String, f: impl FnOnce() + Send + 'static) -> io::Result<JoinHandle<()>> {
+    std::thread::Builder::new().name(name).spawn(f)
 }
 
 #[cfg(test)]

@@ -73,27 +73,15 @@ impl Counters {
         }
     }
 
-    /// The counts so far.
-    pub fn read(&self) -> Tally {
+    /// Adds the counts so far to `total` (which sums every worker's).
+    pub fn add_to(&self, total: &mut Tally) {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        Tally {
-            udp_fast: get(&self.udp_fast),
-            udp_handler: get(&self.udp_handler),
-            tcp: get(&self.tcp),
-            unanswered: get(&self.unanswered),
-            rcode: std::array::from_fn(|i| get(&self.rcode[i])),
-        }
-    }
-}
-
-impl std::ops::AddAssign for Tally {
-    fn add_assign(&mut self, o: Tally) {
-        self.udp_fast += o.udp_fast;
-        self.udp_handler += o.udp_handler;
-        self.tcp += o.tcp;
-        self.unanswered += o.unanswered;
-        for (a, b) in self.rcode.iter_mut().zip(o.rcode) {
-            *a += b;
+        total.udp_fast += get(&self.udp_fast);
+        total.udp_handler += get(&self.udp_handler);
+        total.tcp += get(&self.tcp);
+        total.unanswered += get(&self.unanswered);
+        for (t, c) in total.rcode.iter_mut().zip(&self.rcode) {
+            *t += get(c);
         }
     }
 }
@@ -251,37 +239,15 @@ mod tests {
 
     #[test]
     fn keys_classify_types_and_codes() {
-        let k = QueryKey::new(Some(2), 28, 3);
-        assert_eq!(
-            (
-                k.zone,
-                QTYPES[k.qtype as usize],
-                QUERY_RCODES[k.rcode as usize]
-            ),
-            (3, "AAAA", "NXDOMAIN")
-        );
-        let k = QueryKey::new(None, 99, 16);
-        assert_eq!(
-            (
-                k.zone,
-                QTYPES[k.qtype as usize],
-                QUERY_RCODES[k.rcode as usize]
-            ),
-            (0, "other", "BADVERS")
-        );
-        let k = QueryKey::unparsed(1);
-        assert_eq!(
-            (
-                k.zone,
-                QTYPES[k.qtype as usize],
-                QUERY_RCODES[k.rcode as usize]
-            ),
-            (0, "other", "FORMERR")
-        );
-        assert_eq!(
-            QUERY_RCODES[QueryKey::new(None, 1, 9).rcode as usize],
-            "other"
-        );
+        for (k, want) in [
+            (QueryKey::new(Some(2), 28, 3), (3, "AAAA", "NXDOMAIN")),
+            (QueryKey::new(None, 99, 16), (0, "other", "BADVERS")),
+            (QueryKey::unparsed(1), (0, "other", "FORMERR")),
+            (QueryKey::new(None, 1, 9), (0, "A", "other")),
+        ] {
+            let (qtype, rcode) = (QTYPES[k.qtype as usize], QUERY_RCODES[k.rcode as usize]);
+            assert_eq!((k.zone, qtype, rcode), want, "{k:?}");
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::Request;
 use std::collections::BTreeSet;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 /// The test zone: apex SOA (TTL 120, MINIMUM 60) and NS with glue, a big
@@ -52,14 +52,21 @@ enum R {
     Unpolled,
 }
 
-fn up(mounts: &[(&'static str, u32, u32)]) -> R {
-    R::Up(mounts.to_vec())
+/// Up with both mounts of the stream: `ogg` and `mp3` listeners of 100.
+fn both(ogg: u32, mp3: u32) -> R {
+    R::Up(vec![("/live.ogg", ogg, 100), ("/live.mp3", mp3, 100)])
 }
 
 /// An idle relay carrying both mounts of the stream with room 100 each.
 fn idle() -> R {
-    up(&[("/live.ogg", 0, 100), ("/live.mp3", 0, 100)])
+    both(0, 0)
 }
+
+/// The stream's name and its per-mount name for `/live.ogg`.
+const LIVE: &str = "live.stream.example.org.";
+const LIVE_OGG: &str = "live-ogg.stream.example.org.";
+/// A static name of the test zone.
+const WWW: &str = "www.stream.example.org.";
 
 fn zones() -> Arc<ZoneSet> {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -143,15 +150,9 @@ fn cluster(relays: &[R], dns: &str) -> Snapshot {
     cluster_at(relays, dns, SystemTime::UNIX_EPOCH)
 }
 
-/// A plan drawn from `snap` now.
-fn plan_now(snap: &Arc<Snapshot>, zones: &Arc<Zones>, rng: &mut SmallRng) -> Plan {
-    Plan::build(
-        snap.clone(),
-        zones.clone(),
-        Instant::now(),
-        SystemTime::now(),
-        rng,
-    )
+/// A plan drawn from `snap` at `now`.
+fn plan_at(snap: &Arc<Snapshot>, zones: &Arc<Zones>, now: Instant, rng: &mut SmallRng) -> Plan {
+    Plan::build(snap.clone(), zones.clone(), now, SystemTime::now(), rng)
 }
 
 fn state(snap: Snapshot) -> Arc<DnsState> {
@@ -173,124 +174,92 @@ fn balanced<'p>(plan: &'p Plan, n: &str) -> &'p answer::Balanced {
 
 /// Every IPv4 address any variant of `n` lists.
 fn v4_union(plan: &Plan, n: &str) -> BTreeSet<Ipv4Addr> {
-    balanced(plan, n)
-        .v4
-        .iter()
-        .flat_map(|v| v.iter().copied())
-        .collect()
+    balanced(plan, n).v4.iter().flatten().copied().collect()
 }
 
 fn v4(last: u8) -> Ipv4Addr {
     Ipv4Addr::new(192, 0, 2, last)
 }
 
+/// 192.0.2.x for each x of `last`.
+fn v4s(last: &[u8]) -> BTreeSet<Ipv4Addr> {
+    last.iter().map(|&l| v4(l)).collect()
+}
+
 #[test]
 fn balanced_answers_list_only_relays_with_room() {
     let relays = [
         idle(),
-        up(&[("/live.ogg", 100, 100), ("/live.mp3", 0, 100)]), // ogg full
+        both(100, 0), // ogg full
         R::Down,
         R::ServerFull,
         R::Drained(vec![("/live.ogg", 0, 100), ("/live.mp3", 0, 100)]),
         idle(),
-        up(&[("/live.mp3", 0, 100)]), // no ogg source
+        R::Up(vec![("/live.mp3", 0, 100)]), // no ogg source
     ];
     let plan = plan_of(&relays, "");
-    let b = balanced(&plan, "live.stream.example.org.");
+    let b = balanced(&plan, LIVE);
     assert_eq!(b.decision, Decision::Candidates);
-    assert_eq!(
-        v4_union(&plan, "live.stream.example.org."),
-        BTreeSet::from([v4(1), v4(6)])
-    );
+    assert_eq!(v4_union(&plan, LIVE), v4s(&[1, 6]));
     for variant in b.v4.iter() {
         assert_eq!(variant.len(), 2, "answers = 2 and two candidates");
     }
     assert_eq!(b.v4.len(), VARIANTS);
-    let v6: BTreeSet<IpAddr> =
-        b.v6.iter()
-            .flat_map(|v| v.iter().map(|&a| IpAddr::V6(a)))
-            .collect();
-    assert_eq!(
-        v6,
-        BTreeSet::from([
-            "2001:db8::1".parse().unwrap(),
-            "2001:db8::6".parse().unwrap()
-        ])
-    );
+    let v6: BTreeSet<Ipv6Addr> = b.v6.iter().flatten().copied().collect();
+    let want = ["2001:db8::1", "2001:db8::6"].map(|a| a.parse().unwrap());
+    assert_eq!(v6, BTreeSet::from(want));
     // The per-mount name for /live.ogg: relay 6 lacks the mount, but ogg
     // has room on relays 0 and 5 only.
-    assert_eq!(
-        v4_union(&plan, "live-ogg.stream.example.org."),
-        BTreeSet::from([v4(1), v4(6)])
-    );
+    assert_eq!(v4_union(&plan, LIVE_OGG), v4s(&[1, 6]));
 }
 
 #[test]
 fn per_mount_names_follow_their_mount_only() {
     // Relay 1 has room on ogg but its mp3 is full: in the ogg name, not in
     // the stream name (a client of the stream may ask for either mount).
-    let relays = [
-        idle(),
-        up(&[("/live.ogg", 0, 100), ("/live.mp3", 100, 100)]),
-    ];
+    let relays = [idle(), both(0, 100)];
     let plan = plan_of(&relays, "");
-    assert_eq!(
-        v4_union(&plan, "live-ogg.stream.example.org."),
-        BTreeSet::from([v4(1), v4(2)])
-    );
-    assert_eq!(
-        v4_union(&plan, "live.stream.example.org."),
-        BTreeSet::from([v4(1)])
-    );
+    assert_eq!(v4_union(&plan, LIVE_OGG), v4s(&[1, 2]));
+    assert_eq!(v4_union(&plan, LIVE), v4s(&[1]));
 }
 
 #[test]
 fn answers_are_capped_and_spread_by_room() {
     let relays: Vec<R> = (0..6).map(|_| idle()).collect();
     let plan = plan_of(&relays, "");
-    let b = balanced(&plan, "live.stream.example.org.");
+    let b = balanced(&plan, LIVE);
     assert!(b.v4.iter().all(|v| v.len() == 2 && v[0] != v[1]));
     assert!(
-        v4_union(&plan, "live.stream.example.org.").len() >= 3,
+        v4_union(&plan, LIVE).len() >= 3,
         "16 weighted draws over 6 equal relays use more than 2"
     );
 }
 
 #[test]
 fn ttl_is_long_when_idle_short_when_room_runs_out_or_state_changes() {
-    let idle_plan = plan_of(&[idle(), idle()], "");
-    assert_eq!(balanced(&idle_plan, "live.stream.example.org.").ttl, 20);
-    let busy = [
-        up(&[("/live.ogg", 90, 100), ("/live.mp3", 0, 100)]),
-        up(&[("/live.ogg", 95, 100), ("/live.mp3", 0, 100)]),
-    ];
-    let busy_plan = plan_of(&busy, "");
-    assert_eq!(balanced(&busy_plan, "live.stream.example.org.").ttl, 5);
+    let ttl = |relays: &[R], dns| balanced(&plan_of(relays, dns), LIVE).ttl;
+    assert_eq!(ttl(&[idle(), idle()], ""), 20);
+    assert_eq!(ttl(&[both(90, 0), both(95, 0)], ""), 5);
     // Half full: in between.
-    let half = [up(&[("/live.ogg", 50, 100), ("/live.mp3", 50, 100)])];
-    let ttl = balanced(&plan_of(&half, ""), "live.stream.example.org.").ttl;
-    assert!(5 < ttl && ttl < 20, "ttl {ttl}");
+    let half = ttl(&[both(50, 50)], "");
+    assert!(5 < half && half < 20, "ttl {half}");
     // A relay changed state a moment ago: short.
     let changing = state(cluster_at(&[idle(), idle()], "", SystemTime::now()));
-    assert_eq!(
-        balanced(&changing.plan(Instant::now()), "live.stream.example.org.").ttl,
-        5
-    );
+    assert_eq!(balanced(&changing.plan(Instant::now()), LIVE).ttl, 5);
     // Never above ttl.
-    let plan = plan_of(&[idle()], "ttl = \"3s\"\nmin_ttl = \"1s\"");
-    assert_eq!(balanced(&plan, "live.stream.example.org.").ttl, 3);
+    assert_eq!(ttl(&[idle()], "ttl = \"3s\"\nmin_ttl = \"1s\""), 3);
 }
 
 #[test]
 fn no_candidate_serves_every_live_relay_by_default() {
     let relays = [
-        up(&[("/live.ogg", 100, 100), ("/live.mp3", 100, 100)]),
+        both(100, 100),
         R::ServerFull,
         R::Down,
         R::Drained(vec![("/live.ogg", 0, 100), ("/live.mp3", 0, 100)]),
     ];
     let plan = plan_of(&relays, "");
-    let b = balanced(&plan, "live.stream.example.org.");
+    let b = balanced(&plan, LIVE);
     assert_eq!(
         b.decision,
         Decision::Policy {
@@ -299,32 +268,26 @@ fn no_candidate_serves_every_live_relay_by_default() {
         }
     );
     assert_eq!(b.ttl, 5, "policy answers use min_ttl");
-    assert_eq!(
-        v4_union(&plan, "live.stream.example.org."),
-        BTreeSet::from([v4(1), v4(2)])
-    );
+    assert_eq!(v4_union(&plan, LIVE), v4s(&[1, 2]));
     // Every relay down: every relay not drained, rather than nothing.
     let plan = plan_of(&[R::Down, R::Down, R::Drained(vec![])], "");
-    assert_eq!(
-        v4_union(&plan, "live.stream.example.org."),
-        BTreeSet::from([v4(1), v4(2)])
-    );
+    assert_eq!(v4_union(&plan, LIVE), v4s(&[1, 2]));
 }
 
 #[test]
 fn no_candidate_nodata_and_fixed_policies() {
-    let full = [up(&[("/live.ogg", 100, 100), ("/live.mp3", 100, 100)])];
+    let full = [both(100, 100)];
     let plan = plan_of(&full, "when_no_candidate = \"nodata\"");
-    let b = balanced(&plan, "live.stream.example.org.");
+    let b = balanced(&plan, LIVE);
     assert!(b.v4.iter().all(|v| v.is_empty()) && b.v6.iter().all(|v| v.is_empty()));
     let plan = plan_of(
         &full,
         "when_no_candidate = \"fallback\"\nfallback = [\"198.51.100.1\", \"198.51.100.2\", \"198.51.100.3\"]",
     );
-    let b = balanced(&plan, "live.stream.example.org.");
+    let b = balanced(&plan, LIVE);
     assert!(b.v4.iter().all(|v| v.len() == 2));
     assert!(b.v6.iter().all(|v| v.is_empty()));
-    let all: BTreeSet<Ipv4Addr> = b.v4.iter().flat_map(|v| v.iter().copied()).collect();
+    let all = v4_union(&plan, LIVE);
     assert_eq!(
         all.len(),
         3,
@@ -336,7 +299,7 @@ fn no_candidate_nodata_and_fixed_policies() {
 fn before_first_poll_and_stale_policies() {
     // Nothing polled yet: before_first_poll (serve-all includes unknowns).
     let plan = plan_of(&[R::Unpolled, R::Unpolled], "");
-    let b = balanced(&plan, "live.stream.example.org.");
+    let b = balanced(&plan, LIVE);
     assert_eq!(
         b.decision,
         Decision::Policy {
@@ -344,29 +307,17 @@ fn before_first_poll_and_stale_policies() {
             policy: config::DnsPolicy::ServeAll
         }
     );
-    assert_eq!(
-        v4_union(&plan, "live.stream.example.org."),
-        BTreeSet::from([v4(1), v4(2)])
-    );
+    assert_eq!(v4_union(&plan, LIVE), v4s(&[1, 2]));
     // One relay known with room already: it is answered.
     let plan = plan_of(&[idle(), R::Unpolled], "before_first_poll = \"nodata\"");
-    assert_eq!(
-        balanced(&plan, "live.stream.example.org.").decision,
-        Decision::Candidates
-    );
+    assert_eq!(balanced(&plan, LIVE).decision, Decision::Candidates);
     // Stale snapshot: when_stale decides; last-known keeps the candidates.
     let snap = Arc::new(cluster(&[idle()], "when_stale = \"nodata\""));
     let zones = Arc::new(Zones::new(zones()));
     let later = snap.built + snap.config().poll.stale_after + Duration::from_secs(1);
     let mut rng = SmallRng::seed_from_u64(1);
-    let plan = Plan::build(
-        snap.clone(),
-        zones.clone(),
-        later,
-        SystemTime::now(),
-        &mut rng,
-    );
-    let b = balanced(&plan, "live.stream.example.org.");
+    let plan = plan_at(&snap, &zones, later, &mut rng);
+    let b = balanced(&plan, LIVE);
     assert_eq!(
         b.decision,
         Decision::Policy {
@@ -376,11 +327,8 @@ fn before_first_poll_and_stale_policies() {
     );
     assert!(b.v4.iter().all(|v| v.is_empty()));
     let snap = Arc::new(cluster(&[idle()], ""));
-    let plan = Plan::build(snap.clone(), zones, later, SystemTime::now(), &mut rng);
-    assert_eq!(
-        balanced(&plan, "live.stream.example.org.").decision,
-        Decision::Candidates
-    );
+    let plan = plan_at(&snap, &zones, later, &mut rng);
+    assert_eq!(balanced(&plan, LIVE).decision, Decision::Candidates);
 }
 
 #[test]
@@ -396,10 +344,7 @@ fn plan_follows_the_snapshot_and_expires() {
     cell.store(cluster(&[R::Down, idle()], ""));
     let second = state.plan(now).clone();
     assert!(!Arc::ptr_eq(&first, &second));
-    assert_eq!(
-        v4_union(&second, "live.stream.example.org."),
-        BTreeSet::from([v4(2)])
-    );
+    assert_eq!(v4_union(&second, LIVE), v4s(&[2]));
     let third = state
         .plan(second.expires + Duration::from_millis(1))
         .clone();
@@ -412,7 +357,7 @@ fn plan_follows_the_snapshot_and_expires() {
 #[test]
 fn txt_explains_the_answer() {
     let plan = plan_of(&[idle(), R::Down], "");
-    let b = balanced(&plan, "live.stream.example.org.");
+    let b = balanced(&plan, LIVE);
     assert_eq!(
         b.explain(&plan.snapshot, plan.generation),
         "generation=7 answer=candidates ttl=20 relays=r0"
@@ -441,15 +386,20 @@ fn rt() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
+/// Where test queries come from.
+const SRC: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5353);
+
+/// The handler's response to `raw` over `protocol` (`None`: no answer).
+fn handle(state: &Arc<DnsState>, raw: &[u8], protocol: Protocol) -> Option<Vec<u8>> {
+    let handler = FloeHandler::new(state.clone());
+    rt().block_on(handler.answer(raw, SRC, protocol))
+        .map(|(bytes, _)| bytes)
+}
+
 /// The handler's response to `raw` over UDP with plan `plan`, variant `k`.
 fn via_handler(state: &Arc<DnsState>, plan: &Plan, raw: &[u8], k: usize) -> Vec<u8> {
     let handler = FloeHandler::new(state.clone());
-    let request = Request::from_bytes(
-        raw.to_vec(),
-        "127.0.0.1:5353".parse().unwrap(),
-        Protocol::Udp,
-    )
-    .expect("request parses");
+    let request = Request::from_bytes(raw.to_vec(), SRC, Protocol::Udp).expect("request parses");
     let reply = rt()
         .block_on(handler.reply(&request, plan, k))
         .expect("a reply");
@@ -463,17 +413,14 @@ fn ask(state: &Arc<DnsState>, raw: &[u8]) -> Message {
     let mut out = [0u8; 1232];
     let bytes = match fast::answer(raw, &plan, 0, &mut out) {
         Some((n, _)) => out[..n].to_vec(),
-        None => {
-            rt().block_on(FloeHandler::new(state.clone()).answer(
-                raw,
-                "127.0.0.1:5353".parse().unwrap(),
-                Protocol::Udp,
-            ))
-            .expect("a response")
-            .0
-        }
+        None => handle(state, raw, Protocol::Udp).expect("a response"),
     };
     Message::from_vec(&bytes).expect("response parses")
+}
+
+/// The RCODE of the full answer path's response to `m`.
+fn rcode(state: &Arc<DnsState>, m: &Message) -> ResponseCode {
+    ask(state, &m.to_vec().unwrap()).metadata.response_code
 }
 
 fn ask_name(state: &Arc<DnsState>, qname: &str, qtype: RecordType) -> Message {
@@ -484,10 +431,7 @@ fn ask_name(state: &Arc<DnsState>, qname: &str, qtype: RecordType) -> Message {
 fn fast_path_and_handler_give_the_same_answers() {
     let cases = [
         (vec![idle(), idle(), R::Down, idle()], ""),
-        (
-            vec![up(&[("/live.ogg", 100, 100), ("/live.mp3", 100, 100)])],
-            "when_no_candidate = \"nodata\"",
-        ),
+        (vec![both(100, 100)], "when_no_candidate = \"nodata\""),
         (
             vec![R::Down],
             "when_no_candidate = \"fallback\"\nfallback = [\"198.51.100.1\"]",
@@ -497,11 +441,7 @@ fn fast_path_and_handler_give_the_same_answers() {
     for (relays, dns) in cases {
         let state = state(cluster(&relays, dns));
         let plan = state.plan(Instant::now());
-        for qname in [
-            "live.stream.example.org.",
-            "LiVe.StReAm.ExAmPlE.oRg.",
-            "live-ogg.stream.example.org.",
-        ] {
+        for qname in [LIVE, "LiVe.StReAm.ExAmPlE.oRg.", LIVE_OGG] {
             for qtype in [RecordType::A, RecordType::AAAA] {
                 for edns in [None, Some(512), Some(4096)] {
                     let raw = query(qname, qtype, edns);
@@ -536,32 +476,24 @@ fn fast_path_declines_what_it_does_not_understand() {
     let plan = state.plan(Instant::now());
     let mut out = [0u8; 1232];
     let mut declined = |raw: &[u8]| fast::answer(raw, &plan, 0, &mut out).is_none();
-    assert!(declined(&query(
-        "live.stream.example.org.",
-        RecordType::MX,
-        None
-    )));
-    assert!(declined(&query(
-        "live.stream.example.org.",
-        RecordType::ANY,
-        None
-    )));
-    assert!(declined(&query(
-        "www.stream.example.org.",
-        RecordType::A,
-        None
-    )));
-    let mut notify = query("live.stream.example.org.", RecordType::A, None);
+    for (qname, qtype) in [
+        (LIVE, RecordType::MX),
+        (LIVE, RecordType::ANY),
+        (WWW, RecordType::A),
+    ] {
+        assert!(declined(&query(qname, qtype, None)), "{qname} {qtype}");
+    }
+    let mut notify = query(LIVE, RecordType::A, None);
     notify[2] |= 4 << 3;
     assert!(declined(&notify));
-    let mut response = query("live.stream.example.org.", RecordType::A, None);
+    let mut response = query(LIVE, RecordType::A, None);
     response[2] |= 0x80;
     assert!(declined(&response));
-    let mut trailing = query("live.stream.example.org.", RecordType::A, None);
+    let mut trailing = query(LIVE, RecordType::A, None);
     trailing.push(0);
     assert!(declined(&trailing));
     // An EDNS version above 0 (the handler answers BADVERS).
-    let mut v1 = query("live.stream.example.org.", RecordType::A, Some(1232));
+    let mut v1 = query(LIVE, RecordType::A, Some(1232));
     let n = v1.len();
     v1[n - 5] = 1;
     assert!(declined(&v1));
@@ -603,10 +535,10 @@ fn negatives_carry_the_soa_with_the_negative_ttl() {
     assert_eq!(nx.authorities[0].record_type(), RecordType::SOA);
     assert_eq!(nx.authorities[0].ttl, 60, "min(SOA TTL 120, MINIMUM 60)");
     for (qname, qtype) in [
-        ("www.stream.example.org.", RecordType::AAAA),
+        (WWW, RecordType::AAAA),
         ("b.stream.example.org.", RecordType::A), // empty non-terminal
-        ("live.stream.example.org.", RecordType::MX),
-        ("live-ogg.stream.example.org.", RecordType::CAA),
+        (LIVE, RecordType::MX),
+        (LIVE_OGG, RecordType::CAA),
     ] {
         let m = ask_name(&state, qname, qtype);
         assert_eq!(
@@ -636,10 +568,7 @@ fn names_outside_the_zones_and_other_classes_are_refused() {
     let mut q = Query::query(name("version.bind."), RecordType::TXT);
     q.set_query_class(DNSClass::CH);
     chaos.add_query(q);
-    assert_eq!(
-        ask(&state, &chaos.to_vec().unwrap()).metadata.response_code,
-        ResponseCode::Refused
-    );
+    assert_eq!(rcode(&state, &chaos), ResponseCode::Refused);
     let m = ask_name(&state, "stream.example.org.", RecordType::AXFR);
     assert_eq!(m.metadata.response_code, ResponseCode::Refused);
 }
@@ -649,21 +578,14 @@ fn malformed_and_unsupported_queries() {
     let state = state(cluster(&[idle()], ""));
     // Two questions.
     let mut two = Message::new(2, MessageType::Query, OpCode::Query);
-    two.add_query(Query::query(name("www.stream.example.org."), RecordType::A));
-    two.add_query(Query::query(
-        name("live.stream.example.org."),
-        RecordType::A,
-    ));
-    let m = ask(&state, &two.to_vec().unwrap());
-    assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
+    two.add_query(Query::query(name(WWW), RecordType::A));
+    two.add_query(Query::query(name(LIVE), RecordType::A));
+    assert_eq!(rcode(&state, &two), ResponseCode::FormErr);
     // No question.
     let none = Message::new(3, MessageType::Query, OpCode::Query);
-    assert_eq!(
-        ask(&state, &none.to_vec().unwrap()).metadata.response_code,
-        ResponseCode::FormErr
-    );
+    assert_eq!(rcode(&state, &none), ResponseCode::FormErr);
     // A question cut short: FORMERR with the query's ID.
-    let raw = query("www.stream.example.org.", RecordType::A, None);
+    let raw = query(WWW, RecordType::A, None);
     let m = ask(&state, &raw[..20]);
     assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
     assert_eq!(m.metadata.id, 0x1234);
@@ -671,15 +593,11 @@ fn malformed_and_unsupported_queries() {
     for op in [OpCode::Status, OpCode::Notify, OpCode::Update] {
         let mut m = Message::new(4, MessageType::Query, op);
         m.add_query(Query::query(name("stream.example.org."), RecordType::SOA));
-        assert_eq!(
-            ask(&state, &m.to_vec().unwrap()).metadata.response_code,
-            ResponseCode::NotImp,
-            "{op:?}"
-        );
+        assert_eq!(rcode(&state, &m), ResponseCode::NotImp, "{op:?}");
     }
     // EDNS version 1.
     let mut m = Message::new(5, MessageType::Query, OpCode::Query);
-    m.add_query(Query::query(name("www.stream.example.org."), RecordType::A));
+    m.add_query(Query::query(name(WWW), RecordType::A));
     let mut e = Edns::new();
     e.set_version(1);
     m.set_edns(e);
@@ -687,18 +605,10 @@ fn malformed_and_unsupported_queries() {
     assert_eq!(u16::from(r.metadata.response_code), 16, "BADVERS");
     assert!(r.edns.is_some());
     // Too short for a header, or a response: no answer at all.
-    let handler = FloeHandler::new(state.clone());
-    let src = "127.0.0.1:5353".parse().unwrap();
-    assert!(
-        rt().block_on(handler.answer(&raw[..11], src, Protocol::Udp))
-            .is_none()
-    );
+    assert!(handle(&state, &raw[..11], Protocol::Udp).is_none());
     let mut resp = raw.clone();
     resp[2] |= 0x80;
-    assert!(
-        rt().block_on(handler.answer(&resp, src, Protocol::Udp))
-            .is_none()
-    );
+    assert!(handle(&state, &resp, Protocol::Udp).is_none());
 }
 
 #[test]
@@ -707,7 +617,7 @@ fn any_gets_a_minimal_answer() {
     let m = ask_name(&state, "stream.example.org.", RecordType::ANY);
     let types: BTreeSet<RecordType> = m.answers.iter().map(|r| r.record_type()).collect();
     assert_eq!(types.len(), 1, "one RRset, not all of them: {types:?}");
-    let m = ask_name(&state, "live.stream.example.org.", RecordType::ANY);
+    let m = ask_name(&state, LIVE, RecordType::ANY);
     assert!(m.answers.iter().all(|r| r.record_type() == RecordType::A) && !m.answers.is_empty());
     assert_eq!(m.queries[0].query_type(), RecordType::ANY);
 }
@@ -715,30 +625,18 @@ fn any_gets_a_minimal_answer() {
 #[test]
 fn answers_that_do_not_fit_are_truncated_and_whole_over_tcp() {
     let state = state(cluster(&[idle()], ""));
-    let m = ask(
-        &state,
-        &query("big.stream.example.org.", RecordType::TXT, None),
-    );
+    let big = |edns| query("big.stream.example.org.", RecordType::TXT, edns);
+    let m = ask(&state, &big(None));
     assert!(m.metadata.truncation);
     assert!(m.answers.is_empty());
     assert_eq!(m.queries.len(), 1);
-    let m = ask(
-        &state,
-        &query("big.stream.example.org.", RecordType::TXT, Some(512)),
-    );
+    let m = ask(&state, &big(Some(512)));
     assert!(m.metadata.truncation);
     assert!(m.edns.is_some(), "the OPT record survives truncation");
-    let m = ask(
-        &state,
-        &query("big.stream.example.org.", RecordType::TXT, Some(1232)),
-    );
+    let m = ask(&state, &big(Some(1232)));
     assert!(!m.metadata.truncation);
     assert_eq!(m.answers.len(), 6);
-    let handler = FloeHandler::new(state.clone());
-    let raw = query("big.stream.example.org.", RecordType::TXT, None);
-    let (bytes, _) = rt()
-        .block_on(handler.answer(&raw, "127.0.0.1:5353".parse().unwrap(), Protocol::Tcp))
-        .unwrap();
+    let bytes = handle(&state, &big(None), Protocol::Tcp).unwrap();
     let m = Message::from_vec(&bytes).unwrap();
     assert!(!m.metadata.truncation);
     assert_eq!(m.answers.len(), 6);
@@ -778,12 +676,7 @@ fn a_reload_serves_the_new_zones() {
     state.set_zones(Arc::new(zones.unwrap()));
     let m = ask_name(&state, "new.stream.example.org.", RecordType::A);
     assert_eq!(m.answers.len(), 1);
-    assert_eq!(
-        ask_name(&state, "live.stream.example.org.", RecordType::A)
-            .answers
-            .len(),
-        1
-    );
+    assert_eq!(ask_name(&state, LIVE, RecordType::A).answers.len(), 1);
 }
 
 #[test]
@@ -800,8 +693,8 @@ fn hickory_server_can_drive_the_handler() {
         server.register_socket(socket);
         let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         for (qname, rcode, answers) in [
-            ("live.stream.example.org.", ResponseCode::NoError, 1),
-            ("www.stream.example.org.", ResponseCode::NoError, 1),
+            (LIVE, ResponseCode::NoError, 1),
+            (WWW, ResponseCode::NoError, 1),
             ("nope.stream.example.org.", ResponseCode::NXDomain, 0),
             ("example.com.", ResponseCode::Refused, 0),
         ] {
@@ -848,11 +741,7 @@ fn variants_are_drawn_like_select_picks() {
     // Rooms 10, 30 and 60 (x weight 1): a draw by the decision's weights
     // (as a redirect draws) and the plan's first address come out in the
     // same proportions.
-    let relays = [
-        up(&[("/live.ogg", 90, 100), ("/live.mp3", 0, 100)]),
-        up(&[("/live.ogg", 70, 100), ("/live.mp3", 0, 100)]),
-        up(&[("/live.ogg", 40, 100), ("/live.mp3", 0, 100)]),
-    ];
+    let relays = [both(90, 0), both(70, 0), both(40, 0)];
     let snap = Arc::new(cluster(&relays, "answers = 1"));
     let zones = Arc::new(Zones::new(zones()));
     let mut rng = SmallRng::seed_from_u64(5);
@@ -870,8 +759,8 @@ fn variants_are_drawn_like_select_picks() {
             let (r, _) = weighted.draw(&mut rng).expect("candidates");
             from_select[r.index()] += 1;
         }
-        let plan = plan_now(&snap, &zones, &mut rng);
-        for v in balanced(&plan, "live-ogg.stream.example.org.").v4.iter() {
+        let plan = plan_at(&snap, &zones, Instant::now(), &mut rng);
+        for v in balanced(&plan, LIVE_OGG).v4.iter() {
             from_plan[usize::from(v[0].octets()[3]) - 1] += 1;
         }
     }
@@ -889,12 +778,7 @@ fn variants_are_drawn_like_select_picks() {
 #[test]
 fn each_family_is_drawn_among_the_relays_that_have_it() {
     // r0 and r1 IPv4 only, r2 IPv6 only, r3 both; rooms 10, 30, 20, 40.
-    let relays = [
-        up(&[("/live.ogg", 90, 100), ("/live.mp3", 0, 100)]),
-        up(&[("/live.ogg", 70, 100), ("/live.mp3", 0, 100)]),
-        up(&[("/live.ogg", 80, 100), ("/live.mp3", 0, 100)]),
-        up(&[("/live.ogg", 60, 100), ("/live.mp3", 0, 100)]),
-    ];
+    let relays = [both(90, 0), both(70, 0), both(80, 0), both(60, 0)];
     let addresses = |i: usize| match i {
         0 | 1 => format!("\"192.0.2.{}\"", i + 1),
         2 => "\"2001:db8::3\"".to_string(),
@@ -913,8 +797,8 @@ fn each_family_is_drawn_among_the_relays_that_have_it() {
     let (mut first4, mut first6) = ([0u32; 4], [0u32; 4]);
     let rounds = 400;
     for _ in 0..rounds {
-        let plan = plan_now(&snap, &zones, &mut rng);
-        let b = balanced(&plan, "live-ogg.stream.example.org.");
+        let plan = plan_at(&snap, &zones, Instant::now(), &mut rng);
+        let b = balanced(&plan, LIVE_OGG);
         for v in b.v4.iter() {
             assert_eq!(v.len(), 2, "{v:?}");
             assert_ne!(v[0], v[1]);
@@ -943,18 +827,14 @@ fn each_family_is_drawn_among_the_relays_that_have_it() {
 #[test]
 fn a_port_held_by_another_socket_is_refused() {
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port = udp.local_addr().unwrap().port();
-    assert!(
-        DnsServer::bind(&[SocketAddr::from(([127, 0, 0, 1], port))], 2).is_err(),
-        "UDP port taken"
-    );
-    drop(udp);
     let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = tcp.local_addr().unwrap().port();
-    assert!(
-        DnsServer::bind(&[SocketAddr::from(([127, 0, 0, 1], port))], 2).is_err(),
-        "TCP port taken"
-    );
+    for (what, taken) in [("UDP", udp.local_addr()), ("TCP", tcp.local_addr())] {
+        let taken = taken.unwrap();
+        assert!(
+            DnsServer::bind(&[taken], 2).is_err(),
+            "{what} port {taken} taken"
+        );
+    }
     // Two floes on one port: the second fails.
     let first = DnsServer::bind(&["127.0.0.1:0".parse().unwrap()], 2).unwrap();
     assert!(DnsServer::bind(&first.addrs, 2).is_err());

@@ -14,7 +14,7 @@ use super::stats::{QueryKey, Tally};
 use super::{DnsState, fast, next_variant};
 use crate::shutdown::Shutdown;
 use hickory_server::net::xfer::Protocol;
-use std::io;
+use std::io::{self, ErrorKind};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -63,18 +63,13 @@ pub(super) fn worker(
     loop {
         let n = match batch.recv(&socket) {
             Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                 if shutdown.is_triggered() {
                     return;
                 }
                 continue;
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) => {
                 // ICMP errors from earlier sends (ECONNREFUSED) and the like.
                 tracing::debug!("DNS UDP receive: {e}");

@@ -23,17 +23,8 @@ pub struct Zones {
 
 impl std::fmt::Debug for Zones {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Zones")
-            .field(
-                "zones",
-                &self
-                    .set
-                    .zones()
-                    .iter()
-                    .map(|z| &z.origin)
-                    .collect::<Vec<_>>(),
-            )
-            .finish()
+        let origins: Vec<_> = self.set.zones().iter().map(|z| &z.origin).collect();
+        f.debug_struct("Zones").field("zones", &origins).finish()
     }
 }
 
