@@ -31,6 +31,9 @@ pub enum StartError {
     /// A socket could not be bound.
     #[error("{0}")]
     Bind(#[from] std::io::Error),
+    /// The relay pollers' HTTP client could not be built.
+    #[error("poll client: {0}")]
+    PollClient(String),
     /// A worker thread or its runtime could not be started.
     #[error("starting worker threads: {0}")]
     Threads(std::io::Error),
@@ -71,7 +74,8 @@ impl Instance {
         let shutdown = Shutdown::new();
         let metrics = Arc::new(Metrics::new());
         let history = Arc::new(History::default());
-        let engine = Engine::start(config.clone(), metrics.clone(), shutdown.clone());
+        let engine = Engine::start(config.clone(), metrics.clone(), shutdown.clone())
+            .map_err(|e| StartError::PollClient(e.to_string()))?;
         let http_addrs = http.addrs.clone();
         let shared = Arc::new(http::Shared {
             snapshots: engine.snapshots(),

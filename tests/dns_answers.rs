@@ -598,15 +598,27 @@ fn malformed_and_unsupported_queries() {
         udp(dns, &two.to_vec().unwrap()).metadata.response_code,
         ResponseCode::FormErr
     );
-    // NOTIMP: opcodes other than QUERY.
-    for op in [OpCode::Notify, OpCode::Status, OpCode::Update] {
+    // NOTIMP: opcodes other than QUERY, known or not. RD and CD are
+    // defined for QUERY only: clear in the answer even when the query set
+    // them (a compliance tester found them echoed).
+    for op in [
+        OpCode::Notify,
+        OpCode::Status,
+        OpCode::Update,
+        OpCode::Unknown(7),
+    ] {
         let mut m = Message::new(12, MessageType::Query, op);
+        m.metadata.recursion_desired = true;
+        m.metadata.checking_disabled = true;
         m.add_query(Query::query(name("stream.example.org."), RecordType::SOA));
+        let answer = udp(dns, &m.to_vec().unwrap());
         assert_eq!(
-            udp(dns, &m.to_vec().unwrap()).metadata.response_code,
+            answer.metadata.response_code,
             ResponseCode::NotImp,
             "{op:?}"
         );
+        assert!(!answer.metadata.recursion_desired, "RD echoed for {op:?}");
+        assert!(!answer.metadata.checking_disabled, "CD echoed for {op:?}");
     }
     // Garbage shorter than a header: no answer; the server keeps serving.
     assert!(udp_raw(dns, b"\x01\x02\x03").is_none());

@@ -459,3 +459,23 @@ fn head_answers_like_get_but_takes_no_slot() {
     assert_eq!(r.status, 503);
     assert_eq!(req(&floe, "HEAD", "/live.ogg", &[]).status, 503);
 }
+
+#[test]
+fn a_host_without_ca_certificates_still_polls_http_relays() {
+    let rt = runtime();
+    let _g = rt.enter();
+    let a = sim("relay-a", Some(5), None);
+    // No CA roots anywhere (as without the ca-certificates package): the
+    // poll client used to panic at start.
+    let empty = tempfile::tempdir().unwrap();
+    let floe = FloeProcess::start_with(
+        &config(&[&a], ""),
+        &[],
+        &[
+            ("SSL_CERT_FILE", Some("/nonexistent/ca.pem")),
+            ("SSL_CERT_DIR", empty.path().to_str()),
+        ],
+    );
+    floe.wait_healthy(T);
+    assert_eq!(req(&floe, "GET", "/live.ogg", &[]).status, 302);
+}

@@ -146,6 +146,10 @@ impl FloeHandler {
             return Some(reply.error(ResponseCode::BADVERS));
         }
         if request.metadata.op_code != OpCode::Query {
+            // RD and CD mean something for QUERY only (RFC 1035 4.1.1, RFC
+            // 4035 3.2.2): not echoed for another opcode.
+            reply.metadata.recursion_desired = false;
+            reply.metadata.checking_disabled = false;
             return Some(reply.error(ResponseCode::NotImp));
         }
         let [query] = request.queries.queries() else {
@@ -293,7 +297,7 @@ pub fn encode(request: &Request, reply: Reply, max: usize) -> Vec<u8> {
 }
 
 /// FORMERR for a query whose header parses but the rest does not: the
-/// header's ID, opcode and RD, no question.
+/// header's ID, opcode and RD (for QUERY), no question.
 fn formerr(raw: &[u8]) -> Option<Vec<u8>> {
     let header = Header::read(&mut BinDecoder::new(raw)).ok()?;
     let mut m = Message::new(
@@ -301,7 +305,8 @@ fn formerr(raw: &[u8]) -> Option<Vec<u8>> {
         MessageType::Response,
         header.metadata.op_code,
     );
-    m.metadata.recursion_desired = header.metadata.recursion_desired;
+    m.metadata.recursion_desired =
+        header.metadata.recursion_desired && header.metadata.op_code == OpCode::Query;
     m.metadata.response_code = ResponseCode::FormErr;
     m.to_vec().ok()
 }

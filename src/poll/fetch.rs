@@ -23,22 +23,31 @@ pub struct PollTarget {
 
 /// Builds the HTTP client shared by every relay poller: keep-alive
 /// connections, a User-Agent naming floe, no redirects (a status page that
-/// redirects is misconfigured), no proxy from the environment.
-pub fn client(timeout: Duration) -> reqwest::Client {
-    reqwest::Client::builder()
-        .user_agent(concat!(
-            "floe/",
-            env!("CARGO_PKG_VERSION"),
-            " (Icecast load balancer)"
-        ))
-        .connect_timeout(timeout)
-        .timeout(timeout)
-        .pool_max_idle_per_host(1)
-        .pool_idle_timeout(Duration::from_secs(90))
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .build()
-        .expect("HTTP client with static settings builds")
+/// redirects is misconfigured), no proxy from the environment. On a host
+/// without CA certificates (no `ca-certificates` package) it still builds,
+/// with no trusted roots: `http://` relays are polled as usual and
+/// `https://` ones fail with a TLS error, after one logged error here.
+pub fn client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    let builder = || {
+        reqwest::Client::builder()
+            .user_agent(concat!(
+                "floe/",
+                env!("CARGO_PKG_VERSION"),
+                " (Icecast load balancer)"
+            ))
+            .connect_timeout(timeout)
+            .timeout(timeout)
+            .pool_max_idle_per_host(1)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+    };
+    builder().build().or_else(|e| {
+        tracing::error!(
+            "no CA certificates for https:// relays ({e}); polling them will fail: install ca-certificates"
+        );
+        builder().tls_certs_only(Vec::new()).build()
+    })
 }
 
 /// Polls `target` once. Never fails: every problem becomes

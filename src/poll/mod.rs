@@ -79,9 +79,13 @@ struct Task {
 impl Engine {
     /// Publishes a first snapshot (every relay unknown) and starts polling
     /// every relay of `config`, counting polls in `metrics`. Must run inside
-    /// a tokio runtime. Everything
-    /// stops when `shutdown` fires.
-    pub fn start(config: Arc<Config>, metrics: Arc<Metrics>, shutdown: Shutdown) -> Engine {
+    /// a tokio runtime. Everything stops when `shutdown` fires. Fails only
+    /// when no HTTP client can be built.
+    pub fn start(
+        config: Arc<Config>,
+        metrics: Arc<Metrics>,
+        shutdown: Shutdown,
+    ) -> Result<Engine, reqwest::Error> {
         let topology = Arc::new(Topology::new(config.clone(), None));
         let first = Snapshot::build(
             topology.clone(),
@@ -96,7 +100,7 @@ impl Engine {
             topology: topology.clone(),
             slots: Vec::new(),
             tasks: HashMap::new(),
-            client: fetch::client(timeout),
+            client: fetch::client(timeout)?,
             client_timeout: timeout,
             generation: 1,
             runtime_drain: HashSet::new(),
@@ -111,7 +115,7 @@ impl Engine {
         };
         engine.apply(topology);
         tokio::spawn(engine.clone().build_loop());
-        engine
+        Ok(engine)
     }
 
     /// The published snapshots.
@@ -176,8 +180,14 @@ impl Engine {
         let mut st = lock(&self.state);
         let config = &topology.config;
         if st.client_timeout != config.poll.timeout {
-            st.client = fetch::client(config.poll.timeout);
-            st.client_timeout = config.poll.timeout;
+            // A client that cannot be built keeps the old one (and its timeout).
+            match fetch::client(config.poll.timeout) {
+                Ok(client) => {
+                    st.client = client;
+                    st.client_timeout = config.poll.timeout;
+                }
+                Err(e) => tracing::error!("poll client for the new timeout: {e}"),
+            }
         }
         let mut old_tasks = std::mem::take(&mut st.tasks);
         let mut slots = Vec::with_capacity(topology.relays.len());
