@@ -3,24 +3,18 @@
 use serde::{Deserialize, Deserializer, de::Error as _};
 use std::time::Duration;
 
-/// Deserializes a humantime string such as `"500ms"` or `"2s"`.
-pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    parse(&s).map_err(D::Error::custom)
-}
+/// A duration as the config writes it: a humantime string such as `"500ms"`
+/// or `"2s"`, with a message an operator can act on when it does not parse.
+#[derive(Debug, Clone, Copy)]
+pub struct Human(pub Duration);
 
-/// Parses a humantime duration, with a message an operator can act on.
-pub fn parse(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim())
-        .map_err(|e| format!("invalid duration {s:?} ({e}); write e.g. \"500ms\", \"2s\", \"1m\""))
-}
-
-/// `Option<Duration>` from an optional humantime string.
-pub mod option {
-    use super::*;
-
-    /// Deserializes `Some(duration)` from a present string.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        super::deserialize(d).map(Some)
+impl<'de> Deserialize<'de> for Human {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(s.trim()).map(Human).map_err(|e| {
+            D::Error::custom(format!(
+                "invalid duration {s:?} ({e}); write e.g. \"500ms\", \"2s\", \"1m\""
+            ))
+        })
     }
 }

@@ -40,18 +40,13 @@ pub struct Loaded {
 /// as `serve` and reload do. `Err` carries every diagnostic (at least one
 /// error); `Ok` carries the warnings.
 pub fn load(path: &Path) -> Result<Loaded, Diagnostics> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
+    match std::fs::read_to_string(path) {
+        Ok(text) => load_str(path, &text),
         Err(e) => {
-            return Err(Diagnostics(vec![Diagnostic::error(
-                path,
-                0,
-                0,
-                format!("cannot read config: {e}"),
-            )]));
+            let message = format!("cannot read config: {e}");
+            Err(Diagnostics(vec![Diagnostic::error(path, 0, 0, message)]))
         }
-    };
-    load_str(path, &text)
+    }
 }
 
 /// [`load`] for config text already in memory; `path` names the file in

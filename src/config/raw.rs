@@ -5,11 +5,10 @@
 //! the validated [`super::Config`]. Every key of a section is optional, so a
 //! missing section is its `Default`.
 
-use super::duration;
+use super::duration::Human;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Duration;
 use toml::Spanned;
 
 /// `[dns]`.
@@ -19,16 +18,13 @@ pub struct RawDns {
     pub listen: Option<Vec<Spanned<String>>>,
     pub zones: Option<Spanned<PathBuf>>,
     pub answers: Option<Spanned<u32>>,
-    #[serde(with = "duration::option")]
-    pub ttl: Option<Duration>,
-    #[serde(with = "duration::option")]
-    pub min_ttl: Option<Duration>,
+    pub ttl: Option<Human>,
+    pub min_ttl: Option<Human>,
     pub when_no_candidate: Option<Spanned<String>>,
     pub before_first_poll: Option<Spanned<String>>,
     pub when_stale: Option<Spanned<String>>,
     pub fallback: Vec<Spanned<String>>,
-    #[serde(with = "duration::option")]
-    pub tcp_idle_timeout: Option<Duration>,
+    pub tcp_idle_timeout: Option<Human>,
     pub tcp_max_connections: Option<u32>,
     pub udp_workers: Option<u32>,
 }
@@ -39,12 +35,10 @@ pub struct RawDns {
 pub struct RawHttp {
     pub listen: Option<Vec<Spanned<String>>>,
     pub public_url: Option<Spanned<String>>,
-    #[serde(with = "duration::option")]
-    pub header_timeout: Option<Duration>,
+    pub header_timeout: Option<Human>,
     pub max_connections: Option<u32>,
     pub max_header_bytes: Option<Spanned<u32>>,
-    #[serde(with = "duration::option")]
-    pub retry_after: Option<Duration>,
+    pub retry_after: Option<Human>,
     pub workers: Option<u32>,
 }
 
@@ -52,19 +46,14 @@ pub struct RawHttp {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawPoll {
-    #[serde(with = "duration::option")]
-    pub interval: Option<Duration>,
-    #[serde(with = "duration::option")]
-    pub timeout: Option<Duration>,
+    pub interval: Option<Human>,
+    pub timeout: Option<Human>,
     pub rise: Option<Spanned<u32>>,
     pub fall: Option<Spanned<u32>>,
     pub jitter: Option<Spanned<f64>>,
-    #[serde(with = "duration::option")]
-    pub settle: Option<Duration>,
-    #[serde(with = "duration::option")]
-    pub grant_ttl: Option<Duration>,
-    #[serde(with = "duration::option")]
-    pub stale_after: Option<Duration>,
+    pub settle: Option<Human>,
+    pub grant_ttl: Option<Human>,
+    pub stale_after: Option<Human>,
 }
 
 /// `[select]`.
@@ -97,15 +86,12 @@ pub enum RawStatus {
     IcecastXml {
         user: String,
         password: String,
-        #[serde(default)]
         path: Option<String>,
     },
     IcecastJson {
-        #[serde(default)]
         path: Option<String>,
     },
     Xslt {
-        #[serde(default)]
         path: Option<String>,
     },
 }
@@ -119,13 +105,10 @@ pub struct RawRelay {
     #[serde(default)]
     pub addresses: Vec<Spanned<String>>,
     pub status: Spanned<RawStatus>,
-    #[serde(default)]
     pub weight: Option<Spanned<u32>>,
-    #[serde(default)]
     pub max_listeners: Option<u32>,
     #[serde(default)]
     pub mount_max_listeners: BTreeMap<String, u32>,
-    #[serde(default)]
     pub uplink_kbps: Option<u32>,
     #[serde(default)]
     pub drain: bool,
@@ -141,6 +124,5 @@ pub struct RawStream {
     pub dns: Vec<Spanned<String>>,
     #[serde(default)]
     pub mount_dns: BTreeMap<String, Vec<Spanned<String>>>,
-    #[serde(default)]
     pub bitrate_kbps: Option<u32>,
 }

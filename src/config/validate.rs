@@ -53,15 +53,9 @@ impl<'a> Cx<'a> {
 
     /// 1-based line and column of a byte offset in the config text.
     fn line_col(&self, offset: usize) -> (usize, usize) {
-        let offset = offset.min(self.text.len());
-        let before = &self.text.as_bytes()[..offset];
-        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-        let line_start = before
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map_or(0, |p| p + 1);
-        let column = self.text[line_start..offset].chars().count() + 1;
-        (line, column)
+        let before = &self.text[..offset.min(self.text.len())];
+        let column = before.chars().rev().take_while(|&c| c != '\n').count() + 1;
+        (before.matches('\n').count() + 1, column)
     }
 
     fn error(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
@@ -76,22 +70,23 @@ impl<'a> Cx<'a> {
             .push(Diagnostic::warning(self.file, line, col, message));
     }
 
-    /// Deserializes one table, reporting its error (if any) with position
-    /// and clearing `ok`.
+    /// How many errors have been found so far: a step that adds none has
+    /// found its input usable.
+    fn errors(&self) -> usize {
+        self.diags.0.iter().filter(|d| d.is_error()).count()
+    }
+
+    /// Deserializes one table, reporting its error (if any) with position.
     fn section<T: DeserializeOwned>(
         &mut self,
         what: &str,
         value: Spanned<DeValue<'_>>,
-        ok: &mut bool,
     ) -> Option<T> {
         let span = value.span();
         T::deserialize(ValueDeserializer::from(value))
             .map_err(|e| {
-                self.error(
-                    e.span().or(Some(span)),
-                    format!("{what}: {}", e.message().trim_end()),
-                );
-                *ok = false;
+                let message = format!("{what}: {}", e.message().trim_end());
+                self.error(e.span().or(Some(span)), message);
             })
             .ok()
     }
@@ -108,29 +103,29 @@ impl<'a> Cx<'a> {
         }
         let (mut dns, mut http, mut poll, mut select, mut admin) = (None, None, None, None, None);
         let (mut relays, mut streams) = (Vec::new(), Vec::new());
-        let mut ok = true;
+        let found = self.errors();
         for (key, value) in table.into_inner() {
             let key_span = key.span();
             match key.get_ref().as_ref() {
                 "dns" => {
                     self.zones_dir = zones_key(&value).map(|z| self.base_dir().join(z));
-                    dns = self.section("[dns]", value, &mut ok);
+                    dns = self.section("[dns]", value);
                 }
-                "http" => http = self.section("[http]", value, &mut ok),
-                "poll" => poll = self.section("[poll]", value, &mut ok),
-                "select" => select = self.section("[select]", value, &mut ok),
-                "admin" => admin = self.section("[admin]", value, &mut ok),
-                "relay" => self.array("relay", value, &mut relays, &mut ok),
-                "stream" => self.array("stream", value, &mut streams, &mut ok),
-                other => {
-                    self.error(
-                        Some(key_span),
-                        format!("unknown section `{other}`; expected dns, http, poll, select, admin, relay or stream"),
-                    );
-                    ok = false;
-                }
+                "http" => http = self.section("[http]", value),
+                "poll" => poll = self.section("[poll]", value),
+                "select" => select = self.section("[select]", value),
+                "admin" => admin = self.section("[admin]", value),
+                "relay" => relays = self.array("relay", value),
+                "stream" => streams = self.array("stream", value),
+                other => self.error(
+                    Some(key_span),
+                    format!("unknown section `{other}`; expected dns, http, poll, select, admin, relay or stream"),
+                ),
             }
         }
+        // A section that is not usable is checked as its defaults below, but
+        // then there is no config.
+        let ok = self.errors() == found;
         let dns = self.dns(dns.unwrap_or_default());
         let http = self.http(http.unwrap_or_default());
         let poll = self.poll(poll.unwrap_or_default());
@@ -154,25 +149,18 @@ impl<'a> Cx<'a> {
 
     /// Deserializes each element of an array of tables on its own, so one bad
     /// `[[relay]]` does not hide the errors of the next.
-    fn array<T: DeserializeOwned>(
-        &mut self,
-        name: &str,
-        value: Spanned<DeValue<'_>>,
-        out: &mut Vec<T>,
-        ok: &mut bool,
-    ) {
+    fn array<T: DeserializeOwned>(&mut self, name: &str, value: Spanned<DeValue<'_>>) -> Vec<T> {
         let span = value.span();
         let DeValue::Array(items) = value.into_inner() else {
-            self.error(
-                Some(span),
-                format!("`{name}` must be an array of tables: write [[{name}]]"),
-            );
-            *ok = false;
-            return;
+            let message = format!("`{name}` must be an array of tables: write [[{name}]]");
+            self.error(Some(span), message);
+            return Vec::new();
         };
-        for (i, item) in items.into_iter().enumerate() {
-            out.extend(self.section(&format!("[[{name}]] #{}", i + 1), item, ok));
-        }
+        items
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, item)| self.section(&format!("[[{name}]] #{}", i + 1), item))
+            .collect()
     }
 
     /// `v` when present and `valid`, else `default`; an invalid value is
@@ -202,17 +190,14 @@ impl<'a> Cx<'a> {
         message: impl Fn(&str) -> String,
     ) -> Option<Vec<T>> {
         let mut out = Vec::new();
-        let mut ok = true;
+        let found = self.errors();
         for item in list {
             match item.get_ref().parse() {
                 Ok(v) => out.push(v),
-                Err(_) => {
-                    self.error(Some(item.span()), message(item.get_ref()));
-                    ok = false;
-                }
+                Err(_) => self.error(Some(item.span()), message(item.get_ref())),
             }
         }
-        ok.then_some(out)
+        (self.errors() == found).then_some(out)
     }
 
     /// A `listen` list, or `[default]` when the key is absent.
@@ -232,36 +217,26 @@ impl<'a> Cx<'a> {
         })
     }
 
-    /// One `[dns]` policy key; `last-known` only where `allow_last_known`.
-    fn policy(
-        &mut self,
-        key: &str,
-        v: Option<Spanned<String>>,
-        default: DnsPolicy,
-        allow_last_known: bool,
-    ) -> DnsPolicy {
-        let Some(v) = v else { return default };
-        let all = [
-            DnsPolicy::LastKnown,
-            DnsPolicy::ServeAll,
-            DnsPolicy::Nodata,
-            DnsPolicy::Fallback,
-        ];
-        let (allowed, choices) = if allow_last_known {
+    /// One `[dns]` policy key: `last-known` is only for `when_stale`
+    /// (`stale`), where it is the default; elsewhere `serve-all` is.
+    fn policy(&mut self, key: &str, v: Option<Spanned<String>>, stale: bool) -> DnsPolicy {
+        use DnsPolicy::{Fallback, LastKnown, Nodata, ServeAll};
+        let all = [LastKnown, ServeAll, Nodata, Fallback];
+        let (allowed, choices) = if stale {
             (&all[..], "last-known, serve-all, nodata or fallback")
         } else {
             (&all[1..], "serve-all, nodata or fallback")
         };
+        let default = allowed[0];
+        let Some(v) = v else { return default };
         if let Some(&p) = allowed.iter().find(|p| p.as_str() == v.get_ref()) {
             return p;
         }
-        self.error(
-            Some(v.span()),
-            format!(
-                "[dns] {key}: unknown policy {:?}; expected {choices}",
-                v.get_ref()
-            ),
+        let message = format!(
+            "[dns] {key}: unknown policy {:?}; expected {choices}",
+            v.get_ref()
         );
+        self.error(Some(v.span()), message);
         default
     }
 
@@ -276,21 +251,11 @@ impl<'a> Cx<'a> {
             |a| (1..=16).contains(&a),
             "[dns] answers must be between 1 and 16",
         ) as usize;
-        let ttl = raw.ttl.unwrap_or(Duration::from_secs(20));
-        let min_ttl = raw.min_ttl.unwrap_or(Duration::from_secs(5)).min(ttl);
-        let when_no_candidate = self.policy(
-            "when_no_candidate",
-            raw.when_no_candidate,
-            DnsPolicy::ServeAll,
-            false,
-        );
-        let before_first_poll = self.policy(
-            "before_first_poll",
-            raw.before_first_poll,
-            DnsPolicy::ServeAll,
-            false,
-        );
-        let when_stale = self.policy("when_stale", raw.when_stale, DnsPolicy::LastKnown, true);
+        let ttl = raw.ttl.map_or(Duration::from_secs(20), |d| d.0);
+        let min_ttl = raw.min_ttl.map_or(Duration::from_secs(5), |d| d.0).min(ttl);
+        let when_no_candidate = self.policy("when_no_candidate", raw.when_no_candidate, false);
+        let before_first_poll = self.policy("before_first_poll", raw.before_first_poll, false);
+        let when_stale = self.policy("when_stale", raw.when_stale, true);
         let fallback = self
             .parse_each(&raw.fallback, |a| {
                 format!("[dns] fallback: {a:?} is not an IP address")
@@ -314,7 +279,9 @@ impl<'a> Cx<'a> {
             before_first_poll,
             when_stale,
             fallback,
-            tcp_idle_timeout: raw.tcp_idle_timeout.unwrap_or(Duration::from_secs(10)),
+            tcp_idle_timeout: raw
+                .tcp_idle_timeout
+                .map_or(Duration::from_secs(10), |d| d.0),
             tcp_max_connections: raw.tcp_max_connections.unwrap_or(1024) as usize,
             udp_workers: raw.udp_workers.unwrap_or(0) as usize,
         })
@@ -336,17 +303,17 @@ impl<'a> Cx<'a> {
         Some(HttpConfig {
             listen: listen?,
             public_url,
-            header_timeout: raw.header_timeout.unwrap_or(Duration::from_secs(5)),
+            header_timeout: raw.header_timeout.map_or(Duration::from_secs(5), |d| d.0),
             max_connections: raw.max_connections.unwrap_or(10_000) as usize,
             max_header_bytes,
-            retry_after: raw.retry_after.unwrap_or(Duration::from_secs(10)),
+            retry_after: raw.retry_after.map_or(Duration::from_secs(10), |d| d.0),
             workers: raw.workers.unwrap_or(0) as usize,
         })
     }
 
     fn poll(&mut self, raw: RawPoll) -> PollConfig {
-        let interval = raw.interval.unwrap_or(Duration::from_secs(2));
-        let timeout = raw.timeout.unwrap_or(Duration::from_secs(1));
+        let interval = raw.interval.map_or(Duration::from_secs(2), |d| d.0);
+        let timeout = raw.timeout.map_or(Duration::from_secs(1), |d| d.0);
         if interval < Duration::from_millis(100) {
             self.error(None, "[poll] interval must be at least 100ms");
         }
@@ -361,12 +328,14 @@ impl<'a> Cx<'a> {
             |j| (0.0..=0.5).contains(&j),
             "[poll] jitter must be between 0.0 and 0.5",
         );
-        let settle = raw.settle.unwrap_or(Duration::from_millis(500));
-        let grant_ttl = raw.grant_ttl.unwrap_or(interval * 3 + timeout + settle);
+        let settle = raw.settle.map_or(Duration::from_millis(500), |d| d.0);
+        let grant_ttl = raw
+            .grant_ttl
+            .map_or(interval * 3 + timeout + settle, |d| d.0);
         if grant_ttl < settle + timeout {
             self.warning(None, "[poll] grant_ttl is shorter than settle + timeout: grants may expire before a poll sees their listeners, and relays can overfill");
         }
-        let stale_after = raw.stale_after.unwrap_or((interval + timeout) * 5);
+        let stale_after = raw.stale_after.map_or((interval + timeout) * 5, |d| d.0);
         PollConfig {
             interval,
             timeout,
@@ -380,57 +349,50 @@ impl<'a> Cx<'a> {
     }
 
     fn select(&mut self, raw: RawSelect) -> SelectConfig {
-        let reserve = self.checked(
-            raw.reserve,
-            0.0,
-            |r| (0.0..0.9).contains(&r),
-            "[select] reserve is a fraction of capacity from 0.0 to below 0.9",
-        );
-        let unlimited_room = self.checked(
-            raw.unlimited_room,
-            1000,
-            |u| u > 0,
-            "[select] unlimited_room must be at least 1",
-        );
-        let share = self.checked(
-            raw.share,
-            1.0,
-            |s| s > 0.0 && s <= 1.0,
-            "[select] share is this instance's fraction of the free slots: more than 0.0, at most 1.0 (1 / number of floe instances)",
-        );
-        let grants_per_client = self.checked(
-            raw.grants_per_client,
-            4,
-            |g| g > 0,
-            "[select] grants_per_client must be at least 1",
-        );
-        let client_share = self.checked(
-            raw.client_share,
-            0.25,
-            |s| s > 0.0 && s <= 1.0,
-            "[select] client_share is a fraction of a mount's room: more than 0.0, at most 1.0",
-        );
-        let client_prefix_v4 = self.checked(
-            raw.client_prefix_v4,
-            32,
-            |p| (8..=32).contains(&p),
-            "[select] client_prefix_v4 is a prefix length from 8 to 32",
-        );
-        let client_prefix_v6 = self.checked(
-            raw.client_prefix_v6,
-            64,
-            |p| (16..=128).contains(&p),
-            "[select] client_prefix_v6 is a prefix length from 16 to 128",
-        );
         SelectConfig {
-            reserve,
-            unlimited_room,
+            reserve: self.checked(
+                raw.reserve,
+                0.0,
+                |r| (0.0..0.9).contains(&r),
+                "[select] reserve is a fraction of capacity from 0.0 to below 0.9",
+            ),
+            unlimited_room: self.checked(
+                raw.unlimited_room,
+                1000,
+                |u| u > 0,
+                "[select] unlimited_room must be at least 1",
+            ),
             seed: raw.seed,
-            share,
-            grants_per_client,
-            client_share,
-            client_prefix_v4,
-            client_prefix_v6,
+            share: self.checked(
+                raw.share,
+                1.0,
+                |s| s > 0.0 && s <= 1.0,
+                "[select] share is this instance's fraction of the free slots: more than 0.0, at most 1.0 (1 / number of floe instances)",
+            ),
+            grants_per_client: self.checked(
+                raw.grants_per_client,
+                4,
+                |g| g > 0,
+                "[select] grants_per_client must be at least 1",
+            ),
+            client_share: self.checked(
+                raw.client_share,
+                0.25,
+                |s| s > 0.0 && s <= 1.0,
+                "[select] client_share is a fraction of a mount's room: more than 0.0, at most 1.0",
+            ),
+            client_prefix_v4: self.checked(
+                raw.client_prefix_v4,
+                32,
+                |p| (8..=32).contains(&p),
+                "[select] client_prefix_v4 is a prefix length from 8 to 32",
+            ),
+            client_prefix_v6: self.checked(
+                raw.client_prefix_v6,
+                64,
+                |p| (16..=128).contains(&p),
+                "[select] client_prefix_v6 is a prefix length from 16 to 128",
+            ),
         }
     }
 
@@ -506,7 +468,7 @@ impl<'a> Cx<'a> {
 
     fn relays(&mut self, raws: Vec<RawRelay>) -> Option<Vec<RelayConfig>> {
         let mut out = Vec::new();
-        let mut ok = true;
+        let found = self.errors();
         let mut seen: HashMap<String, usize> = HashMap::new();
         for raw in raws {
             let name = raw.name.get_ref().trim().to_string();
@@ -521,14 +483,12 @@ impl<'a> Cx<'a> {
                         "relay name {name:?} must be non-empty letters, digits, '-', '_' or '.'"
                     ),
                 );
-                ok = false;
             }
             if let Some(first_line) = seen.get(&name) {
                 self.error(
                     Some(raw.name.span()),
                     format!("duplicate relay name {name:?} (first defined on line {first_line})"),
                 );
-                ok = false;
             } else {
                 let line = self.line_col(raw.name.span().start).0;
                 seen.insert(name.clone(), line);
@@ -537,7 +497,6 @@ impl<'a> Cx<'a> {
                 Ok(u) => u.as_str().trim_end_matches('/').to_string(),
                 Err(e) => {
                     self.error(Some(raw.url.span()), format!("relay {name:?} url: {e}"));
-                    ok = false;
                     String::new()
                 }
             };
@@ -545,62 +504,53 @@ impl<'a> Cx<'a> {
                 .parse_each(&raw.addresses, |a| {
                     format!("relay {name:?}: address {a:?} is not an IPv4 or IPv6 address")
                 })
-                .unwrap_or_else(|| {
-                    ok = false;
-                    Vec::new()
-                });
+                .unwrap_or_default();
             let status_span = raw.status.span();
-            let status = match raw.status.into_inner() {
+            let (kind, path, default_path, credentials) = match raw.status.into_inner() {
                 RawStatus::IcecastXml {
                     user,
                     password,
                     path,
-                } => StatusConfig {
-                    kind: StatusKind::IcecastXml,
-                    path: path.unwrap_or_else(|| "/admin/stats".into()),
-                    credentials: Some((user, password)),
-                },
-                RawStatus::IcecastJson { path } => StatusConfig {
-                    kind: StatusKind::IcecastJson,
-                    path: path.unwrap_or_else(|| "/status-json.xsl".into()),
-                    credentials: None,
-                },
-                RawStatus::Xslt { path } => StatusConfig {
-                    kind: StatusKind::Xslt,
-                    path: path.unwrap_or_else(|| "/floe-slots.xsl".into()),
-                    credentials: None,
-                },
+                } => (
+                    StatusKind::IcecastXml,
+                    path,
+                    "/admin/stats",
+                    Some((user, password)),
+                ),
+                RawStatus::IcecastJson { path } => {
+                    (StatusKind::IcecastJson, path, "/status-json.xsl", None)
+                }
+                RawStatus::Xslt { path } => (StatusKind::Xslt, path, "/floe-slots.xsl", None),
             };
-            if !status.path.starts_with('/') {
+            let path = path.unwrap_or_else(|| default_path.into());
+            if !path.starts_with('/') {
                 self.error(
                     Some(status_span.clone()),
-                    format!(
-                        "relay {name:?}: status path {:?} must start with '/'",
-                        status.path
-                    ),
+                    format!("relay {name:?}: status path {path:?} must start with '/'"),
                 );
-                ok = false;
             }
-            let weight = match raw.weight {
-                Some(w) if *w.get_ref() == 0 => {
-                    self.error(Some(w.span()), format!("relay {name:?}: weight must be at least 1 (use drain = true to take a relay out)"));
-                    ok = false;
-                    1
-                }
-                Some(w) => *w.get_ref(),
-                None => 1,
-            };
+            let weight = self.checked(
+                raw.weight,
+                1,
+                |w| w > 0,
+                &format!(
+                    "relay {name:?}: weight must be at least 1 (use drain = true to take a relay out)"
+                ),
+            );
             for m in raw.mount_max_listeners.keys() {
                 if !m.starts_with('/') {
                     self.error(Some(status_span.clone()), format!("relay {name:?}: mount_max_listeners key {m:?} must be a mount path starting with '/'"));
-                    ok = false;
                 }
             }
             out.push(RelayConfig {
                 name,
                 url,
                 addresses,
-                status,
+                status: StatusConfig {
+                    kind,
+                    path,
+                    credentials,
+                },
                 weight,
                 max_listeners: raw.max_listeners,
                 mount_max_listeners: raw.mount_max_listeners,
@@ -608,17 +558,16 @@ impl<'a> Cx<'a> {
                 drain: raw.drain,
             });
         }
-        ok.then_some(out)
+        (self.errors() == found).then_some(out)
     }
 
     /// A stream's balanced names, each fully qualified, lower-cased and not
-    /// already used (`seen`); a bad one is reported and clears `ok`.
+    /// already used (`seen`); a bad one is reported.
     fn dns_names(
         &mut self,
         stream: &str,
         list: &[Spanned<String>],
         seen: &mut HashSet<Name>,
-        ok: &mut bool,
     ) -> Vec<Name> {
         let mut out = Vec::new();
         for raw in list {
@@ -638,14 +587,13 @@ impl<'a> Cx<'a> {
                 Err(e) => format!("stream {stream:?}: {s:?} is not a DNS name: {e}"),
             };
             self.error(Some(raw.span()), message);
-            *ok = false;
         }
         out
     }
 
     fn streams(&mut self, raws: Vec<RawStream>) -> Option<Vec<StreamConfig>> {
         let mut out = Vec::new();
-        let mut ok = true;
+        let found = self.errors();
         let mut names = HashSet::new();
         let mut mounts_seen: HashMap<String, String> = HashMap::new();
         let mut dns_seen: HashSet<Name> = HashSet::new();
@@ -656,14 +604,12 @@ impl<'a> Cx<'a> {
                     Some(raw.name.span()),
                     format!("duplicate stream name {name:?}"),
                 );
-                ok = false;
             }
             if raw.mounts.get_ref().is_empty() {
                 self.error(
                     Some(raw.mounts.span()),
                     format!("stream {name:?} has no mounts"),
                 );
-                ok = false;
             }
             let mut mounts = Vec::new();
             for m in raw.mounts.get_ref() {
@@ -673,30 +619,25 @@ impl<'a> Cx<'a> {
                         Some(m.span()),
                         format!("stream {name:?}: mount {path:?} {why}"),
                     );
-                    ok = false;
-                    continue;
-                }
-                if let Some(other) = mounts_seen.insert(path.clone(), name.clone()) {
+                } else if let Some(other) = mounts_seen.insert(path.clone(), name.clone()) {
                     self.error(
                         Some(m.span()),
                         format!("mount {path:?} is listed twice (streams {other:?} and {name:?})"),
                     );
-                    ok = false;
-                    continue;
+                } else {
+                    mounts.push(path.clone());
                 }
-                mounts.push(path.clone());
             }
-            let dns = self.dns_names(&name, &raw.dns, &mut dns_seen, &mut ok);
+            let dns = self.dns_names(&name, &raw.dns, &mut dns_seen);
             let mut mount_dns = BTreeMap::new();
             for (mount, list) in &raw.mount_dns {
-                if !mounts.contains(mount) {
+                if mounts.contains(mount) {
+                    let names = self.dns_names(&name, list, &mut dns_seen);
+                    mount_dns.insert(mount.clone(), names);
+                } else {
                     let span = list.first().map(|d| d.span()).unwrap_or(raw.name.span());
                     self.error(Some(span), format!("stream {name:?}: mount_dns names {mount:?}, which is not one of its mounts"));
-                    ok = false;
-                    continue;
                 }
-                let names = self.dns_names(&name, list, &mut dns_seen, &mut ok);
-                mount_dns.insert(mount.clone(), names);
             }
             out.push(StreamConfig {
                 name,
@@ -706,7 +647,7 @@ impl<'a> Cx<'a> {
                 bitrate_kbps: raw.bitrate_kbps,
             });
         }
-        ok.then_some(out)
+        (self.errors() == found).then_some(out)
     }
 
     /// Checks that need more than one section.
@@ -842,10 +783,8 @@ fn check_mount_path(path: &str) -> Result<(), &'static str> {
     if path.split('/').any(|seg| seg == "." || seg == "..") || path.contains("//") {
         return Err("must not contain '.', '..' or empty segments");
     }
-    for reserved in ["/status", "/status.json", "/metrics", "/healthz"] {
-        if path == reserved {
-            return Err("is one of floe's own paths (/status, /status.json, /metrics, /healthz)");
-        }
+    if ["/status", "/status.json", "/metrics", "/healthz"].contains(&path) {
+        return Err("is one of floe's own paths (/status, /status.json, /metrics, /healthz)");
     }
     Ok(())
 }

@@ -81,41 +81,23 @@ impl ZoneSet {
     /// directory without zone files, a zone defined by two files, and any
     /// error in any file are errors: the caller keeps serving what it had.
     pub fn load(dir: &Path) -> (Option<ZoneSet>, Diagnostics) {
-        let mut diags = Diagnostics::default();
         let files = match zone_files(dir) {
             Ok(files) => files,
-            Err(e) => {
-                diags.push(Diagnostic::error(
-                    dir,
-                    0,
-                    0,
-                    format!("cannot read the zones directory: {e}"),
-                ));
-                return (None, diags);
-            }
+            Err(e) => return (None, Diagnostics(vec![Diagnostic::error(dir, 0, 0, e)])),
         };
-        if files.is_empty() {
-            diags.push(Diagnostic::error(
-                dir,
-                0,
-                0,
-                "no *.zone files in the zones directory",
-            ));
-            return (None, diags);
-        }
+        let mut diags = Diagnostics::default();
         let mut zones: Vec<Zone> = Vec::new();
         // Every origin seen so far, also from files with errors, so a
         // duplicate is reported even when one copy is broken.
         let mut seen: Vec<(Name, PathBuf)> = Vec::new();
         for path in files {
-            let text = match read_text(&path) {
-                Ok(text) => text,
-                Err(d) => {
-                    diags.push(d);
-                    continue;
-                }
+            let file = match read_text(&path) {
+                Ok(text) => load_text(&path, &text),
+                Err(d) => FileLoad {
+                    diags: Diagnostics(vec![d]),
+                    ..FileLoad::default()
+                },
             };
-            let file = load_text(&path, &text);
             diags.0.extend(file.diags.0);
             if let Some((origin, (line, col))) = file.origin {
                 if let Some((_, first)) = seen.iter().find(|(o, _)| *o == origin) {
@@ -137,13 +119,9 @@ impl ZoneSet {
         if diags.has_errors() {
             return (None, diags);
         }
-        (Some(ZoneSet::new(zones)), diags)
-    }
-
-    fn new(zones: Vec<Zone>) -> Self {
         let mut by_depth: Vec<usize> = (0..zones.len()).collect();
         by_depth.sort_by_key(|&i| std::cmp::Reverse(zones[i].origin.iter().count()));
-        ZoneSet { zones, by_depth }
+        (Some(ZoneSet { zones, by_depth }), diags)
     }
 
     /// All zones, in the order of their file names.
@@ -199,9 +177,7 @@ impl Zone {
         if name.is_fqdn() {
             self.names.contains(name)
         } else {
-            let mut n = name.clone();
-            n.set_fqdn(true);
-            self.names.contains(&n)
+            self.names.contains(&fqdn(name.clone()))
         }
     }
 
@@ -226,8 +202,7 @@ impl Zone {
         let mut names = BTreeSet::new();
         let depth = origin.iter().count();
         for key in records.keys() {
-            let mut name = Name::from(&key.name);
-            name.set_fqdn(true);
+            let mut name = fqdn(Name::from(&key.name));
             if !origin.zone_of(&name) {
                 continue;
             }
@@ -246,22 +221,23 @@ impl Zone {
     }
 }
 
-/// The `*.zone` files directly in `dir`, sorted by file name.
-fn zone_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+/// The `*.zone` files directly in `dir`, sorted by file name, or why there
+/// are none.
+fn zone_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let unreadable = |e| format!("cannot read the zones directory: {e}");
     let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if name.starts_with('.') || !name.ends_with(ZONE_SUFFIX) || name.len() == ZONE_SUFFIX.len()
-        {
-            continue;
-        }
-        let path = entry.path();
-        // Follows symlinks: a linked zone file counts, a directory does not.
-        if path.is_file() {
+    for entry in std::fs::read_dir(dir).map_err(unreadable)? {
+        let path = entry.map_err(unreadable)?.path();
+        // Hidden files (`.zone` too) and names that are not UTF-8 are left
+        // out. Follows symlinks: a linked zone file counts, a directory does
+        // not.
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or(".");
+        if !name.starts_with('.') && name.ends_with(ZONE_SUFFIX) && path.is_file() {
             files.push(path);
         }
+    }
+    if files.is_empty() {
+        return Err("no *.zone files in the zones directory".into());
     }
     files.sort();
     Ok(files)
@@ -276,13 +252,7 @@ fn read_text(path: &Path) -> Result<String, Diagnostic> {
         // The prefix is valid UTF-8 by construction.
         let valid = std::str::from_utf8(valid).unwrap_or_default();
         let line = valid.matches('\n').count() + 1;
-        let col = valid
-            .rsplit('\n')
-            .next()
-            .unwrap_or_default()
-            .chars()
-            .count()
-            + 1;
+        let col = valid.chars().rev().take_while(|&c| c != '\n').count() + 1;
         Diagnostic::error(path, line, col, "zone file is not valid UTF-8")
     })
 }
@@ -291,15 +261,20 @@ fn read_text(path: &Path) -> Result<String, Diagnostic> {
 /// `stream.example.org.`.
 fn origin_from_file_name(path: &Path) -> Option<Name> {
     let name = path.file_name()?.to_str()?.strip_suffix(ZONE_SUFFIX)?;
-    if name.is_empty() {
-        return None;
-    }
-    let mut origin = Name::from_utf8(name).ok()?;
-    origin.set_fqdn(true);
-    Some(origin)
+    Name::from_utf8(name)
+        .ok()
+        .filter(|_| !name.is_empty())
+        .map(fqdn)
+}
+
+/// `name`, fully qualified.
+fn fqdn(mut name: Name) -> Name {
+    name.set_fqdn(true);
+    name
 }
 
 /// What loading one file's text found.
+#[derive(Default)]
 struct FileLoad {
     /// The zone, when the file has no error.
     zone: Option<Zone>,
@@ -312,66 +287,49 @@ struct FileLoad {
 
 /// Parses and checks one file's text.
 fn load_text(path: &Path, text: &str) -> FileLoad {
-    let mut load = load_text_unsorted(path, text);
-    load.diags.0.sort_by_key(|d| (d.line, d.column));
-    load
-}
-
-fn load_text_unsorted(path: &Path, text: &str) -> FileLoad {
-    let mut diags = Diagnostics::default();
+    let mut load = FileLoad::default();
     let entries = scan::scan(text);
-    let declared = parse::declared_origin(&entries);
-    let origin_pos = declared
-        .as_ref()
-        .map(|(_, i)| entries[*i].position())
-        .unwrap_or((0, 0));
+    let (declared, origin_pos) = match parse::declared_origin(&entries) {
+        Some((name, i)) => (Some(name), entries[i].position()),
+        None => (None, (0, 0)),
+    };
     let from_name = origin_from_file_name(path);
-    let Some(origin) = declared.map(|(n, _)| n).or_else(|| from_name.clone()) else {
-        diags.push(Diagnostic::error(
+    let Some(origin) = declared.or_else(|| from_name.clone()) else {
+        load.diags.push(Diagnostic::error(
             path,
             0,
             0,
             "cannot tell the zone's origin: the file name (without .zone) is not a domain name \
              and there is no $ORIGIN line before the first record",
         ));
-        return FileLoad {
-            zone: None,
-            origin: None,
-            diags,
-        };
+        return load;
     };
-    let mut load = FileLoad {
-        zone: None,
-        origin: Some((origin.clone(), origin_pos)),
-        diags,
-    };
+    load.origin = Some((origin.clone(), origin_pos));
     // hickory starts from the file-name origin, as floe documents; a leading
     // $ORIGIN then replaces it before any record is read.
     let start = from_name.unwrap_or_else(|| origin.clone());
-    let infos = parse::analyze(&entries, Some(&start));
+    let infos = parse::analyze(&entries, &start);
     let parsed = parse::parse(path, text, &entries, &infos, &start);
     load.diags.0.extend(parsed.errors);
-    let Some(records) = parsed.records else {
-        return load;
-    };
-    load.diags
-        .0
-        .extend(parse::extra_tokens(path, &entries, &infos));
-    load.diags.0.extend(validate::validate(
-        path, &origin, &records, &entries, &infos,
-    ));
-    if load.diags.has_errors() {
-        return load;
+    if let Some(records) = parsed.records {
+        let diags = &mut load.diags.0;
+        diags.extend(parse::extra_tokens(path, &entries, &infos));
+        diags.extend(validate::validate(
+            path, &origin, &records, &entries, &infos,
+        ));
+        if !load.diags.has_errors() {
+            let zone = Zone::new(origin, path.to_path_buf(), records);
+            match zone.try_handler() {
+                Ok(_) => load.zone = Some(zone),
+                Err(e) => load.diags.push(Diagnostic::error(
+                    path,
+                    0,
+                    0,
+                    format!("hickory's in-memory zone handler refused the zone: {e}"),
+                )),
+            }
+        }
     }
-    let zone = Zone::new(origin, path.to_path_buf(), records);
-    match zone.try_handler() {
-        Ok(_) => load.zone = Some(zone),
-        Err(e) => load.diags.push(Diagnostic::error(
-            path,
-            0,
-            0,
-            format!("hickory's in-memory zone handler refused the zone: {e}"),
-        )),
-    }
+    load.diags.0.sort_by_key(|d| (d.line, d.column));
     load
 }

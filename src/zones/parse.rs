@@ -28,11 +28,15 @@ use std::str::FromStr;
 use hickory_proto::rr::{DNSClass, LowerName, Name, RecordSet, RecordType, RrKey};
 use hickory_proto::serialize::txt::{LexerError, ParseError, Parser, Token, parse_ttl};
 
+use super::fqdn;
 use super::scan::{Entry, Kind, Tok};
 use crate::diagnostic::Diagnostic;
 
 /// Most parse errors reported for one file; later ones are usually echoes.
 const MAX_PARSE_ERRORS: usize = 20;
+
+/// Line and column, and the token there when one is to blame.
+type Position<'e> = ((usize, usize), Option<&'e Tok>);
 
 /// What the mirror of hickory's parser state machine learned about one entry.
 #[derive(Debug, Clone, Default)]
@@ -64,106 +68,104 @@ pub(super) struct Info {
 ///
 /// `origin` is the origin hickory starts with. The result has one [`Info`]
 /// per entry.
-pub(super) fn analyze(entries: &[Entry], origin: Option<&Name>) -> Vec<Info> {
-    let mut origin = origin.cloned();
-    let mut current: Option<Name> = None;
-    let mut out = Vec::with_capacity(entries.len());
-    for entry in entries {
-        let mut info = Info::default();
-        let mut rest = entry.tokens.iter().enumerate();
-        let Some((i0, first)) = rest.next() else {
-            out.push(info);
-            continue;
-        };
-        match first.kind {
-            Kind::Dollar => {
-                info.directive = Some(first.text.clone());
-                let arg = rest.next();
-                match (first.text.as_str(), arg) {
-                    ("ORIGIN", Some((i, t))) if t.kind == Kind::Word => {
-                        match Name::parse(&t.text, None) {
-                            Ok(n) => origin = Some(n),
-                            Err(_) => info.fails_at = Some(i),
+pub(super) fn analyze(entries: &[Entry], origin: &Name) -> Vec<Info> {
+    let mut origin = origin.clone();
+    let mut current = None;
+    entries
+        .iter()
+        .map(|entry| analyze_entry(&entry.tokens, &mut origin, &mut current))
+        .collect()
+}
+
+/// [`analyze`] for one entry; `origin` and `current` (the owner in effect)
+/// carry over to the next.
+fn analyze_entry(tokens: &[Tok], origin: &mut Name, current: &mut Option<Name>) -> Info {
+    let mut info = Info::default();
+    let mut rest = tokens.iter().enumerate();
+    let Some((i0, first)) = rest.next() else {
+        return info;
+    };
+    match first.kind {
+        Kind::Dollar => {
+            info.directive = Some(first.text.clone());
+            info.fails_at = match (first.text.as_str(), rest.next()) {
+                ("ORIGIN", Some((i, t))) if t.kind == Kind::Word => {
+                    match Name::parse(&t.text, None) {
+                        Ok(n) => {
+                            *origin = n;
+                            None
                         }
-                    }
-                    ("TTL", Some((i, t))) if t.kind == Kind::Word => {
-                        if parse_ttl(&t.text).is_err() {
-                            info.fails_at = Some(i);
-                        }
-                    }
-                    ("INCLUDE", _) => {}
-                    (_, Some((i, _))) => info.fails_at = Some(i),
-                    (_, None) => info.fails_at = Some(i0),
-                }
-                out.push(info);
-                continue;
-            }
-            Kind::Word => {
-                info.explicit_owner = true;
-                match Name::parse(&first.text, origin.as_ref()) {
-                    Ok(n) => current = Some(n),
-                    Err(_) => {
-                        info.fails_at = Some(i0);
-                        info.bad_owner = true;
-                        out.push(info);
-                        continue;
+                        Err(_) => Some(i),
                     }
                 }
-            }
-            Kind::At => {
-                info.explicit_owner = true;
-                current.clone_from(&origin);
-            }
-            Kind::Blank => {}
-            _ => {
-                info.fails_at = Some(i0);
-                out.push(info);
-                continue;
+                ("TTL", Some((i, t))) if t.kind == Kind::Word => {
+                    parse_ttl(&t.text).is_err().then_some(i)
+                }
+                ("INCLUDE", _) => None,
+                (_, Some((i, _))) => Some(i),
+                (_, None) => Some(i0),
+            };
+            return info;
+        }
+        Kind::Word => {
+            info.explicit_owner = true;
+            match Name::parse(&first.text, Some(origin)) {
+                Ok(n) => *current = Some(n),
+                Err(_) => {
+                    info.fails_at = Some(i0);
+                    info.bad_owner = true;
+                    return info;
+                }
             }
         }
-        info.owner = current.clone().map(|mut n| {
-            n.set_fqdn(true);
-            n
-        });
-        // TtlClassType
-        for (i, t) in rest.by_ref() {
-            if t.kind != Kind::Word {
-                info.fails_at = Some(i);
-                break;
-            }
-            if parse_ttl(&t.text).is_ok() {
-                info.ttl_tok = Some(i);
-                continue;
-            }
-            let upper = t.text.to_ascii_uppercase();
-            if DNSClass::from_str(&upper).is_ok() {
-                info.class_tok = Some(i);
-                continue;
-            }
-            match RecordType::from_str(&upper) {
-                Ok(rt) => {
-                    info.rtype = Some(rt);
-                    info.type_tok = Some(i);
-                }
-                Err(_) => info.fails_at = Some(i),
-            }
+        Kind::At => {
+            info.explicit_owner = true;
+            *current = Some(origin.clone());
+        }
+        Kind::Blank => {}
+        _ => {
+            info.fails_at = Some(i0);
+            return info;
+        }
+    }
+    info.owner = current.clone().map(fqdn);
+    // TtlClassType
+    for (i, t) in rest.by_ref() {
+        if t.kind != Kind::Word {
+            info.fails_at = Some(i);
             break;
         }
-        if info.rtype.is_some() {
-            // Record: words and list items; `@`, `$...` or a blank are errors.
-            for (i, t) in rest {
-                match t.kind {
-                    Kind::Word | Kind::ListItem => info.rdata.push(i),
-                    Kind::ListOpen | Kind::ListClose => {}
-                    _ => {
-                        info.fails_at.get_or_insert(i);
-                    }
+        if parse_ttl(&t.text).is_ok() {
+            info.ttl_tok = Some(i);
+            continue;
+        }
+        let upper = t.text.to_ascii_uppercase();
+        if DNSClass::from_str(&upper).is_ok() {
+            info.class_tok = Some(i);
+            continue;
+        }
+        match RecordType::from_str(&upper) {
+            Ok(rt) => {
+                info.rtype = Some(rt);
+                info.type_tok = Some(i);
+            }
+            Err(_) => info.fails_at = Some(i),
+        }
+        break;
+    }
+    if info.rtype.is_some() {
+        // Record: words and list items; `@`, `$...` or a blank are errors.
+        for (i, t) in rest {
+            match t.kind {
+                Kind::Word | Kind::ListItem => info.rdata.push(i),
+                Kind::ListOpen | Kind::ListClose => {}
+                _ => {
+                    info.fails_at.get_or_insert(i);
                 }
             }
         }
-        out.push(info);
     }
-    out
+    info
 }
 
 /// The zone origin a file declares: the `$ORIGIN` in effect when the first
@@ -176,10 +178,9 @@ pub(super) fn declared_origin(entries: &[Entry]) -> Option<(Name, usize)> {
         match (first.kind, first.text.as_str()) {
             (Kind::Dollar, "ORIGIN") => {
                 if let Some(t) = toks.next().filter(|t| t.kind == Kind::Word)
-                    && let Ok(mut n) = Name::parse(&t.text, None)
+                    && let Ok(n) = Name::parse(&t.text, None)
                 {
-                    n.set_fqdn(true);
-                    found = Some((n, idx));
+                    found = Some((fqdn(n), idx));
                 }
             }
             (Kind::Dollar, _) => {}
@@ -211,7 +212,7 @@ pub(super) fn parse(
     let mut errors = Vec::new();
     let mut pieces: Vec<Cow<'_, str>> = entries
         .iter()
-        .map(|e| Cow::Borrowed(&text[e.start..e.end]))
+        .map(|e| Cow::Borrowed(entry_text(text, e)))
         .collect();
 
     // `$INCLUDE` would read files floe neither watches nor attributes errors
@@ -225,7 +226,7 @@ pub(super) fn parse(
                 col,
                 "$INCLUDE is not supported: put the records in this file (floe loads and reloads only the *.zone files in the zones directory)",
             ));
-            pieces[idx] = Cow::Owned(blank_like(entry_text(text, entry)));
+            pieces[idx] = Cow::Owned(blank_like(text, entry));
         }
     }
 
@@ -239,39 +240,28 @@ pub(super) fn parse(
         }
     }
 
-    let run =
-        |upto: usize, pieces: &[Cow<'_, str>]| -> Result<BTreeMap<RrKey, RecordSet>, ParseError> {
-            let prefix: String = pieces[..upto].concat();
-            // Operator input must not take the process down: a panic inside
-            // the parser counts as a parse error, which the search then places.
-            std::panic::catch_unwind(|| Parser::new(prefix, None, Some(origin.clone())).parse())
-                .unwrap_or(Err(ParseError::Message(
-                    "hickory's zone-file parser crashed on this entry",
-                )))
-                .map(|(_, records)| records)
-        };
+    let run = |upto: usize, pieces: &[Cow<'_, str>]| {
+        let prefix: String = pieces[..upto].concat();
+        // Operator input must not take the process down: a panic inside the
+        // parser counts as a parse error, which the search then places.
+        std::panic::catch_unwind(|| Parser::new(prefix, None, Some(origin.clone())).parse())
+            .unwrap_or(Err(ParseError::Message(
+                "hickory's zone-file parser crashed on this entry",
+            )))
+            .map(|(_, records)| records)
+    };
 
     let n = entries.len();
     let mut from = 0;
     let mut last_failed: Option<usize> = None;
-    loop {
+    let records = loop {
         let mut err = match run(n, &pieces) {
-            Ok(records) => {
-                let records = if errors.is_empty() {
-                    Some(records)
-                } else {
-                    None
-                };
-                return Parsed { records, errors };
-            }
+            Ok(records) => break Some(records),
             Err(e) => e,
         };
-        if n == 0 || from >= n {
+        if n == 0 {
             errors.push(Diagnostic::error(path, 0, 0, err.to_string()));
-            return Parsed {
-                records: None,
-                errors,
-            };
+            break None;
         }
         // Smallest k in from..n whose prefix 0..=k fails; prefix 0..from is
         // known to parse and 0..n known to fail.
@@ -289,30 +279,25 @@ pub(super) fn parse(
         let k = hi;
         if last_failed == Some(k) {
             // The placeholder failed too: nothing more to learn safely.
-            return Parsed {
-                records: None,
-                errors,
-            };
+            break None;
         }
-        let (line, col, tok) = locate(&entries[k], &infos[k], &err);
+        let ((line, col), tok) = locate(&entries[k], &infos[k], &err);
         if !errors.iter().any(|e| (e.line, e.column) == (line, col)) {
             let msg = describe(&err, tok, text, &entries[k]);
             errors.push(Diagnostic::error(path, line, col, msg));
         }
-
-        let stop = errors.len() >= MAX_PARSE_ERRORS
+        if errors.len() >= MAX_PARSE_ERRORS
             || entries[k].lex_error.is_some()
-            || infos[k].directive.is_some();
-        if stop {
-            return Parsed {
-                records: None,
-                errors,
-            };
+            || infos[k].directive.is_some()
+        {
+            break None;
         }
         pieces[k] = Cow::Owned(placeholder(&entries[k], &infos[k], text));
         last_failed = Some(k);
         from = k;
-    }
+    };
+    let records = records.filter(|_| errors.is_empty());
+    Parsed { records, errors }
 }
 
 /// The original text of an entry.
@@ -320,9 +305,9 @@ fn entry_text<'t>(text: &'t str, entry: &Entry) -> &'t str {
     &text[entry.start..entry.end]
 }
 
-/// An empty entry ending the way `s` ends (with or without a newline).
-fn blank_like(s: &str) -> String {
-    if s.ends_with('\n') {
+/// An empty entry ending the way `entry` ends (with or without a newline).
+fn blank_like(text: &str, entry: &Entry) -> String {
+    if entry_text(text, entry).ends_with('\n') {
         "\n".into()
     } else {
         String::new()
@@ -332,43 +317,36 @@ fn blank_like(s: &str) -> String {
 /// A record that parses and leaves hickory's state as the failed entry would
 /// have: same explicit owner, TTL and class.
 fn placeholder(entry: &Entry, info: &Info, text: &str) -> String {
-    let toks = &entry.tokens;
-    let mut s = String::new();
-    if info.explicit_owner && !info.bad_owner {
-        match &info.owner {
-            Some(owner) => s.push_str(&owner.to_string()),
-            None => s.push('@'),
-        }
-    } else if info.bad_owner {
-        s.push('@');
-    }
+    let mut s = match &info.owner {
+        Some(owner) if info.explicit_owner && !info.bad_owner => owner.to_string(),
+        _ if info.explicit_owner => "@".into(),
+        _ => String::new(),
+    };
     s.push(' ');
     for i in [info.ttl_tok, info.class_tok].into_iter().flatten() {
-        s.push_str(&toks[i].text);
+        s.push_str(&entry.tokens[i].text);
         s.push(' ');
     }
-    s.push_str("TXT \"floe-placeholder\"");
-    s.push_str(&blank_like(entry_text(text, entry)));
-    s
+    s + "TXT \"floe-placeholder\"" + &blank_like(text, entry)
 }
 
-/// Where in `entry` hickory's error `err` is: line, column, and the token
+/// Where in `entry` hickory's error `err` is: line and column, and the token
 /// there when one is to blame.
-fn locate<'e>(entry: &'e Entry, info: &Info, err: &ParseError) -> (usize, usize, Option<&'e Tok>) {
+fn locate<'e>(entry: &'e Entry, info: &Info, err: &ParseError) -> Position<'e> {
     let at = |i: usize| {
         let t = &entry.tokens[i];
-        (t.line, t.col, Some(t))
+        ((t.line, t.col), Some(t))
     };
-    if let Some((line, col)) = entry.lex_error {
+    if let Some(lex_error) = entry.lex_error {
         // A quoted string that ran over a line end is the usual cause of a
         // lexical error further down: a missing closing quote.
-        if let Some(t) = entry.tokens.iter().find(|t| is_multi_line_quote(t)) {
-            return (t.line, t.col, Some(t));
+        if let Some(i) = entry.tokens.iter().position(is_multi_line_quote) {
+            return at(i);
         }
         // The scanner stopped where the file breaks the lexical rules; if
         // hickory reports something else first, the token analysis knows better.
         return match (err, info.fails_at) {
-            (ParseError::Lexer(_), _) | (_, None) => (line, col, None),
+            (ParseError::Lexer(_), _) | (_, None) => (lex_error, None),
             (_, Some(i)) => at(i),
         };
     }
@@ -378,8 +356,7 @@ fn locate<'e>(entry: &'e Entry, info: &Info, err: &ParseError) -> (usize, usize,
     if let ParseError::Message(m) = err
         && (m.contains("not specified") || m.contains("already specified"))
     {
-        let (line, col) = entry.position();
-        return (line, col, None);
+        return (entry.position(), None);
     }
     // A token the message quotes, among the record data.
     let quoted = match err {
@@ -401,10 +378,7 @@ fn locate<'e>(entry: &'e Entry, info: &Info, err: &ParseError) -> (usize, usize,
     }
     match (info.rdata.first(), info.type_tok) {
         (Some(&i), _) | (None, Some(i)) => at(i),
-        (None, None) => {
-            let (line, col) = entry.position();
-            (line, col, None)
-        }
+        (None, None) => (entry.position(), None),
     }
 }
 
@@ -413,46 +387,43 @@ fn locate<'e>(entry: &'e Entry, info: &Info, err: &ParseError) -> (usize, usize,
 fn describe(err: &ParseError, tok: Option<&Tok>, text: &str, entry: &Entry) -> String {
     match err {
         ParseError::Message("record ttl not specified") => {
-            return "no TTL for this record: give it one, or add a `$TTL` line before it".into();
+            "no TTL for this record: give it one, or add a `$TTL` line before it".into()
         }
         ParseError::Message("record name not specified") => {
-            return "no owner name: the first record must start with a name or `@` in column 1"
-                .into();
+            "no owner name: the first record must start with a name or `@` in column 1".into()
         }
         ParseError::Message("SOA is already specified") => {
-            return "a second SOA record at the same name: a zone has exactly one SOA".into();
+            "a second SOA record at the same name: a zone has exactly one SOA".into()
         }
         ParseError::UnexpectedToken(Token::At) if tok.is_some_and(|t| t.kind == Kind::At) => {
-            return "`@` is only accepted as an owner name: in record data write the name in full, with a trailing dot".into();
+            "`@` is only accepted as an owner name: in record data write the name in full, with a trailing dot".into()
         }
-        ParseError::MissingToken(what) => {
-            return match tok.filter(|t| t.kind == Kind::Word) {
-                Some(t) => format!("the `{}` record is missing its {what}", t.text),
-                None => format!("missing {what}"),
-            };
-        }
+        ParseError::MissingToken(what) => match tok.filter(|t| t.kind == Kind::Word) {
+            Some(t) => format!("the `{}` record is missing its {what}", t.text),
+            None => format!("missing {what}"),
+        },
         ParseError::Lexer(LexerError::UnrecognizedDollar(_)) => {
             // hickory's message loses the word; take it from the text.
-            let rest = &text[entry.start..entry.end];
-            let word: String = rest
+            let word: String = entry_text(text, entry)
                 .trim_start()
                 .chars()
                 .take_while(|c| !c.is_whitespace() && *c != ';')
                 .collect();
-            return format!("unknown directive `{word}`: floe accepts $ORIGIN and $TTL");
+            format!("unknown directive `{word}`: floe accepts $ORIGIN and $TTL")
         }
-        _ => {}
-    }
-    let msg = err.to_string();
-    let msg = msg.strip_prefix("proto error: ").unwrap_or(&msg);
-    let msg = msg.strip_prefix("decoding error: ").unwrap_or(msg);
-    let msg = msg.strip_prefix("lexer error: ").unwrap_or(msg);
-    let msg = msg.trim_end_matches([':', ' ']);
-    match tok {
-        Some(t) if !t.text.is_empty() && !msg.contains(t.text.as_str()) => {
-            format!("{msg}: `{}`", t.text)
+        _ => {
+            let msg = err.to_string();
+            let msg = ["proto error: ", "decoding error: ", "lexer error: "]
+                .iter()
+                .fold(msg.as_str(), |m, p| m.strip_prefix(p).unwrap_or(m))
+                .trim_end_matches([':', ' ']);
+            match tok {
+                Some(t) if !t.text.is_empty() && !msg.contains(t.text.as_str()) => {
+                    format!("{msg}: `{}`", t.text)
+                }
+                _ => msg.to_string(),
+            }
         }
-        _ => msg.to_string(),
     }
 }
 
@@ -470,7 +441,7 @@ fn multi_line_quote(t: &Tok) -> String {
 /// Fixed numbers of record-data tokens for the common types: hickory's
 /// parsers silently ignore extra tokens (`www A 192.0.2.1 192.0.2.2` serves
 /// only the first address), so floe reports them.
-pub(super) fn expected_rdata_tokens(rtype: RecordType) -> Option<usize> {
+fn expected_rdata_tokens(rtype: RecordType) -> Option<usize> {
     Some(match rtype {
         RecordType::A
         | RecordType::AAAA
@@ -488,39 +459,21 @@ pub(super) fn expected_rdata_tokens(rtype: RecordType) -> Option<usize> {
 /// Errors for text hickory accepted but would partly ignore or that is
 /// almost surely a mistake.
 pub(super) fn extra_tokens(path: &Path, entries: &[Entry], infos: &[Info]) -> Vec<Diagnostic> {
-    let mut out = Vec::new();
-    for (entry, info) in entries.iter().zip(infos) {
-        if let Some(directive @ ("ORIGIN" | "TTL")) = info.directive.as_deref() {
+    let extra = |(entry, info): (&Entry, &Info)| {
+        let (i, after) = match (info.directive.as_deref(), info.rtype) {
             // hickory reads a second word as the owner of the next records.
-            let mut args = entry.tokens.iter().skip(1);
-            if let Some(t) = args.nth(1) {
-                out.push(Diagnostic::error(
-                    path,
-                    t.line,
-                    t.col,
-                    format!("unexpected `{}` after the ${directive} value", t.text),
-                ));
-            }
-            continue;
-        }
-        let Some(rtype) = info.rtype else { continue };
-        let Some(want) = expected_rdata_tokens(rtype) else {
-            continue;
+            (Some(d @ ("ORIGIN" | "TTL")), _) => (2, format!("the ${d} value")),
+            (_, Some(rtype)) => (
+                *info.rdata.get(expected_rdata_tokens(rtype)?)?,
+                format!("the {rtype} record data: write one record per line"),
+            ),
+            _ => return None,
         };
-        if let Some(&i) = info.rdata.get(want) {
-            let t = &entry.tokens[i];
-            out.push(Diagnostic::error(
-                path,
-                t.line,
-                t.col,
-                format!(
-                    "unexpected `{}` after the {rtype} record data: write one record per line",
-                    t.text
-                ),
-            ));
-        }
-    }
-    out
+        let t = entry.tokens.get(i)?;
+        let msg = format!("unexpected `{}` after {after}", t.text);
+        Some(Diagnostic::error(path, t.line, t.col, msg))
+    };
+    entries.iter().zip(infos).filter_map(extra).collect()
 }
 
 /// The lower-cased owner of a record entry, for matching diagnostics.

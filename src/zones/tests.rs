@@ -98,7 +98,7 @@ fn agrees_with_hickory(text: &str, origin: &Name) {
         ),
     }
     if let Ok((_, records)) = whole {
-        let ours: BTreeSet<_> = parse::analyze(&entries, Some(origin))
+        let ours: BTreeSet<_> = parse::analyze(&entries, origin)
             .iter()
             .filter_map(parse::owner_key)
             .collect();
@@ -252,16 +252,11 @@ fn syntax_error_names_file_line_and_column() {
     );
 }
 
+/// Texts with exactly one error: where it is and words its message has.
 #[test]
-fn unknown_type_points_at_the_type() {
-    let (line, col, msg) = only_error(&format!("{HEAD}x 300 IN AA 192.0.2.1\n"));
-    assert_eq!((line, col), (6, 10));
-    assert!(msg.contains("AA"), "{msg}");
-}
-
-#[test]
-fn error_inside_a_multi_line_soa_points_at_the_field() {
-    let text = "\
+fn each_error_is_placed_and_explained() {
+    let h = |lines: &str| format!("{HEAD}{lines}\n");
+    let multi_line_soa = "\
 $TTL 300
 @ 60 IN SOA ns1.a.example. hostmaster.a.example. (
         1      ; serial
@@ -270,39 +265,75 @@ $TTL 300
         1w 60 )
 @ IN NS ns1.a.example.
 ";
-    let (line, col, msg) = only_error(text);
-    assert_eq!((line, col), (5, 9));
-    assert!(msg.contains("10x"), "{msg}");
-}
-
-#[test]
-fn errors_after_multi_line_records_keep_their_lines() {
-    let text = format!(
-        "{HEAD}long IN TXT ( \"part one; not a comment\"\n  \"part ( two\" ) ; comment \" with a quote\nlate IN A 192.0.2.300\n"
-    );
-    assert_eq!(only_error(&text).0, 8);
-}
-
-#[test]
-fn lexical_errors_are_placed() {
-    let (line, col, msg) = only_error(&format!("{HEAD}txt IN TXT \"never closed\n"));
-    assert_eq!((line, col), (6, 12));
-    assert!(msg.contains("quoted"), "{msg}");
-    let (line, col, _) = only_error(&format!("{HEAD}x IN A 192.0.2.1 )\n"));
-    assert_eq!((line, col), (6, 18));
-}
-
-#[test]
-fn unclosed_quote_is_blamed_even_when_a_later_quote_closes_it() {
-    let text =
-        format!("{HEAD}txt IN TXT \"no end\nx IN A 192.0.2.1 ; a \"quote\" (\ny IN A 192.0.2.2\n");
-    let (line, col, msg) = only_error(&text);
-    assert_eq!((line, col), (6, 12), "{msg}");
-    assert!(msg.contains("closing"), "{msg}");
-    // Even when the rest happens to parse.
-    let text = format!("{HEAD}txt IN TXT \"no end\nx IN A 192.0.2.1 \"\n");
-    let (line, col, msg) = only_error(&text);
-    assert_eq!((line, col), (6, 12), "{msg}");
+    let cases: &[(String, (usize, usize), &[&str])] = &[
+        // An unknown type: at the type.
+        (h("x 300 IN AA 192.0.2.1"), (6, 10), &["AA"]),
+        // Inside a multi-line SOA: at the field.
+        (multi_line_soa.into(), (5, 9), &["10x"]),
+        // After multi-line records: on its own line.
+        (
+            h("long IN TXT ( \"part one; not a comment\"\n  \"part ( two\" ) ; comment \" with a quote\nlate IN A 192.0.2.300"),
+            (8, 11),
+            &[],
+        ),
+        // Lexical errors.
+        (h("txt IN TXT \"never closed"), (6, 12), &["quoted"]),
+        (h("x IN A 192.0.2.1 )"), (6, 18), &[]),
+        // An unclosed quote is blamed even when a later quote closes it,
+        // and even when the rest happens to parse.
+        (
+            h("txt IN TXT \"no end\nx IN A 192.0.2.1 ; a \"quote\" (\ny IN A 192.0.2.2"),
+            (6, 12),
+            &["closing"],
+        ),
+        (h("txt IN TXT \"no end\nx IN A 192.0.2.1 \""), (6, 12), &[]),
+        // A failed record does not cascade: the SOA carries the only TTL;
+        // the records after it inherit that TTL through the placeholder.
+        (
+            "@ 60 IN SOA ns1.a.example. hostmaster.a.example. 1 2 3 4 x5\n@ NS ns1.a.example.\nns1 A 192.0.2.1\n".into(),
+            (1, 58),
+            &[],
+        ),
+        // Directives; hickory would take `minutes` as the owner of the
+        // records that follow.
+        (HEAD.replacen("$TTL 300", "$TTL 5minutes", 1), (1, 6), &[]),
+        (HEAD.replacen("$TTL 300", "$TTL 5 minutes", 1), (1, 8), &[]),
+        (h("$GENERATE 1-5 x$ A 192.0.2.$"), (6, 1), &["$GENERATE"]),
+        (h("$INCLUDE other.zone"), (6, 1), &["$INCLUDE"]),
+        // Explained: `@` in record data, a missing TTL, extra record data.
+        (h("alias IN CNAME @"), (6, 16), &["trailing dot"]),
+        (
+            "@ IN SOA ns1.a.example. h.a.example. 1 2 3 4 5\n".into(),
+            (1, 1),
+            &["$TTL"],
+        ),
+        (h("two IN A 192.0.2.1 192.0.2.2"), (6, 20), &["192.0.2.2"]),
+        // A second SOA, an SOA below the apex.
+        (h("@ IN SOA ns1.a.example. h.a.example. 2 2 3 4 5"), (6, 1), &["SOA"]),
+        (h("sub IN SOA ns1.a.example. h.a.example. 2 2 3 4 5"), (6, 1), &["apex"]),
+        // A CNAME with other data, twice at one name.
+        (
+            h("alias IN CNAME www.a.example.\nalias IN TXT \"x\""),
+            (6, 1),
+            &["CNAME", "TXT"],
+        ),
+        (h("www IN CNAME other.example."), (6, 1), &["CNAME"]),
+        (
+            h("alias IN CNAME www.a.example.\nalias IN CNAME ns1.a.example."),
+            (7, 1),
+            &["only one CNAME"],
+        ),
+        // A record outside the origin, a class other than IN.
+        (h("www.b.example. IN A 192.0.2.1"), (6, 1), &["outside"]),
+        (h("version CH TXT \"1\""), (6, 1), &["class"]),
+    ];
+    for (text, at, words) in cases {
+        let (line, col, msg) = only_error(text);
+        assert_eq!((line, col), *at, "{msg}\n{text}");
+        for word in *words {
+            assert!(msg.contains(word), "{msg}");
+        }
+    }
 }
 
 #[test]
@@ -314,51 +345,6 @@ fn several_record_errors_are_all_reported() {
     assert!(z.is_none());
     let lines: Vec<usize> = errors(&d).iter().map(|e| e.line).collect();
     assert_eq!(lines, [6, 8, 9], "{d}");
-}
-
-#[test]
-fn a_failed_record_does_not_cascade() {
-    // The SOA carries the only TTL; when it fails, the records after it
-    // inherit that TTL through the placeholder and are not reported.
-    let text = "@ 60 IN SOA ns1.a.example. hostmaster.a.example. 1 2 3 4 x5\n@ NS ns1.a.example.\nns1 A 192.0.2.1\n";
-    let (line, col, _) = only_error(text);
-    assert_eq!((line, col), (1, 58));
-}
-
-#[test]
-fn directive_errors() {
-    let (line, col, msg) = only_error(&HEAD.replacen("$TTL 300", "$TTL 5minutes", 1));
-    assert_eq!((line, col), (1, 6), "{msg}");
-    // hickory would take `minutes` as the owner of the records that follow.
-    let (line, col, msg) = only_error(&HEAD.replacen("$TTL 300", "$TTL 5 minutes", 1));
-    assert_eq!((line, col), (1, 8), "{msg}");
-    let (line, col, msg) = only_error(&format!("{HEAD}$GENERATE 1-5 x$ A 192.0.2.$\n"));
-    assert_eq!((line, col), (6, 1));
-    assert!(msg.contains("$GENERATE"), "{msg}");
-    let (line, _, msg) = only_error(&format!("{HEAD}$INCLUDE other.zone\n"));
-    assert_eq!(line, 6);
-    assert!(msg.contains("$INCLUDE"), "{msg}");
-}
-
-#[test]
-fn at_sign_in_record_data_is_explained() {
-    let (line, col, msg) = only_error(&format!("{HEAD}alias IN CNAME @\n"));
-    assert_eq!((line, col), (6, 16));
-    assert!(msg.contains("trailing dot"), "{msg}");
-}
-
-#[test]
-fn missing_ttl_is_explained() {
-    let (line, _, msg) = only_error("@ IN SOA ns1.a.example. h.a.example. 1 2 3 4 5\n");
-    assert_eq!(line, 1);
-    assert!(msg.contains("$TTL"), "{msg}");
-}
-
-#[test]
-fn extra_record_data_is_an_error() {
-    let (line, col, msg) = only_error(&format!("{HEAD}two IN A 192.0.2.1 192.0.2.2\n"));
-    assert_eq!((line, col), (6, 20));
-    assert!(msg.contains("192.0.2.2"), "{msg}");
 }
 
 #[test]
@@ -391,24 +377,6 @@ fn missing_soa_and_missing_ns() {
 }
 
 #[test]
-fn second_soa_is_an_error() {
-    let (line, _, msg) = only_error(&format!(
-        "{HEAD}@ IN SOA ns1.a.example. h.a.example. 2 2 3 4 5\n"
-    ));
-    assert_eq!(line, 6);
-    assert!(msg.contains("SOA"), "{msg}");
-}
-
-#[test]
-fn soa_below_the_apex_is_an_error() {
-    let (line, _, msg) = only_error(&format!(
-        "{HEAD}sub IN SOA ns1.a.example. h.a.example. 2 2 3 4 5\n"
-    ));
-    assert_eq!(line, 6);
-    assert!(msg.contains("apex"), "{msg}");
-}
-
-#[test]
 fn duplicate_origin_names_both_files() {
     let other = HEAD.replace("$TTL 300", "$ORIGIN a.example.\n$TTL 300");
     let dir = dir_with(&[("a.example.zone", HEAD), ("b.zone", &other)]);
@@ -437,46 +405,6 @@ fn duplicate_origin_is_reported_even_when_one_copy_is_broken() {
     let e = errors(&d);
     assert_eq!(e.len(), 2, "{d}");
     assert!(e[1].message.contains("also defined"), "{d}");
-}
-
-#[test]
-fn cname_with_other_data() {
-    let (z, d) = one(&format!(
-        "{HEAD}alias IN CNAME www.a.example.\nalias IN TXT \"x\"\n"
-    ));
-    assert!(z.is_none());
-    let e = errors(&d);
-    assert_eq!(e.len(), 1, "{d}");
-    assert_eq!(e[0].line, 6);
-    assert!(
-        e[0].message.contains("CNAME") && e[0].message.contains("TXT"),
-        "{}",
-        e[0].message
-    );
-
-    let (line, _, msg) = only_error(&format!("{HEAD}www IN CNAME other.example.\n"));
-    assert_eq!(line, 6);
-    assert!(msg.contains("CNAME"), "{msg}");
-
-    let (line, _, msg) = only_error(&format!(
-        "{HEAD}alias IN CNAME www.a.example.\nalias IN CNAME ns1.a.example.\n"
-    ));
-    assert_eq!(line, 7);
-    assert!(msg.contains("only one CNAME"), "{msg}");
-}
-
-#[test]
-fn record_outside_the_origin() {
-    let (line, _, msg) = only_error(&format!("{HEAD}www.b.example. IN A 192.0.2.1\n"));
-    assert_eq!(line, 6);
-    assert!(msg.contains("outside"), "{msg}");
-}
-
-#[test]
-fn class_other_than_in_is_an_error() {
-    let (line, _, msg) = only_error(&format!("{HEAD}version CH TXT \"1\"\n"));
-    assert_eq!(line, 6);
-    assert!(msg.contains("class"), "{msg}");
 }
 
 #[test]
@@ -563,23 +491,21 @@ fn find_picks_the_longest_suffix_case_insensitively() {
     let dir = dir_with(&[("example.zone", &parent), ("a.example.zone", HEAD)]);
     let (set, d) = ZoneSet::load(dir.path());
     let set = set.unwrap_or_else(|| panic!("{d}"));
-    let origin_of = |n: &str| set.find(&name(n)).map(|z| z.origin.to_string());
-    assert_eq!(origin_of("www.a.example.").as_deref(), Some("a.example."));
-    assert_eq!(origin_of("WWW.A.Example.").as_deref(), Some("a.example."));
-    assert_eq!(origin_of("a.example.").as_deref(), Some("a.example."));
-    assert_eq!(
-        origin_of("deep.er.a.EXAMPLE.").as_deref(),
-        Some("a.example.")
-    );
-    assert_eq!(origin_of("b.example.").as_deref(), Some("example."));
-    assert_eq!(origin_of("Example.").as_deref(), Some("example."));
-    assert_eq!(
-        origin_of("aa.example.").as_deref(),
-        Some("example."),
-        "label boundaries, not string suffixes"
-    );
-    assert_eq!(origin_of("example.org."), None);
-    assert_eq!(origin_of("."), None);
+    for (n, origin) in [
+        ("www.a.example.", Some("a.example.")),
+        ("WWW.A.Example.", Some("a.example.")),
+        ("a.example.", Some("a.example.")),
+        ("deep.er.a.EXAMPLE.", Some("a.example.")),
+        ("b.example.", Some("example.")),
+        ("Example.", Some("example.")),
+        // Label boundaries, not string suffixes.
+        ("aa.example.", Some("example.")),
+        ("example.org.", None),
+        (".", None),
+    ] {
+        let found = set.find(&name(n)).map(|z| z.origin.to_string());
+        assert_eq!(found.as_deref(), origin, "{n}");
+    }
     let lower = LowerName::new(&name("WWW.A.EXAMPLE."));
     assert_eq!(set.find(&lower).unwrap().origin, name("a.example."));
 }
@@ -698,6 +624,16 @@ fn lines_of(parts: &[&str]) -> usize {
     parts.iter().map(|p| p.matches('\n').count() + 1).sum()
 }
 
+/// Loads `text`: every diagnostic's line is inside it.
+fn lines_inside(text: &str) -> Result<(), TestCaseError> {
+    let (_, d) = load(text);
+    let lines = text.matches('\n').count() + 1;
+    for diag in &d.0 {
+        prop_assert!(diag.line <= lines, "{diag} beyond {lines} lines");
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
@@ -705,11 +641,7 @@ proptest! {
     /// and every position is inside the file.
     #[test]
     fn arbitrary_text_never_panics(text in "(?s).{0,400}") {
-        let (_, d) = load(&text);
-        let lines = text.matches('\n').count() + 1;
-        for diag in &d.0 {
-            prop_assert!(diag.line <= lines, "{diag} beyond {lines} lines");
-        }
+        lines_inside(&text)?;
     }
 
     /// Zone-like text (the characters that matter to the lexer) never
@@ -717,11 +649,7 @@ proptest! {
     /// that there is a lexical error.
     #[test]
     fn zone_like_text_never_panics(text in "[a-z@$(); \"\\\\\t\r\n.0-9A-Z]{0,300}") {
-        let (_, d) = load(&text);
-        let lines = text.matches('\n').count() + 1;
-        for diag in &d.0 {
-            prop_assert!(diag.line <= lines, "{diag} beyond {lines} lines");
-        }
+        lines_inside(&text)?;
         let origin = name("a.example.");
         if let Err(ParseError::Lexer(e)) = Parser::new(text.as_str(), None, Some(origin)).parse() {
             prop_assert!(scan::scan(&text).iter().any(|e| e.lex_error.is_some()), "hickory: {e}");
@@ -750,23 +678,19 @@ proptest! {
         bad in 0..BAD.len(),
         after in prop::collection::vec(0..GOOD.len(), 0..10),
     ) {
-        let before: Vec<&str> = before.iter().map(|&i| GOOD[i]).collect();
-        let after: Vec<&str> = after.iter().map(|&i| GOOD[i]).collect();
         let mut parts = vec![HEAD.trim_end()];
-        parts.extend(&before);
+        parts.extend(before.iter().map(|&i| GOOD[i]));
         let bad_line = lines_of(&parts) + 1;
         parts.push(BAD[bad]);
-        parts.extend(&after);
+        parts.extend(after.iter().map(|&i| GOOD[i]));
         let text = format!("{}\n", parts.join("\n"));
         let (z, d) = one(&text);
         prop_assert!(z.is_none());
-        let first = errors(&d).into_iter().next().cloned();
-        prop_assert!(first.is_some(), "no error for:\n{text}");
-        let first = first.unwrap();
-        let bad_lines = BAD[bad].matches('\n').count();
+        let first = errors(&d).first().map(|e| e.line);
+        let lines = bad_line..=bad_line + BAD[bad].matches('\n').count();
         prop_assert!(
-            (bad_line..=bad_line + bad_lines).contains(&first.line),
-            "error {first} not on line {bad_line} of:\n{text}"
+            first.is_some_and(|l| lines.contains(&l)),
+            "first error on line {first:?}, not {lines:?}:\n{d}in:\n{text}"
         );
     }
 

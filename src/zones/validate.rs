@@ -12,13 +12,14 @@ use super::scan::Entry;
 use crate::diagnostic::Diagnostic;
 
 /// Where each record set and each name was first written in the file.
-struct Positions {
+struct Positions<'a> {
+    path: &'a Path,
     by_key: BTreeMap<(LowerName, RecordType), (usize, usize)>,
     by_name: BTreeMap<LowerName, (usize, usize)>,
 }
 
-impl Positions {
-    fn new(entries: &[Entry], infos: &[Info]) -> Self {
+impl<'a> Positions<'a> {
+    fn new(path: &'a Path, entries: &[Entry], infos: &[Info]) -> Self {
         let mut by_key = BTreeMap::new();
         let mut by_name = BTreeMap::new();
         for (entry, info) in entries.iter().zip(infos) {
@@ -28,16 +29,37 @@ impl Positions {
                 by_key.entry((name, rtype)).or_insert(pos);
             }
         }
-        Positions { by_key, by_name }
+        Positions {
+            path,
+            by_key,
+            by_name,
+        }
     }
 
-    /// Line and column of the record set, or (0, 0) when unknown.
-    fn of(&self, key: &RrKey) -> (usize, usize) {
-        self.by_key
+    /// Where the record set was first written, or the whole file when that
+    /// is unknown.
+    fn of(&self, key: &RrKey) -> At<'a> {
+        let (line, col) = self
+            .by_key
             .get(&(key.name.clone(), key.record_type))
             .or_else(|| self.by_name.get(&key.name))
             .copied()
-            .unwrap_or((0, 0))
+            .unwrap_or((0, 0));
+        At(self.path, line, col)
+    }
+}
+
+/// A place to report at: file, line and column ((0, 0): the whole file).
+#[derive(Clone, Copy)]
+struct At<'a>(&'a Path, usize, usize);
+
+impl At<'_> {
+    fn error(self, message: String) -> Diagnostic {
+        Diagnostic::error(self.0, self.1, self.2, message)
+    }
+
+    fn warning(self, message: String) -> Diagnostic {
+        Diagnostic::warning(self.0, self.1, self.2, message)
     }
 }
 
@@ -50,64 +72,41 @@ pub(super) fn validate(
     infos: &[Info],
 ) -> Vec<Diagnostic> {
     let mut out = Vec::new();
-    let pos = Positions::new(entries, infos);
+    let pos = Positions::new(path, entries, infos);
+    let whole_file = At(path, 0, 0);
     let apex = LowerName::new(origin);
-    let err = |out: &mut Vec<Diagnostic>, (line, col): (usize, usize), msg: String| {
-        out.push(Diagnostic::error(path, line, col, msg));
-    };
-    let warn = |out: &mut Vec<Diagnostic>, (line, col): (usize, usize), msg: String| {
-        out.push(Diagnostic::warning(path, line, col, msg));
-    };
 
     for (key, rrset) in records {
         let at = pos.of(key);
         let (name, rtype) = (&key.name, key.record_type);
         if !apex.zone_of(name) {
-            err(
-                &mut out,
-                at,
-                format!(
-                    "{name} {rtype} is outside the zone {origin}: a zone file may only hold names at or below its origin"
-                ),
-            );
+            out.push(at.error(format!(
+                "{name} {rtype} is outside the zone {origin}: a zone file may only hold names at or below its origin"
+            )));
             continue;
         }
         if rrset.dns_class() != DNSClass::IN {
-            err(
-                &mut out,
-                at,
-                format!(
-                    "{name} {rtype} has class {}: floe serves class IN only",
-                    rrset.dns_class()
-                ),
-            );
+            out.push(at.error(format!(
+                "{name} {rtype} has class {}: floe serves class IN only",
+                rrset.dns_class()
+            )));
         }
         if rtype == RecordType::SOA && *name != apex {
-            err(
-                &mut out,
-                at,
-                format!(
-                    "SOA record at {name}: only the zone apex {origin} may have one (a separate zone needs its own file)"
-                ),
-            );
+            out.push(at.error(format!(
+                "SOA record at {name}: only the zone apex {origin} may have one (a separate zone needs its own file)"
+            )));
         }
         if doubled_origin(origin, name) {
-            warn(
-                &mut out,
-                at,
-                format!("owner name {name} repeats the zone origin: is a trailing dot missing?"),
-            );
+            out.push(at.warning(format!(
+                "owner name {name} repeats the zone origin: is a trailing dot missing?"
+            )));
         }
         for record in rrset.records_without_rrsigs() {
             for target in rdata_names(&record.data) {
                 if doubled_origin(origin, target) {
-                    warn(
-                        &mut out,
-                        at,
-                        format!(
-                            "{name} {rtype} points at {target}, which repeats the zone origin: is a trailing dot missing?"
-                        ),
-                    );
+                    out.push(at.warning(format!(
+                        "{name} {rtype} points at {target}, which repeats the zone origin: is a trailing dot missing?"
+                    )));
                 }
             }
         }
@@ -119,37 +118,25 @@ pub(super) fn validate(
         .get(&soa_key)
         .and_then(|s| s.records_without_rrsigs().next())
     {
-        None => err(
-            &mut out,
-            (0, 0),
-            format!("no SOA record at the zone apex {origin}"),
-        ),
+        None => out.push(whole_file.error(format!("no SOA record at the zone apex {origin}"))),
         Some(record) => {
             if let RData::SOA(soa) = &record.data
                 && record.ttl > soa.minimum
             {
                 let (ttl, min) = (record.ttl, soa.minimum);
-                warn(
-                    &mut out,
-                    pos.of(&soa_key),
-                    format!(
-                        "the SOA record's TTL {ttl} is larger than its MINIMUM {min}: negative answers \
-                         carry the SOA with TTL min({ttl}, {min}) = {min} (RFC 2308), so the larger TTL \
-                         only applies to SOA queries"
-                    ),
-                );
+                out.push(pos.of(&soa_key).warning(format!(
+                    "the SOA record's TTL {ttl} is larger than its MINIMUM {min}: negative answers \
+                     carry the SOA with TTL min({ttl}, {min}) = {min} (RFC 2308), so the larger TTL \
+                     only applies to SOA queries"
+                )));
             }
         }
     }
     let ns_key = RrKey::new(apex.clone(), RecordType::NS);
     match records.get(&ns_key) {
-        None => err(
-            &mut out,
-            (0, 0),
-            format!(
-                "no NS record at the zone apex {origin}: list floe's name servers (the ones the parent zone delegates to)"
-            ),
-        ),
+        None => out.push(whole_file.error(format!(
+            "no NS record at the zone apex {origin}: list floe's name servers (the ones the parent zone delegates to)"
+        ))),
         Some(ns_set) => {
             for record in ns_set.records_without_rrsigs() {
                 let RData::NS(ns) = &record.data else {
@@ -160,14 +147,10 @@ pub(super) fn validate(
                     .into_iter()
                     .any(|t| records.contains_key(&RrKey::new(target.clone(), t)));
                 if apex.zone_of(&target) && !has_address {
-                    warn(
-                        &mut out,
-                        pos.of(&ns_key),
-                        format!(
-                            "name server {} is inside {origin} but has no A or AAAA record here: resolvers need that glue to reach it",
-                            ns.0
-                        ),
-                    );
+                    out.push(pos.of(&ns_key).warning(format!(
+                        "name server {} is inside {origin} but has no A or AAAA record here: resolvers need that glue to reach it",
+                        ns.0
+                    )));
                 }
             }
         }
@@ -185,14 +168,11 @@ pub(super) fn validate(
                 .filter(|t| **t != RecordType::CNAME)
                 .map(ToString::to_string)
                 .collect();
-            err(
-                &mut out,
-                pos.of(&RrKey::new((*name).clone(), RecordType::CNAME)),
-                format!(
-                    "{name} has a CNAME and other data ({}): a CNAME must be the only record at its name",
-                    others.join(", ")
-                ),
-            );
+            let at = pos.of(&RrKey::new((*name).clone(), RecordType::CNAME));
+            out.push(at.error(format!(
+                "{name} has a CNAME and other data ({}): a CNAME must be the only record at its name",
+                others.join(", ")
+            )));
         }
     }
     // hickory keeps only the last of several CNAMEs at one name, silently.
@@ -202,17 +182,12 @@ pub(super) fn validate(
             continue;
         };
         let (line, col) = entry.position();
-        match first_cname.get(&name) {
-            Some(first) => err(
-                &mut out,
-                (line, col),
-                format!(
-                    "second CNAME at {name} (the first is on line {first}): a name can have only one CNAME"
-                ),
-            ),
-            None => {
-                first_cname.insert(name, line);
-            }
+        if let Some(first) = first_cname.get(&name) {
+            out.push(At(path, line, col).error(format!(
+                "second CNAME at {name} (the first is on line {first}): a name can have only one CNAME"
+            )));
+        } else {
+            first_cname.insert(name, line);
         }
     }
     out
