@@ -21,7 +21,8 @@
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Bits of a slot: window number (24), previous window's count (20),
@@ -125,6 +126,60 @@ impl ClientBudgets {
     }
 }
 
+/// Open connections per client (address prefix), in a fixed-size table
+/// like [`ClientBudgets`]'s: a client at its cap gets no more, so one
+/// address cannot hold every connection slot of a door. Two prefixes that
+/// share a slot share a cap.
+#[derive(Debug)]
+pub struct ClientConnections {
+    slots: Box<[AtomicU32]>,
+    hasher: RandomState,
+}
+
+/// One open connection, counted until it is dropped.
+#[derive(Debug)]
+pub struct OpenConnection {
+    table: Arc<ClientConnections>,
+    slot: usize,
+}
+
+impl ClientConnections {
+    /// A table of `slots` counters (rounded up to a power of two).
+    pub fn new(slots: usize) -> Arc<ClientConnections> {
+        let n = slots.max(1).next_power_of_two();
+        Arc::new(ClientConnections {
+            slots: (0..n).map(|_| AtomicU32::new(0)).collect(),
+            hasher: RandomState::new(),
+        })
+    }
+
+    /// Counts one more connection of `prefix`, unless it has `cap` open.
+    pub fn open(self: &Arc<Self>, prefix: Prefix, cap: u32) -> Option<OpenConnection> {
+        let slot = self.hasher.hash_one(prefix.0) as usize & (self.slots.len() - 1);
+        self.slots[slot]
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+                (n < cap).then_some(n + 1)
+            })
+            .ok()?;
+        Some(OpenConnection {
+            table: self.clone(),
+            slot,
+        })
+    }
+
+    /// Connections open now under `prefix`'s slot.
+    pub fn count(&self, prefix: Prefix) -> u32 {
+        let slot = self.hasher.hash_one(prefix.0) as usize & (self.slots.len() - 1);
+        self.slots[slot].load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.table.slots[self.slot].fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// The (previous, current) counts of slot value `v` seen from window
 /// `epoch`: as stored in the same window, shifted by one a window later,
 /// zero after that.
@@ -216,6 +271,18 @@ mod tests {
         assert!(!b.try_take(p, 1, W, t0));
         b.give_back(p, W, t0);
         assert!(b.try_take(p, 1, W, t0));
+    }
+
+    #[test]
+    fn connections_stop_at_the_cap_and_come_back_when_closed() {
+        let table = ClientConnections::new(64);
+        let p = key("192.0.2.1");
+        let open: Vec<_> = (0..10).filter_map(|_| table.open(p, 3)).collect();
+        assert_eq!(open.len(), 3);
+        assert!(table.open(key("192.0.2.2"), 3).is_some(), "another client");
+        drop(open);
+        assert_eq!(table.count(p), 0);
+        assert!(table.open(p, 3).is_some());
     }
 
     #[test]

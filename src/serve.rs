@@ -6,7 +6,7 @@
 //! binary, `floe demo` and the integration tests all start floe this way.
 
 use crate::admin::AdminServer;
-use crate::clients::ClientBudgets;
+use crate::clients::{ClientBudgets, ClientConnections};
 use crate::config::Loaded;
 use crate::diagnostic::Diagnostics;
 use crate::dns::{DnsServer, DnsState};
@@ -82,6 +82,10 @@ impl Instance {
             metrics: metrics.clone(),
             history: history.clone(),
             clients: ClientBudgets::new(http::CLIENT_SLOTS, std::time::Instant::now()),
+            connections: ClientConnections::new(http::CLIENT_SLOTS),
+            slots: Arc::new(tokio::sync::Semaphore::new(
+                config.http.max_connections.max(1),
+            )),
         });
         let stop = |e| {
             shutdown.trigger();
@@ -99,7 +103,7 @@ impl Instance {
         ));
         threads.extend(
             dns_server
-                .spawn(dns.clone(), &config.dns, shutdown.clone())
+                .spawn(dns.clone(), &config, shutdown.clone())
                 .map_err(stop)?,
         );
         let admin_addrs = admin.as_ref().map(|a| a.addrs.clone()).unwrap_or_default();

@@ -755,6 +755,62 @@ fn tcp_idle_timeout_and_connection_limit() {
     });
 }
 
+/// A TCP connection to `addr` from `ip`.
+fn tcp_from(ip: &str, addr: SocketAddr) -> TcpStream {
+    let socket = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )
+    .unwrap();
+    let ip: IpAddr = ip.parse().unwrap();
+    socket.bind(&SocketAddr::new(ip, 0).into()).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    let s: TcpStream = socket.into();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s
+}
+
+#[test]
+fn tcp_connections_are_capped_per_client_and_aged() {
+    let a = FakeRelay::start(BOTH);
+    let floe = Floe::start(
+        &[&a],
+        "tcp_max_connections_per_client = 2\ntcp_max_connection_age = \"1s\"",
+    );
+    let dns = floe.dns();
+    let www = query("www.stream.example.org.", RecordType::A, None);
+    let mut one = tcp_from("127.6.0.1", dns);
+    let mut two = tcp_from("127.6.0.1", dns);
+    for s in [&mut one, &mut two] {
+        tcp_send(s, &www);
+        assert_eq!(tcp_recv(s).unwrap().answers.len(), 1);
+    }
+    let mut three = tcp_from("127.6.0.1", dns);
+    tcp_send(&mut three, &www);
+    assert!(
+        tcp_recv(&mut three).is_err(),
+        "a third connection from one address: closed without an answer"
+    );
+    let mut other = tcp_from("127.6.0.2", dns);
+    tcp_send(&mut other, &www);
+    assert_eq!(tcp_recv(&mut other).unwrap().answers.len(), 1);
+    // Age: a busy connection is closed after tcp_max_connection_age.
+    let mut busy = tcp_from("127.6.1.1", dns);
+    let started = Instant::now();
+    let closed = loop {
+        tcp_send(&mut busy, &www);
+        if tcp_recv(&mut busy).is_err() || started.elapsed() > Duration::from_secs(5) {
+            break started.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        closed >= Duration::from_millis(900) && closed < Duration::from_secs(3),
+        "busy connection closed after {closed:?} (age 1 s)"
+    );
+}
+
 #[test]
 fn a_reload_serves_the_new_zone() {
     let a = FakeRelay::start(BOTH);

@@ -479,3 +479,125 @@ fn a_host_without_ca_certificates_still_polls_http_relays() {
     floe.wait_healthy(T);
     assert_eq!(req(&floe, "GET", "/live.ogg", &[]).status, 302);
 }
+
+/// Connects to `addr` from `ip` with a small receive buffer (a client that
+/// reads slowly fills it soon).
+fn connect_from(ip: &str, addr: std::net::SocketAddr) -> TcpStream {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+    s.set_recv_buffer_size(4096).unwrap();
+    let ip: std::net::IpAddr = ip.parse().unwrap();
+    s.bind(&std::net::SocketAddr::new(ip, 0).into()).unwrap();
+    s.connect_timeout(&addr.into(), T).unwrap();
+    s.into()
+}
+
+/// True when the server closes `s` within `within` (EOF or reset).
+fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return false,
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+#[test]
+fn connections_are_capped_per_client_aged_and_unread_responses_time_out() {
+    let rt = runtime();
+    let _g = rt.enter();
+    let a = sim("relay-a", None, None);
+    let floe = FloeProcess::start(&config(
+        &[&a],
+        "max_connections_per_client = 2\nmax_connection_age = \"1500ms\"\nwrite_timeout = \"1s\"",
+    ));
+    floe.wait_healthy(T);
+
+    // Cap: a third connection from one address is closed at once; another
+    // address is served meanwhile.
+    let _one = connect_from("127.5.0.1", floe.http);
+    let _two = connect_from("127.5.0.1", floe.http);
+    std::thread::sleep(Duration::from_millis(100));
+    let mut three = connect_from("127.5.0.1", floe.http);
+    assert!(
+        closed_within(&mut three, Duration::from_millis(700)),
+        "a third connection from one address is closed before the header timeout"
+    );
+    let other = from_address("127.5.0.2".parse().unwrap(), || {
+        req(&floe, "GET", "/live.ogg", &[])
+    });
+    assert_eq!(other.status, 302);
+
+    // Age: a busy keep-alive connection is closed after max_connection_age.
+    let mut busy = connect_from("127.5.1.1", floe.http);
+    busy.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let started = Instant::now();
+    let mut closed = None;
+    while started.elapsed() < Duration::from_secs(6) {
+        let sent = busy.write_all(b"HEAD /live.ogg HTTP/1.1\r\nHost: x\r\n\r\n");
+        let mut buf = [0u8; 1024];
+        match (sent, busy.read(&mut buf)) {
+            (Err(_), _) | (_, Ok(0)) | (_, Err(_))
+                if started.elapsed() > Duration::from_millis(200) =>
+            {
+                closed = Some(started.elapsed());
+                break;
+            }
+            _ => std::thread::sleep(Duration::from_millis(150)),
+        }
+    }
+    let closed = closed.expect("a busy connection is closed by its age");
+    assert!(
+        closed >= Duration::from_millis(1300) && closed < Duration::from_secs(4),
+        "closed after {closed:?} (age 1.5 s)"
+    );
+
+    // Write timeout: two connections that keep asking for pages and never
+    // read hold this address's two slots until their writes stall for 1 s.
+    let ask = "GET /status HTTP/1.1\r\nHost: x\r\n\r\n".repeat(50);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            let (ask, stop, http) = (&ask, &stop, floe.http);
+            scope.spawn(move || {
+                let mut s = connect_from("127.5.2.1", http);
+                s.set_write_timeout(Some(Duration::from_millis(200)))
+                    .unwrap();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if s.write_all(ask.as_bytes()).is_err() {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let t = Instant::now();
+        support::poll(T, Duration::from_millis(100), || {
+            let mut s = connect_from("127.5.2.1", floe.http);
+            let _ = s.write_all(b"HEAD /live.ogg HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            s.set_read_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
+            let mut buf = [0u8; 64];
+            matches!(s.read(&mut buf), Ok(n) if n > 0 && buf.starts_with(b"HTTP/1.1 302"))
+                .then_some(())
+        })
+        .expect("a slot of this address frees up");
+        let freed = t.elapsed();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        eprintln!(
+            "cap: third closed; age: closed after {closed:?}; unread responses freed their slots after {freed:?}"
+        );
+        assert!(
+            freed > Duration::from_millis(300) && freed < Duration::from_millis(3500),
+            "slots of unread connections freed after {freed:?} (write timeout 1 s; age 1.5 s + drain 5 s)"
+        );
+    });
+}

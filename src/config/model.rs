@@ -100,6 +100,11 @@ pub struct DnsConfig {
     pub tcp_idle_timeout: Duration,
     /// Most TCP connections at once; more are refused.
     pub tcp_max_connections: usize,
+    /// Most TCP connections at once from one client (address prefix, as
+    /// `[select] client_prefix_v4/v6`); more are refused.
+    pub tcp_max_connections_per_client: u32,
+    /// A TCP connection is closed after this long, however busy.
+    pub tcp_max_connection_age: Duration,
     /// UDP sockets (each with its own thread) per listen address; 0 = one per
     /// core.
     pub udp_workers: usize,
@@ -116,8 +121,18 @@ pub struct HttpConfig {
     /// Time a client has to send its request headers; also how long an
     /// idle keep-alive connection may wait for its next request.
     pub header_timeout: Duration,
-    /// Most client connections at once; more wait in the kernel's backlog.
+    /// Most client connections at once, across all workers; more wait in
+    /// the kernel's backlog.
     pub max_connections: usize,
+    /// Most connections at once from one client (address prefix, as
+    /// `[select] client_prefix_v4/v6`); more are closed at once.
+    pub max_connections_per_client: u32,
+    /// A connection is closed after this long (after its request in
+    /// flight, if any), however busy.
+    pub max_connection_age: Duration,
+    /// A response the client does not read for this long closes the
+    /// connection.
+    pub write_timeout: Duration,
     /// Largest request head accepted.
     pub max_header_bytes: usize,
     /// `Retry-After` on a 503.

@@ -26,6 +26,8 @@ pub struct RawDns {
     pub fallback: Vec<Spanned<String>>,
     pub tcp_idle_timeout: Option<Human>,
     pub tcp_max_connections: Option<u32>,
+    pub tcp_max_connections_per_client: Option<Spanned<u32>>,
+    pub tcp_max_connection_age: Option<Human>,
     pub udp_workers: Option<u32>,
 }
 
@@ -37,6 +39,9 @@ pub struct RawHttp {
     pub public_url: Option<Spanned<String>>,
     pub header_timeout: Option<Human>,
     pub max_connections: Option<u32>,
+    pub max_connections_per_client: Option<Spanned<u32>>,
+    pub max_connection_age: Option<Human>,
+    pub write_timeout: Option<Human>,
     pub max_header_bytes: Option<Spanned<u32>>,
     pub retry_after: Option<Human>,
     pub workers: Option<u32>,

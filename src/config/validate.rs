@@ -283,6 +283,15 @@ impl<'a> Cx<'a> {
                 .tcp_idle_timeout
                 .map_or(Duration::from_secs(10), |d| d.0),
             tcp_max_connections: raw.tcp_max_connections.unwrap_or(1024) as usize,
+            tcp_max_connections_per_client: self.checked(
+                raw.tcp_max_connections_per_client,
+                16,
+                |n| n > 0,
+                "[dns] tcp_max_connections_per_client must be at least 1",
+            ),
+            tcp_max_connection_age: raw
+                .tcp_max_connection_age
+                .map_or(Duration::from_secs(60), |d| d.0),
             udp_workers: raw.udp_workers.unwrap_or(0) as usize,
         })
     }
@@ -305,6 +314,16 @@ impl<'a> Cx<'a> {
             public_url,
             header_timeout: raw.header_timeout.map_or(Duration::from_secs(5), |d| d.0),
             max_connections: raw.max_connections.unwrap_or(10_000) as usize,
+            max_connections_per_client: self.checked(
+                raw.max_connections_per_client,
+                64,
+                |n| n > 0,
+                "[http] max_connections_per_client must be at least 1",
+            ),
+            max_connection_age: raw
+                .max_connection_age
+                .map_or(Duration::from_secs(60), |d| d.0),
+            write_timeout: raw.write_timeout.map_or(Duration::from_secs(10), |d| d.0),
             max_header_bytes,
             retry_after: raw.retry_after.map_or(Duration::from_secs(10), |d| d.0),
             workers: raw.workers.unwrap_or(0) as usize,

@@ -34,7 +34,7 @@ pub use answer::Plan;
 pub use handler::FloeHandler;
 pub use zones::Zones;
 
-use crate::config::DnsConfig;
+use crate::config::Config;
 use crate::shutdown::Shutdown;
 use crate::snapshot::Snapshots;
 use crate::zones::ZoneSet;
@@ -313,7 +313,7 @@ impl DnsServer {
     pub fn spawn(
         self,
         state: Arc<DnsState>,
-        config: &DnsConfig,
+        config: &Config,
         shutdown: Shutdown,
     ) -> io::Result<Vec<JoinHandle<()>>> {
         for a in &self.addrs {
@@ -342,8 +342,14 @@ impl DnsServer {
         }
         if !self.tcp.is_empty() {
             let limits = tcp::Limits {
-                idle: config.tcp_idle_timeout,
-                max_connections: config.tcp_max_connections,
+                idle: config.dns.tcp_idle_timeout,
+                max_connections: config.dns.tcp_max_connections,
+                per_client: config.dns.tcp_max_connections_per_client,
+                age: config.dns.tcp_max_connection_age,
+                prefix: (
+                    config.select.client_prefix_v4,
+                    config.select.client_prefix_v6,
+                ),
             };
             let listeners = self.tcp;
             threads.push(thread("floe-dns-tcp".into(), move || {

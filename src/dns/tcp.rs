@@ -2,13 +2,19 @@
 //! thread with a current-thread runtime, answered by the hickory handler
 //! with no size limit.
 //!
-//! Limits from `[dns]`: at most `tcp_max_connections` connections at once
-//! (one more is accepted and closed at once), and a connection that sends
-//! no complete query for `tcp_idle_timeout` is closed. Queries on one
-//! connection are answered in order.
+//! Limits from `[dns]`: at most `tcp_max_connections` connections at once,
+//! and `tcp_max_connections_per_client` from one client prefix (one more is
+//! accepted and closed at once); a connection that sends no complete query
+//! for `tcp_idle_timeout`, or writes nothing for as long, is closed, and
+//! every connection is closed after `tcp_max_connection_age`. Queries on
+//! one connection are answered in order.
+
+/// Slots of the per-client connection table (4 bytes each).
+const CLIENT_SLOTS: usize = 1 << 14;
 
 use super::handler::FloeHandler;
 use super::stats::{Counters, Tally};
+use crate::clients::{ClientBudgets, ClientConnections};
 use crate::shutdown::Shutdown;
 use hickory_server::net::xfer::Protocol;
 use std::io;
@@ -26,6 +32,12 @@ pub(super) struct Limits {
     pub idle: Duration,
     /// Most connections at once.
     pub max_connections: usize,
+    /// Most connections at once from one client prefix.
+    pub per_client: u32,
+    /// Close a connection after this long, however busy.
+    pub age: Duration,
+    /// What makes one client: leading bits of IPv4 and IPv6 addresses.
+    pub prefix: (u8, u8),
 }
 
 /// A listening TCP socket on `addr`.
@@ -62,6 +74,7 @@ pub(super) fn serve(
         }
     };
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let clients = ClientConnections::new(CLIENT_SLOTS);
     rt.block_on(async move {
         let mut loops = Vec::new();
         for l in listeners {
@@ -73,6 +86,7 @@ pub(super) fn serve(
                         counters.clone(),
                         limits,
                         slots.clone(),
+                        clients.clone(),
                         shutdown.clone(),
                     );
                     loops.push(tokio::spawn(task))
@@ -92,6 +106,7 @@ async fn accept_loop(
     counters: Arc<Counters>,
     limits: Limits,
     slots: Arc<Semaphore>,
+    clients: Arc<ClientConnections>,
     shutdown: Shutdown,
 ) {
     loop {
@@ -112,17 +127,23 @@ async fn accept_loop(
             drop(stream);
             continue;
         };
+        let prefix = ClientBudgets::prefix(peer.ip(), limits.prefix.0, limits.prefix.1);
+        let Some(open) = clients.open(prefix, limits.per_client) else {
+            tracing::debug!(%peer, "DNS TCP: client at its connection cap; closing");
+            continue;
+        };
         let (handler, counters, shutdown) = (handler.clone(), counters.clone(), shutdown.clone());
         tokio::spawn(async move {
+            let served = connection(stream, peer, &handler, &counters, limits.idle);
             tokio::select! {
-                r = connection(stream, peer, &handler, &counters, limits.idle) => {
-                    if let Err(e) = r {
+                r = tokio::time::timeout(limits.age, served) => {
+                    if let Ok(Err(e)) = r {
                         tracing::debug!(%peer, "DNS TCP connection: {e}");
                     }
                 }
                 _ = shutdown.wait() => {}
             }
-            drop(permit);
+            drop((permit, open));
         });
     }
 }

@@ -12,7 +12,7 @@ mod playlist;
 pub mod routes;
 pub mod status_page;
 
-use crate::clients::ClientBudgets;
+use crate::clients::{ClientBudgets, ClientConnections};
 use crate::history::History;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
@@ -80,7 +80,7 @@ impl HttpServer {
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("floe-http-{w}"))
-                    .spawn(move || worker(w, n, rt, sockets, shared, shutdown))?,
+                    .spawn(move || worker(w, rt, sockets, shared, shutdown))?,
             );
         }
         Ok(threads)
@@ -98,6 +98,12 @@ pub struct Shared {
     pub history: Arc<History>,
     /// Every client's budget of grants (one table for all workers).
     pub clients: ClientBudgets,
+    /// Connections open per client (one table for all workers).
+    pub connections: Arc<ClientConnections>,
+    /// Connection slots of all workers together (`[http] max_connections`,
+    /// read at start): a busy worker takes from the same pool as idle
+    /// ones instead of refusing while they idle.
+    pub slots: Arc<Semaphore>,
 }
 
 /// Slots of the client budget table: 65,536 x 8 bytes, whatever the number
@@ -150,7 +156,6 @@ pub(crate) fn with_rng<T>(f: impl FnOnce(&mut SmallRng) -> T) -> T {
 
 fn worker(
     w: usize,
-    workers: usize,
     rt: tokio::runtime::Runtime,
     sockets: Vec<StdListener>,
     shared: Arc<Shared>,
@@ -160,8 +165,6 @@ fn worker(
     if let Some(seed) = config.select.seed {
         RNG.with(|r| *r.borrow_mut() = SmallRng::seed_from_u64(seed.wrapping_add(w as u64)));
     }
-    let per_worker = config.http.max_connections.div_ceil(workers).max(1);
-    let limit = Arc::new(Semaphore::new(per_worker));
     rt.block_on(async move {
         let mut accepts = Vec::new();
         for s in sockets {
@@ -175,31 +178,26 @@ fn worker(
             accepts.push(tokio::spawn(accept_loop(
                 listener,
                 shared.clone(),
-                limit.clone(),
                 shutdown.clone(),
             )));
         }
         for a in accepts {
             let _ = a.await;
         }
-        // Wait for connections to finish, up to the bound.
-        let _ = tokio::time::timeout(DRAIN_TIMEOUT, limit.acquire_many(per_worker as u32)).await;
+        // Wait for connections to finish (every slot back), up to the bound.
+        let all = config.http.max_connections.max(1) as u32;
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, shared.slots.acquire_many(all)).await;
     });
 }
 
-async fn accept_loop(
-    listener: tokio::net::TcpListener,
-    shared: Arc<Shared>,
-    limit: Arc<Semaphore>,
-    shutdown: Shutdown,
-) {
+async fn accept_loop(listener: tokio::net::TcpListener, shared: Arc<Shared>, shutdown: Shutdown) {
     // The connection builder follows the config (rebuilt only when a reload
     // swapped it), so per-connection setup copies no settings.
     let mut config = shared.snapshots.load().topology.config.clone();
     let mut builder = Arc::new(connection_builder(&config.http));
     loop {
         let permit = tokio::select! {
-            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            p = shared.slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
             _ = shutdown.wait() => return,
         };
         let (stream, peer) = tokio::select! {
@@ -219,11 +217,25 @@ async fn accept_loop(
             config = current.clone();
             builder = Arc::new(connection_builder(&config.http));
         }
+        let select = &config.select;
+        let prefix =
+            ClientBudgets::prefix(peer.ip(), select.client_prefix_v4, select.client_prefix_v6);
+        let Some(open) = shared
+            .connections
+            .open(prefix, config.http.max_connections_per_client)
+        else {
+            tracing::debug!(%peer, "HTTP: client at its connection cap; closing");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
+        let limits = Lifetime {
+            age: config.http.max_connection_age,
+            write: config.http.write_timeout,
+        };
         let (shared, shutdown, builder) = (shared.clone(), shutdown.clone(), builder.clone());
         tokio::spawn(async move {
-            serve_connection(stream, peer, shared, &builder, shutdown).await;
-            drop(permit);
+            serve_connection(stream, peer, shared, &builder, limits, shutdown).await;
+            drop((permit, open));
         });
     }
 }
@@ -239,32 +251,47 @@ fn connection_builder(http: &crate::config::HttpConfig) -> http1::Builder {
     b
 }
 
+/// How long one connection may live, and how long a write may stall.
+#[derive(Debug, Clone, Copy)]
+struct Lifetime {
+    /// After this long the connection is closed once its request in flight
+    /// (if any) is answered, and at most [`DRAIN_TIMEOUT`] later anyway.
+    age: Duration,
+    /// A response the client does not read for this long ends the
+    /// connection.
+    write: Duration,
+}
+
 async fn serve_connection(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
     builder: &http1::Builder,
+    limits: Lifetime,
     shutdown: Shutdown,
 ) {
     let local = stream.local_addr().ok();
+    let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
+    stream.set_write_timeout(Some(limits.write));
     let service = hyper::service::service_fn(move |req| {
         let snap = shared.snapshots.load();
         let resp = routes::respond(&snap, &shared, &req, local, peer);
         std::future::ready(Ok::<_, std::convert::Infallible>(resp))
     });
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    let conn = builder.serve_connection(TokioIo::new(Box::pin(stream)), service);
     tokio::pin!(conn);
     tokio::select! {
         r = conn.as_mut() => {
             if let Err(e) = r {
                 tracing::debug!(%peer, "HTTP connection: {e}");
             }
+            return;
         }
-        _ = shutdown.wait() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(DRAIN_TIMEOUT, conn).await;
-        }
+        _ = tokio::time::sleep(limits.age) => {}
+        _ = shutdown.wait() => {}
     }
+    conn.as_mut().graceful_shutdown();
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, conn).await;
 }
 
 #[cfg(test)]
