@@ -179,15 +179,11 @@ fn respond<B>(engine: &Engine, req: &Request<B>) -> Response<Full<Bytes>> {
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return resp;
     }
-    if !engine.set_drain(relay, drain) {
-        return text(
-            StatusCode::NOT_FOUND,
-            &format!("404 no relay named {relay:?}\n"),
-        );
-    }
-    // set_drain published a snapshot with the change before returning.
-    let snap = engine.snapshots().load_full();
-    let Some(r) = snap.topology.relay_id(relay) else {
+    // set_drain publishes a snapshot with the change before returning.
+    let found = engine
+        .set_drain(relay, drain)
+        .then(|| engine.snapshots().load_full());
+    let Some((snap, r)) = found.and_then(|s| s.topology.relay_id(relay).map(|r| (s, r))) else {
         return text(
             StatusCode::NOT_FOUND,
             &format!("404 no relay named {relay:?}\n"),
@@ -220,21 +216,19 @@ fn respond<B>(engine: &Engine, req: &Request<B>) -> Response<Full<Bytes>> {
         "listeners": view.listeners,
         "generation": snap.generation,
     });
-    let mut resp = Response::new(Full::new(Bytes::from(format!("{body}\n"))));
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
+    reply(StatusCode::OK, "application/json", format!("{body}\n"))
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    reply(status, "text/plain; charset=utf-8", body.to_string())
+}
+
+fn reply(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    let content_type = HeaderValue::from_static(content_type);
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, content_type);
     resp
 }
 

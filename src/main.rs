@@ -2,9 +2,12 @@
 
 use clap::{Parser, Subcommand};
 use floe::config;
+use floe::diagnostic::Diagnostics;
+use floe::reload::{Signals, notify_systemd};
 use floe::serve::Instance;
+use sd_notify::NotifyState;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Load-aware DNS + HTTP balancer for Icecast2 relays.
@@ -85,12 +88,15 @@ enum LogFormat {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
+    let outcome = match Cli::parse().command {
         Command::Check { config } => check(&config),
         Command::Serve { config, log_format } => {
-            init_logging(log_format);
-            serve(config)
+            // hickory logs every request at info: costly and noisy on the hot path.
+            init_logging(
+                "info,hickory_server=warn,hickory_proto=warn,hickory_net=warn",
+                log_format,
+            );
+            return serve(config);
         }
         Command::Drain {
             relay,
@@ -101,58 +107,26 @@ fn main() -> ExitCode {
         } => drain(&relay, undo, admin, token_file, config),
         Command::Explain { what, url, json } => explain(&url, &what, json),
         Command::Demo { dns, http } => {
-            init_demo_logging();
-            floe::demo::run(floe::demo::DemoOptions { dns, http })
+            // The demo's screen is its output: besides warnings and errors
+            // only relay state changes are logged.
+            init_logging("warn,floe::poll=info,floe::dns=info", LogFormat::Text);
+            return floe::demo::run(floe::demo::DemoOptions { dns, http });
         }
-    }
-}
-
-/// The demo's screen is its output: besides warnings and errors only relay
-/// state changes are logged (to stderr), unless RUST_LOG says otherwise.
-fn init_demo_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("warn,floe::poll=info,floe::dns=info")
-    });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-}
-
-fn check(path: &std::path::Path) -> ExitCode {
-    match config::load(path) {
-        Ok(loaded) => {
-            for w in &loaded.warnings.0 {
-                eprintln!("{w}");
-            }
-            let c = &loaded.config;
-            println!(
-                "{}: ok ({} relays, {} streams, {} zones)",
-                path.display(),
-                c.relays.len(),
-                c.streams.len(),
-                loaded.zones.zones().len()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(diags) => {
-            for d in &diags.0 {
-                eprintln!("{d}");
-            }
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn init_logging(format: LogFormat) {
-    // hickory logs every request at info: costly and noisy on the hot path.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(
-            "info,hickory_server=warn,hickory_proto=warn,hickory_net=warn",
-        )
-    });
-    // No colour codes in a journal or a log file.
+/// Logs to stderr, filtered by RUST_LOG or else `default_filter`; colours
+/// only on a terminal (not in a journal or a log file).
+fn init_logging(default_filter: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -163,6 +137,28 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// `floe check`: the summary on stdout, warnings or errors on stderr.
+fn check(path: &Path) -> Result<(), String> {
+    let loaded = config::load(path).map_err(|d| lines(&d))?;
+    eprint!("{}", loaded.warnings);
+    let c = &loaded.config;
+    println!(
+        "{}: ok ({} relays, {} streams, {} zones)",
+        path.display(),
+        c.relays.len(),
+        c.streams.len(),
+        loaded.zones.zones().len()
+    );
+    Ok(())
+}
+
+/// Diagnostics as one message, one per line.
+fn lines(diags: &Diagnostics) -> String {
+    let lines: Vec<String> = diags.0.iter().map(ToString::to_string).collect();
+    lines.join("\n")
+}
+
+/// `floe serve`: runs until SIGTERM/SIGINT; SIGHUP reloads.
 fn serve(path: PathBuf) -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let loaded = match config::load(&path) {
@@ -177,81 +173,38 @@ fn serve(path: PathBuf) -> ExitCode {
     for w in &loaded.warnings.0 {
         tracing::warn!("{w}");
     }
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
+    match runtime().and_then(|rt| rt.block_on(run(loaded))) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("tokio runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    rt.block_on(async move {
-        // Handlers first: a SIGHUP or SIGTERM that arrives while starting
-        // (as soon as the log shows an address) must not kill floe.
-        let signals = match Signals::new() {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!("signal handling: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        let mut instance = match Instance::start(loaded) {
-            Ok(i) => i,
-            Err(e) => {
-                tracing::error!("{e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        if let Err(e) = instance.watch_files() {
-            tracing::warn!("cannot watch the config files ({e}); SIGHUP still reloads");
-        }
-        for a in &instance.http_addrs {
-            tracing::info!("HTTP listening on {a}");
-        }
-        floe::reload::notify_systemd(&[sd_notify::NotifyState::Ready]);
-        signals.serve(&instance).await;
-        tracing::info!("shutting down");
-        floe::reload::notify_systemd(&[sd_notify::NotifyState::Stopping]);
-        instance.stop();
-        tracing::info!("stopped");
-        ExitCode::SUCCESS
-    })
-}
-
-/// SIGTERM/SIGINT stop floe; SIGHUP reloads.
-struct Signals {
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-    hup: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    /// Installs the handlers (inside the runtime).
-    fn new() -> std::io::Result<Signals> {
-        use tokio::signal::unix::{SignalKind, signal};
-        Ok(Signals {
-            term: signal(SignalKind::terminate())?,
-            int: signal(SignalKind::interrupt())?,
-            hup: signal(SignalKind::hangup())?,
-        })
-    }
-
-    /// Returns on SIGTERM/SIGINT; reloads on SIGHUP.
-    async fn serve(mut self, instance: &Instance) {
-        loop {
-            tokio::select! {
-                _ = self.term.recv() => return,
-                _ = self.int.recv() => return,
-                // Warnings and failures are logged and reported by the reload.
-                _ = self.hup.recv() => {
-                    tracing::info!("SIGHUP: reloading");
-                    let _ = instance.reload();
-                }
-            }
+            tracing::error!("{e}");
+            ExitCode::FAILURE
         }
     }
+}
+
+/// Starts floe from `loaded` and serves until SIGTERM/SIGINT.
+async fn run(loaded: config::Loaded) -> Result<(), String> {
+    // Handlers first: a SIGHUP or SIGTERM that arrives while starting (as
+    // soon as the log shows an address) must not kill floe.
+    let mut signals = Signals::new(true).map_err(|e| format!("signal handling: {e}"))?;
+    let mut instance = Instance::start(loaded).map_err(|e| e.to_string())?;
+    if let Err(e) = instance.watch_files() {
+        tracing::warn!("cannot watch the config files ({e}); SIGHUP still reloads");
+    }
+    for a in &instance.http_addrs {
+        tracing::info!("HTTP listening on {a}");
+    }
+    notify_systemd(&[NotifyState::Ready]);
+    while signals.next().await {
+        tracing::info!("SIGHUP: reloading");
+        // Warnings and failures are logged and reported by the reload.
+        let _ = instance.reload();
+    }
+    tracing::info!("shutting down");
+    notify_systemd(&[NotifyState::Stopping]);
+    instance.stop();
+    tracing::info!("stopped");
+    Ok(())
 }
 
 /// `floe drain`: one authenticated POST to the admin endpoint.
@@ -261,47 +214,27 @@ fn drain(
     admin: Option<String>,
     token_file: Option<PathBuf>,
     config: Option<PathBuf>,
-) -> ExitCode {
+) -> Result<(), String> {
+    let read =
+        |path: &Path| std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()));
     let parsed = match &config {
-        Some(path) => {
-            let text = match std::fs::read_to_string(path) {
-                Ok(t) => t,
-                Err(e) => {
-                    eprintln!("{}: {e}", path.display());
-                    return ExitCode::FAILURE;
-                }
-            };
-            match config::parse(path, &text) {
-                (Some(c), _) => Some(c),
-                (None, diags) => {
-                    for d in &diags.0 {
-                        eprintln!("{d}");
-                    }
-                    return ExitCode::FAILURE;
-                }
-            }
-        }
+        Some(path) => match config::parse(path, &read(path)?) {
+            (Some(c), _) => Some(c),
+            (None, diags) => return Err(lines(&diags)),
+        },
         None => None,
     };
     let token = match (&token_file, &parsed) {
-        (Some(file), _) => match std::fs::read_to_string(file) {
-            Ok(t) => t.trim().to_string(),
-            Err(e) => {
-                eprintln!("{}: {e}", file.display());
-                return ExitCode::FAILURE;
-            }
-        },
+        (Some(file), _) => read(file)?.trim().to_string(),
         (None, Some(c)) => match &c.admin.token {
             Some(t) => String::from_utf8_lossy(t.expose()).into_owned(),
             None => {
-                eprintln!("the config has no [admin] token: the admin endpoint is disabled");
-                return ExitCode::FAILURE;
+                return Err(
+                    "the config has no [admin] token: the admin endpoint is disabled".into(),
+                );
             }
         },
-        (None, None) => {
-            eprintln!("give --token-file FILE or --config FILE");
-            return ExitCode::FAILURE;
-        }
+        (None, None) => return Err("give --token-file FILE or --config FILE".into()),
     };
     let base = admin
         .or_else(|| {
@@ -316,33 +249,15 @@ fn drain(
         base.trim_end_matches('/'),
         if undo { "undrain" } else { "drain" }
     );
-    match request(&url, Some(&token)) {
-        Ok((status, body)) => {
-            print!("{body}");
-            if status.is_success() {
-                ExitCode::SUCCESS
-            } else {
-                eprintln!("{url}: {status}");
-                ExitCode::FAILURE
-            }
-        }
-        Err(e) => {
-            eprintln!("{url}: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    let (status, body) = request(&url, Some(&token))?;
+    print!("{body}");
+    success(&url, status)
 }
 
 /// `floe explain`: GET `/explain/<mount>` or `/explain?name=<what>` from a
 /// running floe and print the answer.
-fn explain(base: &str, what: &str, json: bool) -> ExitCode {
-    let mut url = match url::Url::parse(base) {
-        Ok(u) => u,
-        Err(e) => {
-            eprintln!("--url {base}: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+fn explain(base: &str, what: &str, json: bool) -> Result<(), String> {
+    let mut url = url::Url::parse(base).map_err(|e| format!("--url {base}: {e}"))?;
     if what.starts_with('/') {
         url.set_path(&format!("/explain{what}"));
     } else {
@@ -352,31 +267,21 @@ fn explain(base: &str, what: &str, json: bool) -> ExitCode {
     if json {
         url.query_pairs_mut().append_pair("format", "json");
     }
-    match request(url.as_str(), None) {
-        Ok((status, body)) if status.is_success() => {
-            print!("{body}");
-            ExitCode::SUCCESS
-        }
-        Ok((status, body)) => {
-            eprint!("{body}");
-            eprintln!("{url}: {status}");
-            ExitCode::FAILURE
-        }
-        Err(e) => {
-            eprintln!("{url}: {e}");
-            ExitCode::FAILURE
-        }
+    let (status, body) = request(url.as_str(), None)?;
+    if status.is_success() {
+        print!("{body}");
+    } else {
+        eprint!("{body}");
     }
+    success(url.as_str(), status)
 }
 
 /// One request to a running floe's admin or HTTP listener: `POST url` with
-/// the bearer `token`, or `GET url` without one. The status and body.
+/// the bearer `token`, or `GET url` without one. The status and body; an
+/// error names the URL.
 fn request(url: &str, token: Option<&str>) -> Result<(reqwest::StatusCode, String), String> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("tokio runtime: {e}"))?;
+    let rt = runtime().map_err(|e| format!("{url}: {e}"))?;
     let answer = rt.block_on(async {
         let client = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(10))
@@ -389,7 +294,20 @@ fn request(url: &str, token: Option<&str>) -> Result<(reqwest::StatusCode, Strin
         let status = resp.status();
         Ok::<_, reqwest::Error>((status, resp.text().await?))
     });
-    answer.map_err(|e| e.to_string())
+    answer.map_err(|e| format!("{url}: {e}"))
+}
+
+/// An error naming `url` unless `status` is a success.
+fn success(url: &str, status: reqwest::StatusCode) -> Result<(), String> {
+    (status.is_success().then_some(())).ok_or_else(|| format!("{url}: {status}"))
+}
+
+/// A runtime on this thread, for one command.
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("tokio runtime: {e}"))
 }
 
 /// The URL to reach a listen address from this host: a wildcard address is

@@ -12,7 +12,8 @@
 //! [`watch`] reloads when the config file or a zone file changes. Editors
 //! save by writing a new file and renaming it over the old one, so the
 //! parent directories are watched, not the files, and a change reloads
-//! once it has settled for [`DEBOUNCE`].
+//! once it has settled for [`DEBOUNCE`]. [`Signals`] is how SIGHUP (and
+//! the signals that stop floe) arrive.
 
 use crate::config::{self, Config};
 use crate::diagnostic::Diagnostics;
@@ -27,6 +28,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 /// Quiet time after the last change before a reload: a save that takes
 /// several writes (or several files) reloads once.
@@ -139,25 +141,62 @@ pub fn notify_systemd(states: &[sd_notify::NotifyState<'_>]) {
 
 /// Settings a running floe cannot change: the sockets are bound at start.
 fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
-    let mut changed = Vec::new();
-    if old.dns.listen != new.dns.listen {
-        changed.push("[dns] listen");
+    let admin_on = |c: &Config| c.admin.token.is_some();
+    [
+        (old.dns.listen != new.dns.listen, "[dns] listen"),
+        (
+            old.dns.udp_workers != new.dns.udp_workers,
+            "[dns] udp_workers",
+        ),
+        (old.http.listen != new.http.listen, "[http] listen"),
+        (old.http.workers != new.http.workers, "[http] workers"),
+        (
+            old.admin.listen != new.admin.listen || admin_on(old) != admin_on(new),
+            "[admin] listen or enabling/disabling the endpoint",
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(changed, what)| changed.then_some(what))
+    .collect()
+}
+
+/// SIGTERM and SIGINT (stop) and, when asked for, SIGHUP (reload), for
+/// `floe serve` and `floe demo`. Installed before starting, so that a
+/// signal arriving meanwhile is handled instead of killing a half-started
+/// process.
+pub struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Option<Signal>,
+}
+
+impl Signals {
+    /// Installs the handlers (inside a tokio runtime); without `hup`,
+    /// SIGHUP keeps its default action.
+    pub fn new(hup: bool) -> std::io::Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: hup.then(|| signal(SignalKind::hangup())).transpose()?,
+        })
     }
-    if old.dns.udp_workers != new.dns.udp_workers {
-        changed.push("[dns] udp_workers");
+
+    /// Waits for the next signal: `true` for SIGHUP, `false` for SIGTERM
+    /// or SIGINT.
+    pub async fn next(&mut self) -> bool {
+        let hup = &mut self.hup;
+        let hup = async move {
+            match hup {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = self.term.recv() => false,
+            _ = self.int.recv() => false,
+            _ = hup => true,
+        }
     }
-    if old.http.listen != new.http.listen {
-        changed.push("[http] listen");
-    }
-    if old.http.workers != new.http.workers {
-        changed.push("[http] workers");
-    }
-    if old.admin.listen != new.admin.listen
-        || old.admin.token.is_some() != new.admin.token.is_some()
-    {
-        changed.push("[admin] listen or enabling/disabling the endpoint");
-    }
-    changed
 }
 
 /// What to watch for one config: the directories, and which paths in them
@@ -377,28 +416,25 @@ mod tests {
         let t = Targets::of(&root.join("floe.toml"), &root.join("zones"));
         assert_eq!(t.dirs, BTreeSet::from([root.clone(), root.join("zones")]));
         let modify = EventKind::Modify(ModifyKind::Any);
-        assert!(t.wants(&event(modify, &root.join("floe.toml"))));
-        assert!(t.wants(&event(
-            EventKind::Create(CreateKind::File),
-            &root.join("zones/b.zone")
-        )));
-        assert!(t.wants(&event(
-            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
-            &root.join("floe.toml")
-        )));
-        assert!(t.wants(&event(
-            EventKind::Access(AccessKind::Close(AccessMode::Write)),
-            &root.join("floe.toml")
-        )));
-        // floe reading its own files, editor swap files, other files.
-        assert!(!t.wants(&event(
-            EventKind::Access(AccessKind::Open(AccessMode::Any)),
-            &root.join("floe.toml")
-        )));
-        assert!(!t.wants(&event(modify, &root.join(".floe.toml.swp"))));
-        assert!(!t.wants(&event(modify, &root.join("zones/.b.zone.swp"))));
-        assert!(!t.wants(&event(modify, &root.join("zones/notes.txt"))));
-        assert!(!t.wants(&event(modify, &root.join("other.toml"))));
+        let create = EventKind::Create(CreateKind::File);
+        let rename = EventKind::Modify(ModifyKind::Name(RenameMode::To));
+        let write = EventKind::Access(AccessKind::Close(AccessMode::Write));
+        let open = EventKind::Access(AccessKind::Open(AccessMode::Any));
+        for (kind, path, wanted) in [
+            (modify, "floe.toml", true),
+            (create, "zones/b.zone", true),
+            (rename, "floe.toml", true),
+            (write, "floe.toml", true),
+            // floe reading its own files, editor swap files, other files.
+            (open, "floe.toml", false),
+            (modify, ".floe.toml.swp", false),
+            (modify, "zones/.b.zone.swp", false),
+            (modify, "zones/notes.txt", false),
+            (modify, "other.toml", false),
+        ] {
+            let e = event(kind, &root.join(path));
+            assert_eq!(t.wants(&e), wanted, "{kind:?} {path}");
+        }
     }
 
     #[test]

@@ -10,8 +10,9 @@
 
 pub mod explain;
 
+use crate::dns::stats::RCODES;
 use crate::history::{History, HistoryReport};
-use crate::metrics::{Metrics, RedirectCounts};
+use crate::metrics::Metrics;
 use crate::select::{self, Exclusion, Room, Target};
 use crate::snapshot::Snapshot;
 use serde::Serialize;
@@ -228,7 +229,7 @@ pub fn status_report_with<'a>(
     let now = SystemTime::now();
     let instant = Instant::now();
     let metrics = observed.map(|o| o.metrics);
-    let counts: Option<RedirectCounts> = metrics.map(|m| m.redirect_counts(snap));
+    let counts = metrics.map(|m| m.redirect_counts(snap));
     let per_mount: Vec<select::Decision> = topo
         .mounts
         .ids()
@@ -237,8 +238,8 @@ pub fn status_report_with<'a>(
     let relays = topo
         .relays
         .iter_ids()
-        .map(|(r, def)| (r, (def, &snap.relays[r])))
-        .map(|(r, (def, view))| RelayReport {
+        .map(|(r, def)| (r, def, &snap.relays[r]))
+        .map(|(r, def, view)| RelayReport {
             name: &def.name,
             url: &def.url,
             state: view.state.as_str(),
@@ -261,7 +262,7 @@ pub fn status_report_with<'a>(
                 .iter_ids()
                 .map(|(m, mount)| {
                     let cell = snap.cell(r, m);
-                    let room: Result<Room, Exclusion> = per_mount[m.index()].verdicts[r];
+                    let room = per_mount[m.index()].verdicts[r];
                     CellReport {
                         mount: &mount.path,
                         present: cell.present,
@@ -334,16 +335,8 @@ pub fn status_report_with<'a>(
                 udp_handler: t.udp_handler,
                 tcp: t.tcp,
                 dropped: t.unanswered,
-                rcodes: t
-                    .rcode
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &n)| {
-                        (
-                            crate::dns::stats::RCODES.get(i).copied().unwrap_or("other"),
-                            n,
-                        )
-                    })
+                rcodes: (t.rcode.iter().enumerate())
+                    .map(|(i, &n)| (RCODES.get(i).copied().unwrap_or("other"), n))
                     .collect(),
             }),
         }
@@ -369,11 +362,6 @@ pub fn status_report_with<'a>(
         counters,
         history: observed.map(|o| o.history.report()),
     }
-}
-
-/// `/status.json` without counters and history.
-pub fn status_json(snap: &Snapshot) -> String {
-    to_json(&status_report(snap))
 }
 
 /// `/status.json` with counters and history.

@@ -4,6 +4,7 @@
 use super::embedded::{BALANCED_NAME, MOUNT_NAMES, MOUNTS, RELAYS, ZONE};
 use super::sim::SimRelay;
 use super::{Demo, DemoOptions};
+use crate::reload::Signals;
 use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -17,18 +18,11 @@ impl Demo {
     /// What to try, with the addresses actually bound.
     pub fn banner(&self) -> String {
         let base = format!("http://{}", self.http);
-        let (dns_ip, dns_port) = (self.dns.ip(), self.dns.port());
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "floe demo: floe in front of {} simulated Icecast 2.4.4 relays on loopback.",
+        let mut s = format!(
+            "floe demo: floe in front of {} simulated Icecast 2.4.4 relays on loopback.\n\
+             Each mount plays an endless WAV sine tone; each relay has its own pitch.\n\nRelays:\n",
             self.relays.len()
         );
-        let _ = writeln!(
-            s,
-            "Each mount plays an endless WAV sine tone; each relay has its own pitch.\n"
-        );
-        let _ = writeln!(s, "Relays:");
         for (spec, r) in RELAYS.iter().zip(&self.relays) {
             let mounts = MOUNTS
                 .iter()
@@ -45,76 +39,44 @@ impl Demo {
                 spec.dns_address
             );
         }
-        let _ = writeln!(s, "floe:");
-        let _ = writeln!(s, "  HTTP    {base}");
-        let _ = writeln!(
+        let _ = write!(
             s,
-            "  DNS     {}  (zone {ZONE}, balanced name {BALANCED_NAME})",
-            self.dns
+            "floe:\n  HTTP    {base}\n  DNS     {}  (zone {ZONE}, balanced name {BALANCED_NAME})\n  \
+             config  {}\n\nTry:\n",
+            self.dns,
+            self.config_path().display()
         );
-        let _ = writeln!(s, "  config  {}", self.config_path().display());
-        let _ = writeln!(s, "\nTry:");
-        let mount = MOUNTS[0];
-        let other = MOUNTS[1];
-        let lines = [
-            (
-                format!("curl -sI {base}{mount}"),
-                "302 Found, Location: a relay with room",
-            ),
-            (
-                format!("curl -s {base}/status.json"),
-                "floe's view: relays, mounts, room, grants",
-            ),
-            (
-                format!("curl -s {base}{mount}.m3u"),
-                "playlists (.m3u .pls .xspf) point back at floe",
-            ),
-            (
-                format!("mpv {base}{other}"),
-                "listen; the pitch tells the relay",
-            ),
-            (
-                format!("ffplay -nodisp {base}{mount}"),
-                "listen with ffplay",
-            ),
-            (
-                format!("ffmpeg -nostdin -i {base}{mount} -t 5 -f null -"),
-                "decode 5 s",
-            ),
-        ];
-        for (cmd, why) in lines {
-            let _ = writeln!(s, "  {cmd:<62} # {why}");
-        }
-        let mut names = vec![(BALANCED_NAME, "A", "relays with room, short TTL")];
-        names.extend(MOUNT_NAMES.iter().map(|(m, n)| {
-            (
-                *n,
-                "A",
-                if m.ends_with("ogg") {
-                    "room on /live.ogg"
-                } else {
-                    "room on /live.mp3"
-                },
-            )
-        }));
-        names.push((ZONE, "SOA", "static records are served as written"));
-        for (name, qtype, why) in names {
-            let cmd = format!(
-                "dig @{dns_ip} -p {dns_port} {} {qtype} +norec",
-                name.trim_end_matches('.')
-            );
-            let _ = writeln!(s, "  {cmd:<62} # {why}");
+        let (mount, other) = (MOUNTS[0], MOUNTS[1]);
+        let bare = |name: &str| name.trim_end_matches('.').to_string();
+        let dig = format!("dig @{} -p {}", self.dns.ip(), self.dns.port());
+        // One line to try per line: the command, a tab, what it shows.
+        let mut tries = format!(
+            "curl -sI {base}{mount}\t302 Found, Location: a relay with room\n\
+             curl -s {base}/status.json\tfloe's view: relays, mounts, room, grants\n\
+             curl -s {base}{mount}.m3u\tplaylists (.m3u .pls .xspf) point back at floe\n\
+             mpv {base}{other}\tlisten; the pitch tells the relay\n\
+             ffplay -nodisp {base}{mount}\tlisten with ffplay\n\
+             ffmpeg -nostdin -i {base}{mount} -t 5 -f null -\tdecode 5 s\n\
+             {dig} {} A +norec\trelays with room, short TTL\n",
+            bare(BALANCED_NAME)
+        );
+        for (m, name) in MOUNT_NAMES {
+            let _ = writeln!(tries, "{dig} {} A +norec\troom on {m}", bare(name));
         }
         let _ = writeln!(
-            s,
-            "\nFill the relays and watch floe spread the listeners (each stays 30 s):"
+            tries,
+            "{dig} {} SOA +norec\tstatic records are served as written",
+            bare(ZONE)
         );
-        let _ = writeln!(
+        for (cmd, why) in tries.lines().filter_map(|l| l.split_once('\t')) {
+            let _ = writeln!(s, "  {cmd:<62} # {why}");
+        }
+        let _ = write!(
             s,
-            "  for i in $(seq 20); do curl -s -o /dev/null -L --max-time 30 {base}{mount} & done"
+            "\nFill the relays and watch floe spread the listeners (each stays 30 s):\n  \
+             for i in $(seq 20); do curl -s -o /dev/null -L --max-time 30 {base}{mount} & done\n\
+             \nType a command + Enter: {COMMANDS_HELP}\nCtrl-C stops the demo."
         );
-        let _ = writeln!(s, "\nType a command + Enter: {COMMANDS_HELP}");
-        let _ = write!(s, "Ctrl-C stops the demo.");
         s
     }
 
@@ -122,37 +84,26 @@ impl Demo {
     /// (the relay's own count), then the listeners relays refused.
     pub fn live_line(&self) -> String {
         let snap = self.instance.snapshots().load_full();
-        let mut parts = Vec::new();
         let mut refused = 0;
+        let mut parts = Vec::new();
         for r in &self.relays {
             let state = snap
                 .topology
                 .relay_id(r.name())
-                .map(|i| &snap.relays[i])
-                .map_or("?", |v| v.state.as_str());
+                .map_or("?", |i| snap.relays[i].state.as_str());
             // floe's view first; the sim's truth when they differ, so the
             // time floe takes to notice is visible.
-            let state = if r.is_down() {
-                format!("{state} (sim down)")
-            } else {
-                state.to_string()
-            };
-            let mounts = MOUNTS
-                .iter()
-                .filter_map(|m| r.mount(m))
-                .map(|m| {
-                    let short = m
-                        .path
-                        .rsplit_once('.')
-                        .map_or(m.path.as_str(), |(_, ext)| ext);
-                    if m.present {
-                        format!("{short} {}/{}", m.listeners, fmt_max(m.max_listeners))
-                    } else {
-                        format!("{short} off")
-                    }
-                })
-                .collect::<Vec<_>>();
-            parts.push(format!("{} {state} {}", r.name(), mounts.join(" ")));
+            let sim = if r.is_down() { " (sim down)" } else { "" };
+            let mounts = MOUNTS.iter().filter_map(|m| r.mount(m)).map(|m| {
+                let short = m.path.rsplit_once('.').map_or(&*m.path, |(_, ext)| ext);
+                if m.present {
+                    format!("{short} {}/{}", m.listeners, fmt_max(m.max_listeners))
+                } else {
+                    format!("{short} off")
+                }
+            });
+            let mounts = mounts.collect::<Vec<_>>().join(" ");
+            parts.push(format!("{} {state}{sim} {mounts}", r.name()));
             refused += r.counters().overfill();
         }
         format!(
@@ -170,17 +121,13 @@ impl Demo {
             let i: usize = w.trim_start_matches("relay-").parse().ok()?;
             self.relays.get(i.checked_sub(1)?)
         };
-        let mount = |w: Option<&&str>| -> Option<String> {
-            let w = w?;
-            let m = if w.starts_with('/') {
-                w.to_string()
-            } else {
-                format!("/{w}")
-            };
-            let full = MOUNTS
+        let mount = |w: Option<&&str>| {
+            let w = *w?;
+            let path = w.strip_prefix('/').unwrap_or(w);
+            MOUNTS
                 .iter()
-                .find(|x| **x == m || x.ends_with(&format!(".{w}")))?;
-            Some((*full).to_string())
+                .find(|m| m.strip_prefix('/') == Some(path) || m.ends_with(&format!(".{w}")))
+                .map(|m| m.to_string())
         };
         let done = |r: &SimRelay, what: &str| format!("{}: {what}", r.name());
         match (words.first().copied(), relay(words.get(1))) {
@@ -234,61 +181,36 @@ fn fmt_max(max: Option<u32>) -> String {
 /// `floe demo`: runs until SIGINT or SIGTERM, then stops cleanly (exit 0).
 /// Exit 1 when it cannot start (e.g. an address in use).
 pub fn run(opts: DemoOptions) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
+    match run_until_signal(&opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("floe demo: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// [`run`], with why it could not start.
+fn run_until_signal(opts: &DemoOptions) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("floe demo: tokio runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+        .map_err(|e| format!("tokio runtime: {e}"))?;
     let demo = rt.block_on(async {
         // Handlers first: a signal during startup then stops the demo as
-        // soon as it runs, instead of killing it half-started.
-        let signals = match Signals::new() {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("floe demo: signal handling: {e}");
-                return None;
-            }
-        };
-        let demo = match Demo::start(&opts) {
-            Ok(d) => d,
-            Err(e) => {
-                eprintln!("floe demo: {e}");
-                return None;
-            }
-        };
+        // soon as it runs, instead of killing it half-started. SIGHUP is
+        // left alone: the demo does not reload.
+        let signals = Signals::new(false).map_err(|e| format!("signal handling: {e}"))?;
+        let demo = Demo::start(opts).map_err(|e| e.to_string())?;
         println!("{}\n", demo.banner());
         console(&demo, signals).await;
         println!("floe demo: stopping");
-        Some(demo)
-    });
-    let Some(demo) = demo else {
-        return ExitCode::FAILURE;
-    };
+        Ok::<_, String>(demo)
+    })?;
     demo.stop();
     rt.shutdown_timeout(Duration::from_secs(2));
-    ExitCode::SUCCESS
-}
-
-/// SIGTERM and SIGINT, registered once.
-struct Signals {
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn new() -> std::io::Result<Signals> {
-        use tokio::signal::unix::{SignalKind, signal};
-        Ok(Signals {
-            term: signal(SignalKind::terminate())?,
-            int: signal(SignalKind::interrupt())?,
-        })
-    }
+    Ok(())
 }
 
 /// Prints the live line and applies stdin commands until SIGINT/SIGTERM.
@@ -298,8 +220,7 @@ async fn console(demo: &Demo, mut signals: Signals) {
     let mut last = (String::new(), Instant::now());
     loop {
         tokio::select! {
-            _ = signals.term.recv() => return,
-            _ = signals.int.recv() => return,
+            _ = signals.next() => return,
             _ = tick.tick() => {
                 let line = demo.live_line();
                 // Compare without the elapsed-time prefix.

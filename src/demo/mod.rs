@@ -36,16 +36,6 @@ pub struct DemoOptions {
     pub http: SocketAddr,
 }
 
-/// The config's default listen addresses, as `floe demo` without options.
-impl Default for DemoOptions {
-    fn default() -> Self {
-        DemoOptions {
-            dns: config::DEFAULT_DNS_LISTEN,
-            http: config::DEFAULT_HTTP_LISTEN,
-        }
-    }
-}
-
 /// Why the demo could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {

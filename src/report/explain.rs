@@ -39,11 +39,7 @@ pub enum Target {
 pub fn resolve(snap: &Snapshot, query: &str, name_first: bool) -> Option<Target> {
     let topo = &snap.topology;
     let mount = || {
-        let path = if query.starts_with('/') {
-            query.to_string()
-        } else {
-            format!("/{query}")
-        };
+        let path = format!("/{}", query.strip_prefix('/').unwrap_or(query));
         topo.mount_id(&path).map(Target::Mount)
     };
     let stream = || topo.stream_id(query).map(Target::Stream);

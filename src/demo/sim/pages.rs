@@ -50,15 +50,9 @@ pub struct MountView<'a> {
 pub fn floe_slots(relay: &RelayView<'_>) -> String {
     let mut out = String::from("#floe-slots 1\n#mount\tlisteners\tmax_listeners\tfree\n");
     for m in &relay.mounts {
-        match m.max_listeners {
-            Some(max) => {
-                let free = max.saturating_sub(m.listeners);
-                let _ = writeln!(out, "{}\t{}\t{max}\t{free}", m.path, m.listeners);
-            }
-            None => {
-                let _ = writeln!(out, "{}\t{}\tunlimited\tunlimited", m.path, m.listeners);
-            }
-        }
+        let free = m.max_listeners.map(|max| max.saturating_sub(m.listeners));
+        let (max, free) = (limit(m.max_listeners), limit(free));
+        let _ = writeln!(out, "{}\t{}\t{max}\t{free}", m.path, m.listeners);
     }
     let _ = writeln!(out, "END\t{}", relay.mounts.len());
     out
@@ -76,31 +70,19 @@ pub fn status_json(relay: &RelayView<'_>) -> String {
         rfc2822(relay.started),
         iso8601(relay.started),
     );
-    match relay.mounts.len() {
-        0 => out.push_str(",\"dummy\":null"),
-        1 => {
-            out.push_str(",\"source\":");
-            json_source(&mut out, relay, &relay.mounts[0]);
-        }
-        _ => {
-            out.push_str(",\"source\":[");
-            for (i, m) in relay.mounts.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                json_source(&mut out, relay, m);
-            }
-            out.push(']');
-        }
+    let sources: Vec<String> = relay.mounts.iter().map(|m| json_source(relay, m)).collect();
+    match sources.as_slice() {
+        [] => out.push_str(",\"dummy\":null"),
+        [one] => out.push_str(&format!(",\"source\":{one}")),
+        many => out.push_str(&format!(",\"source\":[{}]", many.join(","))),
     }
     out.push_str("}}");
     out
 }
 
-fn json_source(out: &mut String, relay: &RelayView<'_>, m: &MountView<'_>) {
+fn json_source(relay: &RelayView<'_>, m: &MountView<'_>) -> String {
     let kbps = Tone::kbps();
-    let _ = write!(
-        out,
+    format!(
         "{{\"audio_info\":\"ice-samplerate={SAMPLE_RATE};ice-bitrate={kbps};ice-channels=1\",\"bitrate\":{kbps},\
          \"genre\":\"demo\",\"ice-bitrate\":{kbps},\"ice-channels\":1,\"ice-samplerate\":{SAMPLE_RATE},\
          \"listener_peak\":{},\"listeners\":{},\"listenurl\":{},\"server_description\":{},\"server_name\":{},\
@@ -112,7 +94,7 @@ fn json_source(out: &mut String, relay: &RelayView<'_>, m: &MountView<'_>) {
         json_str(&format!("floe demo {} {}", relay.name, m.path)),
         rfc2822(m.source_since),
         iso8601(m.source_since),
-    );
+    )
 }
 
 /// `/admin/stats`: the full stats XML (what `icecast-xml` polls).
@@ -132,9 +114,7 @@ pub fn admin_stats(relay: &RelayView<'_>, clients: usize) -> String {
     );
     let kbps = Tone::kbps();
     for m in &relay.mounts {
-        let max = m
-            .max_listeners
-            .map_or_else(|| "unlimited".to_string(), |n| n.to_string());
+        let max = limit(m.max_listeners);
         let _ = write!(
             out,
             "<source mount=\"{}\"><bitrate>{kbps}</bitrate><genre>demo</genre><listener_peak>{}</listener_peak>\
@@ -159,6 +139,11 @@ fn listenurl(relay: &RelayView<'_>, m: &MountView<'_>) -> String {
     format!("http://{}:{}{}", relay.hostname, relay.port, m.path)
 }
 
+/// A limit as the pages write it: the number, or `unlimited`.
+fn limit(n: Option<u32>) -> String {
+    n.map_or_else(|| "unlimited".to_string(), |n| n.to_string())
+}
+
 fn json_str(s: &str) -> String {
     serde_json::Value::from(s).to_string()
 }
@@ -171,8 +156,8 @@ fn xml_text(s: &str) -> String {
 }
 
 /// UTC civil time of `t`: (year, month 1-12, day 1-31, weekday 0=Sunday,
-/// seconds of the day).
-fn civil(t: SystemTime) -> (i64, u32, u32, usize, u64) {
+/// `hh:mm:ss`).
+fn civil(t: SystemTime) -> (i64, u32, u32, usize, String) {
     let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let days = (secs / 86_400) as i64;
     let weekday = ((days + 4) % 7) as usize; // 1970-01-01 was a Thursday
@@ -186,7 +171,9 @@ fn civil(t: SystemTime) -> (i64, u32, u32, usize, u64) {
     let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day, weekday, secs % 86_400)
+    let s = secs % 86_400;
+    let hms = format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60);
+    (year, month, day, weekday, hms)
 }
 
 /// `Tue, 24 Nov 2026 02:41:33 +0000`, Icecast's `server_start` format.
@@ -195,26 +182,15 @@ pub fn rfc2822(t: SystemTime) -> String {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
-    let (y, mo, d, wd, s) = civil(t);
-    format!(
-        "{}, {d:02} {} {y} {:02}:{:02}:{:02} +0000",
-        DAYS[wd],
-        MONTHS[(mo as usize - 1) % 12],
-        s / 3600,
-        s / 60 % 60,
-        s % 60
-    )
+    let (y, mo, d, wd, hms) = civil(t);
+    let month = MONTHS[(mo as usize - 1) % 12];
+    format!("{}, {d:02} {month} {y} {hms} +0000", DAYS[wd])
 }
 
 /// `2026-11-24T02:41:33+0000`, Icecast's `*_iso8601` format.
 pub fn iso8601(t: SystemTime) -> String {
-    let (y, mo, d, _, s) = civil(t);
-    format!(
-        "{y}-{mo:02}-{d:02}T{:02}:{:02}:{:02}+0000",
-        s / 3600,
-        s / 60 % 60,
-        s % 60
-    )
+    let (y, mo, d, _, hms) = civil(t);
+    format!("{y}-{mo:02}-{d:02}T{hms}+0000")
 }
 
 #[cfg(test)]

@@ -152,54 +152,48 @@ async fn respond(shared: &Shared, req: Request<Incoming>, over_limit: bool) -> R
         }
         _ => {}
     }
-    let Some(mount) = shared.mount(path) else {
+    let no_source = || {
         shared.not_found.fetch_add(1, Ordering::Relaxed);
-        return not_found("The file you requested could not be found");
+        not_found("The file you requested could not be found")
+    };
+    let Some(mount) = shared.mount(path) else {
+        return no_source();
     };
     if method == Method::HEAD {
         // Headers only; Icecast does not count a HEAD as a listener.
         return if mount.lock().present {
-            stream_response(shared, mount, SimBody::empty())
+            stream_response(shared, mount, SimBody::Once(None, true))
         } else {
-            shared.not_found.fetch_add(1, Ordering::Relaxed);
-            not_found("The file you requested could not be found")
+            no_source()
         };
     }
     match admit(shared.admission_delay, mount).await {
-        Ok(guard) => stream_response(
-            shared,
-            mount,
-            SimBody::tone(ToneBody::new(mount.tone.clone(), guard)),
-        ),
+        Ok(guard) => {
+            let tone = ToneBody::new(mount.tone.clone(), guard);
+            stream_response(shared, mount, SimBody::Tone(Box::new(tone)))
+        }
         Err(Refusal::Full) => plain(StatusCode::FORBIDDEN, "max listeners reached"),
         Err(Refusal::Busy) => not_found("Mount unavailable"),
-        Err(Refusal::NoSource) => {
-            shared.not_found.fetch_add(1, Ordering::Relaxed);
-            not_found("The file you requested could not be found")
-        }
+        Err(Refusal::NoSource) => no_source(),
     }
 }
 
 /// Icecast's common response head: HTTP/1.0, `Connection: Close`, no caching.
-fn icecast(status: StatusCode, content_type: &str, body: SimBody) -> Response<SimBody> {
+fn icecast(status: StatusCode, content_type: &'static str, body: SimBody) -> Response<SimBody> {
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
     *resp.version_mut() = Version::HTTP_10;
-    let h = resp.headers_mut();
-    h.insert(header::SERVER, HeaderValue::from_static("Icecast 2.4.4"));
-    h.insert(header::CONNECTION, HeaderValue::from_static("Close"));
-    if let Ok(v) = HeaderValue::from_str(content_type) {
-        h.insert(header::CONTENT_TYPE, v);
+    for (name, value) in [
+        (header::SERVER, "Icecast 2.4.4"),
+        (header::CONNECTION, "Close"),
+        (header::CONTENT_TYPE, content_type),
+        (header::CACHE_CONTROL, "no-cache, no-store"),
+        (header::EXPIRES, "Mon, 26 Jul 1997 05:00:00 GMT"),
+        (header::PRAGMA, "no-cache"),
+    ] {
+        resp.headers_mut()
+            .insert(name, HeaderValue::from_static(value));
     }
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("no-cache, no-store"),
-    );
-    h.insert(
-        header::EXPIRES,
-        HeaderValue::from_static("Mon, 26 Jul 1997 05:00:00 GMT"),
-    );
-    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     resp
 }
 
@@ -208,7 +202,7 @@ fn plain(status: StatusCode, body: &'static str) -> Response<SimBody> {
     icecast(
         status,
         "text/plain; charset=utf-8",
-        SimBody::close_delimited(Bytes::from_static(body.as_bytes())),
+        SimBody::Once(Some(Bytes::from_static(body.as_bytes())), false),
     )
 }
 
@@ -220,7 +214,7 @@ fn not_found(what: &str) -> Response<SimBody> {
     let mut resp = icecast(
         StatusCode::NOT_FOUND,
         "text/html; charset=utf-8",
-        SimBody::close_delimited(Bytes::from(html)),
+        SimBody::Once(Some(Bytes::from(html)), false),
     );
     resp.extensions_mut()
         .insert(ReasonPhrase::from_static(b"File Not Found"));
@@ -228,11 +222,11 @@ fn not_found(what: &str) -> Response<SimBody> {
 }
 
 /// A status page (with `Content-Length`).
-fn page(content_type: &str, body: String) -> Response<SimBody> {
+fn page(content_type: &'static str, body: String) -> Response<SimBody> {
     icecast(
         StatusCode::OK,
         content_type,
-        SimBody::full(Bytes::from(body)),
+        SimBody::Once(Some(body.into()), true),
     )
 }
 
@@ -260,40 +254,12 @@ fn stream_response(shared: &Shared, mount: &Mount, body: SimBody) -> Response<Si
 }
 
 /// Every response body of a simulated relay.
-struct SimBody(BodyKind);
-
-enum BodyKind {
-    /// One buffer; `known` says whether to announce its length.
-    Once { data: Option<Bytes>, known: bool },
+enum SimBody {
+    /// One buffer (taken when sent) and whether to announce its length
+    /// (Icecast's errors are close-delimited).
+    Once(Option<Bytes>, bool),
     /// An endless stream.
     Tone(Box<ToneBody<ListenerGuard>>),
-}
-
-impl SimBody {
-    fn empty() -> Self {
-        SimBody(BodyKind::Once {
-            data: None,
-            known: true,
-        })
-    }
-
-    fn full(data: Bytes) -> Self {
-        SimBody(BodyKind::Once {
-            data: Some(data),
-            known: true,
-        })
-    }
-
-    fn close_delimited(data: Bytes) -> Self {
-        SimBody(BodyKind::Once {
-            data: Some(data),
-            known: false,
-        })
-    }
-
-    fn tone(body: ToneBody<ListenerGuard>) -> Self {
-        SimBody(BodyKind::Tone(Box::new(body)))
-    }
 }
 
 impl hyper::body::Body for SimBody {
@@ -304,25 +270,19 @@ impl hyper::body::Body for SimBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        match &mut self.get_mut().0 {
-            BodyKind::Once { data, .. } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            BodyKind::Tone(t) => t.poll_chunk(cx).map(|c| c.map(|b| Ok(Frame::data(b)))),
+        match self.get_mut() {
+            SimBody::Once(data, _) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            SimBody::Tone(t) => t.poll_chunk(cx).map(|c| c.map(|b| Ok(Frame::data(b)))),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(
-            self.0,
-            BodyKind::Once {
-                data: None,
-                known: true
-            }
-        )
+        matches!(self, SimBody::Once(None, true))
     }
 
     fn size_hint(&self) -> SizeHint {
-        match &self.0 {
-            BodyKind::Once { data, known: true } => {
+        match self {
+            SimBody::Once(data, true) => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
             _ => SizeHint::default(),

@@ -5,7 +5,6 @@
 use super::server::{MAX_HEAD_BYTES, base64};
 use super::*;
 use crate::icecast::{MaxListeners, icecast_json, icecast_xml, xslt};
-use std::task::Poll;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -16,14 +15,26 @@ fn fixture(name: &str) -> String {
     std::fs::read_to_string(format!("{FIXTURES}{name}")).expect("fixture readable")
 }
 
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).expect("JSON")
+}
+
+/// A relay named `name` with `mounts` (path, limit) that admits at once.
+fn sim(name: &str, mounts: &[(&str, Option<u32>)]) -> SimRelayBuilder {
+    let b = SimRelay::builder(name).admission_delay(Duration::ZERO);
+    mounts.iter().fold(b, |b, &(path, max)| b.mount(path, max))
+}
+
+fn up(builder: SimRelayBuilder) -> SimRelay {
+    builder.start().expect("sim relay starts")
+}
+
 /// The lab's relay: both mounts limited to 5, admitted at once.
 fn lab_relay() -> SimRelay {
-    SimRelay::builder("relay-2")
-        .mount("/live.ogg", Some(5))
-        .mount("/live.mp3", Some(5))
-        .admission_delay(Duration::ZERO)
-        .start()
-        .expect("sim relay starts")
+    up(sim(
+        "relay-2",
+        &[("/live.ogg", Some(5)), ("/live.mp3", Some(5))],
+    ))
 }
 
 /// A response as read off the socket: the head, and the stream for more.
@@ -98,6 +109,10 @@ async fn get_body(addr: SocketAddr, path: &str) -> String {
     String::from_utf8(a.rest().await).expect("UTF-8 page")
 }
 
+async fn slots(relay: &SimRelay) -> String {
+    get_body(relay.addr(), "/floe-slots.xsl").await
+}
+
 async fn listen(relay: &SimRelay, mount: &str) -> Answer {
     let mut a = request(relay.addr(), "GET", mount, "").await;
     assert_eq!(a.status_line(), "HTTP/1.0 200 OK", "{mount}");
@@ -107,45 +122,29 @@ async fn listen(relay: &SimRelay, mount: &str) -> Answer {
 
 #[tokio::test]
 async fn floe_slots_is_byte_for_byte_the_stylesheet_output() {
-    let relay = SimRelay::builder("relay-b")
-        .mount("/live.ogg", None)
-        .mount("/live.mp3", Some(2))
-        .admission_delay(Duration::ZERO)
-        .start()
-        .expect("start");
-    let body = get_body(relay.addr(), "/floe-slots.xsl").await;
-    assert_eq!(body, fixture("floe-slots-unlimited.txt"));
+    let relay = up(sim(
+        "relay-b",
+        &[("/live.ogg", None), ("/live.mp3", Some(2))],
+    ));
+    assert_eq!(slots(&relay).await, fixture("floe-slots-unlimited.txt"));
 
     let lab = lab_relay();
     lab.add_fake_listeners("/live.ogg", 3);
     lab.add_fake_listeners("/live.mp3", 1);
-    assert_eq!(
-        get_body(lab.addr(), "/floe-slots.xsl").await,
-        fixture("floe-slots-listeners.txt")
-    );
+    assert_eq!(slots(&lab).await, fixture("floe-slots-listeners.txt"));
     lab.add_fake_listeners("/live.ogg", 2);
-    assert_eq!(
-        get_body(lab.addr(), "/floe-slots.xsl").await,
-        fixture("floe-slots-mount-full.txt")
-    );
+    assert_eq!(slots(&lab).await, fixture("floe-slots-mount-full.txt"));
     lab.set_source("/live.mp3", false);
-    assert_eq!(
-        get_body(lab.addr(), "/floe-slots.xsl").await,
-        fixture("floe-slots-one-mount.txt")
-    );
+    assert_eq!(slots(&lab).await, fixture("floe-slots-one-mount.txt"));
     lab.set_source("/live.ogg", false);
-    assert_eq!(
-        get_body(lab.addr(), "/floe-slots.xsl").await,
-        fixture("floe-slots-no-source.txt")
-    );
+    assert_eq!(slots(&lab).await, fixture("floe-slots-no-source.txt"));
 }
 
 #[tokio::test]
 async fn floe_slots_parses_with_floes_parser() {
     let relay = lab_relay();
     relay.add_fake_listeners("/live.ogg", 4);
-    let status =
-        xslt::parse(get_body(relay.addr(), "/floe-slots.xsl").await.as_bytes()).expect("parses");
+    let status = xslt::parse(slots(&relay).await.as_bytes()).expect("parses");
     let ogg = status.mount("/live.ogg").expect("ogg listed");
     assert_eq!(
         (ogg.listeners, ogg.max_listeners),
@@ -156,23 +155,19 @@ async fn floe_slots_parses_with_floes_parser() {
 
 #[tokio::test]
 async fn status_json_has_icecasts_shapes() {
-    let relay = SimRelay::builder("relay-b")
-        .hostname("relay-b.example.org")
-        .mount("/live.ogg", Some(5))
-        .mount("/live.mp3", None)
-        .admission_delay(Duration::ZERO)
-        .start()
-        .expect("start");
+    let relay = up(
+        sim("relay-b", &[("/live.ogg", Some(5)), ("/live.mp3", None)])
+            .hostname("relay-b.example.org"),
+    );
     relay.add_fake_listeners("/live.mp3", 2);
 
     // Two mounts: an array, in path order, same keys as the real MP3 source.
     let body = get_body(relay.addr(), "/status-json.xsl").await;
-    let doc: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let doc = json(&body);
     let sources = doc["icestats"]["source"]
         .as_array()
         .expect("array with two mounts");
-    let real: serde_json::Value =
-        serde_json::from_str(&fixture("status-json-unlimited-hostname.json")).expect("JSON");
+    let real = json(&fixture("status-json-unlimited-hostname.json"));
     let keys = |v: &serde_json::Value| v.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>());
     assert_eq!(keys(&sources[0]), keys(&real["icestats"]["source"][0]));
     assert_eq!(keys(&doc["icestats"]), keys(&real["icestats"]));
@@ -194,8 +189,7 @@ async fn status_json_has_icecasts_shapes() {
     // One mount: an object.
     relay.set_source("/live.mp3", false);
     let body = get_body(relay.addr(), "/status-json.xsl").await;
-    let doc: serde_json::Value = serde_json::from_str(&body).expect("JSON");
-    assert!(doc["icestats"]["source"].is_object(), "{body}");
+    assert!(json(&body)["icestats"]["source"].is_object(), "{body}");
     assert_eq!(
         icecast_json::parse(body.as_bytes())
             .expect("parses")
@@ -207,10 +201,8 @@ async fn status_json_has_icecasts_shapes() {
     // None: no `source`, a `dummy` instead.
     relay.set_source("/live.ogg", false);
     let body = get_body(relay.addr(), "/status-json.xsl").await;
-    let doc: serde_json::Value = serde_json::from_str(&body).expect("JSON");
-    let real: serde_json::Value =
-        serde_json::from_str(&fixture("status-json-no-source.json")).expect("JSON");
-    assert_eq!(keys(&doc["icestats"]), keys(&real["icestats"]));
+    let real = json(&fixture("status-json-no-source.json"));
+    assert_eq!(keys(&json(&body)["icestats"]), keys(&real["icestats"]));
     assert!(
         icecast_json::parse(body.as_bytes())
             .expect("parses")
@@ -221,13 +213,8 @@ async fn status_json_has_icecasts_shapes() {
 
 #[tokio::test]
 async fn admin_stats_needs_credentials_and_carries_limits() {
-    let relay = SimRelay::builder("r")
-        .mount("/live.ogg", None)
-        .mount("/live.mp3", Some(2))
-        .admin("admin", "secret")
-        .admission_delay(Duration::ZERO)
-        .start()
-        .expect("start");
+    let relay =
+        up(sim("r", &[("/live.ogg", None), ("/live.mp3", Some(2))]).admin("admin", "secret"));
     let a = request(relay.addr(), "GET", "/admin/stats", "").await;
     assert_eq!(a.status_line(), "HTTP/1.0 401 Authentication Required");
     assert_eq!(
@@ -268,11 +255,7 @@ async fn a_listener_counts_while_connected() {
     assert_eq!(a.header("Content-Type"), Some("audio/wav"));
     assert_eq!(&a.body[..4], b"RIFF");
     assert_eq!(relay.listeners("/live.ogg"), 1);
-    assert!(
-        get_body(relay.addr(), "/floe-slots.xsl")
-            .await
-            .contains("/live.ogg\t1\t5\t4\n")
-    );
+    assert!(slots(&relay).await.contains("/live.ogg\t1\t5\t4\n"));
     drop(a);
     assert!(
         relay.wait_for_listeners("/live.ogg", 0, WAIT).await,
@@ -292,11 +275,7 @@ async fn head_is_not_a_listener() {
 
 #[tokio::test]
 async fn a_full_mount_answers_403_like_icecast() {
-    let relay = SimRelay::builder("r")
-        .mount("/live.ogg", Some(1))
-        .admission_delay(Duration::ZERO)
-        .start()
-        .expect("start");
+    let relay = up(sim("r", &[("/live.ogg", Some(1))]));
     let _first = listen(&relay, "/live.ogg").await;
     let a = request(relay.addr(), "GET", "/live.ogg", "").await;
     assert_eq!(a.status_line(), "HTTP/1.0 403 Forbidden");
@@ -329,16 +308,12 @@ async fn fake_listeners_fill_a_mount() {
 async fn a_burst_over_the_limit_gets_404_mount_unavailable() {
     // 2 free slots, 4 listeners at once, admission takes 300 ms: like
     // Icecast, the two that arrive while the first two are admitted get 404.
-    let relay = SimRelay::builder("r")
-        .mount("/live.ogg", Some(2))
-        .admission_delay(Duration::from_millis(300))
-        .start()
-        .expect("start");
-    let addr = relay.addr();
-    let answers = futures_join_all((0..4).map(|_| request(addr, "GET", "/live.ogg", ""))).await;
+    let relay = up(sim("r", &[("/live.ogg", Some(2))]).admission_delay(Duration::from_millis(300)));
+    let get = || request(relay.addr(), "GET", "/live.ogg", "");
+    let (a, b, c, d) = tokio::join!(get(), get(), get(), get());
     let mut ok = 0;
     let mut busy = 0;
-    for a in answers {
+    for a in [a, b, c, d] {
         match a.status_line() {
             "HTTP/1.0 200 OK" => ok += 1,
             "HTTP/1.0 404 File Not Found" => {
@@ -355,36 +330,6 @@ async fn a_burst_over_the_limit_gets_404_mount_unavailable() {
     assert_eq!(relay.listeners("/live.ogg"), 2);
 }
 
-/// Runs futures concurrently on this task (no `futures` dependency).
-async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
-    let handles: Vec<_> = futs.map(Box::pin).collect();
-    let mut handles: Vec<_> = handles.into_iter().map(Some).collect();
-    let mut out: Vec<Option<F::Output>> = (0..handles.len()).map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, h) in handles.iter_mut().enumerate() {
-            if let Some(f) = h {
-                match f.as_mut().poll(cx) {
-                    Poll::Ready(v) => {
-                        out[i] = Some(v);
-                        *h = None;
-                    }
-                    Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            Poll::Pending
-        } else {
-            Poll::Ready(())
-        }
-    })
-    .await;
-    out.into_iter()
-        .map(|o| o.expect("every future finished"))
-        .collect()
-}
-
 #[tokio::test]
 async fn cutting_the_source_drops_listeners_and_the_mount() {
     let relay = lab_relay();
@@ -398,10 +343,10 @@ async fn cutting_the_source_drops_listeners_and_the_mount() {
         "stream closed, {} bytes",
         body.len()
     );
-    let slots = get_body(relay.addr(), "/floe-slots.xsl").await;
+    let page = slots(&relay).await;
     assert!(
-        !slots.contains("/live.ogg") && slots.ends_with("END\t1\n"),
-        "{slots}"
+        !page.contains("/live.ogg") && page.ends_with("END\t1\n"),
+        "{page}"
     );
     let a = request(relay.addr(), "GET", "/live.ogg", "").await;
     assert_eq!(a.status_line(), "HTTP/1.0 404 File Not Found");
@@ -449,12 +394,7 @@ async fn a_full_server_refuses_even_status_pages() {
     relay.set_server_full(false);
     get_body(relay.addr(), "/status-json.xsl").await;
 
-    let small = SimRelay::builder("s")
-        .mount("/live.ogg", None)
-        .max_clients(1)
-        .admission_delay(Duration::ZERO)
-        .start()
-        .expect("start");
+    let small = up(sim("s", &[("/live.ogg", None)]).max_clients(1));
     let _l = listen(&small, "/live.ogg").await;
     let a = request(small.addr(), "GET", "/floe-slots.xsl", "").await;
     assert_eq!(a.status_line(), "HTTP/1.0 403 Forbidden");
@@ -489,5 +429,5 @@ async fn down_and_up_again_at_once() {
             .set_down(false)
             .expect("the port is free again at once");
     }
-    get_body(relay.addr(), "/floe-slots.xsl").await;
+    slots(&relay).await;
 }

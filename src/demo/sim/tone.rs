@@ -13,9 +13,7 @@
 //! struct, whatever the number of listeners or how long they stay.
 
 use bytes::Bytes;
-use hyper::body::Frame;
 use std::f64::consts::TAU;
-use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
@@ -157,19 +155,6 @@ impl<G: StillListening> ToneBody<G> {
                 Poll::Ready(Some(chunk))
             }
         }
-    }
-}
-
-impl<G: StillListening> hyper::body::Body for ToneBody<G> {
-    type Data = Bytes;
-    type Error = std::convert::Infallible;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let this = self.get_mut();
-        this.poll_chunk(cx).map(|c| c.map(|b| Ok(Frame::data(b))))
     }
 }
 
