@@ -82,6 +82,7 @@ impl Instance {
             metrics: metrics.clone(),
             history: history.clone(),
             clients: ClientBudgets::new(http::CLIENT_SLOTS, std::time::Instant::now()),
+            pages: http::pages::PageCache::default(),
             connections: ClientConnections::new(http::CLIENT_SLOTS),
             slots: Arc::new(tokio::sync::Semaphore::new(
                 config.http.max_connections.max(1),

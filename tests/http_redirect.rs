@@ -601,3 +601,28 @@ fn connections_are_capped_per_client_aged_and_unread_responses_time_out() {
         );
     });
 }
+
+#[test]
+fn diagnostic_pages_are_served_to_the_configured_networks_only() {
+    let rt = runtime();
+    let _g = rt.enter();
+    let a = sim("relay-a", Some(5), None);
+    let floe = FloeProcess::start(&config(&[&a], "diagnostics_from = [\"127.7.0.0/16\"]"));
+    floe.wait_healthy(T);
+    let at = |ip: &str, path: &str| {
+        from_address(ip.parse().unwrap(), || req(&floe, "GET", path, &[])).status
+    };
+    for path in [
+        "/status",
+        "/status.json",
+        "/metrics",
+        "/explain",
+        "/explain/live.ogg",
+    ] {
+        assert_eq!(at("127.7.0.1", path), 200, "{path} from an allowed network");
+        assert_eq!(at("127.8.0.1", path), 403, "{path} from elsewhere");
+    }
+    // Listeners and health checks are served to everyone.
+    assert_eq!(at("127.8.0.1", "/live.ogg"), 302);
+    assert_eq!(at("127.8.0.1", "/healthz"), 200);
+}

@@ -133,6 +133,9 @@ pub struct HttpConfig {
     /// A response the client does not read for this long closes the
     /// connection.
     pub write_timeout: Duration,
+    /// Networks that may read the diagnostic pages (`/status`,
+    /// `/status.json`, `/metrics`, `/explain`); others get `403`.
+    pub diagnostics_from: Vec<ipnet::IpNet>,
     /// Largest request head accepted.
     pub max_header_bytes: usize,
     /// `Retry-After` on a 503.

@@ -42,6 +42,7 @@ pub struct RawHttp {
     pub max_connections_per_client: Option<Spanned<u32>>,
     pub max_connection_age: Option<Human>,
     pub write_timeout: Option<Human>,
+    pub diagnostics_from: Option<Vec<Spanned<String>>>,
     pub max_header_bytes: Option<Spanned<u32>>,
     pub retry_after: Option<Human>,
     pub workers: Option<u32>,

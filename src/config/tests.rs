@@ -132,6 +132,32 @@ fn weak_or_exposed_admin_settings_are_warnings() {
 }
 
 #[test]
+fn public_diagnostic_pages_are_a_warning_and_bad_networks_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let public = "[http]\nlisten = [\"0.0.0.0:8080\"]";
+    let (config, diags) = parse_in(dir.path(), public);
+    assert!(config.is_some(), "{diags}");
+    assert!(
+        diags
+            .0
+            .iter()
+            .any(|d| d.message.contains("diagnostics_from")),
+        "{diags}"
+    );
+    let restricted = format!("{public}\ndiagnostics_from = [\"10.0.0.0/8\"]");
+    let (config, diags) = parse_in(dir.path(), &restricted);
+    assert!(config.is_some() && diags.0.is_empty(), "{diags}");
+    let (config, diags) = parse_in(dir.path(), "[http]\ndiagnostics_from = [\"10.0.0.0/33\"]");
+    assert!(config.is_none());
+    assert!(
+        errors(&diags)
+            .iter()
+            .any(|(l, m)| *l == 2 && m.contains("not a network")),
+        "{diags}"
+    );
+}
+
+#[test]
 fn share_is_a_fraction_of_the_free_slots() {
     let dir = tempfile::tempdir().unwrap();
     let (config, diags) = parse_in(dir.path(), "[select]\nshare = 0.5");

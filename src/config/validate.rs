@@ -309,8 +309,22 @@ impl<'a> Cx<'a> {
             |v| v >= 8192,
             "[http] max_header_bytes must be at least 8192",
         ) as usize;
+        let diagnostics_from = match &raw.diagnostics_from {
+            None => vec!["0.0.0.0/0".parse().ok()?, "::/0".parse().ok()?],
+            Some(list) => self.parse_each(list, |n| {
+                format!("[http] diagnostics_from: {n:?} is not a network (e.g. \"127.0.0.0/8\" or \"2001:db8::/32\")")
+            })?,
+        };
+        let listen = listen?;
+        let public = listen.iter().any(|a| !a.ip().is_loopback());
+        if public && raw.diagnostics_from.is_none() {
+            self.warning(
+                None,
+                "[http] listens beyond loopback and serves /status, /status.json, /metrics and /explain to everyone: set diagnostics_from to the networks that may read them (see docs/robustness.md)",
+            );
+        }
         Some(HttpConfig {
-            listen: listen?,
+            listen,
             public_url,
             header_timeout: raw.header_timeout.map_or(Duration::from_secs(5), |d| d.0),
             max_connections: raw.max_connections.unwrap_or(10_000) as usize,
@@ -324,6 +338,7 @@ impl<'a> Cx<'a> {
                 .max_connection_age
                 .map_or(Duration::from_secs(60), |d| d.0),
             write_timeout: raw.write_timeout.map_or(Duration::from_secs(10), |d| d.0),
+            diagnostics_from,
             max_header_bytes,
             retry_after: raw.retry_after.map_or(Duration::from_secs(10), |d| d.0),
             workers: raw.workers.unwrap_or(0) as usize,

@@ -8,6 +8,7 @@
 //! timeout (which also bounds idle keep-alive), header size, connections
 //! per worker.
 
+pub mod pages;
 mod playlist;
 pub mod routes;
 pub mod status_page;
@@ -98,6 +99,8 @@ pub struct Shared {
     pub history: Arc<History>,
     /// Every client's budget of grants (one table for all workers).
     pub clients: ClientBudgets,
+    /// The diagnostic pages' last renderings.
+    pub pages: pages::PageCache,
     /// Connections open per client (one table for all workers).
     pub connections: Arc<ClientConnections>,
     /// Connection slots of all workers together (`[http] max_connections`,

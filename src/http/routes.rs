@@ -18,6 +18,7 @@
 //! made to redirect elsewhere.
 
 use super::Shared;
+use super::pages::{self, Page};
 use super::playlist::{self, Playlist};
 use crate::clients::ClientBudgets;
 use crate::metrics::{self, Metrics, Outcome};
@@ -82,34 +83,40 @@ pub fn respond<B>(
                 )
             };
         }
+        "/status.json" | "/status" | "/metrics" | "/explain"
+            if !pages::allowed(&snap.config().http.diagnostics_from, peer.ip()) =>
+        {
+            return forbidden();
+        }
         "/status.json" => {
-            return with_generation(
-                snap,
-                Response::builder()
-                    .header(header::CONTENT_TYPE, "application/json")
-                    .header(header::CACHE_CONTROL, "no-store")
-                    .body(Full::new(Bytes::from(report::status_json_with(
-                        snap, observed,
-                    ))))
-                    .expect("static headers are valid"),
-            );
+            let body = shared.pages.get(Page::StatusJson, snap.generation, || {
+                Bytes::from(report::status_json_with(snap, observed))
+            });
+            return with_generation(snap, typed(StatusCode::OK, "application/json", body));
         }
         "/status" => {
-            let page =
-                super::status_page::render(&report::status_report_with(snap, Some(observed)));
+            let body = shared.pages.get(Page::Status, snap.generation, || {
+                let report = report::status_report_with(snap, Some(observed));
+                Bytes::from(super::status_page::render(&report))
+            });
             return with_generation(
                 snap,
-                typed(StatusCode::OK, "text/html; charset=utf-8", page),
+                typed(StatusCode::OK, "text/html; charset=utf-8", body),
             );
         }
         "/metrics" => {
-            let snap = shared.snapshots.load_full();
-            return typed(StatusCode::OK, metrics::CONTENT_TYPE, metrics.render(&snap));
+            let body = shared.pages.get(Page::Metrics, snap.generation, || {
+                Bytes::from(metrics.render(&shared.snapshots.load_full()))
+            });
+            return typed(StatusCode::OK, metrics::CONTENT_TYPE, body);
         }
         "/explain" => return explain(snap, req, None),
         _ => {}
     }
     if let Some(rest) = path.strip_prefix("/explain/") {
+        if !pages::allowed(&snap.config().http.diagnostics_from, peer.ip()) {
+            return forbidden();
+        }
         return explain(snap, req, Some(rest));
     }
     if let Some((mount_path, kind)) = Playlist::split(path)
@@ -304,6 +311,14 @@ fn over_budget(snap: &Snapshot, budget: u64, window: Duration) -> Response<Full<
     resp.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(retry));
     with_generation(snap, resp)
+}
+
+/// `403` for a diagnostic page asked from outside `[http] diagnostics_from`.
+fn forbidden() -> Response<Full<Bytes>> {
+    text(
+        StatusCode::FORBIDDEN,
+        "403 forbidden: floe's diagnostic pages are served to [http] diagnostics_from only\n",
+    )
 }
 
 /// Bytes a header value may hold (what `HeaderValue` accepts).
