@@ -78,6 +78,20 @@ impl PollFailure {
     }
 }
 
+/// Longest reason kept, in characters: a relay's own text (an error page,
+/// a body that does not parse) can be megabytes; reasons go to logs,
+/// `/status` and `/explain`.
+pub const MAX_REASON: usize = 200;
+
+/// `reason`, cut to [`MAX_REASON`] characters (with `…` when cut).
+fn shorten(mut reason: String) -> String {
+    if let Some((cut, _)) = reason.char_indices().nth(MAX_REASON) {
+        reason.truncate(cut);
+        reason.push('…');
+    }
+    reason
+}
+
 /// `": cause"`, or nothing when the cause is empty.
 fn colon(cause: &str) -> String {
     if cause.is_empty() {
@@ -254,7 +268,7 @@ impl Health {
                 Some(RelayState::Full),
                 "server full: 403 Icecast connection limit reached".to_string(),
             ),
-            PollOutcome::Failed(why) => (None, why.to_string()),
+            PollOutcome::Failed(why) => (None, shorten(why.to_string())),
         };
         match answered_state {
             Some(to) => {
@@ -334,6 +348,20 @@ mod tests {
                 h.state()
             })
             .collect()
+    }
+
+    #[test]
+    fn a_relay_cannot_write_megabytes_into_a_reason() {
+        let mut h = Health::new(SystemTime::UNIX_EPOCH);
+        let huge = format!("<html>{}</html>", "é".repeat(2_000_000));
+        h.observe(
+            PollOutcome::Failed(PollFailure::Body(huge)),
+            1,
+            1,
+            SystemTime::UNIX_EPOCH,
+        );
+        assert_eq!(h.reason().chars().count(), MAX_REASON + 1);
+        assert!(h.reason().ends_with('…'));
     }
 
     #[test]

@@ -377,7 +377,10 @@ impl Snapshot {
                     let bitrate = ms
                         .bitrate_kbps
                         .or_else(|| mid.and_then(|m| topology.mounts[m].bitrate_kbps));
-                    used_kbps += u64::from(ms.listeners) * u64::from(bitrate.unwrap_or(0));
+                    // Saturating: a relay may claim any counts.
+                    used_kbps = used_kbps.saturating_add(
+                        u64::from(ms.listeners).saturating_mul(u64::from(bitrate.unwrap_or(0))),
+                    );
                     let Some(mid) = mid else { continue };
                     let reported = match ms.max_listeners {
                         MaxListeners::Limited(n) => Some(n),

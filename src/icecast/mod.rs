@@ -115,8 +115,12 @@ pub struct MountStatus {
     pub bitrate_kbps: Option<u32>,
 }
 
+/// Most mounts one status may list: a real relay has tens; a body with
+/// hundreds of thousands is refused before it costs memory and time.
+pub const MAX_MOUNTS: usize = 10_000;
+
 /// The mounts of one status body while it is parsed, in the order the relay
-/// lists them, with unique paths.
+/// lists them, with unique paths, at most [`MAX_MOUNTS`].
 ///
 /// The set of paths makes the duplicate check constant-time per mount: a
 /// hostile or broken relay may list hundreds of thousands, and a scan of
@@ -140,6 +144,11 @@ impl MountList {
     /// `duplicate mount "/path"` instead (the caller knows the format and
     /// the place).
     fn push(&mut self, mount: MountStatus) -> Result<(), String> {
+        if self.mounts.len() >= MAX_MOUNTS {
+            return Err(format!(
+                "more than {MAX_MOUNTS} mounts: not a status floe reads (a relay has tens)"
+            ));
+        }
         if !self.paths.insert(mount.path.clone()) {
             return Err(format!("duplicate mount {:?}", mount.path));
         }

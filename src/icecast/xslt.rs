@@ -455,14 +455,23 @@ mod tests {
     }
 
     #[test]
-    fn duplicates_among_many_mounts_are_found_without_a_quadratic_scan() {
-        // 200,000 mounts: comparing each with every one before it would
-        // take minutes; the set of paths takes a fraction of a second.
-        let lines: String = (0..200_000).map(|i| format!("/m{i}\t0\t5\t5\n")).collect();
-        let body = format!("{HEAD}{lines}END\t200000\n");
-        assert_eq!(mounts(KIND, body.as_bytes()).len(), 200_000);
-        let message = malformed_message(KIND, &format!("{HEAD}{lines}/m7\t0\t5\t5\nEND\t1\n"));
-        assert!(message.starts_with("line 200003: duplicate"), "{message}");
+    fn many_mounts_are_checked_by_a_set_and_capped() {
+        // 10,000 mounts (the cap): comparing each with every one before it
+        // would be quadratic; the set of paths takes milliseconds.
+        let n = crate::icecast::MAX_MOUNTS;
+        let lines: String = (0..n).map(|i| format!("/m{i}\t0\t5\t5\n")).collect();
+        let body = format!("{HEAD}{lines}END\t{n}\n");
+        assert_eq!(mounts(KIND, body.as_bytes()).len(), n);
+        let mut dup = lines.clone();
+        dup.truncate(dup.len() - format!("/m{}\t0\t5\t5\n", n - 1).len());
+        let message = malformed_message(KIND, &format!("{HEAD}{dup}/m7\t0\t5\t5\nEND\t1\n"));
+        assert!(
+            message.starts_with(&format!("line {}: duplicate", n + 2)),
+            "{message}"
+        );
+        // One more than the cap (a hostile relay may list 400,000).
+        let message = malformed_message(KIND, &format!("{HEAD}{lines}/x\t0\t5\t5\nEND\t1\n"));
+        assert!(message.contains("more than 10000 mounts"), "{message}");
     }
 
     #[test]

@@ -8,6 +8,10 @@ use std::time::Duration;
 /// Largest status body accepted; a relay with 20 mounts sends a few KiB.
 const MAX_BODY: usize = 4 << 20;
 
+/// Bodies up to this size are parsed on the poller's runtime (tens of
+/// microseconds); larger ones on a blocking thread.
+const PARSE_INLINE: usize = 64 << 10;
+
 /// What Icecast says on every URL, status pages included, when its global
 /// client limit is reached.
 const SERVER_FULL_BODY: &str = "Icecast connection limit reached";
@@ -94,7 +98,18 @@ pub async fn poll(client: &reqwest::Client, target: &PollTarget, timeout: Durati
             url: target.url.clone(),
         });
     }
-    match target.status.kind.parse(&body) {
+    let kind = target.status.kind;
+    // A large body is parsed off the runtime every poller shares, so one
+    // relay's megabytes never delay the others' polls.
+    let parsed = if body.len() > PARSE_INLINE {
+        match tokio::task::spawn_blocking(move || kind.parse(&body)).await {
+            Ok(parsed) => parsed,
+            Err(e) => return PollOutcome::Failed(PollFailure::Body(format!("parser: {e}"))),
+        }
+    } else {
+        kind.parse(&body)
+    };
+    match parsed {
         Ok(status) => PollOutcome::Status(status),
         Err(e) => PollOutcome::Failed(PollFailure::Body(e.to_string())),
     }
