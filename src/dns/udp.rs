@@ -102,8 +102,10 @@ pub(super) fn worker(
                 batch.reply(i, len);
                 continue;
             }
-            let Some((response, key)) = rt.block_on(handler.answer(query, src, Protocol::Udp))
-            else {
+            // A query that makes the handler panic (a bug) is dropped and
+            // logged; the worker goes on with the next one.
+            let answered = guarded(|| rt.block_on(handler.answer(query, src, Protocol::Udp)));
+            let Some((response, key)) = answered.flatten() else {
                 tally.unanswered += 1;
                 continue;
             };
@@ -125,9 +127,37 @@ pub(super) fn worker(
     }
 }
 
+/// `f()`, or `None` (logged) when it panics: one bad query must not take a
+/// worker, and its socket, out of service.
+fn guarded<T>(f: impl FnOnce() -> T) -> Option<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let what = e.downcast_ref::<&str>().copied();
+            let what = what.or(e.downcast_ref::<String>().map(String::as_str));
+            tracing::error!(
+                "DNS UDP: a query made floe panic ({}); dropped it",
+                what.unwrap_or("?")
+            );
+            None
+        }
+    }
+}
+
 #[inline]
 fn send(socket: &UdpSocket, bytes: &[u8], to: SocketAddr) {
     if let Err(e) = socket.send_to(bytes, to) {
         tracing::debug!("DNS UDP send to {to}: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_query_is_dropped_and_the_next_one_served() {
+        assert_eq!(guarded(|| -> u32 { panic!("bad query") }), None);
+        assert_eq!(guarded(|| 7), Some(7));
     }
 }

@@ -278,7 +278,7 @@ async fn serve_connection(
     stream.set_write_timeout(Some(limits.write));
     let service = hyper::service::service_fn(move |req| {
         let snap = shared.snapshots.load();
-        let resp = routes::respond(&snap, &shared, &req, local, peer);
+        let resp = routes::guarded(|| routes::respond(&snap, &shared, &req, local, peer));
         std::future::ready(Ok::<_, std::convert::Infallible>(resp))
     });
     let conn = builder.serve_connection(TokioIo::new(Box::pin(stream)), service);

@@ -313,6 +313,23 @@ fn over_budget(snap: &Snapshot, budget: u64, window: Duration) -> Response<Full<
     with_generation(snap, resp)
 }
 
+/// `f()`'s response, or a `500` (logged) when it panics: a request that
+/// hits a bug gets an answer, and the connection and the worker go on.
+pub fn guarded(f: impl FnOnce() -> Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|e| {
+        let what = e.downcast_ref::<&str>().copied();
+        let what = what.or(e.downcast_ref::<String>().map(String::as_str));
+        tracing::error!(
+            "HTTP: a request made floe panic ({}); answered 500",
+            what.unwrap_or("?")
+        );
+        text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "500 internal error: floe hit a bug answering this request\n",
+        )
+    })
+}
+
 /// `403` for a diagnostic page asked from outside `[http] diagnostics_from`.
 fn forbidden() -> Response<Full<Bytes>> {
     text(
@@ -348,4 +365,19 @@ fn typed(
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_that_panics_gets_a_500() {
+        let resp = guarded(|| panic!("bug"));
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            guarded(|| text(StatusCode::OK, "ok")).status(),
+            StatusCode::OK
+        );
+    }
 }
