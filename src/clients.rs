@@ -180,6 +180,74 @@ impl Drop for OpenConnection {
     }
 }
 
+/// Response-rate limits per client prefix (DNS over UDP, where the source
+/// address can be spoofed to aim answers at a victim): a token bucket per
+/// slot of a fixed-size table, refilled at `rate` per second up to one
+/// second's worth, one CAS per answer. Two prefixes that share a slot share
+/// a bucket.
+#[derive(Debug)]
+pub struct RateLimits {
+    slots: Box<[AtomicU64]>,
+    hasher: RandomState,
+    origin: Instant,
+}
+
+/// What the rate limit says of one answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rate {
+    /// Within the client's rate: answer.
+    Within,
+    /// Over it: drop (or, every `slip`-th time, answer truncated).
+    Over,
+}
+
+/// Milli-tokens per token: buckets count in thousandths so that low rates
+/// refill smoothly.
+const MILLI: u64 = 1000;
+
+impl RateLimits {
+    /// A table of `slots` buckets (rounded up to a power of two); time is
+    /// counted from `origin`.
+    pub fn new(slots: usize, origin: Instant) -> RateLimits {
+        let n = slots.max(1).next_power_of_two();
+        RateLimits {
+            slots: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            hasher: RandomState::new(),
+            origin,
+        }
+    }
+
+    /// Takes one answer from `prefix`'s bucket of `rate` answers per second
+    /// at `now`.
+    pub fn check(&self, prefix: Prefix, rate: u32, now: Instant) -> Rate {
+        let slot = &self.slots[self.hasher.hash_one(prefix.0) as usize & (self.slots.len() - 1)];
+        // Bucket: milli-tokens (high 32 bits), last refill in ms (low 32).
+        let ms = now.saturating_duration_since(self.origin).as_millis() as u64 & 0xffff_ffff;
+        let cap = u64::from(rate) * MILLI;
+        let mut current = slot.load(Ordering::Relaxed);
+        loop {
+            let (tokens, last) = if current == 0 {
+                (cap, ms) // a new bucket starts full
+            } else {
+                (current >> 32, current & 0xffff_ffff)
+            };
+            let elapsed = ms.wrapping_sub(last) & 0xffff_ffff;
+            let tokens = (tokens + elapsed * u64::from(rate)).min(cap);
+            let (left, verdict) = if tokens >= MILLI {
+                (tokens - MILLI, Rate::Within)
+            } else {
+                (tokens, Rate::Over)
+            };
+            // Never store 0 (it means "new"): a drained bucket keeps 1.
+            let next = ((left.max(1) & 0xffff_ffff) << 32) | ms;
+            match slot.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return verdict,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+}
+
 /// The (previous, current) counts of slot value `v` seen from window
 /// `epoch`: as stored in the same window, shifted by one a window later,
 /// zero after that.
@@ -283,6 +351,29 @@ mod tests {
         drop(open);
         assert_eq!(table.count(p), 0);
         assert!(table.open(p, 3).is_some());
+    }
+
+    #[test]
+    fn a_rate_limit_refills_at_its_rate() {
+        let t0 = Instant::now();
+        let limits = RateLimits::new(64, t0);
+        let p = key("192.0.2.1");
+        let within = |at| {
+            (0..1000)
+                .filter(|_| limits.check(p, 100, at) == Rate::Within)
+                .count()
+        };
+        assert_eq!(within(t0), 100, "a full bucket: one second's worth");
+        assert_eq!(
+            within(t0 + Duration::from_millis(500)),
+            50,
+            "half a second refills half"
+        );
+        assert_eq!(
+            limits.check(key("192.0.2.2"), 100, t0),
+            Rate::Within,
+            "another client"
+        );
     }
 
     #[test]

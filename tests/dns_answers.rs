@@ -1023,3 +1023,93 @@ fn a_resolver_with_a_stub_zone_resolves_through_floe() {
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);
     assert!(m.answers.is_empty());
 }
+
+#[test]
+fn response_rate_limiting_drops_and_slips_and_spares_other_clients() {
+    let a = FakeRelay::start(BOTH);
+    let floe = Floe::start(
+        &[&a],
+        "rrl_responses_per_second = 50\nrrl_slip = 2\nrrl_exempt = []",
+    );
+    let dns = floe.dns();
+    let www = query("www.stream.example.org.", RecordType::A, None);
+    // 400 queries as fast as one socket sends them, from one client.
+    let client = UdpSocket::bind("127.9.1.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    for _ in 0..400 {
+        client.send_to(&www, dns).unwrap();
+    }
+    let (mut full, mut truncated) = (0, 0);
+    let mut buf = [0u8; 4096];
+    while let Ok((n, _)) = client.recv_from(&mut buf) {
+        let m = Message::from_vec(&buf[..n]).unwrap();
+        if m.metadata.truncation {
+            assert!(
+                m.answers.is_empty() && n <= www.len(),
+                "a slip answer is no bigger than the query"
+            );
+            truncated += 1;
+        } else {
+            full += 1;
+        }
+    }
+    eprintln!(
+        "RRL 50/s, slip 2: 400 queries -> {full} answers, {truncated} truncated, {} dropped",
+        400 - full - truncated
+    );
+    assert!((45..=70).contains(&full), "{full} full answers at 50/s");
+    assert!(
+        (140..=200).contains(&truncated),
+        "{truncated} slipped (every 2nd over the rate)"
+    );
+    // Another /24 is not limited by the first one's flood.
+    let other = UdpSocket::bind("127.9.2.1:0").unwrap();
+    other
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    other.send_to(&www, dns).unwrap();
+    let (n, _) = other.recv_from(&mut buf).unwrap();
+    let m = Message::from_vec(&buf[..n]).unwrap();
+    assert!(!m.metadata.truncation && m.answers.len() == 1);
+    // Counted in /metrics.
+    let instance = floe.instance();
+    let metrics = instance.metrics.render(&instance.snapshots().load_full());
+    assert!(
+        metrics.contains("floe_dns_rate_limited_total{action=\"drop\"}"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn amplification_is_bounded_for_every_query_type() {
+    let a = FakeRelay::start(BOTH);
+    let floe = Floe::start(&[&a], "");
+    let dns = floe.dns();
+    let mut rows = Vec::new();
+    for (qname, qtype) in [
+        ("live.stream.example.org.", RecordType::A),
+        ("live.stream.example.org.", RecordType::AAAA),
+        ("live.stream.example.org.", RecordType::TXT),
+        ("stream.example.org.", RecordType::SOA),
+        ("stream.example.org.", RecordType::NS),
+        ("stream.example.org.", RecordType::ANY),
+        ("big.stream.example.org.", RecordType::TXT),
+        ("nothing.stream.example.org.", RecordType::A),
+    ] {
+        for edns in [None, Some(1232), Some(4096)] {
+            let q = query(qname, qtype, edns);
+            let r = udp_raw(dns, &q).expect("an answer");
+            rows.push((qname, qtype, edns, q.len(), r.len()));
+        }
+    }
+    let mut worst = 0.0f64;
+    for (qname, qtype, edns, q, r) in &rows {
+        let ratio = *r as f64 / *q as f64;
+        worst = worst.max(ratio);
+        eprintln!("{qname} {qtype} edns={edns:?}: query {q} B, answer {r} B, x{ratio:.1}");
+    }
+    eprintln!("largest answer/query ratio: x{worst:.1}");
+    assert!(worst < 20.0, "amplification x{worst:.1}");
+}

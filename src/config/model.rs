@@ -105,6 +105,19 @@ pub struct DnsConfig {
     pub tcp_max_connections_per_client: u32,
     /// A TCP connection is closed after this long, however busy.
     pub tcp_max_connection_age: Duration,
+    /// Response-rate limiting of UDP answers per client prefix: answers per
+    /// second (0 = off).
+    pub rrl_responses_per_second: u32,
+    /// Every `rrl_slip`-th answer over the rate goes out truncated (TC, so
+    /// a real resolver retries over TCP); the others are dropped. 0: drop
+    /// all.
+    pub rrl_slip: u32,
+    /// Leading bits of an IPv4 source that make one rate-limited client.
+    pub rrl_prefix_v4: u8,
+    /// Leading bits of an IPv6 source that make one rate-limited client.
+    pub rrl_prefix_v6: u8,
+    /// Sources never rate limited (loopback by default).
+    pub rrl_exempt: Vec<ipnet::IpNet>,
     /// UDP sockets (each with its own thread) per listen address; 0 = one per
     /// core.
     pub udp_workers: usize,

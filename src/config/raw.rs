@@ -28,6 +28,11 @@ pub struct RawDns {
     pub tcp_max_connections: Option<u32>,
     pub tcp_max_connections_per_client: Option<Spanned<u32>>,
     pub tcp_max_connection_age: Option<Human>,
+    pub rrl_responses_per_second: Option<u32>,
+    pub rrl_slip: Option<Spanned<u32>>,
+    pub rrl_prefix_v4: Option<Spanned<u8>>,
+    pub rrl_prefix_v6: Option<Spanned<u8>>,
+    pub rrl_exempt: Option<Vec<Spanned<String>>>,
     pub udp_workers: Option<u32>,
 }
 

@@ -292,6 +292,31 @@ impl<'a> Cx<'a> {
             tcp_max_connection_age: raw
                 .tcp_max_connection_age
                 .map_or(Duration::from_secs(60), |d| d.0),
+            rrl_responses_per_second: raw.rrl_responses_per_second.unwrap_or(1000),
+            rrl_slip: self.checked(
+                raw.rrl_slip,
+                2,
+                |n| n <= 100,
+                "[dns] rrl_slip is from 0 (drop every answer over the rate) to 100",
+            ),
+            rrl_prefix_v4: self.checked(
+                raw.rrl_prefix_v4,
+                24,
+                |p| (8..=32).contains(&p),
+                "[dns] rrl_prefix_v4 is a prefix length from 8 to 32",
+            ),
+            rrl_prefix_v6: self.checked(
+                raw.rrl_prefix_v6,
+                56,
+                |p| (16..=128).contains(&p),
+                "[dns] rrl_prefix_v6 is a prefix length from 16 to 128",
+            ),
+            rrl_exempt: match &raw.rrl_exempt {
+                None => vec!["127.0.0.0/8".parse().ok()?, "::1/128".parse().ok()?],
+                Some(list) => self.parse_each(list, |n| {
+                    format!("[dns] rrl_exempt: {n:?} is not a network (e.g. \"192.0.2.0/24\")")
+                })?,
+            },
             udp_workers: raw.udp_workers.unwrap_or(0) as usize,
         })
     }

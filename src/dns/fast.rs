@@ -104,6 +104,33 @@ pub fn answer(
     Some((len, key))
 }
 
+/// A truncated answer to `query` in `out` (its question, TC set, no
+/// records: never larger than the query), for a client over its response
+/// rate: a real resolver retries over TCP, a spoofed victim gets nothing
+/// bigger than what was sent. `None` for a query that is not one plain
+/// question (then it is dropped).
+pub fn truncated(query: &[u8], out: &mut [u8]) -> Option<usize> {
+    if query.len() < 12 + 5 || query[2] & 0x80 != 0 || query[4..6] != [0, 1] {
+        return None;
+    }
+    let name_end = read_name(query, &mut [0u8; 255])?;
+    let len = name_end + 4;
+    if len > query.len() || len > out.len() {
+        return None;
+    }
+    out[..len].copy_from_slice(&query[..len]);
+    // QR and TC set, opcode copied, RD copied for QUERY; AA, RA, CD clear.
+    let rd = if query[2] & 0x78 == 0 {
+        query[2] & 0x01
+    } else {
+        0
+    };
+    out[2] = 0x82 | (query[2] & 0x78) | rd;
+    out[3] = 0;
+    out[6..12].fill(0);
+    Some(len)
+}
+
 /// Reads the uncompressed question name at offset 12 into `lower` (ASCII
 /// lower case); returns the offset just past it.
 #[inline]

@@ -34,6 +34,7 @@ pub use answer::Plan;
 pub use handler::FloeHandler;
 pub use zones::Zones;
 
+use crate::clients::RateLimits;
 use crate::config::Config;
 use crate::shutdown::Shutdown;
 use crate::snapshot::Snapshots;
@@ -85,7 +86,13 @@ pub struct DnsState {
     /// (slot 0: outside every zone), so a zone keeps its counts across
     /// reloads.
     origins: Mutex<Vec<hickory_proto::rr::Name>>,
+    /// Response-rate limits of UDP answers per client prefix, shared by
+    /// every UDP worker (see `[dns] rrl_*`).
+    pub(crate) rate_limits: RateLimits,
 }
+
+/// Buckets of the response-rate limit table (8 bytes each).
+const RATE_SLOTS: usize = 1 << 16;
 
 impl std::fmt::Debug for DnsState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -109,6 +116,7 @@ impl DnsState {
             drawing: AtomicBool::new(false),
             counters: Mutex::new(Vec::new()),
             origins: Mutex::new(origins),
+            rate_limits: RateLimits::new(RATE_SLOTS, Instant::now()),
         })
     }
 

@@ -24,6 +24,8 @@ pub struct Counters {
     udp_handler: AtomicU64,
     tcp: AtomicU64,
     unanswered: AtomicU64,
+    rate_limited: AtomicU64,
+    slipped: AtomicU64,
     rcode: [AtomicU64; 7],
     /// Queries by zone, type and RCODE (`floe_dns_queries_total`),
     /// replaced by a larger table when a new zone slot shows up.
@@ -42,6 +44,10 @@ pub struct Tally {
     pub tcp: u64,
     /// Queries that got no answer (too short, a response, port 0).
     pub unanswered: u64,
+    /// UDP queries dropped for their client's response rate.
+    pub rate_limited: u64,
+    /// UDP queries over their client's rate answered truncated (slip).
+    pub slipped: u64,
     /// Answers per RCODE: [`RCODES`] in order, then every other code.
     pub rcode: [u64; 7],
 }
@@ -68,6 +74,8 @@ impl Counters {
         bump(&self.udp_handler, t.udp_handler);
         bump(&self.tcp, t.tcp);
         bump(&self.unanswered, t.unanswered);
+        bump(&self.rate_limited, t.rate_limited);
+        bump(&self.slipped, t.slipped);
         for (c, &n) in self.rcode.iter().zip(&t.rcode) {
             bump(c, n);
         }
@@ -80,6 +88,8 @@ impl Counters {
         total.udp_handler += get(&self.udp_handler);
         total.tcp += get(&self.tcp);
         total.unanswered += get(&self.unanswered);
+        total.rate_limited += get(&self.rate_limited);
+        total.slipped += get(&self.slipped);
         for (t, c) in total.rcode.iter_mut().zip(&self.rcode) {
             *t += get(c);
         }

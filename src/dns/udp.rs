@@ -12,6 +12,8 @@ use super::handler::FloeHandler;
 use super::mmsg::{BATCH, Batch};
 use super::stats::{QueryKey, Tally};
 use super::{DnsState, fast, next_variant};
+use crate::clients::{ClientBudgets, Rate};
+use crate::config::DnsConfig;
 use crate::shutdown::Shutdown;
 use hickory_server::net::xfer::Protocol;
 use std::io::{self, ErrorKind};
@@ -60,6 +62,8 @@ pub(super) fn worker(
     let mut batch = Batch::new(MAX_QUERY, usize::from(super::EDNS_PAYLOAD));
     let counters = state.register();
     let mut since_check = 0u32;
+    // Answers over a client's rate so far, for the slip (every n-th one).
+    let mut over = 0u32;
     loop {
         let n = match batch.recv(&socket) {
             Ok(n) => n,
@@ -83,7 +87,10 @@ pub(super) fn worker(
                 return;
             }
         }
-        let plan = state.plan(Instant::now());
+        let now = Instant::now();
+        let plan = state.plan(now);
+        let dns = &plan.snapshot().config().dns;
+        let rrl = (dns.rrl_responses_per_second > 0).then_some(dns);
         let mut tally = Tally::default();
         let mut keys = [QueryKey::default(); BATCH];
         let mut counted = 0;
@@ -94,6 +101,22 @@ pub(super) fn worker(
                 tally.unanswered += 1;
                 continue;
             };
+            if let Some(dns) = rrl
+                && over_rate(&state, dns, src, now)
+            {
+                over = over.wrapping_add(1);
+                match (dns.rrl_slip > 0 && over.is_multiple_of(dns.rrl_slip))
+                    .then(|| fast::truncated(query, out))
+                    .flatten()
+                {
+                    Some(len) => {
+                        tally.slipped += 1;
+                        batch.reply(i, len);
+                    }
+                    None => tally.rate_limited += 1,
+                }
+                continue;
+            }
             if let Some((len, key)) = fast::answer(query, &plan, next_variant(), out) {
                 keys[counted] = key;
                 counted += 1;
@@ -125,6 +148,20 @@ pub(super) fn worker(
         counters.add(&tally);
         counters.count_queries(&keys[..counted]);
     }
+}
+
+/// Whether `src` is over its response rate (and not exempt).
+#[inline]
+fn over_rate(state: &DnsState, dns: &DnsConfig, src: SocketAddr, now: Instant) -> bool {
+    let ip = src.ip().to_canonical();
+    if dns.rrl_exempt.iter().any(|n| n.contains(&ip)) {
+        return false;
+    }
+    let prefix = ClientBudgets::prefix(ip, dns.rrl_prefix_v4, dns.rrl_prefix_v6);
+    state
+        .rate_limits
+        .check(prefix, dns.rrl_responses_per_second, now)
+        == Rate::Over
 }
 
 /// `f()`, or `None` (logged) when it panics: one bad query must not take a

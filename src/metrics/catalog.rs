@@ -218,6 +218,13 @@ pub const DNS_DROPPED: Desc = counter(
     &[],
     "DNS packets that got no answer (too short, a response, source port 0).",
 );
+/// UDP answers withheld by response-rate limiting.
+pub const DNS_RATE_LIMITED: Desc = counter(
+    "floe_dns_rate_limited",
+    &["action"],
+    "UDP queries over their client prefix's response rate ([dns] rrl_*): action drop (no answer) \
+     or slip (answered truncated, so a real resolver retries over TCP).",
+);
 /// What each balanced DNS name answers now.
 pub const DNS_NAME_ANSWER: Desc = gauge(
     "floe_dns_name_answer",
@@ -269,6 +276,7 @@ pub const CATALOG: &[Desc] = &[
     DNS_RESPONSES,
     DNS_QUERIES,
     DNS_DROPPED,
+    DNS_RATE_LIMITED,
     DNS_NAME_ANSWER,
     DNS_NAME_RELAYS,
     BUILD_INFO,

@@ -387,6 +387,10 @@ impl Collector for Scrape {
             family(&mut enc, &DNS_DROPPED, |f| {
                 put_counter(f, &none, dns.unanswered)
             })?;
+            family(&mut enc, &DNS_RATE_LIMITED, |f| {
+                put_counter(f, &[("action", "drop")], dns.rate_limited)?;
+                put_counter(f, &[("action", "slip")], dns.slipped)
+            })?;
             family(&mut enc, &DNS_NAME_ANSWER, |f| {
                 for n in &self.dns_names {
                     let labels = [

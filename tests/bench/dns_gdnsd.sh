@@ -5,7 +5,7 @@
 # rounds of: saturated (queries/s) and fixed rate (server CPU microseconds
 # per query, from /proc/PID/stat). Prints every run and the median ratios.
 #
-# Usage: tests/bench/dns_gdnsd.sh [seconds per run=10] [fixed rate=40000] [rounds=4]
+# Usage: [RRL=on|off] tests/bench/dns_gdnsd.sh [seconds per run=10] [fixed rate=40000] [rounds=4]
 # Needs: dnsperf, gdnsd, dig, taskset, python3 (tests/run --install-only).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -14,6 +14,15 @@ for t in dnsperf gdnsd dig taskset python3; do
 done
 DUR=${1:-10}
 RATE=${2:-40000}
+# Response-rate limiting: RRL=on (default) limits dnsperf's address like any
+# other (no loopback exemption) at a rate it never reaches, so every query
+# pays the check; RRL=off turns it off. Compare the two for RRL's cost.
+case "${RRL:-on}" in
+  on) RRL='rrl_responses_per_second = 100000000
+rrl_exempt = []' ;;
+  off) RRL='rrl_responses_per_second = 0' ;;
+  *) echo "RRL=on or RRL=off" >&2; exit 1 ;;
+esac
 cargo build --release --quiet
 FLOE=$PWD/target/release/floe
 source tests/bench/lib.sh
@@ -30,6 +39,7 @@ cat > "$WORK/floe.toml" <<TOML
 listen = ["127.0.0.1:$P_DNS"]
 zones = "zones"
 udp_workers = 1
+$RRL
 [http]
 listen = ["127.0.0.1:$P_FLOE"]
 workers = 1
