@@ -31,11 +31,39 @@ const COUNT_BITS: u32 = 20;
 const COUNT_MAX: u64 = (1 << COUNT_BITS) - 1;
 const EPOCH_MASK: u64 = (1 << 24) - 1;
 
+/// A fixed-size table of atomics, one per slot, chosen by a per-process
+/// keyed hash of a client prefix: the storage of every table here.
+#[derive(Debug)]
+struct Slots<A> {
+    slots: Box<[A]>,
+    hasher: RandomState,
+}
+
+impl<A: Default> Slots<A> {
+    /// `n` slots, rounded up to a power of two.
+    fn new(n: usize) -> Slots<A> {
+        let n = n.max(1).next_power_of_two();
+        Slots {
+            slots: (0..n).map(|_| A::default()).collect(),
+            hasher: RandomState::new(),
+        }
+    }
+
+    /// The position of `prefix`'s slot.
+    fn index(&self, prefix: Prefix) -> usize {
+        self.hasher.hash_one(prefix.0) as usize & (self.slots.len() - 1)
+    }
+
+    /// `prefix`'s slot.
+    fn of(&self, prefix: Prefix) -> &A {
+        &self.slots[self.index(prefix)]
+    }
+}
+
 /// The budgets of every client, in a fixed-size table.
 #[derive(Debug)]
 pub struct ClientBudgets {
-    slots: Box<[AtomicU64]>,
-    hasher: RandomState,
+    slots: Slots<AtomicU64>,
     origin: Instant,
 }
 
@@ -47,10 +75,8 @@ impl ClientBudgets {
     /// A table of `slots` budgets (rounded up to a power of two); windows
     /// are counted from `origin`.
     pub fn new(slots: usize, origin: Instant) -> ClientBudgets {
-        let n = slots.max(1).next_power_of_two();
         ClientBudgets {
-            slots: (0..n).map(|_| AtomicU64::new(0)).collect(),
-            hasher: RandomState::new(),
+            slots: Slots::new(slots),
             origin,
         }
     }
@@ -107,12 +133,11 @@ impl ClientBudgets {
 
     /// The number of slots (fixed at creation).
     pub fn capacity(&self) -> usize {
-        self.slots.len()
+        self.slots.slots.len()
     }
 
     fn slot(&self, prefix: Prefix) -> &AtomicU64 {
-        let i = self.hasher.hash_one(prefix.0) as usize & (self.slots.len() - 1);
-        &self.slots[i]
+        self.slots.of(prefix)
     }
 
     /// The number of the `window` at `now` (24 bits, wrapping) and how far
@@ -132,8 +157,7 @@ impl ClientBudgets {
 /// share a slot share a cap.
 #[derive(Debug)]
 pub struct ClientConnections {
-    slots: Box<[AtomicU32]>,
-    hasher: RandomState,
+    slots: Slots<AtomicU32>,
 }
 
 /// One open connection, counted until it is dropped.
@@ -146,17 +170,15 @@ pub struct OpenConnection {
 impl ClientConnections {
     /// A table of `slots` counters (rounded up to a power of two).
     pub fn new(slots: usize) -> Arc<ClientConnections> {
-        let n = slots.max(1).next_power_of_two();
         Arc::new(ClientConnections {
-            slots: (0..n).map(|_| AtomicU32::new(0)).collect(),
-            hasher: RandomState::new(),
+            slots: Slots::new(slots),
         })
     }
 
     /// Counts one more connection of `prefix`, unless it has `cap` open.
     pub fn open(self: &Arc<Self>, prefix: Prefix, cap: u32) -> Option<OpenConnection> {
-        let slot = self.hasher.hash_one(prefix.0) as usize & (self.slots.len() - 1);
-        self.slots[slot]
+        let slot = self.slots.index(prefix);
+        self.slots.slots[slot]
             .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
                 (n < cap).then_some(n + 1)
             })
@@ -169,14 +191,13 @@ impl ClientConnections {
 
     /// Connections open now under `prefix`'s slot.
     pub fn count(&self, prefix: Prefix) -> u32 {
-        let slot = self.hasher.hash_one(prefix.0) as usize & (self.slots.len() - 1);
-        self.slots[slot].load(Ordering::Relaxed)
+        self.slots.of(prefix).load(Ordering::Relaxed)
     }
 }
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
-        self.table.slots[self.slot].fetch_sub(1, Ordering::AcqRel);
+        self.table.slots.slots[self.slot].fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -187,8 +208,7 @@ impl Drop for OpenConnection {
 /// a bucket.
 #[derive(Debug)]
 pub struct RateLimits {
-    slots: Box<[AtomicU64]>,
-    hasher: RandomState,
+    slots: Slots<AtomicU64>,
     origin: Instant,
 }
 
@@ -209,10 +229,8 @@ impl RateLimits {
     /// A table of `slots` buckets (rounded up to a power of two); time is
     /// counted from `origin`.
     pub fn new(slots: usize, origin: Instant) -> RateLimits {
-        let n = slots.max(1).next_power_of_two();
         RateLimits {
-            slots: (0..n).map(|_| AtomicU64::new(0)).collect(),
-            hasher: RandomState::new(),
+            slots: Slots::new(slots),
             origin,
         }
     }
@@ -220,7 +238,7 @@ impl RateLimits {
     /// Takes one answer from `prefix`'s bucket of `rate` answers per second
     /// at `now`.
     pub fn check(&self, prefix: Prefix, rate: u32, now: Instant) -> Rate {
-        let slot = &self.slots[self.hasher.hash_one(prefix.0) as usize & (self.slots.len() - 1)];
+        let slot = self.slots.of(prefix);
         // Bucket: milli-tokens (high 32 bits), last refill in ms (low 32).
         let ms = now.saturating_duration_since(self.origin).as_millis() as u64 & 0xffff_ffff;
         let cap = u64::from(rate) * MILLI;
