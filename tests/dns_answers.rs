@@ -1113,3 +1113,22 @@ fn amplification_is_bounded_for_every_query_type() {
     eprintln!("largest answer/query ratio: x{worst:.1}");
     assert!(worst < 20.0, "amplification x{worst:.1}");
 }
+
+#[test]
+fn the_diagnostic_txt_answer_can_be_turned_off() {
+    let a = FakeRelay::start(BOTH);
+    let floe = Floe::start(&[&a], "diagnostic_txt = false");
+    floe.wait_first_round();
+    let txt = udp(
+        floe.dns(),
+        &query("live.stream.example.org.", RecordType::TXT, None),
+    );
+    assert_eq!(txt.metadata.response_code, ResponseCode::NoError);
+    assert!(txt.answers.is_empty(), "no relay names: {:?}", txt.answers);
+    assert_eq!(txt.authorities.len(), 1, "NODATA with the SOA");
+    let a_records = udp(
+        floe.dns(),
+        &query("live.stream.example.org.", RecordType::A, None),
+    );
+    assert!(!a_records.answers.is_empty(), "addresses still answered");
+}

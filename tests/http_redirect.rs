@@ -193,10 +193,7 @@ fn playlists_point_back_at_floe() {
     let rt = runtime();
     let _g = rt.enter();
     let a = sim("relay-a", None, None);
-    let floe = FloeProcess::start(&config(
-        &[&a],
-        "public_url = \"https://stream.example.org\"",
-    ));
+    let floe = FloeProcess::start(&config(&[&a], ""));
     floe.wait_healthy(T);
     let host = [("Host", "stream.example.org:8080")];
     let m3u = req(&floe, "GET", "/live.ogg.m3u", &host);
@@ -217,9 +214,25 @@ fn playlists_point_back_at_floe() {
         xspf.text()
             .contains("<location>http://stream.example.org:8080/live.ogg</location>")
     );
-    // A Host that is not a plain host[:port] falls back to public_url.
+    // A Host that is not a plain host[:port] is not used.
     let odd = req(&floe, "GET", "/live.ogg.m3u", &[("Host", "x/<y>")]);
-    assert_eq!(odd.text(), "https://stream.example.org/live.ogg\n");
+    assert!(!odd.text().contains('<'), "{}", odd.text());
+
+    // With a public URL configured, playlists use it whatever the Host says
+    // (a cache in front must not be poisoned by a forged Host).
+    let public = FloeProcess::start(&config(
+        &[&a],
+        "public_url = \"https://stream.example.org\"",
+    ));
+    public.wait_healthy(T);
+    for h in ["stream.example.org:8080", "evil.example.net", "x/<y>"] {
+        let m3u = req(&public, "GET", "/live.ogg.m3u", &[("Host", h)]);
+        assert_eq!(
+            m3u.text(),
+            "https://stream.example.org/live.ogg\n",
+            "Host {h}"
+        );
+    }
 }
 
 #[test]

@@ -118,6 +118,10 @@ pub struct DnsConfig {
     pub rrl_prefix_v6: u8,
     /// Sources never rate limited (loopback by default).
     pub rrl_exempt: Vec<ipnet::IpNet>,
+    /// A TXT query on a balanced name answers why it answers what it does
+    /// (relay names, the decision); off: NODATA, for public deployments
+    /// that do not want to show relay names.
+    pub diagnostic_txt: bool,
     /// UDP sockets (each with its own thread) per listen address; 0 = one per
     /// core.
     pub udp_workers: usize,

@@ -33,6 +33,7 @@ pub struct RawDns {
     pub rrl_prefix_v4: Option<Spanned<u8>>,
     pub rrl_prefix_v6: Option<Spanned<u8>>,
     pub rrl_exempt: Option<Vec<Spanned<String>>>,
+    pub diagnostic_txt: Option<bool>,
     pub udp_workers: Option<u32>,
 }
 

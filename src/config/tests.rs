@@ -158,6 +158,25 @@ fn public_diagnostic_pages_are_a_warning_and_bad_networks_an_error() {
 }
 
 #[test]
+fn basic_auth_over_plain_http_to_another_host_is_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = |url: &str| {
+        format!(
+            "[[relay]]\nname = \"r\"\nurl = \"{url}\"\n\
+             addresses = [\"192.0.2.1\"]\nstatus = {{ kind = \"icecast-xml\", user = \"admin\", password = \"secret\" }}\n"
+        )
+    };
+    let warns = |url: &str| {
+        let (config, diags) = parse_in(dir.path(), &relay(url));
+        assert!(config.is_some(), "{diags}");
+        diags.0.iter().any(|d| d.message.contains("clear text"))
+    };
+    assert!(warns("http://relay-1.example.org:8000"));
+    assert!(!warns("https://relay-1.example.org:8443"));
+    assert!(!warns("http://127.0.0.1:8000"));
+}
+
+#[test]
 fn share_is_a_fraction_of_the_free_slots() {
     let dir = tempfile::tempdir().unwrap();
     let (config, diags) = parse_in(dir.path(), "[select]\nshare = 0.5");

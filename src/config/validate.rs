@@ -311,6 +311,7 @@ impl<'a> Cx<'a> {
                 |p| (16..=128).contains(&p),
                 "[dns] rrl_prefix_v6 is a prefix length from 16 to 128",
             ),
+            diagnostic_txt: raw.diagnostic_txt.unwrap_or(true),
             rrl_exempt: match &raw.rrl_exempt {
                 None => vec!["127.0.0.0/8".parse().ok()?, "::1/128".parse().ok()?],
                 Some(list) => self.parse_each(list, |n| {
@@ -582,6 +583,21 @@ impl<'a> Cx<'a> {
                 RawStatus::Xslt { path } => (StatusKind::Xslt, path, "/floe-slots.xsl", None),
             };
             let path = path.unwrap_or_else(|| default_path.into());
+            let clear_text = url::Url::parse(&url).is_ok_and(|u| {
+                u.scheme() == "http"
+                    && !u.host_str().is_some_and(|h| {
+                        h == "localhost"
+                            || h.trim_matches(['[', ']'])
+                                .parse::<std::net::IpAddr>()
+                                .is_ok_and(|ip| ip.is_loopback())
+                    })
+            });
+            if credentials.is_some() && clear_text {
+                self.warning(
+                    Some(status_span.clone()),
+                    format!("relay {name:?}: the icecast-xml user and password go in clear text over http:// to a host that is not loopback; use an https:// url, or the xslt kind, which needs no credentials"),
+                );
+            }
             if !path.starts_with('/') {
                 self.error(
                     Some(status_span.clone()),

@@ -225,7 +225,9 @@ fn balanced(
     let records = match query.query_type() {
         RecordType::A | RecordType::AAAA => b.records(query.query_type(), variant, owner),
         RecordType::ANY => b.records(RecordType::A, variant, owner),
-        RecordType::TXT => vec![b.explain_record(&plan.snapshot, plan.generation, owner)],
+        RecordType::TXT if plan.snapshot.config().dns.diagnostic_txt => {
+            vec![b.explain_record(&plan.snapshot, plan.generation, owner)]
+        }
         _ => Vec::new(),
     };
     if records.is_empty() {

@@ -73,14 +73,20 @@ fn xml_escape(s: &str) -> String {
     out
 }
 
-/// floe's base URL as the client sees it: `http://` + the request's Host
-/// (only if it is a plain host[:port]), else the configured public URL,
-/// else the local address the request arrived on.
+/// floe's base URL for a playlist: the configured public URL when there is
+/// one (never the request's Host then: a cache in front must not be
+/// poisoned), else `http://` + the request's Host (only if it is a plain
+/// host[:port]), else the local address the request arrived on.
 pub fn base_url<B>(
     req: &Request<B>,
     public: Option<&url::Url>,
     local: Option<SocketAddr>,
 ) -> Option<String> {
+    // A configured public URL wins over the request's Host: a cache in
+    // front of floe must not be poisoned by a forged Host header.
+    if let Some(p) = public {
+        return Some(p.as_str().trim_end_matches('/').to_string());
+    }
     let host = req
         .headers()
         .get(header::HOST)
@@ -89,9 +95,6 @@ pub fn base_url<B>(
         .filter(|h| is_plain_host(h));
     if let Some(h) = host {
         return Some(format!("http://{h}"));
-    }
-    if let Some(p) = public {
-        return Some(p.as_str().trim_end_matches('/').to_string());
     }
     local.map(|a| format!("http://{a}"))
 }
