@@ -31,6 +31,14 @@ const COUNT_BITS: u32 = 20;
 const COUNT_MAX: u64 = (1 << COUNT_BITS) - 1;
 const EPOCH_MASK: u64 = (1 << 24) - 1;
 
+/// Whether `addr` (an IPv4-mapped IPv6 address counts as IPv4) lies in one
+/// of `nets`: who may read the diagnostic pages, who is exempt from rate
+/// limits.
+pub fn in_networks(nets: &[ipnet::IpNet], addr: IpAddr) -> bool {
+    let addr = addr.to_canonical();
+    nets.iter().any(|n| n.contains(&addr))
+}
+
 /// A fixed-size table of atomics, one per slot, chosen by a per-process
 /// keyed hash of a client prefix: the storage of every table here.
 #[derive(Debug)]
@@ -392,6 +400,19 @@ mod tests {
             Rate::Within,
             "another client"
         );
+    }
+
+    #[test]
+    fn membership_counts_mapped_addresses_as_ipv4() {
+        let nets: Vec<ipnet::IpNet> = vec![
+            "127.0.0.0/8".parse().unwrap(),
+            "2001:db8::/32".parse().unwrap(),
+        ];
+        assert!(in_networks(&nets, addr("127.0.0.1")));
+        assert!(in_networks(&nets, addr("::ffff:127.0.0.1")));
+        assert!(in_networks(&nets, addr("2001:db8::5")));
+        assert!(!in_networks(&nets, addr("192.0.2.1")));
+        assert!(!in_networks(&[], addr("127.0.0.1")));
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! Readiness is awaited by polling with deadlines, never fixed sleeps;
 //! every port comes from the OS.
 
+mod support;
+
 use floe::config;
 use floe::serve::Instance;
 use floe::snapshot::RelayId;
@@ -755,18 +757,10 @@ fn tcp_idle_timeout_and_connection_limit() {
     });
 }
 
-/// A TCP connection to `addr` from `ip`.
+/// A TCP connection to `addr` from `ip`, reading with a 2 s timeout.
 fn tcp_from(ip: &str, addr: SocketAddr) -> TcpStream {
-    let socket = socket2::Socket::new(
-        socket2::Domain::IPV4,
-        socket2::Type::STREAM,
-        Some(socket2::Protocol::TCP),
-    )
-    .unwrap();
-    let ip: IpAddr = ip.parse().unwrap();
-    socket.bind(&SocketAddr::new(ip, 0).into()).unwrap();
-    socket.connect(&addr.into()).unwrap();
-    let s: TcpStream = socket.into();
+    let s =
+        support::net::tcp_from(ip.parse().unwrap(), addr, None, Duration::from_secs(2)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     s
 }

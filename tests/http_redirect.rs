@@ -496,13 +496,7 @@ fn a_host_without_ca_certificates_still_polls_http_relays() {
 /// Connects to `addr` from `ip` with a small receive buffer (a client that
 /// reads slowly fills it soon).
 fn connect_from(ip: &str, addr: std::net::SocketAddr) -> TcpStream {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
-    s.set_recv_buffer_size(4096).unwrap();
-    let ip: std::net::IpAddr = ip.parse().unwrap();
-    s.bind(&std::net::SocketAddr::new(ip, 0).into()).unwrap();
-    s.connect_timeout(&addr.into(), T).unwrap();
-    s.into()
+    support::net::tcp_from(ip.parse().unwrap(), addr, Some(4096), T).unwrap()
 }
 
 /// True when the server closes `s` within `within` (EOF or reset).

@@ -217,6 +217,21 @@ impl<'a> Cx<'a> {
         })
     }
 
+    /// A list of networks (CIDR), or `default` when the key is absent.
+    fn net_list(
+        &mut self,
+        what: &str,
+        list: Option<&[Spanned<String>]>,
+        default: &[&str],
+    ) -> Option<Vec<ipnet::IpNet>> {
+        let Some(list) = list else {
+            return Some(default.iter().filter_map(|n| n.parse().ok()).collect());
+        };
+        self.parse_each(list, |n| {
+            format!("{what}: {n:?} is not a network (e.g. \"192.0.2.0/24\" or \"2001:db8::/32\")")
+        })
+    }
+
     /// One `[dns]` policy key: `last-known` is only for `when_stale`
     /// (`stale`), where it is the default; elsewhere `serve-all` is.
     fn policy(&mut self, key: &str, v: Option<Spanned<String>>, stale: bool) -> DnsPolicy {
@@ -312,12 +327,11 @@ impl<'a> Cx<'a> {
                 "[dns] rrl_prefix_v6 is a prefix length from 16 to 128",
             ),
             diagnostic_txt: raw.diagnostic_txt.unwrap_or(true),
-            rrl_exempt: match &raw.rrl_exempt {
-                None => vec!["127.0.0.0/8".parse().ok()?, "::1/128".parse().ok()?],
-                Some(list) => self.parse_each(list, |n| {
-                    format!("[dns] rrl_exempt: {n:?} is not a network (e.g. \"192.0.2.0/24\")")
-                })?,
-            },
+            rrl_exempt: self.net_list(
+                "[dns] rrl_exempt",
+                raw.rrl_exempt.as_deref(),
+                &["127.0.0.0/8", "::1/128"],
+            )?,
             udp_workers: raw.udp_workers.unwrap_or(0) as usize,
         })
     }
@@ -335,12 +349,11 @@ impl<'a> Cx<'a> {
             |v| v >= 8192,
             "[http] max_header_bytes must be at least 8192",
         ) as usize;
-        let diagnostics_from = match &raw.diagnostics_from {
-            None => vec!["0.0.0.0/0".parse().ok()?, "::/0".parse().ok()?],
-            Some(list) => self.parse_each(list, |n| {
-                format!("[http] diagnostics_from: {n:?} is not a network (e.g. \"127.0.0.0/8\" or \"2001:db8::/32\")")
-            })?,
-        };
+        let diagnostics_from = self.net_list(
+            "[http] diagnostics_from",
+            raw.diagnostics_from.as_deref(),
+            &["0.0.0.0/0", "::/0"],
+        )?;
         let listen = listen?;
         let public = listen.iter().any(|a| !a.ip().is_loopback());
         if public && raw.diagnostics_from.is_none() {

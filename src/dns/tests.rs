@@ -839,3 +839,33 @@ fn a_port_held_by_another_socket_is_refused() {
     let first = DnsServer::bind(&["127.0.0.1:0".parse().unwrap()], 2).unwrap();
     assert!(DnsServer::bind(&first.addrs, 2).is_err());
 }
+
+proptest::proptest! {
+    /// The slip answer reads outside bytes: whatever arrives, it never
+    /// panics, never writes past `out`, and what it sends is a response
+    /// with TC set no bigger than the query (no amplification).
+    #[test]
+    fn truncated_answers_to_any_bytes_are_small_responses(
+        query in proptest::collection::vec(proptest::num::u8::ANY, 0..600),
+        out_len in 0usize..700,
+    ) {
+        let mut out = vec![0u8; out_len];
+        if let Some(len) = fast::truncated(&query, &mut out) {
+            proptest::prop_assert!(len <= query.len() && len <= out_len);
+            proptest::prop_assert_eq!(out[2] & 0x82, 0x82, "QR and TC set");
+            proptest::prop_assert_eq!(&out[6..12], &[0u8; 6], "no records");
+            proptest::prop_assert_eq!(&out[12..len], &query[12..len], "the question as asked");
+        }
+    }
+}
+
+#[test]
+fn a_plain_query_slips_as_its_question_with_tc() {
+    let q = query("www.stream.example.org.", RecordType::A, Some(1232));
+    let mut out = [0u8; 512];
+    let len = fast::truncated(&q, &mut out).expect("a plain question");
+    let m = Message::from_vec(&out[..len]).expect("parses");
+    assert!(m.metadata.truncation && m.answers.is_empty() && m.queries.len() == 1);
+    assert_eq!(m.metadata.id, u16::from_be_bytes([q[0], q[1]]));
+    assert!(len < q.len(), "the OPT record is left out");
+}

@@ -12,7 +12,7 @@ use super::handler::FloeHandler;
 use super::mmsg::{BATCH, Batch};
 use super::stats::{QueryKey, Tally};
 use super::{DnsState, fast, next_variant};
-use crate::clients::{ClientBudgets, Rate};
+use crate::clients::{ClientBudgets, Rate, in_networks};
 use crate::config::DnsConfig;
 use crate::shutdown::Shutdown;
 use hickory_server::net::xfer::Protocol;
@@ -153,11 +153,10 @@ pub(super) fn worker(
 /// Whether `src` is over its response rate (and not exempt).
 #[inline]
 fn over_rate(state: &DnsState, dns: &DnsConfig, src: SocketAddr, now: Instant) -> bool {
-    let ip = src.ip().to_canonical();
-    if dns.rrl_exempt.iter().any(|n| n.contains(&ip)) {
+    if in_networks(&dns.rrl_exempt, src.ip()) {
         return false;
     }
-    let prefix = ClientBudgets::prefix(ip, dns.rrl_prefix_v4, dns.rrl_prefix_v6);
+    let prefix = ClientBudgets::prefix(src.ip(), dns.rrl_prefix_v4, dns.rrl_prefix_v6);
     state
         .rate_limits
         .check(prefix, dns.rrl_responses_per_second, now)

@@ -1,6 +1,7 @@
-//! The diagnostic pages (`/status`, `/status.json`, `/metrics`): who may
-//! read them, and rendering each at most once per snapshot generation and
-//! second, whatever the request rate.
+//! The diagnostic pages (`/status`, `/status.json`, `/metrics`): rendering
+//! each at most once per snapshot generation and second, whatever the
+//! request rate. (Who may read them: `[http] diagnostics_from`, checked in
+//! `routes` with [`crate::clients::in_networks`].)
 //!
 //! A page describes one snapshot and counters that move by the second, so
 //! a copy younger than a second of the same generation is as good as a new
@@ -10,8 +11,6 @@
 
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
-use ipnet::IpNet;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -78,12 +77,6 @@ impl PageCache {
     }
 }
 
-/// Whether `addr` may read the diagnostic pages.
-pub fn allowed(from: &[IpNet], addr: IpAddr) -> bool {
-    let addr = addr.to_canonical();
-    from.iter().any(|n| n.contains(&addr))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,18 +100,5 @@ mod tests {
         assert_eq!(renders.get(), before + 1, "a new generation renders again");
         cache.get(Page::Metrics, 8, render);
         assert_eq!(renders.get(), before + 2, "each page has its own copy");
-    }
-
-    #[test]
-    fn only_listed_networks_may_read() {
-        let from: Vec<IpNet> = vec![
-            "127.0.0.0/8".parse().unwrap(),
-            "2001:db8::/32".parse().unwrap(),
-        ];
-        assert!(allowed(&from, "127.0.0.1".parse().unwrap()));
-        assert!(allowed(&from, "::ffff:127.0.0.1".parse().unwrap()));
-        assert!(allowed(&from, "2001:db8::5".parse().unwrap()));
-        assert!(!allowed(&from, "192.0.2.1".parse().unwrap()));
-        assert!(!allowed(&[], "127.0.0.1".parse().unwrap()));
     }
 }

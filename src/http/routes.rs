@@ -18,9 +18,9 @@
 //! made to redirect elsewhere.
 
 use super::Shared;
-use super::pages::{self, Page};
+use super::pages::Page;
 use super::playlist::{self, Playlist};
-use crate::clients::ClientBudgets;
+use crate::clients::{ClientBudgets, in_networks};
 use crate::metrics::{self, Metrics, Outcome};
 use crate::report::{self, Observed, explain};
 use crate::select::{self, Grant, NoCandidate};
@@ -84,7 +84,7 @@ pub fn respond<B>(
             };
         }
         "/status.json" | "/status" | "/metrics" | "/explain"
-            if !pages::allowed(&snap.config().http.diagnostics_from, peer.ip()) =>
+            if !in_networks(&snap.config().http.diagnostics_from, peer.ip()) =>
         {
             return forbidden();
         }
@@ -114,7 +114,7 @@ pub fn respond<B>(
         _ => {}
     }
     if let Some(rest) = path.strip_prefix("/explain/") {
-        if !pages::allowed(&snap.config().http.diagnostics_from, peer.ip()) {
+        if !in_networks(&snap.config().http.diagnostics_from, peer.ip()) {
             return forbidden();
         }
         return explain(snap, req, Some(rest));

@@ -126,7 +126,7 @@ fn connect(host: &str, port: u16, timeout: Duration) -> io::Result<TcpStream> {
     for addr in addrs {
         let attempt = match source {
             None => TcpStream::connect_timeout(&addr, timeout),
-            Some(ip) => connect_from(ip, addr, timeout),
+            Some(ip) => tcp_from(ip, addr, None, timeout),
         };
         match attempt {
             Ok(s) => return Ok(s),
@@ -136,14 +136,20 @@ fn connect(host: &str, port: u16, timeout: Duration) -> io::Result<TcpStream> {
     Err(last)
 }
 
-/// A TCP connection to `addr` from `ip` (any port).
-fn connect_from(
+/// A TCP connection to `addr` from `ip` (any port), with a receive buffer
+/// of `recv_buffer` bytes if given (a client that reads slowly fills a
+/// small one soon).
+pub fn tcp_from(
     ip: std::net::IpAddr,
     addr: SocketAddr,
+    recv_buffer: Option<usize>,
     timeout: Duration,
 ) -> io::Result<TcpStream> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if let Some(size) = recv_buffer {
+        socket.set_recv_buffer_size(size)?;
+    }
     socket.bind(&SocketAddr::new(ip, 0).into())?;
     socket.connect_timeout(&addr.into(), timeout)?;
     Ok(socket.into())
