@@ -148,6 +148,7 @@ fn write_config(dir: &Path, relays: &[&FakeRelay], dns_extra: &str) -> PathBuf {
     std::fs::create_dir_all(dir.join("zones")).unwrap();
     std::fs::write(dir.join("zones/stream.example.org.zone"), ZONE).unwrap();
     let defaults: String = [
+        "listen = [\"127.0.0.1:0\"]",
         "answers = 2",
         "ttl = \"20s\"",
         "min_ttl = \"5s\"",
@@ -162,7 +163,7 @@ fn write_config(dir: &Path, relays: &[&FakeRelay], dns_extra: &str) -> PathBuf {
     .map(|d| format!("{d}\n"))
     .collect();
     let mut toml = format!(
-        "[dns]\nlisten = [\"127.0.0.1:0\"]\nzones = \"zones\"\n{defaults}{dns_extra}\n\
+        "[dns]\nzones = \"zones\"\n{defaults}{dns_extra}\n\
          [http]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\n\
          [poll]\ninterval = \"{}ms\"\ntimeout = \"{}ms\"\nrise = 1\nfall = {FALL}\n\
          [[stream]]\nname = \"live\"\nmounts = [\"/live.ogg\", \"/live.mp3\"]\ndns = [\"live.stream.example.org.\"]\n\
@@ -539,6 +540,45 @@ fn udp_and_tcp_answer_on_the_same_port() {
         let c = state.counts();
         c.udp_fast == 1 && c.udp_handler == 2 && c.tcp == 1 && c.rcode[0] == 3 && c.rcode[3] == 1
     });
+}
+
+#[test]
+fn a_wildcard_listener_answers_from_the_address_each_query_came_to() {
+    let a = FakeRelay::start(BOTH);
+    let floe = Floe::start(&[&a], "listen = [\"0.0.0.0:0\"]");
+    floe.wait_first_round();
+    let port = floe.dns().port();
+    // Clients connected to the address they ask, as resolvers are: an
+    // answer from any other address never reaches them. 127.0.0.2 is not
+    // the source the kernel would pick on its own (that is 127.0.0.1).
+    for ip in ["127.0.0.1", "127.0.0.2", "127.0.0.3"] {
+        let server = SocketAddr::new(ip.parse().unwrap(), port);
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.connect(server).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        // The fast path (a balanced name), the handler (a static record,
+        // a name that does not exist).
+        for qname in [
+            "live.stream.example.org.",
+            "www.stream.example.org.",
+            "nope.stream.example.org.",
+        ] {
+            let q = query(qname, RecordType::A, None);
+            client.send(&q).unwrap();
+            let mut buf = [0u8; 1232];
+            let n = client
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("{qname} asked of {server}: no answer from it ({e})"));
+            assert!(n >= 12 && buf[..2] == q[..2], "{qname} asked of {server}");
+        }
+        let t = tcp(
+            server,
+            &query("www.stream.example.org.", RecordType::A, None),
+        );
+        assert_eq!(t.answers.len(), 1, "TCP to {server}");
+    }
 }
 
 #[test]

@@ -7,14 +7,39 @@
 //! knot get below it. At low load a batch is one packet and this costs the
 //! same as `recv_from`/`send_to`.
 //!
+//! On a wildcard socket (`0.0.0.0`, `[::]`) each answer must leave from the
+//! address its query came to, or the client (which expects the answer from
+//! the address it asked) drops it. [`enable_destination`] asks the kernel
+//! for each datagram's destination (`IP_PKTINFO`, `IPV6_RECVPKTINFO`); the
+//! batch hands it back on the answer as its source, as unbound and NSD do.
+//!
 //! The calls and their structs come from the `libc` crate (Linux); other
-//! targets use [`Batch`]'s portable fallback, one packet per call.
+//! targets use [`Batch`]'s portable fallback, one packet per call (and no
+//! wildcard support: [`enable_destination`] fails there).
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 
 /// Queries received (and answers sent) per system call at most.
 pub const BATCH: usize = 32;
+
+/// Asks the kernel to report each datagram's destination address on
+/// `socket`, so that [`Batch::send`] answers from it. Needed on wildcard
+/// sockets only (a socket bound to one address answers from it anyway).
+pub fn enable_destination(socket: &UdpSocket, ipv6: bool) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        linux::enable_destination(socket, ipv6)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (socket, ipv6);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "answering from the queried address of a wildcard socket needs Linux",
+        ))
+    }
+}
 
 /// Receive and send buffers for one worker, reused for every batch.
 pub struct Batch {
@@ -131,7 +156,112 @@ mod linux {
         recv_hdr: [libc::mmsghdr; BATCH],
         send_iov: [libc::iovec; BATCH],
         send_hdr: [libc::mmsghdr; BATCH],
+        /// Per datagram: the ancillary data the kernel wrote (the
+        /// destination, when asked for), rewritten into what `sendmmsg`
+        /// takes to answer from it.
+        control: [Control; BATCH],
         ready: bool,
+    }
+
+    /// Room for one `IP_PKTINFO` or `IPV6_PKTINFO` control message (32 and
+    /// 40 bytes on 64-bit Linux), aligned for `cmsghdr`.
+    #[derive(Clone, Copy)]
+    #[repr(C, align(8))]
+    struct Control([u8; CONTROL_LEN]);
+    const CONTROL_LEN: usize = 64;
+
+    /// See [`super::enable_destination`].
+    pub(super) fn enable_destination(socket: &UdpSocket, ipv6: bool) -> io::Result<()> {
+        let (level, name) = if ipv6 {
+            (libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO)
+        } else {
+            (libc::IPPROTO_IP, libc::IP_PKTINFO)
+        };
+        let on: libc::c_int = 1;
+        // SAFETY: a valid socket and a c_int option value of the stated size.
+        let r = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                level,
+                name,
+                (&raw const on).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Turns the control messages the kernel wrote for a received datagram
+    /// into the one `sendmsg` needs to answer from the datagram's
+    /// destination: `IP_PKTINFO` with the interface index cleared (the
+    /// routing table picks the way out; only the source address is set), or
+    /// `IPV6_PKTINFO` as received (the interface matters for link-local
+    /// addresses). Without one, the answer carries no control data.
+    fn answer_control(hdr: &mut libc::msghdr) {
+        /// The destination of a datagram, as its control message said it.
+        enum Destination {
+            V4(libc::in_pktinfo),
+            V6(libc::in6_pktinfo),
+        }
+        let mut found = None;
+        // SAFETY: `hdr` is the header recvmmsg filled: msg_control points at
+        // this datagram's `Control` buffer and msg_controllen is what the
+        // kernel wrote into it; the CMSG_* macros walk within that length,
+        // and a payload is read only when cmsg_len covers it.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(hdr);
+            while !c.is_null() && found.is_none() {
+                let len = (*c).cmsg_len as usize;
+                let fits = |size: usize| len >= libc::CMSG_LEN(size as u32) as usize;
+                found = match ((*c).cmsg_level, (*c).cmsg_type) {
+                    (libc::IPPROTO_IP, libc::IP_PKTINFO)
+                        if fits(std::mem::size_of::<libc::in_pktinfo>()) =>
+                    {
+                        let info = libc::CMSG_DATA(c).cast::<libc::in_pktinfo>();
+                        Some(Destination::V4(info.read_unaligned()))
+                    }
+                    (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO)
+                        if fits(std::mem::size_of::<libc::in6_pktinfo>()) =>
+                    {
+                        let info = libc::CMSG_DATA(c).cast::<libc::in6_pktinfo>();
+                        Some(Destination::V6(info.read_unaligned()))
+                    }
+                    _ => None,
+                };
+                c = libc::CMSG_NXTHDR(hdr, c);
+            }
+        }
+        // SAFETY (both arms): msg_control points at a `Control` (64 bytes,
+        // aligned for cmsghdr), more than CMSG_SPACE of either struct.
+        unsafe fn put<T>(hdr: &mut libc::msghdr, level: libc::c_int, kind: libc::c_int, v: T) {
+            let size = std::mem::size_of::<T>() as u32;
+            unsafe {
+                hdr.msg_controllen = libc::CMSG_SPACE(size) as _;
+                let c = libc::CMSG_FIRSTHDR(hdr);
+                (*c).cmsg_level = level;
+                (*c).cmsg_type = kind;
+                (*c).cmsg_len = libc::CMSG_LEN(size) as _;
+                libc::CMSG_DATA(c).cast::<T>().write_unaligned(v);
+            }
+        }
+        match found {
+            Some(Destination::V4(mut info)) => {
+                info.ipi_ifindex = 0;
+                // SAFETY: see `put`.
+                unsafe { put(hdr, libc::IPPROTO_IP, libc::IP_PKTINFO, info) }
+            }
+            // SAFETY: see `put`.
+            Some(Destination::V6(info)) => unsafe {
+                put(hdr, libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, info)
+            },
+            None => {
+                hdr.msg_control = std::ptr::null_mut();
+                hdr.msg_controllen = 0;
+            }
+        }
     }
 
     impl Default for Sys {
@@ -186,6 +316,8 @@ mod linux {
                 hdr.msg_namelen = STORAGE_LEN;
                 hdr.msg_iov = &raw mut self.recv_iov[i];
                 hdr.msg_iovlen = 1;
+                hdr.msg_control = (&raw mut self.control[i]).cast();
+                hdr.msg_controllen = CONTROL_LEN as _;
                 hdr.msg_flags = 0;
             }
             // SAFETY: every header points at a live iovec over a buffer of
@@ -207,6 +339,7 @@ mod linux {
             for i in 0..n {
                 lens[i] = self.recv_hdr[i].msg_len as usize;
                 sources[i] = decode(&self.names[i], self.recv_hdr[i].msg_hdr.msg_namelen);
+                answer_control(&mut self.recv_hdr[i].msg_hdr);
             }
             Ok(n)
         }
@@ -328,6 +461,97 @@ mod tests {
                 assert_eq!(&buf[..n], &[b'o', b'k', b'!', i as u8]);
             }
         }
+    }
+
+    /// Echoes one batch of queries on `server`, answering each with `ok`.
+    fn answer_all(server: &UdpSocket, expected: usize) {
+        let mut batch = Batch::new(512, 64);
+        let mut seen = 0;
+        while seen < expected {
+            let n = batch.recv(server).unwrap();
+            for i in 0..n {
+                let (_, _, out) = batch.query(i);
+                out[..2].copy_from_slice(b"ok");
+                batch.reply(i, 2);
+            }
+            batch.send(server);
+            seen += n;
+        }
+    }
+
+    /// A client connected to `to`: it takes answers from `to` only, as a
+    /// resolver does (an answer from another address is dropped).
+    fn asks(to: SocketAddr) -> io::Result<UdpSocket> {
+        let local = if to.is_ipv6() {
+            "[::1]:0"
+        } else {
+            "127.0.0.1:0"
+        };
+        let c = UdpSocket::bind(local)?;
+        c.connect(to)?;
+        c.set_read_timeout(Some(Duration::from_secs(2)))?;
+        c.send(b"q")?;
+        Ok(c)
+    }
+
+    #[test]
+    fn a_wildcard_socket_answers_from_the_address_each_query_came_to() {
+        let server = UdpSocket::bind("0.0.0.0:0").unwrap();
+        enable_destination(&server, false).unwrap();
+        server
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let port = server.local_addr().unwrap().port();
+        // 127.0.0.2 is on loopback (127/8) but is not the address the
+        // kernel would pick as the source towards 127.0.0.1.
+        let clients: Vec<UdpSocket> = ["127.0.0.1", "127.0.0.2", "127.0.0.1", "127.0.0.2"]
+            .iter()
+            .map(|ip| asks(SocketAddr::new(ip.parse().unwrap(), port)).unwrap())
+            .collect();
+        answer_all(&server, clients.len());
+        for c in &clients {
+            let mut buf = [0u8; 8];
+            let n = c
+                .recv(&mut buf)
+                .expect("an answer from the queried address");
+            assert_eq!(&buf[..n], b"ok");
+        }
+
+        // IPv6: the destination is reported and handed back (one loopback
+        // address only, so this shows the v6 control message round trip).
+        if let Ok(server6) = UdpSocket::bind("[::]:0") {
+            enable_destination(&server6, true).unwrap();
+            let port = server6.local_addr().unwrap().port();
+            if let Ok(c) = asks(SocketAddr::new("::1".parse().unwrap(), port)) {
+                server6
+                    .set_read_timeout(Some(Duration::from_secs(2)))
+                    .unwrap();
+                answer_all(&server6, 1);
+                let mut buf = [0u8; 8];
+                assert_eq!(c.recv(&mut buf).unwrap(), 2);
+            }
+        }
+    }
+
+    #[test]
+    fn without_the_destination_a_wildcard_socket_answers_from_the_wrong_address() {
+        // What the test above guards against: the kernel's own choice of
+        // source for an answer to 127.0.0.2 is 127.0.0.1, and a connected
+        // client never sees it.
+        let server = UdpSocket::bind("0.0.0.0:0").unwrap();
+        server
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let port = server.local_addr().unwrap().port();
+        let c = asks(SocketAddr::new("127.0.0.2".parse().unwrap(), port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        answer_all(&server, 1);
+        let mut buf = [0u8; 8];
+        assert!(
+            c.recv(&mut buf).is_err(),
+            "answered from 127.0.0.2 without IP_PKTINFO"
+        );
     }
 
     #[test]

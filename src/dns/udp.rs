@@ -9,7 +9,7 @@
 //! notice shutdown when idle.
 
 use super::handler::FloeHandler;
-use super::mmsg::{BATCH, Batch};
+use super::mmsg::{self, BATCH, Batch};
 use super::stats::{QueryKey, Tally};
 use super::{DnsState, fast, next_variant};
 use crate::clients::{ClientBudgets, Rate, in_networks};
@@ -42,7 +42,12 @@ pub(super) fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
     let _ = socket.set_recv_buffer_size(RECV_BUFFER);
     socket.bind(&addr.into())?;
     socket.set_read_timeout(Some(IDLE_CHECK))?;
-    Ok(socket.into())
+    let socket: UdpSocket = socket.into();
+    if addr.ip().is_unspecified() {
+        // A wildcard socket answers from the address each query came to.
+        mmsg::enable_destination(&socket, addr.is_ipv6())?;
+    }
+    Ok(socket)
 }
 
 /// Serves `socket` until `shutdown`.
@@ -132,16 +137,22 @@ pub(super) fn worker(
                 tally.unanswered += 1;
                 continue;
             };
+            // `encode` keeps a UDP answer within the client's limit, at
+            // most EDNS_PAYLOAD, the size of `out`.
+            let Some(out) = out.get_mut(..response.len()) else {
+                tracing::error!(
+                    "DNS UDP: an answer of {} bytes, over the limit",
+                    response.len()
+                );
+                tally.unanswered += 1;
+                continue;
+            };
+            out.copy_from_slice(&response);
+            batch.reply(i, response.len());
             keys[counted] = key;
             counted += 1;
             tally.udp_handler += 1;
             tally.answered(&response);
-            if response.len() <= out.len() {
-                out[..response.len()].copy_from_slice(&response);
-                batch.reply(i, response.len());
-            } else {
-                send(&socket, &response, src);
-            }
         }
         drop(plan);
         batch.send(&socket);
@@ -177,13 +188,6 @@ fn guarded<T>(f: impl FnOnce() -> T) -> Option<T> {
             );
             None
         }
-    }
-}
-
-#[inline]
-fn send(socket: &UdpSocket, bytes: &[u8], to: SocketAddr) {
-    if let Err(e) = socket.send_to(bytes, to) {
-        tracing::debug!("DNS UDP send to {to}: {e}");
     }
 }
 
