@@ -9,10 +9,19 @@
 //! when the config at start has a token, and listens on loopback unless
 //! told otherwise.
 //!
+//! Wrong tokens are limited: each client (IPv4 address or IPv6 /64) may
+//! fail [`MAX_FAILURES`] times per [`FAILURE_WINDOW`], and everyone
+//! together [`MAX_FAILURES_ALL`] times; past that every request from it
+//! (from everyone) gets `429` without its token being looked at, until the
+//! window slides on. With a token of at least 16 random characters (the
+//! config refuses shorter ones) guessing is hopeless anyway; the limit
+//! keeps a guesser from burning CPU and filling the log.
+//!
 //! A runtime drain goes through [`Engine::set_drain`]: the next snapshot
 //! (published before the answer is sent) excludes the relay from DNS and
 //! HTTP alike. Nothing here is on the serving path.
 
+use crate::clients::{ClientBudgets, Prefix};
 use crate::config::{AdminConfig, AdminToken};
 use crate::poll::Engine;
 use crate::shutdown::Shutdown;
@@ -23,9 +32,9 @@ use hyper::server::conn::http1;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
@@ -34,6 +43,64 @@ const MAX_CONNECTIONS: usize = 16;
 
 /// Time a client has to send its request head.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Wrong tokens one client may present per [`FAILURE_WINDOW`].
+pub const MAX_FAILURES: u64 = 10;
+/// Wrong tokens all clients together may present per [`FAILURE_WINDOW`].
+pub const MAX_FAILURES_ALL: u64 = 100;
+/// The window the failures are counted over (sliding).
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+
+/// The count of failed attempts, per client and for everyone: fixed-size
+/// tables (a guesser with many addresses cannot grow them).
+struct Failures {
+    per_client: ClientBudgets,
+    all: ClientBudgets,
+}
+
+impl Failures {
+    fn new() -> Failures {
+        let now = Instant::now();
+        Failures {
+            per_client: ClientBudgets::new(4096, now),
+            all: ClientBudgets::new(1, now),
+        }
+    }
+
+    /// The client's prefix: an IPv4 address or an IPv6 /64.
+    fn client(peer: IpAddr) -> Prefix {
+        ClientBudgets::prefix(peer, 32, 64)
+    }
+
+    /// Spends one attempt of `client` (and of everyone) before its token is
+    /// checked; false when either is past its limit (nothing spent then).
+    fn try_spend(&self, client: Prefix, now: Instant) -> bool {
+        if !self
+            .per_client
+            .try_take(client, MAX_FAILURES, FAILURE_WINDOW, now)
+        {
+            return false;
+        }
+        if !self
+            .all
+            .try_take(Self::everyone(), MAX_FAILURES_ALL, FAILURE_WINDOW, now)
+        {
+            self.per_client.give_back(client, FAILURE_WINDOW, now);
+            return false;
+        }
+        true
+    }
+
+    /// Gives an attempt back: the token was right, it was no failure.
+    fn refund(&self, client: Prefix, now: Instant) {
+        self.per_client.give_back(client, FAILURE_WINDOW, now);
+        self.all.give_back(Self::everyone(), FAILURE_WINDOW, now);
+    }
+
+    fn everyone() -> Prefix {
+        ClientBudgets::prefix(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0, 0)
+    }
+}
 
 /// Bound admin sockets, ready to serve.
 pub struct AdminServer {
@@ -64,6 +131,7 @@ impl AdminServer {
     /// Serves on the current tokio runtime until `shutdown`.
     pub fn spawn(self, engine: Engine, shutdown: Shutdown) {
         let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let failures = Arc::new(Failures::new());
         for (l, addr) in self.listeners.into_iter().zip(self.addrs) {
             match tokio::net::TcpListener::from_std(l) {
                 Ok(listener) => {
@@ -72,6 +140,7 @@ impl AdminServer {
                         listener,
                         engine.clone(),
                         limit.clone(),
+                        failures.clone(),
                         shutdown.clone(),
                     ));
                 }
@@ -85,6 +154,7 @@ async fn accept_loop(
     listener: tokio::net::TcpListener,
     engine: Engine,
     limit: Arc<Semaphore>,
+    failures: Arc<Failures>,
     shutdown: Shutdown,
 ) {
     let mut builder = http1::Builder::new();
@@ -98,9 +168,9 @@ async fn accept_loop(
             p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
             _ = shutdown.wait() => return,
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
-                Ok((s, _)) => s,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     tracing::warn!("admin accept: {e}");
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -109,10 +179,11 @@ async fn accept_loop(
             },
             _ = shutdown.wait() => return,
         };
-        let (engine, builder) = (engine.clone(), builder.clone());
+        let (engine, builder, failures) = (engine.clone(), builder.clone(), failures.clone());
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
-                std::future::ready(Ok::<_, std::convert::Infallible>(respond(&engine, &req)))
+                let resp = respond(&engine, &failures, peer.ip(), &req);
+                std::future::ready(Ok::<_, std::convert::Infallible>(resp))
             });
             if let Err(e) = builder
                 .serve_connection(TokioIo::new(stream), service)
@@ -138,8 +209,13 @@ pub fn authorized(header: Option<&HeaderValue>, token: &AdminToken) -> bool {
     scheme.eq_ignore_ascii_case("bearer") && bool::from(presented.as_bytes().ct_eq(token.expose()))
 }
 
-/// What to answer one admin request.
-fn respond<B>(engine: &Engine, req: &Request<B>) -> Response<Full<Bytes>> {
+/// What to answer one admin request from `peer`.
+fn respond<B>(
+    engine: &Engine,
+    failures: &Failures,
+    peer: IpAddr,
+    req: &Request<B>,
+) -> Response<Full<Bytes>> {
     let token = engine.snapshots().load().config().admin.token.clone();
     let Some(token) = token else {
         return text(
@@ -147,8 +223,24 @@ fn respond<B>(engine: &Engine, req: &Request<B>) -> Response<Full<Bytes>> {
             "403 the admin endpoint is disabled: the running config has no [admin] token\n",
         );
     };
-    if !authorized(req.headers().get(header::AUTHORIZATION), &token) {
-        tracing::debug!(
+    let (client, now) = (Failures::client(peer), Instant::now());
+    if !failures.try_spend(client, now) {
+        tracing::debug!(%peer, "admin: too many wrong tokens; refused unchecked");
+        let mut resp = text(
+            StatusCode::TOO_MANY_REQUESTS,
+            "429 too many requests with a wrong token; try again later\n",
+        );
+        resp.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(FAILURE_WINDOW.as_secs()),
+        );
+        return resp;
+    }
+    if authorized(req.headers().get(header::AUTHORIZATION), &token) {
+        failures.refund(client, now);
+    } else {
+        tracing::warn!(
+            %peer,
             path = req.uri().path(),
             "admin: request without a valid token refused"
         );
@@ -237,6 +329,35 @@ mod tests {
     use super::*;
     use crate::config;
     use std::path::Path;
+
+    #[test]
+    fn failures_are_limited_per_client_and_for_everyone() {
+        let f = Failures::new();
+        let now = Instant::now();
+        let client = |i: u32| Failures::client(IpAddr::from(std::net::Ipv4Addr::from(i)));
+        // Refunded attempts (right tokens) never lock anyone out.
+        for _ in 0..1000 {
+            assert!(f.try_spend(client(1), now));
+            f.refund(client(1), now);
+        }
+        for _ in 0..MAX_FAILURES {
+            assert!(f.try_spend(client(1), now));
+        }
+        assert!(!f.try_spend(client(1), now), "past the client's limit");
+        // Everyone together: 100 failures from 100 addresses lock all out.
+        for i in 2..(MAX_FAILURES_ALL - MAX_FAILURES + 2) as u32 {
+            assert!(f.try_spend(client(i), now), "client {i}");
+        }
+        assert!(!f.try_spend(client(5000), now), "past everyone's limit");
+        // Two windows later the counts are gone.
+        let later = now + 2 * FAILURE_WINDOW;
+        assert!(f.try_spend(client(1), later));
+        assert!(f.try_spend(client(5000), later));
+        // IPv6: one /64 is one client.
+        let v6 = |s: &str| Failures::client(s.parse().unwrap());
+        assert_eq!(v6("2001:db8::1"), v6("2001:db8::ffff:1"));
+        assert_ne!(v6("2001:db8::1"), v6("2001:db8:0:1::1"));
+    }
 
     #[test]
     fn only_the_exact_bearer_token_is_authorized() {

@@ -189,6 +189,42 @@ fn writes_without_the_token_are_refused() {
     assert!(redirect_reaches(&floe, "relay-a"));
 }
 
+#[test]
+fn wrong_tokens_are_limited_per_client_and_the_right_one_is_not_checked_past_it() {
+    let rt = runtime();
+    let _g = rt.enter();
+    let (a, b) = (sim("relay-a"), sim("relay-b"));
+    let (floe, _dir, _) = start(&a, &b);
+    let good = format!("Bearer {TOKEN}");
+    let guesser = support::net::client_address(7);
+    support::net::from_address(guesser, || {
+        // A right token is no failure: it spends nothing.
+        for _ in 0..15 {
+            assert_eq!(post(&floe, "/drain/no-such-relay", Some(&good)).status, 404);
+        }
+        // Ten wrong ones are told 401; from the eleventh on, every request
+        // gets 429 without its token being looked at, the right one too.
+        for i in 0..10 {
+            let r = post(&floe, "/drain/relay-a", Some(&format!("Bearer guess-{i}")));
+            assert_eq!(r.status, 401, "guess {i}");
+        }
+        for auth in [Some("Bearer guess-10"), Some(&good[..]), None] {
+            let r = post(&floe, "/drain/relay-a", auth);
+            assert_eq!(r.status, 429, "{auth:?}: {}", r.text());
+            assert_eq!(r.header("retry-after"), Some("60"));
+        }
+    });
+    // Another client is not locked out by the guesser.
+    let r = support::net::from_address(support::net::client_address(8), || {
+        post(&floe, "/drain/relay-a", Some(&good))
+    });
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        floe.log_text()
+            .contains("admin: request without a valid token refused")
+    );
+}
+
 fn redirect_reaches(floe: &FloeProcess, name: &str) -> bool {
     (0..200).any(|_| redirect(floe) == name)
 }

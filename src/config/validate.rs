@@ -25,6 +25,11 @@ use std::time::Duration;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
+/// Fewest characters an admin token may have: 16 random characters are
+/// enough that guessing, at the endpoint's limited rate of attempts, is
+/// hopeless; shorter ones are usually words.
+const MIN_ADMIN_TOKEN: usize = 16;
+
 /// Validation context: the file being read and what was found wrong so far.
 pub(super) struct Cx<'a> {
     file: &'a Path,
@@ -512,11 +517,12 @@ impl<'a> Cx<'a> {
             );
             return None;
         }
-        if token.len() < 16 {
-            self.warning(
-                Some(span.clone()),
-                format!("[admin] {what}: the token is shorter than 16 characters; use a long random one (e.g. `openssl rand -hex 32`)"),
+        if token.len() < MIN_ADMIN_TOKEN {
+            self.error(
+                Some(span),
+                format!("[admin] {what}: the token has {} characters, fewer than {MIN_ADMIN_TOKEN}; use a long random one (e.g. `openssl rand -hex 32`)", token.len()),
             );
+            return None;
         }
         if listen.is_empty() {
             self.error(
