@@ -258,7 +258,32 @@ pub struct StatusConfig {
     /// Path below the relay url (e.g. `/admin/stats`).
     pub path: String,
     /// Basic-auth credentials (`icecast-xml`).
-    pub credentials: Option<(String, String)>,
+    pub credentials: Option<Credentials>,
+}
+
+/// A relay's Basic-auth user and password (`icecast-xml`). `Debug` never
+/// prints the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The Icecast admin user.
+    pub user: String,
+    pub(super) password: String,
+}
+
+impl Credentials {
+    /// The password, for the Authorization header.
+    pub fn password(&self) -> &str {
+        &self.password
+    }
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .finish()
+    }
 }
 
 /// One `[[relay]]`.

@@ -97,7 +97,10 @@ pub struct RawAdmin {
 pub enum RawStatus {
     IcecastXml {
         user: String,
-        password: String,
+        /// The password, or (`password_file`) a file holding it, relative
+        /// to the config file.
+        password: Option<String>,
+        password_file: Option<PathBuf>,
         path: Option<String>,
     },
     IcecastJson {

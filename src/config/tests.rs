@@ -174,6 +174,54 @@ fn basic_auth_over_plain_http_to_another_host_is_a_warning() {
 }
 
 #[test]
+fn a_relay_password_comes_inline_or_from_a_file_and_is_never_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = |auth: &str| {
+        format!(
+            "[[relay]]\nname = \"r\"\nurl = \"https://relay-1.example.org:8443\"\n\
+             addresses = [\"192.0.2.1\"]\nstatus = {{ kind = \"icecast-xml\", user = \"admin\"{auth} }}\n"
+        )
+    };
+    let password = |auth: &str| {
+        let (config, diags) = parse_in(dir.path(), &relay(auth));
+        let config = config.unwrap_or_else(|| panic!("{auth}: {diags}"));
+        let c = config.relays[0]
+            .status
+            .credentials
+            .clone()
+            .expect("credentials");
+        assert_eq!(c.user, "admin");
+        let debug = format!("{config:?}");
+        assert!(
+            !debug.contains(c.password()),
+            "Debug prints the password: {debug}"
+        );
+        c.password().to_string()
+    };
+    assert_eq!(password(", password = \"s3cret pass\""), "s3cret pass");
+    std::fs::write(dir.path().join("relay.pass"), "from a file\n").unwrap();
+    assert_eq!(password(", password_file = \"relay.pass\""), "from a file");
+
+    for (auth, message) in [
+        ("", "needs a password or a password_file"),
+        (
+            ", password = \"x\", password_file = \"relay.pass\"",
+            "either password or password_file",
+        ),
+        (", password_file = \"missing.pass\"", "cannot read"),
+    ] {
+        let (config, diags) = parse_in(dir.path(), &relay(auth));
+        assert!(config.is_none(), "{auth} should fail");
+        assert!(
+            errors(&diags)
+                .iter()
+                .any(|(l, m)| *l == 5 && m.contains(message)),
+            "{auth}: expected line 5 to say {message:?}: {diags}"
+        );
+    }
+}
+
+#[test]
 fn share_is_a_fraction_of_the_free_slots() {
     let dir = tempfile::tempdir().unwrap();
     let (config, diags) = parse_in(dir.path(), "[select]\nshare = 0.5");

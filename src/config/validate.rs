@@ -545,6 +545,52 @@ impl<'a> Cx<'a> {
         })
     }
 
+    /// An `icecast-xml` relay's password: given inline, or read from
+    /// `password_file` (relative to the config; a reload reads it again).
+    fn relay_password(
+        &mut self,
+        relay: &str,
+        span: &Range<usize>,
+        inline: Option<String>,
+        file: Option<PathBuf>,
+    ) -> Option<String> {
+        let password = match (inline, file) {
+            (Some(p), None) => p,
+            (None, Some(file)) => {
+                let path = self.base_dir().join(file);
+                match std::fs::read_to_string(&path) {
+                    // One line: a trailing newline is not part of it.
+                    Ok(text) => text.trim_end_matches(['\n', '\r']).to_string(),
+                    Err(e) => {
+                        self.error(
+                            Some(span.clone()),
+                            format!(
+                                "relay {relay:?}: password_file: cannot read {}: {e}",
+                                path.display()
+                            ),
+                        );
+                        return None;
+                    }
+                }
+            }
+            (Some(_), Some(_)) => {
+                self.error(
+                    Some(span.clone()),
+                    format!("relay {relay:?}: give either password or password_file, not both"),
+                );
+                return None;
+            }
+            (None, None) => {
+                self.error(
+                    Some(span.clone()),
+                    format!("relay {relay:?}: the icecast-xml status needs a password or a password_file"),
+                );
+                return None;
+            }
+        };
+        Some(password)
+    }
+
     fn relays(&mut self, raws: Vec<RawRelay>) -> Option<Vec<RelayConfig>> {
         let mut out = Vec::new();
         let found = self.errors();
@@ -589,13 +635,14 @@ impl<'a> Cx<'a> {
                 RawStatus::IcecastXml {
                     user,
                     password,
+                    password_file,
                     path,
-                } => (
-                    StatusKind::IcecastXml,
-                    path,
-                    "/admin/stats",
-                    Some((user, password)),
-                ),
+                } => {
+                    let password =
+                        self.relay_password(&name, &status_span, password, password_file);
+                    let credentials = password.map(|password| Credentials { user, password });
+                    (StatusKind::IcecastXml, path, "/admin/stats", credentials)
+                }
                 RawStatus::IcecastJson { path } => {
                     (StatusKind::IcecastJson, path, "/status-json.xsl", None)
                 }

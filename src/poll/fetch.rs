@@ -58,8 +58,8 @@ pub fn client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
 /// [`PollOutcome::Failed`] with a reason a person can act on.
 pub async fn poll(client: &reqwest::Client, target: &PollTarget, timeout: Duration) -> PollOutcome {
     let mut req = client.get(&target.url);
-    if let Some((user, pass)) = &target.status.credentials {
-        req = req.basic_auth(user, Some(pass));
+    if let Some(c) = &target.status.credentials {
+        req = req.basic_auth(&c.user, Some(c.password()));
     }
     let mut resp = match req.send().await {
         Ok(r) => r,
