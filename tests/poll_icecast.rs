@@ -49,12 +49,21 @@ fn one_relay_polled_three_ways_reports_listeners_and_limits() {
 
     let (user, password) = relay.admin_credentials();
     let base = relay.base_url();
+    // The same credentials inline and from a password file.
+    let secrets = tempfile::tempdir().unwrap();
+    let password_file = secrets.path().join("relay.password");
+    std::fs::write(&password_file, format!("{password}\n")).unwrap();
+    let password_file = password_file.display();
     let floe = FloeProcess::start(&floe_config(&format!(
         r#"
 [[relay]]
 name = "via-xml"
 url = "{base}"
 status = {{ kind = "icecast-xml", user = "{user}", password = "{password}" }}
+[[relay]]
+name = "via-xml-file"
+url = "{base}"
+status = {{ kind = "icecast-xml", user = "{user}", password_file = "{password_file}" }}
 [[relay]]
 name = "via-json"
 url = "{base}"
@@ -68,15 +77,15 @@ status = {{ kind = "xslt" }}
     )));
     floe.wait_healthy(T);
     let status = floe.wait_status(T, "listener counts on every relay", |s| {
-        ["via-xml", "via-json", "via-xslt"].iter().all(|r| {
+        ["via-xml", "via-xml-file", "via-json", "via-xslt"].iter().all(|r| {
             cell(s, r, "/live.ogg")["listeners"] == 2 && cell(s, r, "/live.mp3")["listeners"] == 1
         })
     });
-    for r in ["via-xml", "via-json", "via-xslt"] {
+    for r in ["via-xml", "via-xml-file", "via-json", "via-xslt"] {
         assert_eq!(relay_state(&status, r), "up", "{r}: {status:#}");
     }
     // Icecast's own limits: 5 on /live.ogg, none on /live.mp3.
-    for r in ["via-xml", "via-xslt"] {
+    for r in ["via-xml", "via-xml-file", "via-xslt"] {
         let ogg = cell(&status, r, "/live.ogg");
         assert_eq!(ogg["max_listeners"], 5, "{r}");
         assert_eq!(ogg["free"], 3, "{r}");
