@@ -312,6 +312,92 @@ fn a_runtime_drain_empties_a_relay_through_both_doors_and_undrain_restores_it() 
 }
 
 #[test]
+fn secrets_never_show_on_the_public_pages_in_dns_or_in_the_log() {
+    let rt = runtime();
+    let _g = rt.enter();
+    const RELAY_PASSWORD: &str = "relay-pass-5c0ffee9d2a1";
+    let a = sim("relay-a");
+    let b = SimRelay::builder("relay-b")
+        .mount("/live.ogg", None)
+        .mount("/live.mp3", None)
+        .admin("admin", RELAY_PASSWORD)
+        .start()
+        .expect("sim relay");
+    let with_b = |status: &str| {
+        let admin = format!("listen = [\"127.0.0.1:0\"]\ntoken = \"{TOKEN}\"");
+        config(&a, &b, &admin).replace(
+            &format!(
+                "url = \"{}\"\naddresses = [\"127.0.0.2\"]\nstatus = {{ kind = \"xslt\" }}",
+                b.url()
+            ),
+            &format!(
+                "url = \"{}\"\naddresses = [\"127.0.0.2\"]\nstatus = {status}",
+                b.url()
+            ),
+        )
+    };
+    let good = with_b(&format!(
+        "{{ kind = \"icecast-xml\", user = \"admin\", password = \"{RELAY_PASSWORD}\" }}"
+    ));
+    assert!(good.contains(RELAY_PASSWORD));
+    let floe = FloeProcess::start(&good);
+    floe.wait_status(T, "relay-b polled with its password", |s| {
+        relay(s, "relay-b")["state"] == "up"
+    });
+    // A reload that fails on the line holding both secrets: its message
+    // goes to /status, and must not quote them.
+    let bad = with_b(&format!(
+        "{{ kind = \"icecast-xml\", user = \"admin\", password = \"{RELAY_PASSWORD}\", token = \"{TOKEN}\" }}"
+    ));
+    std::fs::write(floe.config_path(), bad).unwrap();
+    floe.signal("HUP");
+    floe.wait_status(T, "the failed reload", |s| {
+        s["reload"]["last_error"].is_object()
+    });
+    // Wrong admin tokens: refused and logged, the presented token too must
+    // not be echoed.
+    assert_eq!(
+        post(
+            &floe,
+            "/drain/relay-a",
+            Some("Bearer guessed-token-1234567")
+        )
+        .status,
+        401
+    );
+
+    let mut seen = Vec::new();
+    for path in [
+        "/status",
+        "/status.json",
+        "/metrics",
+        "/explain",
+        "/explain/live.ogg",
+        "/healthz",
+        "/live.ogg.m3u",
+        "/live.ogg",
+    ] {
+        let r = http_request("GET", &floe.url(path), &[], T).unwrap();
+        seen.push((path.to_string(), format!("{:?}{}", r.headers, r.text())));
+    }
+    for qtype in [RecordType::A, RecordType::TXT, RecordType::ANY] {
+        let m = query(floe.dns(), "live.stream.example.org.", qtype, T).unwrap();
+        seen.push((format!("DNS {qtype}"), format!("{m:?}")));
+    }
+    seen.push(("the log".into(), floe.log_text()));
+    for (what, text) in &seen {
+        for secret in [TOKEN, RELAY_PASSWORD, "guessed-token-1234567"] {
+            assert!(!text.contains(secret), "{what} shows {secret}:\n{text}");
+        }
+    }
+    assert!(
+        seen.iter()
+            .any(|(w, t)| w == "/status.json" && t.contains("unknown field")),
+        "the reload error is shown (without secrets)"
+    );
+}
+
+#[test]
 fn without_a_token_there_is_no_admin_endpoint() {
     let rt = runtime();
     let _g = rt.enter();

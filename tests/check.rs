@@ -28,7 +28,10 @@ fn the_shipped_example_config_is_valid() {
         "{stdout}"
     );
     assert!(!stderr.contains("error"), "{stderr}");
-    assert!(!stderr.contains("warning"), "the example teaches no bad habit: {stderr}");
+    assert!(
+        !stderr.contains("warning"),
+        "the example teaches no bad habit: {stderr}"
+    );
 }
 
 #[test]

@@ -77,9 +77,12 @@ status = {{ kind = "xslt" }}
     )));
     floe.wait_healthy(T);
     let status = floe.wait_status(T, "listener counts on every relay", |s| {
-        ["via-xml", "via-xml-file", "via-json", "via-xslt"].iter().all(|r| {
-            cell(s, r, "/live.ogg")["listeners"] == 2 && cell(s, r, "/live.mp3")["listeners"] == 1
-        })
+        ["via-xml", "via-xml-file", "via-json", "via-xslt"]
+            .iter()
+            .all(|r| {
+                cell(s, r, "/live.ogg")["listeners"] == 2
+                    && cell(s, r, "/live.mp3")["listeners"] == 1
+            })
     });
     for r in ["via-xml", "via-xml-file", "via-json", "via-xslt"] {
         assert_eq!(relay_state(&status, r), "up", "{r}: {status:#}");
