@@ -15,58 +15,21 @@ use std::time::Duration;
 use support::dns::{a_records, query};
 use support::floe::FloeProcess;
 use support::net::http_request;
+use support::{TestConfig, runtime, sim_relay};
 
 const T: Duration = Duration::from_secs(10);
 const TOKEN: &str = "test-admin-token-7d1f3a9c2b";
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 fn sim(name: &str) -> SimRelay {
-    SimRelay::builder(name)
-        .mount("/live.ogg", None)
-        .mount("/live.mp3", None)
-        .start()
-        .expect("sim relay")
+    sim_relay(name, None, None)
 }
 
 /// Two relays (127.0.0.1 and .2 in DNS); `admin` is the `[admin]` body.
 fn config(a: &SimRelay, b: &SimRelay, admin: &str) -> String {
-    let mut c = format!(
-        r#"
-[dns]
-listen = ["127.0.0.1:0"]
-zones = "zones"
-[http]
-listen = ["127.0.0.1:0"]
-workers = 2
-[poll]
-interval = "300ms"
-timeout = "500ms"
-rise = 1
-fall = 1
-[admin]
-{admin}
-[[stream]]
-name = "live"
-mounts = ["/live.ogg", "/live.mp3"]
-dns = ["live.stream.example.org."]
-"#
-    );
-    for (i, r) in [a, b].iter().enumerate() {
-        c += &format!(
-            "[[relay]]\nname = \"{}\"\nurl = \"{}\"\naddresses = [\"127.0.0.{}\"]\nstatus = {{ kind = \"xslt\" }}\n",
-            r.name(),
-            r.url(),
-            i + 1
-        );
-    }
-    c
+    TestConfig::new()
+        .lines("admin", admin)
+        .relays(&[a, b])
+        .render()
 }
 
 /// floe with the admin endpoint on a free loopback port, its token in a

@@ -10,57 +10,22 @@ use std::process::Command;
 use std::time::Duration;
 use support::floe::{FloeProcess, relay_state};
 use support::net::http_request;
+use support::{TestConfig, runtime, sim_relay};
 
 const T: Duration = Duration::from_secs(10);
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 fn sim(name: &str, ogg: u32, mp3: u32) -> SimRelay {
-    SimRelay::builder(name)
-        .mount("/live.ogg", Some(ogg))
-        .mount("/live.mp3", Some(mp3))
-        .start()
-        .expect("sim relay")
+    sim_relay(name, Some(ogg), Some(mp3))
 }
 
-/// Relays as `(relay, extra config lines)`.
 fn config(relays: &[(&SimRelay, &str)], select: &str) -> String {
-    let mut c = format!(
-        r#"
-[dns]
-listen = ["127.0.0.1:0"]
-zones = "zones"
-[http]
-listen = ["127.0.0.1:0"]
-workers = 1
-[select]
-{select}
-[poll]
-interval = "300ms"
-timeout = "500ms"
-rise = 1
-fall = 1
-[[stream]]
-name = "live"
-mounts = ["/live.ogg", "/live.mp3"]
-dns = ["live.stream.example.org."]
-"#
-    );
-    for (i, (r, extra)) in relays.iter().enumerate() {
-        c += &format!(
-            "[[relay]]\nname = \"{}\"\nurl = \"{}\"\naddresses = [\"127.0.0.{}\"]\nstatus = {{ kind = \"xslt\" }}\n{extra}\n",
-            r.name(),
-            r.url(),
-            i + 1
-        );
-    }
-    c
+    let c = TestConfig::new()
+        .set("http", "workers", "1")
+        .lines("select", select);
+    relays
+        .iter()
+        .fold(c, |c, (r, extra)| c.relay(r, extra))
+        .render()
 }
 
 /// `(relay, reason)` of every excluded relay in an explanation.

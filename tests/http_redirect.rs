@@ -11,57 +11,22 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 use support::floe::{FloeProcess, relay_state};
 use support::net::{client_address, from_address, http_request};
+use support::{TestConfig, runtime, sim_relay};
 
 const T: Duration = Duration::from_secs(10);
 
-/// A runtime for the sim relays, kept alive for the test.
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 fn config(relays: &[&SimRelay], extra: &str) -> String {
-    let mut c = format!(
-        r#"
-[dns]
-listen = ["127.0.0.1:0"]
-zones = "zones"
-[http]
-listen = ["127.0.0.1:0"]
-workers = 2
-header_timeout = "1s"
-retry_after = "7s"
-{extra}
-[poll]
-interval = "300ms"
-timeout = "500ms"
-rise = 1
-fall = 1
-[[stream]]
-name = "live"
-mounts = ["/live.ogg", "/live.mp3"]
-"#
-    );
-    for (i, r) in relays.iter().enumerate() {
-        c += &format!(
-            "[[relay]]\nname = \"{}\"\nurl = \"{}\"\naddresses = [\"127.0.0.{}\"]\nstatus = {{ kind = \"xslt\" }}\n",
-            r.name(),
-            r.url(),
-            i + 1
-        );
-    }
-    c
+    TestConfig::new()
+        .set("http", "header_timeout", "\"1s\"")
+        .set("http", "retry_after", "\"7s\"")
+        .lines("http", extra)
+        .without_stream_dns()
+        .relays(relays)
+        .render()
 }
 
 fn sim(name: &str, ogg: Option<u32>, mp3: Option<u32>) -> SimRelay {
-    SimRelay::builder(name)
-        .mount("/live.ogg", ogg)
-        .mount("/live.mp3", mp3)
-        .start()
-        .expect("sim relay")
+    sim_relay(name, ogg, mp3)
 }
 
 fn req(

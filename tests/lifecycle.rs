@@ -16,55 +16,19 @@ use support::dns::query_on;
 use support::floe::FloeProcess;
 use support::net::{client_address, from_address, http_request};
 use support::poll;
+use support::{TestConfig, runtime, sim_relay};
 
 const T: Duration = Duration::from_secs(10);
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 fn sim(name: &str) -> SimRelay {
-    SimRelay::builder(name)
-        .mount("/live.ogg", None)
-        .mount("/live.mp3", None)
-        .start()
-        .expect("sim relay")
+    sim_relay(name, None, None)
 }
 
 fn config(relays: &[&SimRelay]) -> String {
-    let mut c = String::from(
-        r#"
-[dns]
-listen = ["127.0.0.1:0"]
-zones = "zones"
-[http]
-listen = ["127.0.0.1:0"]
-workers = 2
-header_timeout = "3s"
-[poll]
-interval = "300ms"
-timeout = "500ms"
-rise = 1
-fall = 1
-[[stream]]
-name = "live"
-mounts = ["/live.ogg", "/live.mp3"]
-dns = ["live.stream.example.org."]
-"#,
-    );
-    for (i, r) in relays.iter().enumerate() {
-        c += &format!(
-            "[[relay]]\nname = \"{}\"\nurl = \"{}\"\naddresses = [\"127.0.0.{}\"]\nstatus = {{ kind = \"xslt\" }}\n",
-            r.name(),
-            r.url(),
-            i + 1
-        );
-    }
-    c
+    TestConfig::new()
+        .set("http", "header_timeout", "\"3s\"")
+        .relays(relays)
+        .render()
 }
 
 fn wait_log(floe: &FloeProcess, what: &str) {

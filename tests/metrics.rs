@@ -12,56 +12,21 @@ use std::net::UdpSocket;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use support::floe::FloeProcess;
+use support::{TestConfig, runtime, sim_relay};
 use support::{free_port, poll, require_tool};
 
 const T: Duration = Duration::from_secs(10);
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 fn sim(name: &str) -> SimRelay {
-    SimRelay::builder(name)
-        .mount("/live.ogg", Some(100))
-        .mount("/live.mp3", Some(100))
-        .start()
-        .expect("sim relay")
+    sim_relay(name, Some(100), Some(100))
 }
 
 fn config(relays: &[&SimRelay], dns_port: u16) -> String {
-    let mut c = format!(
-        r#"
-[dns]
-listen = ["127.0.0.1:{dns_port}"]
-zones = "zones"
-[http]
-listen = ["127.0.0.1:0"]
-workers = 2
-[poll]
-interval = "300ms"
-timeout = "500ms"
-rise = 1
-fall = 1
-[[stream]]
-name = "live"
-mounts = ["/live.ogg", "/live.mp3"]
-dns = ["live.stream.example.org."]
-mount_dns = {{ "/live.mp3" = ["live-mp3.stream.example.org."] }}
-"#
-    );
-    for (i, r) in relays.iter().enumerate() {
-        c += &format!(
-            "[[relay]]\nname = \"{}\"\nurl = \"{}\"\naddresses = [\"127.0.0.{}\"]\nstatus = {{ kind = \"xslt\" }}\n",
-            r.name(),
-            r.url(),
-            i + 1
-        );
-    }
-    c
+    TestConfig::new()
+        .set("dns", "listen", &format!("[\"127.0.0.1:{dns_port}\"]"))
+        .stream("mount_dns = { \"/live.mp3\" = [\"live-mp3.stream.example.org.\"] }")
+        .relays(relays)
+        .render()
 }
 
 /// One sample: metric name, labels, value.

@@ -19,26 +19,13 @@ use std::time::{Duration, Instant};
 use support::dns::{a_records, query, query_on};
 use support::floe::FloeProcess;
 use support::net::http_request;
+use support::{TestConfig, runtime, sim_relay};
 
 const T: Duration = Duration::from_secs(10);
 const LIVE: &str = "live.stream.example.org.";
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// A relay with both mounts, unlimited: it never refuses a listener, so
-/// every request floe answers with anything but 302 is a failure.
 fn sim(name: &str) -> SimRelay {
-    SimRelay::builder(name)
-        .mount("/live.ogg", None)
-        .mount("/live.mp3", None)
-        .start()
-        .expect("sim relay")
+    sim_relay(name, None, None)
 }
 
 /// One relay's line-up in a config: weight and drain.
@@ -57,44 +44,20 @@ const DRAINED: Setting = Setting {
     drain: true,
 };
 
-/// The config of `relays` (relay i answers 127.0.0.(i+1) in DNS).
 fn config(relays: &[(&SimRelay, Setting)]) -> String {
-    let mut c = String::from(
-        r#"
-[dns]
-listen = ["127.0.0.1:0"]
-zones = "zones"
-answers = 3
-udp_workers = 2
-[http]
-listen = ["127.0.0.1:0"]
-workers = 2
-[poll]
-interval = "300ms"
-timeout = "500ms"
-rise = 1
-fall = 1
-# One test client sends tens of thousands of redirects (load during reloads):
-# no per-client budget here (that is tests/http_redirect.rs's subject).
-[select]
-grants_per_client = 1000000000
-[[stream]]
-name = "live"
-mounts = ["/live.ogg", "/live.mp3"]
-dns = ["live.stream.example.org."]
-"#,
-    );
-    for (i, (r, s)) in relays.iter().enumerate() {
-        c += &format!(
-            "[[relay]]\nname = \"{}\"\nurl = \"{}\"\naddresses = [\"127.0.0.{}\"]\nstatus = {{ kind = \"xslt\" }}\nweight = {}\ndrain = {}\n",
-            r.name(),
-            r.url(),
-            i + 1,
-            s.weight,
-            s.drain
-        );
-    }
-    c
+    let c = TestConfig::new()
+        .set("dns", "answers", "3")
+        .set("dns", "udp_workers", "2")
+        // One test client sends tens of thousands of redirects (load
+        // during reloads): no per-client budget here (that is
+        // tests/http_redirect.rs's subject).
+        .set("select", "grants_per_client", "1000000000");
+    relays
+        .iter()
+        .fold(c, |c, (r, s)| {
+            c.relay(r, &format!("weight = {}\ndrain = {}", s.weight, s.drain))
+        })
+        .render()
 }
 
 /// Writes `text` over `path` in place (truncate and write, like `cat >`).

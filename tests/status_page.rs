@@ -13,57 +13,23 @@ use std::time::Duration;
 use support::floe::FloeProcess;
 use support::procs::{Proc, temp_dir};
 use support::require_tool;
+use support::{TestConfig, runtime, sim_relay};
 
 const T: Duration = Duration::from_secs(10);
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 fn sim(name: &str, max: u32) -> SimRelay {
-    SimRelay::builder(name)
-        .mount("/live.ogg", Some(max))
-        .mount("/live.mp3", Some(max))
-        .start()
-        .expect("sim relay")
+    sim_relay(name, Some(max), Some(max))
 }
 
 fn config(relays: &[&SimRelay]) -> String {
-    let mut c = String::from(
-        r#"
-[dns]
-listen = ["127.0.0.1:0"]
-zones = "zones"
-[http]
-listen = ["127.0.0.1:0"]
-workers = 2
-[poll]
-interval = "300ms"
-# Slack for a loaded machine (chromium starting takes both cores): a live
-# relay must not time out into "down"; relay-c refuses connections, so it
-# is down after two polls all the same.
-timeout = "2s"
-rise = 1
-fall = 2
-[[stream]]
-name = "live"
-mounts = ["/live.ogg", "/live.mp3"]
-dns = ["live.stream.example.org."]
-"#,
-    );
-    for (i, r) in relays.iter().enumerate() {
-        c += &format!(
-            "[[relay]]\nname = \"{}\"\nurl = \"{}\"\naddresses = [\"127.0.0.{}\"]\nstatus = {{ kind = \"xslt\" }}\n",
-            r.name(),
-            r.url(),
-            i + 1
-        );
-    }
-    c
+    // Slack for a loaded machine (chromium starting takes both cores): a
+    // live relay must not time out into "down"; relay-c refuses
+    // connections, so it is down after two polls all the same.
+    TestConfig::new()
+        .set("poll", "timeout", "\"2s\"")
+        .set("poll", "fall", "2")
+        .relays(relays)
+        .render()
 }
 
 /// Runs headless chromium on `url` with `mode` (`--dump-dom` or

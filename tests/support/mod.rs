@@ -6,6 +6,7 @@
 //! (naming it, and `tests/run --install-only`), it never skips silently.
 #![allow(dead_code, unused_imports)]
 
+pub mod cluster;
 pub mod dns;
 pub mod floe;
 pub mod icecast;
@@ -14,6 +15,7 @@ pub mod players;
 pub mod procs;
 pub mod source;
 
+pub use cluster::{TestConfig, runtime, sim_relay};
 pub use icecast::{IcecastRelay, Lab, MountSpec, MountStatus, RelaySpec, Slot};
 pub use net::{
     Clients, HttpResponse, ListenError, StreamListener, free_port, http_get, http_get_auth,
