@@ -3,7 +3,7 @@
 //! A topology numbers its relays, mounts and streams once per config;
 //! every per-relay, per-mount and per-stream table is indexed by those
 //! numbers. The ids are distinct types ([`RelayId`], [`MountId`],
-//! [`StreamId`]) and the tables take only their own id ([`PerRelay`],
+//! [`StreamId`], [`GroupId`], [`PoolId`]) and the tables take only their own id ([`PerRelay`],
 //! [`PerMount`], [`PerStream`], and the relay x mount [`Grid`]), so swapping
 //! a relay and a mount index does not compile. A leaf module: it knows
 //! nothing of floe's other parts.
@@ -68,6 +68,17 @@ id!(
     StreamId
 );
 
+id!(
+    /// A relay group of one topology: `[[group]]`s in config order, then
+    /// the implicit group `*` (every relay not in an exclusive group).
+    GroupId
+);
+id!(
+    /// A listener pool of one topology: the default pool first, then the
+    /// `[[pool]]`s with networks in config order.
+    PoolId
+);
+
 /// A table with one `T` per id of kind `I`, built once and indexed only by
 /// that kind of id.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +93,10 @@ pub type PerRelay<T> = Table<RelayId, T>;
 pub type PerMount<T> = Table<MountId, T>;
 /// One `T` per stream.
 pub type PerStream<T> = Table<StreamId, T>;
+/// One `T` per relay group.
+pub type PerGroup<T> = Table<GroupId, T>;
+/// One `T` per listener pool.
+pub type PerPool<T> = Table<PoolId, T>;
 
 impl<I: Id, T> Table<I, T> {
     /// How many ids the table has.

@@ -11,6 +11,7 @@
 //! - [`diagnostic`]: file:line:col messages for config and zone errors.
 //! - [`shutdown`]: the shutdown signal every task watches.
 //! - [`clients`]: per-client budgets of grants in a fixed-size table.
+//! - [`networks`]: longest-prefix match of client addresses (listener pools).
 //! - [`icecast`]: one pure parser per Icecast status format (a relay's status).
 //! - [`health`]: the up/full/down state machine with rise/fall; typed poll failures.
 //! - [`grants`]: lock-free in-flight grant counters per relay and mount.
@@ -44,6 +45,7 @@ pub mod http;
 pub mod icecast;
 pub mod ids;
 pub mod metrics;
+pub mod networks;
 pub mod poll;
 pub mod reload;
 pub mod report;

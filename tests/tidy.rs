@@ -8,7 +8,7 @@
 //!
 //! The layers, lowest first; a module may use its own layer and those
 //! below it, never those above:
-//! 0. leaves: `ids`, `draw`, `diagnostic`, `shutdown`, `clients`;
+//! 0. leaves: `ids`, `draw`, `diagnostic`, `shutdown`, `clients`, `networks`;
 //! 1. inputs: `icecast`, `health`, `grants`, `zones`, `config`;
 //! 2. `snapshot`;
 //! 3. `select`;
@@ -31,6 +31,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("diagnostic", 0),
     ("shutdown", 0),
     ("clients", 0),
+    ("networks", 0),
     ("icecast", 1),
     ("health", 1),
     ("grants", 1),

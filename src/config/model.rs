@@ -44,6 +44,46 @@ pub struct Config {
     /// Every `[[stream]]`, in file order; mount paths are unique across
     /// streams.
     pub streams: Vec<StreamConfig>,
+    /// Every `[[group]]`, in file order; names are unique.
+    pub groups: Vec<GroupConfig>,
+    /// The listener pools: first the default pool (everyone no network of
+    /// another pool covers; `[[pool]] name = "default"`, or every relay
+    /// not in an exclusive group when there is none), then every other
+    /// `[[pool]]` in file order.
+    pub pools: Vec<PoolConfig>,
+}
+
+/// The name of the pool of every listener that no pool's networks cover.
+pub const DEFAULT_POOL: &str = "default";
+
+/// In a pool's `order`, every relay that is not in an exclusive group.
+pub const ANY_GROUP: &str = "*";
+
+/// One `[[group]]`: relays that serve listeners of the pools naming it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupConfig {
+    /// Unique name (not `*`).
+    pub name: String,
+    /// Its relays, by name (each configured; a relay may be in several
+    /// groups).
+    pub relays: Vec<String>,
+    /// Its relays serve only pools that name the group (`*` leaves them
+    /// out), e.g. a partner network's relays for its own users.
+    pub exclusive: bool,
+}
+
+/// One listener pool: client networks and the relay groups that serve
+/// them, tried in order (a listener goes to the first group with room).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolConfig {
+    /// Unique name; [`DEFAULT_POOL`] for everyone else.
+    pub name: String,
+    /// Client networks (empty for the default pool). A client belongs to
+    /// the pool with the longest network that covers its address.
+    pub networks: Vec<ipnet::IpNet>,
+    /// Group names ([`ANY_GROUP`] for every non-exclusive relay), in the
+    /// order they are tried; each configured, none twice.
+    pub order: Vec<String>,
 }
 
 /// What DNS answers for a balanced name when the normal policy has nothing

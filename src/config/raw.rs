@@ -141,3 +141,23 @@ pub struct RawStream {
     pub mount_dns: BTreeMap<String, Vec<Spanned<String>>>,
     pub bitrate_kbps: Option<u32>,
 }
+
+/// One `[[group]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGroup {
+    pub name: Spanned<String>,
+    pub relays: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub exclusive: bool,
+}
+
+/// One `[[pool]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPool {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub networks: Vec<Spanned<String>>,
+    pub order: Spanned<Vec<Spanned<String>>>,
+}

@@ -10,7 +10,9 @@
 //! them), so they do not pile onto a mistake already reported.
 
 use super::model::*;
-use super::raw::{RawAdmin, RawDns, RawHttp, RawPoll, RawRelay, RawSelect, RawStatus, RawStream};
+use super::raw::{
+    RawAdmin, RawDns, RawGroup, RawHttp, RawPoll, RawPool, RawRelay, RawSelect, RawStatus, RawStream,
+};
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::icecast::StatusKind;
 use crate::zones::ZoneSet;
@@ -24,6 +26,8 @@ use std::str::FromStr;
 use std::time::Duration;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
+
+mod pools;
 
 /// Fewest characters an admin token may have: 16 random characters are
 /// enough that guessing, at the endpoint's limited rate of attempts, is
@@ -108,6 +112,7 @@ impl<'a> Cx<'a> {
         }
         let (mut dns, mut http, mut poll, mut select, mut admin) = (None, None, None, None, None);
         let (mut relays, mut streams) = (Vec::new(), Vec::new());
+        let (mut groups, mut pools): (Vec<RawGroup>, Vec<RawPool>) = (Vec::new(), Vec::new());
         let found = self.errors();
         for (key, value) in table.into_inner() {
             let key_span = key.span();
@@ -122,9 +127,11 @@ impl<'a> Cx<'a> {
                 "admin" => admin = self.section("[admin]", value),
                 "relay" => relays = self.array("relay", value),
                 "stream" => streams = self.array("stream", value),
+                "group" => groups = self.array("group", value),
+                "pool" => pools = self.array("pool", value),
                 other => self.error(
                     Some(key_span),
-                    format!("unknown section `{other}`; expected dns, http, poll, select, admin, relay or stream"),
+                    format!("unknown section `{other}`; expected dns, http, poll, select, admin, relay, stream, group or pool"),
                 ),
             }
         }
@@ -138,6 +145,10 @@ impl<'a> Cx<'a> {
         let admin = self.admin(admin.unwrap_or_default());
         let relays = self.relays(relays);
         let streams = self.streams(streams);
+        let groups = relays
+            .as_deref()
+            .and_then(|relays| self.groups(groups, relays));
+        let pools = groups.as_deref().and_then(|groups| self.pools(pools, groups));
         let config = Config {
             path: self.file.to_path_buf(),
             dns: dns?,
@@ -147,6 +158,8 @@ impl<'a> Cx<'a> {
             admin: admin?,
             relays: relays?,
             streams: streams?,
+            groups: groups?,
+            pools: pools?,
         };
         self.cross_checks(&config);
         ok.then_some(config)
