@@ -24,7 +24,10 @@ use crate::config::{DnsConfig, DnsPolicy};
 use crate::draw::{self, RunningSums};
 use crate::health::RelayState;
 use crate::snapshot::MountPicks;
-use crate::snapshot::{MountId, PerMount, PerRelay, RelayId, Snapshot, StreamId};
+use crate::snapshot::{
+    DEFAULT_POOL, GroupId, MountId, PerGroup, PerMount, PerRelay, PoolId, RelayId, Snapshot,
+    StreamId,
+};
 use rand::Rng;
 use std::fmt;
 use std::time::Instant;
@@ -66,6 +69,11 @@ pub enum Exclusion {
     /// The only slots left are the headroom reserve, held until a peer is
     /// down or full.
     Reserve,
+    /// In none of the groups the listener's pool is served from.
+    NotInPool,
+    /// Has room, but a group earlier in the listener's pool order has room
+    /// too (listeners spill over to later groups only when it is full).
+    EarlierGroup,
 }
 
 impl Exclusion {
@@ -79,6 +87,8 @@ impl Exclusion {
             Exclusion::NoSource => "no-source",
             Exclusion::Full => "full",
             Exclusion::Reserve => "reserve",
+            Exclusion::NotInPool => "not-in-pool",
+            Exclusion::EarlierGroup => "earlier-group",
         }
     }
 }
@@ -175,6 +185,11 @@ pub enum Answer {
 pub struct Decision {
     /// What was decided.
     pub target: Target,
+    /// For whom: the listener's pool.
+    pub pool: PoolId,
+    /// The group of the pool's order the candidates come from (`None`
+    /// when no group has room).
+    pub group: Option<GroupId>,
     /// The mounts a relay was judged on (one for a mount; a stream's mounts
     /// on the air, or its first mount when none is).
     pub judged: Box<[MountId]>,
@@ -203,23 +218,64 @@ impl Decision {
     }
 }
 
-/// Decides what `target` gets from `snap` at `now`: every relay's verdict
-/// and the answer. In this order: a stale snapshot (DNS names, unless
-/// `when_stale = "last-known"`), candidates, the first poll round not done
-/// (DNS names), no candidate (starting, offline or full).
+/// [`decide_for`] the default pool (every listener when the config has
+/// no `[[pool]]`).
 pub fn decide(snap: &Snapshot, target: Target, now: Instant) -> Decision {
-    let verdicts: PerRelay<_> = snap.relays.ids().map(|r| room(snap, r, target)).collect();
-    let any = verdicts.iter().any(Result::is_ok);
+    decide_for(snap, target, DEFAULT_POOL, now)
+}
+
+/// Decides what `target` gets for a listener of `pool` from `snap` at
+/// `now`: every relay's verdict and the answer. The candidates are the
+/// relays with room of the first group in the pool's order that has any
+/// (spill-over by room); relays of later groups are
+/// [`Exclusion::EarlierGroup`], relays of no group in the order
+/// [`Exclusion::NotInPool`]. The answer, in this order: a stale snapshot
+/// (DNS names, unless `when_stale = "last-known"`), candidates, the first
+/// poll round not done (DNS names), no candidate (starting, offline or
+/// full, judged on the pool's relays).
+pub fn decide_for(snap: &Snapshot, target: Target, pool: PoolId, now: Instant) -> Decision {
+    let topology = &snap.topology;
+    let order = &topology.pools[pool].order;
+    let rooms: PerRelay<Result<Room, Exclusion>> = snap
+        .relays
+        .ids()
+        .map(|r| {
+            if order.iter().any(|&g| topology.groups[g].members[r]) {
+                room(snap, r, target)
+            } else {
+                Err(Exclusion::NotInPool)
+            }
+        })
+        .collect();
+    let group = order
+        .iter()
+        .copied()
+        .find(|&g| topology.groups[g].relays.iter().any(|&r| rooms[r].is_ok()));
+    let verdicts = rooms
+        .iter_ids()
+        .map(|(r, v)| match (v, group) {
+            (Ok(_), Some(g)) if !topology.groups[g].members[r] => Err(Exclusion::EarlierGroup),
+            _ => *v,
+        })
+        .collect();
     Decision {
         target,
+        pool,
+        group,
         judged: judged(snap, target),
-        answer: answer(snap, target, any, now),
+        answer: answer(snap, target, pool, group.is_some(), now),
         verdicts,
     }
 }
 
 /// The answer for `target` given whether any relay has room.
-fn answer(snap: &Snapshot, target: Target, any_candidate: bool, now: Instant) -> Answer {
+fn answer(
+    snap: &Snapshot,
+    target: Target,
+    pool: PoolId,
+    any_candidate: bool,
+    now: Instant,
+) -> Answer {
     let dns = matches!(target, Target::Name { .. });
     if dns && snap.config().dns.when_stale != DnsPolicy::LastKnown && snap.is_stale(now) {
         return Answer::Fallback(Fallback::Stale);
@@ -230,7 +286,7 @@ fn answer(snap: &Snapshot, target: Target, any_candidate: bool, now: Instant) ->
     if dns && !snap.first_round_done {
         return Answer::Fallback(Fallback::FirstPoll);
     }
-    Answer::Fallback(Fallback::NoCandidate(no_candidate(snap, target)))
+    Answer::Fallback(Fallback::NoCandidate(no_candidate(snap, target, pool)))
 }
 
 /// The room relay `r` has for `target`, or why it has none.
@@ -267,7 +323,7 @@ fn judged(snap: &Snapshot, target: Target) -> Box<[MountId]> {
 /// cell's reserve, unless a peer is down or full.
 #[inline]
 pub fn reserve(snap: &Snapshot, r: RelayId, m: MountId) -> u64 {
-    if snap.reserve_released[m] {
+    if snap.reserve_released(r, m) {
         0
     } else {
         snap.cell(r, m).reserve
@@ -376,7 +432,7 @@ pub fn weight(snap: &Snapshot, r: RelayId, room: Room) -> u64 {
 /// Why no relay qualifies for `target`: nothing polled yet, no live relay
 /// has a source for its mounts (offline, also when every relay is down), or
 /// sources are there but no room (full).
-fn no_candidate(snap: &Snapshot, target: Target) -> NoCandidate {
+fn no_candidate(snap: &Snapshot, target: Target, pool: PoolId) -> NoCandidate {
     if !snap.first_round_done && snap.relays.iter().all(|r| r.state == RelayState::Unknown) {
         return NoCandidate::Starting;
     }
@@ -387,8 +443,16 @@ fn no_candidate(snap: &Snapshot, target: Target) -> NoCandidate {
             mount: None,
         } => &snap.topology.streams[*stream].mounts,
     };
+    let topology = &snap.topology;
+    let in_pool = |r: RelayId| {
+        topology.pools[pool]
+            .order
+            .iter()
+            .any(|&g| topology.groups[g].members[r])
+    };
     let on_air = snap.relays.iter_ids().any(|(r, v)| {
         matches!(v.state, RelayState::Up | RelayState::Full)
+            && in_pool(r)
             && mounts.iter().any(|&m| snap.cell(r, m).present)
     });
     if on_air {
@@ -417,34 +481,48 @@ pub fn prepare(snap: &Snapshot) {
 /// two-step grant giving its relay slot back, can leave a weight one slot
 /// low; the acceptance is then capped at 1, a bias of one slot for that
 /// relay until the next snapshot.)
-fn picks(snap: &Snapshot) -> &PerMount<MountPicks> {
+fn picks(snap: &Snapshot) -> &PerGroup<PerMount<MountPicks>> {
     snap.picks(|snap| {
         let unlimited = u64::from(snap.config().select.unlimited_room);
-        snap.topology
-            .mounts
-            .ids()
-            .map(|m| {
-                let decided = decide(snap, Target::Redirect(m), snap.built);
-                MountPicks {
-                    sums: decided.weighted(snap),
-                    room: decided
-                        .candidates()
-                        .map(|(_, room)| room.slots().unwrap_or(unlimited))
-                        .fold(0, u64::saturating_add),
-                }
-            })
-            .collect()
+        snap.topology.groups.map(|group| {
+            snap.topology
+                .mounts
+                .ids()
+                .map(|m| {
+                    let mut picks = MountPicks {
+                        sums: RunningSums::with_capacity(group.relays.len()),
+                        room: 0,
+                    };
+                    for &r in &group.relays {
+                        if let Ok(room) = mount_room(snap, r, m) {
+                            picks.sums.push(r, weight(snap, r, room));
+                            picks.room =
+                                picks.room.saturating_add(room.slots().unwrap_or(unlimited));
+                        }
+                    }
+                    picks
+                })
+                .collect()
+        })
     })
 }
 
-/// How many grants one client (one address prefix) may take per window
-/// for mount `m` now: `[select] grants_per_client`, or `client_share` of
-/// the mount's room when the snapshot was made if that is more (so a
-/// venue's NAT is not refused while room is plentiful, and no client takes
-/// more than that share when it is scarce).
-pub fn client_budget(snap: &Snapshot, m: MountId) -> u64 {
+/// How many grants one client (one address prefix) of `pool` may take per
+/// window for mount `m` now: `[select] grants_per_client`, or
+/// `client_share` of the mount's room when the snapshot was made (in the
+/// largest group of the pool's order) if that is more (so a venue's NAT is
+/// not refused while room is plentiful, and no client takes more than that
+/// share when it is scarce).
+pub fn client_budget(snap: &Snapshot, m: MountId, pool: PoolId) -> u64 {
     let select = &snap.config().select;
-    let room = picks(snap).get(m).map_or(0, |p| p.room);
+    let picks = picks(snap);
+    let room = snap.topology.pools[pool]
+        .order
+        .iter()
+        .filter_map(|&g| picks[g].get(m))
+        .map(|p| p.room)
+        .max()
+        .unwrap_or(0);
     let share = (room as f64 * select.client_share).floor() as u64;
     u64::from(select.grants_per_client).max(share)
 }
@@ -458,32 +536,40 @@ pub enum Grant {
     None,
 }
 
-/// Picks a relay for one new listener of mount `m` and, with
-/// [`Grant::Record`], records the grant. Weighted by room x weight; a
-/// relay whose room a concurrent pick used up in the meantime is skipped.
-/// Never blocks, never allocates (once the snapshot is [`prepare`]d).
+/// Picks a relay for one new listener of `pool` on mount `m` and, with
+/// [`Grant::Record`], records the grant: from the first group of the
+/// pool's order with room, weighted by room x weight; a relay whose room a
+/// concurrent pick used up in the meantime is skipped. Never blocks, never
+/// allocates (once the snapshot is [`prepare`]d).
 pub fn pick_for_mount<R: Rng + ?Sized>(
     snap: &Snapshot,
     m: MountId,
+    pool: PoolId,
     grant: Grant,
     rng: &mut R,
 ) -> Result<RelayId, NoCandidate> {
-    if let Some(r) = pick_indexed(snap, m, grant, rng) {
-        return Ok(r);
+    for &g in snap.topology.pools[pool].order.iter() {
+        if let Some(r) = pick_indexed(snap, g, m, grant, rng) {
+            return Ok(r);
+        }
+        if let Some(r) = pick_by_scan(snap, g, m, grant, rng) {
+            return Ok(r);
+        }
     }
-    pick_by_scan(snap, m, grant, rng)
+    Err(no_candidate(snap, Target::Redirect(m), pool))
 }
 
-/// Up to [`INDEXED_DRAWS`] draws from the mount's pick sums, each accepted
-/// with probability (weight now / weight then) and then granted; `None`
-/// when none went through.
+/// Up to [`INDEXED_DRAWS`] draws from group `g`'s pick sums for the mount,
+/// each accepted with probability (weight now / weight then) and then
+/// granted; `None` when none went through.
 fn pick_indexed<R: Rng + ?Sized>(
     snap: &Snapshot,
+    g: GroupId,
     m: MountId,
     grant: Grant,
     rng: &mut R,
 ) -> Option<RelayId> {
-    let sums = &picks(snap).get(m)?.sums;
+    let sums = &picks(snap).get(g)?.get(m)?.sums;
     for _ in 0..INDEXED_DRAWS {
         let (r, then) = sums.draw(rng)?;
         let Ok(room) = mount_room(snap, r, m) else {
@@ -500,15 +586,17 @@ fn pick_indexed<R: Rng + ?Sized>(
     None
 }
 
-/// [`pick_for_mount`] by a pass over every relay with its room now.
+/// A pick from group `g` by a pass over its relays with their room now.
 fn pick_by_scan<R: Rng + ?Sized>(
     snap: &Snapshot,
+    g: GroupId,
     m: MountId,
     grant: Grant,
     rng: &mut R,
-) -> Result<RelayId, NoCandidate> {
+) -> Option<RelayId> {
+    let relays = &snap.topology.groups[g].relays;
     let weighted = || {
-        snap.relays.ids().filter_map(move |r| {
+        relays.iter().filter_map(move |&r| {
             mount_room(snap, r, m)
                 .ok()
                 .map(|room| (r, weight(snap, r, room)))
@@ -521,10 +609,10 @@ fn pick_by_scan<R: Rng + ?Sized>(
             break;
         };
         if take(snap, r, m, grant) {
-            return Ok(r);
+            return Some(r);
         }
     }
-    Err(no_candidate(snap, Target::Redirect(m)))
+    None
 }
 
 /// [`grant`] with [`Grant::Record`]; always true otherwise.

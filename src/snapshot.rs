@@ -13,12 +13,16 @@
 //! wait-free for readers) and never wait for the poller. Only grant counters
 //! (atomics, see [`crate::grants`]) change under a published snapshot.
 
-use crate::config::{Config, RelayConfig};
+use crate::config::{ANY_GROUP, Config, RelayConfig};
 use crate::draw::RunningSums;
 use crate::grants::{GrantSample, RelayGrants};
 use crate::health::{Health, RelayState};
 use crate::icecast::MaxListeners;
-pub use crate::ids::{Grid, MountId, PerMount, PerRelay, PerStream, RelayId, StreamId};
+pub use crate::ids::{
+    Grid, GroupId, MountId, PerGroup, PerMount, PerPool, PerRelay, PerStream, PoolId, RelayId,
+    StreamId,
+};
+use crate::networks::NetworkMap;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -37,8 +41,38 @@ pub struct Topology {
     pub mounts: PerMount<MountDef>,
     /// Every configured stream.
     pub streams: PerStream<StreamDef>,
+    /// The relay groups: the config's `[[group]]`s, then `*` (every relay
+    /// not in an exclusive group).
+    pub groups: PerGroup<GroupDef>,
+    /// The listener pools, the default one first.
+    pub pools: PerPool<PoolDef>,
+    /// Client networks and the pool each belongs to.
+    pub pool_networks: NetworkMap<PoolId>,
     mount_index: HashMap<Box<str>, MountId>,
 }
+
+/// One relay group.
+#[derive(Debug)]
+pub struct GroupDef {
+    /// Name from the config (`*` for the implicit group).
+    pub name: Box<str>,
+    /// Its relays, in topology order.
+    pub relays: Box<[RelayId]>,
+    /// Per relay: whether it is in the group.
+    pub members: PerRelay<bool>,
+}
+
+/// One listener pool.
+#[derive(Debug)]
+pub struct PoolDef {
+    /// Name from the config (`default` for everyone else).
+    pub name: Box<str>,
+    /// The groups tried for its listeners, in order.
+    pub order: Box<[GroupId]>,
+}
+
+/// The pool of listeners no pool's networks cover.
+pub const DEFAULT_POOL: PoolId = PoolId::new(0);
 
 /// One relay as configured.
 #[derive(Debug)]
@@ -128,13 +162,34 @@ impl Topology {
                 RelayDef::new(r, &mounts, grants)
             })
             .collect();
+        let (groups, pools, pool_networks) = pools(&config, &relays);
         Topology {
             config,
             relays,
             mounts,
             streams: streams.into(),
+            groups,
+            pools,
+            pool_networks,
             mount_index,
         }
+    }
+
+    /// The pool a listener at `addr` belongs to: the pool of the longest
+    /// configured network covering it, else the default pool.
+    #[inline]
+    pub fn pool_of(&self, addr: std::net::IpAddr) -> PoolId {
+        if self.pool_networks.is_empty() {
+            return DEFAULT_POOL;
+        }
+        self.pool_networks
+            .lookup(addr)
+            .map_or(DEFAULT_POOL, |(_, p)| *p)
+    }
+
+    /// The pool with this name.
+    pub fn pool_id(&self, name: &str) -> Option<PoolId> {
+        self.pools.position(|p| &*p.name == name)
     }
 
     /// The mount with exactly this path.
@@ -156,6 +211,72 @@ impl Topology {
     pub fn stream_id(&self, name: &str) -> Option<StreamId> {
         self.streams.position(|s| &*s.name == name)
     }
+}
+
+/// The groups (config order, then `*`) and pools (default first) of
+/// `config` over `relays`, and the network table of the pools. The config
+/// was validated: every name resolves.
+fn pools(
+    config: &Config,
+    relays: &PerRelay<RelayDef>,
+) -> (PerGroup<GroupDef>, PerPool<PoolDef>, NetworkMap<PoolId>) {
+    let group = |name: &str, members: PerRelay<bool>| GroupDef {
+        name: name.into(),
+        relays: members
+            .iter_ids()
+            .filter(|(_, m)| **m)
+            .map(|(r, _)| r)
+            .collect(),
+        members,
+    };
+    let mut groups: Vec<GroupDef> = config
+        .groups
+        .iter()
+        .map(|g| {
+            group(
+                &g.name,
+                relays.map(|r| g.relays.iter().any(|n| **n == *r.name)),
+            )
+        })
+        .collect();
+    let exclusive = relays.map(|r| {
+        config
+            .groups
+            .iter()
+            .any(|g| g.exclusive && g.relays.iter().any(|n| **n == *r.name))
+    });
+    groups.push(group(ANY_GROUP, exclusive.map(|e| !e)));
+    let groups: PerGroup<GroupDef> = groups.into();
+    let mut networks = NetworkMap::new();
+    let mut pools: Vec<PoolDef> = config
+        .pools
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            for n in &p.networks {
+                networks.insert(*n, PoolId::new(i));
+            }
+            PoolDef {
+                name: p.name.as_str().into(),
+                order: p
+                    .order
+                    .iter()
+                    .filter_map(|g| groups.position(|d| *d.name == **g))
+                    .collect(),
+            }
+        })
+        .collect();
+    if pools.is_empty() {
+        // A config not made by `config::load` (validation always adds it).
+        pools.push(PoolDef {
+            name: crate::config::DEFAULT_POOL.into(),
+            order: groups
+                .position(|g| &*g.name == ANY_GROUP)
+                .into_iter()
+                .collect(),
+        });
+    }
+    (groups, pools.into(), networks)
 }
 
 impl RelayDef {
@@ -249,18 +370,20 @@ pub struct Snapshot {
     pub relays: PerRelay<RelayView>,
     /// Per relay x mount.
     cells: Grid<Cell>,
-    /// Per mount: the headroom reserve is released because a peer is down
-    /// or full.
-    pub reserve_released: PerMount<bool>,
+    /// Per relay x mount: the headroom reserve is released because a peer
+    /// (a relay sharing a group with it; with no `[[group]]`s, any relay) is
+    /// down or full.
+    reserve_released: Grid<bool>,
     /// Per stream: the mounts a relay must carry to be a DNS candidate for
     /// the stream (those present on at least one up relay).
     pub stream_required: PerStream<Box<[MountId]>>,
     /// Reload history up to this snapshot.
     pub reload: Arc<ReloadReport>,
-    /// Per mount: the relays with room, weighted, as [`crate::select`]
-    /// draws redirects from them. Filled by `select` once per snapshot (the
-    /// poller does it before publishing); the snapshot only holds it.
-    picks: OnceLock<PerMount<MountPicks>>,
+    /// Per group and mount: the relays with room, weighted, as
+    /// [`crate::select`] draws redirects from them. Filled by `select` once
+    /// per snapshot (the poller does it before publishing); the snapshot
+    /// only holds it.
+    picks: OnceLock<PerGroup<PerMount<MountPicks>>>,
 }
 
 /// For one mount, what [`crate::select`] prepares once per snapshot for
@@ -432,18 +555,30 @@ impl Snapshot {
             }
         }
         let relays: PerRelay<RelayView> = relays.into();
-        let reserve_released = topology.mounts.ids().map(|m| {
-            relays.iter_ids().any(|(r, v)| {
-                let cell = &cells[(r, m)];
-                !v.drain
-                    && match v.state {
-                        RelayState::Down | RelayState::Full => true,
-                        RelayState::Up => cell.free == Some(0) && cell.present,
-                        RelayState::Unknown => false,
-                    }
-            })
+        let out_of_service = |r: RelayId, m: MountId| {
+            let (v, cell) = (&relays[r], &cells[(r, m)]);
+            !v.drain
+                && match v.state {
+                    RelayState::Down | RelayState::Full => true,
+                    RelayState::Up => cell.free == Some(0) && cell.present,
+                    RelayState::Unknown => false,
+                }
+        };
+        let group_released: PerGroup<PerMount<bool>> = topology.groups.map(|g| {
+            topology
+                .mounts
+                .ids()
+                .map(|m| g.relays.iter().any(|&r| out_of_service(r, m)))
+                .collect()
         });
-        let reserve_released = reserve_released.collect();
+        let mut reserve_released = Grid::new(relays.len(), topology.mounts.len());
+        for (g, def) in topology.groups.iter_ids() {
+            for &r in &def.relays {
+                for m in topology.mounts.ids() {
+                    reserve_released[(r, m)] |= group_released[g][m];
+                }
+            }
+        }
         let mut relays = relays;
         apply_share(config.select.share, &mut cells, &mut relays);
         let stream_required = topology.streams.map(|s| {
@@ -478,9 +613,16 @@ impl Snapshot {
     #[inline]
     pub fn picks(
         &self,
-        init: impl FnOnce(&Snapshot) -> PerMount<MountPicks>,
-    ) -> &PerMount<MountPicks> {
+        init: impl FnOnce(&Snapshot) -> PerGroup<PerMount<MountPicks>>,
+    ) -> &PerGroup<PerMount<MountPicks>> {
         self.picks.get_or_init(|| init(self))
+    }
+
+    /// Whether the headroom reserve of relay `r` on mount `m` is released
+    /// (a peer is down or full).
+    #[inline]
+    pub fn reserve_released(&self, r: RelayId, m: MountId) -> bool {
+        self.reserve_released[(r, m)]
     }
 
     /// The cell of relay `r` and mount `m`.

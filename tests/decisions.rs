@@ -25,7 +25,7 @@ use floe::icecast::{MaxListeners, MountStatus, RelayStatus};
 use floe::metrics::Metrics;
 use floe::report::{self, explain};
 use floe::select::{self, Answer, Exclusion, Target};
-use floe::snapshot::{RelayObservation, Snapshot, Snapshots, Stamp, Topology};
+use floe::snapshot::{DEFAULT_POOL, RelayObservation, Snapshot, Snapshots, Stamp, Topology};
 use floe::zones::ZoneSet;
 use proptest::prelude::*;
 use rand::SeedableRng;
@@ -245,7 +245,7 @@ proptest! {
             let candidates: Vec<&str> = decided.candidates().map(|(r, _)| name(r)).collect();
 
             // explain
-            let e = explain::explain(&snap, &asked, now);
+            let e = explain::explain(&snap, &asked, DEFAULT_POOL, now);
             let listed: Vec<&str> = e.candidates.iter().map(|c| c.relay).collect();
             prop_assert_eq!(&listed, &candidates, "explain candidates for {:?}", target);
             let excluded: Vec<(&str, &str)> = e.excluded.iter().map(|x| (x.relay, x.reason)).collect();
@@ -340,7 +340,7 @@ proptest! {
         for m in topo.mounts.ids() {
             for _ in 0..30 {
                 let decided = select::decide(&snap, Target::Redirect(m), now);
-                match select::pick_for_mount(&snap, m, select::Grant::Record, &mut rng) {
+                match select::pick_for_mount(&snap, m, DEFAULT_POOL, select::Grant::Record, &mut rng) {
                     Ok(r) => prop_assert!(decided.verdicts[r].is_ok(), "picked excluded {}", name(r)),
                     Err(why) => prop_assert_eq!(decided.answer, Answer::Fallback(select::Fallback::NoCandidate(why))),
                 }

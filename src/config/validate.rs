@@ -11,7 +11,8 @@
 
 use super::model::*;
 use super::raw::{
-    RawAdmin, RawDns, RawGroup, RawHttp, RawPoll, RawPool, RawRelay, RawSelect, RawStatus, RawStream,
+    RawAdmin, RawDns, RawGroup, RawHttp, RawPoll, RawPool, RawRelay, RawSelect, RawStatus,
+    RawStream,
 };
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::icecast::StatusKind;
@@ -148,7 +149,9 @@ impl<'a> Cx<'a> {
         let groups = relays
             .as_deref()
             .and_then(|relays| self.groups(groups, relays));
-        let pools = groups.as_deref().and_then(|groups| self.pools(pools, groups));
+        let pools = groups
+            .as_deref()
+            .and_then(|groups| self.pools(pools, groups));
         let config = Config {
             path: self.file.to_path_buf(),
             dns: dns?,

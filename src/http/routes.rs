@@ -24,7 +24,7 @@ use crate::clients::{ClientBudgets, in_networks};
 use crate::metrics::{self, Metrics, Outcome};
 use crate::report::{self, Observed, explain};
 use crate::select::{self, Grant, NoCandidate};
-use crate::snapshot::{MountId, Snapshot};
+use crate::snapshot::{DEFAULT_POOL, MountId, PoolId, Snapshot};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{self, HeaderName, HeaderValue};
@@ -70,7 +70,8 @@ pub fn respond<B>(
             budgets: &shared.clients,
             addr: peer.ip(),
         });
-        return redirect(snap, metrics, m, req.uri().query(), client);
+        let pool = topology.pool_of(peer.ip());
+        return redirect(snap, metrics, m, pool, req.uri().query(), client);
     }
     match path {
         "/healthz" => {
@@ -150,6 +151,7 @@ pub fn respond<B>(
 /// and exclusions from `snap`, as text or JSON.
 fn explain<B>(snap: &Snapshot, req: &Request<B>, in_path: Option<&str>) -> Response<Full<Bytes>> {
     let mut name = None;
+    let mut pool = None;
     let mut json = req
         .headers()
         .get(header::ACCEPT)
@@ -159,6 +161,20 @@ fn explain<B>(snap: &Snapshot, req: &Request<B>, in_path: Option<&str>) -> Respo
         match &*k {
             "name" => name = Some(v.into_owned()),
             "format" => json = v == "json",
+            "client" => match v.parse::<IpAddr>() {
+                Ok(addr) => pool = Some(snap.topology.pool_of(addr)),
+                Err(_) => {
+                    let body = format!("400 client={v:?} is not an IP address\n");
+                    return text(StatusCode::BAD_REQUEST, body);
+                }
+            },
+            "pool" => match snap.topology.pool_id(&v) {
+                Some(p) => pool = Some(p),
+                None => {
+                    let body = format!("404 no pool named {v:?}\n");
+                    return text(StatusCode::NOT_FOUND, body);
+                }
+            },
             _ => {}
         }
     }
@@ -168,7 +184,7 @@ fn explain<B>(snap: &Snapshot, req: &Request<B>, in_path: Option<&str>) -> Respo
         _ => {
             let mut help = String::from(
                 "usage: GET /explain/<mount> (e.g. /explain/live.ogg) or /explain?name=<balanced DNS name>;\n\
-                 add ?format=json for JSON. Explainable now:\n",
+                 add ?format=json for JSON, ?client=<address> or ?pool=<name> for a listener pool. Explainable now:\n",
             );
             for item in explain::explainable(snap) {
                 help.push_str("  ");
@@ -184,7 +200,8 @@ fn explain<B>(snap: &Snapshot, req: &Request<B>, in_path: Option<&str>) -> Respo
         );
         return with_generation(snap, text(StatusCode::NOT_FOUND, body));
     };
-    let e = explain::explain(snap, &target, std::time::Instant::now());
+    let pool = pool.unwrap_or(DEFAULT_POOL);
+    let e = explain::explain(snap, &target, pool, std::time::Instant::now());
     let resp = if json {
         typed(StatusCode::OK, "application/json", report::to_json(&e))
     } else {
@@ -208,6 +225,7 @@ fn redirect(
     snap: &Snapshot,
     metrics: &Metrics,
     m: MountId,
+    pool: PoolId,
     query: Option<&str>,
     client: Option<Client<'_>>,
 ) -> Response<Full<Bytes>> {
@@ -227,7 +245,7 @@ fn redirect(
         Some(c) => {
             let prefix =
                 ClientBudgets::prefix(c.addr, select.client_prefix_v4, select.client_prefix_v6);
-            let budget = select::client_budget(snap, m);
+            let budget = select::client_budget(snap, m, pool);
             if !c.budgets.try_take(prefix, budget, window, now) {
                 metrics.refused(snap, m, Outcome::ClientBudget);
                 return over_budget(snap, budget, window);
@@ -241,7 +259,7 @@ fn redirect(
     } else {
         Grant::None
     };
-    let picked = super::with_rng(|rng| select::pick_for_mount(snap, m, grant, rng));
+    let picked = super::with_rng(|rng| select::pick_for_mount(snap, m, pool, grant, rng));
     if let (Err(_), Some((budgets, prefix))) = (&picked, taken) {
         budgets.give_back(prefix, window, now);
     }

@@ -10,7 +10,7 @@
 
 use super::rfc3339;
 use crate::select::{self, Answer, Exclusion, Fallback, NoCandidate};
-use crate::snapshot::{MountId, RelayId, Snapshot, StreamId};
+use crate::snapshot::{MountId, PoolId, RelayId, Snapshot, StreamId};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::time::Instant;
@@ -103,6 +103,15 @@ pub struct Explanation<'a> {
     pub stream: &'a str,
     /// The mounts a relay is judged on.
     pub mounts: Vec<&'a str>,
+    /// The listener pool explained for (`default` unless asked).
+    pub pool: &'a str,
+    /// The groups the pool's listeners are sent to, in the order tried
+    /// (`*`: every relay not in an exclusive group).
+    pub order: Vec<&'a str>,
+    /// The group of that order the candidates come from (`None` when none
+    /// has room).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<&'a str>,
     /// What floe answers now, in words.
     pub answer: String,
     /// For a mount: how many redirects with a grant one client (address
@@ -171,8 +180,13 @@ impl Target {
     }
 }
 
-/// Explains `target` from `snap` at `now`.
-pub fn explain<'a>(snap: &'a Snapshot, target: &Target, now: Instant) -> Explanation<'a> {
+/// Explains `target` for a listener of `pool` from `snap` at `now`.
+pub fn explain<'a>(
+    snap: &'a Snapshot,
+    target: &Target,
+    pool: PoolId,
+    now: Instant,
+) -> Explanation<'a> {
     let topo = &snap.topology;
     let (kind, label, stream) = match target {
         Target::Mount(m) => (
@@ -183,7 +197,7 @@ pub fn explain<'a>(snap: &'a Snapshot, target: &Target, now: Instant) -> Explana
         Target::Stream(s) => ("stream", topo.streams[*s].name.to_string(), *s),
         Target::Name { name, stream, .. } => ("dns-name", name.clone(), *stream),
     };
-    let decision = select::decide(snap, target.decided(), now);
+    let decision = select::decide_for(snap, target.decided(), pool, now);
     let mut candidates = Vec::new();
     let mut excluded = Vec::new();
     for (r, verdict) in decision.verdicts.iter_ids() {
@@ -225,12 +239,19 @@ pub fn explain<'a>(snap: &'a Snapshot, target: &Target, now: Instant) -> Explana
             .iter()
             .map(|&m| &*topo.mounts[m].path)
             .collect(),
+        pool: &topo.pools[pool].name,
+        order: topo.pools[pool]
+            .order
+            .iter()
+            .map(|&g| &*topo.groups[g].name)
+            .collect(),
+        group: decision.group.map(|g| &*topo.groups[g].name),
         answer,
         client_budget: match target {
             Target::Mount(m) => {
                 let select = &snap.config().select;
                 Some(ClientBudget {
-                    grants: select::client_budget(snap, *m),
+                    grants: select::client_budget(snap, *m, pool),
                     window_seconds: snap.config().poll.grant_window().as_secs_f64(),
                     prefix_v4: select.client_prefix_v4,
                     prefix_v6: select.client_prefix_v6,
@@ -354,6 +375,10 @@ fn detail(snap: &Snapshot, r: RelayId, mounts: &[MountId], why: Exclusion) -> St
             ),
             None => "only the reserve is left".into(),
         },
+        Exclusion::NotInPool => "in none of the groups this listener's pool is sent to".into(),
+        Exclusion::EarlierGroup => {
+            "has room, but a group earlier in this listener's pool order has room too".into()
+        }
     }
 }
 
@@ -385,6 +410,15 @@ impl Explanation<'_> {
             self.age_seconds,
             if self.stale { ", STALE" } else { "" }
         );
+        if self.pool != crate::config::DEFAULT_POOL || self.order != [crate::config::ANY_GROUP] {
+            let _ = writeln!(
+                s,
+                "listener pool: {} (groups tried in order: {}; answering: {})",
+                self.pool,
+                self.order.join(", "),
+                self.group.unwrap_or("none has room")
+            );
+        }
         let _ = writeln!(s, "answer now: {}", self.answer);
         if let Some(b) = &self.client_budget {
             let _ = writeln!(

@@ -108,7 +108,7 @@ fn a_burst_fills_each_relay_to_its_free_slots_and_then_refuses() {
     let mut refused = 0;
     let mut rng = rng();
     for _ in 0..100 {
-        match pick_for_mount(&snap, A, Grant::Record, &mut rng) {
+        match pick_for_mount(&snap, A, DEFAULT_POOL, Grant::Record, &mut rng) {
             Ok(r) => counts[r.index()] += 1,
             Err(e) => {
                 assert_eq!(e, NoCandidate::Full);
@@ -124,11 +124,11 @@ fn a_burst_fills_each_relay_to_its_free_slots_and_then_refuses() {
 fn offline_when_no_relay_has_the_source_full_when_none_has_room() {
     let snap = cluster(&[up(&[("/a", 5, 5)]), up(&[])], "");
     assert_eq!(
-        pick_for_mount(&snap, A, Grant::Record, &mut rng()),
+        pick_for_mount(&snap, A, DEFAULT_POOL, Grant::Record, &mut rng()),
         Err(NoCandidate::Full)
     );
     assert_eq!(
-        pick_for_mount(&snap, B, Grant::Record, &mut rng()),
+        pick_for_mount(&snap, B, DEFAULT_POOL, Grant::Record, &mut rng()),
         Err(NoCandidate::Offline)
     );
     let unpolled = R {
@@ -139,7 +139,7 @@ fn offline_when_no_relay_has_the_source_full_when_none_has_room() {
     };
     let snap = cluster(&[unpolled], "");
     assert_eq!(
-        pick_for_mount(&snap, A, Grant::Record, &mut rng()),
+        pick_for_mount(&snap, A, DEFAULT_POOL, Grant::Record, &mut rng()),
         Err(NoCandidate::Starting)
     );
 }
@@ -207,13 +207,14 @@ fn relay_cap_counts_listeners_of_every_mount() {
         pick_for_mount(
             &snap,
             if i % 2 == 0 { A } else { B },
+            DEFAULT_POOL,
             Grant::Record,
             &mut rng,
         )
         .is_ok()
     }));
     assert_eq!(
-        pick_for_mount(&snap, B, Grant::Record, &mut rng),
+        pick_for_mount(&snap, B, DEFAULT_POOL, Grant::Record, &mut rng),
         Err(NoCandidate::Full)
     );
 }
@@ -276,7 +277,7 @@ fn choices_follow_room_times_weight() {
     let mut rng = rng();
     let n = 9_000;
     for _ in 0..n {
-        counts[pick_for_mount(&snap, A, Grant::Record, &mut rng)
+        counts[pick_for_mount(&snap, A, DEFAULT_POOL, Grant::Record, &mut rng)
             .unwrap()
             .index()] += 1.0;
     }
@@ -331,7 +332,7 @@ fn picks_follow_room_left_after_grants_not_room_at_build() {
     let mut rng = rng();
     let picks = 1_000;
     let to_r0 = (0..picks)
-        .filter(|_| pick_for_mount(&snap, m, Grant::Record, &mut rng) == Ok(r(0)))
+        .filter(|_| pick_for_mount(&snap, m, DEFAULT_POOL, Grant::Record, &mut rng) == Ok(r(0)))
         .count();
     // r0's share drifts from 9.1 % to 8.3 % as picks use up its room.
     let share = to_r0 as f64 / f64::from(picks);
@@ -349,7 +350,7 @@ fn pick_is_deterministic_with_a_seed() {
         let snap = cluster(&relays, "");
         let mut rng = SmallRng::seed_from_u64(seed);
         (0..20)
-            .map(|_| pick_for_mount(&snap, A, Grant::Record, &mut rng).unwrap())
+            .map(|_| pick_for_mount(&snap, A, DEFAULT_POOL, Grant::Record, &mut rng).unwrap())
             .collect::<Vec<_>>()
     };
     assert_eq!(picks(1), picks(1));
@@ -427,7 +428,7 @@ proptest! {
         let before: Vec<Result<Room, Exclusion>> = snap.relays.ids().map(|r| mount_room(&snap, r, A)).collect();
         let mut counts = vec![0u64; relays.len()];
         let mut rng = SmallRng::seed_from_u64(seed);
-        while let Ok(r) = pick_for_mount(&snap, A, Grant::Record, &mut rng) {
+        while let Ok(r) = pick_for_mount(&snap, A, DEFAULT_POOL, Grant::Record, &mut rng) {
             counts[r.index()] += 1;
             prop_assert!(counts[r.index()] < 10_000, "runaway");
         }
@@ -451,7 +452,7 @@ proptest! {
                     let mut rng = SmallRng::seed_from_u64(t);
                     let mut c = vec![0u64; snap.relays.len()];
                     for _ in 0..200 {
-                        if let Ok(r) = pick_for_mount(snap, A, Grant::Record, &mut rng) { c[r.index()] += 1; }
+                        if let Ok(r) = pick_for_mount(snap, A, DEFAULT_POOL, Grant::Record, &mut rng) { c[r.index()] += 1; }
                     }
                     c
                 })
@@ -487,7 +488,7 @@ fn with_a_share_each_instance_grants_at_most_its_part_of_the_free_slots() {
     let mut counts = [0u32; 3];
     let mut rng = rng();
     for _ in 0..100 {
-        if let Ok(r) = pick_for_mount(&snap, A, Grant::Record, &mut rng) {
+        if let Ok(r) = pick_for_mount(&snap, A, DEFAULT_POOL, Grant::Record, &mut rng) {
             counts[r.index()] += 1;
         }
     }
@@ -503,7 +504,7 @@ fn with_a_share_each_instance_grants_at_most_its_part_of_the_free_slots() {
         &[up(&[("/a", 0, 10)]), up(&[("/a", 9, 10)])],
         "share = 0.5\nreserve = 0.3",
     );
-    assert!(!snap.reserve_released[A]);
+    assert!(!snap.reserve_released(r(0), A));
     assert_eq!(snap.cell(r(0), A).reserve, 2);
     assert_eq!(mount_room(&snap, r(0), A).map(Room::slots), Ok(Some(3)));
     assert_eq!(mount_room(&snap, r(1), A), Err(Exclusion::Full));

@@ -14,7 +14,7 @@ use floe::grants::GrantSample;
 use floe::health::{Health, PollOutcome};
 use floe::icecast::{MaxListeners, MountStatus, RelayStatus};
 use floe::select;
-use floe::snapshot::{MountId, RelayObservation, Snapshot, Stamp, Topology};
+use floe::snapshot::{DEFAULT_POOL, MountId, RelayObservation, Snapshot, Stamp, Topology};
 use floe::zones::ZoneSet;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
@@ -130,6 +130,7 @@ fn main() {
             select::pick_for_mount(
                 &snap,
                 MountId::new(i % mounts),
+                DEFAULT_POOL,
                 select::Grant::Record,
                 &mut rng,
             )

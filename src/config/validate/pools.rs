@@ -87,7 +87,9 @@ impl Cx<'_> {
             if !valid_name(&name) {
                 self.error(
                     Some(span.clone()),
-                    format!("pool name {name:?} must be non-empty letters, digits, '-', '_' or '.'"),
+                    format!(
+                        "pool name {name:?} must be non-empty letters, digits, '-', '_' or '.'"
+                    ),
                 );
             }
             self.unique(&mut seen, &name, &span, "pool");
@@ -122,7 +124,10 @@ impl Cx<'_> {
             if !named.contains(g.name.as_str()) {
                 self.warning(
                     None,
-                    format!("group {:?} is exclusive but no pool names it: its relays serve nobody", g.name),
+                    format!(
+                        "group {:?} is exclusive but no pool names it: its relays serve nobody",
+                        g.name
+                    ),
                 );
             }
         }
@@ -216,7 +221,9 @@ impl Cx<'_> {
         if order.get_ref().is_empty() {
             self.error(
                 Some(order.span()),
-                format!("pool {pool:?}: order is empty; list the groups to try, e.g. [\"venue\", \"*\"]"),
+                format!(
+                    "pool {pool:?}: order is empty; list the groups to try, e.g. [\"venue\", \"*\"]"
+                ),
             );
         }
         let mut out: Vec<String> = Vec::new();
