@@ -66,6 +66,10 @@ struct Settings {
     before_first_poll: &'static str,
     when_stale: &'static str,
     stale: bool,
+    /// `[[group]]`s: members (a bit per relay) and exclusive.
+    groups: Vec<(u8, bool)>,
+    /// `[[pool]]`s: each one's order, as group indices (`None`: `*`).
+    pools: Vec<Vec<Option<usize>>>,
 }
 
 fn zones() -> Arc<ZoneSet> {
@@ -100,6 +104,35 @@ fn snapshot(relays: &[Relay], s: &Settings) -> Snapshot {
              drain = {drain}\nweight = {weight}\n",
             i + 1,
             i + 1
+        );
+    }
+    for (g, (members, exclusive)) in s.groups.iter().enumerate() {
+        let names: Vec<String> = (0..relays.len())
+            .filter(|i| members & (1 << i) != 0)
+            .chain([0]) // never empty
+            .map(|i| format!("\"r{i}\""))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        toml += &format!(
+            "[[group]]\nname = \"g{g}\"\nrelays = [{}]\nexclusive = {exclusive}\n",
+            names.join(", ")
+        );
+    }
+    for (p, order) in s.pools.iter().enumerate() {
+        let mut names: Vec<String> = Vec::new();
+        for g in order {
+            let n = match g {
+                Some(g) if *g < s.groups.len() => format!("\"g{g}\""),
+                _ => "\"*\"".to_string(),
+            };
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+        toml += &format!(
+            "[[pool]]\nname = \"p{p}\"\nnetworks = [\"10.{p}.0.0/16\"]\norder = [{}]\n",
+            names.join(", ")
         );
     }
     let (config, diags) = config::parse(Path::new("/test/floe.toml"), &toml);
@@ -173,14 +206,28 @@ fn arb_settings() -> impl Strategy<Value = Settings> {
         policy(),
         prop_oneof![Just("last-known"), Just("serve-all"), Just("nodata")],
         proptest::bool::weighted(0.2),
+        proptest::collection::vec((any::<u8>(), proptest::bool::weighted(0.3)), 0..4),
+        // Each pool's order: a shuffle of the groups and `*`, cut short.
+        proptest::collection::vec(
+            (Just([Some(0), Some(1), Some(2), None]), 1usize..4).prop_flat_map(|(all, n)| {
+                Just(all.to_vec())
+                    .prop_shuffle()
+                    .prop_map(move |o| o[..n].to_vec())
+            }),
+            1..3,
+        ),
     )
         .prop_map(
-            |(reserve, when_no_candidate, before_first_poll, when_stale, stale)| Settings {
-                reserve,
-                when_no_candidate,
-                before_first_poll,
-                when_stale,
-                stale,
+            |(reserve, when_no_candidate, before_first_poll, when_stale, stale, groups, pools)| {
+                Settings {
+                    reserve,
+                    when_no_candidate,
+                    before_first_poll,
+                    when_stale,
+                    stale,
+                    groups,
+                    pools,
+                }
             },
         )
 }
@@ -335,12 +382,36 @@ proptest! {
             }
         }
 
-        // HTTP last (a redirect records a grant): each pick is a candidate
-        // of the decision made just before it, or refused for its reason.
+        // Every pool: /explain for it says what decide_for says, and the
+        // candidates are the members of the first group in its order with
+        // room (spill-over by room).
+        for (pool, def) in topo.pools.iter_ids() {
+            for (target, asked) in targets(&snap) {
+                let decided = select::decide_for(&snap, target, pool, now);
+                let e = explain::explain(&snap, &asked, pool, now);
+                let listed: Vec<&str> = e.candidates.iter().map(|c| c.relay).collect();
+                let candidates: Vec<&str> = decided.candidates().map(|(r, _)| name(r)).collect();
+                prop_assert_eq!(&listed, &candidates, "explain for pool {} of {:?}", &*def.name, target);
+                let with_room = |g: floe::snapshot::GroupId| {
+                    topo.groups[g].relays.iter().any(|&r| select::room(&snap, r, target).is_ok())
+                };
+                let first = def.order.iter().copied().find(|&g| with_room(g));
+                prop_assert_eq!(decided.group, first);
+                for (r, v) in decided.verdicts.iter_ids() {
+                    let in_first = first.is_some_and(|g| topo.groups[g].members[r]);
+                    prop_assert_eq!(v.is_ok(), in_first && select::room(&snap, r, target).is_ok());
+                }
+            }
+        }
+
+        // HTTP last (a redirect records a grant): each pick, for each pool,
+        // is a candidate of the decision made just before it, or refused
+        // for its reason.
         for m in topo.mounts.ids() {
-            for _ in 0..30 {
-                let decided = select::decide(&snap, Target::Redirect(m), now);
-                match select::pick_for_mount(&snap, m, DEFAULT_POOL, select::Grant::Record, &mut rng) {
+            for i in 0..30 {
+                let pool = floe::snapshot::PoolId::new(i % topo.pools.len());
+                let decided = select::decide_for(&snap, Target::Redirect(m), pool, now);
+                match select::pick_for_mount(&snap, m, pool, select::Grant::Record, &mut rng) {
                     Ok(r) => prop_assert!(decided.verdicts[r].is_ok(), "picked excluded {}", name(r)),
                     Err(why) => prop_assert_eq!(decided.answer, Answer::Fallback(select::Fallback::NoCandidate(why))),
                 }

@@ -513,3 +513,129 @@ fn with_a_share_each_instance_grants_at_most_its_part_of_the_free_slots() {
     let whole = cluster(&relays, "share = 1.0");
     assert_eq!(whole.cell(r(0), A).free, Some(7));
 }
+
+/// Groups and pools after the `[select]` settings: `venue` = r0, r1;
+/// `partner` = r3 (exclusive); listeners from 10.1/16 try `venue` then
+/// `*`, from 10.2/16 `partner` then `*`; everyone else `*` (r0, r1, r2).
+const POOLS: &str = "[[group]]\nname = \"venue\"\nrelays = [\"r0\", \"r1\"]\n\
+    [[group]]\nname = \"partner\"\nrelays = [\"r3\"]\nexclusive = true\n\
+    [[pool]]\nname = \"hall\"\nnetworks = [\"10.1.0.0/16\"]\norder = [\"venue\", \"*\"]\n\
+    [[pool]]\nname = \"partner-net\"\nnetworks = [\"10.2.0.0/16\"]\norder = [\"partner\", \"*\"]\n";
+
+fn pool(snap: &Snapshot, addr: &str) -> PoolId {
+    snap.topology.pool_of(addr.parse().unwrap())
+}
+
+#[test]
+fn listeners_go_to_their_pools_first_group_with_room_then_spill_over() {
+    let snap = cluster(
+        &[
+            up(&[("/a", 0, 3)]),
+            up(&[("/a", 0, 2)]),
+            up(&[("/a", 0, 100)]),
+            up(&[("/a", 0, 100)]),
+        ],
+        POOLS,
+    );
+    let (hall, partner, world) = (
+        pool(&snap, "10.1.7.7"),
+        pool(&snap, "10.2.0.1"),
+        pool(&snap, "192.0.2.99"),
+    );
+    assert_eq!(world, DEFAULT_POOL);
+    assert_eq!(&*snap.topology.pools[hall].name, "hall");
+    let mut rng = rng();
+    // The hall's first five listeners fill the venue relays (3 + 2), the
+    // rest spill over to the world relay r2; never to the partner's r3.
+    let picks: Vec<usize> = (0..8)
+        .map(|_| {
+            pick_for_mount(&snap, A, hall, Grant::Record, &mut rng)
+                .unwrap()
+                .index()
+        })
+        .collect();
+    assert!(picks[..5].iter().all(|&r| r < 2), "{picks:?}");
+    assert_eq!(picks[5..], [2, 2, 2], "{picks:?}");
+    assert_eq!(snap.cell(r(0), A).free, Some(3));
+    let d = decide_for(&snap, Target::Redirect(A), hall, snap.built);
+    assert_eq!(d.group.map(|g| &*snap.topology.groups[g].name), Some("*"));
+    assert_eq!(d.verdicts[r(0)], Err(Exclusion::Full));
+    assert_eq!(d.verdicts[r(3)], Err(Exclusion::NotInPool));
+
+    // The partner's listeners get r3; everyone else never does.
+    for _ in 0..20 {
+        assert_eq!(
+            pick_for_mount(&snap, A, partner, Grant::None, &mut rng),
+            Ok(r(3))
+        );
+        assert_eq!(
+            pick_for_mount(&snap, A, world, Grant::None, &mut rng),
+            Ok(r(2))
+        );
+    }
+    let d = decide_for(&snap, Target::Redirect(A), partner, snap.built);
+    assert_eq!(d.verdicts[r(2)], Err(Exclusion::EarlierGroup));
+    assert_eq!(
+        decide(&snap, Target::Redirect(A), snap.built).verdicts[r(3)],
+        Err(Exclusion::NotInPool)
+    );
+}
+
+#[test]
+fn a_pool_whose_groups_are_all_full_is_refused_for_their_reason() {
+    // Hall: venue then nothing else; venue full, the world relay has room.
+    let pools = POOLS.replace("order = [\"venue\", \"*\"]", "order = [\"venue\"]");
+    let snap = cluster(
+        &[
+            up(&[("/a", 3, 3)]),
+            up(&[("/a", 2, 2)]),
+            up(&[("/a", 0, 100)]),
+            up(&[("/a", 0, 100)]),
+        ],
+        &pools,
+    );
+    let hall = pool(&snap, "10.1.0.1");
+    assert_eq!(
+        pick_for_mount(&snap, A, hall, Grant::Record, &mut rng()),
+        Err(NoCandidate::Full)
+    );
+    assert_eq!(
+        pick_for_mount(&snap, B, hall, Grant::Record, &mut rng()),
+        Err(NoCandidate::Offline)
+    );
+    assert!(pick_for_mount(&snap, A, DEFAULT_POOL, Grant::Record, &mut rng()).is_ok());
+    // The budget of a hall client follows the hall's room (none).
+    assert_eq!(client_budget(&snap, A, hall), 4);
+}
+
+#[test]
+fn the_reserve_is_released_by_a_peer_of_the_same_group() {
+    // r3 (partner, exclusive) down: releases the reserve of its own group
+    // only; the venue relays keep theirs until a venue or "*" peer fails.
+    let down = R {
+        outcome: Outcome::Down,
+        ..up(&[])
+    };
+    let snap = cluster(
+        &[
+            up(&[("/a", 0, 10)]),
+            up(&[("/a", 0, 10)]),
+            up(&[("/a", 0, 10)]),
+            down.clone(),
+        ],
+        &format!("reserve = 0.2\n{POOLS}"),
+    );
+    assert!(!snap.reserve_released(r(0), A));
+    assert!(snap.reserve_released(r(3), A));
+    let snap = cluster(
+        &[
+            up(&[("/a", 0, 10)]),
+            up(&[("/a", 0, 10)]),
+            down,
+            up(&[("/a", 0, 10)]),
+        ],
+        &format!("reserve = 0.2\n{POOLS}"),
+    );
+    assert!(snap.reserve_released(r(0), A), "r2 is a peer in \"*\"");
+    assert!(!snap.reserve_released(r(3), A));
+}
