@@ -37,6 +37,8 @@ pub struct TestConfig {
     /// Lines added to the `[[stream]]` table.
     stream: Vec<String>,
     relays: Vec<String>,
+    /// Tables written as they are, after the relays (`[[group]]`, ...).
+    tables: Vec<String>,
 }
 
 impl Default for TestConfig {
@@ -61,6 +63,7 @@ impl TestConfig {
                 "dns = [\"live.stream.example.org.\"]".into(),
             ],
             relays: Vec::new(),
+            tables: Vec::new(),
         };
         c = c
             .set("dns", "listen", "[\"127.0.0.1:0\"]")
@@ -131,6 +134,13 @@ impl TestConfig {
         relays.iter().fold(self, |c, r| c.relay(r, ""))
     }
 
+    /// TOML tables written as they are after the relays, e.g. a
+    /// `[[group]]` naming them.
+    pub fn table(mut self, toml: &str) -> TestConfig {
+        self.tables.push(toml.to_string());
+        self
+    }
+
     /// The config text.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -144,8 +154,9 @@ impl TestConfig {
         for line in &self.stream {
             out += &format!("{line}\n");
         }
-        for r in &self.relays {
+        for r in self.relays.iter().chain(&self.tables) {
             out += r;
+            out += "\n";
         }
         out
     }
