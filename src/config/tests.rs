@@ -233,3 +233,28 @@ fn errors_about_written_values_have_their_line() {
         );
     }
 }
+
+/// Found while triaging the fuzz runs (not by the fuzzer itself): a
+/// duration of a hundred billion years parsed, then `interval * 3` (the
+/// default `grant_ttl`) overflowed and `floe check` panicked; a huge `ttl`
+/// would have overflowed a clock when serving. Durations are capped.
+#[test]
+fn durations_too_long_to_compute_with_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    for head in [
+        "[poll]\ninterval = \"500000000000y\"",
+        "[poll]\ntimeout = \"500000000000y\"",
+        "[dns]\nttl = \"101y\"",
+    ] {
+        let (config, diags) = parse_in(dir.path(), head);
+        assert!(config.is_none(), "{head} should fail");
+        let errs = errors(&diags);
+        assert!(
+            errs.iter()
+                .any(|(l, m)| *l == 2 && m.contains("longer than 100 years")),
+            "{head}: {errs:?}"
+        );
+    }
+    let (config, diags) = parse_in(dir.path(), "[poll]\nstale_after = \"99y\"");
+    assert!(config.is_some(), "{diags}");
+}
