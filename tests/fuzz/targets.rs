@@ -16,7 +16,7 @@ use floe::grants::GrantSample;
 use floe::health::{Health, PollFailure, PollOutcome};
 use floe::http::{self, routes};
 use floe::icecast::{self, RelayStatus, StatusKind};
-use floe::select::{self, Target};
+use floe::select;
 use floe::snapshot::{RelayObservation, ReloadReport, Snapshot, Snapshots, Stamp, Topology};
 use floe::zones::ZoneSet;
 use hickory_proto::op::{Edns, Message, MessageType};
@@ -30,9 +30,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime};
 
+/// A fuzz target: takes any bytes, panics on a finding.
+pub type Target = fn(&[u8]);
+
 /// Every target by name (the corpus directory `tests/fuzz/corpus/<name>`,
 /// and the AFL binary's first argument).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("dns_fast", dns_fast),
     ("dns_handler", dns_handler),
     ("dns_differential", dns_differential),
@@ -481,7 +484,7 @@ fn relay_status(kind: StatusKind, data: &[u8]) {
     for (stream, def) in w.topology.streams.iter_ids() {
         let _ = select::decide(
             &snap,
-            Target::Name {
+            select::Target::Name {
                 stream,
                 mount: None,
             },
@@ -490,7 +493,7 @@ fn relay_status(kind: StatusKind, data: &[u8]) {
         for &m in def.mounts.iter() {
             let _ = select::decide(
                 &snap,
-                Target::Name {
+                select::Target::Name {
                     stream,
                     mount: Some(m),
                 },
