@@ -58,8 +58,8 @@ pub struct RawHttp {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawPoll {
-    pub interval: Option<Human>,
-    pub timeout: Option<Human>,
+    pub interval: Option<Spanned<Human>>,
+    pub timeout: Option<Spanned<Human>>,
     pub rise: Option<Spanned<u32>>,
     pub fall: Option<Spanned<u32>>,
     pub jitter: Option<Spanned<f64>>,

@@ -230,3 +230,76 @@ fn share_is_a_fraction_of_the_free_slots() {
         0.5
     );
 }
+
+/// Found by fuzzing (`tests/fuzz`, target `config`): these errors are about
+/// a value written in the file but were reported at 0:0, the place of a
+/// problem with the whole file, so `floe check` named no line.
+#[test]
+fn errors_about_written_values_have_their_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("zones")).unwrap();
+    std::fs::write(
+        dir.path().join("zones/stream.example.org.zone"),
+        "$TTL 60\n@ IN SOA ns1.stream.example.org. h.example.org. 1 3600 600 86400 60\n\
+         @ IN NS ns1.stream.example.org.\nns1 IN A 192.0.2.1\nwww IN A 192.0.2.2\n",
+    )
+    .unwrap();
+    let cases = [
+        (
+            "[poll]\ninterval = \"1ms\"",
+            2,
+            "interval must be at least 100ms",
+        ),
+        (
+            "[poll]\n\ntimeout = \"0s\"",
+            3,
+            "timeout must be more than 0",
+        ),
+        (
+            "[[stream]]\nname = \"s\"\nmounts = [\"/s\"]\ndns = [\"s.example.com.\"]",
+            4,
+            "not inside any zone",
+        ),
+        (
+            "[[stream]]\nname = \"s\"\nmounts = [\"/s\"]\n\
+             mount_dns = { \"/s\" = [\"www.stream.example.org.\"] }",
+            4,
+            "also has records",
+        ),
+    ];
+    for (head, line, message) in cases {
+        let path = dir.path().join("floe.toml");
+        let text = format!("{head}\n{RELAY_AND_STREAM}");
+        let diags = load_str(&path, &text).expect_err(head);
+        let errs = errors(&diags);
+        assert!(
+            errs.iter().any(|(l, m)| *l == line && m.contains(message)),
+            "{head}: expected line {line} to say {message:?}, got {errs:?}"
+        );
+    }
+}
+
+/// Found while triaging the fuzz runs (not by the fuzzer itself): a
+/// duration of a hundred billion years parsed, then `interval * 3` (the
+/// default `grant_ttl`) overflowed and `floe check` panicked; a huge `ttl`
+/// would have overflowed a clock when serving. Durations are capped.
+#[test]
+fn durations_too_long_to_compute_with_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    for head in [
+        "[poll]\ninterval = \"500000000000y\"",
+        "[poll]\ntimeout = \"500000000000y\"",
+        "[dns]\nttl = \"101y\"",
+    ] {
+        let (config, diags) = parse_in(dir.path(), head);
+        assert!(config.is_none(), "{head} should fail");
+        let errs = errors(&diags);
+        assert!(
+            errs.iter()
+                .any(|(l, m)| *l == 2 && m.contains("longer than 100 years")),
+            "{head}: {errs:?}"
+        );
+    }
+    let (config, diags) = parse_in(dir.path(), "[poll]\nstale_after = \"99y\"");
+    assert!(config.is_some(), "{diags}");
+}

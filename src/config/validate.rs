@@ -9,6 +9,7 @@
 //! failing a check, a bad listen address or an unusable admin token stops
 //! them), so they do not pile onto a mistake already reported.
 
+use super::duration::Human;
 use super::model::*;
 use super::raw::{
     RawAdmin, RawDns, RawGroup, RawHttp, RawPoll, RawPool, RawRelay, RawSelect, RawStatus,
@@ -43,6 +44,9 @@ pub(super) struct Cx<'a> {
     pub(super) diags: Diagnostics,
     /// `[dns] zones` as written, kept even when `[dns]` has errors.
     pub(super) zones_dir: Option<PathBuf>,
+    /// Where each balanced name is written, for the checks against the
+    /// zones.
+    name_spans: HashMap<Name, Range<usize>>,
 }
 
 impl<'a> Cx<'a> {
@@ -53,6 +57,7 @@ impl<'a> Cx<'a> {
             text,
             diags: Diagnostics::default(),
             zones_dir: None,
+            name_spans: HashMap::new(),
         }
     }
 
@@ -406,13 +411,19 @@ impl<'a> Cx<'a> {
     }
 
     fn poll(&mut self, raw: RawPoll) -> PollConfig {
-        let interval = raw.interval.map_or(Duration::from_secs(2), |d| d.0);
-        let timeout = raw.timeout.map_or(Duration::from_secs(1), |d| d.0);
+        let span = |d: &Option<Spanned<Human>>| d.as_ref().map(Spanned::span);
+        let (interval_at, timeout_at) = (span(&raw.interval), span(&raw.timeout));
+        let interval = raw
+            .interval
+            .map_or(Duration::from_secs(2), |d| d.into_inner().0);
+        let timeout = raw
+            .timeout
+            .map_or(Duration::from_secs(1), |d| d.into_inner().0);
         if interval < Duration::from_millis(100) {
-            self.error(None, "[poll] interval must be at least 100ms");
+            self.error(interval_at, "[poll] interval must be at least 100ms");
         }
         if timeout.is_zero() {
-            self.error(None, "[poll] timeout must be more than 0");
+            self.error(timeout_at, "[poll] timeout must be more than 0");
         }
         let rise = self.checked(raw.rise, 2, |n| n > 0, "[poll] rise must be at least 1");
         let fall = self.checked(raw.fall, 2, |n| n > 0, "[poll] fall must be at least 1");
@@ -733,6 +744,7 @@ impl<'a> Cx<'a> {
                 Ok(n) if n.is_fqdn() && !n.is_root() => {
                     let n = n.to_lowercase();
                     if seen.insert(n.clone()) {
+                        self.name_spans.insert(n.clone(), raw.span());
                         out.push(n);
                         continue;
                     }
@@ -872,13 +884,14 @@ impl<'a> Cx<'a> {
     /// static records there.
     pub(super) fn check_names_in_zones(&mut self, config: &Config, zones: &ZoneSet) {
         for (name, stream, _) in config.balanced_names() {
+            let at = self.name_spans.get(name).cloned();
             match zones.find(name) {
                 None => self.error(
-                    None,
+                    at,
                     format!("stream {:?}: balanced name {name} is not inside any zone loaded from {}", stream.name, config.dns.zones.display()),
                 ),
                 Some(zone) if zone.contains_name(name) => self.error(
-                    None,
+                    at,
                     format!("stream {:?}: balanced name {name} also has records in {}; floe answers it from relay state, remove them there", stream.name, zone.file.display()),
                 ),
                 Some(_) => {}

@@ -107,7 +107,10 @@ impl FloeHandler {
         if raw.len() < 12 || raw[2] & 0x80 != 0 {
             return None;
         }
-        let Ok(request) = Request::from_bytes(raw.to_vec(), src, protocol) else {
+        let request = Request::from_bytes(raw.to_vec(), src, protocol)
+            .ok()
+            .filter(|r| !points_into_header(raw, r.queries.len()));
+        let Some(request) = request else {
             let key = QueryKey::unparsed(ResponseCode::FormErr.into());
             return Some((formerr(raw)?, key));
         };
@@ -296,6 +299,47 @@ pub fn encode(request: &Request, reply: Reply, max: usize) -> Vec<u8> {
         buf.clear();
     }
     buf
+}
+
+/// Whether a name of the `questions` questions of `raw` (which hickory
+/// parsed) is compressed with a pointer into the header, directly or
+/// through other pointers. hickory reads such a name, but a response
+/// echoes the question section byte for byte, where the pointer then lands
+/// on the response's header: an answer that does not parse. Such a query
+/// is malformed (a pointer goes to an earlier name, RFC 1035 4.1.4) and
+/// gets FORMERR. Found by fuzzing (`tests/fuzz`, target `dns_handler`).
+fn points_into_header(raw: &[u8], questions: usize) -> bool {
+    let mut next = 12;
+    for _ in 0..questions {
+        let (mut at, mut end, mut hops) = (next, None, 0);
+        loop {
+            let Some(&len) = raw.get(at) else {
+                return false;
+            };
+            if len & 0xc0 == 0xc0 {
+                let Some(&low) = raw.get(at + 1) else {
+                    return false;
+                };
+                end.get_or_insert(at + 2);
+                at = usize::from(len & 0x3f) << 8 | usize::from(low);
+                hops += 1;
+                if at < 12 {
+                    return true;
+                }
+                if hops > 255 {
+                    return false;
+                }
+            } else if len == 0 {
+                end.get_or_insert(at + 1);
+                break;
+            } else {
+                at += 1 + usize::from(len);
+            }
+        }
+        // The name, then its type and class.
+        next = end.unwrap_or(at) + 4;
+    }
+    false
 }
 
 /// FORMERR for a query whose header parses but the rest does not: the

@@ -611,6 +611,36 @@ fn malformed_and_unsupported_queries() {
     assert!(handle(&state, &resp, Protocol::Udp).is_none());
 }
 
+/// Found by fuzzing (`tests/fuzz`, target `dns_handler`): a question name
+/// compressed with a pointer into the header parsed, and the response,
+/// which echoes the question section as received, pointed into its own
+/// header and did not parse. Now FORMERR without a question.
+#[test]
+fn a_question_pointing_into_the_header_is_a_formerr() {
+    let state = state(cluster(&[idle()], ""));
+    // The name at offset 2 is the RD flag byte (a label of one byte) and
+    // QDCOUNT's high byte (the root): `\000.`.
+    let mut one = vec![0, 7, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    one.extend_from_slice(&[0xc0, 2, 0, 1, 0, 1]);
+    // The second question points at the first question's type, which
+    // points at offset 2.
+    let mut two = vec![0, 8, 1, 0, 0, 2, 0, 0, 0, 0, 0, 0];
+    two.extend_from_slice(&[0, 0xc0, 2, 0, 1, 0xc0, 13, 0, 1, 0, 1]);
+    for raw in [one, two] {
+        let bytes = handle(&state, &raw, Protocol::Udp).expect("an answer");
+        let m = Message::from_vec(&bytes).expect("the answer parses");
+        assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
+        assert_eq!(m.metadata.id, u16::from_be_bytes([raw[0], raw[1]]));
+        assert!(m.queries.is_empty());
+    }
+    // Pointers to earlier names of the question section stay valid.
+    let mut fine = vec![0, 9, 1, 0, 0, 2, 0, 0, 0, 0, 0, 0];
+    fine.extend_from_slice(b"\x03www\x06stream\x07example\x03org\x00\x00\x01\x00\x01");
+    fine.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
+    let m = Message::from_vec(&handle(&state, &fine, Protocol::Udp).unwrap()).unwrap();
+    assert_eq!(m.queries.len(), 2, "FORMERR for two questions, echoed");
+}
+
 #[test]
 fn any_gets_a_minimal_answer() {
     let state = state(cluster(&[idle()], ""));

@@ -27,6 +27,7 @@ mod validate;
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::iter;
 use std::path::{Path, PathBuf};
 
 use hickory_proto::rr::rdata::SOA;
@@ -85,19 +86,38 @@ impl ZoneSet {
             Ok(files) => files,
             Err(e) => return (None, Diagnostics(vec![Diagnostic::error(dir, 0, 0, e)])),
         };
+        let loads = files.into_iter().map(|path| {
+            let load = match std::fs::read(&path) {
+                Ok(bytes) => load_bytes(&path, &bytes),
+                Err(e) => FileLoad::failed(Diagnostic::error(
+                    &path,
+                    0,
+                    0,
+                    format!("cannot read zone file: {e}"),
+                )),
+            };
+            (path, load)
+        });
+        ZoneSet::collect(loads)
+    }
+
+    /// The zone of one file's bytes, loaded and checked as [`ZoneSet::load`]
+    /// loads `file` (whose name gives the origin when there is no
+    /// `$ORIGIN`), without reading the disk: for bytes that are not in a
+    /// directory (the fuzz targets in `tests/fuzz`).
+    pub fn load_file_bytes(file: &Path, bytes: &[u8]) -> (Option<ZoneSet>, Diagnostics) {
+        ZoneSet::collect(iter::once((file.to_path_buf(), load_bytes(file, bytes))))
+    }
+
+    /// The set of the files' zones when none has an error (a zone defined
+    /// by two files is one), with every diagnostic.
+    fn collect(loads: impl Iterator<Item = (PathBuf, FileLoad)>) -> (Option<ZoneSet>, Diagnostics) {
         let mut diags = Diagnostics::default();
         let mut zones: Vec<Zone> = Vec::new();
         // Every origin seen so far, also from files with errors, so a
         // duplicate is reported even when one copy is broken.
         let mut seen: Vec<(Name, PathBuf)> = Vec::new();
-        for path in files {
-            let file = match read_text(&path) {
-                Ok(text) => load_text(&path, &text),
-                Err(d) => FileLoad {
-                    diags: Diagnostics(vec![d]),
-                    ..FileLoad::default()
-                },
-            };
+        for (path, file) in loads {
             diags.0.extend(file.diags.0);
             if let Some((origin, (line, col))) = file.origin {
                 if let Some((_, first)) = seen.iter().find(|(o, _)| *o == origin) {
@@ -243,18 +263,24 @@ fn zone_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
     Ok(files)
 }
 
-/// The file as UTF-8 text; an invalid byte is reported at its position.
-fn read_text(path: &Path) -> Result<String, Diagnostic> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| Diagnostic::error(path, 0, 0, format!("cannot read zone file: {e}")))?;
-    String::from_utf8(bytes).map_err(|e| {
-        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
-        // The prefix is valid UTF-8 by construction.
-        let valid = std::str::from_utf8(valid).unwrap_or_default();
-        let line = valid.matches('\n').count() + 1;
-        let col = valid.chars().rev().take_while(|&c| c != '\n').count() + 1;
-        Diagnostic::error(path, line, col, "zone file is not valid UTF-8")
-    })
+/// One file's bytes, loaded: UTF-8 text (an invalid byte is reported at
+/// its position) parsed and checked.
+fn load_bytes(path: &Path, bytes: &[u8]) -> FileLoad {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => load_text(path, text),
+        Err(e) => {
+            // The prefix is valid UTF-8 by construction.
+            let valid = std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default();
+            let line = valid.matches('\n').count() + 1;
+            let col = valid.chars().rev().take_while(|&c| c != '\n').count() + 1;
+            FileLoad::failed(Diagnostic::error(
+                path,
+                line,
+                col,
+                "zone file is not valid UTF-8",
+            ))
+        }
+    }
 }
 
 /// The origin a file name implies: `stream.example.org.zone` ->
@@ -283,6 +309,16 @@ struct FileLoad {
     origin: Option<(Name, (usize, usize))>,
     /// Errors and warnings, whole-file ones first, then in file order.
     diags: Diagnostics,
+}
+
+impl FileLoad {
+    /// A file that could not be read as text: `why`, nothing else.
+    fn failed(why: Diagnostic) -> FileLoad {
+        FileLoad {
+            diags: Diagnostics(vec![why]),
+            ..FileLoad::default()
+        }
+    }
 }
 
 /// Parses and checks one file's text.

@@ -360,6 +360,29 @@ fn invalid_utf8_is_placed() {
 }
 
 #[test]
+fn bytes_load_as_the_same_file_in_a_directory_would() {
+    let mut bad = HEAD.as_bytes().to_vec();
+    bad.extend_from_slice(b"txt IN TXT \"caf\xe9\"\n");
+    for bytes in [HEAD.as_bytes(), &bad, b"(((", b"$ORIGIN b.example.\n"] {
+        let dir = TempDir::new().unwrap();
+        let path = dir.path().join("a.example.zone");
+        fs::write(&path, bytes).unwrap();
+        let (from_dir, d1) = ZoneSet::load(dir.path());
+        let (from_bytes, d2) = ZoneSet::load_file_bytes(&path, bytes);
+        assert_eq!(d1, d2);
+        let origins = |s: Option<ZoneSet>| {
+            s.map(|s| {
+                s.zones()
+                    .iter()
+                    .map(|z| z.origin.clone())
+                    .collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(origins(from_dir), origins(from_bytes));
+    }
+}
+
+#[test]
 fn missing_soa_and_missing_ns() {
     let (z, d) = one("$TTL 60\n@ IN NS ns1.a.example.\nns1 IN A 192.0.2.1\n");
     assert!(z.is_none());

@@ -1,0 +1,614 @@
+//! The fuzz targets: one function per parser or handler that takes bytes
+//! from outside, each asserting what must hold for any input (a panic is a
+//! finding). Plain Rust over floe's public API, so two crates build it:
+//! `tests/fuzz_corpus.rs` replays the corpus as a normal test, and the AFL
+//! binary (`tests/fuzz/src/main.rs`, run by `tests/fuzz/run`) fuzzes it.
+//!
+//! The DNS and HTTP targets answer from one fixed world built once: the
+//! config and zone below, and a snapshot in which the relays reported the
+//! Icecast fixtures (`tests/fixtures/icecast`), one relay down, one full,
+//! one drained.
+
+use floe::config::{self, Config};
+use floe::diagnostic::Diagnostics;
+use floe::dns::{self, DnsState, FloeHandler, Plan, fast, handler};
+use floe::grants::GrantSample;
+use floe::health::{Health, PollFailure, PollOutcome};
+use floe::http::{self, routes};
+use floe::icecast::{self, RelayStatus, StatusKind};
+use floe::select;
+use floe::snapshot::{RelayObservation, ReloadReport, Snapshot, Snapshots, Stamp, Topology};
+use floe::zones::ZoneSet;
+use hickory_proto::op::{Edns, Message, MessageType};
+use hickory_server::net::xfer::Protocol;
+use hickory_server::server::Request;
+use hyper::header::{HeaderName, HeaderValue, LOCATION};
+use hyper::{Method, StatusCode};
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::{Instant, SystemTime};
+
+/// A fuzz target: takes any bytes, panics on a finding.
+pub type Target = fn(&[u8]);
+
+/// Every target by name (the corpus directory `tests/fuzz/corpus/<name>`,
+/// and the AFL binary's first argument).
+pub const TARGETS: &[(&str, Target)] = &[
+    ("dns_fast", dns_fast),
+    ("dns_handler", dns_handler),
+    ("dns_differential", dns_differential),
+    ("dns_truncated", dns_truncated),
+    ("http_routes", http_routes),
+    ("icecast_xml", icecast_xml),
+    ("icecast_json", icecast_json),
+    ("icecast_xslt", icecast_xslt),
+    ("config", config),
+    ("zones", zones),
+];
+
+/// The world's config: seven relays in every state a poll gives, two
+/// streams (one that no relay carries), per-mount names.
+const CONFIG: &str = r#"
+[dns]
+zones = "zones"
+answers = 2
+[http]
+public_url = "http://stream.example.org"
+diagnostics_from = ["127.0.0.0/8"]
+[poll]
+stale_after = "100000h"
+[select]
+seed = 7
+grants_per_client = 1000000000
+[[relay]]
+name = "r1"
+url = "http://r1.example.org:8000"
+addresses = ["192.0.2.1", "2001:db8::1"]
+status = { kind = "xslt" }
+[[relay]]
+name = "r2"
+url = "http://r2.example.org:8000"
+addresses = ["192.0.2.2", "2001:db8::2"]
+status = { kind = "icecast-xml", user = "admin", password = "x" }
+[[relay]]
+name = "r3"
+url = "https://r3.example.org"
+addresses = ["192.0.2.3"]
+status = { kind = "icecast-json" }
+mount_max_listeners = { "/live.ogg" = 200, "/live.mp3" = 200 }
+weight = 2
+[[relay]]
+name = "r4"
+url = "http://r4.example.org:8000"
+addresses = ["2001:db8::4"]
+status = { kind = "xslt" }
+[[relay]]
+name = "r5"
+url = "http://r5.example.org:8000"
+addresses = ["192.0.2.5"]
+status = { kind = "xslt" }
+[[relay]]
+name = "r6"
+url = "http://r6.example.org:8000"
+addresses = ["192.0.2.6", "2001:db8::6"]
+status = { kind = "xslt" }
+drain = true
+[[relay]]
+name = "r7"
+url = "http://r7.example.org:8000"
+addresses = ["192.0.2.7"]
+status = { kind = "xslt" }
+[[stream]]
+name = "live"
+mounts = ["/live.ogg", "/live.mp3"]
+dns = ["live.stream.example.org."]
+mount_dns = { "/live.ogg" = ["live-ogg.stream.example.org."], "/live.mp3" = ["live-mp3.stream.example.org."] }
+[[stream]]
+name = "talk"
+mounts = ["/talk.ogg"]
+dns = ["talk.stream.example.org."]
+"#;
+
+/// The world's zone: apex SOA, NS with glue, A and AAAA, a CNAME, an empty
+/// non-terminal (`b` above `a.b`), a delegation with glue, a wildcard, and
+/// a TXT set too big for 512 bytes.
+const ZONE: &str = r#"$ORIGIN stream.example.org.
+$TTL 300
+@ 120 IN SOA ns1.stream.example.org. hostmaster.example.org. ( 1 3600 600 1209600 60 )
+@ IN NS ns1.stream.example.org.
+@ IN NS ns2.stream.example.org.
+ns1 IN A 192.0.2.53
+ns2 IN AAAA 2001:db8::53
+@ IN A 192.0.2.80
+@ IN AAAA 2001:db8::80
+@ IN MX 10 mail.stream.example.org.
+mail IN A 192.0.2.25
+www IN A 192.0.2.80
+alias IN CNAME www.stream.example.org.
+a.b IN A 192.0.2.81
+sub IN NS ns.sub.stream.example.org.
+ns.sub IN A 192.0.2.54
+*.wild IN TXT "wildcard"
+big IN TXT "0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789"
+big IN TXT "1123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789"
+big IN TXT "2123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789"
+big IN TXT "3123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789"
+big IN TXT "4123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789"
+big IN TXT "5123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789"
+"#;
+
+/// What relays r1..r7 reported at their one poll.
+fn outcomes() -> Vec<PollOutcome> {
+    let status = |kind: StatusKind, body: &[u8]| {
+        PollOutcome::Status(kind.parse(body).expect("a fixture parses"))
+    };
+    vec![
+        status(
+            StatusKind::Xslt,
+            include_bytes!("../fixtures/icecast/floe-slots-listeners.txt"),
+        ),
+        status(
+            StatusKind::IcecastXml,
+            include_bytes!("../fixtures/icecast/admin-stats-mount-full.xml"),
+        ),
+        status(
+            StatusKind::IcecastJson,
+            include_bytes!("../fixtures/icecast/status-json-listeners.json"),
+        ),
+        status(
+            StatusKind::Xslt,
+            include_bytes!("../fixtures/icecast/floe-slots-unlimited.txt"),
+        ),
+        PollOutcome::Failed(PollFailure::Connect("connection refused".into())),
+        status(
+            StatusKind::Xslt,
+            include_bytes!("../fixtures/icecast/floe-slots-one-mount.txt"),
+        ),
+        PollOutcome::ServerFull,
+    ]
+}
+
+/// Where queries and requests come from: a client allowed the diagnostic
+/// pages, and one that is not.
+const INSIDE: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5353);
+const OUTSIDE: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 9)), 5353);
+
+/// Everything the DNS and HTTP targets answer from, built once.
+struct World {
+    topology: Arc<Topology>,
+    observations: Vec<RelayObservation>,
+    handler: FloeHandler,
+    /// A plan drawn once, so the fast path and the handler answer from the
+    /// same one (the state's own plan is redrawn as it expires).
+    plan: Arc<Plan>,
+    shared: http::Shared,
+}
+
+fn world() -> &'static World {
+    static WORLD: OnceLock<World> = OnceLock::new();
+    WORLD.get_or_init(|| {
+        let config = parse_config(CONFIG);
+        let topology = Arc::new(Topology::new(Arc::new(config), None));
+        let at = SystemTime::now();
+        let observations: Vec<RelayObservation> =
+            outcomes().into_iter().map(|o| observed(o, at)).collect();
+        let snap = snapshot(&topology, &observations);
+        let snapshots = Arc::new(Snapshots::new(snap));
+        let file = Path::new("/fuzz/zones/stream.example.org.zone");
+        let (zones, diags) = ZoneSet::load_file_bytes(file, ZONE.as_bytes());
+        let zones = zones.unwrap_or_else(|| panic!("the fuzz zone is invalid:\n{diags}"));
+        let dns = DnsState::new(snapshots.clone(), Arc::new(zones));
+        let metrics = Arc::new(floe::metrics::Metrics::new());
+        metrics.attach_dns(dns.clone());
+        let shared = http::Shared {
+            snapshots,
+            metrics,
+            history: Arc::new(floe::history::History::default()),
+            clients: floe::clients::ClientBudgets::new(http::CLIENT_SLOTS, Instant::now()),
+            pages: http::pages::PageCache::default(),
+            connections: floe::clients::ClientConnections::new(http::CLIENT_SLOTS),
+            slots: Arc::new(tokio::sync::Semaphore::new(1)),
+        };
+        World {
+            topology,
+            observations,
+            plan: dns.current_plan(),
+            handler: FloeHandler::new(dns),
+            shared,
+        }
+    })
+}
+
+fn parse_config(text: &str) -> Config {
+    let (config, diags) = config::parse(Path::new("/fuzz/floe.toml"), text);
+    config.unwrap_or_else(|| panic!("the fuzz config is invalid:\n{diags}"))
+}
+
+/// A relay after one poll with `outcome` at `at`.
+fn observed(outcome: PollOutcome, at: SystemTime) -> RelayObservation {
+    let mut health = Health::new(at);
+    health.observe(outcome, 1, 1, at);
+    RelayObservation {
+        health,
+        baseline: GrantSample::default(),
+        polled_at: Some(at),
+        polls: 1,
+        poll_duration: None,
+    }
+}
+
+/// A snapshot of `topology` from `observations`, prepared as the poller
+/// prepares it.
+fn snapshot(topology: &Arc<Topology>, observations: &[RelayObservation]) -> Snapshot {
+    let refs: Vec<Option<&RelayObservation>> = observations.iter().map(Some).collect();
+    let snap = Snapshot::build(
+        topology.clone(),
+        &refs,
+        &[],
+        Stamp::now(1),
+        Arc::new(ReloadReport::default()),
+    );
+    select::prepare(&snap);
+    snap
+}
+
+/// Builds what the targets share (the world, this thread's runtime, the
+/// repository's path) now rather than at the first input: the AFL binary
+/// calls it before the fork server starts, so each fork has it built.
+pub fn warm_up() {
+    world();
+    block_on(async {});
+    repo();
+}
+
+/// Runs `f` to completion on this thread's runtime (what the UDP workers
+/// do with the handler).
+fn block_on<F: Future>(f: F) -> F::Output {
+    thread_local! {
+        static RT: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+    }
+    RT.with(|rt| rt.block_on(f))
+}
+
+/// The balanced-answer variant a query is answered with: any, as long as
+/// both sides of a comparison use the same.
+fn variant(data: &[u8]) -> usize {
+    data.len() % dns::answer::VARIANTS
+}
+
+/// The query as the handler parses it, with the UDP size it allows.
+fn request(data: &[u8]) -> Option<(Request, usize)> {
+    let request = Request::from_bytes(data.to_vec(), INSIDE, Protocol::Udp).ok()?;
+    let limit = dns::udp_limit(request.edns.as_ref().map(Edns::max_payload));
+    Some((request, limit))
+}
+
+/// The fast path (the UDP answer for plain A/AAAA questions on balanced
+/// names): never panics; an answer is one the handler would accept the
+/// query of, no bigger than the client allows (512 without EDNS), a
+/// parseable authoritative response with the query's ID and question
+/// (the client's case kept); a buffer too small for it makes it decline.
+pub fn dns_fast(data: &[u8]) {
+    let w = world();
+    let k = variant(data);
+    let mut out = [0u8; dns::EDNS_PAYLOAD as usize];
+    let Some((n, _)) = fast::answer(data, &w.plan, k, &mut out) else {
+        return;
+    };
+    let (request, limit) =
+        request(data).expect("the fast path answered a query the handler cannot parse");
+    assert!(n <= limit, "{n} bytes answered, {limit} allowed");
+    let answer = Message::from_vec(&out[..n]).expect("the fast path's answer parses");
+    assert_eq!(answer.metadata.id, request.metadata.id);
+    assert_eq!(answer.metadata.message_type, MessageType::Response);
+    assert!(answer.metadata.authoritative && !answer.metadata.truncation);
+    let question = 12 + request.queries.queries()[0].original().name().len();
+    assert_eq!(
+        out[12..question],
+        data[12..question],
+        "the question as asked"
+    );
+    let mut small = vec![0u8; n - 1];
+    assert!(fast::answer(data, &w.plan, k, &mut small).is_none());
+}
+
+/// The hickory handler over UDP and TCP: never panics; no answer only for
+/// what is not a query (shorter than a header, or QR set); an answer is a
+/// parseable response with the query's ID, no bigger than the client
+/// allows, never with RA set.
+pub fn dns_handler(data: &[u8]) {
+    let w = world();
+    let id = data.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+    for protocol in [Protocol::Udp, Protocol::Tcp] {
+        let Some((bytes, _)) = block_on(w.handler.answer(data, INSIDE, protocol)) else {
+            assert!(
+                data.len() < 12 || data[2] & 0x80 != 0,
+                "a query left unanswered"
+            );
+            continue;
+        };
+        let limit = match (protocol, request(data)) {
+            (Protocol::Udp, Some((_, limit))) => limit,
+            (Protocol::Udp, None) => 512,
+            _ => usize::from(u16::MAX),
+        };
+        assert!(
+            bytes.len() <= limit,
+            "{} bytes answered, {limit} allowed",
+            bytes.len()
+        );
+        let answer = Message::from_vec(&bytes).expect("the handler's answer parses");
+        assert_eq!(Some(answer.metadata.id), id);
+        assert_eq!(answer.metadata.message_type, MessageType::Response);
+        assert!(!answer.metadata.recursion_available);
+    }
+}
+
+/// Where the fast path answers, the handler gives the same answer for the
+/// same plan and variant: equal as parsed messages (header flags, question,
+/// every section and the OPT record), which is what
+/// `src/dns/tests.rs` `fast_path_and_handler_give_the_same_answers`
+/// compares. Nothing is left out of the comparison.
+pub fn dns_differential(data: &[u8]) {
+    let w = world();
+    let k = variant(data);
+    let mut out = [0u8; dns::EDNS_PAYLOAD as usize];
+    let Some((n, _)) = fast::answer(data, &w.plan, k, &mut out) else {
+        return;
+    };
+    let (request, limit) =
+        request(data).expect("the fast path answered a query the handler cannot parse");
+    let reply = block_on(w.handler.reply(&request, &w.plan, k)).expect("the handler replies");
+    let slow = handler::encode(&request, reply, limit);
+    let fast = Message::from_vec(&out[..n]).expect("the fast path's answer parses");
+    let slow = Message::from_vec(&slow).expect("the handler's answer parses");
+    assert_eq!(fast, slow, "the fast path and the handler differ");
+}
+
+/// The response-rate limiter's slip answer: never panics, never bigger
+/// than the query or the buffer; a response with TC set, the query's ID
+/// and question, no records.
+pub fn dns_truncated(data: &[u8]) {
+    for size in [dns::EDNS_PAYLOAD as usize, data.len() / 2] {
+        let mut out = vec![0u8; size];
+        let Some(len) = fast::truncated(data, &mut out) else {
+            continue;
+        };
+        assert!(len <= data.len() && len <= size);
+        assert_eq!(out[..2], data[..2], "the query's ID");
+        assert_eq!(out[2] & 0x82, 0x82, "QR and TC set");
+        assert_eq!(out[4..6], [0, 1], "one question");
+        assert_eq!(out[6..12], [0; 6], "no records");
+        assert_eq!(out[12..len], data[12..len], "the question as asked");
+    }
+}
+
+/// The statuses an HTTP request may get from the routes.
+const HTTP_STATUSES: [StatusCode; 8] = [
+    StatusCode::OK,
+    StatusCode::FOUND,
+    StatusCode::BAD_REQUEST,
+    StatusCode::FORBIDDEN,
+    StatusCode::NOT_FOUND,
+    StatusCode::METHOD_NOT_ALLOWED,
+    StatusCode::TOO_MANY_REQUESTS,
+    StatusCode::SERVICE_UNAVAILABLE,
+];
+
+/// A request head as hyper reads it (httparse, up to 100 headers; a
+/// method, URI or header hyper would refuse is refused), routed from a
+/// client allowed the diagnostic pages and from one that is not: never
+/// panics; the status is one of [`HTTP_STATUSES`]; other methods than GET
+/// and HEAD get 405; a 302 goes to a configured relay's URL for the
+/// requested mount (plus the query), never elsewhere; diagnostic pages
+/// are 403 outside `diagnostics_from`.
+pub fn http_routes(data: &[u8]) {
+    let Some(req) = http_request(data) else {
+        return;
+    };
+    let w = world();
+    let snap = w.shared.snapshots.load_full();
+    let local = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
+    for peer in [INSIDE, OUTSIDE] {
+        let resp = routes::respond(&snap, &w.shared, &req, Some(local), peer);
+        let status = resp.status();
+        assert!(HTTP_STATUSES.contains(&status), "status {status}");
+        let get = req.method() == Method::GET || req.method() == Method::HEAD;
+        assert_eq!(status == StatusCode::METHOD_NOT_ALLOWED, !get);
+        let path = req.uri().path();
+        if status == StatusCode::FOUND {
+            let m = w.topology.mount_id(path).expect("a 302 for a mount");
+            let location = resp.headers()[LOCATION].as_bytes();
+            let target = req
+                .uri()
+                .query()
+                .map(|q| format!("?{q}"))
+                .unwrap_or_default();
+            assert!(
+                w.topology.relays.iter().any(|r| {
+                    location.strip_prefix(&r.locations[m][..]) == Some(target.as_bytes())
+                }),
+                "302 to {location:?}"
+            );
+        }
+        let diagnostic = ["/status", "/status.json", "/metrics", "/explain"].contains(&path)
+            || path.starts_with("/explain/");
+        if peer == OUTSIDE && diagnostic && get {
+            assert_eq!(status, StatusCode::FORBIDDEN);
+        }
+    }
+}
+
+/// `data` as hyper would hand it to the routes: `None` where hyper answers
+/// 400 itself or waits for more.
+fn http_request(data: &[u8]) -> Option<hyper::Request<()>> {
+    let mut headers = [httparse::EMPTY_HEADER; 100];
+    let mut head = httparse::Request::new(&mut headers);
+    let httparse::Status::Complete(_) = head.parse(data).ok()? else {
+        return None;
+    };
+    let mut req = hyper::Request::builder()
+        .method(Method::from_bytes(head.method?.as_bytes()).ok()?)
+        .uri(head.path?)
+        .version(match head.version? {
+            0 => hyper::Version::HTTP_10,
+            _ => hyper::Version::HTTP_11,
+        });
+    for h in head.headers.iter() {
+        req = req.header(
+            HeaderName::from_bytes(h.name.as_bytes()).ok()?,
+            HeaderValue::from_bytes(h.value).ok()?,
+        );
+    }
+    req.body(()).ok()
+}
+
+/// A relay status body: never panics; a parsed status lists at most
+/// [`icecast::MAX_MOUNTS`] mounts, with unique paths that start with `/`;
+/// a snapshot with it as relay r1's status builds, and every redirect and
+/// balanced name is decided from it without a panic.
+fn relay_status(kind: StatusKind, data: &[u8]) {
+    let Ok(status) = kind.parse(data) else {
+        return;
+    };
+    check_status(&status);
+    let w = world();
+    let mut observations = w.observations.clone();
+    observations[0] = observed(PollOutcome::Status(status), SystemTime::now());
+    let snap = snapshot(&w.topology, &observations);
+    let now = Instant::now();
+    for (stream, def) in w.topology.streams.iter_ids() {
+        let _ = select::decide(
+            &snap,
+            select::Target::Name {
+                stream,
+                mount: None,
+            },
+            now,
+        );
+        for &m in def.mounts.iter() {
+            let _ = select::decide(
+                &snap,
+                select::Target::Name {
+                    stream,
+                    mount: Some(m),
+                },
+                now,
+            );
+            let _ = select::client_budget(&snap, m);
+        }
+    }
+}
+
+fn check_status(status: &RelayStatus) {
+    assert!(status.mounts.len() <= icecast::MAX_MOUNTS);
+    let mut paths = HashSet::new();
+    for m in &status.mounts {
+        assert!(m.path.starts_with('/'), "mount path {:?}", m.path);
+        assert!(paths.insert(&m.path), "duplicate mount {:?}", m.path);
+    }
+}
+
+/// `/admin/stats` XML: see [`relay_status`].
+pub fn icecast_xml(data: &[u8]) {
+    relay_status(StatusKind::IcecastXml, data);
+}
+
+/// `/status-json.xsl`: see [`relay_status`].
+pub fn icecast_json(data: &[u8]) {
+    relay_status(StatusKind::IcecastJson, data);
+}
+
+/// floe's stylesheet's text: see [`relay_status`].
+pub fn icecast_xslt(data: &[u8]) {
+    relay_status(StatusKind::Xslt, data);
+}
+
+/// The repository (for the config target's zones directory), from either
+/// crate that builds this file.
+fn repo() -> &'static Path {
+    static REPO: OnceLock<PathBuf> = OnceLock::new();
+    REPO.get_or_init(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .find(|d| d.join("config/floe.toml").is_file())
+            .expect("the repository above this crate")
+            .to_path_buf()
+    })
+}
+
+/// Config text, loaded as `config/floe.toml` of the repository (so
+/// `zones = "zones"` loads the example zone): never panics; a failed load
+/// has an error; every diagnostic about the config file is at a place in
+/// its text (line 0 only for the whole file), and every error is at a
+/// line but those about the whole file ([`WHOLE_FILE`]); a config that
+/// loads makes a topology.
+pub fn config(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let path = repo().join("config/floe.toml");
+    let diags = match config::load_str(&path, text) {
+        Ok(loaded) => {
+            assert!(!loaded.warnings.has_errors());
+            Topology::new(loaded.config, None);
+            loaded.warnings
+        }
+        Err(diags) => {
+            assert!(diags.has_errors(), "a failed load without an error");
+            diags
+        }
+    };
+    check_places(&diags, &path, text);
+    for d in diags.0.iter().filter(|d| d.file == path && d.is_error()) {
+        assert!(
+            d.line > 0 || WHOLE_FILE.iter().any(|w| d.message.starts_with(w)),
+            "an error without a place: {d}"
+        );
+    }
+}
+
+/// The config errors about the whole file, which have no place in it:
+/// something missing.
+const WHOLE_FILE: &[&str] = &["no [[relay]] defined", "no [[stream]] defined"];
+
+/// A zone file's bytes, loaded as `stream.example.org.zone`: never panics;
+/// loads exactly when there is no error; every diagnostic is at a place in
+/// the text; a loaded zone gives its in-memory handler (which `to_handler`
+/// promises).
+pub fn zones(data: &[u8]) {
+    let path = Path::new("/fuzz/zones/stream.example.org.zone");
+    let (set, diags) = ZoneSet::load_file_bytes(path, data);
+    assert_eq!(set.is_some(), !diags.has_errors());
+    if let Ok(text) = std::str::from_utf8(data) {
+        check_places(&diags, path, text);
+    }
+    for zone in set.iter().flat_map(|s| s.zones()) {
+        zone.to_handler();
+        zone.negative_ttl();
+    }
+}
+
+/// Every diagnostic about `file` is at a line of `text` (or the line just
+/// after a final newline) and a column of it (1-based, characters, or one
+/// past the end); line 0 (the whole file) has column 0.
+fn check_places(diags: &Diagnostics, file: &Path, text: &str) {
+    let lines: Vec<&str> = text.split('\n').collect();
+    for d in diags.0.iter().filter(|d| d.file == file) {
+        if d.line == 0 {
+            assert_eq!(d.column, 0, "{d}");
+            continue;
+        }
+        let line = lines
+            .get(d.line - 1)
+            .unwrap_or_else(|| panic!("no such line: {d}"));
+        assert!(
+            d.column >= 1 && d.column <= line.chars().count() + 1,
+            "no such column: {d}"
+        );
+    }
+}
