@@ -107,7 +107,16 @@ impl FloeHandler {
         if raw.len() < 12 || raw[2] & 0x80 != 0 {
             return None;
         }
-        let Ok(request) = Request::from_bytes(raw.to_vec(), src, protocol) else {
+        // More than one question is FORMERR (RFC 9619), said before parsing:
+        // hickory's parser reserves room for as many questions as the
+        // header claims (up to 65,535, ~12 MB) before reading the first.
+        let questions = u16::from_be_bytes([raw[4], raw[5]]);
+        let parsed = if questions > 1 {
+            Err(())
+        } else {
+            Request::from_bytes(raw.to_vec(), src, protocol).map_err(drop)
+        };
+        let Ok(request) = parsed else {
             let key = QueryKey::unparsed(ResponseCode::FormErr.into());
             return Some((formerr(raw)?, key));
         };
