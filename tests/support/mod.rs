@@ -8,6 +8,7 @@
 
 pub mod dns;
 pub mod floe;
+pub mod flood;
 pub mod icecast;
 pub mod net;
 pub mod players;
