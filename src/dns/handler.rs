@@ -107,8 +107,13 @@ impl FloeHandler {
         if raw.len() < 12 || raw[2] & 0x80 != 0 {
             return None;
         }
-        let request = Request::from_bytes(raw.to_vec(), src, protocol)
-            .ok()
+        // More than one question is FORMERR (RFC 9619), said before parsing:
+        // hickory's parser reserves room for as many questions as the
+        // header claims (up to 65,535, ~12 MB) before reading the first.
+        let questions = u16::from_be_bytes([raw[4], raw[5]]);
+        let request = (questions <= 1)
+            .then(|| Request::from_bytes(raw.to_vec(), src, protocol).ok())
+            .flatten()
             .filter(|r| !points_into_header(raw, r.queries.len()));
         let Some(request) = request else {
             let key = QueryKey::unparsed(ResponseCode::FormErr.into());

@@ -160,11 +160,22 @@ async fn connection(
         let mut len = [0u8; 2];
         let read = async {
             stream.read_exact(&mut len).await?;
-            query.resize(usize::from(u16::from_be_bytes(len)), 0);
-            stream.read_exact(&mut query).await
+            // The buffer grows with the bytes that arrive, not with the
+            // length announced: a client announcing 64 KiB and sending
+            // nothing more must not make floe allocate (and zero) 64 KiB.
+            let want = u16::from_be_bytes(len);
+            query.clear();
+            (&mut stream)
+                .take(u64::from(want))
+                .read_to_end(&mut query)
+                .await?;
+            if query.len() < usize::from(want) {
+                return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+            }
+            Ok::<(), io::Error>(())
         };
         match tokio::time::timeout(idle, read).await {
-            Ok(Ok(_)) => {}
+            Ok(Ok(())) => {}
             // Closed by the client between queries: done.
             Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
             Ok(Err(e)) => return Err(e),

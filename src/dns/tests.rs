@@ -584,6 +584,13 @@ fn malformed_and_unsupported_queries() {
     // No question.
     let none = Message::new(3, MessageType::Query, OpCode::Query);
     assert_eq!(rcode(&state, &none), ResponseCode::FormErr);
+    // A header claiming 65,535 questions: FORMERR with its ID, said
+    // before parsing (hickory's parser would first reserve ~12 MB).
+    let mut many = query(WWW, RecordType::A, None);
+    many[4..6].copy_from_slice(&[0xff, 0xff]);
+    let m = ask(&state, &many);
+    assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
+    assert_eq!(m.metadata.id, 0x1234);
     // A question cut short: FORMERR with the query's ID.
     let raw = query(WWW, RecordType::A, None);
     let m = ask(&state, &raw[..20]);

@@ -26,6 +26,7 @@ use std::cell::RefCell;
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -107,6 +108,38 @@ pub struct Shared {
     /// read at start): a busy worker takes from the same pool as idle
     /// ones instead of refusing while they idle.
     pub slots: Arc<Semaphore>,
+    /// How many `slots` there are.
+    pub slot_count: usize,
+}
+
+impl Shared {
+    /// What the workers share, with empty client tables and page cache and
+    /// `max_connections` connection slots (at least one).
+    pub fn new(
+        snapshots: Arc<Snapshots>,
+        metrics: Arc<Metrics>,
+        history: Arc<History>,
+        max_connections: usize,
+    ) -> Shared {
+        let slot_count = max_connections.max(1);
+        Shared {
+            snapshots,
+            metrics,
+            history,
+            clients: ClientBudgets::new(CLIENT_SLOTS, std::time::Instant::now()),
+            pages: pages::PageCache::default(),
+            connections: ClientConnections::new(CLIENT_SLOTS),
+            slots: Arc::new(Semaphore::new(slot_count)),
+            slot_count,
+        }
+    }
+
+    /// HTTP connections open now, over every worker (each accept loop
+    /// waiting for a connection holds a slot too).
+    pub fn open_connections(&self) -> usize {
+        self.slot_count
+            .saturating_sub(self.slots.available_permits())
+    }
 }
 
 /// Slots of the client budget table: 65,536 x 8 bytes, whatever the number
@@ -232,6 +265,7 @@ async fn accept_loop(listener: tokio::net::TcpListener, shared: Arc<Shared>, shu
         };
         let _ = stream.set_nodelay(true);
         let limits = Lifetime {
+            head: config.http.header_timeout,
             age: config.http.max_connection_age,
             write: config.http.write_timeout,
         };
@@ -257,6 +291,10 @@ fn connection_builder(http: &crate::config::HttpConfig) -> http1::Builder {
 /// How long one connection may live, and how long a write may stall.
 #[derive(Debug, Clone, Copy)]
 struct Lifetime {
+    /// The first request's head must be complete this long after the
+    /// connection was accepted (later ones: hyper's header read timeout,
+    /// the same duration).
+    head: Duration,
     /// After this long the connection is closed once its request in flight
     /// (if any) is answered, and at most [`DRAIN_TIMEOUT`] later anyway.
     age: Duration,
@@ -273,25 +311,63 @@ async fn serve_connection(
     limits: Lifetime,
     shutdown: Shutdown,
 ) {
+    let accepted = tokio::time::Instant::now();
+    let first_head_due = accepted + limits.head;
+    // hyper allocates 16 KiB of buffers for a connection as soon as it
+    // starts on it (its write buffer at once, its read buffer at the first
+    // read): start it only once the client has sent something, so that a
+    // connection that sends nothing costs its socket and this task only
+    // (thousands of idle connections held 16 KiB each, see
+    // docs/robustness.md, "Floods and soak"). A peek, not `readable()`:
+    // tokio marks an accepted stream readable before any byte arrives.
+    let mut first = [0u8; 1];
+    tokio::select! {
+        r = tokio::time::timeout_at(first_head_due, stream.peek(&mut first)) => {
+            if !matches!(r, Ok(Ok(_))) {
+                return;
+            }
+        }
+        _ = shutdown.wait() => return,
+    }
     let local = stream.local_addr().ok();
     let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
     stream.set_write_timeout(Some(limits.write));
-    let service = hyper::service::service_fn(move |req| {
-        let snap = shared.snapshots.load();
-        let resp = routes::guarded(|| routes::respond(&snap, &shared, &req, local, peer));
-        std::future::ready(Ok::<_, std::convert::Infallible>(resp))
-    });
+    // Set once hyper has read a whole request head.
+    let asked = Arc::new(AtomicBool::new(false));
+    let service = {
+        let asked = asked.clone();
+        hyper::service::service_fn(move |req| {
+            asked.store(true, Ordering::Relaxed);
+            let snap = shared.snapshots.load();
+            let resp = routes::guarded(|| routes::respond(&snap, &shared, &req, local, peer));
+            std::future::ready(Ok::<_, std::convert::Infallible>(resp))
+        })
+    };
     let conn = builder.serve_connection(TokioIo::new(Box::pin(stream)), service);
-    tokio::pin!(conn);
-    tokio::select! {
-        r = conn.as_mut() => {
-            if let Err(e) = r {
-                tracing::debug!(%peer, "HTTP connection: {e}");
+    let head_timeout = tokio::time::sleep_until(first_head_due);
+    let age = tokio::time::sleep_until(accepted + limits.age);
+    tokio::pin!(conn, head_timeout, age);
+    // hyper's header timer started when hyper did; the first head is held
+    // to the time since the connection was accepted.
+    let mut head_pending = true;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(%peer, "HTTP connection: {e}");
+                }
+                return;
             }
-            return;
+            _ = &mut head_timeout, if head_pending => {
+                if !asked.load(Ordering::Relaxed) {
+                    tracing::debug!(%peer, "HTTP connection: no request head in time");
+                    return;
+                }
+                head_pending = false;
+            }
+            _ = &mut age => break,
+            _ = shutdown.wait() => break,
         }
-        _ = tokio::time::sleep(limits.age) => {}
-        _ = shutdown.wait() => {}
     }
     conn.as_mut().graceful_shutdown();
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, conn).await;

@@ -202,15 +202,12 @@ fn world() -> &'static World {
         let dns = DnsState::new(snapshots.clone(), Arc::new(zones));
         let metrics = Arc::new(floe::metrics::Metrics::new());
         metrics.attach_dns(dns.clone());
-        let shared = http::Shared {
+        let shared = http::Shared::new(
             snapshots,
             metrics,
-            history: Arc::new(floe::history::History::default()),
-            clients: floe::clients::ClientBudgets::new(http::CLIENT_SLOTS, Instant::now()),
-            pages: http::pages::PageCache::default(),
-            connections: floe::clients::ClientConnections::new(http::CLIENT_SLOTS),
-            slots: Arc::new(tokio::sync::Semaphore::new(1)),
-        };
+            Arc::new(floe::history::History::default()),
+            1,
+        );
         World {
             topology,
             observations,
@@ -499,7 +496,9 @@ fn relay_status(kind: StatusKind, data: &[u8]) {
                 },
                 now,
             );
-            let _ = select::client_budget(&snap, m);
+            for pool in snap.topology.pools.ids() {
+                let _ = select::client_budget(&snap, m, pool);
+            }
         }
     }
 }

@@ -9,6 +9,7 @@
 pub mod cluster;
 pub mod dns;
 pub mod floe;
+pub mod flood;
 pub mod icecast;
 pub mod net;
 pub mod players;
