@@ -22,9 +22,7 @@ use std::net::UdpSocket;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use support::floe::FloeProcess;
-use support::flood::{
-    Probe, ProcStats, get_redirect, machine_load, ms, proc_stats, query_a, raise_fd_limit,
-};
+use support::flood::{Probe, ProcStats, get_redirect, machine_load, ms, proc_stats, query_a};
 use support::net::http_request;
 
 const T: Duration = Duration::from_secs(10);
@@ -250,7 +248,6 @@ fn settled(pid: u32, n: usize) -> ProcStats {
 fn relays_flapping_reloads_and_drains_under_load_leave_memory_and_fds_flat() {
     let rt = runtime();
     let _g = rt.enter();
-    raise_fd_limit();
     let a = SimRelay::builder("relay-a")
         .mount("/live.ogg", None)
         .mount("/live.mp3", None)

@@ -22,26 +22,36 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Raises this process's soft open-files limit to the hard one (children,
-/// such as floe, inherit it) and returns it.
-pub fn raise_fd_limit() -> u64 {
+/// Raises this process's open-files limit to at least `want` if it can
+/// (to the hard limit, and beyond it as root), so that floe, which
+/// inherits it, can hold a flood's connections too; returns the limit.
+pub fn raise_fd_limit(want: u64) -> u64 {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
-    // SAFETY: getrlimit/setrlimit with a valid pointer to a local rlimit.
+    // SAFETY: getrlimit/setrlimit with valid pointers to local rlimits.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
             return 1024;
         }
-        if lim.rlim_cur < lim.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: lim.rlim_max,
-                rlim_max: lim.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                lim.rlim_cur = lim.rlim_max;
-            }
+        if lim.rlim_cur >= want {
+            return lim.rlim_cur;
+        }
+        // Beyond the hard limit only with CAP_SYS_RESOURCE (root).
+        let beyond = libc::rlimit {
+            rlim_cur: want,
+            rlim_max: lim.rlim_max.max(want),
+        };
+        let hard = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &beyond) == 0 {
+            return want;
+        }
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &hard) == 0 {
+            return lim.rlim_max;
         }
     }
     lim.rlim_cur
