@@ -86,6 +86,11 @@ fn bad_admin_settings_are_errors_with_their_line() {
         ),
         ("[admin]\ntoken_file = \"missing.token\"", 2, "cannot read"),
         (
+            "[admin]\ntoken_file = \"/dev/zero\"",
+            2,
+            "more than 4096 bytes",
+        ),
+        (
             "[admin]\nlisten = [\"localhost\"]\ntoken = \"aaaaaaaaaaaaaaaaaaaa\"",
             2,
             "not an address:port",
@@ -209,6 +214,7 @@ fn a_relay_password_comes_inline_or_from_a_file_and_is_never_printed() {
             "either password or password_file",
         ),
         (", password_file = \"missing.pass\"", "cannot read"),
+        (", password_file = \"/dev/zero\"", "more than 4096 bytes"),
     ] {
         let (config, diags) = parse_in(dir.path(), &relay(auth));
         assert!(config.is_none(), "{auth} should fail");

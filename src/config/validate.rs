@@ -36,6 +36,26 @@ mod pools;
 /// hopeless; shorter ones are usually words.
 const MIN_ADMIN_TOKEN: usize = 16;
 
+/// Most bytes a secret file (`token_file`, `password_file`) may hold.
+const MAX_SECRET_FILE: u64 = 4096;
+
+/// The text of a secret file, read to at most [`MAX_SECRET_FILE`] bytes:
+/// a path to a device or a huge file is an error, not a read that never
+/// ends.
+fn read_secret(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_SECRET_FILE + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_SECRET_FILE {
+        return Err(std::io::Error::other(format!(
+            "more than {MAX_SECRET_FILE} bytes: not a secret"
+        )));
+    }
+    Ok(text)
+}
+
 /// Validation context: the file being read and what was found wrong so far.
 pub(super) struct Cx<'a> {
     file: &'a Path,
@@ -520,7 +540,7 @@ impl<'a> Cx<'a> {
             (Some(token), None) => (token.get_ref().clone(), token.span(), "token"),
             (None, Some(file)) => {
                 let path = self.base_dir().join(file.get_ref());
-                match std::fs::read_to_string(&path) {
+                match read_secret(&path) {
                     Ok(text) => (text, file.span(), "token_file"),
                     Err(e) => {
                         self.error(
@@ -585,7 +605,7 @@ impl<'a> Cx<'a> {
             (Some(p), None) => p,
             (None, Some(file)) => {
                 let path = self.base_dir().join(file);
-                match std::fs::read_to_string(&path) {
+                match read_secret(&path) {
                     // One line: a trailing newline is not part of it.
                     Ok(text) => text.trim_end_matches(['\n', '\r']).to_string(),
                     Err(e) => {
