@@ -186,7 +186,7 @@ impl Soak<'_> {
         // A reload every third step: the file replaced (the watcher
         // reloads), then SIGHUP; every seventh reload a broken config,
         // fixed by the next.
-        if k % 3 == 0 {
+        if k.is_multiple_of(3) {
             let reload = k / 3;
             let path = self.floe.config_path();
             if reload % 7 == 6 {
