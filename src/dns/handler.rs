@@ -109,7 +109,7 @@ impl FloeHandler {
         }
         // More than one question is FORMERR (RFC 9619), said before parsing:
         // hickory's parser reserves room for as many questions as the
-        // header claims (up to 65,535, ~12 MB) before reading the first.
+        // header claims (up to 65,535, 11 MB) before reading the first.
         let questions = u16::from_be_bytes([raw[4], raw[5]]);
         let request = (questions <= 1)
             .then(|| Request::from_bytes(raw.to_vec(), src, protocol).ok())

@@ -585,7 +585,7 @@ fn malformed_and_unsupported_queries() {
     let none = Message::new(3, MessageType::Query, OpCode::Query);
     assert_eq!(rcode(&state, &none), ResponseCode::FormErr);
     // A header claiming 65,535 questions: FORMERR with its ID, said
-    // before parsing (hickory's parser would first reserve ~12 MB).
+    // before parsing (hickory's parser would first reserve 11 MB).
     let mut many = query(WWW, RecordType::A, None);
     many[4..6].copy_from_slice(&[0xff, 0xff]);
     let m = ask(&state, &many);
