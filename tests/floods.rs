@@ -15,12 +15,12 @@ mod support;
 
 use floe::demo::sim::SimRelay;
 use hickory_proto::rr::RecordType;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 use support::floe::FloeProcess;
 use support::flood::{
-    Garbage, Held, Hold, HoldGroup, Probe, Sampler, UdpFlood, dns_query, fd_limit_of, get_redirect,
-    machine_load, ms, proc_stats, query_a, raise_fd_limit, spread,
+    Garbage, Held, Hold, HoldGroup, Sampler, UdpFlood, dns_query, fd_limit_of, machine_load, ms,
+    proc_stats, raise_fd_limit, spread, steady_client,
 };
 
 const T: Duration = Duration::from_secs(15);
@@ -235,18 +235,11 @@ fn a_well_behaved_client_is_served_in_full_and_fast_during_a_flood() {
     // The well-behaved client: redirects from 127.250.0.1, DNS from
     // 127.251.0.1 (an address and a /24 of its own: its grant budget and
     // its response rate are its own, as a listener's or a resolver's are).
-    let probe_http = Probe::start(PROBE_RATE, move || {
-        get_redirect(
-            http,
-            "127.250.0.1".parse().unwrap(),
-            "/live.ogg",
-            Duration::from_secs(2),
-        )
-    });
-    let resolver = UdpSocket::bind("127.251.0.1:0").unwrap();
-    let probe_dns = Probe::start(PROBE_RATE, move || {
-        query_a(&resolver, dns, LIVE, Duration::from_secs(1))
-    });
+    let (probe_http, probe_dns) = steady_client(
+        PROBE_RATE,
+        (http, "127.250.0.1".parse().unwrap(), "/live.ogg"),
+        (dns, "127.251.0.1".parse().unwrap(), LIVE),
+    );
     std::thread::sleep(Duration::from_secs(2));
     let quiet = (probe_http.take().summary(), probe_dns.take().summary());
     let before = proc_stats(pid);

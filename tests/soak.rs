@@ -18,11 +18,11 @@ mod support;
 
 use floe::demo::sim::SimRelay;
 use std::collections::BTreeMap;
-use std::net::UdpSocket;
 use std::path::Path;
 use std::time::{Duration, Instant};
+use support::TestConfig;
 use support::floe::FloeProcess;
-use support::flood::{Probe, ProcStats, get_redirect, machine_load, ms, proc_stats, query_a};
+use support::flood::{ProcStats, machine_load, ms, proc_stats, steady_client};
 use support::net::http_request;
 
 const T: Duration = Duration::from_secs(10);
@@ -66,38 +66,20 @@ fn seconds() -> u64 {
 /// full, mount full, source gone, drained); `weight_b` changes with each
 /// reload.
 fn config(relays: &[&SimRelay; 3], weight_b: u32, token_file: &Path) -> String {
-    let mut c = format!(
-        r#"
-[dns]
-listen = ["127.0.0.1:0"]
-zones = "zones"
-[http]
-listen = ["127.0.0.1:0"]
-[poll]
-interval = "500ms"
-timeout = "1s"
-rise = 1
-fall = 1
-[admin]
-listen = ["127.0.0.1:0"]
-token_file = {:?}
-[[stream]]
-name = "live"
-mounts = ["/live.ogg", "/live.mp3"]
-dns = ["live.stream.example.org."]
-"#,
-        token_file.display().to_string()
-    );
-    for (i, r) in relays.iter().enumerate() {
-        let weight = if i == 1 { weight_b } else { 1 };
-        c += &format!(
-            "[[relay]]\nname = \"{}\"\nurl = \"{}\"\naddresses = [\"127.0.0.{}\"]\nstatus = {{ kind = \"xslt\" }}\nweight = {weight}\n",
-            r.name(),
-            r.url(),
-            i + 1
-        );
-    }
-    c
+    TestConfig::new()
+        .set("poll", "interval", "\"500ms\"")
+        .set("poll", "timeout", "\"1s\"")
+        .set("http", "workers", "0")
+        .set("admin", "listen", "[\"127.0.0.1:0\"]")
+        .set(
+            "admin",
+            "token_file",
+            &format!("{:?}", token_file.display().to_string()),
+        )
+        .relay(relays[0], "weight = 1")
+        .relay(relays[1], &format!("weight = {weight_b}"))
+        .relay(relays[2], "weight = 1")
+        .render()
 }
 
 /// Replaces `path` by renaming a new file over it (as editors save), so a
@@ -274,18 +256,11 @@ fn relays_flapping_reloads_and_drains_under_load_leave_memory_and_fds_flat() {
 
     // Steady load from a client of its own (its own budget and response
     // rate; relay-a always has room, so every request has an answer).
-    let probe_http = Probe::start(RATE, move || {
-        get_redirect(
-            http,
-            "127.240.0.1".parse().unwrap(),
-            "/live.ogg",
-            Duration::from_secs(2),
-        )
-    });
-    let resolver = UdpSocket::bind("127.241.0.1:0").unwrap();
-    let probe_dns = Probe::start(RATE, move || {
-        query_a(&resolver, dns, LIVE, Duration::from_secs(1))
-    });
+    let (probe_http, probe_dns) = steady_client(
+        RATE,
+        (http, "127.240.0.1".parse().unwrap(), "/live.ogg"),
+        (dns, "127.241.0.1".parse().unwrap(), LIVE),
+    );
 
     let mut soak = Soak {
         floe: &floe,

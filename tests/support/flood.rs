@@ -287,6 +287,26 @@ pub struct Probe {
     thread: Option<JoinHandle<()>>,
 }
 
+/// A well-behaved listener and resolver, `rate` requests a second each: a
+/// `GET mount` to `http` from `http_from` (a redirect is served) and an A
+/// query for `name` to `dns` from `dns_from` (an address is served).
+/// Addresses of their own, as a listener's and a resolver's are: their
+/// grant budget and response rate are theirs.
+pub fn steady_client(
+    rate: u32,
+    (http, http_from, mount): (SocketAddr, IpAddr, &'static str),
+    (dns, dns_from, name): (SocketAddr, IpAddr, &'static str),
+) -> (Probe, Probe) {
+    let redirects = Probe::start(rate, move || {
+        get_redirect(http, http_from, mount, Duration::from_secs(2))
+    });
+    let resolver = UdpSocket::bind(SocketAddr::new(dns_from, 0)).unwrap();
+    let answers = Probe::start(rate, move || {
+        query_a(&resolver, dns, name, Duration::from_secs(1))
+    });
+    (redirects, answers)
+}
+
 impl Probe {
     /// Calls `request` `rate` times a second (open loop: on schedule, not
     /// after the previous answer, unless that one is late) until stopped.
