@@ -309,3 +309,83 @@ fn durations_too_long_to_compute_with_are_errors() {
     let (config, diags) = parse_in(dir.path(), "[poll]\nstale_after = \"99y\"");
     assert!(config.is_some(), "{diags}");
 }
+
+#[test]
+fn bad_groups_and_pools_are_errors_with_their_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let group = "[[group]]\nname = \"venue\"\nrelays = [\"r1\"]\n";
+    let cases = [
+        (
+            "[[group]]\nname = \"g\"\nrelays = [\"nope\"]",
+            3,
+            "no [[relay]] is named \"nope\"",
+        ),
+        (
+            "[[group]]\nname = \"*\"\nrelays = [\"r1\"]",
+            2,
+            "group name \"*\"",
+        ),
+        (
+            "[[group]]\nname = \"g\"\nrelays = [\"r1\"]\n[[group]]\nname = \"g\"\nrelays = [\"r1\"]",
+            5,
+            "duplicate group name \"g\" (first defined on line 2)",
+        ),
+        (
+            "[[pool]]\nname = \"p\"\nnetworks = [\"10.0.0.0/8\"]\norder = [\"nope\"]",
+            4,
+            "no [[group]] is named \"nope\"",
+        ),
+        (
+            "[[pool]]\nname = \"p\"\nnetworks = [\"10.0.0.0/33\"]\norder = [\"*\"]",
+            3,
+            "is not a network",
+        ),
+        (
+            "[[pool]]\nname = \"p\"\norder = [\"*\"]",
+            2,
+            "networks is empty",
+        ),
+        (
+            "[[pool]]\nname = \"default\"\nnetworks = [\"10.0.0.0/8\"]\norder = [\"*\"]",
+            2,
+            "takes no networks",
+        ),
+        (
+            "[[pool]]\nname = \"p\"\nnetworks = [\"10.0.0.0/8\"]\norder = []",
+            4,
+            "order is empty",
+        ),
+        (
+            "[[pool]]\nname = \"a\"\nnetworks = [\"10.0.0.0/8\"]\norder = [\"*\"]\n[[pool]]\nname = \"b\"\nnetworks = [\"10.0.0.0/8\"]\norder = [\"*\"]",
+            7,
+            "also a network of pool \"a\"",
+        ),
+    ];
+    for (head, line, message) in cases {
+        let (config, diags) = parse_in(dir.path(), head);
+        assert!(config.is_none(), "{head} should fail");
+        let errs = errors(&diags);
+        assert!(
+            errs.iter().any(|(l, m)| *l == line && m.contains(message)),
+            "{head}: expected line {line} to say {message:?}, got {errs:?}"
+        );
+    }
+    // Warnings: host bits, a group after "*", an exclusive group no pool names.
+    let (config, diags) = parse_in(
+        dir.path(),
+        &format!(
+            "{group}[[group]]\nname = \"x\"\nrelays = [\"r1\"]\nexclusive = true\n\
+             [[pool]]\nname = \"hall\"\nnetworks = [\"10.1.2.3/16\"]\norder = [\"*\", \"venue\"]"
+        ),
+    );
+    let config = config.unwrap_or_else(|| panic!("{diags}"));
+    let warnings: Vec<&str> = diags.0.iter().map(|d| d.message.as_str()).collect();
+    for w in ["it means 10.1.0.0/16", "never tried", "serve nobody"] {
+        assert!(warnings.iter().any(|m| m.contains(w)), "{w}: {warnings:?}");
+    }
+    assert_eq!(config.pools[0].name, "default");
+    assert_eq!(
+        config.pools[1].networks,
+        vec!["10.1.0.0/16".parse().unwrap()]
+    );
+}

@@ -36,6 +36,14 @@ mod pools;
 /// hopeless; shorter ones are usually words.
 const MIN_ADMIN_TOKEN: usize = 16;
 
+/// Whether `name` is fit to name a relay, group or pool.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
 /// Most bytes a secret file (`token_file`, `password_file`) may hold.
 const MAX_SECRET_FILE: u64 = 4096;
 
@@ -638,17 +646,32 @@ impl<'a> Cx<'a> {
         Some(password)
     }
 
+    /// Reports `name` (a `what`) when it was seen before, else records it.
+    fn unique(
+        &mut self,
+        seen: &mut HashMap<String, usize>,
+        name: &str,
+        span: &std::ops::Range<usize>,
+        what: &str,
+    ) {
+        if let Some(first) = seen.get(name) {
+            self.error(
+                Some(span.clone()),
+                format!("duplicate {what} name {name:?} (first defined on line {first})"),
+            );
+        } else {
+            let line = self.line_col(span.start).0;
+            seen.insert(name.to_string(), line);
+        }
+    }
+
     fn relays(&mut self, raws: Vec<RawRelay>) -> Option<Vec<RelayConfig>> {
         let mut out = Vec::new();
         let found = self.errors();
         let mut seen: HashMap<String, usize> = HashMap::new();
         for raw in raws {
             let name = raw.name.get_ref().trim().to_string();
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            {
+            if !valid_name(&name) {
                 self.error(
                     Some(raw.name.span()),
                     format!(
@@ -656,15 +679,7 @@ impl<'a> Cx<'a> {
                     ),
                 );
             }
-            if let Some(first_line) = seen.get(&name) {
-                self.error(
-                    Some(raw.name.span()),
-                    format!("duplicate relay name {name:?} (first defined on line {first_line})"),
-                );
-            } else {
-                let line = self.line_col(raw.name.span().start).0;
-                seen.insert(name.clone(), line);
-            }
+            self.unique(&mut seen, &name, &raw.name.span(), "relay");
             let url = match parse_base_url(raw.url.get_ref()) {
                 Ok(u) => u.as_str().trim_end_matches('/').to_string(),
                 Err(e) => {

@@ -1,19 +1,11 @@
 //! `[[group]]` and `[[pool]]`: relay groups and the listener pools they
 //! serve, checked against the relays and each other.
 
-use super::Cx;
+use super::{Cx, valid_name};
 use crate::config::model::{ANY_GROUP, DEFAULT_POOL, GroupConfig, PoolConfig, RelayConfig};
 use crate::config::raw::{RawGroup, RawPool};
 use std::collections::{HashMap, HashSet};
 use toml::Spanned;
-
-/// Whether `name` is fit to name a group or pool (as relay names are).
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-}
 
 impl Cx<'_> {
     /// The `[[group]]`s, each naming configured relays; `None` when one is
@@ -146,25 +138,6 @@ impl Cx<'_> {
             ),
         }
         (self.errors() == found).then_some(out)
-    }
-
-    /// Reports `name` (a `what`) when it was seen before, else records it.
-    fn unique(
-        &mut self,
-        seen: &mut HashMap<String, usize>,
-        name: &str,
-        span: &std::ops::Range<usize>,
-        what: &str,
-    ) {
-        if let Some(first) = seen.get(name) {
-            self.error(
-                Some(span.clone()),
-                format!("duplicate {what} name {name:?} (first defined on line {first})"),
-            );
-        } else {
-            let line = self.line_col(span.start).0;
-            seen.insert(name.to_string(), line);
-        }
     }
 
     /// A pool's networks, each normalized (host bits cleared, with a
