@@ -309,19 +309,32 @@ proptest! {
                     prop_assert_eq!(says_302, decided.answer == Answer::Candidates, "{}", e.answer);
                 }
                 Target::Name { mount, .. } => {
-                    // The plan's answer for this name.
+                    // The plan's answer for this name, for every pool.
                     let wanted = if mount.is_some() { NAMES[1] } else { NAMES[0] };
                     let b = plan.names.iter().find(|b| b.name.to_string() == wanted).expect("balanced");
                     let dns = &snap.config().dns;
+                    for pool in topo.pools.ids() {
+                        let decided = select::decide_for(&snap, target, pool, now);
+                        let answer = b.for_pool(pool);
+                        prop_assert!(answer.pools.contains(&pool));
+                        prop_assert_eq!(b.group(pool), decided.group);
+                        match decided.answer {
+                            Answer::Candidates => {
+                                prop_assert_eq!(answer.decision, Decision::Candidates);
+                                let relays: Vec<&str> = answer.relays.iter().map(|&r| name(r)).collect();
+                                let candidates: Vec<&str> = decided.candidates().map(|(r, _)| name(r)).collect();
+                                prop_assert_eq!(&relays, &candidates);
+                            }
+                            Answer::Fallback(why) => {
+                                prop_assert_eq!(answer.decision, Decision::Policy { why, policy: why.policy(dns) });
+                            }
+                        }
+                    }
                     match decided.answer {
                         Answer::Candidates => {
-                            prop_assert_eq!(b.decision, Decision::Candidates);
-                            let relays: Vec<&str> = b.relays.iter().map(|&r| name(r)).collect();
-                            prop_assert_eq!(&relays, &candidates);
                             prop_assert!(e.answer.starts_with("DNS: A/AAAA"), "{}", e.answer);
                         }
                         Answer::Fallback(why) => {
-                            prop_assert_eq!(b.decision, Decision::Policy { why, policy: why.policy(dns) });
                             let says = format!("policy {} answers", why.policy(dns).as_str());
                             prop_assert!(e.answer.ends_with(&says), "{} / {}", e.answer, says);
                         }

@@ -165,6 +165,17 @@ pub struct DnsConfig {
     /// UDP sockets (each with its own thread) per listen address; 0 = one per
     /// core.
     pub udp_workers: usize,
+    /// Whether balanced names are answered for the listener pool of the
+    /// EDNS Client Subnet a resolver sends (RFC 7871), and the option
+    /// echoed with its scope; off: the option is ignored and the resolver's
+    /// own address picks the pool.
+    pub ecs: bool,
+    /// Most leading bits of an IPv4 client subnet floe looks at; longer
+    /// source prefixes are used only this far (and answered with a scope of
+    /// at most this), so a resolver never caches per single address.
+    pub ecs_max_prefix_v4: u8,
+    /// The same for IPv6 client subnets.
+    pub ecs_max_prefix_v6: u8,
 }
 
 /// `[http]`: the redirecting front door.

@@ -35,6 +35,9 @@ pub struct RawDns {
     pub rrl_exempt: Option<Vec<Spanned<String>>>,
     pub diagnostic_txt: Option<bool>,
     pub udp_workers: Option<u32>,
+    pub ecs: Option<bool>,
+    pub ecs_max_prefix_v4: Option<Spanned<u8>>,
+    pub ecs_max_prefix_v6: Option<Spanned<u8>>,
 }
 
 /// `[http]`.

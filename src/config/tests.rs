@@ -389,3 +389,55 @@ fn bad_groups_and_pools_are_errors_with_their_line() {
         vec!["10.1.0.0/16".parse().unwrap()]
     );
 }
+
+#[test]
+fn ecs_keys_are_checked_and_pool_networks_longer_than_ecs_reads_are_warned() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, diags) = parse_in(dir.path(), "");
+    let dns = config.unwrap_or_else(|| panic!("{diags}")).dns;
+    assert!(dns.ecs);
+    assert_eq!((dns.ecs_max_prefix_v4, dns.ecs_max_prefix_v6), (24, 56));
+    for (head, message) in [
+        (
+            "[dns]\necs_max_prefix_v4 = 33",
+            "ecs_max_prefix_v4 is a prefix length from 1 to 32",
+        ),
+        (
+            "[dns]\necs_max_prefix_v6 = 0",
+            "ecs_max_prefix_v6 is a prefix length from 1 to 128",
+        ),
+    ] {
+        let (config, diags) = parse_in(dir.path(), head);
+        assert!(config.is_none(), "{head} should fail");
+        assert!(
+            errors(&diags)
+                .iter()
+                .any(|(l, m)| *l == 2 && m.contains(message)),
+            "{head}: {diags}"
+        );
+    }
+    let pools = "[[pool]]\nname = \"desk\"\nnetworks = [\"10.1.2.0/28\", \"2001:db8::/64\", \"10.2.0.0/16\"]\norder = [\"*\"]";
+    let (config, diags) = parse_in(dir.path(), pools);
+    assert!(config.is_some(), "{diags}");
+    let warned: Vec<(usize, usize, &str)> = diags
+        .0
+        .iter()
+        .map(|d| (d.line, d.column, d.message.as_str()))
+        .collect();
+    assert!(
+        warned.iter().any(|(l, c, m)| *l == 3
+            && *c == 13
+            && m.contains("10.1.2.0/28 is longer than [dns] ecs_max_prefix_v4 = 24")),
+        "{warned:?}"
+    );
+    assert!(
+        warned.iter().any(
+            |(_, _, m)| m.contains("2001:db8::/64 is longer than [dns] ecs_max_prefix_v6 = 56")
+        ),
+        "{warned:?}"
+    );
+    assert_eq!(warned.len(), 2, "{warned:?}");
+    // ECS off: nothing to warn about.
+    let (_, diags) = parse_in(dir.path(), &format!("[dns]\necs = false\n{pools}"));
+    assert!(diags.0.is_empty(), "{diags}");
+}

@@ -182,9 +182,13 @@ impl<'a> Cx<'a> {
         let groups = relays
             .as_deref()
             .and_then(|relays| self.groups(groups, relays));
+        let ecs_max = dns
+            .as_ref()
+            .filter(|d| d.ecs)
+            .map(|d| (d.ecs_max_prefix_v4, d.ecs_max_prefix_v6));
         let pools = groups
             .as_deref()
-            .and_then(|groups| self.pools(pools, groups));
+            .and_then(|groups| self.pools(pools, groups, ecs_max));
         let config = Config {
             path: self.file.to_path_buf(),
             dns: dns?,
@@ -387,6 +391,19 @@ impl<'a> Cx<'a> {
                 &["127.0.0.0/8", "::1/128"],
             )?,
             udp_workers: raw.udp_workers.unwrap_or(0) as usize,
+            ecs: raw.ecs.unwrap_or(true),
+            ecs_max_prefix_v4: self.checked(
+                raw.ecs_max_prefix_v4,
+                24,
+                |p| (1..=32).contains(&p),
+                "[dns] ecs_max_prefix_v4 is a prefix length from 1 to 32",
+            ),
+            ecs_max_prefix_v6: self.checked(
+                raw.ecs_max_prefix_v6,
+                56,
+                |p| (1..=128).contains(&p),
+                "[dns] ecs_max_prefix_v6 is a prefix length from 1 to 128",
+            ),
         })
     }
 

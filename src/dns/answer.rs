@@ -20,7 +20,7 @@ use crate::config::{DnsConfig, DnsPolicy};
 use crate::draw::RunningSums;
 use crate::health::RelayState;
 use crate::select::{self, Answer, Fallback, Target};
-use crate::snapshot::{MountId, RelayId, Snapshot, StreamId};
+use crate::snapshot::{GroupId, MountId, PerPool, PoolId, RelayId, Snapshot, StreamId};
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::rdata::{A, AAAA, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
@@ -79,7 +79,8 @@ pub enum Decision {
     },
 }
 
-/// One balanced name's answers in one plan.
+/// One balanced name's answers in one plan: one per listener pool, pools
+/// whose decisions name the same relays sharing one.
 #[derive(Debug)]
 pub struct Balanced {
     /// The name, lower case, fully qualified.
@@ -92,8 +93,22 @@ pub struct Balanced {
     pub mount: Option<MountId>,
     /// Index of its zone in [`Zones`].
     pub zone: usize,
+    /// The distinct answers, the default pool's first.
+    pub answers: Box<[PoolAnswer]>,
+    /// Per listener pool, the index of its answer in `answers`.
+    by_pool: PerPool<usize>,
+    /// Per listener pool, the group of its order the answer comes from
+    /// (pools sharing an answer may reach it through different groups).
+    groups: PerPool<Option<GroupId>>,
+}
+
+/// What a balanced name answers for one or more listener pools.
+#[derive(Debug)]
+pub struct PoolAnswer {
     /// Candidates or a policy.
     pub decision: Decision,
+    /// The pools answered this way.
+    pub pools: Box<[PoolId]>,
     /// TTL of the address records.
     pub ttl: u32,
     /// The relays the variants were drawn from (candidates, or the
@@ -190,18 +205,85 @@ impl Plan {
     pub fn describe(&self) -> String {
         let mut s = String::new();
         for b in self.names.iter() {
-            let _ = write!(
-                s,
-                "{} {}; ",
-                b.name,
-                b.explain(&self.snapshot, self.generation)
-            );
+            for pool in self.snapshot.topology.pools.ids() {
+                let _ = write!(
+                    s,
+                    "{} {}; ",
+                    b.name,
+                    b.explain(&self.snapshot, self.generation, pool)
+                );
+            }
         }
         s
     }
 }
 
 impl Balanced {
+    /// The answer for listeners of `pool`.
+    #[inline]
+    pub fn for_pool(&self, pool: PoolId) -> &PoolAnswer {
+        &self.answers[self.by_pool.get(pool).copied().unwrap_or(0)]
+    }
+
+    /// The default pool's answer (everyone's, without `[[pool]]`).
+    pub fn default_answer(&self) -> &PoolAnswer {
+        &self.answers[0]
+    }
+
+    /// Whether the answer depends on the listener's pool (else an ECS
+    /// answer has scope 0).
+    #[inline]
+    pub fn varies(&self) -> bool {
+        self.answers.len() > 1
+    }
+
+    /// The group of `pool`'s order its answer comes from (`None`: no group
+    /// has room).
+    pub fn group(&self, pool: PoolId) -> Option<GroupId> {
+        self.groups.get(pool).copied().flatten()
+    }
+
+    /// The TXT explanation of `pool`'s answer (see [`Balanced::explain`]),
+    /// split into strings of at most 255 bytes.
+    pub fn explain_record(
+        &self,
+        snap: &Snapshot,
+        generation: u64,
+        pool: PoolId,
+        owner: &Name,
+    ) -> Record {
+        let text = self.explain(snap, generation, pool);
+        let mut parts = Vec::new();
+        let mut rest = text.as_str();
+        while !rest.is_empty() {
+            let mut cut = rest.len().min(255);
+            while !rest.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            parts.push(rest[..cut].to_string());
+            rest = &rest[cut..];
+        }
+        // The explanation changes with every snapshot: never cache it long.
+        Record::from_rdata(owner.clone(), 0, RData::TXT(TXT::new(parts)))
+    }
+
+    /// `pool`'s answer in words ([`PoolAnswer::explain`]); with listener
+    /// pools configured, then ` pool=hall group=venue` (the pool the asker
+    /// was answered as, and the group of its order answering, or `none`).
+    pub fn explain(&self, snap: &Snapshot, generation: u64, pool: PoolId) -> String {
+        let mut s = self.for_pool(pool).explain(snap, generation);
+        let topology = &snap.topology;
+        if topology.pools.len() > 1 {
+            let group = self
+                .group(pool)
+                .map_or("none", |g| &topology.groups[g].name);
+            let _ = write!(s, " pool={} group={group}", topology.pools[pool].name);
+        }
+        s
+    }
+}
+
+impl PoolAnswer {
     /// The address records of variant `variant` for `rtype` (A or AAAA;
     /// anything else has none), owned by `owner` (the question's name, so
     /// its case is kept).
@@ -220,27 +302,9 @@ impl Balanced {
         }
     }
 
-    /// The TXT explanation of this answer: `generation=N answer=...
-    /// ttl=T relays=a,b` (see docs/dns.md), split into strings of at most
-    /// 255 bytes.
-    pub fn explain_record(&self, snap: &Snapshot, generation: u64, owner: &Name) -> Record {
-        let text = self.explain(snap, generation);
-        let mut parts = Vec::new();
-        let mut rest = text.as_str();
-        while !rest.is_empty() {
-            let mut cut = rest.len().min(255);
-            while !rest.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            parts.push(rest[..cut].to_string());
-            rest = &rest[cut..];
-        }
-        // The explanation changes with every snapshot: never cache it long.
-        Record::from_rdata(owner.clone(), 0, RData::TXT(TXT::new(parts)))
-    }
-
     /// `generation=N answer=candidates ttl=T relays=relay-1,relay-2`, or
-    /// `answer=serve-all reason=no-candidate:full ...` for a policy.
+    /// `answer=serve-all reason=no-candidate:full ...` for a policy (see
+    /// docs/dns.md).
     pub fn explain(&self, snap: &Snapshot, generation: u64) -> String {
         let mut s = format!("generation={generation} ");
         match self.decision {
@@ -271,14 +335,14 @@ pub struct Rendered {
 }
 
 impl Rendered {
-    /// Renders every variant of `b`; `soa` is its zone's SOA with the
-    /// negative TTL, for NODATA variants.
-    pub fn render(b: &Balanced, soa: &Record) -> Rendered {
+    /// Renders every variant of `answer` for `name`; `soa` is its zone's
+    /// SOA with the negative TTL, for NODATA variants.
+    pub fn render(name: &Name, answer: &PoolAnswer, soa: &Record) -> Rendered {
         let one = |rtype: RecordType, k: usize| -> Box<[u8]> {
             let mut m = Message::new(0, MessageType::Response, OpCode::Query);
             m.metadata.authoritative = true;
-            m.add_query(Query::query(b.name.clone(), rtype));
-            let records = b.records(rtype, k, &b.name);
+            m.add_query(Query::query(name.clone(), rtype));
+            let records = answer.records(rtype, k, name);
             if records.is_empty() {
                 m.add_authority(soa.clone());
             } else {
@@ -290,8 +354,8 @@ impl Rendered {
         };
         let all = |rtype: RecordType, n: usize| (0..n.max(1)).map(|k| one(rtype, k)).collect();
         Rendered {
-            a: all(RecordType::A, b.v4.len()),
-            aaaa: all(RecordType::AAAA, b.v6.len()),
+            a: all(RecordType::A, answer.v4.len()),
+            aaaa: all(RecordType::AAAA, answer.v6.len()),
         }
     }
 }
@@ -317,66 +381,123 @@ fn balanced<R: Rng + ?Sized>(
     wall: SystemTime,
     rng: &mut R,
 ) -> Balanced {
-    let dns = &snap.config().dns;
     let target = Target::Name {
         stream: sid,
         mount: mid,
     };
-    let decided = select::decide(snap, target, now);
-    let decision = match decided.answer {
-        Answer::Candidates => Decision::Candidates,
-        Answer::Fallback(why) => Decision::Policy {
-            why,
-            policy: why.policy(dns),
-        },
-    };
-    let (relays, (v4, v6), ttl) = match decision {
-        Decision::Candidates => (
-            decided.candidates().map(|(r, _)| r).collect(),
-            draw_candidates(snap, &decided, rng),
-            candidate_ttl(snap, &decided, wall),
-        ),
-        Decision::Policy { why, policy } => {
-            let (relays, variants) = match policy {
-                DnsPolicy::ServeAll | DnsPolicy::LastKnown => {
-                    let relays = serve_all(snap, why);
-                    let variants = draw_shuffled(snap, &relays, dns.answers, rng);
-                    (relays, variants)
-                }
-                DnsPolicy::Nodata => (Vec::new(), Variants::default()),
-                DnsPolicy::Fallback => (Vec::new(), fixed(&dns.fallback, dns.answers)),
-            };
-            (relays, variants, secs(dns.min_ttl))
-        }
-    };
-    let mut b = Balanced {
+    let soa = zones.negative_soa(zone);
+    let mut answers: Vec<PoolAnswer> = Vec::new();
+    let mut by_pool = Vec::with_capacity(snap.topology.pools.len());
+    let mut groups = Vec::with_capacity(snap.topology.pools.len());
+    for pool in snap.topology.pools.ids() {
+        let decided = select::decide_for(snap, target, pool, now);
+        let decision = match decided.answer {
+            Answer::Candidates => Decision::Candidates,
+            Answer::Fallback(why) => Decision::Policy {
+                why,
+                policy: why.policy(&snap.config().dns),
+            },
+        };
+        let relays = answer_relays(snap, &decided, decision);
+        // Pools whose decisions name the same relays get the same answer
+        // (the same draws, so an ECS answer can say it holds for everyone).
+        let same = answers
+            .iter()
+            .position(|a| a.decision == decision && *a.relays == *relays);
+        let index = match same {
+            Some(i) => {
+                let mut pools = std::mem::take(&mut answers[i].pools).into_vec();
+                pools.push(pool);
+                answers[i].pools = pools.into();
+                i
+            }
+            None => {
+                let mut a = pool_answer(snap, &decided, decision, relays, wall, rng);
+                a.pools = Box::new([pool]);
+                a.rendered = Rendered::render(name, &a, soa);
+                answers.push(a);
+                answers.len() - 1
+            }
+        };
+        by_pool.push(index);
+        groups.push(decided.group);
+    }
+    Balanced {
         name: name.clone(),
         wire: lower_wire(name),
         stream: sid,
         mount: mid,
         zone,
+        answers: answers.into(),
+        by_pool: by_pool.into_iter().collect(),
+        groups: groups.into_iter().collect(),
+    }
+}
+
+/// The relays a decision's answer is drawn from: its candidates, or the
+/// policy's relays (none for `nodata` and `fallback`).
+fn answer_relays(snap: &Snapshot, decided: &select::Decision, decision: Decision) -> Vec<RelayId> {
+    match decision {
+        Decision::Candidates => decided.candidates().map(|(r, _)| r).collect(),
+        Decision::Policy { why, policy } => match policy {
+            DnsPolicy::ServeAll | DnsPolicy::LastKnown => serve_all(snap, decided, why),
+            DnsPolicy::Nodata | DnsPolicy::Fallback => Vec::new(),
+        },
+    }
+}
+
+/// The answer (without its rendering) drawn from `relays` of `decided`.
+fn pool_answer<R: Rng + ?Sized>(
+    snap: &Snapshot,
+    decided: &select::Decision,
+    decision: Decision,
+    relays: Vec<RelayId>,
+    wall: SystemTime,
+    rng: &mut R,
+) -> PoolAnswer {
+    let dns = &snap.config().dns;
+    let ((v4, v6), ttl) = match decision {
+        Decision::Candidates => (
+            draw_candidates(snap, decided, rng),
+            candidate_ttl(snap, decided, wall),
+        ),
+        Decision::Policy { policy, .. } => {
+            let variants = match policy {
+                DnsPolicy::ServeAll | DnsPolicy::LastKnown => {
+                    draw_shuffled(snap, &relays, dns.answers, rng)
+                }
+                DnsPolicy::Nodata => Variants::default(),
+                DnsPolicy::Fallback => fixed(&dns.fallback, dns.answers),
+            };
+            (variants, secs(dns.min_ttl))
+        }
+    };
+    PoolAnswer {
         decision,
+        pools: Box::new([]),
         ttl,
         relays: relays.into(),
         v4: v4.into(),
         v6: v6.into(),
         rendered: Rendered::default(),
-    };
-    b.rendered = Rendered::render(&b, zones.negative_soa(zone));
-    b
+    }
 }
 
-/// `serve-all`: every relay that is not drained and is up or full (before
-/// the first poll round, not yet polled too); when there is none, every
-/// relay not drained, so a monitoring failure never takes a stream off the
-/// air. In topology order.
-fn serve_all(snap: &Snapshot, why: Fallback) -> Vec<RelayId> {
+/// `serve-all`: every relay of the decision's pool that is not drained and
+/// is up or full (before the first poll round, not yet polled too); when
+/// there is none, every relay of the pool not drained, so a monitoring
+/// failure never takes a stream off the air. In topology order.
+fn serve_all(snap: &Snapshot, decided: &select::Decision, why: Fallback) -> Vec<RelayId> {
     let live = |s: RelayState| match s {
         RelayState::Up | RelayState::Full => true,
         RelayState::Unknown => why == Fallback::FirstPoll,
         RelayState::Down => false,
     };
-    let not_drained = || snap.relays.ids().filter(|&r| !snap.relays[r].drain);
+    let not_drained = || {
+        snap.relays.ids().filter(|&r| {
+            !snap.relays[r].drain && decided.verdicts[r] != Err(select::Exclusion::NotInPool)
+        })
+    };
     let preferred: Vec<RelayId> = not_drained()
         .filter(|&r| live(snap.relays[r].state))
         .collect();

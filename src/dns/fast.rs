@@ -4,9 +4,12 @@
 //! Each variant of a balanced name is encoded once per plan with hickory's
 //! encoder ([`super::answer::Rendered`]). [`answer`] reads
 //! only the header, the question and an optional OPT record of a query,
-//! finds the name in the plan, copies a variant and patches the ID, the RD
-//! and CD bits and the question name (the client's 0x20 case), and appends
-//! an OPT record when the query had one. Anything it does not fully
+//! finds the name in the plan and the answer for the client's listener
+//! pool (by the query's EDNS Client Subnet, else the resolver's address:
+//! [`ecs::client`]), copies a variant and patches the ID, the RD and CD
+//! bits and the question name (the client's 0x20 case), and appends an OPT
+//! record when the query had one (with the ECS option echoed and its
+//! scope, when the query had one). Anything it does not fully
 //! understand — another opcode or type, a compressed or odd question, EDNS
 //! version or options it does not know, an answer that would not fit —
 //! returns `None` and goes to the hickory handler, which gives the same
@@ -15,18 +18,21 @@
 //! No allocation, no lock, no system call: a lookup and a copy.
 
 use super::answer::{Plan, pick};
+use super::ecs::{self, ClientSubnet};
 use super::stats::QueryKey;
 use super::{EDNS_PAYLOAD, udp_limit};
+use std::net::IpAddr;
 
 /// Wire type codes the fast path answers.
 const TYPE_A: u16 = 1;
 const TYPE_AAAA: u16 = 28;
 const TYPE_OPT: u16 = 41;
 const CLASS_IN: u16 = 1;
-/// EDNS options a query may carry on the fast path: they ask for nothing a
-/// response must echo (NSID 3 is only sent when configured, which floe never
-/// does; COOKIE 10 may be ignored by a server without cookie support;
-/// tcp-keepalive 11 and PADDING 12 are for TCP and privacy).
+/// EDNS options a query may carry on the fast path besides ECS (8, read by
+/// [`ecs`]): they ask for nothing a response must echo (NSID 3 is only sent
+/// when configured, which floe never does; COOKIE 10 may be ignored by a
+/// server without cookie support; tcp-keepalive 11 and PADDING 12 are for
+/// TCP and privacy).
 const KNOWN_OPTIONS: [u16; 4] = [3, 10, 11, 12];
 
 /// The OPT record floe appends to answers of EDNS queries: root owner,
@@ -37,15 +43,16 @@ const OPT: [u8; 11] = {
     [0, 0, 41, hi, lo, 0, 0, 0, 0, 0, 0]
 };
 
-/// Answers `query` from `plan` into `out` when it is a plain A or AAAA
-/// question for a balanced name: the response length and where the query
-/// is counted (the balanced name's zone, the query type, NOERROR), or
-/// `None` when the hickory handler must answer.
+/// Answers `query`, sent by `resolver`, from `plan` into `out` when it is
+/// a plain A or AAAA question for a balanced name: the response length and
+/// where the query is counted (the balanced name's zone, the query type,
+/// NOERROR), or `None` when the hickory handler must answer.
 #[inline]
 pub fn answer(
     query: &[u8],
     plan: &Plan,
     variant: usize,
+    resolver: IpAddr,
     out: &mut [u8],
 ) -> Option<(usize, QueryKey)> {
     if query.len() < 12 + 5 {
@@ -75,13 +82,29 @@ pub fn answer(
         return None;
     }
     let balanced = plan.find_wire(&lower[..name_len])?;
+    let snap = plan.snapshot();
+    let dns = &snap.config().dns;
+    let subnet = edns.and_then(|(_, e)| e).filter(|_| dns.ecs);
+    let client = ecs::client(
+        &snap.topology,
+        dns,
+        resolver,
+        subnet.as_ref(),
+        balanced.varies(),
+    );
+    let rendered = &balanced.for_pool(client.pool).rendered;
     let rendered: &[u8] = match qtype {
-        TYPE_A => pick(&balanced.rendered.a, variant),
-        TYPE_AAAA => pick(&balanced.rendered.aaaa, variant),
+        TYPE_A => pick(&rendered.a, variant),
+        TYPE_AAAA => pick(&rendered.aaaa, variant),
         _ => return None,
     };
-    let len = rendered.len() + if edns.is_some() { OPT.len() } else { 0 };
-    if rendered.len() < 12 + name_len || len > udp_limit(edns) || len > out.len() {
+    let opt = match (edns, subnet) {
+        (None, _) => 0,
+        (Some(_), None) => OPT.len(),
+        (Some(_), Some(e)) => OPT.len() + e.wire_len(),
+    };
+    let len = rendered.len() + opt;
+    if rendered.len() < 12 + name_len || len > udp_limit(edns.map(|e| e.0)) || len > out.len() {
         return None;
     }
     out[..rendered.len()].copy_from_slice(rendered);
@@ -92,7 +115,12 @@ pub fn answer(
     out[3] = (query[3] & 0x10) | (rendered[3] & 0x0f);
     out[12..12 + name_len].copy_from_slice(&query[12..name_end]);
     if edns.is_some() {
-        out[rendered.len()..len].copy_from_slice(&OPT);
+        let at = rendered.len();
+        out[at..at + OPT.len()].copy_from_slice(&OPT);
+        if let Some(e) = subnet {
+            let options = e.write(client.scope, &mut out[at + OPT.len()..len])?;
+            out[at + 9..at + 11].copy_from_slice(&(options as u16).to_be_bytes());
+        }
         let arcount = u16::from_be_bytes([out[10], out[11]]) + 1;
         out[10..12].copy_from_slice(&arcount.to_be_bytes());
     }
@@ -164,10 +192,11 @@ fn read_name(query: &[u8], lower: &mut [u8; 255]) -> Option<usize> {
 }
 
 /// Reads the OPT record at `pos`, which must end the message; returns the
-/// client's UDP payload size. `None` for anything but version 0 with
-/// well-formed, known options.
+/// client's UDP payload size and its client subnet option. `None` for
+/// anything but version 0 with well-formed, known options (a malformed
+/// client subnet too: the handler answers FORMERR).
 #[inline]
-fn read_opt(query: &[u8], pos: usize) -> Option<u16> {
+fn read_opt(query: &[u8], pos: usize) -> Option<(u16, Option<ClientSubnet>)> {
     let rr = query.get(pos..pos + 11)?;
     if rr[0] != 0 || u16::from_be_bytes([rr[1], rr[2]]) != TYPE_OPT {
         return None;
@@ -182,14 +211,17 @@ fn read_opt(query: &[u8], pos: usize) -> Option<u16> {
     if at + rdlen != query.len() {
         return None;
     }
+    let mut subnet = None;
     while at < query.len() {
         let opt = query.get(at..at + 4)?;
         let code = u16::from_be_bytes([opt[0], opt[1]]);
         let len = usize::from(u16::from_be_bytes([opt[2], opt[3]]));
-        if !KNOWN_OPTIONS.contains(&code) {
+        if code == ecs::OPTION_CODE && subnet.is_none() {
+            subnet = Some(ClientSubnet::parse(query.get(at + 4..at + 4 + len)?).ok()?);
+        } else if !KNOWN_OPTIONS.contains(&code) {
             return None;
         }
         at += 4 + len;
     }
-    (at == query.len()).then_some(payload)
+    (at == query.len()).then_some((payload, subnet))
 }

@@ -8,17 +8,23 @@
 //! have exactly one question, NOTIMP for opcodes other than QUERY, BADVERS
 //! for EDNS versions above 0, a minimal answer to ANY (RFC 8482: one RRset),
 //! referrals with glue below delegations. Over UDP an answer that does not
-//! fit the client's size is replaced by an empty one with TC set.
+//! fit the client's size is replaced by an empty one with TC set. A
+//! balanced name answers for the client's listener pool, by the query's
+//! EDNS Client Subnet or the resolver's address ([`ecs::client`]); a
+//! query's ECS option is echoed with its scope (0 for every answer that
+//! does not depend on the client), and a malformed one is FORMERR.
 //!
 //! floe's own transports call [`FloeHandler::answer`] with the raw query;
 //! the `RequestHandler` impl lets hickory's `Server` drive it too.
 
 use super::answer::{Balanced, Plan};
+use super::ecs::{self, ClientSubnet};
 use super::stats::QueryKey;
 use super::{DnsState, EDNS_PAYLOAD, next_variant, udp_limit};
 use hickory_proto::op::{
     Edns, Header, LowerQuery, Message, MessageType, Metadata, OpCode, ResponseCode,
 };
+use hickory_proto::rr::rdata::opt::{self, EdnsOption};
 use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncoder};
 use hickory_server::net::runtime::Time;
@@ -115,12 +121,18 @@ impl FloeHandler {
             .then(|| Request::from_bytes(raw.to_vec(), src, protocol).ok())
             .flatten()
             .filter(|r| !points_into_header(raw, r.queries.len()));
-        let Some(request) = request else {
+        // A malformed client subnet option is FORMERR (RFC 7871 section 6).
+        let subnet = request
+            .as_ref()
+            .map(|_| ecs::opt_options(raw).map_or(Ok(None), ecs::find));
+        let (Some(request), Some(Ok(subnet))) = (request, subnet) else {
             let key = QueryKey::unparsed(ResponseCode::FormErr.into());
             return Some((formerr(raw)?, key));
         };
         let plan = self.state.plan(Instant::now());
-        let reply = self.reply(&request, &plan, next_variant()).await?;
+        let reply = self
+            .reply(&request, &plan, next_variant(), subnet.as_ref())
+            .await?;
         let max = match protocol {
             Protocol::Udp => udp_limit(request.edns.as_ref().map(Edns::max_payload)),
             _ => usize::from(u16::MAX),
@@ -140,12 +152,27 @@ impl FloeHandler {
     }
 
     /// The response to `request` from `plan`, using balanced variant
-    /// `variant`.
-    pub async fn reply(&self, request: &Request, plan: &Plan, variant: usize) -> Option<Reply> {
+    /// `variant`, for a query with client subnet `subnet` (read from the
+    /// raw query: [`ecs::find`]).
+    pub async fn reply(
+        &self,
+        request: &Request,
+        plan: &Plan,
+        variant: usize,
+        subnet: Option<&ClientSubnet>,
+    ) -> Option<Reply> {
         if request.metadata.message_type == MessageType::Response {
             return None;
         }
         let mut reply = Reply::new(request);
+        let dns = &plan.snapshot.config().dns;
+        // Echoed only when floe uses it; the scope is 0 unless a balanced
+        // answer depends on the client.
+        let subnet = subnet.filter(|_| dns.ecs && reply.edns.is_some());
+        let resolver = request.src().ip();
+        let client =
+            |b: &Balanced| ecs::client(&plan.snapshot.topology, dns, resolver, subnet, b.varies());
+        let mut scope = 0;
         reply.zone = match request.queries.queries() {
             [q] if q.query_class() == DNSClass::IN => plan.zones.find(q.name()).map(|(i, _)| i),
             _ => None,
@@ -174,10 +201,21 @@ impl FloeHandler {
             _ => {}
         }
         reply.metadata.authoritative = true;
-        match plan.find(query.name()) {
-            Some(b) => Some(balanced(reply, plan, b, query, variant)),
-            None => Some(self.zone(reply, plan, zi, query).await),
+        let mut reply = match plan.find(query.name()) {
+            Some(b) => {
+                let client = client(b);
+                scope = client.scope;
+                balanced(reply, plan, b, client.pool, query, variant)
+            }
+            None => self.zone(reply, plan, zi, query).await,
+        };
+        if let (Some(e), Some(edns)) = (subnet, reply.edns.as_mut()) {
+            edns.options_mut()
+                .insert(EdnsOption::Subnet(opt::ClientSubnet::new(
+                    e.address, e.source, scope,
+                )));
         }
+        Some(reply)
     }
 
     /// A static answer from zone `zi`'s records.
@@ -219,22 +257,24 @@ impl FloeHandler {
     }
 }
 
-/// A balanced name's answer from the plan: A/AAAA from variant `variant`
-/// (ANY answers the A records, RFC 8482), TXT the explanation, NODATA for
-/// everything else or an empty variant.
+/// A balanced name's answer from the plan for listeners of `pool`: A/AAAA
+/// from variant `variant` (ANY answers the A records, RFC 8482), TXT the
+/// explanation, NODATA for everything else or an empty variant.
 fn balanced(
     mut reply: Reply,
     plan: &Plan,
     b: &Balanced,
+    pool: crate::snapshot::PoolId,
     query: &LowerQuery,
     variant: usize,
 ) -> Reply {
     let owner = query.original().name();
+    let b_answer = b.for_pool(pool);
     let records = match query.query_type() {
-        RecordType::A | RecordType::AAAA => b.records(query.query_type(), variant, owner),
-        RecordType::ANY => b.records(RecordType::A, variant, owner),
+        RecordType::A | RecordType::AAAA => b_answer.records(query.query_type(), variant, owner),
+        RecordType::ANY => b_answer.records(RecordType::A, variant, owner),
         RecordType::TXT if plan.snapshot.config().dns.diagnostic_txt => {
-            vec![b.explain_record(&plan.snapshot, plan.generation, owner)]
+            vec![b.explain_record(&plan.snapshot, plan.generation, pool, owner)]
         }
         _ => Vec::new(),
     };
@@ -387,7 +427,18 @@ impl RequestHandler for FloeHandler {
                     counts: Default::default(),
                 })
             };
-            let Some(reply) = self.reply(request, &plan, next_variant()).await else {
+            let subnet = request
+                .edns
+                .as_ref()
+                .and_then(|e| e.option(opt::EdnsCode::Subnet))
+                .and_then(|o| match o {
+                    EdnsOption::Subnet(s) => Vec::<u8>::try_from(s)
+                        .ok()
+                        .and_then(|data| ClientSubnet::parse(&data).ok()),
+                    _ => None,
+                });
+            let reply = self.reply(request, &plan, next_variant(), subnet.as_ref());
+            let Some(reply) = reply.await else {
                 return fallback();
             };
             let response = MessageResponseBuilder::new(&request.queries, reply.edns.as_ref())

@@ -22,6 +22,7 @@
 //! policy gives.
 
 pub mod answer;
+pub mod ecs;
 pub mod fast;
 pub mod handler;
 mod mmsg;
@@ -227,19 +228,28 @@ fn draw(snapshots: &Snapshots, zones: Arc<Zones>, now: Instant) -> Plan {
     })
 }
 
-/// One log line per balanced name whose decision changed (candidates vs a
-/// policy), and the whole plan at debug level, with its generation.
+/// One log line per balanced name and listener pool whose decision changed
+/// (candidates vs a policy), and the whole plan at debug level, with its
+/// generation.
 fn log_plan(old: Option<&Plan>, new: &Plan) {
+    let topology = &new.snapshot().topology;
     for b in new.names.iter() {
-        let before = old.and_then(|o| o.find(&b.name)).map(|o| o.decision);
-        if before != Some(b.decision) {
-            match b.decision {
+        let before = old.and_then(|o| o.find(&b.name));
+        for pool in topology.pools.ids() {
+            let now = b.for_pool(pool).decision;
+            let before = before.map(|o| o.for_pool(pool).decision);
+            if before == Some(now) {
+                continue;
+            }
+            let pool = &*topology.pools[pool].name;
+            match now {
                 answer::Decision::Candidates if before.is_none() => {}
                 answer::Decision::Candidates => {
-                    tracing::info!(name = %b.name, generation = new.generation, "DNS: answering relays with room again");
+                    tracing::info!(name = %b.name, pool, generation = new.generation, "DNS: answering relays with room again");
                 }
                 answer::Decision::Policy { why, policy } => tracing::info!(
                     name = %b.name,
+                    pool,
                     generation = new.generation,
                     "DNS: answering by policy {} ({})",
                     policy.as_str(),

@@ -167,9 +167,11 @@ fn name(s: &str) -> Name {
     Name::from_ascii(s).expect("test name")
 }
 
-fn balanced<'p>(plan: &'p Plan, n: &str) -> &'p answer::Balanced {
+/// The default pool's answer of balanced name `n`.
+fn balanced<'p>(plan: &'p Plan, n: &str) -> &'p answer::PoolAnswer {
     plan.find(&name(n))
         .unwrap_or_else(|| panic!("{n} is not balanced in the plan"))
+        .default_answer()
 }
 
 /// Every IPv4 address any variant of `n` lists.
@@ -398,10 +400,24 @@ fn handle(state: &Arc<DnsState>, raw: &[u8], protocol: Protocol) -> Option<Vec<u
 
 /// The handler's response to `raw` over UDP with plan `plan`, variant `k`.
 fn via_handler(state: &Arc<DnsState>, plan: &Plan, raw: &[u8], k: usize) -> Vec<u8> {
+    via_handler_from(state, plan, raw, k, SRC)
+}
+
+/// [`via_handler`] for a query from `src`.
+fn via_handler_from(
+    state: &Arc<DnsState>,
+    plan: &Plan,
+    raw: &[u8],
+    k: usize,
+    src: SocketAddr,
+) -> Vec<u8> {
     let handler = FloeHandler::new(state.clone());
-    let request = Request::from_bytes(raw.to_vec(), SRC, Protocol::Udp).expect("request parses");
+    let request = Request::from_bytes(raw.to_vec(), src, Protocol::Udp).expect("request parses");
+    let subnet = super::ecs::opt_options(raw)
+        .map(|o| super::ecs::find(o).expect("a well-formed client subnet"))
+        .unwrap_or_default();
     let reply = rt()
-        .block_on(handler.reply(&request, plan, k))
+        .block_on(handler.reply(&request, plan, k, subnet.as_ref()))
         .expect("a reply");
     let max = udp_limit(request.edns.as_ref().map(Edns::max_payload));
     handler::encode(&request, reply, max)
@@ -411,7 +427,7 @@ fn via_handler(state: &Arc<DnsState>, plan: &Plan, raw: &[u8], k: usize) -> Vec<
 fn ask(state: &Arc<DnsState>, raw: &[u8]) -> Message {
     let plan = state.plan(Instant::now());
     let mut out = [0u8; 1232];
-    let bytes = match fast::answer(raw, &plan, 0, &mut out) {
+    let bytes = match fast::answer(raw, &plan, 0, SRC.ip(), &mut out) {
         Some((n, _)) => out[..n].to_vec(),
         None => handle(state, raw, Protocol::Udp).expect("a response"),
     };
@@ -447,9 +463,10 @@ fn fast_path_and_handler_give_the_same_answers() {
                     let raw = query(qname, qtype, edns);
                     for k in 0..VARIANTS {
                         let mut out = [0u8; 1232];
-                        let (n, _) = fast::answer(&raw, &plan, k, &mut out).unwrap_or_else(|| {
-                            panic!("fast path declined {qname} {qtype} edns {edns:?}")
-                        });
+                        let (n, _) = fast::answer(&raw, &plan, k, SRC.ip(), &mut out)
+                            .unwrap_or_else(|| {
+                                panic!("fast path declined {qname} {qtype} edns {edns:?}")
+                            });
                         let fast = Message::from_vec(&out[..n]).expect("fast answer parses");
                         let slow = Message::from_vec(&via_handler(&state, &plan, &raw, k))
                             .expect("handler answer parses");
@@ -475,7 +492,7 @@ fn fast_path_declines_what_it_does_not_understand() {
     let state = state(cluster(&[idle()], ""));
     let plan = state.plan(Instant::now());
     let mut out = [0u8; 1232];
-    let mut declined = |raw: &[u8]| fast::answer(raw, &plan, 0, &mut out).is_none();
+    let mut declined = |raw: &[u8]| fast::answer(raw, &plan, 0, SRC.ip(), &mut out).is_none();
     for (qname, qtype) in [
         (LIVE, RecordType::MX),
         (LIVE, RecordType::ANY),
@@ -908,3 +925,5 @@ fn a_plain_query_slips_as_its_question_with_tc() {
     assert_eq!(m.metadata.id, u16::from_be_bytes([q[0], q[1]]));
     assert!(len < q.len(), "the OPT record is left out");
 }
+
+mod pools;

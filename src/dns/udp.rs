@@ -122,7 +122,7 @@ pub(super) fn worker(
                 }
                 continue;
             }
-            if let Some((len, key)) = fast::answer(query, &plan, next_variant(), out) {
+            if let Some((len, key)) = fast::answer(query, &plan, next_variant(), src.ip(), out) {
                 keys[counted] = key;
                 counted += 1;
                 tally.udp_fast += 1;

@@ -96,7 +96,7 @@ fn dns_names(plan: &Plan) -> Vec<DnsName> {
     plan.names
         .iter()
         .map(|b| {
-            let (decision, reason) = match b.decision {
+            let (decision, reason) = match b.default_answer().decision {
                 Decision::Candidates => ("candidates", ""),
                 Decision::Policy { why, policy } => (policy.as_str(), why.as_str()),
             };
@@ -104,7 +104,7 @@ fn dns_names(plan: &Plan) -> Vec<DnsName> {
                 name: b.name.to_string(),
                 decision,
                 reason,
-                relays: b.relays.len() as u64,
+                relays: b.default_answer().relays.len() as u64,
             }
         })
         .collect()

@@ -11,7 +11,7 @@
 
 use floe::config::{self, Config};
 use floe::diagnostic::Diagnostics;
-use floe::dns::{self, DnsState, FloeHandler, Plan, fast, handler};
+use floe::dns::{self, DnsState, FloeHandler, Plan, ecs, fast, handler};
 use floe::grants::GrantSample;
 use floe::health::{Health, PollFailure, PollOutcome};
 use floe::http::{self, routes};
@@ -40,6 +40,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("dns_handler", dns_handler),
     ("dns_differential", dns_differential),
     ("dns_truncated", dns_truncated),
+    ("dns_ecs", dns_ecs),
     ("http_routes", http_routes),
     ("icecast_xml", icecast_xml),
     ("icecast_json", icecast_json),
@@ -49,7 +50,9 @@ pub const TARGETS: &[(&str, Target)] = &[
 ];
 
 /// The world's config: seven relays in every state a poll gives, two
-/// streams (one that no relay carries), per-mount names.
+/// streams (one that no relay carries), per-mount names, listener pools
+/// (a hall preferring a venue group, a partner's network with an
+/// exclusive relay).
 const CONFIG: &str = r#"
 [dns]
 zones = "zones"
@@ -100,6 +103,21 @@ name = "r7"
 url = "http://r7.example.org:8000"
 addresses = ["192.0.2.7"]
 status = { kind = "xslt" }
+[[group]]
+name = "venue"
+relays = ["r1", "r3"]
+[[group]]
+name = "partner"
+relays = ["r7"]
+exclusive = true
+[[pool]]
+name = "hall"
+networks = ["10.1.0.0/16", "10.1.5.0/24", "2001:db8:1::/48"]
+order = ["venue", "*"]
+[[pool]]
+name = "partner-net"
+networks = ["10.9.0.0/16"]
+order = ["partner"]
 [[stream]]
 name = "live"
 mounts = ["/live.ogg", "/live.mp3"]
@@ -174,6 +192,18 @@ fn outcomes() -> Vec<PollOutcome> {
 /// pages, and one that is not.
 const INSIDE: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5353);
 const OUTSIDE: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 9)), 5353);
+
+/// Resolvers the DNS targets answer: the default pool's, the hall's and
+/// the partner's; the query's last byte picks one.
+const RESOLVERS: [SocketAddr; 3] = [
+    INSIDE,
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 1, 0, 53)), 5353),
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 9, 0, 53)), 5353),
+];
+
+fn resolver(data: &[u8]) -> SocketAddr {
+    RESOLVERS[usize::from(data.last().copied().unwrap_or(0)) % RESOLVERS.len()]
+}
 
 /// Everything the DNS and HTTP targets answer from, built once.
 struct World {
@@ -277,9 +307,10 @@ fn variant(data: &[u8]) -> usize {
     data.len() % dns::answer::VARIANTS
 }
 
-/// The query as the handler parses it, with the UDP size it allows.
-fn request(data: &[u8]) -> Option<(Request, usize)> {
-    let request = Request::from_bytes(data.to_vec(), INSIDE, Protocol::Udp).ok()?;
+/// The query from `src` as the handler parses it, with the UDP size it
+/// allows.
+fn request(data: &[u8], src: SocketAddr) -> Option<(Request, usize)> {
+    let request = Request::from_bytes(data.to_vec(), src, Protocol::Udp).ok()?;
     let limit = dns::udp_limit(request.edns.as_ref().map(Edns::max_payload));
     Some((request, limit))
 }
@@ -288,16 +319,19 @@ fn request(data: &[u8]) -> Option<(Request, usize)> {
 /// names): never panics; an answer is one the handler would accept the
 /// query of, no bigger than the client allows (512 without EDNS), a
 /// parseable authoritative response with the query's ID and question
-/// (the client's case kept); a buffer too small for it makes it decline.
+/// (the client's case kept), echoing the query's client subnet with a
+/// scope within the configured maximum; a buffer too small for it makes it
+/// decline.
 pub fn dns_fast(data: &[u8]) {
     let w = world();
     let k = variant(data);
+    let src = resolver(data);
     let mut out = [0u8; dns::EDNS_PAYLOAD as usize];
-    let Some((n, _)) = fast::answer(data, &w.plan, k, &mut out) else {
+    let Some((n, _)) = fast::answer(data, &w.plan, k, src.ip(), &mut out) else {
         return;
     };
     let (request, limit) =
-        request(data).expect("the fast path answered a query the handler cannot parse");
+        request(data, src).expect("the fast path answered a query the handler cannot parse");
     assert!(n <= limit, "{n} bytes answered, {limit} allowed");
     let answer = Message::from_vec(&out[..n]).expect("the fast path's answer parses");
     assert_eq!(answer.metadata.id, request.metadata.id);
@@ -309,8 +343,23 @@ pub fn dns_fast(data: &[u8]) {
         data[12..question],
         "the question as asked"
     );
+    let sent = ecs::opt_options(data).map(|o| ecs::find(o).expect("a well-formed client subnet"));
+    let echoed = ecs::opt_options(&out[..n]).map(ecs::find_echoed);
+    match (sent.flatten(), echoed.flatten()) {
+        (None, None) => {}
+        (Some(sent), Some((got, scope))) => {
+            assert_eq!(sent, got, "the client subnet echoed as sent");
+            let dns = &w.topology.config.dns;
+            let max = match sent.address {
+                IpAddr::V4(_) => dns.ecs_max_prefix_v4,
+                IpAddr::V6(_) => dns.ecs_max_prefix_v6,
+            };
+            assert!(scope <= max, "scope /{scope} over the maximum /{max}");
+        }
+        (sent, got) => panic!("client subnet {sent:?} answered with {got:?}"),
+    }
     let mut small = vec![0u8; n - 1];
-    assert!(fast::answer(data, &w.plan, k, &mut small).is_none());
+    assert!(fast::answer(data, &w.plan, k, src.ip(), &mut small).is_none());
 }
 
 /// The hickory handler over UDP and TCP: never panics; no answer only for
@@ -328,7 +377,7 @@ pub fn dns_handler(data: &[u8]) {
             );
             continue;
         };
-        let limit = match (protocol, request(data)) {
+        let limit = match (protocol, request(data, INSIDE)) {
             (Protocol::Udp, Some((_, limit))) => limit,
             (Protocol::Udp, None) => 512,
             _ => usize::from(u16::MAX),
@@ -353,17 +402,78 @@ pub fn dns_handler(data: &[u8]) {
 pub fn dns_differential(data: &[u8]) {
     let w = world();
     let k = variant(data);
+    let src = resolver(data);
     let mut out = [0u8; dns::EDNS_PAYLOAD as usize];
-    let Some((n, _)) = fast::answer(data, &w.plan, k, &mut out) else {
+    let Some((n, _)) = fast::answer(data, &w.plan, k, src.ip(), &mut out) else {
         return;
     };
     let (request, limit) =
-        request(data).expect("the fast path answered a query the handler cannot parse");
-    let reply = block_on(w.handler.reply(&request, &w.plan, k)).expect("the handler replies");
+        request(data, src).expect("the fast path answered a query the handler cannot parse");
+    let subnet = ecs::opt_options(data)
+        .map(|o| ecs::find(o).expect("the fast path answered a malformed client subnet"))
+        .unwrap_or_default();
+    let reply = block_on(w.handler.reply(&request, &w.plan, k, subnet.as_ref()))
+        .expect("the handler replies");
     let slow = handler::encode(&request, reply, limit);
     let fast = Message::from_vec(&out[..n]).expect("the fast path's answer parses");
     let slow = Message::from_vec(&slow).expect("the handler's answer parses");
     assert_eq!(fast, slow, "the fast path and the handler differ");
+}
+
+/// EDNS Client Subnet options (the input is an OPT record's options, the
+/// last byte also picks the resolver): never panics; a well-formed option
+/// echoes back byte for byte but its scope; the pool chosen for it is the
+/// pool of every address within the scope answered, which never exceeds
+/// the configured maximum.
+pub fn dns_ecs(data: &[u8]) {
+    let w = world();
+    let topology = &w.topology;
+    let dns = &topology.config.dns;
+    let Ok(Some(subnet)) = ecs::find(data) else {
+        return;
+    };
+    let scope_byte = data.first().copied().unwrap_or(0);
+    let mut out = [0u8; 4 + ecs::MAX_DATA];
+    let n = subnet
+        .write(scope_byte, &mut out)
+        .expect("room for the option");
+    assert_eq!(
+        ecs::find_echoed(&out[..n]),
+        Some((subnet, scope_byte)),
+        "the option reads back as written"
+    );
+    let client = ecs::client(topology, dns, resolver(data).ip(), Some(&subnet), true);
+    if subnet.source == 0 {
+        assert_eq!(client.scope, 0, "no address, no scope");
+        return;
+    }
+    let (width, max, bits) = match subnet.address {
+        IpAddr::V4(a) => (32, dns.ecs_max_prefix_v4, u128::from(u32::from(a))),
+        IpAddr::V6(a) => (128, dns.ecs_max_prefix_v6, u128::from(a)),
+    };
+    assert!(client.scope <= max, "scope /{} over /{max}", client.scope);
+    // Every address within the scope of the address looked up (the
+    // subnet cut to the configured maximum) finds the same pool.
+    let mask = |len: u8| {
+        u128::MAX.checked_shl(u32::from(width - len)).unwrap_or(0) & (u128::MAX >> (128 - width))
+    };
+    let looked_up = bits & mask(subnet.source.min(max));
+    let keep = mask(client.scope);
+    let noise = data
+        .iter()
+        .fold(0u128, |a, &b| a.rotate_left(8) ^ u128::from(b));
+    let probe = (looked_up & keep) | (noise & !keep & mask(width));
+    let probe = match subnet.address {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::from(probe as u32)),
+        IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::from(probe)),
+    };
+    assert_eq!(
+        topology.pool_of(probe),
+        client.pool,
+        "{probe} is within /{} of {} but finds another pool",
+        client.scope,
+        subnet.address
+    );
 }
 
 /// The response-rate limiter's slip answer: never panics, never bigger

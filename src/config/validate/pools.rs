@@ -62,10 +62,12 @@ impl Cx<'_> {
 
     /// The listener pools, the default one first (made up, with the order
     /// `["*"]`, when the config has none); `None` when one is unusable.
+    /// `ecs_max`: `[dns] ecs_max_prefix_v4/v6` when ECS is on.
     pub(super) fn pools(
         &mut self,
         raws: Vec<RawPool>,
         groups: &[GroupConfig],
+        ecs_max: Option<(u8, u8)>,
     ) -> Option<Vec<PoolConfig>> {
         let found = self.errors();
         let mut out: Vec<PoolConfig> = Vec::new();
@@ -98,7 +100,7 @@ impl Cx<'_> {
                     format!("pool {name:?}: networks is empty; list its client networks (CIDR), or name it {DEFAULT_POOL:?} for everyone else"),
                 );
             }
-            let networks = self.pool_networks(&name, &raw.networks, &mut networks_seen);
+            let networks = self.pool_networks(&name, &raw.networks, &mut networks_seen, ecs_max);
             let order = self.pool_order(&name, &raw.order, groups);
             named.extend(
                 order
@@ -142,12 +144,14 @@ impl Cx<'_> {
 
     /// A pool's networks, each normalized (host bits cleared, with a
     /// warning); a network another pool lists too is an error (which pool
-    /// would it be?).
+    /// would it be?); one longer than ECS looks at is a warning (resolvers
+    /// sending ECS get the answer of the wider network around it).
     fn pool_networks(
         &mut self,
         pool: &str,
         list: &[Spanned<String>],
         seen: &mut HashMap<ipnet::IpNet, String>,
+        ecs_max: Option<(u8, u8)>,
     ) -> Vec<ipnet::IpNet> {
         let mut out = Vec::new();
         for item in list {
@@ -163,6 +167,17 @@ impl Cx<'_> {
                 self.warning(
                     Some(item.span()),
                     format!("pool {pool:?}: {net} has host bits set; it means {trunc}"),
+                );
+            }
+            let (max, key) = match (trunc, ecs_max) {
+                (ipnet::IpNet::V4(_), Some((v4, _))) => (v4, "ecs_max_prefix_v4"),
+                (ipnet::IpNet::V6(_), Some((_, v6))) => (v6, "ecs_max_prefix_v6"),
+                (_, None) => (u8::MAX, ""),
+            };
+            if trunc.prefix_len() > max {
+                self.warning(
+                    Some(item.span()),
+                    format!("pool {pool:?}: {trunc} is longer than [dns] {key} = {max}: a client subnet is read to /{max} only, so resolvers sending one get the answer for the /{max} around it"),
                 );
             }
             match seen.get(&trunc) {
