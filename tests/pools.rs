@@ -3,12 +3,18 @@
 //! room and spills over to the others when they are full; listeners from
 //! elsewhere never get the venue relays' last slots first, and never the
 //! relays of an exclusive group; `/explain?client=` shows the pool's
-//! decision.
+//! decision. The DNS door answers per pool too, by EDNS Client Subnet or
+//! the resolver's address.
 
 mod support;
 
-use std::collections::BTreeMap;
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::opt::EdnsOption;
+use hickory_proto::rr::{Name, RecordType};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, UdpSocket};
 use std::time::Duration;
+use support::dns::dig;
 use support::floe::FloeProcess;
 use support::net::{client_address, from_address, http_request};
 use support::{TestConfig, runtime, sim_relay};
@@ -119,4 +125,90 @@ fn venue_listeners_get_venue_relays_first_and_spill_over_by_room() {
         .collect();
     assert_eq!(excluded["partner-1"], "not-in-pool");
     assert_eq!(excluded["venue-1"], "full");
+}
+
+/// The DNS door answers each pool too: by the resolver's address, or by
+/// the EDNS Client Subnet a resolver sends (asked with real `dig`), with
+/// the scope a resolver caches the answer for; a malformed option is
+/// FORMERR.
+#[test]
+fn balanced_names_answer_each_pool_by_client_subnet_or_resolver() {
+    let rt = runtime();
+    let _g = rt.enter();
+    let venue = sim_relay("venue-1", Some(100), None);
+    let world = sim_relay("world-1", Some(100), None);
+    let partner = sim_relay("partner-1", Some(100), None);
+    let config = TestConfig::new()
+        .relays(&[&venue, &world, &partner])
+        .table(
+            "[[group]]\nname = \"venue\"\nrelays = [\"venue-1\"]\n\
+             [[group]]\nname = \"partner\"\nrelays = [\"partner-1\"]\nexclusive = true\n\
+             [[pool]]\nname = \"hall\"\nnetworks = [\"127.77.0.0/16\"]\norder = [\"venue\", \"*\"]\n\
+             [[pool]]\nname = \"partner-net\"\nnetworks = [\"127.78.0.0/16\"]\norder = [\"partner\"]\n",
+        )
+        .render();
+    let floe = FloeProcess::start(&config);
+    floe.wait_healthy(T);
+    floe.wait_status(T, "every relay up", |s| {
+        s["relays"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["state"] == "up")
+    });
+    let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+    let (venue_ip, world_ip, partner_ip) = (ip("127.0.0.1"), ip("127.0.0.2"), ip("127.0.0.3"));
+    let name = "live.stream.example.org.";
+    let ask = |extra: &[&str]| dig(floe.dns(), name, "A", extra);
+
+    // Through a resolver outside every pool, the client subnet decides;
+    // the scope is the pool's network, /16.
+    let hall = ask(&["+subnet=127.77.1.0/24"]);
+    assert_eq!(hall.status, "NOERROR", "{}", hall.text);
+    assert_eq!(hall.addresses, BTreeSet::from([venue_ip]), "{}", hall.text);
+    assert_eq!(hall.client_subnet.as_deref(), Some("127.77.1.0/24/16"));
+    let p = ask(&["+subnet=127.78.200.0/24"]);
+    assert_eq!(p.addresses, BTreeSet::from([partner_ip]), "{}", p.text);
+    assert_eq!(p.client_subnet.as_deref(), Some("127.78.200.0/24/16"));
+    // Everyone else: the non-exclusive relays, with a scope that keeps
+    // the pools' networks out (192/8 and 127/8 part at the first bit).
+    let w = ask(&["+subnet=192.0.2.0/24"]);
+    assert_eq!(w.addresses, BTreeSet::from([venue_ip, world_ip]), "{}", w.text);
+    assert_eq!(w.client_subnet.as_deref(), Some("192.0.2.0/24/1"));
+    // A /32 is read to /24 only ([dns] ecs_max_prefix_v4).
+    let one = ask(&["+subnet=127.77.1.9/32"]);
+    assert_eq!(one.addresses, BTreeSet::from([venue_ip]));
+    assert_eq!(one.client_subnet.as_deref(), Some("127.77.1.9/32/16"));
+
+    // Without the option, the resolver's own address decides.
+    let from_hall = ask(&["-b", "127.77.0.53"]);
+    assert_eq!(from_hall.addresses, BTreeSet::from([venue_ip]), "{}", from_hall.text);
+    assert_eq!(from_hall.client_subnet, None);
+    let from_partner = ask(&["-b", "127.78.0.53"]);
+    assert_eq!(from_partner.addresses, BTreeSet::from([partner_ip]));
+
+    // A static name echoes the option with scope 0; TXT says which pool
+    // and group answered.
+    let apex = dig(floe.dns(), "stream.example.org.", "SOA", &["+subnet=127.77.1.0/24"]);
+    assert_eq!(apex.client_subnet.as_deref(), Some("127.77.1.0/24/0"), "{}", apex.text);
+    let txt = dig(floe.dns(), name, "TXT", &["+subnet=127.77.1.0/24"]);
+    assert!(txt.txt.contains("relays=venue-1 pool=hall group=venue"), "{}", txt.text);
+
+    // A malformed option (family 3, which no resolver sends): FORMERR.
+    let mut m = Message::new(0x5150, MessageType::Query, OpCode::Query);
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+    let mut edns = Edns::new();
+    edns.options_mut()
+        .insert(EdnsOption::Unknown(8, vec![0, 3, 0, 0]));
+    m.set_edns(edns);
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.send_to(&m.to_vec().unwrap(), floe.dns()).unwrap();
+    socket.set_read_timeout(Some(T)).unwrap();
+    let mut buf = [0u8; 1232];
+    let n = socket.recv(&mut buf).unwrap();
+    let answer = Message::from_vec(&buf[..n]).unwrap();
+    assert_eq!(answer.metadata.id, 0x5150);
+    assert_eq!(answer.metadata.response_code, ResponseCode::FormErr);
+    // ...and floe goes on answering.
+    assert_eq!(ask(&["+subnet=127.77.1.0/24"]).addresses, BTreeSet::from([venue_ip]));
 }

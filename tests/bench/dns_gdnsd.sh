@@ -5,7 +5,13 @@
 # rounds of: saturated (queries/s) and fixed rate (server CPU microseconds
 # per query, from /proc/PID/stat). Prints every run and the median ratios.
 #
-# Usage: [RRL=on|off] tests/bench/dns_gdnsd.sh [seconds per run=10] [fixed rate=40000] [rounds=4]
+# With ECS=on, floe has listener pools (the balanced name answers a venue
+# network differently), every query carries EDNS, and each round also runs
+# both servers with an EDNS Client Subnet option in every query (a subnet
+# inside the venue's network): the ECS ratio is floe with ECS over floe
+# without (issue #13: within 10 %).
+#
+# Usage: [RRL=on|off] [ECS=on|off] tests/bench/dns_gdnsd.sh [seconds per run=10] [fixed rate=40000] [rounds=4]
 # Needs: dnsperf, gdnsd, dig, taskset, python3 (tests/run --install-only).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -22,6 +28,20 @@ case "${RRL:-on}" in
 rrl_exempt = []' ;;
   off) RRL='rrl_responses_per_second = 0' ;;
   *) echo "RRL=on or RRL=off" >&2; exit 1 ;;
+esac
+case "${ECS:-off}" in
+  on) POOLS='[[group]]
+name = "venue"
+relays = ["relay-1"]
+[[pool]]
+name = "hall"
+networks = ["10.1.0.0/16"]
+order = ["venue", "*"]'
+      # EDNS without options; EDNS with ECS 10.1.2.0/24 (family 1, source
+      # 24, scope 0, three address bytes).
+      PLAIN="-e" ; WITH_ECS="-E 8:0001180a0102" ;;
+  off) POOLS='' ; PLAIN='' ; WITH_ECS='' ;;
+  *) echo "ECS=on or ECS=off" >&2; exit 1 ;;
 esac
 cargo build --release --quiet
 FLOE=$PWD/target/release/floe
@@ -59,6 +79,7 @@ status = { kind = "xslt" }
 name = "live"
 mounts = ["/live.ogg"]
 dns = ["live.stream.example.org."]
+$POOLS
 TOML
 RUST_LOG=warn taskset -c 0 "$FLOE" serve --config "$WORK/floe.toml" &
 pids+=($!)
@@ -85,12 +106,17 @@ for _ in $(seq 100); do
 done
 dig @127.0.0.1 -p "$P_DNS" live.stream.example.org A +norec | grep -E "flags|IN\s+A"
 dig @127.0.0.1 -p "$P_GDNSD" live.stream.example.org A +norec | grep -E "flags|IN\s+A"
+if [ -n "$WITH_ECS" ]; then
+  dig @127.0.0.1 -p "$P_DNS" live.stream.example.org A +norec +subnet=10.1.2.0/24 | grep -E "CLIENT-SUBNET|IN\s+A"
+  dig @127.0.0.1 -p "$P_GDNSD" live.stream.example.org A +norec +subnet=10.1.2.0/24 | grep -E "CLIENT-SUBNET|IN\s+A"
+fi
 echo "live.stream.example.org A" > "$WORK/q.txt"
 cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
 tck=$(getconf CLK_TCK)
-run() { # name pid port mode
-  local name=$1 pid=$2 port=$3 mode=$4 args
+run() { # name pid port mode [dnsperf options]
+  local name=$1 pid=$2 port=$3 mode=$4 extra=${5:-} args
   if [ "$mode" = max ]; then args="-c 8 -q 500"; else args="-c 4 -q 200 -Q $RATE"; fi
+  args="$args $extra"
   local c0 c1 out
   c0=$(cpu "$pid")
   out=$(taskset -c 1 dnsperf -s 127.0.0.1 -p "$port" -d "$WORK/q.txt" -l "$DUR" $args 2>&1)
@@ -103,10 +129,16 @@ run() { # name pid port mode
 }
 ROUNDS=${3:-4}
 for round in $(seq "$ROUNDS"); do
-  run floe $FLOE_PID $P_DNS max
-  run gdnsd $GDNSD_PID $P_GDNSD max
-  run gdnsd $GDNSD_PID $P_GDNSD rate
-  run floe $FLOE_PID $P_DNS rate
+  run floe $FLOE_PID $P_DNS max "$PLAIN"
+  run gdnsd $GDNSD_PID $P_GDNSD max "$PLAIN"
+  run gdnsd $GDNSD_PID $P_GDNSD rate "$PLAIN"
+  run floe $FLOE_PID $P_DNS rate "$PLAIN"
+  if [ -n "$WITH_ECS" ]; then
+    run floe_ecs $FLOE_PID $P_DNS max "$WITH_ECS"
+    run gdnsd_ecs $GDNSD_PID $P_GDNSD max "$WITH_ECS"
+    run gdnsd_ecs $GDNSD_PID $P_GDNSD rate "$WITH_ECS"
+    run floe_ecs $FLOE_PID $P_DNS rate "$WITH_ECS"
+  fi
 done
 python3 - "$WORK/results" <<'PY'
 import re, statistics, sys
@@ -120,4 +152,10 @@ print(f"median floe/gdnsd: qps (saturated) {med(('floe','max'),0)/med(('gdnsd','
       f"CPU per query saturated {med(('floe','max'),1)/med(('gdnsd','max'),1):.2f}x, "
       f"at a fixed rate {med(('floe','rate'),1)/med(('gdnsd','rate'),1):.2f}x "
       "(targets: qps >= 1, CPU <= 1)")
+if ("floe_ecs", "rate") in runs:
+    print(f"median floe with ECS / floe without: CPU per query saturated "
+          f"{med(('floe_ecs','max'),1)/med(('floe','max'),1):.2f}x, at a fixed rate "
+          f"{med(('floe_ecs','rate'),1)/med(('floe','rate'),1):.2f}x (target <= 1.10); "
+          f"floe/gdnsd with ECS: qps {med(('floe_ecs','max'),0)/med(('gdnsd_ecs','max'),0):.2f}x, "
+          f"CPU at a fixed rate {med(('floe_ecs','rate'),1)/med(('gdnsd_ecs','rate'),1):.2f}x")
 PY

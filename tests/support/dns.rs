@@ -70,3 +70,60 @@ fn rand_id() -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0x4242);
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
+
+/// What real `dig` printed for one query.
+#[derive(Debug)]
+pub struct Dig {
+    /// dig's whole output.
+    pub text: String,
+    /// The response's status (`NOERROR`, `FORMERR`...).
+    pub status: String,
+    /// The addresses of the answer section's A and AAAA records.
+    pub addresses: std::collections::BTreeSet<std::net::IpAddr>,
+    /// The echoed EDNS Client Subnet, as dig prints it
+    /// (`127.77.1.0/24/16`: address, source, scope).
+    pub client_subnet: Option<String>,
+    /// The answer's TXT strings, joined.
+    pub txt: String,
+}
+
+/// Asks `server` with the real `dig` (`+norec`, one try): `qname` `qtype`
+/// and `extra` arguments (`+subnet=...`, `-b ADDRESS`).
+pub fn dig(server: SocketAddr, qname: &str, qtype: &str, extra: &[&str]) -> Dig {
+    super::require_tool("dig");
+    let out = std::process::Command::new("dig")
+        .arg(format!("@{}", server.ip()))
+        .args(["-p", &server.port().to_string(), qname, qtype])
+        .args(["+norec", "+time=3", "+tries=1"])
+        .args(extra)
+        .output()
+        .expect("dig runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let field = |after: &str| {
+        text.lines()
+            .find_map(|l| l.split(after).nth(1))
+            .map(|rest| rest.split([',', ' ']).next().unwrap_or_default().to_string())
+    };
+    let answers = || {
+        text.lines()
+            .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+            .filter_map(|l| {
+                let fields: Vec<&str> = l.split_whitespace().collect();
+                (fields.len() >= 5).then(|| (fields[3].to_string(), fields[4..].join(" ")))
+            })
+    };
+    Dig {
+        status: field("status: ").unwrap_or_default(),
+        client_subnet: field("CLIENT-SUBNET: "),
+        addresses: answers()
+            .filter(|(t, _)| t == "A" || t == "AAAA")
+            .filter_map(|(_, v)| v.parse().ok())
+            .collect(),
+        txt: answers()
+            .filter(|(t, _)| t == "TXT")
+            .map(|(_, v)| v.replace('"', ""))
+            .collect::<Vec<_>>()
+            .join(" "),
+        text,
+    }
+}
