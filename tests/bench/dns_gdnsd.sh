@@ -39,7 +39,7 @@ networks = ["10.1.0.0/16"]
 order = ["venue", "*"]'
       # EDNS without options; EDNS with ECS 10.1.2.0/24 (family 1, source
       # 24, scope 0, three address bytes).
-      PLAIN="-e" ; WITH_ECS="-E 8:0001180a0102" ;;
+      PLAIN="-e" ; WITH_ECS="-E 8:000118000a0102" ;;
   off) POOLS='' ; PLAIN='' ; WITH_ECS='' ;;
   *) echo "ECS=on or ECS=off" >&2; exit 1 ;;
 esac
@@ -125,6 +125,12 @@ run() { # name pid port mode [dnsperf options]
   qps=$(echo "$out" | awk '/Queries per second/ {print $4}')
   done_q=$(echo "$out" | awk '/Queries completed/ {print $3}')
   local lost; lost=$(echo "$out" | awk '/Queries lost/ {print $3}')
+  # Every answer must be NOERROR: a malformed query would measure errors.
+  local codes; codes=$(echo "$out" | awk '/Response codes/ {$1=$2=""; print}')
+  case "$codes" in
+    *NOERROR*100.00%*) ;;
+    *) echo "$name $mode: response codes$codes, not all NOERROR" >&2; exit 1 ;;
+  esac
   python3 -c "print(f'$name $mode: qps={float($qps):.0f} completed=$done_q lost=$lost cpu_us_per_q={($c1-$c0)/$tck*1e6/max(1,$done_q):.2f}')" | tee -a "$WORK/results"
 }
 ROUNDS=${3:-4}
