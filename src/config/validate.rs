@@ -478,7 +478,7 @@ impl<'a> Cx<'a> {
             )
         })?;
         for (addr, item) in proxy_listen.iter().zip(&raw_listen) {
-            if listen.contains(addr) {
+            if addr.port() != 0 && listen.contains(addr) {
                 self.error(
                     Some(item.span()),
                     format!("[http] proxy_protocol_listen: {addr} is also in [http] listen; a listener either expects PROXY headers or does not"),
