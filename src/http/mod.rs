@@ -427,6 +427,7 @@ async fn serve_connection(
     // deadline.
     let first_head_due = accepted + limits.head;
     // The client: the peer, or the source a PROXY header names.
+    let mut request_started = false;
     let client = match door {
         Door::Plain => peer,
         Door::Proxy => {
@@ -435,7 +436,10 @@ async fn serve_connection(
                 _ = shutdown.wait() => return,
             };
             let header = match header {
-                Ok(Ok(h)) => h,
+                Ok(Ok((h, more))) => {
+                    request_started = more;
+                    h
+                }
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, "HTTP: {e}; closing");
                     shared.metrics.proxy_refused(refusal(e));
@@ -463,14 +467,18 @@ async fn serve_connection(
     // (thousands of idle connections held 16 KiB each, see
     // docs/robustness.md, "Floods and soak"). A peek, not `readable()`:
     // tokio marks an accepted stream readable before any byte arrives.
+    // (A PROXY header usually comes in one segment with the request: then
+    // its first byte is known to be there.)
     let mut first = [0u8; 1];
-    tokio::select! {
-        r = tokio::time::timeout_at(first_head_due, stream.peek(&mut first)) => {
-            if !matches!(r, Ok(Ok(_))) {
-                return;
+    if !request_started {
+        tokio::select! {
+            r = tokio::time::timeout_at(first_head_due, stream.peek(&mut first)) => {
+                if !matches!(r, Ok(Ok(_))) {
+                    return;
+                }
             }
+            _ = shutdown.wait() => return,
         }
-        _ = shutdown.wait() => return,
     }
     let local = stream.local_addr().ok();
     let mut stream = tokio_io_timeout::TimeoutStream::new(stream);

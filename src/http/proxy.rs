@@ -163,8 +163,10 @@ fn parse_v2(buf: &[u8]) -> Result<Parsed, HeaderError> {
 /// consumes either the whole header (complete) or what was peeked (a valid
 /// beginning; the next peek then waits for new bytes), so a header
 /// trickled byte by byte costs a few syscalls per segment and no busy
-/// loop. Unbounded in time: the caller adds the deadline.
-pub async fn read_header(stream: &mut TcpStream) -> Result<Header, HeaderError> {
+/// loop. Unbounded in time: the caller adds the deadline. The flag says
+/// whether bytes after the header had arrived already (then the caller
+/// need not wait for the request's first byte).
+pub async fn read_header(stream: &mut TcpStream) -> Result<(Header, bool), HeaderError> {
     let mut buf = [0u8; MAX_HEADER];
     let mut have = 0;
     loop {
@@ -182,7 +184,7 @@ pub async fn read_header(stream: &mut TcpStream) -> Result<Header, HeaderError> 
                     .read_exact(&mut buf[have..h.len])
                     .await
                     .map_err(|_| HeaderError::Closed)?;
-                return Ok(h);
+                return Ok((h, total > h.len));
             }
             Parsed::Incomplete if total == buf.len() => return Err(HeaderError::TooLong),
             Parsed::Incomplete => {
