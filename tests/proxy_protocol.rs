@@ -12,13 +12,13 @@
 
 mod support;
 
+use floe::demo::sim::SimRelay;
 use ppp::v2::{Builder, Command, Protocol, Version};
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 use support::floe::FloeProcess;
 use support::net::{http_request, tcp_from};
-use floe::demo::sim::SimRelay;
 use support::{TestConfig, runtime, sim_relay};
 
 const T: Duration = Duration::from_secs(10);
@@ -154,8 +154,16 @@ fn a_proxy_header_names_the_client() {
     let venue = (302, Some("venue-1".to_string()));
     let world = (302, Some("world-1".to_string()));
 
-    assert_eq!(redirect(v1("127.77.0.5:40000")), venue, "v1 TCP4 from the hall");
-    assert_eq!(redirect(v1("192.0.2.7:40000")), world, "v1 TCP4 from elsewhere");
+    assert_eq!(
+        redirect(v1("127.77.0.5:40000")),
+        venue,
+        "v1 TCP4 from the hall"
+    );
+    assert_eq!(
+        redirect(v1("192.0.2.7:40000")),
+        world,
+        "v1 TCP4 from elsewhere"
+    );
     assert_eq!(redirect(v1("[2001:db8::7]:1")), world, "v1 TCP6");
     assert_eq!(
         redirect(v1("[::ffff:127.77.0.6]:1")),
@@ -212,7 +220,8 @@ fn a_proxy_header_names_the_client() {
     let held: Vec<_> = (0..2)
         .map(|_| {
             let mut s = tcp_from(ip(PROXY), door, None, T).unwrap();
-            s.write_all(&with_request(v1("198.51.100.50:1"), keep)).unwrap();
+            s.write_all(&with_request(v1("198.51.100.50:1"), keep))
+                .unwrap();
             s.set_read_timeout(Some(T)).unwrap();
             let mut got = Vec::new();
             let mut buf = [0u8; 1024];
@@ -246,19 +255,29 @@ fn bad_headers_and_untrusted_peers_are_closed_and_counted() {
     let (reply, _) = exchange(door, PROXY, &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]);
     assert!(reply.is_empty());
     // v1 with a bad address, and a line longer than 107 bytes.
-    let (reply, _) = exchange(door, PROXY, b"PROXY TCP4 1.2.3 4.5.6.7 1 2\r\nGET / HTTP/1.1\r\n\r\n");
+    let (reply, _) = exchange(
+        door,
+        PROXY,
+        b"PROXY TCP4 1.2.3 4.5.6.7 1 2\r\nGET / HTTP/1.1\r\n\r\n",
+    );
     assert!(reply.is_empty());
     let long = [b"PROXY TCP4 ".as_slice(), &[b'1'; 200]].concat();
     let (reply, took) = exchange(door, PROXY, &long);
     assert!(reply.is_empty());
-    assert!(took < Duration::from_millis(900), "refused at once: {took:?}");
+    assert!(
+        took < Duration::from_millis(900),
+        "refused at once: {took:?}"
+    );
     // v2 whose length field says 60,000 bytes: refused from its first 16
     // bytes, not waited for.
     let mut h = v2(Command::Proxy, "127.77.0.5:1", &[]);
     h[14..16].copy_from_slice(&60_000u16.to_be_bytes());
     let (reply, took) = exchange(door, PROXY, &h);
     assert!(reply.is_empty());
-    assert!(took < Duration::from_millis(900), "refused at once: {took:?}");
+    assert!(
+        took < Duration::from_millis(900),
+        "refused at once: {took:?}"
+    );
 
     // A header trickled slower than header_timeout (1 s): closed at the
     // deadline, before it is whole.
@@ -330,10 +349,16 @@ fn x_forwarded_for_is_believed_from_trusted_proxies_only() {
     assert_eq!(relay(STRANGER, &["127.77.1.9"]), "world-1");
     // A chain: the rightmost hop that is not a trusted proxy (127.0.0.2 is
     // one) is the client; what the client wrote left of it is not read.
-    assert_eq!(relay(PROXY, &["192.0.2.1, 127.77.2.10, 127.0.0.2"]), "venue-1");
+    assert_eq!(
+        relay(PROXY, &["192.0.2.1, 127.77.2.10, 127.0.0.2"]),
+        "venue-1"
+    );
     assert_eq!(relay(PROXY, &["127.77.3.11, 192.0.2.2"]), "world-1");
     // Two header lines are one list.
-    assert_eq!(relay(PROXY, &["192.0.2.3, 127.77.4.12", "127.0.0.2"]), "venue-1");
+    assert_eq!(
+        relay(PROXY, &["192.0.2.3, 127.77.4.12", "127.0.0.2"]),
+        "venue-1"
+    );
     // Malformed: the peer (the balancer, default pool).
     assert_eq!(relay(PROXY, &["127.77.5.13, unknown"]), "world-1");
     assert_eq!(relay(PROXY, &["127.77.6.14 127.77.6.15"]), "world-1");
@@ -347,9 +372,14 @@ fn x_forwarded_for_is_believed_from_trusted_proxies_only() {
 
     // diagnostics_from judges the forwarded client.
     let page = |xff: &str| {
-        http_request("GET", &floe.url("/status.json"), &[("X-Forwarded-For", xff)], T)
-            .unwrap()
-            .status
+        http_request(
+            "GET",
+            &floe.url("/status.json"),
+            &[("X-Forwarded-For", xff)],
+            T,
+        )
+        .unwrap()
+        .status
     };
     assert_eq!(page("127.77.0.9"), 200);
     assert_eq!(page("192.0.2.9"), 403);

@@ -404,7 +404,10 @@ fn proxy_listeners_and_trusted_proxies() {
     let http = config.unwrap_or_else(|| panic!("{diags}")).http;
     assert_eq!(
         http.proxy_protocol_listen,
-        ["127.0.0.1:8081".parse().unwrap(), "[::1]:8081".parse().unwrap()]
+        [
+            "127.0.0.1:8081".parse().unwrap(),
+            "[::1]:8081".parse().unwrap()
+        ]
     );
     assert_eq!(http.trusted_proxies.len(), 2);
 

@@ -133,15 +133,29 @@ mod tests {
     #[test]
     fn malformed_falls_back_to_the_peer() {
         let trusted = nets(&["10.0.0.0/8"]);
-        for bad in ["unknown", "", "203.0.113.7,", "1.2.3", "example.org", "1.2.3.4 5.6.7.8"] {
+        for bad in [
+            "unknown",
+            "",
+            "203.0.113.7,",
+            "1.2.3",
+            "example.org",
+            "1.2.3.4 5.6.7.8",
+        ] {
             let h = headers(&[bad]);
-            assert_eq!(client(&h, ip("10.1.1.1"), &trusted), ip("10.1.1.1"), "{bad:?}");
+            assert_eq!(
+                client(&h, ip("10.1.1.1"), &trusted),
+                ip("10.1.1.1"),
+                "{bad:?}"
+            );
         }
         // Garbage left of the client is never read.
         let h = headers(&["garbage, 203.0.113.7"]);
         assert_eq!(client(&h, ip("10.1.1.1"), &trusted), ip("203.0.113.7"));
         let mut h = HeaderMap::new();
-        h.append(X_FORWARDED_FOR, HeaderValue::from_bytes(b"\xff1.2.3.4").unwrap());
+        h.append(
+            X_FORWARDED_FOR,
+            HeaderValue::from_bytes(b"\xff1.2.3.4").unwrap(),
+        );
         assert_eq!(client(&h, ip("10.1.1.1"), &trusted), ip("10.1.1.1"));
     }
 

@@ -82,8 +82,7 @@ impl HttpServer {
             workers
         };
         let (mut addrs, mut proxy_addrs) = (Vec::new(), Vec::new());
-        let mut sockets: Vec<Vec<(StdListener, Door)>> =
-            (0..workers).map(|_| Vec::new()).collect();
+        let mut sockets: Vec<Vec<(StdListener, Door)>> = (0..workers).map(|_| Vec::new()).collect();
         let doors = listen.iter().map(|&a| (a, Door::Plain));
         for (addr, door) in doors.chain(proxy_listen.iter().map(|&a| (a, Door::Proxy))) {
             refuse_taken_port(addr)?;

@@ -287,7 +287,12 @@ mod tests {
     #[test]
     fn every_prefix_of_a_header_is_incomplete() {
         let v1 = b"PROXY TCP4 203.0.113.7 192.0.2.1 51000 80\r\n".to_vec();
-        let v2 = v2(Command::Proxy, "203.0.113.7:1", "192.0.2.1:80", &[(1, b"h2")]);
+        let v2 = v2(
+            Command::Proxy,
+            "203.0.113.7:1",
+            "192.0.2.1:80",
+            &[(1, b"h2")],
+        );
         for h in [v1, v2] {
             for end in 0..h.len() {
                 assert_eq!(parse(&h[..end]), Ok(Parsed::Incomplete), "{end} of {h:?}");
@@ -299,7 +304,10 @@ mod tests {
     fn garbage_too_long_and_malformed_are_refused() {
         assert_eq!(parse(b"GET / HTTP/1.1\r\n"), Err(HeaderError::Missing));
         assert_eq!(parse(b"\x16\x03\x01"), Err(HeaderError::Missing));
-        assert_eq!(parse(b"PROXY TCP5 a b 1 2\r\n"), Err(HeaderError::Malformed));
+        assert_eq!(
+            parse(b"PROXY TCP5 a b 1 2\r\n"),
+            Err(HeaderError::Malformed)
+        );
         assert_eq!(
             parse(b"PROXY TCP4 203.0.113.7 192.0.2.1 51000 80\n"),
             Err(HeaderError::Malformed)

@@ -93,7 +93,12 @@ fn main() {
     while plain.is_none() || proxy.is_none() {
         let line = lines.next().expect("floe's log").unwrap();
         let addr = |p: &str| -> Option<SocketAddr> {
-            line.split(p).nth(1)?.split_whitespace().next()?.parse().ok()
+            line.split(p)
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
         };
         plain = plain.or(addr("HTTP listening on "));
         proxy = proxy.or(addr("HTTP (PROXY protocol) listening on "));
@@ -101,17 +106,18 @@ fn main() {
     std::thread::spawn(move || lines.for_each(drop));
     let (plain, proxy) = (plain.unwrap(), proxy.unwrap());
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !get(plain, b"", b"GET /healthz HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
-        .starts_with(b"HTTP/1.1 200")
+    while !get(
+        plain,
+        b"",
+        b"GET /healthz HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n",
+    )
+    .starts_with(b"HTTP/1.1 200")
     {
         assert!(Instant::now() < deadline, "floe not healthy");
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    println!(
-        "{:<48} {:>10} {:>14}",
-        "mode", "req/s", "floe CPU/req"
-    );
+    println!("{:<48} {:>10} {:>14}", "mode", "req/s", "floe CPU/req");
     for mode in [
         Mode::PlainClose,
         Mode::ProxyV1Close,
@@ -147,7 +153,12 @@ fn get(addr: SocketAddr, header: &[u8], request: &[u8]) -> Vec<u8> {
 /// floe's CPU time so far (user + system).
 fn cpu(pid: u32) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
     let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
     Duration::from_secs_f64(ticks as f64 / hz as f64)
@@ -248,7 +259,13 @@ fn run(
 
 /// Requests `request` one at a time on one connection (reopened when floe
 /// closes it at max_connection_age), counting 302s.
-fn keep_alive(addr: SocketAddr, header: &[u8], request: &[u8], done: &AtomicU64, stop: &AtomicBool) {
+fn keep_alive(
+    addr: SocketAddr,
+    header: &[u8],
+    request: &[u8],
+    done: &AtomicU64,
+    stop: &AtomicBool,
+) {
     while !stop.load(Ordering::Relaxed) {
         let Ok(mut s) = TcpStream::connect(addr) else {
             continue;

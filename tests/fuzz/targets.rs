@@ -642,7 +642,9 @@ pub fn proxy_header(data: &[u8]) {
                 Some(s) => {
                     assert_eq!(client.port(), s.port());
                     assert_eq!(client.ip(), s.ip().to_canonical());
-                    assert!(!matches!(client.ip(), IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some()));
+                    assert!(
+                        !matches!(client.ip(), IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some())
+                    );
                 }
             }
         }
@@ -669,7 +671,10 @@ pub fn proxy_header(data: &[u8]) {
             headers.append(forwarded::X_FORWARDED_FOR, v);
         }
     }
-    let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap(), "2001:db8::/32".parse().unwrap()];
+    let trusted: Vec<ipnet::IpNet> = vec![
+        "10.0.0.0/8".parse().unwrap(),
+        "2001:db8::/32".parse().unwrap(),
+    ];
     let untrusted = IpAddr::from([192, 0, 2, 1]);
     assert_eq!(forwarded::client(&headers, untrusted, &trusted), untrusted);
     let got = forwarded::client(&headers, peer.ip(), &trusted);

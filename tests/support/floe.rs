@@ -108,7 +108,10 @@ impl FloeProcess {
         let prefix = "HTTP (PROXY protocol) listening on ";
         poll(Duration::from_secs(5), Duration::from_millis(10), || {
             let log = self.log.lock().unwrap();
-            log.iter().find_map(|l| logged_addr(l, prefix))?.parse().ok()
+            log.iter()
+                .find_map(|l| logged_addr(l, prefix))?
+                .parse()
+                .ok()
         })
         .unwrap_or_else(|| panic!("no {prefix:?} line in the log:\n{}", self.log_text()))
     }
