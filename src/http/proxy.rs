@@ -108,7 +108,13 @@ fn parse_v1(buf: &[u8]) -> Result<Parsed, HeaderError> {
             Ok(Parsed::Incomplete)
         };
     };
+    // The line must end in CRLF, and ppp must take all of it (it accepts
+    // `... \n` without the CR, and stops at the first CR).
+    if end == 0 || buf[end - 1] != b'\r' {
+        return Err(HeaderError::Malformed);
+    }
     match v1::Header::try_from(&buf[..=end]) {
+        Ok(h) if h.header.len() != end + 1 => Err(HeaderError::Malformed),
         Ok(h) => {
             let source = match h.addresses {
                 v1::Addresses::Tcp4(a) => Some(SocketAddr::from((a.source_address, a.source_port))),
@@ -312,6 +318,14 @@ mod tests {
             parse(b"PROXY TCP4 203.0.113.7 192.0.2.1 51000 80\n"),
             Err(HeaderError::Malformed)
         );
+        // Found by the fuzz target: ppp takes a line ending in a space and
+        // LF without the CR.
+        assert_eq!(
+            parse(b"PROXY TCP4 203.0.113.7 192.0.2.1 51000 8 \n"),
+            Err(HeaderError::Malformed)
+        );
+        assert_eq!(parse(b"PROXY UNKNOWN \nGET"), Err(HeaderError::Malformed));
+        assert_eq!(parse(b"PROXY UNKNOWN\rX\r\n"), Err(HeaderError::Malformed));
         let long = [b"PROXY TCP4 ".as_slice(), &[b'1'; 120]].concat();
         assert_eq!(parse(&long), Err(HeaderError::TooLong));
         // v2 whose length field is past the limit: refused from 16 bytes.
