@@ -14,6 +14,7 @@ pub mod icecast;
 pub mod net;
 pub mod players;
 pub mod procs;
+pub mod prom;
 pub mod source;
 
 pub use cluster::{TestConfig, runtime, sim_relay};
