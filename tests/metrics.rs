@@ -6,7 +6,6 @@
 mod support;
 
 use floe::demo::sim::SimRelay;
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::UdpSocket;
 use std::process::{Command, Stdio};
