@@ -43,6 +43,10 @@ fn venue_listeners_get_venue_relays_first_and_spill_over_by_room() {
     let config = TestConfig::new()
         // Every listener of this test is its own client: no budget limits.
         .set("select", "grants_per_client", "1000")
+        // The simulated relays never see the listeners sent there: a poll
+        // amid the test would hand the venue its room back. One poll at
+        // start, then none while the test runs.
+        .set("poll", "interval", "\"60s\"")
         .relays(&[&venue[0], &venue[1], &world, &partner])
         .table(
             "[[group]]\nname = \"venue\"\nrelays = [\"venue-1\", \"venue-2\"]\n\
