@@ -217,6 +217,11 @@ pub struct HttpConfig {
     /// The load balancers whose PROXY headers and `X-Forwarded-For` are
     /// believed; empty: none (the connection's peer is the client).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Web origins whose pages may use the stream routes from scripts and
+    /// `fetch()` (CORS): `*` for every origin, or origins such as
+    /// `https://radio.example.org` (lower case, no trailing slash); empty:
+    /// no CORS headers at all.
+    pub cors_origins: Vec<Box<str>>,
 }
 
 /// `[poll]`: how relays are polled and how health follows.

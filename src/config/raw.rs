@@ -57,6 +57,7 @@ pub struct RawHttp {
     pub workers: Option<u32>,
     pub proxy_protocol_listen: Option<Spanned<Vec<Spanned<String>>>>,
     pub trusted_proxies: Option<Vec<Spanned<String>>>,
+    pub cors_origins: Option<Vec<Spanned<String>>>,
 }
 
 /// `[poll]`.

@@ -517,3 +517,49 @@ fn proxy_listeners_and_trusted_proxies() {
         "{diags}"
     );
 }
+
+#[test]
+fn cors_origins_are_star_or_web_origins() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, diags) = parse_in(dir.path(), "");
+    assert_eq!(
+        config
+            .unwrap_or_else(|| panic!("{diags}"))
+            .http
+            .cors_origins,
+        vec![Box::from("*")]
+    );
+    let (config, diags) = parse_in(
+        dir.path(),
+        "[http]\ncors_origins = [\"HTTPS://Radio.Example.org\", \"http://localhost:8000\"]",
+    );
+    let http = config.unwrap_or_else(|| panic!("{diags}")).http;
+    assert_eq!(
+        http.cors_origins,
+        vec![
+            Box::from("https://radio.example.org"),
+            Box::from("http://localhost:8000")
+        ]
+    );
+    let (config, _) = parse_in(dir.path(), "[http]\ncors_origins = []");
+    assert!(
+        config.unwrap().http.cors_origins.is_empty(),
+        "[] turns CORS off"
+    );
+    for bad in [
+        "https://radio.example.org/player",
+        "https://radio.example.org/",
+        "radio.example.org",
+        "ftp://radio.example.org",
+        "https://user@radio.example.org",
+    ] {
+        let (config, diags) = parse_in(dir.path(), &format!("[http]\ncors_origins = [\"{bad}\"]"));
+        assert!(config.is_none(), "{bad} should fail");
+        assert!(
+            errors(&diags)
+                .iter()
+                .any(|(l, m)| *l == 2 && m.contains("is not \"*\" or a web origin")),
+            "{bad}: {diags}"
+        );
+    }
+}

@@ -462,7 +462,41 @@ impl<'a> Cx<'a> {
             workers: raw.workers.unwrap_or(0) as usize,
             proxy_protocol_listen,
             trusted_proxies,
+            cors_origins: self.cors_origins(raw.cors_origins.as_deref()),
         })
+    }
+
+    /// `[http] cors_origins`: `*` or web origins (`scheme://host[:port]`),
+    /// each normalized to lower case; `["*"]` when absent.
+    fn cors_origins(&mut self, raw: Option<&[Spanned<String>]>) -> Vec<Box<str>> {
+        let Some(list) = raw else {
+            return vec!["*".into()];
+        };
+        let mut out = Vec::new();
+        for item in list {
+            let v = item.get_ref().trim();
+            if v == "*" {
+                out.push("*".into());
+                continue;
+            }
+            let origin = url::Url::parse(v).ok().filter(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host().is_some()
+                    && u.path() == "/"
+                    && !v.ends_with('/')
+                    && u.query().is_none()
+                    && u.fragment().is_none()
+                    && u.username().is_empty()
+            });
+            match origin {
+                Some(u) => out.push(u.origin().ascii_serialization().into()),
+                None => self.error(
+                    Some(item.span()),
+                    format!("[http] cors_origins: {v:?} is not \"*\" or a web origin such as \"https://radio.example.org\" (scheme, host and optional port; no path)"),
+                ),
+            }
+        }
+        out
     }
 
     /// `[http] proxy_protocol_listen` and `trusted_proxies`: a PROXY

@@ -18,6 +18,7 @@
 //! at connection start); trusted proxies themselves are not capped (one
 //! balancer carries many clients).
 
+pub mod cors;
 pub mod forwarded;
 pub mod pages;
 mod playlist;

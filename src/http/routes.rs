@@ -8,6 +8,9 @@
 //! - `/explain/<mount>`, `/explain?name=<dns name>`: candidates and
 //!   exclusions for one mount, stream or balanced name (text, or JSON with
 //!   `?format=json` or `Accept: application/json`).
+//! - `OPTIONS` on a stream route: `204`, with the CORS preflight answer
+//!   for an allowed origin ([`super::cors`]); the stream routes' answers
+//!   carry `Access-Control-Allow-Origin` for pages of allowed origins.
 //! - anything else: `404`; other methods `405`.
 //!
 //! Every answer to a listener request is counted in [`Metrics`] through
@@ -18,6 +21,7 @@
 //! made to redirect elsewhere.
 
 use super::Shared;
+use super::cors;
 use super::pages::Page;
 use super::playlist::{self, Playlist};
 use crate::clients::{ClientBudgets, in_networks};
@@ -54,6 +58,12 @@ pub fn respond<B>(
         history: &shared.history,
     };
     let method = req.method();
+    let path = req.uri().path();
+    let topology = &snap.topology;
+    let cors = &*snap.config().http.cors_origins;
+    if method == Method::OPTIONS && is_stream_route(snap, path) {
+        return cors::preflight(req.headers(), cors);
+    }
     if method != Method::GET && method != Method::HEAD {
         let mut resp = text(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -63,15 +73,15 @@ pub fn respond<B>(
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return resp;
     }
-    let path = req.uri().path();
-    let topology = &snap.topology;
     if let Some(m) = topology.mount_id(path) {
         let client = (method == Method::GET).then(|| Client {
             budgets: &shared.clients,
             addr: peer.ip(),
         });
         let pool = topology.pool_of(peer.ip());
-        return redirect(snap, metrics, m, pool, req.uri().query(), client);
+        let mut resp = redirect(snap, metrics, m, pool, req.uri().query(), client);
+        cors::allow(&mut resp, req.headers(), cors);
+        return resp;
     }
     match path {
         "/healthz" => {
@@ -123,7 +133,8 @@ pub fn respond<B>(
     if let Some((mount_path, kind)) = Playlist::split(path)
         && let Some(m) = topology.mount_id(mount_path)
     {
-        return match playlist::base_url(req, snap.config().http.public_url.as_ref(), local) {
+        let mut resp = match playlist::base_url(req, snap.config().http.public_url.as_ref(), local)
+        {
             Some(base) => {
                 let stream_url = format!("{base}{mount_path}");
                 let title = &topology.streams[topology.mounts[m].stream].name;
@@ -138,12 +149,22 @@ pub fn respond<B>(
                 "400 bad request: no usable Host header for the playlist URL\n",
             ),
         };
+        cors::allow(&mut resp, req.headers(), cors);
+        return resp;
     }
     metrics.not_found();
     text(
         StatusCode::NOT_FOUND,
         "404 not found: no such stream mount\n",
     )
+}
+
+/// Whether `path` is a stream route: a configured mount or one of its
+/// playlists.
+fn is_stream_route(snap: &Snapshot, path: &str) -> bool {
+    let topology = &snap.topology;
+    topology.mount_id(path).is_some()
+        || Playlist::split(path).is_some_and(|(mount, _)| topology.mount_id(mount).is_some())
 }
 
 /// `/explain/<what>` (a mount path without its leading `/`, a stream or a

@@ -496,8 +496,9 @@ pub fn dns_truncated(data: &[u8]) {
 }
 
 /// The statuses an HTTP request may get from the routes.
-const HTTP_STATUSES: [StatusCode; 8] = [
+const HTTP_STATUSES: [StatusCode; 9] = [
     StatusCode::OK,
+    StatusCode::NO_CONTENT,
     StatusCode::FOUND,
     StatusCode::BAD_REQUEST,
     StatusCode::FORBIDDEN,
@@ -510,10 +511,12 @@ const HTTP_STATUSES: [StatusCode; 8] = [
 /// A request head as hyper reads it (httparse, up to 100 headers; a
 /// method, URI or header hyper would refuse is refused), routed from a
 /// client allowed the diagnostic pages and from one that is not: never
-/// panics; the status is one of [`HTTP_STATUSES`]; other methods than GET
-/// and HEAD get 405; a 302 goes to a configured relay's URL for the
-/// requested mount (plus the query), never elsewhere; diagnostic pages
-/// are 403 outside `diagnostics_from`.
+/// panics; the status is one of [`HTTP_STATUSES`]; OPTIONS on a stream
+/// route gets 204 (the CORS preflight) and takes no grant, other methods
+/// than GET and HEAD get 405; a 302 goes to a configured relay's URL for
+/// the requested mount (plus the query), never elsewhere; CORS headers
+/// name `*` or the request's own origin; diagnostic pages are 403 outside
+/// `diagnostics_from`.
 pub fn http_routes(data: &[u8]) {
     let Some(req) = http_request(data) else {
         return;
@@ -526,7 +529,16 @@ pub fn http_routes(data: &[u8]) {
         let status = resp.status();
         assert!(HTTP_STATUSES.contains(&status), "status {status}");
         let get = req.method() == Method::GET || req.method() == Method::HEAD;
-        assert_eq!(status == StatusCode::METHOD_NOT_ALLOWED, !get);
+        let options = req.method() == Method::OPTIONS && status == StatusCode::NO_CONTENT;
+        assert_eq!(status == StatusCode::METHOD_NOT_ALLOWED, !get && !options);
+        assert_eq!(status == StatusCode::NO_CONTENT, options);
+        if let Some(allowed) = resp.headers().get("access-control-allow-origin") {
+            let origin = req.headers().get("origin");
+            assert!(
+                allowed == "*" || Some(allowed) == origin,
+                "CORS for {allowed:?}"
+            );
+        }
         let path = req.uri().path();
         if status == StatusCode::FOUND {
             let m = w.topology.mount_id(path).expect("a 302 for a mount");
