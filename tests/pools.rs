@@ -173,7 +173,12 @@ fn balanced_names_answer_each_pool_by_client_subnet_or_resolver() {
     // Everyone else: the non-exclusive relays, with a scope that keeps
     // the pools' networks out (192/8 and 127/8 part at the first bit).
     let w = ask(&["+subnet=192.0.2.0/24"]);
-    assert_eq!(w.addresses, BTreeSet::from([venue_ip, world_ip]), "{}", w.text);
+    assert_eq!(
+        w.addresses,
+        BTreeSet::from([venue_ip, world_ip]),
+        "{}",
+        w.text
+    );
     assert_eq!(w.client_subnet.as_deref(), Some("192.0.2.0/24/1"));
     // A /32 is read to /24 only ([dns] ecs_max_prefix_v4).
     let one = ask(&["+subnet=127.77.1.9/32"]);
@@ -182,17 +187,36 @@ fn balanced_names_answer_each_pool_by_client_subnet_or_resolver() {
 
     // Without the option, the resolver's own address decides.
     let from_hall = ask(&["-b", "127.77.0.53"]);
-    assert_eq!(from_hall.addresses, BTreeSet::from([venue_ip]), "{}", from_hall.text);
+    assert_eq!(
+        from_hall.addresses,
+        BTreeSet::from([venue_ip]),
+        "{}",
+        from_hall.text
+    );
     assert_eq!(from_hall.client_subnet, None);
     let from_partner = ask(&["-b", "127.78.0.53"]);
     assert_eq!(from_partner.addresses, BTreeSet::from([partner_ip]));
 
     // A static name echoes the option with scope 0; TXT says which pool
     // and group answered.
-    let apex = dig(floe.dns(), "stream.example.org.", "SOA", &["+subnet=127.77.1.0/24"]);
-    assert_eq!(apex.client_subnet.as_deref(), Some("127.77.1.0/24/0"), "{}", apex.text);
+    let apex = dig(
+        floe.dns(),
+        "stream.example.org.",
+        "SOA",
+        &["+subnet=127.77.1.0/24"],
+    );
+    assert_eq!(
+        apex.client_subnet.as_deref(),
+        Some("127.77.1.0/24/0"),
+        "{}",
+        apex.text
+    );
     let txt = dig(floe.dns(), name, "TXT", &["+subnet=127.77.1.0/24"]);
-    assert!(txt.txt.contains("relays=venue-1 pool=hall group=venue"), "{}", txt.text);
+    assert!(
+        txt.txt.contains("relays=venue-1 pool=hall group=venue"),
+        "{}",
+        txt.text
+    );
 
     // A malformed option (family 3, which no resolver sends): FORMERR.
     let mut m = Message::new(0x5150, MessageType::Query, OpCode::Query);
@@ -210,5 +234,8 @@ fn balanced_names_answer_each_pool_by_client_subnet_or_resolver() {
     assert_eq!(answer.metadata.id, 0x5150);
     assert_eq!(answer.metadata.response_code, ResponseCode::FormErr);
     // ...and floe goes on answering.
-    assert_eq!(ask(&["+subnet=127.77.1.0/24"]).addresses, BTreeSet::from([venue_ip]));
+    assert_eq!(
+        ask(&["+subnet=127.77.1.0/24"]).addresses,
+        BTreeSet::from([venue_ip])
+    );
 }

@@ -102,7 +102,12 @@ pub fn dig(server: SocketAddr, qname: &str, qtype: &str, extra: &[&str]) -> Dig 
     let field = |after: &str| {
         text.lines()
             .find_map(|l| l.split(after).nth(1))
-            .map(|rest| rest.split([',', ' ']).next().unwrap_or_default().to_string())
+            .map(|rest| {
+                rest.split([',', ' '])
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            })
     };
     let answers = || {
         text.lines()

@@ -87,6 +87,10 @@ pub struct RelaySpec {
     pub name: String,
     /// `<hostname>` (what `listenurl` and playlists show).
     pub hostname: String,
+    /// `<bind-address>`: the loopback address it listens on (default
+    /// 127.0.0.1; another of 127.0.0.0/8 tells relays apart by address,
+    /// as DNS answers do).
+    pub bind: String,
     /// Global `<limits><clients>` (listeners + sources + status requests).
     pub clients: u32,
     /// `<limits><sources>`.
@@ -107,6 +111,7 @@ impl RelaySpec {
         RelaySpec {
             name: name.to_string(),
             hostname: "127.0.0.1".to_string(),
+            bind: "127.0.0.1".to_string(),
             clients: 100,
             sources: 16,
             burst_size: 65535,
@@ -135,6 +140,14 @@ impl RelaySpec {
 
     pub fn hostname(mut self, hostname: &str) -> RelaySpec {
         self.hostname = hostname.to_string();
+        self
+    }
+
+    /// Listen on `address` (one of 127.0.0.0/8) instead of 127.0.0.1; also
+    /// its `<hostname>`.
+    pub fn bind(mut self, address: &str) -> RelaySpec {
+        self.bind = address.to_string();
+        self.hostname = address.to_string();
         self
     }
 
@@ -244,7 +257,7 @@ pub fn render_config(
   </authentication>
   <listen-socket>
     <port>{port}</port>
-    <bind-address>127.0.0.1</bind-address>
+    <bind-address>{bind}</bind-address>
   </listen-socket>
   <http-headers>
     <header name="Access-Control-Allow-Origin" value="*" />
@@ -270,6 +283,7 @@ pub fn render_config(
 </icecast>
 "#,
         hostname = e(&spec.hostname),
+        bind = e(&spec.bind),
         clients = spec.clients,
         sources = spec.sources,
         burst = spec.burst_size,
@@ -426,7 +440,8 @@ enum LaunchError {
     Other(String),
 }
 
-/// A running Icecast server on `127.0.0.1:port`. Killed on drop.
+/// A running Icecast server on `127.0.0.1:port` (or the address of
+/// [`RelaySpec::bind`]). Killed on drop.
 pub struct IcecastRelay {
     spec: RelaySpec,
     port: u16,
@@ -588,12 +603,17 @@ impl IcecastRelay {
         self.port
     }
 
-    /// `http://127.0.0.1:PORT`
+    /// `http://BIND:PORT` (BIND: 127.0.0.1 unless [`RelaySpec::bind`]).
     pub fn base_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://{}:{}", self.spec.bind, self.port)
     }
 
-    /// `http://127.0.0.1:PORT/mount`
+    /// The address it listens on.
+    pub fn address(&self) -> std::net::IpAddr {
+        self.spec.bind.parse().expect("a relay binds an IP address")
+    }
+
+    /// `http://BIND:PORT/mount`
     pub fn url(&self, mount: &str) -> String {
         format!("{}{mount}", self.base_url())
     }
@@ -933,7 +953,13 @@ impl Lab {
     pub fn add_source(&mut self, i: usize, mount: &str, mut opts: SourceOpts) -> &Source {
         let relay = &self.relays[i];
         opts.name = format!("floe test {} {mount}", relay.name());
-        let source = Source::start(relay.port(), relay.source_password(), mount, opts);
+        let source = Source::start_at(
+            &relay.spec.bind,
+            relay.port(),
+            relay.source_password(),
+            mount,
+            opts,
+        );
         self.sources.push((i, source));
         &self.sources.last().expect("just pushed").1
     }
