@@ -82,6 +82,13 @@ interval = "300ms"
 timeout = "500ms"
 rise = 1
 fall = 1
+# Icecast counts a listener (and answers it) when its source thread next
+# wakes for data: 10-490 ms after floe's 302 here, idle; more on a loaded
+# machine. The default 500ms is the edge: a poll then reconciled a grant
+# before its listener was counted, and the next hall listener was sent
+# to a full venue relay (a 403), once in about ten runs next to two busy
+# loops.
+settle = "1500ms"
 
 [[stream]]
 name = "live"
@@ -166,14 +173,34 @@ impl Sampler<'_> {
     }
 }
 
+/// Sets its flag when dropped.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Where each of `listeners` landed; panics on any that did not get a 200
-/// from a relay after exactly one redirect (floe's).
-fn landings(lab: &Lab, listeners: &mut [CurlListener]) -> Vec<(IpAddr, String)> {
+/// from a relay after exactly one redirect (floe's). Also notes, in
+/// `slowest`, the longest a listener took from floe's 302 to the relay's
+/// answer (as seen by polling curl's dump).
+fn landings(
+    lab: &Lab,
+    listeners: &mut [CurlListener],
+    slowest: &mut Duration,
+) -> Vec<(IpAddr, String)> {
     let mut out = Vec::new();
     let mut refused = Vec::new();
     for l in listeners.iter_mut() {
-        match l.landing(T) {
-            Ok(Landing { heads, url }) if heads.len() == 2 && heads[1].status == 200 => {
+        let landing = l.landing(T);
+        if let Ok(x) = &landing {
+            let d = x.landed_in.saturating_sub(x.first_head_in);
+            *slowest = (*slowest).max(d);
+        }
+        match landing {
+            Ok(Landing { heads, url, .. }) if heads.len() == 2 && heads[1].status == 200 => {
                 out.push((l.from(), relay_of(lab, &url)))
             }
             Ok(landing) => refused.push(format!("{} -> {landing:?}", l.from())),
@@ -395,8 +422,12 @@ fn venue_and_world_pools_with_real_icecast_curl_and_unbound() {
     };
     let ((most, samples), (one_by_one, burst)) = std::thread::scope(|s| {
         let sampling = s.spawn(|| sampler.run());
-        let outcome = fill(&lab, &floe, &stream);
-        sampler.stop.store(true, Ordering::Relaxed);
+        // Stops the sampler however fill ends (a panic too: the scope
+        // joins it before the panic goes on).
+        let outcome = {
+            let _stop = StopOnDrop(&sampler.stop);
+            fill(&lab, &floe, &stream)
+        };
         (sampling.join().unwrap(), outcome)
     });
     eprintln!("one by one: {one_by_one:?}; burst: {burst:?}");
@@ -439,12 +470,13 @@ fn fill(
     stream: &str,
 ) -> (BTreeMap<String, u64>, BTreeMap<String, u64>) {
     let venue_room = 2 * VENUE_MAX as usize;
+    let mut slowest = Duration::ZERO;
     // One by one: each waits for its relay's 200 before the next starts.
     let mut listeners = Vec::new();
     let mut landed = Vec::new();
     for n in 0..venue_room + 3 {
         let mut l = CurlListener::start(stream, hall(100 + n as u8));
-        landed.extend(landings(lab, std::slice::from_mut(&mut l)));
+        landed.extend(landings(lab, std::slice::from_mut(&mut l), &mut slowest));
         listeners.push(l);
     }
     let order: Vec<&str> = landed.iter().map(|(_, r)| r.as_str()).collect();
@@ -456,6 +488,7 @@ fn fill(
         order[venue_room..].iter().all(|r| *r == "world-1"),
         "then the hall spills over to the world: {order:?}"
     );
+    eprintln!("one by one: slowest from floe's 302 to the relay's 200: {slowest:?}");
     let one_by_one = tally(&landed);
     assert_eq!(one_by_one.get("venue-1"), Some(&VENUE_MAX), "{order:?}");
     assert_eq!(one_by_one.get("venue-2"), Some(&VENUE_MAX), "{order:?}");
@@ -479,7 +512,7 @@ fn fill(
         .map(|n| CurlListener::start(stream, hall(150 + n as u8)))
         .chain((0..4).map(|n| CurlListener::start(stream, world(150 + n as u8))))
         .collect();
-    let landed = landings(lab, &mut burst);
+    let landed = landings(lab, &mut burst, &mut slowest);
     for (from, r) in &landed {
         if !matches!(from, IpAddr::V4(v) if v.octets()[2] == 1) {
             assert_eq!(r, "world-1", "{from} is not in the hall");
@@ -509,6 +542,7 @@ fn fill(
         "a full venue-1 asked directly: {direct:?}"
     );
     drop(burst);
+    eprintln!("with the burst: slowest from floe's 302 to the relay's 200: {slowest:?}");
     (one_by_one, by_relay)
 }
 

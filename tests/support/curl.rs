@@ -10,7 +10,7 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::procs::{self, Proc};
 
@@ -61,6 +61,10 @@ pub struct Landing {
     pub heads: Vec<DumpedHead>,
     /// The URL of the last response (the first `Location` after floe).
     pub url: String,
+    /// From curl's start to the first head seen (floe's 302), and to the
+    /// last (the relay's answer): seen by polling the dump every 10 ms.
+    pub first_head_in: Duration,
+    pub landed_in: Duration,
 }
 
 impl Landing {
@@ -106,6 +110,7 @@ pub struct CurlListener {
     proc: Proc,
     from: IpAddr,
     url: String,
+    started: Instant,
     dump: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -128,11 +133,13 @@ impl CurlListener {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
+        let started = Instant::now();
         let proc = Proc::spawn(format!("curl from {from}"), &mut cmd).expect("spawn curl");
         CurlListener {
             proc,
             from,
             url: url.to_string(),
+            started,
             dump,
             _dir: dir,
         }
@@ -149,8 +156,13 @@ impl CurlListener {
     pub fn landing(&mut self, timeout: Duration) -> Result<Landing, String> {
         let dump = self.dump.clone();
         let mut exited = None;
+        let mut first_head_in = None;
+        let started = self.started;
         let heads = procs::poll(timeout, Duration::from_millis(10), || {
             let heads = parse_dump(&std::fs::read_to_string(&dump).unwrap_or_default());
+            if !heads.is_empty() && first_head_in.is_none() {
+                first_head_in = Some(started.elapsed());
+            }
             if heads.last().is_some_and(|h| h.location.is_none()) {
                 return Some(heads);
             }
@@ -162,6 +174,7 @@ impl CurlListener {
             }
             None
         });
+        let landed_in = started.elapsed();
         let stderr = std::fs::read_to_string(self._dir.path().join("stderr")).unwrap_or_default();
         let Some(heads) = heads else {
             return Err(format!(
@@ -175,7 +188,12 @@ impl CurlListener {
             .find_map(|h| h.location.clone())
             .unwrap_or_else(|| self.url.clone());
         match (heads.last(), exited) {
-            (Some(h), _) if h.location.is_none() => Ok(Landing { heads, url }),
+            (Some(h), _) if h.location.is_none() => Ok(Landing {
+                heads,
+                url,
+                first_head_in: first_head_in.unwrap_or(landed_in),
+                landed_in,
+            }),
             (_, status) => Err(format!(
                 "curl from {} to {} exited ({status:?}) after {heads:?}; stderr: {stderr}",
                 self.from, self.url

@@ -107,10 +107,7 @@ fn each_pool_gets_its_own_answer_and_equal_ones_are_shared() {
     let hall = b.for_pool(pool("hall"));
     assert!(hall.v4.iter().all(|v| **v == [v4(1)]));
     let text = b.explain(&plan.snapshot, plan.generation, pool("hall"));
-    assert!(
-        text.ends_with(" relays=r0 pool=hall group=venue"),
-        "{text}"
-    );
+    assert!(text.ends_with(" relays=r0 pool=hall group=venue"), "{text}");
 
     // The venue relay full: the hall spills over to every relay with room,
     // the default pool's answer, which both pools now share.
