@@ -149,6 +149,10 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
             "[dns] udp_workers",
         ),
         (old.http.listen != new.http.listen, "[http] listen"),
+        (
+            old.http.proxy_protocol_listen != new.http.proxy_protocol_listen,
+            "[http] proxy_protocol_listen",
+        ),
         (old.http.workers != new.http.workers, "[http] workers"),
         (
             old.admin.listen != new.admin.listen || admin_on(old) != admin_on(new),

@@ -44,6 +44,8 @@ pub struct Instance {
     pub config_path: PathBuf,
     /// The HTTP addresses actually bound.
     pub http_addrs: Vec<SocketAddr>,
+    /// The HTTP addresses bound for PROXY protocol connections.
+    pub http_proxy_addrs: Vec<SocketAddr>,
     /// The DNS addresses actually bound (each on UDP and TCP).
     pub dns_addrs: Vec<SocketAddr>,
     /// The admin endpoint's addresses (empty: disabled, no token).
@@ -67,7 +69,11 @@ impl Instance {
     /// runtime (the engine's); the front doors run on their own threads.
     pub fn start(loaded: Loaded) -> Result<Instance, StartError> {
         let config = loaded.config.clone();
-        let http = HttpServer::bind(&config.http.listen, config.http.workers)?;
+        let http = HttpServer::bind(
+            &config.http.listen,
+            &config.http.proxy_protocol_listen,
+            config.http.workers,
+        )?;
         let dns_server = DnsServer::bind(&config.dns.listen, config.dns.udp_workers)?;
         let admin = AdminServer::bind(&config.admin)?;
         let shutdown = Shutdown::new();
@@ -76,6 +82,7 @@ impl Instance {
         let engine = Engine::start(config.clone(), metrics.clone(), shutdown.clone())
             .map_err(|e| StartError::PollClient(e.to_string()))?;
         let http_addrs = http.addrs.clone();
+        let http_proxy_addrs = http.proxy_addrs.clone();
         let shared = Arc::new(http::Shared::new(
             engine.snapshots(),
             metrics.clone(),
@@ -110,6 +117,7 @@ impl Instance {
         Ok(Instance {
             config_path: config.path.clone(),
             http_addrs,
+            http_proxy_addrs,
             dns_addrs,
             admin_addrs,
             dns,

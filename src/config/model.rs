@@ -210,6 +210,13 @@ pub struct HttpConfig {
     pub retry_after: Duration,
     /// Accept loops (each on its own SO_REUSEPORT socket); 0 = one per core.
     pub workers: usize,
+    /// Extra listeners where every connection starts with a PROXY protocol
+    /// header (v1 or v2) from a load balancer in `trusted_proxies`; the
+    /// header's source is the client.
+    pub proxy_protocol_listen: Vec<SocketAddr>,
+    /// The load balancers whose PROXY headers and `X-Forwarded-For` are
+    /// believed; empty: none (the connection's peer is the client).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// `[poll]`: how relays are polled and how health follows.

@@ -55,6 +55,8 @@ pub struct RawHttp {
     pub max_header_bytes: Option<Spanned<u32>>,
     pub retry_after: Option<Human>,
     pub workers: Option<u32>,
+    pub proxy_protocol_listen: Option<Spanned<Vec<Spanned<String>>>>,
+    pub trusted_proxies: Option<Vec<Spanned<String>>>,
 }
 
 /// `[poll]`.

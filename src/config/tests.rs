@@ -441,3 +441,79 @@ fn ecs_keys_are_checked_and_pool_networks_longer_than_ecs_reads_are_warned() {
     let (_, diags) = parse_in(dir.path(), &format!("[dns]\necs = false\n{pools}"));
     assert!(diags.0.is_empty(), "{diags}");
 }
+
+#[test]
+fn proxy_listeners_and_trusted_proxies() {
+    let dir = tempfile::tempdir().unwrap();
+    // Defaults: no PROXY listener, nobody trusted.
+    let (config, diags) = parse_in(dir.path(), "");
+    let http = config.expect("valid").http;
+    assert!(diags.0.is_empty(), "{diags}");
+    assert!(http.proxy_protocol_listen.is_empty() && http.trusted_proxies.is_empty());
+
+    let good = "[http]\nlisten = [\"127.0.0.1:8080\"]\nproxy_protocol_listen = [\"127.0.0.1:8081\", \"[::1]:8081\"]\ntrusted_proxies = [\"10.0.0.0/8\", \"127.0.0.1/32\"]";
+    let (config, diags) = parse_in(dir.path(), good);
+    let http = config.unwrap_or_else(|| panic!("{diags}")).http;
+    assert_eq!(
+        http.proxy_protocol_listen,
+        [
+            "127.0.0.1:8081".parse().unwrap(),
+            "[::1]:8081".parse().unwrap()
+        ]
+    );
+    assert_eq!(http.trusted_proxies.len(), 2);
+
+    // A PROXY listener with nobody to trust: an error at the key's value.
+    let (config, diags) = parse_in(
+        dir.path(),
+        "[http]\n\nproxy_protocol_listen = [\"127.0.0.1:8081\"]",
+    );
+    assert!(config.is_none());
+    let d = diags.0.iter().find(|d| d.is_error()).expect("an error");
+    assert_eq!((d.line, d.column), (3, 25), "{diags}");
+    assert!(d.message.contains("needs trusted_proxies"), "{diags}");
+    let (config, _) = parse_in(
+        dir.path(),
+        "[http]\nproxy_protocol_listen = [\"127.0.0.1:8081\"]\ntrusted_proxies = []",
+    );
+    assert!(config.is_none());
+
+    // Bad values, each with its line.
+    for (head, line, what) in [
+        (
+            "[http]\ntrusted_proxies = [\"10.0.0.0/8\", \"nonsense\"]",
+            2,
+            "not a network",
+        ),
+        (
+            "[http]\ntrusted_proxies = [\"10.0.0.0/8\"]\nproxy_protocol_listen = [\"8081\"]",
+            3,
+            "not an address:port",
+        ),
+        (
+            "[http]\nlisten = [\"127.0.0.1:8080\"]\ntrusted_proxies = [\"10.0.0.0/8\"]\nproxy_protocol_listen = [\"127.0.0.1:8080\"]",
+            4,
+            "also in [http] listen",
+        ),
+    ] {
+        let (config, diags) = parse_in(dir.path(), head);
+        assert!(config.is_none(), "{head}");
+        assert!(
+            errors(&diags)
+                .iter()
+                .any(|(l, m)| *l == line && m.contains(what)),
+            "{head}: {diags}"
+        );
+    }
+
+    // Trusting everyone is allowed, with a warning.
+    let (config, diags) = parse_in(dir.path(), "[http]\ntrusted_proxies = [\"0.0.0.0/0\"]");
+    assert!(config.is_some());
+    assert!(
+        diags
+            .0
+            .iter()
+            .any(|d| d.line == 2 && d.message.contains("trusts every address")),
+        "{diags}"
+    );
+}

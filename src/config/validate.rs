@@ -425,8 +425,16 @@ impl<'a> Cx<'a> {
             raw.diagnostics_from.as_deref(),
             &["0.0.0.0/0", "::/0"],
         )?;
+        let (proxy_protocol_listen, trusted_proxies) = self.proxies(
+            raw.proxy_protocol_listen,
+            raw.trusted_proxies.as_deref(),
+            listen.as_deref().unwrap_or_default(),
+        )?;
         let listen = listen?;
-        let public = listen.iter().any(|a| !a.ip().is_loopback());
+        let public = listen
+            .iter()
+            .chain(&proxy_protocol_listen)
+            .any(|a| !a.ip().is_loopback());
         if public && raw.diagnostics_from.is_none() {
             self.warning(
                 None,
@@ -452,7 +460,56 @@ impl<'a> Cx<'a> {
             max_header_bytes,
             retry_after: raw.retry_after.map_or(Duration::from_secs(10), |d| d.0),
             workers: raw.workers.unwrap_or(0) as usize,
+            proxy_protocol_listen,
+            trusted_proxies,
         })
+    }
+
+    /// `[http] proxy_protocol_listen` and `trusted_proxies`: a PROXY
+    /// listener needs someone to trust, and takes no address of `listen`.
+    fn proxies(
+        &mut self,
+        raw_listen: Option<Spanned<Vec<Spanned<String>>>>,
+        raw_trusted: Option<&[Spanned<String>]>,
+        listen: &[SocketAddr],
+    ) -> Option<(Vec<SocketAddr>, Vec<ipnet::IpNet>)> {
+        let trusted = self.net_list("[http] trusted_proxies", raw_trusted, &[]);
+        if let (Some(nets), Some(items)) = (&trusted, raw_trusted) {
+            for (net, item) in nets.iter().zip(items) {
+                if net.prefix_len() == 0 {
+                    self.warning(
+                        Some(item.span()),
+                        format!("[http] trusted_proxies: {net} trusts every address: any client can then choose its own address with X-Forwarded-For or a PROXY header"),
+                    );
+                }
+            }
+        }
+        let Some(raw_listen) = raw_listen else {
+            return Some((Vec::new(), trusted?));
+        };
+        let at = raw_listen.span();
+        let raw_listen = raw_listen.into_inner();
+        let proxy_listen: Vec<SocketAddr> = self.parse_each(&raw_listen, |a| {
+            format!(
+                "[http] proxy_protocol_listen: {a:?} is not an address:port (e.g. \"127.0.0.1:8081\")"
+            )
+        })?;
+        for (addr, item) in proxy_listen.iter().zip(&raw_listen) {
+            if addr.port() != 0 && listen.contains(addr) {
+                self.error(
+                    Some(item.span()),
+                    format!("[http] proxy_protocol_listen: {addr} is also in [http] listen; a listener either expects PROXY headers or does not"),
+                );
+            }
+        }
+        let trusted = trusted?;
+        if !proxy_listen.is_empty() && trusted.is_empty() {
+            self.error(
+                Some(at),
+                "[http] proxy_protocol_listen needs trusted_proxies: the networks of the load balancers that may send PROXY headers (connections from anywhere else are closed at once)",
+            );
+        }
+        Some((proxy_listen, trusted))
     }
 
     fn poll(&mut self, raw: RawPoll) -> PollConfig {

@@ -7,15 +7,28 @@
 //! [`routes`]; this module only moves bytes and enforces limits: header read
 //! timeout (which also bounds idle keep-alive), header size, connections
 //! per worker.
+//!
+//! Who the client is: the connection's peer; on a PROXY protocol listener
+//! (`[http] proxy_protocol_listen`, see [`proxy`]) the source its header
+//! names, from a peer in `trusted_proxies` only (others are closed at
+//! once); and per request, `X-Forwarded-For` when the peer (after PROXY)
+//! is a trusted proxy (see [`forwarded`]). That client is what the listener
+//! pool, the grant budget and `diagnostics_from` judge. The per-client
+//! connection cap counts the connection's client (the PROXY source, known
+//! at connection start); trusted proxies themselves are not capped (one
+//! balancer carries many clients).
 
+pub mod forwarded;
 pub mod pages;
 mod playlist;
+pub mod proxy;
 pub mod routes;
 pub mod status_page;
 
-use crate::clients::{ClientBudgets, ClientConnections};
+use crate::clients::{ClientBudgets, ClientConnections, OpenConnection, in_networks};
+use crate::config::Config;
 use crate::history::History;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ProxyRefusal};
 use crate::shutdown::Shutdown;
 use crate::snapshot::Snapshots;
 use hyper::server::conn::http1;
@@ -24,7 +37,7 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use std::cell::RefCell;
 use std::io;
-use std::net::{SocketAddr, TcpListener as StdListener};
+use std::net::{IpAddr, SocketAddr, TcpListener as StdListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -38,32 +51,57 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct HttpServer {
     /// The addresses actually bound (port 0 resolved), one per `listen`.
     pub addrs: Vec<SocketAddr>,
+    /// The PROXY protocol listeners actually bound, one per
+    /// `proxy_protocol_listen`.
+    pub proxy_addrs: Vec<SocketAddr>,
     /// `sockets[w]`: worker w's socket for each address.
-    sockets: Vec<Vec<StdListener>>,
+    sockets: Vec<Vec<(StdListener, Door)>>,
+}
+
+/// What a listener expects a connection to start with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door {
+    /// HTTP.
+    Plain,
+    /// A PROXY protocol header (v1 or v2), then HTTP.
+    Proxy,
 }
 
 impl HttpServer {
-    /// Binds `workers` `SO_REUSEPORT` sockets on each address (0 = one per
-    /// core). Port 0 is resolved once, so every worker shares the port.
-    pub fn bind(listen: &[SocketAddr], workers: usize) -> io::Result<HttpServer> {
+    /// Binds `workers` `SO_REUSEPORT` sockets on each address of `listen`
+    /// and `proxy_listen` (0 workers = one per core). Port 0 is resolved
+    /// once, so every worker shares the port.
+    pub fn bind(
+        listen: &[SocketAddr],
+        proxy_listen: &[SocketAddr],
+        workers: usize,
+    ) -> io::Result<HttpServer> {
         let workers = if workers == 0 {
             available_cores()
         } else {
             workers
         };
-        let mut addrs = Vec::new();
-        let mut sockets: Vec<Vec<StdListener>> = (0..workers).map(|_| Vec::new()).collect();
-        for &addr in listen {
+        let (mut addrs, mut proxy_addrs) = (Vec::new(), Vec::new());
+        let mut sockets: Vec<Vec<(StdListener, Door)>> = (0..workers).map(|_| Vec::new()).collect();
+        let doors = listen.iter().map(|&a| (a, Door::Plain));
+        for (addr, door) in doors.chain(proxy_listen.iter().map(|&a| (a, Door::Proxy))) {
             refuse_taken_port(addr)?;
             let mut actual = addr;
             for per_worker in sockets.iter_mut() {
                 let l = reuseport_listener(actual)?;
                 actual = l.local_addr()?;
-                per_worker.push(l);
+                per_worker.push((l, door));
             }
-            addrs.push(actual);
+            match door {
+                Door::Plain => addrs.push(actual),
+                Door::Proxy => proxy_addrs.push(actual),
+            }
         }
-        Ok(HttpServer { addrs, sockets })
+        Ok(HttpServer {
+            addrs,
+            proxy_addrs,
+            sockets,
+        })
     }
 
     /// Starts the worker threads, answering from `shared`. They serve until
@@ -193,7 +231,7 @@ pub(crate) fn with_rng<T>(f: impl FnOnce(&mut SmallRng) -> T) -> T {
 fn worker(
     w: usize,
     rt: tokio::runtime::Runtime,
-    sockets: Vec<StdListener>,
+    sockets: Vec<(StdListener, Door)>,
     shared: Arc<Shared>,
     shutdown: Shutdown,
 ) {
@@ -203,7 +241,7 @@ fn worker(
     }
     rt.block_on(async move {
         let mut accepts = Vec::new();
-        for s in sockets {
+        for (s, door) in sockets {
             let listener = match tokio::net::TcpListener::from_std(s) {
                 Ok(l) => l,
                 Err(e) => {
@@ -213,6 +251,7 @@ fn worker(
             };
             accepts.push(tokio::spawn(accept_loop(
                 listener,
+                door,
                 shared.clone(),
                 shutdown.clone(),
             )));
@@ -226,7 +265,12 @@ fn worker(
     });
 }
 
-async fn accept_loop(listener: tokio::net::TcpListener, shared: Arc<Shared>, shutdown: Shutdown) {
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    door: Door,
+    shared: Arc<Shared>,
+    shutdown: Shutdown,
+) {
     // The connection builder follows the config (rebuilt only when a reload
     // swapped it), so per-connection setup copies no settings.
     let mut config = shared.snapshots.load().topology.config.clone();
@@ -253,15 +297,19 @@ async fn accept_loop(listener: tokio::net::TcpListener, shared: Arc<Shared>, shu
             config = current.clone();
             builder = Arc::new(connection_builder(&config.http));
         }
-        let select = &config.select;
-        let prefix =
-            ClientBudgets::prefix(peer.ip(), select.client_prefix_v4, select.client_prefix_v6);
-        let Some(open) = shared
-            .connections
-            .open(prefix, config.http.max_connections_per_client)
-        else {
-            tracing::debug!(%peer, "HTTP: client at its connection cap; closing");
-            continue;
+        // The per-client cap of a plain connection is known now; a PROXY
+        // connection's client is known once its header is read.
+        let open = match door {
+            Door::Plain => match open_for(&shared, &config, peer.ip()) {
+                Ok(open) => open,
+                Err(AtCap) => continue,
+            },
+            Door::Proxy if !in_networks(&config.http.trusted_proxies, peer.ip()) => {
+                tracing::debug!(%peer, "HTTP: PROXY listener, peer not in trusted_proxies; closing");
+                shared.metrics.proxy_refused(ProxyRefusal::Untrusted);
+                continue;
+            }
+            Door::Proxy => None,
         };
         let _ = stream.set_nodelay(true);
         let limits = Lifetime {
@@ -270,10 +318,66 @@ async fn accept_loop(listener: tokio::net::TcpListener, shared: Arc<Shared>, shu
             write: config.http.write_timeout,
         };
         let (shared, shutdown, builder) = (shared.clone(), shutdown.clone(), builder.clone());
+        let conn_config = config.clone();
         tokio::spawn(async move {
-            serve_connection(stream, peer, shared, &builder, limits, shutdown).await;
-            drop((permit, open));
+            let conn = Conn {
+                stream,
+                peer,
+                door,
+                open,
+            };
+            serve_connection(conn, shared, &conn_config, &builder, limits, shutdown).await;
+            drop(permit);
         });
+    }
+}
+
+/// A client at its connection cap (`[http] max_connections_per_client`).
+#[derive(Debug)]
+struct AtCap;
+
+/// The connection slot of a connection from `client` in the per-client
+/// table: `None` for a trusted proxy (it carries many clients, so is not
+/// capped as one), `AtCap` when the client has its most connections open.
+fn open_for(
+    shared: &Arc<Shared>,
+    config: &Config,
+    client: IpAddr,
+) -> Result<Option<OpenConnection>, AtCap> {
+    if in_networks(&config.http.trusted_proxies, client) {
+        return Ok(None);
+    }
+    let select = &config.select;
+    let prefix = ClientBudgets::prefix(client, select.client_prefix_v4, select.client_prefix_v6);
+    match shared
+        .connections
+        .open(prefix, config.http.max_connections_per_client)
+    {
+        Some(open) => Ok(Some(open)),
+        None => {
+            tracing::debug!(%client, "HTTP: client at its connection cap; closing");
+            Err(AtCap)
+        }
+    }
+}
+
+/// An accepted connection.
+struct Conn {
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    door: Door,
+    /// Its slot in the per-client table (plain connections from untrusted
+    /// peers; PROXY connections take theirs after the header).
+    open: Option<OpenConnection>,
+}
+
+/// The metric reason of a PROXY header refusal.
+fn refusal(e: proxy::HeaderError) -> ProxyRefusal {
+    match e {
+        proxy::HeaderError::Missing => ProxyRefusal::Missing,
+        proxy::HeaderError::Malformed => ProxyRefusal::Malformed,
+        proxy::HeaderError::TooLong => ProxyRefusal::TooLong,
+        proxy::HeaderError::Closed => ProxyRefusal::Closed,
     }
 }
 
@@ -304,15 +408,57 @@ struct Lifetime {
 }
 
 async fn serve_connection(
-    stream: tokio::net::TcpStream,
-    peer: SocketAddr,
+    conn: Conn,
     shared: Arc<Shared>,
+    config: &Config,
     builder: &http1::Builder,
     limits: Lifetime,
     shutdown: Shutdown,
 ) {
+    let Conn {
+        mut stream,
+        peer,
+        door,
+        mut open,
+    } = conn;
     let accepted = tokio::time::Instant::now();
+    // The PROXY header and the first request head are due by the same
+    // deadline.
     let first_head_due = accepted + limits.head;
+    // The client: the peer, or the source a PROXY header names.
+    let mut request_started = false;
+    let client = match door {
+        Door::Plain => peer,
+        Door::Proxy => {
+            let header = tokio::select! {
+                r = tokio::time::timeout_at(first_head_due, proxy::read_header(&mut stream)) => r,
+                _ = shutdown.wait() => return,
+            };
+            let header = match header {
+                Ok(Ok((h, more))) => {
+                    request_started = more;
+                    h
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, "HTTP: {e}; closing");
+                    shared.metrics.proxy_refused(refusal(e));
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "HTTP: no whole PROXY header in time; closing");
+                    shared.metrics.proxy_refused(ProxyRefusal::Timeout);
+                    return;
+                }
+            };
+            let client = header.client(peer);
+            match open_for(&shared, config, client.ip()) {
+                Ok(o) => open = o,
+                Err(AtCap) => return,
+            }
+            client
+        }
+    };
+    let _open = open;
     // hyper allocates 16 KiB of buffers for a connection as soon as it
     // starts on it (its write buffer at once, its read buffer at the first
     // read): start it only once the client has sent something, so that a
@@ -320,14 +466,18 @@ async fn serve_connection(
     // (thousands of idle connections held 16 KiB each, see
     // docs/robustness.md, "Floods and soak"). A peek, not `readable()`:
     // tokio marks an accepted stream readable before any byte arrives.
+    // (A PROXY header usually comes in one segment with the request: then
+    // its first byte is known to be there.)
     let mut first = [0u8; 1];
-    tokio::select! {
-        r = tokio::time::timeout_at(first_head_due, stream.peek(&mut first)) => {
-            if !matches!(r, Ok(Ok(_))) {
-                return;
+    if !request_started {
+        tokio::select! {
+            r = tokio::time::timeout_at(first_head_due, stream.peek(&mut first)) => {
+                if !matches!(r, Ok(Ok(_))) {
+                    return;
+                }
             }
+            _ = shutdown.wait() => return,
         }
-        _ = shutdown.wait() => return,
     }
     let local = stream.local_addr().ok();
     let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
@@ -336,10 +486,17 @@ async fn serve_connection(
     let asked = Arc::new(AtomicBool::new(false));
     let service = {
         let asked = asked.clone();
-        hyper::service::service_fn(move |req| {
+        hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
             asked.store(true, Ordering::Relaxed);
             let snap = shared.snapshots.load();
-            let resp = routes::guarded(|| routes::respond(&snap, &shared, &req, local, peer));
+            let trusted = &snap.config().http.trusted_proxies;
+            let ip = forwarded::client(req.headers(), client.ip(), trusted);
+            let client = if ip == client.ip() {
+                client
+            } else {
+                SocketAddr::new(ip, 0)
+            };
+            let resp = routes::guarded(|| routes::respond(&snap, &shared, &req, local, client));
             std::future::ready(Ok::<_, std::convert::Infallible>(resp))
         })
     };
@@ -379,10 +536,10 @@ mod tests {
 
     #[test]
     fn a_port_held_by_another_process_is_refused_not_shared() {
-        let first = HttpServer::bind(&["127.0.0.1:0".parse().unwrap()], 2).unwrap();
+        let first = HttpServer::bind(&["127.0.0.1:0".parse().unwrap()], &[], 2).unwrap();
         assert_eq!(first.sockets.len(), 2, "one socket per worker");
         let taken = first.addrs[0];
-        let second = HttpServer::bind(&[taken], 2);
+        let second = HttpServer::bind(&[], &[taken], 2);
         let err = second.err().expect("second bind on the same port fails");
         assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
     }

@@ -241,6 +241,14 @@ pub const DNS_NAME_RELAYS: Desc = gauge(
     "Relays a balanced DNS name's answers are drawn from now: its candidates, or the serve-all \
      policy's relays (0 for nodata and fallback).",
 );
+/// Connections a PROXY protocol listener closed before HTTP.
+pub const PROXY_REFUSED: Desc = counter(
+    "floe_http_proxy_refused",
+    &["reason"],
+    "Connections to an [http] proxy_protocol_listen address closed before HTTP, by reason: \
+     untrusted (peer not in trusted_proxies), missing (no PROXY header), malformed, too-long, \
+     timeout (no whole header within header_timeout), closed (the peer left mid-header).",
+);
 /// Build.
 pub const BUILD_INFO: Desc = gauge(
     "floe_build_info",
@@ -279,6 +287,7 @@ pub const CATALOG: &[Desc] = &[
     DNS_RATE_LIMITED,
     DNS_NAME_ANSWER,
     DNS_NAME_RELAYS,
+    PROXY_REFUSED,
     BUILD_INFO,
 ];
 

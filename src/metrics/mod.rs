@@ -34,6 +34,8 @@ use crate::dns::stats::Tally;
 use crate::snapshot::{MountId, RelayId, Snapshot};
 use counters::Redirects;
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// floe's counters: redirects and refusals per relay and mount, polls per
@@ -42,6 +44,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 #[derive(Debug, Default)]
 pub struct Metrics {
     redirects: Redirects,
+    proxy_refused: [AtomicU64; ProxyRefusal::ALL.len()],
     polls: Mutex<HashMap<Arc<str>, Arc<PollStats>>>,
     dns: OnceLock<Arc<DnsState>>,
 }
@@ -69,6 +72,12 @@ impl Metrics {
     #[inline]
     pub fn not_found(&self) {
         self.redirects.not_found();
+    }
+
+    /// Counts a connection a PROXY protocol listener closed before HTTP.
+    #[inline]
+    pub fn proxy_refused(&self, why: ProxyRefusal) {
+        self.proxy_refused[why as usize].fetch_add(1, Relaxed);
     }
 
     /// The redirect counts of `snap`'s topology.
@@ -102,12 +111,56 @@ impl Metrics {
                 .map(|r| map.get(&r.name).cloned())
                 .collect()
         };
-        scrape::render(scrape::Scrape::read(
+        let mut scrape = scrape::Scrape::read(
             snap.clone(),
             self.redirect_counts(snap),
             polls,
             self.dns.get().map(|d| &**d),
-        ))
+        );
+        scrape.proxy_refused = self.proxy_refused.each_ref().map(|c| c.load(Relaxed));
+        scrape::render(scrape)
+    }
+}
+
+/// Why a PROXY protocol listener closed a connection before HTTP (the
+/// `reason` of `floe_http_proxy_refused_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyRefusal {
+    /// The peer is not in `[http] trusted_proxies`.
+    Untrusted,
+    /// The first bytes are no PROXY header.
+    Missing,
+    /// A PROXY header that does not parse.
+    Malformed,
+    /// A header past the size limits.
+    TooLong,
+    /// No whole header within `header_timeout`.
+    Timeout,
+    /// The peer closed the connection inside (or before) the header.
+    Closed,
+}
+
+impl ProxyRefusal {
+    /// Every reason, in counter order.
+    pub const ALL: [ProxyRefusal; 6] = [
+        ProxyRefusal::Untrusted,
+        ProxyRefusal::Missing,
+        ProxyRefusal::Malformed,
+        ProxyRefusal::TooLong,
+        ProxyRefusal::Timeout,
+        ProxyRefusal::Closed,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProxyRefusal::Untrusted => "untrusted",
+            ProxyRefusal::Missing => "missing",
+            ProxyRefusal::Malformed => "malformed",
+            ProxyRefusal::TooLong => "too-long",
+            ProxyRefusal::Timeout => "timeout",
+            ProxyRefusal::Closed => "closed",
+        }
     }
 }
 

@@ -45,6 +45,8 @@ pub(super) struct Scrape {
     dns_queries: Vec<(Option<String>, ZoneCounts)>,
     /// Per balanced name of the current DNS plan.
     dns_names: Vec<DnsName>,
+    /// `floe_http_proxy_refused_total`, per [`super::ProxyRefusal::ALL`].
+    pub(super) proxy_refused: [u64; super::ProxyRefusal::ALL.len()],
     now: Instant,
 }
 
@@ -76,6 +78,7 @@ impl Scrape {
             dns_names: dns
                 .map(|d| dns_names(&d.current_plan()))
                 .unwrap_or_default(),
+            proxy_refused: Default::default(),
             now,
             snap,
         }
@@ -409,6 +412,12 @@ impl Collector for Scrape {
                 Ok(())
             })?;
         }
+        family(&mut enc, &PROXY_REFUSED, |f| {
+            for (why, &n) in super::ProxyRefusal::ALL.iter().zip(&self.proxy_refused) {
+                put_counter(f, &[("reason", why.as_str())], n)?;
+            }
+            Ok(())
+        })?;
         family(&mut enc, &BUILD_INFO, |f| {
             put_gauge(f, &[("version", env!("CARGO_PKG_VERSION"))], 1u64)
         })

@@ -14,7 +14,7 @@ use floe::diagnostic::Diagnostics;
 use floe::dns::{self, DnsState, FloeHandler, Plan, ecs, fast, handler};
 use floe::grants::GrantSample;
 use floe::health::{Health, PollFailure, PollOutcome};
-use floe::http::{self, routes};
+use floe::http::{self, forwarded, proxy, routes};
 use floe::icecast::{self, RelayStatus, StatusKind};
 use floe::select;
 use floe::snapshot::{RelayObservation, ReloadReport, Snapshot, Snapshots, Stamp, Topology};
@@ -42,6 +42,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("dns_truncated", dns_truncated),
     ("dns_ecs", dns_ecs),
     ("http_routes", http_routes),
+    ("proxy_header", proxy_header),
     ("icecast_xml", icecast_xml),
     ("icecast_json", icecast_json),
     ("icecast_xslt", icecast_xslt),
@@ -719,5 +720,89 @@ fn check_places(diags: &Diagnostics, file: &Path, text: &str) {
             d.column >= 1 && d.column <= line.chars().count() + 1,
             "no such column: {d}"
         );
+    }
+}
+
+/// A PROXY protocol header (the start of a connection on a PROXY
+/// listener) and the same bytes as `X-Forwarded-For` lines: never panics.
+/// A whole header lies within the input and the limits (v1: one line of
+/// at most 107 bytes ending in CRLF), parses the same alone, and every
+/// shorter prefix of it is incomplete; an incomplete input's prefixes are
+/// incomplete too; a refused input stays refused whatever follows. The
+/// client is the header's source (canonical: no IPv4-mapped address) or
+/// the peer. `X-Forwarded-For` gives the peer unless the peer is trusted,
+/// and otherwise the peer or an address written in the lines.
+pub fn proxy_header(data: &[u8]) {
+    use proxy::{HeaderError, Parsed};
+    let peer: SocketAddr = "10.9.8.7:4000".parse().unwrap();
+    match proxy::parse(data) {
+        Ok(Parsed::Complete(h)) => {
+            assert!(h.len > 0 && h.len <= data.len() && h.len <= proxy::MAX_HEADER);
+            if data[0] == b'P' {
+                assert!(h.len <= proxy::V1_MAX);
+                assert!(data[..h.len].ends_with(b"\r\n"));
+            }
+            assert_eq!(proxy::parse(&data[..h.len]), Ok(Parsed::Complete(h)));
+            for end in 0..h.len {
+                assert_eq!(proxy::parse(&data[..end]), Ok(Parsed::Incomplete), "{end}");
+            }
+            let client = h.client(peer);
+            match h.source {
+                None => assert_eq!(client, peer),
+                Some(s) => {
+                    assert_eq!(client.port(), s.port());
+                    assert_eq!(client.ip(), s.ip().to_canonical());
+                    assert!(
+                        !matches!(client.ip(), IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some())
+                    );
+                }
+            }
+        }
+        Ok(Parsed::Incomplete) => {
+            assert!(data.len() < proxy::MAX_HEADER);
+            for end in [0, data.len() / 2, data.len().saturating_sub(1)] {
+                assert_eq!(proxy::parse(&data[..end]), Ok(Parsed::Incomplete), "{end}");
+            }
+        }
+        Err(e) => {
+            let mut more = data.to_vec();
+            more.extend_from_slice(b"\r\n\r\nGET / HTTP/1.1\r\n\r\n");
+            let again = proxy::parse(&more);
+            assert!(again.is_err(), "{e:?} then {again:?}");
+            if e == HeaderError::TooLong {
+                assert!(data.len() >= 16);
+            }
+        }
+    }
+
+    let mut headers = hyper::HeaderMap::new();
+    for line in data.split(|&b| b == b'\n') {
+        if let Ok(v) = HeaderValue::from_bytes(line) {
+            headers.append(forwarded::X_FORWARDED_FOR, v);
+        }
+    }
+    let trusted: Vec<ipnet::IpNet> = vec![
+        "10.0.0.0/8".parse().unwrap(),
+        "2001:db8::/32".parse().unwrap(),
+    ];
+    let untrusted = IpAddr::from([192, 0, 2, 1]);
+    assert_eq!(forwarded::client(&headers, untrusted, &trusted), untrusted);
+    let got = forwarded::client(&headers, peer.ip(), &trusted);
+    if got != peer.ip() {
+        // An address written in the lines, never an invented one.
+        let written: Vec<IpAddr> = data
+            .split(|&b| b == b'\n')
+            .filter_map(|l| std::str::from_utf8(l).ok())
+            .flat_map(|l| l.split(','))
+            .filter_map(|e| {
+                let e = e.trim();
+                e.parse::<IpAddr>()
+                    .ok()
+                    .or_else(|| e.parse::<SocketAddr>().ok().map(|a| a.ip()))
+                    .or_else(|| e.strip_prefix('[')?.strip_suffix(']')?.parse().ok())
+            })
+            .map(|ip| ip.to_canonical())
+            .collect();
+        assert!(written.contains(&got), "{got} not in {written:?}");
     }
 }
