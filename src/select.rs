@@ -23,11 +23,11 @@
 use crate::config::{DnsConfig, DnsPolicy};
 use crate::draw::{self, RunningSums};
 use crate::health::RelayState;
-use crate::snapshot::MountPicks;
 use crate::snapshot::{
     DEFAULT_POOL, GroupId, MountId, PerGroup, PerMount, PerRelay, PoolId, RelayId, Snapshot,
     StreamId,
 };
+use crate::snapshot::{GroupDef, MountPicks};
 use rand::Rng;
 use std::fmt;
 use std::time::Instant;
@@ -289,6 +289,19 @@ fn answer(
     Answer::Fallback(Fallback::NoCandidate(no_candidate(snap, target, pool)))
 }
 
+/// The room group `group`'s relays have for new listeners of mount `m`
+/// (the sum of [`mount_room`] over them, 0 for excluded relays); `None`
+/// when one of them has no limit.
+pub fn group_room(snap: &Snapshot, group: &GroupDef, m: MountId) -> Option<u64> {
+    group
+        .relays
+        .iter()
+        .try_fold(0u64, |sum, &r| match mount_room(snap, r, m) {
+            Ok(room) => room.slots().map(|n| sum + n),
+            Err(_) => Some(sum),
+        })
+}
+
 /// The room relay `r` has for `target`, or why it has none.
 pub fn room(snap: &Snapshot, r: RelayId, target: Target) -> Result<Room, Exclusion> {
     match target {
@@ -536,11 +549,46 @@ pub enum Grant {
     None,
 }
 
+/// A relay picked for one listener, and the group of the pool's order it
+/// came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pick {
+    /// The relay the listener is sent to.
+    pub relay: RelayId,
+    /// The group it was picked in.
+    pub group: GroupId,
+    /// Whether that group is not the first of the pool's order: the
+    /// listener spilled over (the earlier groups had no room).
+    pub spilled: bool,
+}
+
 /// Picks a relay for one new listener of `pool` on mount `m` and, with
 /// [`Grant::Record`], records the grant: from the first group of the
 /// pool's order with room, weighted by room x weight; a relay whose room a
 /// concurrent pick used up in the meantime is skipped. Never blocks, never
 /// allocates (once the snapshot is [`prepare`]d).
+pub fn pick<R: Rng + ?Sized>(
+    snap: &Snapshot,
+    m: MountId,
+    pool: PoolId,
+    grant: Grant,
+    rng: &mut R,
+) -> Result<Pick, NoCandidate> {
+    for (rank, &g) in snap.topology.pools[pool].order.iter().enumerate() {
+        let picked =
+            pick_indexed(snap, g, m, grant, rng).or_else(|| pick_by_scan(snap, g, m, grant, rng));
+        if let Some(relay) = picked {
+            return Ok(Pick {
+                relay,
+                group: g,
+                spilled: rank > 0,
+            });
+        }
+    }
+    Err(no_candidate(snap, Target::Redirect(m), pool))
+}
+
+/// [`pick`], the relay only.
 pub fn pick_for_mount<R: Rng + ?Sized>(
     snap: &Snapshot,
     m: MountId,
@@ -548,15 +596,7 @@ pub fn pick_for_mount<R: Rng + ?Sized>(
     grant: Grant,
     rng: &mut R,
 ) -> Result<RelayId, NoCandidate> {
-    for &g in snap.topology.pools[pool].order.iter() {
-        if let Some(r) = pick_indexed(snap, g, m, grant, rng) {
-            return Ok(r);
-        }
-        if let Some(r) = pick_by_scan(snap, g, m, grant, rng) {
-            return Ok(r);
-        }
-    }
-    Err(no_candidate(snap, Target::Redirect(m), pool))
+    pick(snap, m, pool, grant, rng).map(|p| p.relay)
 }
 
 /// Up to [`INDEXED_DRAWS`] draws from group `g`'s pick sums for the mount,

@@ -17,6 +17,7 @@ use std::time::Duration;
 use support::dns::dig;
 use support::floe::FloeProcess;
 use support::net::{client_address, from_address, http_request};
+use support::prom::value;
 use support::{TestConfig, runtime, sim_relay};
 
 const T: Duration = Duration::from_secs(10);
@@ -125,6 +126,40 @@ fn venue_listeners_get_venue_relays_first_and_spill_over_by_room() {
         .collect();
     assert_eq!(excluded["partner-1"], "not-in-pool");
     assert_eq!(excluded["venue-1"], "full");
+
+    // /metrics: the 302s per pool and group, the hall's three spill-overs,
+    // and each group's room and relays up.
+    let text = http_request("GET", &floe.url("/metrics"), &[], T)
+        .unwrap()
+        .text();
+    let answers = |door: &str, pool: &str, group: &str| {
+        let labels = [("door", door), ("pool", pool), ("group", group)];
+        value(&text, "floe_pool_answers_total", &labels)
+    };
+    assert_eq!(answers("http", "hall", "venue"), Some(5.0), "{text}");
+    assert_eq!(answers("http", "hall", "*"), Some(3.0));
+    assert_eq!(answers("http", "partner-net", "partner"), Some(10.0));
+    assert_eq!(answers("http", "default", "*"), Some(10.0));
+    let spilled = |pool: &str, group: &str| {
+        let labels = [("door", "http"), ("pool", pool), ("group", group)];
+        value(&text, "floe_spillovers_total", &labels)
+    };
+    assert_eq!(spilled("hall", "*"), Some(3.0));
+    assert_eq!(
+        spilled("hall", "venue"),
+        None,
+        "the first group never spills"
+    );
+    let room = |group: &str| {
+        let labels = [("group", group), ("stream", "live"), ("mount", "/live.ogg")];
+        value(&text, "floe_group_room", &labels)
+    };
+    assert_eq!(room("venue"), Some(0.0), "{text}");
+    assert_eq!(room("partner"), Some(90.0));
+    assert_eq!(
+        value(&text, "floe_group_relays_up", &[("group", "venue")]),
+        Some(2.0)
+    );
 }
 
 /// The DNS door answers each pool too: by the resolver's address, or by

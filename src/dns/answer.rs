@@ -62,6 +62,9 @@ pub struct Plan {
     pub names: Box<[Balanced]>,
     /// Lower-case wire name -> index in `names`, when there are many names.
     index: Option<HashMap<Box<[u8]>, usize>>,
+    /// Where answers are counted per (pool, group) (set by
+    /// [`super::DnsState`]; none counted until then).
+    pub(super) slots: Arc<super::stats::PoolSlots>,
 }
 
 /// Where a balanced answer comes from: [`select::decide`]'s answer, with
@@ -170,6 +173,7 @@ impl Plan {
             expires,
             names: names.into(),
             index,
+            slots: Arc::default(),
         }
     }
 
@@ -193,6 +197,12 @@ impl Plan {
         self.names
             .iter()
             .any(|b| name.zone_of(&b.name) && b.name.num_labels() > name.num_labels())
+    }
+
+    /// The counter slot of answers of `b` to listeners of `pool`.
+    #[inline]
+    pub fn pool_slot(&self, b: &Balanced, pool: PoolId) -> u8 {
+        self.slots.slot(pool, b.group(pool))
     }
 
     /// The snapshot the plan was drawn from.

@@ -128,7 +128,8 @@ pub fn answer(
         Some(plan.zones.slot(balanced.zone)),
         qtype,
         u16::from(rendered[3] & 0x0f),
-    );
+    )
+    .with_pool(plan.pool_slot(balanced, client.pool));
     Some((len, key))
 }
 

@@ -61,6 +61,8 @@ pub struct Reply {
     /// The zone (index in the plan's zones) of the question, when there is
     /// one question of class IN inside floe's zones.
     pub zone: Option<usize>,
+    /// For a balanced answer, its (pool, group) counter slot; else 0.
+    pub pool_slot: u8,
 }
 
 impl Reply {
@@ -77,6 +79,7 @@ impl Reply {
             additionals: Vec::new(),
             edns,
             zone: None,
+            pool_slot: 0,
         }
     }
 
@@ -142,13 +145,14 @@ impl FloeHandler {
             _ => u16::MAX,
         };
         let zone = reply.zone.map(|z| plan.zones.slot(z));
+        let slot = reply.pool_slot;
         let rcode = u16::from(reply.metadata.response_code);
         let bytes = encode(&request, reply, max);
         // The header's 4 bits, unless they are the low bits of the reply's
         // extended code (BADVERS); encode may have turned it to SERVFAIL.
         let wire = u16::from(bytes.get(3).map_or(2, |b| b & 0x0f));
         let rcode = if rcode & 0x0f == wire { rcode } else { wire };
-        Some((bytes, QueryKey::new(zone, qtype, rcode)))
+        Some((bytes, QueryKey::new(zone, qtype, rcode).with_pool(slot)))
     }
 
     /// The response to `request` from `plan`, using balanced variant
@@ -205,6 +209,12 @@ impl FloeHandler {
             Some(b) => {
                 let client = client(b);
                 scope = client.scope;
+                if matches!(
+                    query.query_type(),
+                    RecordType::A | RecordType::AAAA | RecordType::ANY
+                ) {
+                    reply.pool_slot = plan.pool_slot(b, client.pool);
+                }
                 balanced(reply, plan, b, client.pool, query, variant)
             }
             None => self.zone(reply, plan, zi, query).await,

@@ -43,7 +43,7 @@ use crate::zones::ZoneSet;
 use arc_swap::{ArcSwap, Guard};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use stats::{Counters, Tally, ZoneCounts};
+use stats::{Counters, PoolRegistry, Tally, ZoneCounts};
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -90,6 +90,8 @@ pub struct DnsState {
     /// Response-rate limits of UDP answers per client prefix, shared by
     /// every UDP worker (see `[dns] rrl_*`).
     pub(crate) rate_limits: RateLimits,
+    /// The counter slots of (listener pool, group) pairs.
+    pools: PoolRegistry,
 }
 
 /// Buckets of the response-rate limit table (8 bytes each).
@@ -108,7 +110,8 @@ impl DnsState {
     pub fn new(snapshots: Arc<Snapshots>, zones: Arc<ZoneSet>) -> Arc<DnsState> {
         let mut origins = Vec::new();
         let zones = Arc::new(Zones::new(zones).with_slots(&mut origins));
-        let plan = draw(&snapshots, zones.clone(), Instant::now());
+        let pools = PoolRegistry::default();
+        let plan = draw(&snapshots, zones.clone(), &pools, Instant::now());
         log_plan(None, &plan);
         Arc::new(DnsState {
             snapshots,
@@ -118,6 +121,7 @@ impl DnsState {
             counters: Mutex::new(Vec::new()),
             origins: Mutex::new(origins),
             rate_limits: RateLimits::new(RATE_SLOTS, Instant::now()),
+            pools,
         })
     }
 
@@ -126,7 +130,7 @@ impl DnsState {
     pub fn set_zones(&self, zones: Arc<ZoneSet>) {
         let zones = Arc::new(Zones::new(zones).with_slots(&mut lock(&self.origins)));
         self.zones.store(zones.clone());
-        let plan = draw(&self.snapshots, zones, Instant::now());
+        let plan = draw(&self.snapshots, zones, &self.pools, Instant::now());
         log_plan(Some(&self.plan.load()), &plan);
         self.plan.store(Arc::new(plan));
     }
@@ -155,7 +159,12 @@ impl DnsState {
         if self.drawing.swap(true, Ordering::Acquire) {
             return old;
         }
-        let next = Arc::new(draw(&self.snapshots, self.zones.load_full(), now));
+        let next = Arc::new(draw(
+            &self.snapshots,
+            self.zones.load_full(),
+            &self.pools,
+            now,
+        ));
         log_plan(Some(&old), &next);
         // Only replace the plan this one was drawn after: a reload may have
         // stored a newer one meanwhile.
@@ -195,6 +204,24 @@ impl DnsState {
             .collect()
     }
 
+    /// Balanced answers so far per (listener pool, group that answered;
+    /// `""` when a policy answered), summed over every worker, in the
+    /// order the pairs were first seen.
+    pub fn pool_answer_counts(&self) -> Vec<(Box<str>, Box<str>, u64)> {
+        let names = self.pools.names();
+        let mut sums = vec![0u64; names.len() + 1];
+        for c in lock(&self.counters).iter() {
+            for (sum, n) in sums.iter_mut().zip(c.pool_answers()) {
+                *sum += n;
+            }
+        }
+        names
+            .into_iter()
+            .zip(sums.into_iter().skip(1))
+            .map(|((pool, group), n)| (pool, group, n))
+            .collect()
+    }
+
     /// Queries answered so far, summed over every worker.
     pub fn counts(&self) -> Tally {
         let mut total = Tally::default();
@@ -221,11 +248,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn draw(snapshots: &Snapshots, zones: Arc<Zones>, now: Instant) -> Plan {
+fn draw(snapshots: &Snapshots, zones: Arc<Zones>, pools: &PoolRegistry, now: Instant) -> Plan {
     let snap = snapshots.load_full();
-    with_rng(snap.config().select.seed, |rng| {
+    let slots = pools.slots(&snap.topology);
+    let mut plan = with_rng(snap.config().select.seed, |rng| {
         Plan::build(snap, zones, now, SystemTime::now(), rng)
-    })
+    });
+    plan.slots = slots;
+    plan
 }
 
 /// One log line per balanced name and listener pool whose decision changed

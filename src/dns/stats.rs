@@ -7,9 +7,10 @@
 //! worker's counters ([`super::DnsState::counts`],
 //! [`super::DnsState::query_counts`]).
 
-use arc_swap::ArcSwap;
-use std::sync::Arc;
+use crate::snapshot::{GroupId, PoolId, Topology};
+use arc_swap::{ArcSwap, ArcSwapOption};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
 /// Response codes counted one by one; others count as `other`.
 pub const RCODES: [&str; 6] = [
@@ -30,6 +31,113 @@ pub struct Counters {
     /// Queries by zone, type and RCODE (`floe_dns_queries_total`),
     /// replaced by a larger table when a new zone slot shows up.
     queries: ArcSwap<QueryTable>,
+    /// Balanced answers by (listener pool, group) slot
+    /// (`floe_pool_answers_total{door="dns"}`, see [`PoolRegistry`]).
+    pools: PoolCounts,
+}
+
+/// Most (listener pool, group) pairs whose DNS answers are counted since
+/// start (slot 0 means "not a balanced answer"); pairs past it are not
+/// counted (logged once).
+pub const POOL_SLOTS: usize = 256;
+
+/// One worker's balanced answers per (pool, group) slot.
+#[derive(Debug)]
+struct PoolCounts(Box<[AtomicU64]>);
+
+impl Default for PoolCounts {
+    fn default() -> Self {
+        PoolCounts((0..POOL_SLOTS).map(|_| AtomicU64::new(0)).collect())
+    }
+}
+
+/// Which counter slot each (listener pool, group) pair is counted in:
+/// slots are given out by name once and kept across reloads, so a pair's
+/// count survives a reload that keeps its names.
+#[derive(Debug, Default)]
+pub struct PoolRegistry {
+    /// `names[s - 1]`: the (pool, group) names of slot `s`; group `""`
+    /// when no group had room (a policy answered).
+    names: Mutex<Vec<(Box<str>, Box<str>)>>,
+    /// The slots of the last topology asked for.
+    current: ArcSwapOption<PoolSlots>,
+}
+
+/// The counter slots of one topology's (pool, group) pairs.
+#[derive(Debug, Default)]
+pub struct PoolSlots {
+    /// The topology (identity only).
+    topology: Weak<Topology>,
+    /// Per pool: per group index, then one for "no group", the slot.
+    slots: Vec<Box<[u8]>>,
+}
+
+impl PoolSlots {
+    /// The slot of answers to `pool` from `group` (`None`: a policy
+    /// answered); 0 when not counted.
+    #[inline]
+    pub fn slot(&self, pool: PoolId, group: Option<GroupId>) -> u8 {
+        let Some(row) = self.slots.get(pool.index()) else {
+            return 0;
+        };
+        let i = group.map_or(row.len().wrapping_sub(1), GroupId::index);
+        row.get(i).copied().unwrap_or(0)
+    }
+}
+
+impl PoolRegistry {
+    /// The slots of `topology`'s pairs (given out on first sight).
+    pub fn slots(&self, topology: &Arc<Topology>) -> Arc<PoolSlots> {
+        if let Some(s) = &*self.current.load()
+            && std::ptr::eq(s.topology.as_ptr(), Arc::as_ptr(topology))
+        {
+            return s.clone();
+        }
+        let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        let mut full = false;
+        let mut slot_of = |pool: &str, group: &str| -> u8 {
+            if let Some(i) = names
+                .iter()
+                .position(|(p, g)| &**p == pool && &**g == group)
+            {
+                return (i + 1) as u8;
+            }
+            if names.len() + 1 >= POOL_SLOTS {
+                full = true;
+                return 0;
+            }
+            names.push((pool.into(), group.into()));
+            names.len() as u8
+        };
+        let slots = topology
+            .pools
+            .iter()
+            .map(|p| {
+                let groups = topology.groups.iter().map(|g| &*g.name);
+                groups
+                    .chain(std::iter::once(""))
+                    .map(|g| slot_of(&p.name, g))
+                    .collect()
+            })
+            .collect();
+        if full {
+            tracing::warn!(
+                "DNS: more than {} listener pool x group pairs since start; answers of the others are not counted per pool",
+                POOL_SLOTS - 1
+            );
+        }
+        let slots = Arc::new(PoolSlots {
+            topology: Arc::downgrade(topology),
+            slots,
+        });
+        self.current.store(Some(slots.clone()));
+        slots
+    }
+
+    /// The (pool, group) names of every slot in use, slot 1 first.
+    pub fn names(&self) -> Vec<(Box<str>, Box<str>)> {
+        self.names.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 /// Counts of one batch (or one TCP query), added to a worker's
@@ -121,6 +229,8 @@ pub struct QueryKey {
     zone: u32,
     qtype: u8,
     rcode: u8,
+    /// The (pool, group) slot of a balanced answer; 0 for any other.
+    pool: u8,
 }
 
 impl QueryKey {
@@ -151,7 +261,20 @@ impl QueryKey {
             _ => 7,
         };
         let zone = zone.map_or(0, |s| u32::try_from(s + 1).unwrap_or(u32::MAX));
-        QueryKey { zone, qtype, rcode }
+        QueryKey {
+            zone,
+            qtype,
+            rcode,
+            pool: 0,
+        }
+    }
+
+    /// This key, for a balanced answer counted in (pool, group) slot
+    /// `slot` ([`PoolSlots::slot`]).
+    #[inline]
+    pub fn with_pool(mut self, slot: u8) -> QueryKey {
+        self.pool = slot;
+        self
     }
 
     /// A query with no usable question (FORMERR before parsing).
@@ -224,7 +347,16 @@ impl Counters {
             }
             let c = &table.cells[k.cell()];
             c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+            if k.pool != 0 {
+                let c = &self.pools.0[usize::from(k.pool)];
+                c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+            }
         }
+    }
+
+    /// This worker's balanced answers per (pool, group) slot.
+    pub fn pool_answers(&self) -> impl Iterator<Item = u64> + '_ {
+        self.pools.0.iter().map(|c| c.load(Ordering::Relaxed))
     }
 
     #[cold]

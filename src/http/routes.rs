@@ -259,13 +259,13 @@ fn redirect(
     } else {
         Grant::None
     };
-    let picked = super::with_rng(|rng| select::pick_for_mount(snap, m, pool, grant, rng));
+    let picked = super::with_rng(|rng| select::pick(snap, m, pool, grant, rng));
     if let (Err(_), Some((budgets, prefix))) = (&picked, taken) {
         budgets.give_back(prefix, window, now);
     }
     match picked {
-        Ok(r) => {
-            let relay = &snap.topology.relays[r];
+        Ok(pick) => {
+            let relay = &snap.topology.relays[pick.relay];
             let target = &relay.locations[m];
             let location = match query {
                 None => HeaderValue::from_maybe_shared(target.clone()),
@@ -284,7 +284,7 @@ fn redirect(
                     "400 bad request: query string not usable in a redirect\n",
                 );
             };
-            metrics.redirected(snap, m, r);
+            metrics.redirected(snap, m, pool, pick);
             let mut resp = Response::new(Full::new(Bytes::from_static(b"302 Found\n")));
             *resp.status_mut() = StatusCode::FOUND;
             let h = resp.headers_mut();

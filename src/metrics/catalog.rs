@@ -249,6 +249,34 @@ pub const PROXY_REFUSED: Desc = counter(
      untrusted (peer not in trusted_proxies), missing (no PROXY header), malformed, too-long, \
      timeout (no whole header within header_timeout), closed (the peer left mid-header).",
 );
+/// Answers per listener pool and group.
+pub const POOL_ANSWERS: Desc = counter(
+    "floe_pool_answers",
+    &["door", "pool", "group"],
+    "Listeners answered per listener pool and the relay group that answered: door http counts \
+     302s, door dns balanced A/AAAA answers (group \"\" when no group had room and a [dns] policy \
+     answered).",
+);
+/// Spill-overs per listener pool and group.
+pub const SPILLOVERS: Desc = counter(
+    "floe_spillovers",
+    &["door", "pool", "group"],
+    "Of floe_pool_answers_total, the answers from a group that is not the first of the pool's \
+     order (the earlier groups had no room for the mount): listeners that spilled over.",
+);
+/// Room per relay group and mount.
+pub const GROUP_ROOM: Desc = gauge(
+    "floe_group_room",
+    &["group", "stream", "mount"],
+    "New listeners the group's relays can take on the mount now, after in-flight grants and \
+     reserve (absent: a relay of the group is unlimited).",
+);
+/// Relays up per relay group.
+pub const GROUP_RELAYS_UP: Desc = gauge(
+    "floe_group_relays_up",
+    &["group"],
+    "Relays of the group that are up (polled, not full, not failing).",
+);
 /// Build.
 pub const BUILD_INFO: Desc = gauge(
     "floe_build_info",
@@ -288,6 +316,10 @@ pub const CATALOG: &[Desc] = &[
     DNS_NAME_ANSWER,
     DNS_NAME_RELAYS,
     PROXY_REFUSED,
+    POOL_ANSWERS,
+    SPILLOVERS,
+    GROUP_ROOM,
+    GROUP_RELAYS_UP,
     BUILD_INFO,
 ];
 

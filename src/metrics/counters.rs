@@ -7,8 +7,10 @@
 use super::catalog::POLL_BUCKETS;
 use super::lock;
 use crate::health::PollError;
-use crate::select::NoCandidate;
-use crate::snapshot::{Grid, MountId, PerMount, RelayId, Snapshot, Topology};
+use crate::select::{NoCandidate, Pick};
+use crate::snapshot::{
+    Grid, MountId, PerGroup, PerMount, PerPool, PoolId, RelayId, Snapshot, Topology,
+};
 use arc_swap::ArcSwapOption;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -126,6 +128,8 @@ pub(super) struct RedirectTable {
     sent: Grid<Arc<AtomicU64>>,
     /// Per mount: answers without a relay, in [`Outcome::REFUSED`] order.
     refused: PerMount<[Arc<AtomicU64>; Outcome::REFUSED.len()]>,
+    /// 302s per listener pool and the group that answered.
+    by_group: PerPool<PerGroup<Arc<AtomicU64>>>,
 }
 
 impl RedirectTable {
@@ -138,26 +142,44 @@ impl RedirectTable {
 /// A counter series' identity: stream, mount, relay ("" for none), outcome.
 type SeriesKey = (Box<str>, Box<str>, Box<str>, Outcome);
 
-/// The redirect counters: the current table plus every series by labels.
+/// The redirect counters: the current table plus every series by labels
+/// (so counts outlive a reload that keeps the labels).
 #[derive(Debug, Default)]
 pub(super) struct Redirects {
     pub(super) table: ArcSwapOption<RedirectTable>,
-    series: Mutex<HashMap<SeriesKey, Arc<AtomicU64>>>,
+    series: Mutex<Series>,
     not_found: AtomicU64,
 }
 
+/// Every counter series by its labels.
+#[derive(Debug, Default)]
+struct Series {
+    /// `floe_redirects_total`.
+    redirects: HashMap<SeriesKey, Arc<AtomicU64>>,
+    /// `floe_pool_answers_total{door="http"}`, by pool and group name.
+    groups: HashMap<(Box<str>, Box<str>), Arc<AtomicU64>>,
+}
+
 impl Redirects {
-    /// Counts a `302` to relay `r` for mount `m` of `snap`.
+    /// Counts a `302` for mount `m` of `snap` to a listener of `pool`,
+    /// picked as `pick` says.
     #[inline]
-    pub(super) fn sent(&self, snap: &Snapshot, m: MountId, r: RelayId) {
-        self.bump(snap, |t| &t.sent[(r, m)]);
+    pub(super) fn sent(&self, snap: &Snapshot, m: MountId, pool: PoolId, pick: Pick) {
+        self.bump(snap, |t| {
+            t.sent[(pick.relay, m)].fetch_add(1, Relaxed);
+            if let Some(c) = t.by_group.get(pool).and_then(|g| g.get(pick.group)) {
+                c.fetch_add(1, Relaxed);
+            }
+        });
     }
 
     /// Counts an answer without a relay for mount `m`.
     #[inline]
     pub(super) fn refused(&self, snap: &Snapshot, m: MountId, outcome: Outcome) {
         let k = outcome.refused_index();
-        self.bump(snap, |t| &t.refused[m][k]);
+        self.bump(snap, |t| {
+            t.refused[m][k].fetch_add(1, Relaxed);
+        });
     }
 
     /// Counts a 404.
@@ -174,6 +196,11 @@ impl Redirects {
             sent: t.sent.map(read),
             refused: t.refused.map(|k| k.each_ref().map(read)),
             not_found: self.not_found.load(Relaxed),
+            by_group: t
+                .by_group
+                .iter()
+                .map(|g| g.iter().map(read).collect())
+                .collect(),
         }
     }
 
@@ -189,15 +216,13 @@ impl Redirects {
     }
 
     #[inline]
-    fn bump(&self, snap: &Snapshot, f: impl FnOnce(&RedirectTable) -> &AtomicU64) {
+    fn bump(&self, snap: &Snapshot, f: impl FnOnce(&RedirectTable)) {
         let guard = self.table.load();
         match &*guard {
-            Some(t) if t.is_for(&snap.topology) => {
-                f(t).fetch_add(1, Relaxed);
-            }
+            Some(t) if t.is_for(&snap.topology) => f(t),
             _ => {
                 drop(guard);
-                f(&self.build(snap)).fetch_add(1, Relaxed);
+                f(&self.build(snap));
             }
         }
     }
@@ -212,6 +237,10 @@ impl Redirects {
             return t.clone();
         }
         let topo = &snap.topology;
+        let Series {
+            redirects,
+            groups: group_series,
+        } = &mut *series;
         let mut get = |m: MountId, relay: &str, o: Outcome| {
             let mount = &topo.mounts[m];
             let key = (
@@ -220,7 +249,7 @@ impl Redirects {
                 Box::from(relay),
                 o,
             );
-            series.entry(key).or_default().clone()
+            redirects.entry(key).or_default().clone()
         };
         let sent = Grid::build(topo.relays.len(), topo.mounts.len(), |r, m| {
             get(m, &topo.relays[r].name, Outcome::Sent)
@@ -230,11 +259,25 @@ impl Redirects {
             .ids()
             .map(|m| Outcome::REFUSED.map(|o| get(m, "", o)))
             .collect();
+        let by_group = topo
+            .pools
+            .iter()
+            .map(|p| {
+                topo.groups
+                    .iter()
+                    .map(|g| {
+                        let key = (p.name.clone(), g.name.clone());
+                        group_series.entry(key).or_default().clone()
+                    })
+                    .collect()
+            })
+            .collect();
         let table = Arc::new(RedirectTable {
             topology: Arc::downgrade(topo),
             generation: snap.generation,
             sent,
             refused,
+            by_group,
         });
         if current
             .as_ref()
@@ -255,6 +298,8 @@ pub struct RedirectCounts {
     pub refused: PerMount<[u64; Outcome::REFUSED.len()]>,
     /// 404s for paths that are no configured mount.
     pub not_found: u64,
+    /// 302s per listener pool and the group that answered.
+    pub by_group: PerPool<PerGroup<u64>>,
 }
 
 impl RedirectCounts {

@@ -31,7 +31,8 @@ pub use counters::{Outcome, PollStats, RedirectCounts};
 
 use crate::dns::DnsState;
 use crate::dns::stats::Tally;
-use crate::snapshot::{MountId, RelayId, Snapshot};
+use crate::select::Pick;
+use crate::snapshot::{MountId, PoolId, Snapshot};
 use counters::Redirects;
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
@@ -55,11 +56,12 @@ impl Metrics {
         Metrics::default()
     }
 
-    /// Counts a `302` to relay `r` for mount `m` of `snap`. Hot path: one
-    /// atomic add through the topology's table.
+    /// Counts a `302` for mount `m` of `snap` to a listener of `pool`, sent
+    /// where `pick` says. Hot path: two atomic adds through the topology's
+    /// table.
     #[inline]
-    pub fn redirected(&self, snap: &Snapshot, m: MountId, r: RelayId) {
-        self.redirects.sent(snap, m, r);
+    pub fn redirected(&self, snap: &Snapshot, m: MountId, pool: PoolId, pick: Pick) {
+        self.redirects.sent(snap, m, pool, pick);
     }
 
     /// Counts an answer without a relay for mount `m` (503 or 400).

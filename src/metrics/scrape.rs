@@ -47,6 +47,8 @@ pub(super) struct Scrape {
     dns_names: Vec<DnsName>,
     /// `floe_http_proxy_refused_total`, per [`super::ProxyRefusal::ALL`].
     pub(super) proxy_refused: [u64; super::ProxyRefusal::ALL.len()],
+    /// DNS balanced answers per (pool, group) name, since start.
+    dns_pools: Vec<(Box<str>, Box<str>, u64)>,
     now: Instant,
 }
 
@@ -79,6 +81,7 @@ impl Scrape {
                 .map(|d| dns_names(&d.current_plan()))
                 .unwrap_or_default(),
             proxy_refused: Default::default(),
+            dns_pools: dns.map(DnsState::pool_answer_counts).unwrap_or_default(),
             now,
             snap,
         }
@@ -418,8 +421,88 @@ impl Collector for Scrape {
             }
             Ok(())
         })?;
+        self.encode_pools(&mut enc)?;
         family(&mut enc, &BUILD_INFO, |f| {
             put_gauge(f, &[("version", env!("CARGO_PKG_VERSION"))], 1u64)
+        })
+    }
+}
+
+impl Scrape {
+    /// `floe_pool_answers_total`, `floe_spillovers_total` (both doors) and
+    /// the per-group gauges.
+    fn encode_pools(&self, enc: &mut DescriptorEncoder<'_>) -> fmt::Result {
+        let snap = &*self.snap;
+        let topo = &snap.topology;
+        // Per door, (pool, group, answers, spilled over).
+        let mut rows: Vec<(&str, &str, &str, u64, bool)> = Vec::new();
+        for (p, pool) in topo.pools.iter_ids() {
+            for (rank, &g) in pool.order.iter().enumerate() {
+                let n = self
+                    .redirects
+                    .by_group
+                    .get(p)
+                    .and_then(|c| c.get(g))
+                    .copied();
+                rows.push((
+                    "http",
+                    &pool.name,
+                    &topo.groups[g].name,
+                    n.unwrap_or(0),
+                    rank > 0,
+                ));
+            }
+        }
+        for (pool, group, n) in &self.dns_pools {
+            // Spilled over by the current order of the pool, when it has one.
+            let spilled = topo.pool_id(pool).is_some_and(|p| {
+                topo.pools[p]
+                    .order
+                    .iter()
+                    .position(|&g| *topo.groups[g].name == **group)
+                    .is_some_and(|rank| rank > 0)
+            });
+            rows.push(("dns", pool, group, *n, spilled));
+        }
+        family(enc, &POOL_ANSWERS, |f| {
+            rows.iter().try_for_each(|&(door, pool, group, n, _)| {
+                put_counter(f, &[("door", door), ("pool", pool), ("group", group)], n)
+            })
+        })?;
+        family(enc, &SPILLOVERS, |f| {
+            rows.iter()
+                .filter(|r| r.4)
+                .try_for_each(|&(door, pool, group, n, _)| {
+                    put_counter(f, &[("door", door), ("pool", pool), ("group", group)], n)
+                })
+        })?;
+        family(enc, &GROUP_ROOM, |f| {
+            for group in topo.groups.iter() {
+                for mount in topo.mounts.ids() {
+                    let Some(room) = select::group_room(snap, group, mount) else {
+                        continue;
+                    };
+                    let def = &topo.mounts[mount];
+                    let labels = [
+                        ("group", &*group.name),
+                        ("stream", &*topo.streams[def.stream].name),
+                        ("mount", &*def.path),
+                    ];
+                    put_gauge(f, &labels, room)?;
+                }
+            }
+            Ok(())
+        })?;
+        family(enc, &GROUP_RELAYS_UP, |f| {
+            for group in topo.groups.iter() {
+                let up = group
+                    .relays
+                    .iter()
+                    .filter(|&&r| snap.relays[r].state == RelayState::Up)
+                    .count() as u64;
+                put_gauge(f, &[("group", &*group.name)], up)?;
+            }
+            Ok(())
         })
     }
 }

@@ -6,9 +6,21 @@ use crate::config;
 use crate::health::{PollError, PollFailure, PollOutcome};
 use crate::icecast::{MaxListeners, RelayStatus};
 use crate::select::NoCandidate;
-use crate::snapshot::{ReloadReport, Snapshots, Topology, testkit};
+use crate::snapshot::{DEFAULT_POOL, RelayId, ReloadReport, Snapshots, Topology, testkit};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
+
+/// Counts a 302 to relay `r` for mount `m` from the default pool's
+/// first group.
+fn sent(metrics: &Metrics, snap: &Snapshot, m: MountId, r: RelayId) {
+    let group = snap.topology.pools[DEFAULT_POOL].order[0];
+    let pick = Pick {
+        relay: r,
+        group,
+        spilled: false,
+    };
+    metrics.redirected(snap, m, DEFAULT_POOL, pick);
+}
 
 const A: MountId = MountId::new(0);
 const B: MountId = MountId::new(1);
@@ -94,9 +106,9 @@ fn redirects_are_counted_per_mount_relay_and_outcome() {
     ));
     let snap = snapshots.load_full();
     for _ in 0..3 {
-        metrics.redirected(&snap, A, R1);
+        sent(&metrics, &snap, A, R1);
     }
-    metrics.redirected(&snap, B, R0);
+    sent(&metrics, &snap, B, R0);
     metrics.refused(&snap, A, NoCandidate::Full.into());
     metrics.refused(&snap, B, Outcome::Offline);
     metrics.not_found();
@@ -161,8 +173,8 @@ fn counters_carry_over_a_reload_and_removed_relays_leave_the_exposition() {
     let first = topology(&["a", "b"], None);
     let (snapshots, metrics) = published(snapshot(first.clone(), 1, ReloadReport::default()));
     let old = snapshots.load_full();
-    metrics.redirected(&old, A, R0);
-    metrics.redirected(&old, A, R1);
+    sent(&metrics, &old, A, R0);
+    sent(&metrics, &old, A, R1);
     // Reload: b goes, c comes, a stays (now at index 1).
     let second = topology(&["c", "a"], Some(&first));
     snapshots.store(snapshot(
@@ -174,10 +186,10 @@ fn counters_carry_over_a_reload_and_removed_relays_leave_the_exposition() {
         },
     ));
     let new = snapshots.load_full();
-    metrics.redirected(&new, A, R1);
+    sent(&metrics, &new, A, R1);
     // A request still holding the old snapshot counts into the same series
     // and does not take the table back from the new config.
-    metrics.redirected(&old, A, R0);
+    sent(&metrics, &old, A, R0);
     let text = metrics.render(&snapshots.load_full());
     let sent = |relay| {
         value(
@@ -214,11 +226,11 @@ fn the_hot_path_reuses_the_table_of_its_topology() {
     let (snapshots, metrics) =
         published(snapshot(topology(&["a"], None), 1, ReloadReport::default()));
     let snap = snapshots.load_full();
-    metrics.redirected(&snap, A, R0);
+    sent(&metrics, &snap, A, R0);
     let before = metrics.redirects.table.load_full().map(|t| Arc::as_ptr(&t));
     // A new snapshot of the same config (a poll) keeps the table.
     snapshots.store(snapshot(snap.topology.clone(), 2, ReloadReport::default()));
-    metrics.redirected(&snapshots.load(), A, R0);
+    sent(&metrics, &snapshots.load(), A, R0);
     let after = metrics.redirects.table.load_full().map(|t| Arc::as_ptr(&t));
     assert_eq!(before, after);
     assert_eq!(metrics.redirect_counts(&snapshots.load()).sent_total(), 2);

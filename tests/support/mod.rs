@@ -16,6 +16,7 @@ pub mod icecast;
 pub mod net;
 pub mod players;
 pub mod procs;
+pub mod prom;
 pub mod source;
 pub mod unbound;
 

@@ -287,3 +287,50 @@ fn hickory_reads_the_echoed_option_as_written() {
     assert_eq!(theirs.addr(), ip("10.1.2.0"));
     assert_eq!((theirs.source_prefix(), theirs.scope_prefix()), (24, 16));
 }
+
+#[test]
+fn answers_are_counted_per_pool_and_group() {
+    let state = state(cluster(&[both(100, 100), idle(), idle()], POOLS));
+    let counters = state.register();
+    let plan = state.plan(Instant::now());
+    let mut out = [0u8; 1232];
+    let mut keys = Vec::new();
+    for (subnet, resolver) in [
+        (Some(v4_subnet([10, 1, 2, 0], 24)), "192.0.2.200"),
+        (None, "10.1.0.53"),
+        (None, "10.9.0.53"),
+        (None, "192.0.2.200"),
+    ] {
+        let raw = ecs_query(LIVE, subnet.as_deref());
+        let (_, key) = fast::answer(&raw, &plan, 0, ip(resolver), &mut out).unwrap();
+        keys.push(key);
+    }
+    // The handler counts A answers, not TXT.
+    let handler = FloeHandler::new(state.clone());
+    let src = SocketAddr::new(ip("10.9.0.53"), 53);
+    for qtype in [RecordType::A, RecordType::TXT] {
+        let raw = query(LIVE, qtype, None);
+        let (_, key) = rt()
+            .block_on(handler.answer(&raw, src, Protocol::Tcp))
+            .unwrap();
+        keys.push(key);
+    }
+    counters.count_queries(&keys);
+    let counts: BTreeSet<(String, String, u64)> = state
+        .pool_answer_counts()
+        .into_iter()
+        .filter(|c| c.2 > 0)
+        .map(|(p, g, n)| (p.into(), g.into(), n))
+        .collect();
+    // The venue relay is full: the hall spilled over to "*".
+    let want = [
+        ("hall", "*", 2),
+        ("partner-net", "partner", 2),
+        ("default", "*", 1),
+    ];
+    let want: BTreeSet<(String, String, u64)> = want
+        .iter()
+        .map(|&(p, g, n)| (p.into(), g.into(), n))
+        .collect();
+    assert_eq!(counts, want);
+}
