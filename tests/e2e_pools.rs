@@ -28,7 +28,7 @@ use support::curl::{CurlListener, Landing, curl_once, parse_dump};
 use support::dns::dig;
 use support::floe::{FloeProcess, cell};
 use support::unbound::Unbound;
-use support::{IcecastRelay, Lab, RelaySpec};
+use support::{IcecastRelay, Lab, RelaySpec, prom};
 
 const T: Duration = Duration::from_secs(20);
 const MOUNT: &str = "/live.ogg";
@@ -226,13 +226,29 @@ fn tally(landed: &[(IpAddr, String)]) -> BTreeMap<String, u64> {
 /// Queries of type `qtype` in `zone` floe counted
 /// (`floe_dns_queries_total`, every RCODE) in a `/metrics` exposition.
 fn queries(metrics: &str, zone: &str, qtype: &str) -> u64 {
-    let (zone, qtype) = (format!("zone=\"{zone}\""), format!("qtype=\"{qtype}\""));
-    metrics
-        .lines()
-        .filter(|l| l.starts_with("floe_dns_queries_total{"))
-        .filter(|l| l.contains(&zone) && l.contains(&qtype))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    prom::samples(metrics)
+        .iter()
+        .filter(|(name, labels, _)| {
+            name == "floe_dns_queries_total" && labels["zone"] == zone && labels["qtype"] == qtype
+        })
+        .map(|s| s.2)
         .sum::<f64>() as u64
+}
+
+/// The answers per door, pool and group floe counted
+/// (`floe_pool_answers_total` or `floe_spillovers_total`), series at 0
+/// left out (the DNS door exports its slots from the start).
+fn per_pool(metrics: &str, family: &str) -> BTreeMap<(String, String, String), u64> {
+    prom::samples(metrics)
+        .into_iter()
+        .filter(|(name, _, v)| name == family && *v > 0.0)
+        .map(|(_, l, v)| {
+            (
+                (l["door"].clone(), l["pool"].clone(), l["group"].clone()),
+                v as u64,
+            )
+        })
+        .collect()
 }
 
 /// floe's count of the A queries it answered for the zone, from a
@@ -302,6 +318,7 @@ fn venue_and_world_pools_with_real_icecast_curl_and_unbound() {
             c["present"] == true && c["free"].as_u64().unwrap_or(0) > 0
         })
     });
+    let venue_room = 2 * VENUE_MAX as usize;
     let venue_ips = BTreeSet::from([ip("127.0.10.1"), ip("127.0.10.2")]);
     let world_ips = BTreeSet::from([ip("127.0.20.1")]);
     let stream = floe.url(MOUNT);
@@ -458,6 +475,36 @@ fn venue_and_world_pools_with_real_icecast_curl_and_unbound() {
     }
     assert_eq!(most.get("venue-1"), Some(&VENUE_MAX), "the venue was full");
     assert_eq!(most.get("venue-2"), Some(&VENUE_MAX), "the venue was full");
+
+    // floe's own account of it, per door, pool and group: HTTP, the two
+    // 302s of part 1 and the listeners of part 2 (the hall's beyond the
+    // venue's room spilled over); DNS, the balanced answers (two direct
+    // digs, three questions of unbound's).
+    let key = |door: &str, pool: &str, group: &str| (door.into(), pool.into(), group.into());
+    let hall_venue = 1 + 2 * venue_room;
+    let hall_world = (one_by_one["world-1"] + burst["world-1"]) as u64 - 4;
+    let answers = BTreeMap::from([
+        (key("http", "hall", "venue"), hall_venue as u64),
+        (key("http", "hall", "world"), hall_world),
+        (key("http", "default", "world"), 1 + 4),
+        (key("dns", "hall", "venue"), 2),
+        (key("dns", "default", "world"), 3),
+    ]);
+    let spilled = BTreeMap::from([(key("http", "hall", "world"), hall_world)]);
+    let mut last = String::new();
+    support::poll(T, Duration::from_millis(50), || {
+        last = floe.get("/metrics").text();
+        (per_pool(&last, "floe_pool_answers_total") == answers
+            && per_pool(&last, "floe_spillovers_total") == spilled)
+            .then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "pool answers {:?} (want {answers:?}), spillovers {:?} (want {spilled:?})",
+            per_pool(&last, "floe_pool_answers_total"),
+            per_pool(&last, "floe_spillovers_total")
+        )
+    });
     eprintln!("whole test: {:?}", t0.elapsed());
 }
 
