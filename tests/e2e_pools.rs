@@ -10,7 +10,10 @@
 //! 2. Real curl listeners from the hall, following the 302 and staying
 //!    connected, fill the venue relays and spill over to the world relay,
 //!    one by one and then in a burst: no relay refuses anyone (no 403/404)
-//!    and no relay's own count ever goes past its `max-listeners`.
+//!    and no relay's own count ever goes past its `max-listeners` (while
+//!    a request straight to a full relay is refused: the control). floe's
+//!    own account per door, pool and group (`floe_pool_answers_total`,
+//!    `floe_spillovers_total`) matches exactly.
 //! 3. Real unbound with the `subnetcache` module sends EDNS Client Subnet
 //!    to floe: `dig -b` from the two networks gets the venue's resp. the
 //!    world's relay addresses, and a second client of an already answered
