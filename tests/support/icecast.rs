@@ -965,9 +965,45 @@ impl Lab {
                 lab.add_source(i, &mount, SourceOpts::new(codec));
             }
         }
+        lab.restart_crashed(LAB_READY_TIMEOUT);
         lab.wait_ready(LAB_READY_TIMEOUT);
         lab.ready_in = t0.elapsed();
         lab
+    }
+
+    /// Until every relay lists its fed mounts (or `timeout`), starts
+    /// again, on its port, a relay that died meanwhile (at most three
+    /// times in all): Icecast 2.4.4 now and then dies of SIGSEGV (a NULL
+    /// string in libc) while it starts and its first sources connect and
+    /// status requests come in, a few times in a hundred starts on a
+    /// loaded 2-core machine. Its sources reconnect by themselves.
+    fn restart_crashed(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut restarts = 0;
+        while Instant::now() < deadline {
+            let listed = self.relays.iter().enumerate().all(|(i, relay)| {
+                let list = relay.mounts().unwrap_or_default();
+                self.sources
+                    .iter()
+                    .filter(|(r, _)| *r == i)
+                    .all(|(_, s)| list.iter().any(|m| m.mount == s.mount()))
+            });
+            if listed {
+                return;
+            }
+            for relay in &mut self.relays {
+                if restarts < 3 && !relay.is_running() {
+                    eprintln!(
+                        "relay {} died while starting (Icecast's startup crash), again: {}",
+                        relay.name(),
+                        relay.logs()
+                    );
+                    relay.restart();
+                    restarts += 1;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Feed `mount` on relay `i` with a new source.
