@@ -68,6 +68,13 @@ enum Command {
         /// Print the JSON form.
         #[arg(long)]
         json: bool,
+        /// Explain for a listener at this address: its listener pool, the
+        /// groups tried in order and the one answering.
+        #[arg(long, value_name = "IP", conflicts_with = "pool")]
+        client: Option<std::net::IpAddr>,
+        /// Explain for a listener of this pool.
+        #[arg(long, value_name = "NAME")]
+        pool: Option<String>,
     },
     /// Run floe in front of three simulated Icecast relays on loopback and
     /// print the curl, player and dig lines to try; Ctrl-C stops it.
@@ -105,7 +112,13 @@ fn main() -> ExitCode {
             token_file,
             config,
         } => drain(&relay, undo, admin, token_file, config),
-        Command::Explain { what, url, json } => explain(&url, &what, json),
+        Command::Explain {
+            what,
+            url,
+            json,
+            client,
+            pool,
+        } => explain(&url, &what, json, client, pool.as_deref()),
         Command::Demo { dns, http } => {
             // The demo's screen is its output: besides warnings and errors
             // only relay state changes are logged.
@@ -258,8 +271,15 @@ fn drain(
 }
 
 /// `floe explain`: GET `/explain/<mount>` or `/explain?name=<what>` from a
-/// running floe and print the answer.
-fn explain(base: &str, what: &str, json: bool) -> Result<(), String> {
+/// running floe (for a listener at `client`, or of `pool`) and print the
+/// answer.
+fn explain(
+    base: &str,
+    what: &str,
+    json: bool,
+    client: Option<std::net::IpAddr>,
+    pool: Option<&str>,
+) -> Result<(), String> {
     let mut url = url::Url::parse(base).map_err(|e| format!("--url {base}: {e}"))?;
     if what.starts_with('/') {
         url.set_path(&format!("/explain{what}"));
@@ -269,6 +289,12 @@ fn explain(base: &str, what: &str, json: bool) -> Result<(), String> {
     }
     if json {
         url.query_pairs_mut().append_pair("format", "json");
+    }
+    if let Some(ip) = client {
+        url.query_pairs_mut().append_pair("client", &ip.to_string());
+    }
+    if let Some(p) = pool {
+        url.query_pairs_mut().append_pair("pool", p);
     }
     let (status, body) = request(url.as_str(), None)?;
     if status.is_success() {

@@ -11,6 +11,7 @@
 pub mod explain;
 
 use crate::dns::stats::RCODES;
+use crate::health::RelayState;
 use crate::history::{History, HistoryReport};
 use crate::metrics::Metrics;
 use crate::select::{self, Exclusion, Room, Target};
@@ -36,6 +37,10 @@ pub struct StatusReport<'a> {
     pub relays: Vec<RelayReport<'a>>,
     /// Per stream, with candidates.
     pub streams: Vec<StreamReport<'a>>,
+    /// Relay groups (`[[group]]`, then `*`) with their room.
+    pub groups: Vec<GroupReport<'a>>,
+    /// Listener pools (the default one first) and who answers them now.
+    pub pools: Vec<PoolReport<'a>>,
     /// Config reloads: counts and the last error.
     pub reload: ReloadStatus,
     /// Redirect and DNS counters (absent without metrics).
@@ -131,6 +136,53 @@ pub struct StreamReport<'a> {
     /// 503s/400s for the stream's mounts (absent without metrics).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refused: Option<u64>,
+}
+
+/// One relay group.
+#[derive(Debug, Serialize)]
+pub struct GroupReport<'a> {
+    /// Name (`*`: every relay not in an exclusive group).
+    pub name: &'a str,
+    /// Its relays.
+    pub relays: Vec<&'a str>,
+    /// How many of them are up.
+    pub relays_up: usize,
+    /// Per mount: the room of its relays now (null = unlimited).
+    pub mounts: Vec<GroupMountReport<'a>>,
+}
+
+/// A group's room on one mount.
+#[derive(Debug, Serialize)]
+pub struct GroupMountReport<'a> {
+    /// Mount path.
+    pub mount: &'a str,
+    /// New listeners the group's relays can take (null = unlimited).
+    pub room: Option<u64>,
+}
+
+/// One listener pool.
+#[derive(Debug, Serialize)]
+pub struct PoolReport<'a> {
+    /// Name (`default`: everyone no other pool covers).
+    pub name: &'a str,
+    /// Its client networks (CIDR).
+    pub networks: Vec<String>,
+    /// Groups tried, in order.
+    pub order: Vec<&'a str>,
+    /// Per mount: the group a new listener of the pool gets now (null:
+    /// none has room).
+    pub answering: Vec<PoolMountReport<'a>>,
+}
+
+/// Which group answers a pool on one mount.
+#[derive(Debug, Serialize)]
+pub struct PoolMountReport<'a> {
+    /// Mount path.
+    pub mount: &'a str,
+    /// The answering group (null: none has room).
+    pub group: Option<&'a str>,
+    /// It is not the first of the order: listeners spill over.
+    pub spilled: bool,
 }
 
 /// Config reloads, from the snapshot's reload report.
@@ -317,6 +369,52 @@ pub fn status_report_with<'a>(
             }),
         })
         .collect();
+    let groups = topo
+        .groups
+        .iter()
+        .map(|g| GroupReport {
+            name: &g.name,
+            relays: g.relays.iter().map(|&r| &*topo.relays[r].name).collect(),
+            relays_up: g
+                .relays
+                .iter()
+                .filter(|&&r| snap.relays[r].state == RelayState::Up)
+                .count(),
+            mounts: topo
+                .mounts
+                .iter_ids()
+                .map(|(m, mount)| GroupMountReport {
+                    mount: &mount.path,
+                    room: select::group_room(snap, g, m),
+                })
+                .collect(),
+        })
+        .collect();
+    let pools = topo
+        .pools
+        .iter_ids()
+        .map(|(p, pool)| PoolReport {
+            name: &pool.name,
+            networks: snap.config().pools[p.index()]
+                .networks
+                .iter()
+                .map(|n| n.to_string())
+                .collect(),
+            order: pool.order.iter().map(|&g| &*topo.groups[g].name).collect(),
+            answering: topo
+                .mounts
+                .iter_ids()
+                .map(|(m, mount)| {
+                    let group = select::decide_for(snap, Target::Redirect(m), p, instant).group;
+                    PoolMountReport {
+                        mount: &mount.path,
+                        group: group.map(|g| &*topo.groups[g].name),
+                        spilled: group.is_some_and(|g| pool.order.first() != Some(&g)),
+                    }
+                })
+                .collect(),
+        })
+        .collect();
     let counters = metrics.zip(counts.as_ref()).map(|(metrics, c)| {
         let refused = |k: usize| c.refused.iter().map(|per| per[k]).sum();
         CountersReport {
@@ -350,6 +448,8 @@ pub fn status_report_with<'a>(
         first_round_done: snap.first_round_done,
         relays,
         streams,
+        groups,
+        pools,
         reload: ReloadStatus {
             successes: reload.successes,
             failures: reload.failures,

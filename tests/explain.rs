@@ -185,6 +185,43 @@ fn every_other_relay_is_excluded_with_its_reason() {
     let out = floe_explain(&["--url", &base, "/nothing.ogg"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
+
+    // --client and --pool: without [[pool]] every listener is the default
+    // pool's; a pool that does not exist is a 404 that names it.
+    let out = floe_explain(&[
+        "--url",
+        &base,
+        "--client",
+        "203.0.113.7",
+        "--json",
+        "/live.ogg",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let cli: Value = serde_json::from_slice(&out.stdout).expect("CLI JSON");
+    assert_eq!(
+        (cli["pool"].as_str(), cli["group"].as_str()),
+        (Some("default"), Some("*"))
+    );
+    let out = floe_explain(&["--url", &base, "--pool", "nowhere", "/live.ogg"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("404 no pool named \"nowhere\""), "{stderr}");
+}
+
+/// Bad `--client`/`--pool` arguments are refused before any request, with
+/// a message naming the option.
+#[test]
+fn explain_refuses_a_client_that_is_no_address() {
+    for args in [
+        &["--client", "203.0.113", "/live.ogg"][..],
+        &["--client", "example.org", "/live.ogg"],
+        &["--client", "203.0.113.7", "--pool", "hall", "/live.ogg"],
+    ] {
+        let out = floe_explain(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("--client"), "{args:?}: {stderr}");
+    }
 }
 
 /// The headroom reserve: room that only the reserve covers is held back

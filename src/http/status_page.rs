@@ -84,7 +84,73 @@ fn write_main(h: &mut String, r: &StatusReport<'_>) -> fmt::Result {
     for s in &r.streams {
         write_stream(h, r, s)?;
     }
+    write_groups(h, r)?;
     write_relays(h, r)
+}
+
+/// Relay groups and listener pools, when the config has any: each
+/// group's relays up and room per mount; each pool's networks, order and
+/// the group answering it now.
+fn write_groups(h: &mut String, r: &StatusReport<'_>) -> fmt::Result {
+    if r.pools.len() <= 1 && r.groups.len() <= 1 {
+        return Ok(());
+    }
+    h.push_str("<section class=\"card\"><h2>Listener pools</h2><table><thead><tr><th>pool</th><th>networks</th><th>groups in order</th><th>answering now</th></tr></thead><tbody>\n");
+    for p in &r.pools {
+        let networks = if p.networks.is_empty() {
+            "everyone else".to_string()
+        } else {
+            p.networks.join(", ")
+        };
+        let answering: Vec<String> = p
+            .answering
+            .iter()
+            .map(|a| {
+                let group = a
+                    .group
+                    .map_or("none (no room)".to_string(), |g| esc(g).to_string());
+                let spill = if a.spilled {
+                    " <span class=\"muted\">(spilled over)</span>"
+                } else {
+                    ""
+                };
+                format!("{}: {group}{spill}", esc(a.mount))
+            })
+            .collect();
+        writeln!(
+            h,
+            "<tr><td>{name}</td><td class=\"muted\">{networks}</td><td>{order}</td><td>{answering}</td></tr>",
+            name = esc(p.name),
+            networks = esc(&networks),
+            order = esc(&p.order.join(" → ")),
+            answering = answering.join("<br>"),
+        )?;
+    }
+    h.push_str("</tbody></table>\n<h2>Relay groups</h2><table><thead><tr><th>group</th><th>relays</th><th>up</th><th>room</th></tr></thead><tbody>\n");
+    for g in &r.groups {
+        let room: Vec<String> = g
+            .mounts
+            .iter()
+            .map(|m| {
+                format!(
+                    "{}: {}",
+                    esc(m.mount),
+                    m.room.map_or("∞".into(), |n| n.to_string())
+                )
+            })
+            .collect();
+        writeln!(
+            h,
+            "<tr><td>{name}</td><td>{relays}</td><td class=\"r\">{up} / {all}</td><td>{room}</td></tr>",
+            name = esc(g.name),
+            relays = esc(&g.relays.join(", ")),
+            up = g.relays_up,
+            all = g.relays.len(),
+            room = room.join("<br>"),
+        )?;
+    }
+    h.push_str("</tbody></table></section>\n");
+    Ok(())
 }
 
 fn write_snapshot_line(h: &mut String, r: &StatusReport<'_>) -> fmt::Result {
