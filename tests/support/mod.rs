@@ -1,5 +1,6 @@
 //! End-to-end test harness: real Icecast relays, ffmpeg sources, real
-//! players, loopback ports. Include with `mod support;` from a test file.
+//! players, curl and unbound, loopback ports. Include with `mod support;`
+//! from a test file.
 //!
 //! Everything it starts is killed when its handle drops; readiness is
 //! polled with timeouts and a clear panic message; a missing tool panics
@@ -7,6 +8,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod cluster;
+pub mod curl;
 pub mod dns;
 pub mod floe;
 pub mod flood;
@@ -16,6 +18,7 @@ pub mod players;
 pub mod procs;
 pub mod prom;
 pub mod source;
+pub mod unbound;
 
 pub use cluster::{TestConfig, runtime, sim_relay};
 pub use icecast::{IcecastRelay, Lab, MountSpec, MountStatus, RelaySpec, Slot};

@@ -210,10 +210,21 @@ pub struct Source {
 impl Source {
     /// Feed `mount` on the relay at `127.0.0.1:port` (user `source`).
     pub fn start(port: u16, source_password: &str, mount: &str, opts: SourceOpts) -> Source {
+        Source::start_at("127.0.0.1", port, source_password, mount, opts)
+    }
+
+    /// Feed `mount` on the relay at `host:port` (user `source`).
+    pub fn start_at(
+        host: &str,
+        port: u16,
+        source_password: &str,
+        mount: &str,
+        opts: SourceOpts,
+    ) -> Source {
         let ffmpeg = procs::require_tool("ffmpeg");
         assert!(mount.starts_with('/'), "mount {mount:?} must start with /");
-        let url = format!("http://source:{source_password}@127.0.0.1:{port}{mount}");
-        let target = format!("http://127.0.0.1:{port}{mount}");
+        let url = format!("http://source:{source_password}@{host}:{port}{mount}");
+        let target = format!("http://{host}:{port}{mount}");
         let dir = procs::temp_dir("floe-source-");
         let log_path = dir.path().join("ffmpeg.log");
         let args = opts.ffmpeg_args(&url);
@@ -254,7 +265,7 @@ impl Source {
         &self.mount
     }
 
-    /// `http://127.0.0.1:PORT/mount` (no credentials).
+    /// `http://HOST:PORT/mount` (no credentials).
     pub fn target(&self) -> &str {
         &self.target
     }
