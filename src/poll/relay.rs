@@ -27,6 +27,11 @@ pub(crate) struct Slot {
     pub grants: ArcSwap<RelayGrants>,
 }
 
+/// How much later than `settle` before a poll its grant sample may have
+/// been taken and still be that poll's baseline (the timer wakes a little
+/// late).
+const SAMPLE_SLACK: Duration = Duration::from_millis(20);
+
 /// One relay's poll loop, running until its shutdown fires.
 pub(crate) struct RelayPoller {
     pub name: Arc<str>,
@@ -42,9 +47,11 @@ pub(crate) struct RelayPoller {
 
 impl RelayPoller {
     /// Polls every `interval` (jittered) until shutdown. Before each poll it
-    /// samples the grant counters `settle` ahead of the poll's start: the
-    /// listeners of those grants are in the poll's counts, so a good poll
-    /// makes that sample the new baseline.
+    /// samples the grant counters `settle` ahead of the poll's start (or
+    /// right after the previous poll, when `settle` is longer than the
+    /// interval): the listeners of grants older than `settle` are in the
+    /// poll's counts, so a good poll makes the newest sample at least
+    /// `settle` old the new baseline.
     pub async fn run(self) {
         let (mut health, mut baseline, mut polls) = match &*lock(&self.slot.observation) {
             Some(o) => (o.health.clone(), o.baseline.clone(), o.polls),
@@ -77,8 +84,7 @@ impl RelayPoller {
                     .collect();
                 grants = current;
             }
-            let sample = grants.sample();
-            history.push_back((Instant::now(), sample.clone()));
+            history.push_back((Instant::now(), grants.sample()));
             tokio::select! {
                 _ = sleep_until(next.into()) => {}
                 _ = self.shutdown.wait() => return,
@@ -98,7 +104,15 @@ impl RelayPoller {
             let now = Instant::now();
             self.stats.observe(now - started, outcome.error());
             if matches!(outcome, PollOutcome::Status(_)) {
-                baseline = sample;
+                // The newest sample at least `settle` older than the poll:
+                // this loop's own when `settle` is below the interval, an
+                // earlier one (kept in `history`) when it is not, so a grant
+                // counts for `settle` whatever the interval.
+                baseline = history
+                    .iter()
+                    .rev()
+                    .find(|(t, _)| *t + self.poll.settle <= started + SAMPLE_SLACK)
+                    .map_or(baseline, |(_, s)| s.clone());
             }
             // Grants older than grant_ttl stop counting even if no poll
             // reconciled them.
