@@ -118,17 +118,26 @@ fn unknown_paths_are_404_and_nothing_redirects_off_the_configured_relays() {
 }
 
 #[test]
-fn other_methods_get_405_with_allow() {
+fn other_methods_get_405_with_allow_and_options_the_preflight() {
     let rt = runtime();
     let _g = rt.enter();
     let a = sim("relay-a", None, None);
     let floe = FloeProcess::start(&config(&[&a], ""));
     floe.wait_healthy(T);
-    for method in ["POST", "PUT", "DELETE", "OPTIONS", "SOURCE"] {
+    for method in ["POST", "PUT", "DELETE", "SOURCE"] {
         let r = req(&floe, method, "/live.ogg", &[]);
+        assert_eq!(r.status, 405, "{method}");
+        assert_eq!(r.header("allow"), Some("GET, HEAD, OPTIONS"), "{method}");
+        let r = req(&floe, method, "/status", &[]);
         assert_eq!(r.status, 405, "{method}");
         assert_eq!(r.header("allow"), Some("GET, HEAD"), "{method}");
     }
+    // OPTIONS: the CORS preflight on a stream route (tests/cors.rs), 405
+    // elsewhere.
+    let r = req(&floe, "OPTIONS", "/live.ogg", &[]);
+    assert_eq!(r.status, 204);
+    assert_eq!(r.header("allow"), Some("GET, HEAD, OPTIONS"));
+    assert_eq!(req(&floe, "OPTIONS", "/status", &[]).status, 405);
 }
 
 #[test]

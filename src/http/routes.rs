@@ -61,16 +61,22 @@ pub fn respond<B>(
     let path = req.uri().path();
     let topology = &snap.topology;
     let cors = &*snap.config().http.cors_origins;
-    if method == Method::OPTIONS && is_stream_route(snap, path) {
-        return cors::preflight(req.headers(), cors);
-    }
     if method != Method::GET && method != Method::HEAD {
+        let stream = is_stream_route(snap, path);
+        if method == Method::OPTIONS && stream {
+            return cors::preflight(req.headers(), cors);
+        }
         let mut resp = text(
             StatusCode::METHOD_NOT_ALLOWED,
             "405 method not allowed: use GET or HEAD\n",
         );
+        let allow = if stream {
+            "GET, HEAD, OPTIONS"
+        } else {
+            "GET, HEAD"
+        };
         resp.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            .insert(header::ALLOW, HeaderValue::from_static(allow));
         return resp;
     }
     if let Some(m) = topology.mount_id(path) {
