@@ -44,13 +44,7 @@ fn start(a: &SimRelay, b: &SimRelay) -> (FloeProcess, tempfile::TempDir, PathBuf
     );
     let floe = FloeProcess::start(&config(a, b, &admin));
     floe.wait_healthy(T);
-    floe.wait_status(T, "both relays up", |s| {
-        s["relays"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|r| r["state"] == "up")
-    });
+    floe.wait_relays_up(T);
     (floe, dir, token_file)
 }
 

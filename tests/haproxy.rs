@@ -160,13 +160,7 @@ fn haproxy_in_front_keeps_the_real_client_address() {
     let floe = FloeProcess::start(&config);
     drop(guard);
     floe.wait_healthy(T);
-    floe.wait_status(T, "both relays up", |s| {
-        s["relays"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|r| r["state"] == "up")
-    });
+    floe.wait_relays_up(T);
     let haproxy = Haproxy::start(floe.proxy_http(), floe.http);
 
     for (client, expected) in [

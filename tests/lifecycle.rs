@@ -125,13 +125,7 @@ fn the_default_log_has_a_line_per_state_change_and_none_per_request() {
     // The binary's own default filter: no RUST_LOG.
     let floe = FloeProcess::start_with(&config(&[&a, &b]), &[], &[("RUST_LOG", None)]);
     floe.wait_healthy(T);
-    floe.wait_status(T, "both up", |s| {
-        s["relays"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|r| r["state"] == "up")
-    });
+    floe.wait_relays_up(T);
     wait_log(&floe, "relay state changed");
     let before = floe.log.lock().unwrap().len();
 

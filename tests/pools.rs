@@ -22,6 +22,18 @@ use support::{TestConfig, runtime, sim_relay};
 
 const T: Duration = Duration::from_secs(10);
 
+/// The groups and pools of these tests: the venue group of relays
+/// `venue` (TOML strings) first for the hall (127.77/16), the partner's
+/// exclusive relay for its network (127.78/16).
+fn pools(venue: &str) -> String {
+    format!(
+        "[[group]]\nname = \"venue\"\nrelays = [{venue}]\n\
+         [[group]]\nname = \"partner\"\nrelays = [\"partner-1\"]\nexclusive = true\n\
+         [[pool]]\nname = \"hall\"\nnetworks = [\"127.77.0.0/16\"]\norder = [\"venue\", \"*\"]\n\
+         [[pool]]\nname = \"partner-net\"\nnetworks = [\"127.78.0.0/16\"]\norder = [\"partner\"]\n"
+    )
+}
+
 /// The relay a `GET /live.ogg` from `ip` is sent to (`None`: refused).
 fn redirect_from(floe: &FloeProcess, ip: &str) -> Option<String> {
     let r = from_address(ip.parse().unwrap(), || {
@@ -48,22 +60,11 @@ fn venue_listeners_get_venue_relays_first_and_spill_over_by_room() {
         // start, then none while the test runs.
         .set("poll", "interval", "\"60s\"")
         .relays(&[&venue[0], &venue[1], &world, &partner])
-        .table(
-            "[[group]]\nname = \"venue\"\nrelays = [\"venue-1\", \"venue-2\"]\n\
-             [[group]]\nname = \"partner\"\nrelays = [\"partner-1\"]\nexclusive = true\n\
-             [[pool]]\nname = \"hall\"\nnetworks = [\"127.77.0.0/16\"]\norder = [\"venue\", \"*\"]\n\
-             [[pool]]\nname = \"partner-net\"\nnetworks = [\"127.78.0.0/16\"]\norder = [\"partner\"]\n",
-        )
+        .table(&pools(r#""venue-1", "venue-2""#))
         .render();
     let floe = FloeProcess::start(&config);
     floe.wait_healthy(T);
-    floe.wait_status(T, "every relay up", |s| {
-        s["relays"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|r| r["state"] == "up")
-    });
+    floe.wait_relays_up(T);
 
     // Explain, before any grant: the hall's candidates are the venue's.
     let e = http_request(
@@ -249,22 +250,11 @@ fn balanced_names_answer_each_pool_by_client_subnet_or_resolver() {
     let partner = sim_relay("partner-1", Some(100), None);
     let config = TestConfig::new()
         .relays(&[&venue, &world, &partner])
-        .table(
-            "[[group]]\nname = \"venue\"\nrelays = [\"venue-1\"]\n\
-             [[group]]\nname = \"partner\"\nrelays = [\"partner-1\"]\nexclusive = true\n\
-             [[pool]]\nname = \"hall\"\nnetworks = [\"127.77.0.0/16\"]\norder = [\"venue\", \"*\"]\n\
-             [[pool]]\nname = \"partner-net\"\nnetworks = [\"127.78.0.0/16\"]\norder = [\"partner\"]\n",
-        )
+        .table(&pools(r#""venue-1""#))
         .render();
     let floe = FloeProcess::start(&config);
     floe.wait_healthy(T);
-    floe.wait_status(T, "every relay up", |s| {
-        s["relays"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|r| r["state"] == "up")
-    });
+    floe.wait_relays_up(T);
     let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
     let (venue_ip, world_ip, partner_ip) = (ip("127.0.0.1"), ip("127.0.0.2"), ip("127.0.0.3"));
     let name = "live.stream.example.org.";

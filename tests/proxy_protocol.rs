@@ -60,13 +60,7 @@ fn start(extra: &[(&'static str, &str, &str)]) -> (FloeProcess, Relays) {
     let floe = FloeProcess::start(&config.render());
     drop(guard);
     floe.wait_healthy(T);
-    floe.wait_status(T, "both relays up", |s| {
-        s["relays"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|r| r["state"] == "up")
-    });
+    floe.wait_relays_up(T);
     (floe, (venue, world, rt))
 }
 

@@ -166,6 +166,15 @@ impl FloeProcess {
         });
     }
 
+    /// Waits until `/status.json` shows every relay up.
+    pub fn wait_relays_up(&self, timeout: Duration) -> Value {
+        self.wait_status(timeout, "every relay up", |s| {
+            s["relays"]
+                .as_array()
+                .is_some_and(|relays| relays.iter().all(|r| r["state"] == "up"))
+        })
+    }
+
     /// Waits until `f(status.json)` holds; returns the document that did.
     pub fn wait_status(&self, timeout: Duration, what: &str, f: impl Fn(&Value) -> bool) -> Value {
         let mut last = Value::Null;
