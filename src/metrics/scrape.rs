@@ -454,15 +454,19 @@ impl Scrape {
             }
         }
         for (pool, group, n) in &self.dns_pools {
-            // Spilled over by the current order of the pool, when it has one.
-            let spilled = topo.pool_id(pool).is_some_and(|p| {
+            // Its rank in the pool's current order (None: not in it, or a
+            // policy answer, group ""); a pair that cannot occur now and
+            // never did is left out.
+            let rank = topo.pool_id(pool).and_then(|p| {
                 topo.pools[p]
                     .order
                     .iter()
                     .position(|&g| *topo.groups[g].name == **group)
-                    .is_some_and(|rank| rank > 0)
             });
-            rows.push(("dns", pool, group, *n, spilled));
+            if *n == 0 && rank.is_none() && !group.is_empty() {
+                continue;
+            }
+            rows.push(("dns", pool, group, *n, rank.is_some_and(|r| r > 0)));
         }
         family(enc, &POOL_ANSWERS, |f| {
             rows.iter().try_for_each(|&(door, pool, group, n, _)| {
