@@ -153,6 +153,10 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
             old.http.proxy_protocol_listen != new.http.proxy_protocol_listen,
             "[http] proxy_protocol_listen",
         ),
+        (
+            old.http.tls_listen != new.http.tls_listen,
+            "[http] tls_listen",
+        ),
         (old.http.workers != new.http.workers, "[http] workers"),
         (
             old.admin.listen != new.admin.listen || admin_on(old) != admin_on(new),

@@ -217,6 +217,13 @@ pub struct HttpConfig {
     /// The load balancers whose PROXY headers and `X-Forwarded-For` are
     /// believed; empty: none (the connection's peer is the client).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Listeners that speak TLS (then HTTP/2 or HTTP/1.1 by ALPN), with the
+    /// same limits and routes as `listen`.
+    pub tls_listen: Vec<SocketAddr>,
+    /// The certificates of `tls_listen` (`[[http.tls_certificate]]`),
+    /// loaded and checked; chosen by SNI, the first for clients without
+    /// one. Empty when there are none.
+    pub tls_certificates: std::sync::Arc<crate::tls::CertStore>,
 }
 
 /// `[poll]`: how relays are polled and how health follows.

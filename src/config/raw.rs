@@ -57,6 +57,16 @@ pub struct RawHttp {
     pub workers: Option<u32>,
     pub proxy_protocol_listen: Option<Spanned<Vec<Spanned<String>>>>,
     pub trusted_proxies: Option<Vec<Spanned<String>>>,
+    pub tls_listen: Option<Spanned<Vec<Spanned<String>>>>,
+    pub tls_certificate: Vec<RawTlsCertificate>,
+}
+
+/// One `[[http.tls_certificate]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTlsCertificate {
+    pub cert: Spanned<PathBuf>,
+    pub key: Spanned<PathBuf>,
 }
 
 /// `[poll]`.
