@@ -375,3 +375,65 @@ fn a_certificate_replaced_on_disk_is_served_after_a_reload() {
     assert_eq!(code, 0, "{err}");
     assert!(head.contains(" 302"), "{head}");
 }
+
+#[test]
+fn a_renewed_certificate_is_served_without_a_signal_and_a_broken_one_keeps_the_last_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = valid(dir.path(), "site", &["stream.example.org"]);
+    let (floe, _relay) = start(&[&first], &[]);
+    let addr = floe.tls_http();
+    let old = served_fingerprint(addr, Some("stream.example.org"));
+    let metrics = String::from_utf8(floe.get("/metrics").body).unwrap();
+    let file = first.0.display().to_string();
+    let labels = [("name", "stream.example.org"), ("file", file.as_str())];
+    let expiry = support::prom::value(&metrics, "floe_tls_cert_expiry_seconds", &labels);
+    // 2100-01-01T00:00:00Z.
+    assert_eq!(expiry, Some(4_102_444_800.0), "{metrics}");
+    let status = floe.status();
+    let cert = &status["tls_certificates"][0];
+    assert_eq!(cert["names"][0], "stream.example.org", "{status}");
+    assert!(cert["days_left"].as_i64().unwrap() > 365 * 70, "{status}");
+    let page = String::from_utf8(floe.get("/status").body).unwrap();
+    assert!(page.contains("TLS certificate"), "{page}");
+
+    // Renewed in place: the file watch reloads it.
+    let renewed = certificate(dir.path(), "site", &["stream.example.org"], 2021, 2099);
+    let deadline = Instant::now() + T;
+    let mut now = old.clone();
+    while now == old {
+        assert!(
+            Instant::now() < deadline,
+            "the renewed certificate is not served"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        now = served_fingerprint(addr, Some("stream.example.org"));
+    }
+    let status = floe.wait_status(T, "the renewal reported", |s| {
+        s["tls_certificates"][0]["not_after"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("2099"))
+    });
+    assert!(status["reload"]["last_error"].is_null(), "{status}");
+
+    // Broken (a key of another certificate): the renewed one stays, the
+    // failure shows on /status and in /metrics.
+    let other = valid(dir.path(), "other", &["stream.example.org"]);
+    std::fs::copy(&other.1, &renewed.1).unwrap();
+    let status = floe.wait_status(T, "the failed reload reported", |s| {
+        !s["reload"]["last_error"].is_null()
+    });
+    let message = status["reload"]["last_error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("is not the private key of the certificate"),
+        "{message}"
+    );
+    let metrics = String::from_utf8(floe.get("/metrics").body).unwrap();
+    assert_eq!(
+        support::prom::value(&metrics, "floe_reload_failed", &[]),
+        Some(1.0)
+    );
+    assert_eq!(served_fingerprint(addr, Some("stream.example.org")), now);
+    let (code, head, err) = curl(addr, "stream.example.org", &renewed.0, "/live.ogg", &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(head.contains(" 302"), "{head}");
+}
