@@ -66,9 +66,21 @@ fn cert_tables(certs: &[&(PathBuf, PathBuf)]) -> String {
 /// What keeps the simulated relay running.
 type Relay = (floe::demo::sim::SimRelay, tokio::runtime::Runtime);
 
-/// floe with a TLS listener serving `certs`, one relay, and `extra`
-/// `[http]` keys.
+/// The `https_url` line [`start`] gives its relay.
+const HTTPS_URL: &str = "https_url = \"https://relay-1.example.org:8443\"";
+
+/// floe with a TLS listener serving `certs`, one relay (with an
+/// `https_url`), and `extra` `[http]` keys.
 fn start(certs: &[&(PathBuf, PathBuf)], extra: &[(&'static str, &str)]) -> (FloeProcess, Relay) {
+    start_with(certs, extra, HTTPS_URL)
+}
+
+/// [`start`] with `relay_lines` in the relay's table (e.g. its `https_url`).
+fn start_with(
+    certs: &[&(PathBuf, PathBuf)],
+    extra: &[(&'static str, &str)],
+    relay_lines: &str,
+) -> (FloeProcess, Relay) {
     let rt = runtime();
     let guard = rt.enter();
     let relay = sim_relay("relay-1", Some(100), None);
@@ -76,7 +88,7 @@ fn start(certs: &[&(PathBuf, PathBuf)], extra: &[(&'static str, &str)]) -> (Floe
         .set("http", "tls_listen", "[\"127.0.0.1:0\"]")
         .set("http", "diagnostics_from", "[\"127.0.0.0/8\"]")
         .set("select", "grants_per_client", "1000")
-        .relay(&relay, "");
+        .relay(&relay, relay_lines);
     for (key, value) in extra {
         config = config.set("http", key, value);
     }
@@ -125,12 +137,80 @@ fn curl_gets_the_redirect_over_http1_and_http2() {
         assert_eq!(code, 0, "curl {version}: {err}");
         assert!(head.starts_with(line), "curl {version}: {head}");
         assert!(
-            head.to_ascii_lowercase().contains("\nlocation: http"),
+            head.to_ascii_lowercase()
+                .contains("\nlocation: https://relay-1.example.org:8443/live.ogg"),
             "curl {version}: {head}"
         );
     }
-    // The plain door still answers as before.
-    assert_eq!(floe.get("/live.ogg").status, 302);
+    // The plain door still sends to the relay's url.
+    let plain = floe.get("/live.ogg");
+    assert_eq!(plain.status, 302);
+    assert!(plain.header("location").unwrap().starts_with("http://"));
+    // A playlist fetched over TLS points back at the HTTPS address.
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--resolve"])
+        .arg(format!("stream.example.org:{}:{}", addr.port(), addr.ip()))
+        .arg("--cacert")
+        .arg(&one.0)
+        .arg(format!(
+            "https://stream.example.org:{}/live.ogg.m3u",
+            addr.port()
+        ))
+        .output()
+        .unwrap();
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        body.contains(&format!(
+            "https://stream.example.org:{}/live.ogg",
+            addr.port()
+        )),
+        "{body}"
+    );
+    // /explain names both URLs.
+    let explain = String::from_utf8(floe.get("/explain/live.ogg").body).unwrap();
+    assert!(
+        explain.contains("over https: https://relay-1.example.org:8443"),
+        "{explain}"
+    );
+}
+
+#[test]
+fn a_relay_without_https_url_gets_no_tls_listener_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = valid(dir.path(), "one", &["stream.example.org"]);
+    let (floe, _relay) = start_with(&[&one], &[], "");
+    let addr = floe.tls_http();
+    let (code, head, err) = curl(addr, "stream.example.org", &one.0, "/live.ogg", &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(head.starts_with("HTTP/2 503"), "{head}");
+    let body = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--resolve"])
+        .arg(format!("stream.example.org:{}:{}", addr.port(), addr.ip()))
+        .arg("--cacert")
+        .arg(&one.0)
+        .arg(format!(
+            "https://stream.example.org:{}/live.ogg",
+            addr.port()
+        ))
+        .output()
+        .unwrap();
+    let body = String::from_utf8_lossy(&body.stdout);
+    assert!(body.contains("has no https_url"), "{body}");
+    let explain = String::from_utf8(floe.get("/explain/live.ogg").body).unwrap();
+    assert!(explain.contains("over https: 503"), "{explain}");
+    let metrics = String::from_utf8(floe.get("/metrics").body).unwrap();
+    assert!(metrics.contains("reason=\"no-https\""), "{metrics}");
+    drop(floe);
+
+    let (floe, _relay) = start_with(&[&one], &[("tls_redirect_to_http", "true")], "");
+    let addr = floe.tls_http();
+    let (code, head, err) = curl(addr, "stream.example.org", &one.0, "/live.ogg", &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(head.starts_with("HTTP/2 302"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("\nlocation: http://"),
+        "{head}"
+    );
 }
 
 #[test]

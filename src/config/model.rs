@@ -224,6 +224,10 @@ pub struct HttpConfig {
     /// loaded and checked; chosen by SNI, the first for clients without
     /// one. Empty when there are none.
     pub tls_certificates: std::sync::Arc<crate::tls::CertStore>,
+    /// Whether a request that came over TLS may be sent to a relay's plain
+    /// `url` when it has no `https_url` (else `503`: a listener on an HTTPS
+    /// page cannot play a plain HTTP stream).
+    pub tls_redirect_to_http: bool,
 }
 
 /// `[poll]`: how relays are polled and how health follows.
@@ -359,6 +363,9 @@ pub struct RelayConfig {
     /// Base URL: the 302 Location is this plus the mount; polled too.
     /// Stored without a trailing slash.
     pub url: String,
+    /// Base URL for listeners who came over TLS (`https://`, no trailing
+    /// slash): the 302 of a request to `[http] tls_listen` goes here.
+    pub https_url: Option<String>,
     /// What DNS answers for this relay.
     pub addresses: Vec<IpAddr>,
     /// Status format and path.

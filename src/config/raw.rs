@@ -58,6 +58,7 @@ pub struct RawHttp {
     pub proxy_protocol_listen: Option<Spanned<Vec<Spanned<String>>>>,
     pub trusted_proxies: Option<Vec<Spanned<String>>>,
     pub tls_listen: Option<Spanned<Vec<Spanned<String>>>>,
+    pub tls_redirect_to_http: Option<bool>,
     pub tls_certificate: Vec<RawTlsCertificate>,
 }
 
@@ -132,6 +133,7 @@ pub enum RawStatus {
 pub struct RawRelay {
     pub name: Spanned<String>,
     pub url: Spanned<String>,
+    pub https_url: Option<Spanned<String>>,
     #[serde(default)]
     pub addresses: Vec<Spanned<String>>,
     pub status: Spanned<RawStatus>,

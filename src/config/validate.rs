@@ -475,6 +475,7 @@ impl<'a> Cx<'a> {
             trusted_proxies,
             tls_listen,
             tls_certificates: Arc::new(tls_certificates),
+            tls_redirect_to_http: raw.tls_redirect_to_http.unwrap_or(false),
         })
     }
 
@@ -891,6 +892,28 @@ impl<'a> Cx<'a> {
                     String::new()
                 }
             };
+            let https_url =
+                raw.https_url
+                    .as_ref()
+                    .and_then(|u| match parse_base_url(u.get_ref()) {
+                        Ok(parsed) if parsed.scheme() == "https" => {
+                            Some(parsed.as_str().trim_end_matches('/').to_string())
+                        }
+                        Ok(_) => {
+                            self.error(
+                                Some(u.span()),
+                                format!(
+                                    "relay {name:?} https_url: {:?} is not an https:// URL",
+                                    u.get_ref()
+                                ),
+                            );
+                            None
+                        }
+                        Err(e) => {
+                            self.error(Some(u.span()), format!("relay {name:?} https_url: {e}"));
+                            None
+                        }
+                    });
             let addresses = self
                 .parse_each(&raw.addresses, |a| {
                     format!("relay {name:?}: address {a:?} is not an IPv4 or IPv6 address")
@@ -952,6 +975,7 @@ impl<'a> Cx<'a> {
             out.push(RelayConfig {
                 name,
                 url,
+                https_url,
                 addresses,
                 status: StatusConfig {
                     kind,

@@ -71,7 +71,8 @@ pub fn respond<B>(
             addr: peer.ip(),
         });
         let pool = topology.pool_of(peer.ip());
-        return redirect(snap, metrics, m, pool, req.uri().query(), client);
+        let tls = req.extensions().get::<super::OverTls>().is_some();
+        return redirect(snap, metrics, m, pool, req.uri().query(), client, tls);
     }
     match path {
         "/healthz" => {
@@ -123,7 +124,8 @@ pub fn respond<B>(
     if let Some((mount_path, kind)) = Playlist::split(path)
         && let Some(m) = topology.mount_id(mount_path)
     {
-        return match playlist::base_url(req, snap.config().http.public_url.as_ref(), local) {
+        let tls = req.extensions().get::<super::OverTls>().is_some();
+        return match playlist::base_url(req, snap.config().http.public_url.as_ref(), local, tls) {
             Some(base) => {
                 let stream_url = format!("{base}{mount_path}");
                 let title = &topology.streams[topology.mounts[m].stream].name;
@@ -228,6 +230,7 @@ fn redirect(
     pool: PoolId,
     query: Option<&str>,
     client: Option<Client<'_>>,
+    tls: bool,
 ) -> Response<Full<Bytes>> {
     // Check the query string before picking: a refused request must not
     // hold a grant.
@@ -266,7 +269,17 @@ fn redirect(
     match picked {
         Ok(pick) => {
             let relay = &snap.topology.relays[pick.relay];
-            let target = &relay.locations[m];
+            let target = match (tls, &relay.https_locations) {
+                (true, Some(https)) => &https[m],
+                (true, None) if !snap.config().http.tls_redirect_to_http => {
+                    // The grant stays counted until the next poll
+                    // reconciles it (see docs/operations.md, "Serving
+                    // HTTPS": give every relay an https_url).
+                    metrics.refused(snap, m, Outcome::NoHttps);
+                    return no_https(snap, &relay.name);
+                }
+                _ => &relay.locations[m],
+            };
             let location = match query {
                 None => HeaderValue::from_maybe_shared(target.clone()),
                 Some(q) => {
@@ -317,6 +330,18 @@ fn redirect(
             with_generation(snap, resp)
         }
     }
+}
+
+/// `503` for a request over TLS drawn to a relay without `https_url`.
+fn no_https(snap: &Snapshot, relay: &str) -> Response<Full<Bytes>> {
+    let body = format!(
+        "503 no HTTPS relay: relay {relay:?} has no https_url and [http] tls_redirect_to_http is false (a listener on an HTTPS page cannot play plain HTTP); try again\n"
+    );
+    let mut resp = text(StatusCode::SERVICE_UNAVAILABLE, body);
+    let retry = snap.config().http.retry_after.as_secs().max(1);
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry));
+    with_generation(snap, resp)
 }
 
 /// `429` for a client past its budget of `budget` grants per `window`.
