@@ -8,6 +8,12 @@
 //! timeout (which also bounds idle keep-alive), header size, connections
 //! per worker.
 //!
+//! On a TLS listener (`[http] tls_listen`) the handshake (certificates of
+//! the current config, see [`crate::tls`]) is held to the same deadline as
+//! the first request head, then hyper-util's auto builder serves HTTP/2 or
+//! HTTP/1.1 as ALPN says; requests carry [`OverTls`], so routes send them
+//! to relays' `https_url`.
+//!
 //! Who the client is: the connection's peer; on a PROXY protocol listener
 //! (`[http] proxy_protocol_listen`, see [`proxy`]) the source its header
 //! names, from a peer in `trusted_proxies` only (others are closed at
