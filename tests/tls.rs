@@ -175,45 +175,6 @@ fn curl_gets_the_redirect_over_http1_and_http2() {
 }
 
 #[test]
-fn a_relay_without_https_url_gets_no_tls_listener_unless_allowed() {
-    let dir = tempfile::tempdir().unwrap();
-    let one = valid(dir.path(), "one", &["stream.example.org"]);
-    let (floe, _relay) = start_with(&[&one], &[], "");
-    let addr = floe.tls_http();
-    let (code, head, err) = curl(addr, "stream.example.org", &one.0, "/live.ogg", &[]);
-    assert_eq!(code, 0, "{err}");
-    assert!(head.starts_with("HTTP/2 503"), "{head}");
-    let body = Command::new("curl")
-        .args(["-sS", "--max-time", "10", "--resolve"])
-        .arg(format!("stream.example.org:{}:{}", addr.port(), addr.ip()))
-        .arg("--cacert")
-        .arg(&one.0)
-        .arg(format!(
-            "https://stream.example.org:{}/live.ogg",
-            addr.port()
-        ))
-        .output()
-        .unwrap();
-    let body = String::from_utf8_lossy(&body.stdout);
-    assert!(body.contains("has no https_url"), "{body}");
-    let explain = String::from_utf8(floe.get("/explain/live.ogg").body).unwrap();
-    assert!(explain.contains("over https: 503"), "{explain}");
-    let metrics = String::from_utf8(floe.get("/metrics").body).unwrap();
-    assert!(metrics.contains("reason=\"no-https\""), "{metrics}");
-    drop(floe);
-
-    let (floe, _relay) = start_with(&[&one], &[("tls_redirect_to_http", "true")], "");
-    let addr = floe.tls_http();
-    let (code, head, err) = curl(addr, "stream.example.org", &one.0, "/live.ogg", &[]);
-    assert_eq!(code, 0, "{err}");
-    assert!(head.starts_with("HTTP/2 302"), "{head}");
-    assert!(
-        head.to_ascii_lowercase().contains("\nlocation: http://"),
-        "{head}"
-    );
-}
-
-#[test]
 fn the_sni_name_picks_the_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let one = valid(dir.path(), "one", &["one.example.org"]);
@@ -323,6 +284,109 @@ fn a_handshake_not_finished_in_header_timeout_is_closed_and_garbage_is_refused()
     let (code, head, err) = curl(addr, "stream.example.org", &one.0, "/live.ogg", &[]);
     assert_eq!(code, 0, "{err}");
     assert!(head.contains(" 302"), "{head}");
+}
+
+/// floe with a TLS listener serving `cert`, relay-1 with an `https_url`
+/// (drained if `drain_https`) and relay-2 without one.
+fn start_mixed(cert: &(PathBuf, PathBuf), drain_https: bool) -> (FloeProcess, Vec<Relay>) {
+    let (rt1, rt2) = (runtime(), runtime());
+    let one = {
+        let _g = rt1.enter();
+        sim_relay("relay-1", Some(100), None)
+    };
+    let two = {
+        let _g = rt2.enter();
+        sim_relay("relay-2", Some(100), None)
+    };
+    let drain = if drain_https { "\ndrain = true" } else { "" };
+    let text = TestConfig::new()
+        .set("http", "tls_listen", "[\"127.0.0.1:0\"]")
+        .set("http", "diagnostics_from", "[\"127.0.0.0/8\"]")
+        .set("select", "grants_per_client", "1000")
+        .relay(&one, &format!("{HTTPS_URL}{drain}"))
+        .relay(&two, "")
+        .render()
+        + &cert_tables(&[cert]);
+    let floe = FloeProcess::start(&text);
+    floe.wait_healthy(T);
+    floe.wait_status(T, "relays polled", |s| {
+        s["relays"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["state"] == "up")
+    });
+    (floe, vec![(one, rt1), (two, rt2)])
+}
+
+/// The `Location` (or the status line and body) curl gets over TLS.
+fn tls_get(addr: SocketAddr, ca: &Path, path: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-sS", "-i", "--max-time", "10", "--resolve"])
+        .arg(format!("stream.example.org:{}:{}", addr.port(), addr.ip()))
+        .arg("--cacert")
+        .arg(ca)
+        .arg(format!("https://stream.example.org:{}{path}", addr.port()))
+        .output()
+        .expect("curl is needed (tests/run installs it)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn listeners_over_tls_are_drawn_among_relays_with_an_https_url_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = valid(dir.path(), "one", &["stream.example.org"]);
+    let (floe, _relays) = start_mixed(&cert, false);
+    let addr = floe.tls_http();
+    for _ in 0..20 {
+        let answer = tls_get(addr, &cert.0, "/live.ogg");
+        assert!(
+            answer.contains("location: https://relay-1.example.org:8443/live.ogg"),
+            "{answer}"
+        );
+    }
+    let explain = String::from_utf8(floe.get("/explain/live.ogg").body).unwrap();
+    assert!(
+        explain.contains("over https: not drawn (no https_url"),
+        "{explain}"
+    );
+    // Plain HTTP still reaches both.
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        seen.insert(
+            floe.get("/live.ogg")
+                .header("x-floe-relay")
+                .unwrap()
+                .to_string(),
+        );
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+}
+
+#[test]
+fn no_https_relay_with_room_is_a_503_unless_plain_http_is_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = valid(dir.path(), "one", &["stream.example.org"]);
+    // The HTTPS relay drained: relay-2 has room, but no https_url.
+    let (floe, _relays) = start_mixed(&cert, true);
+    let addr = floe.tls_http();
+    let answer = tls_get(addr, &cert.0, "/live.ogg");
+    assert!(answer.starts_with("HTTP/2 503"), "{answer}");
+    assert!(answer.contains("no https_url"), "{answer}");
+    let metrics = String::from_utf8(floe.get("/metrics").body).unwrap();
+    assert!(metrics.contains("reason=\"no-https\""), "{metrics}");
+    assert_eq!(floe.get("/live.ogg").status, 302, "plain HTTP still served");
+    drop(floe);
+
+    let (floe, _relay) = start_with(&[&cert], &[("tls_redirect_to_http", "true")], "");
+    let addr = floe.tls_http();
+    let (code, head, err) = curl(addr, "stream.example.org", &cert.0, "/live.ogg", &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(head.starts_with("HTTP/2 302"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("\nlocation: http://"),
+        "{head}"
+    );
 }
 
 fn check(config: &Path) -> (i32, String) {

@@ -21,6 +21,7 @@ use super::Shared;
 use super::pages::Page;
 use super::playlist::{self, Playlist};
 use crate::clients::{ClientBudgets, in_networks};
+use crate::ids::RelayId;
 use crate::metrics::{self, Metrics, Outcome};
 use crate::report::{self, Observed, explain};
 use crate::select::{self, Grant, NoCandidate};
@@ -262,22 +263,32 @@ fn redirect(
     } else {
         Grant::None
     };
-    let picked = super::with_rng(|rng| select::pick(snap, m, pool, grant, rng));
+    // Over TLS, only relays with an https_url unless plain HTTP is allowed.
+    let https_only = tls && !snap.config().http.tls_redirect_to_http;
+    let picked = super::with_rng(|rng| {
+        if https_only {
+            let has_https = |r: RelayId| snap.topology.relays[r].https_locations.is_some();
+            select::pick_where(snap, m, pool, grant, has_https, rng)
+        } else {
+            select::pick(snap, m, pool, grant, rng)
+        }
+    });
     if let (Err(_), Some((budgets, prefix))) = (&picked, taken) {
         budgets.give_back(prefix, window, now);
+    }
+    // Relays with room, none with an https_url: say so.
+    if https_only
+        && picked.is_err()
+        && super::with_rng(|rng| select::pick(snap, m, pool, Grant::None, rng)).is_ok()
+    {
+        metrics.refused(snap, m, Outcome::NoHttps);
+        return no_https(snap);
     }
     match picked {
         Ok(pick) => {
             let relay = &snap.topology.relays[pick.relay];
             let target = match (tls, &relay.https_locations) {
                 (true, Some(https)) => &https[m],
-                (true, None) if !snap.config().http.tls_redirect_to_http => {
-                    // The grant stays counted until the next poll
-                    // reconciles it (see docs/operations.md, "Serving
-                    // HTTPS": give every relay an https_url).
-                    metrics.refused(snap, m, Outcome::NoHttps);
-                    return no_https(snap, &relay.name);
-                }
                 _ => &relay.locations[m],
             };
             let location = match query {
@@ -332,11 +343,10 @@ fn redirect(
     }
 }
 
-/// `503` for a request over TLS drawn to a relay without `https_url`.
-fn no_https(snap: &Snapshot, relay: &str) -> Response<Full<Bytes>> {
-    let body = format!(
-        "503 no HTTPS relay: relay {relay:?} has no https_url and [http] tls_redirect_to_http is false (a listener on an HTTPS page cannot play plain HTTP); try again\n"
-    );
+/// `503` for a request over TLS when relays have room but none of them an
+/// `https_url`.
+fn no_https(snap: &Snapshot) -> Response<Full<Bytes>> {
+    let body = "503 no HTTPS relay: the relays with room have no https_url and [http] tls_redirect_to_http is false (a listener on an HTTPS page cannot play plain HTTP)\n";
     let mut resp = text(StatusCode::SERVICE_UNAVAILABLE, body);
     let retry = snap.config().http.retry_after.as_secs().max(1);
     resp.headers_mut()

@@ -72,8 +72,8 @@ pub enum Outcome {
     BadRequest,
     /// `429`: the client (its address prefix) is past its budget of grants.
     ClientBudget,
-    /// `503`: the request came over TLS, the relay drawn has no
-    /// `https_url` and `[http] tls_redirect_to_http` is off.
+    /// `503`: the request came over TLS, relays have room but none has an
+    /// `https_url`, and `[http] tls_redirect_to_http` is off.
     NoHttps,
 }
 

@@ -156,7 +156,7 @@ pub struct Candidate<'a> {
     pub url: &'a str,
     /// Where a redirect over TLS sends the listener: the relay's
     /// `https_url`, its `url` when `[http] tls_redirect_to_http` allows, or
-    /// null (such a request drawn to this relay gets `503`).
+    /// null (requests over TLS are not sent to this relay).
     pub https_url: Option<&'a str>,
 }
 
@@ -461,7 +461,7 @@ impl Explanation<'_> {
             if self.kind == "mount" {
                 let https = c
                     .https_url
-                    .unwrap_or("503 (no https_url; [http] tls_redirect_to_http is false)");
+                    .unwrap_or("not drawn (no https_url; [http] tls_redirect_to_http is false)");
                 let _ = writeln!(
                     s,
                     "  {:width$}  over http: {}  over https: {https}",
