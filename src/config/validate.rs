@@ -445,6 +445,7 @@ impl<'a> Cx<'a> {
         let public = listen
             .iter()
             .chain(&proxy_protocol_listen)
+            .chain(&tls_listen)
             .any(|a| !a.ip().is_loopback());
         if public && raw.diagnostics_from.is_none() {
             self.warning(
