@@ -579,14 +579,17 @@ async fn serve_connection(
         age_due: accepted + limits.age,
         asked,
     };
-    match &builders.tls {
-        None => {
+    match (door, &builders.tls) {
+        // A TLS listener without a rustls config (logged when it was
+        // built) never falls back to plain HTTP.
+        (Door::Tls, None) => {}
+        (_, None) => {
             let conn = builders
                 .h1
                 .serve_connection(TokioIo::new(Box::pin(stream)), service);
             drive(conn, |c| c.graceful_shutdown(), timing, shutdown).await;
         }
-        Some((acceptor, auto)) => {
+        (_, Some((acceptor, auto))) => {
             // The handshake is held to the first head's deadline too.
             let tls = tokio::select! {
                 r = tokio::time::timeout_at(first_head_due, acceptor.accept(Box::pin(stream))) => r,
