@@ -210,6 +210,9 @@ async fn run(loaded: config::Loaded) -> Result<(), String> {
     for a in &instance.http_proxy_addrs {
         tracing::info!("HTTP (PROXY protocol) listening on {a}");
     }
+    for a in &instance.http_tls_addrs {
+        tracing::info!("HTTPS listening on {a}");
+    }
     notify_systemd(&[NotifyState::Ready]);
     while signals.next().await {
         tracing::info!("SIGHUP: reloading");

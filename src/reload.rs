@@ -153,6 +153,10 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
             old.http.proxy_protocol_listen != new.http.proxy_protocol_listen,
             "[http] proxy_protocol_listen",
         ),
+        (
+            old.http.tls_listen != new.http.tls_listen,
+            "[http] tls_listen",
+        ),
         (old.http.workers != new.http.workers, "[http] workers"),
         (
             old.admin.listen != new.admin.listen || admin_on(old) != admin_on(new),
@@ -209,24 +213,51 @@ impl Signals {
 struct Targets {
     /// Directories watched (non-recursively).
     dirs: BTreeSet<PathBuf>,
-    /// The config file as named and, if it is a symlink, its target.
+    /// The config file and the TLS certificate and key files, as named and,
+    /// if they are symlinks, their targets.
     config_files: BTreeSet<PathBuf>,
     /// The zones directory.
     zones_dir: PathBuf,
 }
 
+/// `path` as named (its directory resolved) and, if it is a symlink, its
+/// target: a certbot-style `live/` link renewed by pointing it elsewhere
+/// changes either.
+fn named_and_target(path: &Path, into: &mut BTreeSet<PathBuf>) {
+    if let Some(name) = path.file_name() {
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        into.insert(canonical(parent).join(name));
+    }
+    if let Ok(target) = path.canonicalize() {
+        into.insert(target);
+    }
+}
+
 impl Targets {
-    fn of(config_path: &Path, zones_dir: &Path) -> Targets {
+    /// The config file at `config_path` and the zones and TLS certificate
+    /// and key files `config` names.
+    fn of_config(config_path: &Path, config: &Config) -> Targets {
+        let certs = config.http.tls_certificates.certificates();
+        let files = certs
+            .iter()
+            .flat_map(|c| [c.cert_path.as_path(), c.key_path.as_path()]);
+        Targets::of(config_path, &config.dns.zones, files)
+    }
+
+    /// The config file at `config_path`, the zones in `zones_dir`, and
+    /// `files` (certificates and keys).
+    fn of<'a>(
+        config_path: &Path,
+        zones_dir: &Path,
+        files: impl IntoIterator<Item = &'a Path>,
+    ) -> Targets {
         let mut config_files = BTreeSet::new();
-        if let Some(name) = config_path.file_name() {
-            let parent = match config_path.parent() {
-                Some(p) if !p.as_os_str().is_empty() => p,
-                _ => Path::new("."),
-            };
-            config_files.insert(canonical(parent).join(name));
-        }
-        if let Ok(target) = config_path.canonicalize() {
-            config_files.insert(target);
+        named_and_target(config_path, &mut config_files);
+        for f in files {
+            named_and_target(f, &mut config_files);
         }
         let zones_dir = canonical(zones_dir);
         let mut dirs: BTreeSet<PathBuf> = config_files
@@ -319,7 +350,7 @@ pub fn watch(reloader: Reloader, shutdown: Shutdown) -> notify::Result<JoinHandl
     let mut watcher = notify::recommended_watcher(move |event| {
         let _ = tx.send(event);
     })?;
-    let mut targets = Targets::of(reloader.config_path(), &reloader.current().dns.zones);
+    let mut targets = Targets::of_config(reloader.config_path(), &reloader.current());
     let mut watched = BTreeSet::new();
     rewatch(&mut watcher, &mut watched, &targets);
     tracing::info!(
@@ -364,7 +395,7 @@ pub fn watch(reloader: Reloader, shutdown: Shutdown) -> notify::Result<JoinHandl
                     }
                     give_up = None;
                     // The zones directory may have moved with the config.
-                    let next = Targets::of(reloader.config_path(), &reloader.current().dns.zones);
+                    let next = Targets::of_config(reloader.config_path(), &reloader.current());
                     if next != targets {
                         rewatch(&mut watcher, &mut watched, &next);
                         targets = next;
@@ -417,7 +448,7 @@ mod tests {
         let root = dir.path().canonicalize().unwrap();
         std::fs::create_dir(root.join("zones")).unwrap();
         std::fs::write(root.join("floe.toml"), "").unwrap();
-        let t = Targets::of(&root.join("floe.toml"), &root.join("zones"));
+        let t = Targets::of(&root.join("floe.toml"), &root.join("zones"), []);
         assert_eq!(t.dirs, BTreeSet::from([root.clone(), root.join("zones")]));
         let modify = EventKind::Modify(ModifyKind::Any);
         let create = EventKind::Create(CreateKind::File);
@@ -450,11 +481,36 @@ mod tests {
         std::fs::write(root.join("real/floe.toml"), "").unwrap();
         std::os::unix::fs::symlink(root.join("real/floe.toml"), root.join("etc/floe.toml"))
             .unwrap();
-        let t = Targets::of(&root.join("etc/floe.toml"), &root.join("zones"));
+        let t = Targets::of(&root.join("etc/floe.toml"), &root.join("zones"), []);
         assert!(t.dirs.contains(&root.join("etc")) && t.dirs.contains(&root.join("real")));
         let modify = EventKind::Modify(ModifyKind::Any);
         assert!(t.wants(&event(modify, &root.join("real/floe.toml"))));
         assert!(t.wants(&event(modify, &root.join("etc/floe.toml"))));
+    }
+
+    #[test]
+    fn certificate_and_key_files_matter_where_they_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        std::fs::create_dir_all(root.join("tls/live")).unwrap();
+        std::fs::create_dir_all(root.join("tls/archive")).unwrap();
+        std::fs::write(root.join("tls/archive/cert1.pem"), "").unwrap();
+        std::os::unix::fs::symlink(
+            root.join("tls/archive/cert1.pem"),
+            root.join("tls/live/cert.pem"),
+        )
+        .unwrap();
+        let (cert, key) = (root.join("tls/live/cert.pem"), root.join("tls/key.pem"));
+        let t = Targets::of(
+            &root.join("floe.toml"),
+            &root.join("zones"),
+            [cert.as_path(), key.as_path()],
+        );
+        let modify = EventKind::Modify(ModifyKind::Any);
+        for path in ["tls/live/cert.pem", "tls/archive/cert1.pem", "tls/key.pem"] {
+            assert!(t.wants(&event(modify, &root.join(path))), "{path}");
+        }
+        assert!(!t.wants(&event(modify, &root.join("tls/other.pem"))));
     }
 
     #[test]

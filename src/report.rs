@@ -43,6 +43,9 @@ pub struct StatusReport<'a> {
     pub pools: Vec<PoolReport<'a>>,
     /// Config reloads: counts and the last error.
     pub reload: ReloadStatus,
+    /// The TLS certificates served (`[[http.tls_certificate]]`), in config
+    /// order (the first is the default); empty without TLS.
+    pub tls_certificates: Vec<TlsCertificateReport<'a>>,
     /// Redirect and DNS counters (absent without metrics).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub counters: Option<CountersReport>,
@@ -196,6 +199,19 @@ pub struct ReloadStatus {
     pub last_success: Option<String>,
     /// The last reload's error, while it is newer than the last success.
     pub last_error: Option<ReloadError>,
+}
+
+/// One TLS certificate being served.
+#[derive(Debug, Serialize)]
+pub struct TlsCertificateReport<'a> {
+    /// The certificate file.
+    pub file: String,
+    /// The DNS names it covers.
+    pub names: &'a [String],
+    /// End of validity (RFC 3339).
+    pub not_after: String,
+    /// Days of validity left (negative: expired), from the build time.
+    pub days_left: i64,
 }
 
 /// A failed reload.
@@ -459,8 +475,37 @@ pub fn status_report_with<'a>(
                 message: message.clone(),
             }),
         },
+        tls_certificates: tls_certificates(snap),
         counters,
         history: observed.map(|o| o.history.report()),
+    }
+}
+
+/// The certificates of the running config, with days left at the
+/// snapshot's build time.
+fn tls_certificates(snap: &Snapshot) -> Vec<TlsCertificateReport<'_>> {
+    let now = unix_seconds(snap.built_at);
+    let store = &snap.config().http.tls_certificates;
+    store
+        .certificates()
+        .iter()
+        .map(|c| TlsCertificateReport {
+            file: c.cert_path.display().to_string(),
+            names: &c.names,
+            not_after: u64::try_from(c.not_after).map_or_else(
+                |_| "before 1970".into(),
+                |s| rfc3339(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(s)),
+            ),
+            days_left: (c.not_after - now).div_euclid(86_400),
+        })
+        .collect()
+}
+
+/// Seconds since the Unix epoch of `t` (negative before it).
+fn unix_seconds(t: SystemTime) -> i64 {
+    match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs() as i64),
     }
 }
 

@@ -574,9 +574,27 @@ pub fn pick<R: Rng + ?Sized>(
     grant: Grant,
     rng: &mut R,
 ) -> Result<Pick, NoCandidate> {
+    pick_where(snap, m, pool, grant, |_| true, rng)
+}
+
+/// [`pick`] among the relays `eligible` accepts only (e.g. those with an
+/// `https_url`, for a request that came over TLS): the others are never
+/// drawn or granted, and a group whose eligible relays have no room spills
+/// over like a full one. The draw among the eligible relays keeps their
+/// proportions (draws of others are rejected). `NoCandidate` says why the
+/// pool has no relay at all; that relays with room exist but none is
+/// eligible is for the caller to find out (a [`pick`] with [`Grant::None`]).
+pub fn pick_where<R: Rng + ?Sized>(
+    snap: &Snapshot,
+    m: MountId,
+    pool: PoolId,
+    grant: Grant,
+    eligible: impl Fn(RelayId) -> bool + Copy,
+    rng: &mut R,
+) -> Result<Pick, NoCandidate> {
     for (rank, &g) in snap.topology.pools[pool].order.iter().enumerate() {
-        let picked =
-            pick_indexed(snap, g, m, grant, rng).or_else(|| pick_by_scan(snap, g, m, grant, rng));
+        let picked = pick_indexed(snap, g, m, grant, eligible, rng)
+            .or_else(|| pick_by_scan(snap, g, m, grant, eligible, rng));
         if let Some(relay) = picked {
             return Ok(Pick {
                 relay,
@@ -607,11 +625,15 @@ fn pick_indexed<R: Rng + ?Sized>(
     g: GroupId,
     m: MountId,
     grant: Grant,
+    eligible: impl Fn(RelayId) -> bool,
     rng: &mut R,
 ) -> Option<RelayId> {
     let sums = &picks(snap).get(g)?.get(m)?.sums;
     for _ in 0..INDEXED_DRAWS {
         let (r, then) = sums.draw(rng)?;
+        if !eligible(r) {
+            continue;
+        }
         let Ok(room) = mount_room(snap, r, m) else {
             continue;
         };
@@ -632,15 +654,19 @@ fn pick_by_scan<R: Rng + ?Sized>(
     g: GroupId,
     m: MountId,
     grant: Grant,
+    eligible: impl Fn(RelayId) -> bool + Copy,
     rng: &mut R,
 ) -> Option<RelayId> {
     let relays = &snap.topology.groups[g].relays;
     let weighted = || {
-        relays.iter().filter_map(move |&r| {
-            mount_room(snap, r, m)
-                .ok()
-                .map(|room| (r, weight(snap, r, room)))
-        })
+        relays
+            .iter()
+            .filter(move |&&r| eligible(r))
+            .filter_map(move |&r| {
+                mount_room(snap, r, m)
+                    .ok()
+                    .map(|room| (r, weight(snap, r, room)))
+            })
     };
     // A handful of retries covers races with concurrent picks; each retry
     // re-reads the counters, so a relay that filled up drops out.

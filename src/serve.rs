@@ -46,6 +46,8 @@ pub struct Instance {
     pub http_addrs: Vec<SocketAddr>,
     /// The HTTP addresses bound for PROXY protocol connections.
     pub http_proxy_addrs: Vec<SocketAddr>,
+    /// The HTTPS (TLS) addresses bound.
+    pub http_tls_addrs: Vec<SocketAddr>,
     /// The DNS addresses actually bound (each on UDP and TCP).
     pub dns_addrs: Vec<SocketAddr>,
     /// The admin endpoint's addresses (empty: disabled, no token).
@@ -72,6 +74,7 @@ impl Instance {
         let http = HttpServer::bind(
             &config.http.listen,
             &config.http.proxy_protocol_listen,
+            &config.http.tls_listen,
             config.http.workers,
         )?;
         let dns_server = DnsServer::bind(&config.dns.listen, config.dns.udp_workers)?;
@@ -83,6 +86,7 @@ impl Instance {
             .map_err(|e| StartError::PollClient(e.to_string()))?;
         let http_addrs = http.addrs.clone();
         let http_proxy_addrs = http.proxy_addrs.clone();
+        let http_tls_addrs = http.tls_addrs.clone();
         let shared = Arc::new(http::Shared::new(
             engine.snapshots(),
             metrics.clone(),
@@ -118,6 +122,7 @@ impl Instance {
             config_path: config.path.clone(),
             http_addrs,
             http_proxy_addrs,
+            http_tls_addrs,
             dns_addrs,
             admin_addrs,
             dns,

@@ -83,6 +83,8 @@ pub struct RelayDef {
     pub name_bytes: Bytes,
     /// Base URL (no trailing slash).
     pub url: Box<str>,
+    /// Base URL for requests that came over TLS (no trailing slash).
+    pub https_url: Option<Box<str>>,
     /// DNS addresses.
     pub addresses: Box<[IpAddr]>,
     /// Selection weight.
@@ -95,6 +97,9 @@ pub struct RelayDef {
     pub mount_caps: PerMount<Option<u32>>,
     /// `url + mount` for each mount: the 302 Location, rendered once.
     pub locations: PerMount<Bytes>,
+    /// `https_url + mount` for each mount: the Location for a request that
+    /// came over TLS (`None`: the relay has no `https_url`).
+    pub https_locations: Option<PerMount<Bytes>>,
     /// In-flight grant counters; mount order = [`Topology::mounts`].
     pub grants: Arc<RelayGrants>,
     /// Drain set in the config.
@@ -285,12 +290,17 @@ impl RelayDef {
             name: r.name.as_str().into(),
             name_bytes: Bytes::from(r.name.clone()),
             url: r.url.as_str().into(),
+            https_url: r.https_url.as_deref().map(Into::into),
             addresses: r.addresses.clone().into(),
             weight: r.weight,
             max_listeners: r.max_listeners,
             uplink_kbps: r.uplink_kbps,
             mount_caps: mounts.map(|m| r.mount_max_listeners.get(&*m.path).copied()),
             locations: mounts.map(|m| Bytes::from(format!("{}{}", r.url, m.path))),
+            https_locations: r
+                .https_url
+                .as_ref()
+                .map(|u| mounts.map(|m| Bytes::from(format!("{u}{}", m.path)))),
             grants,
             drain: r.drain,
         }

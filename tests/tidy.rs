@@ -36,6 +36,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("health", 1),
     ("grants", 1),
     ("zones", 1),
+    ("tls", 1),
     ("config", 1),
     ("snapshot", 2),
     ("select", 3),

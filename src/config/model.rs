@@ -222,6 +222,17 @@ pub struct HttpConfig {
     /// `https://radio.example.org` (lower case, no trailing slash); empty:
     /// no CORS headers at all.
     pub cors_origins: Vec<Box<str>>,
+    /// Listeners that speak TLS (then HTTP/2 or HTTP/1.1 by ALPN), with the
+    /// same limits and routes as `listen`.
+    pub tls_listen: Vec<SocketAddr>,
+    /// The certificates of `tls_listen` (`[[http.tls_certificate]]`),
+    /// loaded and checked; chosen by SNI, the first for clients without
+    /// one. Empty when there are none.
+    pub tls_certificates: std::sync::Arc<crate::tls::CertStore>,
+    /// Whether a request that came over TLS may be sent to a relay's plain
+    /// `url` when it has no `https_url` (else `503`: a listener on an HTTPS
+    /// page cannot play a plain HTTP stream).
+    pub tls_redirect_to_http: bool,
 }
 
 /// `[poll]`: how relays are polled and how health follows.
@@ -357,6 +368,9 @@ pub struct RelayConfig {
     /// Base URL: the 302 Location is this plus the mount; polled too.
     /// Stored without a trailing slash.
     pub url: String,
+    /// Base URL for listeners who came over TLS (`https://`, no trailing
+    /// slash): the 302 of a request to `[http] tls_listen` goes here.
+    pub https_url: Option<String>,
     /// What DNS answers for this relay.
     pub addresses: Vec<IpAddr>,
     /// Status format and path.

@@ -58,6 +58,17 @@ pub struct RawHttp {
     pub proxy_protocol_listen: Option<Spanned<Vec<Spanned<String>>>>,
     pub trusted_proxies: Option<Vec<Spanned<String>>>,
     pub cors_origins: Option<Vec<Spanned<String>>>,
+    pub tls_listen: Option<Spanned<Vec<Spanned<String>>>>,
+    pub tls_redirect_to_http: Option<bool>,
+    pub tls_certificate: Vec<RawTlsCertificate>,
+}
+
+/// One `[[http.tls_certificate]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTlsCertificate {
+    pub cert: Spanned<PathBuf>,
+    pub key: Spanned<PathBuf>,
 }
 
 /// `[poll]`.
@@ -123,6 +134,7 @@ pub enum RawStatus {
 pub struct RawRelay {
     pub name: Spanned<String>,
     pub url: Spanned<String>,
+    pub https_url: Option<Spanned<String>>,
     #[serde(default)]
     pub addresses: Vec<Spanned<String>>,
     pub status: Spanned<RawStatus>,

@@ -13,7 +13,7 @@ use super::duration::Human;
 use super::model::*;
 use super::raw::{
     RawAdmin, RawDns, RawGroup, RawHttp, RawPoll, RawPool, RawRelay, RawSelect, RawStatus,
-    RawStream,
+    RawStream, RawTlsCertificate,
 };
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::icecast::StatusKind;
@@ -25,6 +25,7 @@ use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
@@ -63,6 +64,9 @@ fn read_secret(path: &Path) -> std::io::Result<String> {
     }
     Ok(text)
 }
+
+/// A certificate that expires sooner than this gets a warning.
+pub const TLS_EXPIRY_WARNING: Duration = Duration::from_secs(14 * 86_400);
 
 /// Validation context: the file being read and what was found wrong so far.
 pub(super) struct Cx<'a> {
@@ -430,10 +434,18 @@ impl<'a> Cx<'a> {
             raw.trusted_proxies.as_deref(),
             listen.as_deref().unwrap_or_default(),
         )?;
-        let listen = listen?;
+        let tls_listen = self.tls_listen(
+            raw.tls_listen,
+            listen.as_deref().unwrap_or_default(),
+            &proxy_protocol_listen,
+            !raw.tls_certificate.is_empty(),
+        );
+        let tls_certificates = self.tls_certificates(raw.tls_certificate, public_url.as_ref());
+        let (listen, tls_listen) = (listen?, tls_listen?);
         let public = listen
             .iter()
             .chain(&proxy_protocol_listen)
+            .chain(&tls_listen)
             .any(|a| !a.ip().is_loopback());
         if public && raw.diagnostics_from.is_none() {
             self.warning(
@@ -463,7 +475,127 @@ impl<'a> Cx<'a> {
             proxy_protocol_listen,
             trusted_proxies,
             cors_origins: self.cors_origins(raw.cors_origins.as_deref()),
+            tls_listen,
+            tls_certificates: Arc::new(tls_certificates),
+            tls_redirect_to_http: raw.tls_redirect_to_http.unwrap_or(false),
         })
+    }
+
+    /// `[http] tls_listen`: addresses of no other listener, and
+    /// certificates to serve on them.
+    fn tls_listen(
+        &mut self,
+        raw: Option<Spanned<Vec<Spanned<String>>>>,
+        listen: &[SocketAddr],
+        proxy_listen: &[SocketAddr],
+        has_certificates: bool,
+    ) -> Option<Vec<SocketAddr>> {
+        let Some(raw) = raw else {
+            return Some(Vec::new());
+        };
+        let at = raw.span();
+        let raw = raw.into_inner();
+        let tls: Vec<SocketAddr> = self.parse_each(&raw, |a| {
+            format!("[http] tls_listen: {a:?} is not an address:port (e.g. \"0.0.0.0:443\")")
+        })?;
+        for (addr, item) in tls.iter().zip(&raw) {
+            if addr.port() != 0 && (listen.contains(addr) || proxy_listen.contains(addr)) {
+                self.error(
+                    Some(item.span()),
+                    format!("[http] tls_listen: {addr} is also in [http] listen or proxy_protocol_listen; a listener either speaks TLS or does not"),
+                );
+            }
+        }
+        if !tls.is_empty() && !has_certificates {
+            self.error(
+                Some(at),
+                "[http] tls_listen needs at least one [[http.tls_certificate]] (cert = \"...pem\", key = \"...pem\")",
+            );
+        }
+        Some(tls)
+    }
+
+    /// `[[http.tls_certificate]]`: each loaded and checked (key matches,
+    /// names, validity: an error once expired, a warning within
+    /// [`TLS_EXPIRY_WARNING`]); an `https` `public_url` must be covered.
+    fn tls_certificates(
+        &mut self,
+        raws: Vec<RawTlsCertificate>,
+        public_url: Option<&url::Url>,
+    ) -> crate::tls::CertStore {
+        use crate::tls::{Certificate, TlsError};
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let mut certs = Vec::new();
+        let base = self.base_dir();
+        for raw in raws {
+            let (cert_path, key_path) =
+                (base.join(raw.cert.get_ref()), base.join(raw.key.get_ref()));
+            match Certificate::load(&cert_path, &key_path) {
+                Ok(cert) => {
+                    let names = cert.names.join(", ");
+                    let days = (cert.not_after - now).div_euclid(86_400);
+                    if cert.not_after <= now {
+                        self.error(
+                            Some(raw.cert.span()),
+                            format!(
+                                "[http] tls_certificate: {} ({names}) expired {} days ago",
+                                cert_path.display(),
+                                -days
+                            ),
+                        );
+                    } else if cert.not_after - now < TLS_EXPIRY_WARNING.as_secs() as i64 {
+                        self.warning(
+                            Some(raw.cert.span()),
+                            format!(
+                                "[http] tls_certificate: {} ({names}) expires in {days} days",
+                                cert_path.display()
+                            ),
+                        );
+                    }
+                    if cert.not_before > now {
+                        self.warning(
+                            Some(raw.cert.span()),
+                            format!(
+                                "[http] tls_certificate: {} ({names}) is not valid yet",
+                                cert_path.display()
+                            ),
+                        );
+                    }
+                    certs.push(cert);
+                }
+                Err(e) => {
+                    let span = match &e {
+                        TlsError::NoKey { .. } | TlsError::KeyMismatch { .. } => raw.key.span(),
+                        TlsError::Read { path, .. } | TlsError::TooLarge { path }
+                            if *path == key_path =>
+                        {
+                            raw.key.span()
+                        }
+                        _ => raw.cert.span(),
+                    };
+                    self.error(Some(span), format!("[http] tls_certificate: {e}"));
+                }
+            }
+        }
+        let store = crate::tls::CertStore::new(certs);
+        if let Some(url) = public_url.filter(|u| u.scheme() == "https")
+            && let Some(host) = url.host_str()
+            && !store.certificates().is_empty()
+            && !store
+                .certificates()
+                .iter()
+                .any(|c| c.covers(&host.to_ascii_lowercase()))
+        {
+            self.warning(
+                None,
+                format!(
+                    "[http] public_url {url} names {host}, which no [[http.tls_certificate]] covers"
+                ),
+            );
+        }
+        store
     }
 
     /// `[http] cors_origins`: `*` or web origins (`scheme://host[:port]`),
@@ -795,6 +927,28 @@ impl<'a> Cx<'a> {
                     String::new()
                 }
             };
+            let https_url =
+                raw.https_url
+                    .as_ref()
+                    .and_then(|u| match parse_base_url(u.get_ref()) {
+                        Ok(parsed) if parsed.scheme() == "https" => {
+                            Some(parsed.as_str().trim_end_matches('/').to_string())
+                        }
+                        Ok(_) => {
+                            self.error(
+                                Some(u.span()),
+                                format!(
+                                    "relay {name:?} https_url: {:?} is not an https:// URL",
+                                    u.get_ref()
+                                ),
+                            );
+                            None
+                        }
+                        Err(e) => {
+                            self.error(Some(u.span()), format!("relay {name:?} https_url: {e}"));
+                            None
+                        }
+                    });
             let addresses = self
                 .parse_each(&raw.addresses, |a| {
                     format!("relay {name:?}: address {a:?} is not an IPv4 or IPv6 address")
@@ -856,6 +1010,7 @@ impl<'a> Cx<'a> {
             out.push(RelayConfig {
                 name,
                 url,
+                https_url,
                 addresses,
                 status: StatusConfig {
                     kind,

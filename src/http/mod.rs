@@ -8,6 +8,12 @@
 //! timeout (which also bounds idle keep-alive), header size, connections
 //! per worker.
 //!
+//! On a TLS listener (`[http] tls_listen`) the handshake (certificates of
+//! the current config, see [`crate::tls`]) is held to the same deadline as
+//! the first request head, then hyper-util's auto builder serves HTTP/2 or
+//! HTTP/1.1 as ALPN says; requests carry [`OverTls`], so routes send them
+//! to relays' `https_url`.
+//!
 //! Who the client is: the connection's peer; on a PROXY protocol listener
 //! (`[http] proxy_protocol_listen`, see [`proxy`]) the source its header
 //! names, from a peer in `trusted_proxies` only (others are closed at
@@ -33,7 +39,8 @@ use crate::metrics::{Metrics, ProxyRefusal};
 use crate::shutdown::Shutdown;
 use crate::snapshot::Snapshots;
 use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use std::cell::RefCell;
@@ -55,6 +62,8 @@ pub struct HttpServer {
     /// The PROXY protocol listeners actually bound, one per
     /// `proxy_protocol_listen`.
     pub proxy_addrs: Vec<SocketAddr>,
+    /// The TLS listeners actually bound, one per `tls_listen`.
+    pub tls_addrs: Vec<SocketAddr>,
     /// `sockets[w]`: worker w's socket for each address.
     sockets: Vec<Vec<(StdListener, Door)>>,
 }
@@ -66,15 +75,18 @@ pub enum Door {
     Plain,
     /// A PROXY protocol header (v1 or v2), then HTTP.
     Proxy,
+    /// A TLS handshake, then HTTP/2 or HTTP/1.1 (ALPN).
+    Tls,
 }
 
 impl HttpServer {
-    /// Binds `workers` `SO_REUSEPORT` sockets on each address of `listen`
-    /// and `proxy_listen` (0 workers = one per core). Port 0 is resolved
-    /// once, so every worker shares the port.
+    /// Binds `workers` `SO_REUSEPORT` sockets on each address of `listen`,
+    /// `proxy_listen` and `tls_listen` (0 workers = one per core). Port 0
+    /// is resolved once, so every worker shares the port.
     pub fn bind(
         listen: &[SocketAddr],
         proxy_listen: &[SocketAddr],
+        tls_listen: &[SocketAddr],
         workers: usize,
     ) -> io::Result<HttpServer> {
         let workers = if workers == 0 {
@@ -82,10 +94,12 @@ impl HttpServer {
         } else {
             workers
         };
-        let (mut addrs, mut proxy_addrs) = (Vec::new(), Vec::new());
+        let (mut addrs, mut proxy_addrs, mut tls_addrs) = (Vec::new(), Vec::new(), Vec::new());
         let mut sockets: Vec<Vec<(StdListener, Door)>> = (0..workers).map(|_| Vec::new()).collect();
-        let doors = listen.iter().map(|&a| (a, Door::Plain));
-        for (addr, door) in doors.chain(proxy_listen.iter().map(|&a| (a, Door::Proxy))) {
+        let doors = (listen.iter().map(|&a| (a, Door::Plain)))
+            .chain(proxy_listen.iter().map(|&a| (a, Door::Proxy)))
+            .chain(tls_listen.iter().map(|&a| (a, Door::Tls)));
+        for (addr, door) in doors {
             refuse_taken_port(addr)?;
             let mut actual = addr;
             for per_worker in sockets.iter_mut() {
@@ -96,11 +110,13 @@ impl HttpServer {
             match door {
                 Door::Plain => addrs.push(actual),
                 Door::Proxy => proxy_addrs.push(actual),
+                Door::Tls => tls_addrs.push(actual),
             }
         }
         Ok(HttpServer {
             addrs,
             proxy_addrs,
+            tls_addrs,
             sockets,
         })
     }
@@ -275,7 +291,7 @@ async fn accept_loop(
     // The connection builder follows the config (rebuilt only when a reload
     // swapped it), so per-connection setup copies no settings.
     let mut config = shared.snapshots.load().topology.config.clone();
-    let mut builder = Arc::new(connection_builder(&config.http));
+    let mut builder = Arc::new(Builders::new(&config.http, door));
     loop {
         let permit = tokio::select! {
             p = shared.slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
@@ -296,12 +312,12 @@ async fn accept_loop(
         let current = &shared.snapshots.load().topology.config;
         if !Arc::ptr_eq(current, &config) {
             config = current.clone();
-            builder = Arc::new(connection_builder(&config.http));
+            builder = Arc::new(Builders::new(&config.http, door));
         }
         // The per-client cap of a plain connection is known now; a PROXY
         // connection's client is known once its header is read.
         let open = match door {
-            Door::Plain => match open_for(&shared, &config, peer.ip()) {
+            Door::Plain | Door::Tls => match open_for(&shared, &config, peer.ip()) {
                 Ok(open) => open,
                 Err(AtCap) => continue,
             },
@@ -393,6 +409,59 @@ fn connection_builder(http: &crate::config::HttpConfig) -> http1::Builder {
     b
 }
 
+/// Most HTTP/2 streams (requests) open at once on one connection: a player
+/// asks one thing at a time; this bounds what one connection can make floe
+/// hold.
+pub const H2_MAX_STREAMS: u32 = 16;
+
+/// The auto (HTTP/2 or HTTP/1.1, as ALPN or the preface says) builder of a
+/// TLS connection: HTTP/1 as [`connection_builder`], HTTP/2 with a bounded
+/// header list and [`H2_MAX_STREAMS`].
+fn auto_builder(http: &crate::config::HttpConfig) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(http.header_timeout)
+        .max_buf_size(http.max_header_bytes.max(8192))
+        .keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .max_header_list_size(http.max_header_bytes.max(8192) as u32);
+    b
+}
+
+/// What a listener's connections are served with, rebuilt when a reload
+/// swaps the config (new certificates included).
+struct Builders {
+    /// Plain and PROXY connections.
+    h1: http1::Builder,
+    /// TLS connections: the handshake (certificates of the config) and the
+    /// HTTP/2-or-1 builder. `None` on other listeners, or when the
+    /// certificates make no rustls config (then TLS connections are closed).
+    tls: Option<(tokio_rustls::TlsAcceptor, auto::Builder<TokioExecutor>)>,
+}
+
+impl Builders {
+    fn new(http: &crate::config::HttpConfig, door: Door) -> Builders {
+        let tls = (door == Door::Tls)
+            .then(|| crate::tls::server_config(http.tls_certificates.clone()))
+            .and_then(|r| {
+                r.map_err(|e| tracing::error!("HTTP TLS listener: {e}"))
+                    .ok()
+            })
+            .map(|c| (tokio_rustls::TlsAcceptor::from(c), auto_builder(http)));
+        Builders {
+            h1: connection_builder(http),
+            tls,
+        }
+    }
+}
+
+/// Marks a request that came over TLS (a request extension routes read).
+#[derive(Debug, Clone, Copy)]
+pub struct OverTls;
+
 /// How long one connection may live, and how long a write may stall.
 #[derive(Debug, Clone, Copy)]
 struct Lifetime {
@@ -412,7 +481,7 @@ async fn serve_connection(
     conn: Conn,
     shared: Arc<Shared>,
     config: &Config,
-    builder: &http1::Builder,
+    builders: &Builders,
     limits: Lifetime,
     shutdown: Shutdown,
 ) {
@@ -429,7 +498,7 @@ async fn serve_connection(
     // The client: the peer, or the source a PROXY header names.
     let mut request_started = false;
     let client = match door {
-        Door::Plain => peer,
+        Door::Plain | Door::Tls => peer,
         Door::Proxy => {
             let header = tokio::select! {
                 r = tokio::time::timeout_at(first_head_due, proxy::read_header(&mut stream)) => r,
@@ -485,10 +554,14 @@ async fn serve_connection(
     stream.set_write_timeout(Some(limits.write));
     // Set once hyper has read a whole request head.
     let asked = Arc::new(AtomicBool::new(false));
+    let over_tls = door == Door::Tls;
     let service = {
         let asked = asked.clone();
-        hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
             asked.store(true, Ordering::Relaxed);
+            if over_tls {
+                req.extensions_mut().insert(OverTls);
+            }
             let snap = shared.snapshots.load();
             let trusted = &snap.config().http.trusted_proxies;
             let ip = forwarded::client(req.headers(), client.ip(), trusted);
@@ -501,9 +574,73 @@ async fn serve_connection(
             std::future::ready(Ok::<_, std::convert::Infallible>(resp))
         })
     };
-    let conn = builder.serve_connection(TokioIo::new(Box::pin(stream)), service);
+    let timing = Timing {
+        peer,
+        first_head_due,
+        age_due: accepted + limits.age,
+        asked,
+    };
+    match (door, &builders.tls) {
+        // A TLS listener without a rustls config (logged when it was
+        // built) never falls back to plain HTTP.
+        (Door::Tls, None) => {}
+        (_, None) => {
+            let conn = builders
+                .h1
+                .serve_connection(TokioIo::new(Box::pin(stream)), service);
+            drive(conn, |c| c.graceful_shutdown(), timing, shutdown).await;
+        }
+        (_, Some((acceptor, auto))) => {
+            // The handshake is held to the first head's deadline too.
+            let tls = tokio::select! {
+                r = tokio::time::timeout_at(first_head_due, acceptor.accept(Box::pin(stream))) => r,
+                _ = shutdown.wait() => return,
+            };
+            let stream = match tls {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, "HTTP TLS handshake: {e}");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "HTTP TLS handshake not done in time; closing");
+                    return;
+                }
+            };
+            let conn = auto.serve_connection(TokioIo::new(Box::pin(stream)), service);
+            drive(conn, |c| c.graceful_shutdown(), timing, shutdown).await;
+        }
+    }
+}
+
+/// The deadlines of one connection, for [`drive`].
+struct Timing {
+    peer: SocketAddr,
+    first_head_due: tokio::time::Instant,
+    age_due: tokio::time::Instant,
+    /// Set once a whole request head was read.
+    asked: Arc<AtomicBool>,
+}
+
+/// Serves a hyper connection until it ends, its first head is late, it is
+/// too old or floe shuts down (then gracefully, up to [`DRAIN_TIMEOUT`]).
+async fn drive<C, E>(
+    conn: C,
+    graceful: impl Fn(std::pin::Pin<&mut C>),
+    timing: Timing,
+    shutdown: Shutdown,
+) where
+    C: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let Timing {
+        peer,
+        first_head_due,
+        age_due,
+        asked,
+    } = timing;
     let head_timeout = tokio::time::sleep_until(first_head_due);
-    let age = tokio::time::sleep_until(accepted + limits.age);
+    let age = tokio::time::sleep_until(age_due);
     tokio::pin!(conn, head_timeout, age);
     // hyper's header timer started when hyper did; the first head is held
     // to the time since the connection was accepted.
@@ -527,7 +664,7 @@ async fn serve_connection(
             _ = shutdown.wait() => break,
         }
     }
-    conn.as_mut().graceful_shutdown();
+    graceful(conn.as_mut());
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, conn).await;
 }
 
@@ -537,10 +674,10 @@ mod tests {
 
     #[test]
     fn a_port_held_by_another_process_is_refused_not_shared() {
-        let first = HttpServer::bind(&["127.0.0.1:0".parse().unwrap()], &[], 2).unwrap();
+        let first = HttpServer::bind(&["127.0.0.1:0".parse().unwrap()], &[], &[], 2).unwrap();
         assert_eq!(first.sockets.len(), 2, "one socket per worker");
         let taken = first.addrs[0];
-        let second = HttpServer::bind(&[], &[taken], 2);
+        let second = HttpServer::bind(&[], &[taken], &[], 2);
         let err = second.err().expect("second bind on the same port fails");
         assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
     }

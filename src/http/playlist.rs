@@ -81,7 +81,9 @@ pub fn base_url<B>(
     req: &Request<B>,
     public: Option<&url::Url>,
     local: Option<SocketAddr>,
+    tls: bool,
 ) -> Option<String> {
+    let scheme = if tls { "https" } else { "http" };
     // A configured public URL wins over the request's Host: a cache in
     // front of floe must not be poisoned by a forged Host header.
     if let Some(p) = public {
@@ -94,9 +96,9 @@ pub fn base_url<B>(
         .or_else(|| req.uri().authority().map(|a| a.as_str()))
         .filter(|h| is_plain_host(h));
     if let Some(h) = host {
-        return Some(format!("http://{h}"));
+        return Some(format!("{scheme}://{h}"));
     }
-    local.map(|a| format!("http://{a}"))
+    local.map(|a| format!("{scheme}://{a}"))
 }
 
 /// A hostname or IP literal with an optional port: nothing that could
@@ -140,20 +142,20 @@ mod tests {
                 .unwrap()
         };
         assert_eq!(
-            base_url(&req("stream.example.org:8080"), None, None).as_deref(),
+            base_url(&req("stream.example.org:8080"), None, None, false).as_deref(),
             Some("http://stream.example.org:8080")
         );
         assert_eq!(
-            base_url(&req("[::1]:8080"), None, None).as_deref(),
-            Some("http://[::1]:8080")
+            base_url(&req("[::1]:8080"), None, None, true).as_deref(),
+            Some("https://[::1]:8080")
         );
         let public = url::Url::parse("https://stream.example.org/").unwrap();
         assert_eq!(
-            base_url(&req("evil/<x>"), Some(&public), None).as_deref(),
+            base_url(&req("evil/<x>"), Some(&public), None, false).as_deref(),
             Some("https://stream.example.org")
         );
         assert_eq!(
-            base_url(&req("a@b"), None, "127.0.0.1:9".parse().ok()).as_deref(),
+            base_url(&req("a@b"), None, "127.0.0.1:9".parse().ok(), false).as_deref(),
             Some("http://127.0.0.1:9")
         );
     }

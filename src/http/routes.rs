@@ -25,6 +25,7 @@ use super::cors;
 use super::pages::Page;
 use super::playlist::{self, Playlist};
 use crate::clients::{ClientBudgets, in_networks};
+use crate::ids::RelayId;
 use crate::metrics::{self, Metrics, Outcome};
 use crate::report::{self, Observed, explain};
 use crate::select::{self, Grant, NoCandidate};
@@ -85,7 +86,8 @@ pub fn respond<B>(
             addr: peer.ip(),
         });
         let pool = topology.pool_of(peer.ip());
-        let mut resp = redirect(snap, metrics, m, pool, req.uri().query(), client);
+        let tls = req.extensions().get::<super::OverTls>().is_some();
+        let mut resp = redirect(snap, metrics, m, pool, req.uri().query(), client, tls);
         cors::allow(&mut resp, req.headers(), cors);
         return resp;
     }
@@ -139,22 +141,23 @@ pub fn respond<B>(
     if let Some((mount_path, kind)) = Playlist::split(path)
         && let Some(m) = topology.mount_id(mount_path)
     {
-        let mut resp = match playlist::base_url(req, snap.config().http.public_url.as_ref(), local)
-        {
-            Some(base) => {
-                let stream_url = format!("{base}{mount_path}");
-                let title = &topology.streams[topology.mounts[m].stream].name;
-                Response::builder()
-                    .header(header::CONTENT_TYPE, kind.content_type())
-                    .header(header::CACHE_CONTROL, "no-cache")
-                    .body(Full::new(Bytes::from(kind.render(&stream_url, title))))
-                    .expect("static headers are valid")
-            }
-            None => text(
-                StatusCode::BAD_REQUEST,
-                "400 bad request: no usable Host header for the playlist URL\n",
-            ),
-        };
+        let tls = req.extensions().get::<super::OverTls>().is_some();
+        let mut resp =
+            match playlist::base_url(req, snap.config().http.public_url.as_ref(), local, tls) {
+                Some(base) => {
+                    let stream_url = format!("{base}{mount_path}");
+                    let title = &topology.streams[topology.mounts[m].stream].name;
+                    Response::builder()
+                        .header(header::CONTENT_TYPE, kind.content_type())
+                        .header(header::CACHE_CONTROL, "no-cache")
+                        .body(Full::new(Bytes::from(kind.render(&stream_url, title))))
+                        .expect("static headers are valid")
+                }
+                None => text(
+                    StatusCode::BAD_REQUEST,
+                    "400 bad request: no usable Host header for the playlist URL\n",
+                ),
+            };
         cors::allow(&mut resp, req.headers(), cors);
         return resp;
     }
@@ -255,6 +258,7 @@ fn redirect(
     pool: PoolId,
     query: Option<&str>,
     client: Option<Client<'_>>,
+    tls: bool,
 ) -> Response<Full<Bytes>> {
     // Check the query string before picking: a refused request must not
     // hold a grant.
@@ -286,14 +290,34 @@ fn redirect(
     } else {
         Grant::None
     };
-    let picked = super::with_rng(|rng| select::pick(snap, m, pool, grant, rng));
+    // Over TLS, only relays with an https_url unless plain HTTP is allowed.
+    let https_only = tls && !snap.config().http.tls_redirect_to_http;
+    let picked = super::with_rng(|rng| {
+        if https_only {
+            let has_https = |r: RelayId| snap.topology.relays[r].https_locations.is_some();
+            select::pick_where(snap, m, pool, grant, has_https, rng)
+        } else {
+            select::pick(snap, m, pool, grant, rng)
+        }
+    });
     if let (Err(_), Some((budgets, prefix))) = (&picked, taken) {
         budgets.give_back(prefix, window, now);
+    }
+    // Relays with room, none with an https_url: say so.
+    if https_only
+        && picked.is_err()
+        && super::with_rng(|rng| select::pick(snap, m, pool, Grant::None, rng)).is_ok()
+    {
+        metrics.refused(snap, m, Outcome::NoHttps);
+        return no_https(snap);
     }
     match picked {
         Ok(pick) => {
             let relay = &snap.topology.relays[pick.relay];
-            let target = &relay.locations[m];
+            let target = match (tls, &relay.https_locations) {
+                (true, Some(https)) => &https[m],
+                _ => &relay.locations[m],
+            };
             let location = match query {
                 None => HeaderValue::from_maybe_shared(target.clone()),
                 Some(q) => {
@@ -344,6 +368,17 @@ fn redirect(
             with_generation(snap, resp)
         }
     }
+}
+
+/// `503` for a request over TLS when relays have room but none of them an
+/// `https_url`.
+fn no_https(snap: &Snapshot) -> Response<Full<Bytes>> {
+    let body = "503 no HTTPS relay: the relays with room have no https_url and [http] tls_redirect_to_http is false (a listener on an HTTPS page cannot play plain HTTP)\n";
+    let mut resp = text(StatusCode::SERVICE_UNAVAILABLE, body);
+    let retry = snap.config().http.retry_after.as_secs().max(1);
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry));
+    with_generation(snap, resp)
 }
 
 /// `429` for a client past its budget of `budget` grants per `window`.

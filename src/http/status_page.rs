@@ -76,6 +76,7 @@ pub fn render(report: &StatusReport<'_>) -> String {
 
 fn write_main(h: &mut String, r: &StatusReport<'_>) -> fmt::Result {
     write_snapshot_line(h, r)?;
+    write_tls_line(h, r)?;
     write_alerts(h, r)?;
     write_tiles(h, r)?;
     if let Some(hist) = &r.history {
@@ -173,6 +174,26 @@ fn write_snapshot_line(h: &mut String, r: &StatusReport<'_>) -> fmt::Result {
         r.reload.failures,
         if r.reload.failures == 1 { "" } else { "s" }
     )
+}
+
+/// One line per TLS certificate served: names, expiry, days left.
+fn write_tls_line(h: &mut String, r: &StatusReport<'_>) -> fmt::Result {
+    for c in &r.tls_certificates {
+        let class = match c.days_left {
+            d if d < 0 => "badge down",
+            d if d < 14 => "badge full",
+            _ => "badge up",
+        };
+        writeln!(
+            h,
+            "<p class=\"snap tls\">TLS certificate {} for {}: valid until {} <span class=\"{class}\">{} days left</span></p>",
+            esc(&c.file),
+            esc(&c.names.join(", ")),
+            esc(&c.not_after),
+            c.days_left
+        )?;
+    }
+    Ok(())
 }
 
 fn write_alerts(h: &mut String, r: &StatusReport<'_>) -> fmt::Result {

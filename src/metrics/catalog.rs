@@ -277,6 +277,13 @@ pub const GROUP_RELAYS_UP: Desc = gauge(
     &["group"],
     "Relays of the group that are up (polled, not full, not failing).",
 );
+/// TLS certificate expiry.
+pub const TLS_CERT_EXPIRY: Desc = gauge(
+    "floe_tls_cert_expiry_seconds",
+    &["name", "file"],
+    "End of validity (Unix seconds) of each TLS certificate served, labelled by its first DNS \
+     name and its file (alert on floe_tls_cert_expiry_seconds - time() < 14 * 86400).",
+);
 /// Build.
 pub const BUILD_INFO: Desc = gauge(
     "floe_build_info",
@@ -320,6 +327,7 @@ pub const CATALOG: &[Desc] = &[
     SPILLOVERS,
     GROUP_ROOM,
     GROUP_RELAYS_UP,
+    TLS_CERT_EXPIRY,
     BUILD_INFO,
 ];
 

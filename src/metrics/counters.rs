@@ -72,16 +72,20 @@ pub enum Outcome {
     BadRequest,
     /// `429`: the client (its address prefix) is past its budget of grants.
     ClientBudget,
+    /// `503`: the request came over TLS, relays have room but none has an
+    /// `https_url`, and `[http] tls_redirect_to_http` is off.
+    NoHttps,
 }
 
 impl Outcome {
     /// The answers without a relay, in `RedirectTable::refused` order.
-    pub const REFUSED: [Outcome; 5] = [
+    pub const REFUSED: [Outcome; 6] = [
         Outcome::Offline,
         Outcome::Full,
         Outcome::Starting,
         Outcome::BadRequest,
         Outcome::ClientBudget,
+        Outcome::NoHttps,
     ];
 
     /// `(outcome, reason)` label values.
@@ -93,6 +97,7 @@ impl Outcome {
             Outcome::Starting => ("503", "starting"),
             Outcome::BadRequest => ("400", ""),
             Outcome::ClientBudget => ("429", "client-budget"),
+            Outcome::NoHttps => ("503", "no-https"),
         }
     }
 

@@ -422,6 +422,14 @@ impl Collector for Scrape {
             Ok(())
         })?;
         self.encode_pools(&mut enc)?;
+        family(&mut enc, &TLS_CERT_EXPIRY, |f| {
+            let store = &topo.config.http.tls_certificates;
+            store.certificates().iter().try_for_each(|c| {
+                let name = c.names.first().map_or("", String::as_str);
+                let file = c.cert_path.display().to_string();
+                put_gauge(f, &[("name", name), ("file", &*file)], c.not_after as f64)
+            })
+        })?;
         family(&mut enc, &BUILD_INFO, |f| {
             put_gauge(f, &[("version", env!("CARGO_PKG_VERSION"))], 1u64)
         })

@@ -152,6 +152,12 @@ pub struct Candidate<'a> {
     pub weight: u32,
     /// Probability of being picked next (room x weight, normalised).
     pub chance: f64,
+    /// Where a redirect over plain HTTP sends the listener (base URL).
+    pub url: &'a str,
+    /// Where a redirect over TLS sends the listener: the relay's
+    /// `https_url`, its `url` when `[http] tls_redirect_to_http` allows, or
+    /// null (requests over TLS are not sent to this relay).
+    pub https_url: Option<&'a str>,
 }
 
 /// An excluded relay.
@@ -210,6 +216,11 @@ pub fn explain<'a>(
                 relay_room: room.relay,
                 weight: def.weight,
                 chance: select::weight(snap, r, room) as f64,
+                url: &def.url,
+                https_url: def
+                    .https_url
+                    .as_deref()
+                    .or_else(|| (snap.config().http.tls_redirect_to_http).then_some(&*def.url)),
             }),
             Err(why) => excluded.push(Excluded {
                 relay: &def.name,
@@ -447,6 +458,16 @@ impl Explanation<'_> {
                 c.weight,
                 c.chance * 100.0
             );
+            if self.kind == "mount" {
+                let https = c
+                    .https_url
+                    .unwrap_or("not drawn (no https_url; [http] tls_redirect_to_http is false)");
+                let _ = writeln!(
+                    s,
+                    "  {:width$}  over http: {}  over https: {https}",
+                    "", c.url
+                );
+            }
         }
         let _ = writeln!(s, "\nexcluded ({}):", self.excluded.len());
         if self.excluded.is_empty() {

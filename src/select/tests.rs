@@ -291,6 +291,30 @@ fn choices_follow_room_times_weight() {
 }
 
 #[test]
+fn pick_where_draws_among_the_eligible_relays_in_their_proportions() {
+    let mut heavy = up(&[("/a", 0, 100_000)]);
+    heavy.weight = 3;
+    let snap = cluster(
+        &[up(&[("/a", 0, 100_000)]), up(&[("/a", 0, 100_000)]), heavy],
+        "",
+    );
+    // Relay 1 is not eligible: relays 0 and 2 share 1 : 3.
+    let eligible = |x: RelayId| x != r(1);
+    let mut counts = [0f64; 3];
+    let mut rng = rng();
+    let n = 8_000;
+    for _ in 0..n {
+        let p = pick_where(&snap, A, DEFAULT_POOL, Grant::Record, eligible, &mut rng).unwrap();
+        counts[p.relay.index()] += 1.0;
+    }
+    assert_eq!(counts[1], 0.0);
+    assert!((counts[0] / n as f64 - 0.25).abs() < 0.02, "{counts:?}");
+    // No eligible relay: refused.
+    let none = |_: RelayId| false;
+    assert!(pick_where(&snap, A, DEFAULT_POOL, Grant::None, none, &mut rng).is_err());
+}
+
+#[test]
 fn stream_candidates_need_every_mount_that_is_on_the_air() {
     // /b is on the air on r1, so r0 (without /b) cannot take stream listeners.
     let snap = cluster(

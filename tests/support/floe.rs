@@ -116,6 +116,20 @@ impl FloeProcess {
         .unwrap_or_else(|| panic!("no {prefix:?} line in the log:\n{}", self.log_text()))
     }
 
+    /// The first HTTPS address it logged (`HTTPS listening on ADDR`,
+    /// logged right after the plain ones: waited for).
+    pub fn tls_http(&self) -> SocketAddr {
+        let prefix = "HTTPS listening on ";
+        poll(Duration::from_secs(5), Duration::from_millis(10), || {
+            let log = self.log.lock().unwrap();
+            log.iter()
+                .find_map(|l| logged_addr(l, prefix))?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no {prefix:?} line in the log:\n{}", self.log_text()))
+    }
+
     /// The first admin address it logged (`admin listening on ADDR`).
     pub fn admin(&self) -> SocketAddr {
         self.logged("admin listening on ")
