@@ -2,8 +2,12 @@
 //! `curl --cacert` over HTTP/1.1 and HTTP/2 gets the 302; the SNI name
 //! picks the certificate; a client that never finishes its handshake is
 //! closed after `header_timeout`, garbage instead of a ClientHello is
-//! closed; `floe check` refuses an expired certificate and a key of
-//! another; a certificate replaced on disk is served after a reload.
+//! closed, an idle HTTP/2 connection is closed after `header_timeout`;
+//! `floe check` refuses an expired certificate and a key of another; a
+//! certificate replaced on disk is served after a reload (SIGHUP or the
+//! file watch), a broken one keeps the last good one and shows on
+//! `/status` and `/metrics`; listeners over TLS go to relays' `https_url`
+//! (drawn among the relays with one), playlists over TLS point at https.
 //!
 //! Certificates are made in the test with `rcgen` (self-signed: each is its
 //! own CA for `curl --cacert`).
@@ -580,4 +584,78 @@ fn a_renewed_certificate_is_served_without_a_signal_and_a_broken_one_keeps_the_l
     let (code, head, err) = curl(addr, "stream.example.org", &renewed.0, "/live.ogg", &[]);
     assert_eq!(code, 0, "{err}");
     assert!(head.contains(" 302"), "{head}");
+}
+
+/// A TLS client (rustls, ALPN `h2`) trusting `ca`, connected to `addr` as
+/// `name`.
+fn h2_client(
+    addr: SocketAddr,
+    name: &str,
+    ca: &Path,
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from_pem_file(ca).unwrap())
+        .unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let conn = rustls::ClientConnection::new(
+        std::sync::Arc::new(config),
+        name.to_string().try_into().unwrap(),
+    )
+    .unwrap();
+    rustls::StreamOwned::new(conn, TcpStream::connect(addr).unwrap())
+}
+
+#[test]
+fn an_idle_http2_connection_is_closed_after_header_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = valid(dir.path(), "one", &["stream.example.org"]);
+    let (floe, _relay) = start(&[&one], &[("header_timeout", "\"1s\"")]);
+    let mut tls = h2_client(floe.tls_http(), "stream.example.org", &one.0);
+    // The preface, an empty SETTINGS, and GET /healthz on stream 1 (HPACK:
+    // :method GET, :scheme https, :path and :authority as literals).
+    let mut block = vec![0x82, 0x87, 0x44, 8];
+    block.extend_from_slice(b"/healthz");
+    block.extend_from_slice(&[0x41, 1, b'x']);
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    let len = block.len();
+    out.extend_from_slice(&[0, 0, len as u8, 1, 0x05, 0, 0, 0, 1]);
+    out.extend_from_slice(&block);
+    tls.write_all(&out).unwrap();
+    tls.flush().unwrap();
+    assert_eq!(tls.conn.alpn_protocol(), Some(&b"h2"[..]));
+    // Then nothing: floe answers, and closes once idle for 1 s (a GOAWAY;
+    // this client answers no PING, so the close takes up to another 1 s),
+    // not at max_connection_age (60 s).
+    let start = Instant::now();
+    tls.sock.set_read_timeout(Some(T)).unwrap();
+    let mut back = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tls.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => back.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("read: {e} after {:?}", start.elapsed()),
+        }
+    }
+    let took = start.elapsed();
+    // A HEADERS frame (type 1) on stream 1 came back: the answer.
+    let answered = back
+        .windows(9)
+        .any(|f| f[3] == 1 && f[5..9] == [0, 0, 0, 1]);
+    assert!(answered, "no answer in {} bytes", back.len());
+    assert!(
+        took >= Duration::from_millis(700) && took < Duration::from_secs(4),
+        "idle HTTP/2 connection closed after {took:?}; header_timeout is 1s"
+    );
 }

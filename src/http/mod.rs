@@ -12,7 +12,8 @@
 //! the current config, see [`crate::tls`]) is held to the same deadline as
 //! the first request head, then hyper-util's auto builder serves HTTP/2 or
 //! HTTP/1.1 as ALPN says; requests carry [`OverTls`], so routes send them
-//! to relays' `https_url`.
+//! to relays' `https_url`. HTTP/2 has no header timeout in hyper, so a TLS
+//! connection with no request for `header_timeout` is closed here (GOAWAY).
 //!
 //! Who the client is: the connection's peer; on a PROXY protocol listener
 //! (`[http] proxy_protocol_listen`, see [`proxy`]) the source its header
@@ -47,7 +48,7 @@ use std::cell::RefCell;
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener as StdListener};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -552,13 +553,21 @@ async fn serve_connection(
     let local = stream.local_addr().ok();
     let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
     stream.set_write_timeout(Some(limits.write));
-    // Set once hyper has read a whole request head.
-    let asked = Arc::new(AtomicBool::new(false));
+    // When hyper last read a whole request head: milliseconds since the
+    // connection was accepted, plus one (0: none yet). Only TLS connections
+    // (HTTP/2 has no header timeout of its own to end idle connections)
+    // read the clock for it; the others store 1.
+    let asked = Arc::new(AtomicU64::new(0));
     let over_tls = door == Door::Tls;
     let service = {
         let asked = asked.clone();
         hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-            asked.store(true, Ordering::Relaxed);
+            let at = if over_tls {
+                accepted.elapsed().as_millis() as u64 + 1
+            } else {
+                1
+            };
+            asked.store(at, Ordering::Relaxed);
             if over_tls {
                 req.extensions_mut().insert(OverTls);
             }
@@ -576,9 +585,11 @@ async fn serve_connection(
     };
     let timing = Timing {
         peer,
+        accepted,
         first_head_due,
         age_due: accepted + limits.age,
         asked,
+        idle: over_tls.then_some(limits.head),
     };
     match (door, &builders.tls) {
         // A TLS listener without a rustls config (logged when it was
@@ -616,10 +627,16 @@ async fn serve_connection(
 /// The deadlines of one connection, for [`drive`].
 struct Timing {
     peer: SocketAddr,
+    accepted: tokio::time::Instant,
     first_head_due: tokio::time::Instant,
     age_due: tokio::time::Instant,
-    /// Set once a whole request head was read.
-    asked: Arc<AtomicBool>,
+    /// When the last whole request head was read (ms since `accepted`,
+    /// plus one; 0: none yet).
+    asked: Arc<AtomicU64>,
+    /// Close the connection when no request came for this long after the
+    /// last one (TLS connections, which may be HTTP/2: hyper's HTTP/1
+    /// header timeout does this for HTTP/1).
+    idle: Option<Duration>,
 }
 
 /// Serves a hyper connection until it ends, its first head is late, it is
@@ -635,16 +652,23 @@ async fn drive<C, E>(
 {
     let Timing {
         peer,
+        accepted,
         first_head_due,
         age_due,
         asked,
+        idle,
     } = timing;
+    let last_request = || accepted + Duration::from_millis(asked.load(Ordering::Relaxed));
+    let idle_timer = tokio::time::sleep_until(first_head_due);
     let head_timeout = tokio::time::sleep_until(first_head_due);
     let age = tokio::time::sleep_until(age_due);
-    tokio::pin!(conn, head_timeout, age);
+    tokio::pin!(conn, head_timeout, age, idle_timer);
     // hyper's header timer started when hyper did; the first head is held
     // to the time since the connection was accepted.
     let mut head_pending = true;
+    // How long the graceful close may take: an idle HTTP/2 client that
+    // does not answer the GOAWAY's PING gets no more than its idle time.
+    let mut drain = DRAIN_TIMEOUT;
     loop {
         tokio::select! {
             r = conn.as_mut() => {
@@ -654,18 +678,30 @@ async fn drive<C, E>(
                 return;
             }
             _ = &mut head_timeout, if head_pending => {
-                if !asked.load(Ordering::Relaxed) {
+                if asked.load(Ordering::Relaxed) == 0 {
                     tracing::debug!(%peer, "HTTP connection: no request head in time");
                     return;
                 }
                 head_pending = false;
+                if let Some(idle) = idle {
+                    idle_timer.as_mut().reset(last_request() + idle);
+                }
+            }
+            _ = &mut idle_timer, if !head_pending && idle.is_some() => {
+                let due = last_request() + idle.unwrap_or_default();
+                if tokio::time::Instant::now() >= due {
+                    tracing::debug!(%peer, "HTTP connection: idle; closing");
+                    drain = idle.unwrap_or(DRAIN_TIMEOUT).min(DRAIN_TIMEOUT);
+                    break;
+                }
+                idle_timer.as_mut().reset(due);
             }
             _ = &mut age => break,
             _ = shutdown.wait() => break,
         }
     }
     graceful(conn.as_mut());
-    let _ = tokio::time::timeout(DRAIN_TIMEOUT, conn).await;
+    let _ = tokio::time::timeout(drain, conn).await;
 }
 
 #[cfg(test)]
