@@ -2,21 +2,10 @@
 //! typo'd key, a duplicate relay and a zone with a syntax error fails with
 //! each problem named as file:line:col.
 
-use std::path::Path;
-use std::process::Command;
+mod support;
 
-fn check(config: &Path) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_floe"))
-        .args(["check", "--config"])
-        .arg(config)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use std::path::Path;
+use support::floe::floe_check as check;
 
 #[test]
 fn the_shipped_example_config_is_valid() {

@@ -393,16 +393,10 @@ fn no_https_relay_with_room_is_a_503_unless_plain_http_is_allowed() {
     );
 }
 
+/// `floe check`: the exit code and everything it printed.
 fn check(config: &Path) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_floe"))
-        .args(["check", "--config"])
-        .arg(config)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
+    let (code, stdout, stderr) = support::floe::floe_check(config);
+    (code, stdout + &stderr)
 }
 
 /// A config file in `dir` with a TLS listener and `certs`, for `floe check`.

@@ -271,3 +271,17 @@ pub fn relay_state<'a>(status: &'a Value, relay: &str) -> &'a str {
         .and_then(|r| r["state"].as_str())
         .unwrap_or_else(|| panic!("no relay {relay} in {status:#}"))
 }
+
+/// `floe check --config config`: the exit code, stdout and stderr.
+pub fn floe_check(config: &Path) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_floe"))
+        .args(["check", "--config"])
+        .arg(config)
+        .output()
+        .expect("floe check runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
