@@ -602,26 +602,60 @@ async fn serve_connection(
             drive(conn, |c| c.graceful_shutdown(), timing, shutdown).await;
         }
         (_, Some((acceptor, auto))) => {
-            // The handshake is held to the first head's deadline too.
-            let tls = tokio::select! {
-                r = tokio::time::timeout_at(first_head_due, acceptor.accept(Box::pin(stream))) => r,
-                _ = shutdown.wait() => return,
-            };
-            let stream = match tls {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, "HTTP TLS handshake: {e}");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "HTTP TLS handshake not done in time; closing");
-                    return;
-                }
-            };
-            let conn = auto.serve_connection(TokioIo::new(Box::pin(stream)), service);
-            drive(conn, |c| c.graceful_shutdown(), timing, shutdown).await;
+            // Boxed: the handshake and HTTP/2 states are large, and every
+            // plain connection's task would otherwise be as large as them.
+            Box::pin(serve_tls(
+                Box::pin(stream),
+                acceptor,
+                auto,
+                service,
+                timing,
+                shutdown,
+            ))
+            .await;
         }
     }
+}
+
+/// A TLS connection: the handshake, held to the first head's deadline, then
+/// HTTP/2 or HTTP/1.1 as ALPN says.
+async fn serve_tls<S, F>(
+    stream: std::pin::Pin<Box<S>>,
+    acceptor: &tokio_rustls::TlsAcceptor,
+    auto: &auto::Builder<TokioExecutor>,
+    service: F,
+    timing: Timing,
+    shutdown: Shutdown,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + ?Sized,
+    std::pin::Pin<Box<S>>: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    F: hyper::service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = hyper::Response<http_body_util::Full<bytes::Bytes>>,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    F::Future: Send + 'static,
+{
+    let peer = timing.peer;
+    let tls = tokio::select! {
+        r = tokio::time::timeout_at(timing.first_head_due, acceptor.accept(stream)) => r,
+        _ = shutdown.wait() => return,
+    };
+    let stream = match tls {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, "HTTP TLS handshake: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "HTTP TLS handshake not done in time; closing");
+            return;
+        }
+    };
+    let conn = auto.serve_connection(TokioIo::new(Box::pin(stream)), service);
+    drive(conn, |c| c.graceful_shutdown(), timing, shutdown).await;
 }
 
 /// The deadlines of one connection, for [`drive`].
