@@ -203,38 +203,24 @@ fn venue_listeners_get_venue_relays_first_and_spill_over_by_room() {
     assert!(page.contains("venue → *"));
 
     // floe explain --client: the CLI says the same as /explain?client=.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_floe"))
-        .args([
-            "explain",
-            "/live.ogg",
-            "--url",
-            &floe.url("/"),
-            "--client",
-            "127.77.1.1",
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
+    let explain = |option: &str, value: &str| {
+        let url = floe.url("/");
+        let args = ["explain", "/live.ogg", "--url", &url, option, value];
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_floe"))
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{args:?}: {text}");
+        text
+    };
+    let text = explain("--client", "127.77.1.1");
     assert!(
         text.contains("listener pool: hall (groups tried in order: venue, *; answering: "),
         "{text}"
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_floe"))
-        .args([
-            "explain",
-            "/live.ogg",
-            "--url",
-            &floe.url("/"),
-            "--pool",
-            "partner-net",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("listener pool: partner-net"),
-        "{out:?}"
-    );
+    let text = explain("--pool", "partner-net");
+    assert!(text.contains("listener pool: partner-net"), "{text}");
 }
 
 /// The DNS door answers each pool too: by the resolver's address, or by

@@ -20,6 +20,18 @@ fn parse_in(dir: &Path, head: &str) -> (Option<Config>, Diagnostics) {
     )
 }
 
+/// Asserts that config `head` (before the relay and stream) fails, with
+/// an error on line `line` that says `message`.
+fn fails_at(dir: &Path, head: &str, line: usize, message: &str) {
+    let (config, diags) = parse_in(dir, head);
+    assert!(config.is_none(), "{head} should fail");
+    let errs = errors(&diags);
+    assert!(
+        errs.iter().any(|(l, m)| *l == line && m.contains(message)),
+        "{head}: expected line {line} to say {message:?}, got {errs:?}"
+    );
+}
+
 fn errors(diags: &Diagnostics) -> Vec<(usize, String)> {
     diags
         .0
@@ -106,13 +118,7 @@ fn bad_admin_settings_are_errors_with_their_line() {
         ("[select]\nshare = 1.5", 2, "share"),
     ];
     for (head, line, message) in cases {
-        let (config, diags) = parse_in(dir.path(), head);
-        assert!(config.is_none(), "{head} should fail");
-        let errs = errors(&diags);
-        assert!(
-            errs.iter().any(|(l, m)| *l == line && m.contains(message)),
-            "{head}: expected line {line} to say {message:?}, got {errs:?}"
-        );
+        fails_at(dir.path(), head, line, message);
     }
 }
 
@@ -297,14 +303,7 @@ fn durations_too_long_to_compute_with_are_errors() {
         "[poll]\ntimeout = \"500000000000y\"",
         "[dns]\nttl = \"101y\"",
     ] {
-        let (config, diags) = parse_in(dir.path(), head);
-        assert!(config.is_none(), "{head} should fail");
-        let errs = errors(&diags);
-        assert!(
-            errs.iter()
-                .any(|(l, m)| *l == 2 && m.contains("longer than 100 years")),
-            "{head}: {errs:?}"
-        );
+        fails_at(dir.path(), head, 2, "longer than 100 years");
     }
     let (config, diags) = parse_in(dir.path(), "[poll]\nstale_after = \"99y\"");
     assert!(config.is_some(), "{diags}");
@@ -362,13 +361,7 @@ fn bad_groups_and_pools_are_errors_with_their_line() {
         ),
     ];
     for (head, line, message) in cases {
-        let (config, diags) = parse_in(dir.path(), head);
-        assert!(config.is_none(), "{head} should fail");
-        let errs = errors(&diags);
-        assert!(
-            errs.iter().any(|(l, m)| *l == line && m.contains(message)),
-            "{head}: expected line {line} to say {message:?}, got {errs:?}"
-        );
+        fails_at(dir.path(), head, line, message);
     }
     // Warnings: host bits, a group after "*", an exclusive group no pool names.
     let (config, diags) = parse_in(
@@ -407,14 +400,7 @@ fn ecs_keys_are_checked_and_pool_networks_longer_than_ecs_reads_are_warned() {
             "ecs_max_prefix_v6 is a prefix length from 1 to 128",
         ),
     ] {
-        let (config, diags) = parse_in(dir.path(), head);
-        assert!(config.is_none(), "{head} should fail");
-        assert!(
-            errors(&diags)
-                .iter()
-                .any(|(l, m)| *l == 2 && m.contains(message)),
-            "{head}: {diags}"
-        );
+        fails_at(dir.path(), head, 2, message);
     }
     let pools = "[[pool]]\nname = \"desk\"\nnetworks = [\"10.1.2.0/28\", \"2001:db8::/64\", \"10.2.0.0/16\"]\norder = [\"*\"]";
     let (config, diags) = parse_in(dir.path(), pools);
@@ -496,14 +482,7 @@ fn proxy_listeners_and_trusted_proxies() {
             "also in [http] listen",
         ),
     ] {
-        let (config, diags) = parse_in(dir.path(), head);
-        assert!(config.is_none(), "{head}");
-        assert!(
-            errors(&diags)
-                .iter()
-                .any(|(l, m)| *l == line && m.contains(what)),
-            "{head}: {diags}"
-        );
+        fails_at(dir.path(), head, line, what);
     }
 
     // Trusting everyone is allowed, with a warning.
@@ -553,13 +532,7 @@ fn cors_origins_are_star_or_web_origins() {
         "ftp://radio.example.org",
         "https://user@radio.example.org",
     ] {
-        let (config, diags) = parse_in(dir.path(), &format!("[http]\ncors_origins = [\"{bad}\"]"));
-        assert!(config.is_none(), "{bad} should fail");
-        assert!(
-            errors(&diags)
-                .iter()
-                .any(|(l, m)| *l == 2 && m.contains("is not \"*\" or a web origin")),
-            "{bad}: {diags}"
-        );
+        let head = format!("[http]\ncors_origins = [\"{bad}\"]");
+        fails_at(dir.path(), &head, 2, "is not \"*\" or a web origin");
     }
 }

@@ -105,21 +105,18 @@ impl FloeProcess {
     /// protocol) listening on ADDR`, logged right after the plain ones:
     /// waited for).
     pub fn proxy_http(&self) -> SocketAddr {
-        let prefix = "HTTP (PROXY protocol) listening on ";
-        poll(Duration::from_secs(5), Duration::from_millis(10), || {
-            let log = self.log.lock().unwrap();
-            log.iter()
-                .find_map(|l| logged_addr(l, prefix))?
-                .parse()
-                .ok()
-        })
-        .unwrap_or_else(|| panic!("no {prefix:?} line in the log:\n{}", self.log_text()))
+        self.logged_soon("HTTP (PROXY protocol) listening on ")
     }
 
     /// The first HTTPS address it logged (`HTTPS listening on ADDR`,
     /// logged right after the plain ones: waited for).
     pub fn tls_http(&self) -> SocketAddr {
-        let prefix = "HTTPS listening on ";
+        self.logged_soon("HTTPS listening on ")
+    }
+
+    /// The first address logged after `prefix`, waited for up to 5 s (for
+    /// lines logged after the plain HTTP ones the start waits for).
+    fn logged_soon(&self, prefix: &str) -> SocketAddr {
         poll(Duration::from_secs(5), Duration::from_millis(10), || {
             let log = self.log.lock().unwrap();
             log.iter()
