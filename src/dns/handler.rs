@@ -173,10 +173,6 @@ impl FloeHandler {
         // Echoed only when floe uses it; the scope is 0 unless a balanced
         // answer depends on the client.
         let subnet = subnet.filter(|_| dns.ecs && reply.edns.is_some());
-        let resolver = request.src().ip();
-        let client =
-            |b: &Balanced| ecs::client(&plan.snapshot.topology, dns, resolver, subnet, b.varies());
-        let mut scope = 0;
         reply.zone = match request.queries.queries() {
             [q] if q.query_class() == DNSClass::IN => plan.zones.find(q.name()).map(|(i, _)| i),
             _ => None,
@@ -205,19 +201,21 @@ impl FloeHandler {
             _ => {}
         }
         reply.metadata.authoritative = true;
-        let mut reply = match plan.find(query.name()) {
+        let (mut reply, scope) = match plan.find(query.name()) {
             Some(b) => {
-                let client = client(b);
-                scope = client.scope;
+                let topology = &plan.snapshot.topology;
+                let client = ecs::client(topology, dns, request.src().ip(), subnet, b.varies());
                 if matches!(
                     query.query_type(),
                     RecordType::A | RecordType::AAAA | RecordType::ANY
                 ) {
                     reply.pool_slot = plan.pool_slot(b, client.pool);
                 }
-                balanced(reply, plan, b, client.pool, query, variant)
+                let reply = balanced(reply, plan, b, client.pool, query, variant);
+                (reply, client.scope)
             }
-            None => self.zone(reply, plan, zi, query).await,
+            // Static records: the same for every client.
+            None => (self.zone(reply, plan, zi, query).await, 0),
         };
         if let (Some(e), Some(edns)) = (subnet, reply.edns.as_mut()) {
             edns.options_mut()
