@@ -16,6 +16,10 @@
 //! `grant_ttl` also serve as a baseline, which ages out grants that no poll
 //! could reconcile (e.g. while polls fail).
 
+mod reconcile;
+
+pub use reconcile::Reconciler;
+
 use crate::ids::{MountId, PerMount};
 use std::sync::atomic::{AtomicU64, Ordering};
 
