@@ -539,9 +539,32 @@ impl Snapshot {
                     };
                 }
             }
+            // Uplink: express the remaining bandwidth as slots of each
+            // mount's bitrate, folded into the mount's free slots; and, since
+            // the mounts share it, as slots of the highest bitrate, folded
+            // into the relay's (grants on two mounts must not each spend the
+            // whole of it; with mounts of different bitrates this counts the
+            // bandwidth left short until the next poll, never over).
+            let mut uplink_free = None;
+            if let Some(uplink) = def.uplink_kbps {
+                let left = u64::from(uplink).saturating_sub(used_kbps);
+                let mut highest = 0u64;
+                for cell in row.iter_mut().filter(|c| c.present) {
+                    if let Some(b) = cell.bitrate_kbps.filter(|b| *b > 0) {
+                        let slots = left / u64::from(b);
+                        cell.free = Some(cell.free.map_or(slots, |f| f.min(slots)));
+                        highest = highest.max(u64::from(b));
+                    }
+                }
+                uplink_free = (highest > 0).then(|| left / highest);
+            }
             let cap_free = def
                 .max_listeners
                 .map(|c| u64::from(c.saturating_sub(listeners)));
+            let cap_free = match (cap_free, uplink_free) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             relays.push(RelayView {
                 state: obs.health.state(),
                 reason: obs.health.reason().clone(),
@@ -552,17 +575,6 @@ impl Snapshot {
                 baseline: obs.baseline.relay,
                 polled_at: obs.polled_at,
             });
-            // Uplink: express the remaining bandwidth as slots of each
-            // mount's bitrate, folded into the mount's free slots.
-            if let Some(uplink) = def.uplink_kbps {
-                let left = u64::from(uplink).saturating_sub(used_kbps);
-                for cell in row.iter_mut().filter(|c| c.present) {
-                    if let Some(b) = cell.bitrate_kbps.filter(|b| *b > 0) {
-                        let slots = left / u64::from(b);
-                        cell.free = Some(cell.free.map_or(slots, |f| f.min(slots)));
-                    }
-                }
-            }
         }
         let relays: PerRelay<RelayView> = relays.into();
         let out_of_service = |r: RelayId, m: MountId| {

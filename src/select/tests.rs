@@ -663,3 +663,58 @@ fn the_reserve_is_released_by_a_peer_of_the_same_group() {
     assert!(snap.reserve_released(r(0), A), "r2 is a peer in \"*\"");
     assert!(!snap.reserve_released(r(3), A));
 }
+
+#[test]
+fn grants_on_two_mounts_share_one_uplink() {
+    // 1,000 kbit/s left, mounts of 100 and 200 kbit/s: each mount alone
+    // could take 10 or 5 listeners, but together the uplink is spent once.
+    let topology = testkit::topology(
+        "[[stream]]\nname = \"live\"\nmounts = [\"/a\", \"/b\"]\n\
+         [[relay]]\nname = \"r0\"\nurl = \"http://r0.example.org:8000\"\n\
+         status = { kind = \"xslt\" }\nuplink_kbps = 1000\n",
+    );
+    let status = |a, b| {
+        PollOutcome::Status(crate::icecast::RelayStatus {
+            mounts: vec![
+                crate::icecast::MountStatus {
+                    path: "/a".into(),
+                    listeners: a,
+                    max_listeners: MaxListeners::Limited(100),
+                    bitrate_kbps: Some(100),
+                },
+                crate::icecast::MountStatus {
+                    path: "/b".into(),
+                    listeners: b,
+                    max_listeners: MaxListeners::Limited(100),
+                    bitrate_kbps: Some(200),
+                },
+            ],
+        })
+    };
+    let snap = testkit::snapshot(
+        topology,
+        vec![Some(status(0, 0))],
+        1,
+        SystemTime::now(),
+        1,
+        ReloadReport::default(),
+    );
+    prepare(&snap);
+    let (a, b) = (
+        snap.topology.mount_id("/a").unwrap(),
+        snap.topology.mount_id("/b").unwrap(),
+    );
+    assert_eq!(
+        snap.relays[RelayId::new(0)].free,
+        Some(5),
+        "1,000 kbit/s in 200 kbit/s slots"
+    );
+    let mut rng = SmallRng::seed_from_u64(1);
+    let granted = (0..20)
+        .filter(|i| {
+            let m = if i % 2 == 0 { a } else { b };
+            pick_for_mount(&snap, m, PoolId::new(0), Grant::Record, &mut rng).is_ok()
+        })
+        .count();
+    assert_eq!(granted, 5, "the uplink is spent once across the mounts");
+}
