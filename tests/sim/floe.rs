@@ -1,0 +1,336 @@
+//! floe in the loop: one or several instances, each with its own topology
+//! (config text -> `Topology`), grant counters, pollers' `Health` and
+//! `Reconciler`, snapshots (`Snapshot::build` + `select::prepare`) and
+//! picks (`select::pick`), run at the simulated instants the poll loop
+//! (`poll/relay.rs`) and the snapshot builder (`poll/mod.rs`) would run
+//! them. Nothing here decides: it only keeps the clock.
+
+use super::Time;
+use super::policy::{Balancer, PollClock, Route};
+use super::scenario::Scenario;
+use super::world::World;
+use floe::config::PollConfig;
+use floe::grants::Reconciler;
+use floe::health::Health;
+use floe::ids::{MountId, PoolId, RelayId};
+use floe::poll::MIN_REBUILD_SPACING;
+use floe::select::{self, Grant};
+use floe::snapshot::{RelayObservation, ReloadReport, Snapshot, Stamp, Topology};
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use std::fmt::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// The config text of one instance for `scenario`, with `[select] share`.
+pub fn config_text(scenario: &Scenario, share: f64) -> String {
+    let mut t = String::new();
+    let _ = writeln!(t, "[http]\nlisten = [\"127.0.0.1:0\"]\n");
+    let _ = writeln!(t, "[select]\nshare = {share}\n");
+    for r in &scenario.relays {
+        let _ = writeln!(
+            t,
+            "[[relay]]\nname = \"{}\"\nurl = \"http://{}.example.org:8000\"",
+            r.name, r.name
+        );
+        // The relay's Icecast `<clients>` limit, which its status does not
+        // carry: the operator writes it in floe's config.
+        let _ = writeln!(
+            t,
+            "status = {{ kind = \"icecast-json\" }}\nmax_listeners = {}",
+            r.slots
+        );
+        if let Some(u) = r.uplink_kbps {
+            let _ = writeln!(t, "uplink_kbps = {u}");
+        }
+        let _ = writeln!(t);
+    }
+    let paths: Vec<String> = scenario
+        .mounts
+        .iter()
+        .map(|m| format!("\"{}\"", m.path))
+        .collect();
+    // Every mount of the scenarios has the same bitrate.
+    let _ = writeln!(
+        t,
+        "[[stream]]\nname = \"live\"\nmounts = [{}]\nbitrate_kbps = {}",
+        paths.join(", "),
+        scenario.mounts[0].kbps
+    );
+    t
+}
+
+/// One relay's poller state, as `RelayPoller::run` keeps it.
+struct Poller {
+    health: Health,
+    reconciler: Reconciler,
+    observation: Option<RelayObservation>,
+    polls: u64,
+    /// The grant sample for the next poll is due at this time (`None`:
+    /// taken).
+    sample_due: Option<Time>,
+}
+
+/// One floe instance.
+pub struct Instance {
+    topology: Arc<Topology>,
+    snapshot: Snapshot,
+    pollers: Vec<Poller>,
+    clock: PollClock,
+    poll: PollConfig,
+    /// A build is due at this time (the builder was notified).
+    build_due: Option<Time>,
+    last_build: Option<Time>,
+    generation: u64,
+    mounts: Vec<MountId>,
+    paths: Vec<&'static str>,
+    base: Instant,
+    epoch: SystemTime,
+    rng: SmallRng,
+}
+
+impl Instance {
+    /// An instance for `scenario` with `share`, seeded with `seed`; `base`
+    /// is simulated time 0.
+    pub fn new(scenario: &Scenario, share: f64, seed: u64, base: Instant) -> Instance {
+        let text = config_text(scenario, share);
+        let (config, diags) = floe::config::parse(Path::new("sim.toml"), &text);
+        let config = config.unwrap_or_else(|| panic!("simulation config:\n{diags}\n{text}"));
+        let poll = config.poll.clone();
+        let topology = Arc::new(Topology::new(Arc::new(config), None));
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let epoch = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let pollers = topology
+            .relays
+            .iter()
+            .map(|def| Poller {
+                health: Health::new(epoch),
+                reconciler: Reconciler::new(def.grants.sample(), poll.settle, poll.grant_ttl),
+                observation: None,
+                polls: 0,
+                sample_due: None,
+            })
+            .collect();
+        // The first polls are spread over 50 ms, as the poll loop does.
+        let clock = PollClock::new(scenario.relays.len(), 50_000, 0.0, &mut rng);
+        let paths: Vec<&'static str> = scenario.mounts.iter().map(|m| m.path).collect();
+        let mounts = paths
+            .iter()
+            .map(|p| topology.mount_id(p).expect("mount in config"))
+            .collect();
+        let mut instance = Instance {
+            snapshot: build(&topology, &[], 0, base, epoch, 0),
+            topology,
+            pollers,
+            clock,
+            poll,
+            build_due: None,
+            last_build: None,
+            generation: 0,
+            mounts,
+            paths,
+            base,
+            epoch,
+            rng,
+        };
+        for r in 0..instance.pollers.len() {
+            instance.schedule_sample(r, 0);
+        }
+        instance
+    }
+
+    fn schedule_sample(&mut self, r: usize, now: Time) {
+        let next = self.clock.next[r];
+        let at = self.pollers[r]
+            .reconciler
+            .sample_at(self.instant(next), self.instant(now));
+        self.pollers[r].sample_due = Some(self.time(at));
+    }
+
+    fn instant(&self, t: Time) -> Instant {
+        self.base + Duration::from_micros(t)
+    }
+
+    fn time(&self, i: Instant) -> Time {
+        i.saturating_duration_since(self.base).as_micros() as Time
+    }
+
+    fn wall(&self, t: Time) -> SystemTime {
+        self.epoch + Duration::from_micros(t)
+    }
+
+    /// When this instance next has something to do.
+    pub fn next_wakeup(&self) -> Option<Time> {
+        let samples = self.pollers.iter().filter_map(|p| p.sample_due);
+        let polls = self
+            .clock
+            .next
+            .iter()
+            .zip(&self.pollers)
+            .filter(|(_, p)| p.sample_due.is_none())
+            .map(|(t, _)| *t);
+        samples.chain(polls).chain(self.build_due).min()
+    }
+
+    /// Runs everything due at `now`.
+    pub fn wake(&mut self, now: Time, world: &World) {
+        for r in 0..self.pollers.len() {
+            if self.pollers[r].sample_due.is_some_and(|t| t <= now) {
+                let sample = self.topology.relays[RelayId::new(r)].grants.sample();
+                let at = self.instant(now);
+                let p = &mut self.pollers[r];
+                p.reconciler.record(at, sample);
+                p.sample_due = None;
+            }
+            if self.pollers[r].sample_due.is_none() && self.clock.next[r] <= now {
+                self.poll_relay(r, now, world);
+            }
+        }
+        if self.build_due.is_some_and(|t| t <= now) {
+            self.build_due = None;
+            self.last_build = Some(now);
+            self.generation += 1;
+            let observations: Vec<Option<&RelayObservation>> = self
+                .pollers
+                .iter()
+                .map(|p| p.observation.as_ref())
+                .collect();
+            self.snapshot = build(
+                &self.topology,
+                &observations,
+                self.generation,
+                self.base,
+                self.epoch,
+                now,
+            );
+        }
+    }
+
+    /// One poll of relay `r` at `now` (answered at once: a poll on a LAN
+    /// takes a few milliseconds).
+    fn poll_relay(&mut self, r: usize, now: Time, world: &World) {
+        let outcome = world.poll(r, &self.paths);
+        let good = matches!(outcome, floe::health::PollOutcome::Status(_));
+        let (at, wall) = (self.instant(now), self.wall(now));
+        let p = &mut self.pollers[r];
+        let baseline = p.reconciler.after_poll(at, good, at);
+        p.health
+            .observe(outcome, self.poll.rise, self.poll.fall, wall);
+        p.polls += 1;
+        p.observation = Some(RelayObservation {
+            health: p.health.clone(),
+            baseline,
+            polled_at: Some(wall),
+            polls: p.polls,
+            poll_duration: Some(Duration::from_millis(2)),
+        });
+        // The poll loop's jittered interval, then the next sample.
+        self.clock.polled(r, now, &mut self.rng);
+        self.schedule_sample(r, now);
+        // Notify the builder: it builds at once, or MIN_REBUILD_SPACING
+        // after its last build.
+        if self.build_due.is_none() {
+            let spacing = MIN_REBUILD_SPACING.as_micros() as Time;
+            self.build_due = Some(self.last_build.map_or(now, |b| (b + spacing).max(now)));
+        }
+    }
+
+    /// Picks a relay for one listener of mount index `mount`.
+    pub fn route(&mut self, mount: usize) -> Route {
+        let m = self.mounts[mount];
+        match select::pick(
+            &self.snapshot,
+            m,
+            PoolId::new(0),
+            Grant::Record,
+            &mut self.rng,
+        ) {
+            Ok(p) => Route::Relay(p.relay.index()),
+            Err(_) => Route::Refused,
+        }
+    }
+}
+
+/// A snapshot of `topology` from `observations`, prepared for picks.
+fn build(
+    topology: &Arc<Topology>,
+    observations: &[Option<&RelayObservation>],
+    generation: u64,
+    base: Instant,
+    epoch: SystemTime,
+    now: Time,
+) -> Snapshot {
+    let snap = Snapshot::build(
+        topology.clone(),
+        observations,
+        &[],
+        Stamp {
+            generation,
+            built: base + Duration::from_micros(now),
+            built_at: epoch + Duration::from_micros(now),
+        },
+        Arc::new(ReloadReport::default()),
+    );
+    select::prepare(&snap);
+    snap
+}
+
+/// floe as `instances` (one, or the NS set), each asked by its part of
+/// the traffic.
+pub struct Floe {
+    label: String,
+    instances: Vec<Instance>,
+    /// Cumulative traffic split: listener draw < split[i] asks instance i.
+    split: Vec<f64>,
+}
+
+impl Floe {
+    /// One instance per entry of `traffic` (fractions summing to 1), each
+    /// with `[select] share` = `share`.
+    pub fn new(label: &str, scenario: &Scenario, traffic: &[f64], share: f64) -> Floe {
+        let base = Instant::now();
+        let instances = (0..traffic.len())
+            .map(|i| Instance::new(scenario, share, scenario.seed ^ (0xf10e + i as u64), base))
+            .collect();
+        let split = traffic
+            .iter()
+            .scan(0.0, |acc, t| {
+                *acc += t;
+                Some(*acc)
+            })
+            .collect();
+        Floe {
+            label: label.into(),
+            instances,
+            split,
+        }
+    }
+}
+
+impl Balancer for Floe {
+    fn name(&self) -> String {
+        self.label.clone()
+    }
+    fn next_wakeup(&self) -> Option<Time> {
+        self.instances
+            .iter()
+            .filter_map(Instance::next_wakeup)
+            .min()
+    }
+    fn wake(&mut self, now: Time, world: &World) {
+        for i in &mut self.instances {
+            if i.next_wakeup().is_some_and(|t| t <= now) {
+                i.wake(now, world);
+            }
+        }
+    }
+    fn route(&mut self, _: Time, mount: usize, instance_draw: f64) -> Route {
+        let i = self
+            .split
+            .iter()
+            .position(|&s| instance_draw < s)
+            .unwrap_or(self.instances.len() - 1);
+        self.instances[i].route(mount)
+    }
+}
