@@ -15,6 +15,7 @@
 //! - [`icecast`]: one pure parser per Icecast status format (a relay's status).
 //! - [`health`]: the up/full/down state machine with rise/fall; typed poll failures.
 //! - [`grants`]: lock-free in-flight grant counters per relay and mount.
+//! - [`shares`]: how several instances split free slots by their demand.
 //! - [`tls`]: TLS certificates of the HTTP door (PEM files, SNI choice).
 //! - [`zones`]: RFC 1035 zone files loaded with hickory's parser.
 //! - [`config`]: the TOML model, parsed once into typed, validated values.
@@ -52,6 +53,7 @@ pub mod reload;
 pub mod report;
 pub mod select;
 pub mod serve;
+pub mod shares;
 pub mod shutdown;
 pub mod snapshot;
 pub mod tls;

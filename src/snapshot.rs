@@ -23,6 +23,7 @@ pub use crate::ids::{
     StreamId,
 };
 use crate::networks::NetworkMap;
+use crate::shares::Shares;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -463,6 +464,28 @@ impl Snapshot {
         stamp: Stamp,
         reload: Arc<ReloadReport>,
     ) -> Snapshot {
+        let shares = Shares::uniform(topology.config.select.share, topology.mounts.len());
+        Snapshot::build_shared(
+            topology,
+            observations,
+            runtime_drain,
+            stamp,
+            reload,
+            &shares,
+        )
+    }
+
+    /// [`Snapshot::build`] with this instance's `shares` of the free slots
+    /// (from the peer exchange, see [`crate::shares`]) instead of the
+    /// config's static `[select] share`.
+    pub fn build_shared(
+        topology: Arc<Topology>,
+        observations: &[Option<&RelayObservation>],
+        runtime_drain: &[bool],
+        stamp: Stamp,
+        reload: Arc<ReloadReport>,
+        shares: &Shares,
+    ) -> Snapshot {
         let config = &topology.config;
         let n_mounts = topology.mounts.len();
         let reserve_fraction = config.select.reserve;
@@ -602,7 +625,7 @@ impl Snapshot {
             }
         }
         let mut relays = relays;
-        apply_share(config.select.share, &mut cells, &mut relays);
+        apply_share(shares, &mut cells, &mut relays);
         let stream_required = topology.streams.map(|s| {
             s.mounts
                 .iter()
@@ -665,21 +688,38 @@ impl Snapshot {
 }
 
 /// Several floe instances (the zone's NS set) poll the same relays on their
-/// own and cannot see each other's grants, so each grants at most its
-/// `share` of the poll-time free slots (rounded down: never more than the
-/// relay has) and holds back its share of the reserve (rounded up). Runs
-/// after the reserve-release check, which looks at the real free slots.
-fn apply_share(share: f64, cells: &mut Grid<Cell>, relays: &mut PerRelay<RelayView>) {
-    if share >= 1.0 {
-        return;
-    }
-    let down = |n: u64| (n as f64 * share).floor() as u64;
-    for cell in cells.iter_mut() {
-        cell.free = cell.free.map(down);
-        cell.reserve = (cell.reserve as f64 * share).ceil() as u64;
-    }
-    for relay in relays.iter_mut() {
-        relay.free = relay.free.map(down);
+/// own and cannot see each other's grants, so each grants at most its share
+/// of the poll-time free slots (rounded down: never more than the relay
+/// has) and holds back its share of the reserve (rounded up): per mount for
+/// the mount's slots, the relay's share for the relay-wide ones. Runs after
+/// the reserve-release check, which looks at the real free slots.
+fn apply_share(shares: &Shares, cells: &mut Grid<Cell>, relays: &mut PerRelay<RelayView>) {
+    // At most one instance has more than half: it rounds up, the others
+    // down, so the parts still sum to at most the whole, and the last free
+    // slot of a relay is not lost to rounding by every instance at once.
+    let part = |n: u64, share: f64| {
+        let exact = n as f64 * share;
+        (if share > 0.5 {
+            exact.ceil()
+        } else {
+            exact.floor()
+        }) as u64
+    };
+    for (i, relay) in relays.iter_mut().enumerate() {
+        if shares.relay < 1.0 {
+            relay.free = relay.free.map(|n| part(n, shares.relay));
+        }
+        for (m, cell) in cells.row_mut(RelayId::new(i)).iter_mut().enumerate() {
+            let share = shares
+                .mounts
+                .get(MountId::new(m))
+                .copied()
+                .unwrap_or(shares.relay);
+            if share < 1.0 {
+                cell.free = cell.free.map(|n| part(n, share));
+                cell.reserve = (cell.reserve as f64 * share).ceil() as u64;
+            }
+        }
     }
 }
 

@@ -6,13 +6,13 @@
 mod sim;
 
 #[test]
-fn floe_never_overfills_and_beats_the_setups_it_replaces() {
+fn floe_never_overfills_and_the_peer_exchange_beats_static_shares() {
     let scenario = sim::scenario::Scenario::keynote(7, 0.1);
     let t = sim::compare(&scenario);
     let table = sim::report::table(&scenario, &t);
     println!("{table}");
-    let (rr, classic, floe, static_share) = (&t[0], &t[1], &t[2], &t[3]);
-    for f in [floe, static_share] {
+    let (rr, classic, floe, static_share, exchange) = (&t[0], &t[1], &t[2], &t[3], &t[4]);
+    for f in [floe, static_share, exchange] {
         assert_eq!(f.overfill, 0, "{}: overfill\n{table}", f.name);
         assert!(
             f.dead_for < 5.0,
@@ -35,6 +35,10 @@ fn floe_never_overfills_and_beats_the_setups_it_replaces() {
     assert!(
         static_share.refused_while_free > floe.refused_while_free,
         "a static share refuses while room is free when traffic is uneven\n{table}"
+    );
+    assert!(
+        exchange.refused_while_free * 10 < static_share.refused_while_free,
+        "the peer exchange lends the idle instances' room\n{table}"
     );
     let dir = tempfile::tempdir().unwrap();
     let svg = dir.path().join("simulation.svg");

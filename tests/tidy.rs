@@ -35,6 +35,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("icecast", 1),
     ("health", 1),
     ("grants", 1),
+    ("shares", 1),
     ("zones", 1),
     ("tls", 1),
     ("config", 1),

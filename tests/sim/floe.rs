@@ -15,6 +15,7 @@ use floe::health::Health;
 use floe::ids::{MountId, PoolId, RelayId};
 use floe::poll::MIN_REBUILD_SPACING;
 use floe::select::{self, Grant};
+use floe::shares::{Exchange, Shares};
 use floe::snapshot::{RelayObservation, ReloadReport, Snapshot, Stamp, Topology};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
@@ -22,6 +23,9 @@ use std::fmt::Write;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+
+/// How often instances publish their demand and fetch their peers'.
+const EXCHANGE_EVERY: Duration = Duration::from_millis(500);
 
 /// The config text of one instance for `scenario`, with `[select] share`.
 pub fn config_text(scenario: &Scenario, share: f64) -> String {
@@ -88,12 +92,24 @@ pub struct Instance {
     base: Instant,
     epoch: SystemTime,
     rng: SmallRng,
+    /// With peers: the exchange, this instance's request counts per mount,
+    /// what it published last, and when it next publishes and fetches.
+    exchange: Option<Exchange>,
+    requests: Vec<u64>,
+    published: Vec<f64>,
+    next_exchange: Time,
 }
 
 impl Instance {
     /// An instance for `scenario` with `share`, seeded with `seed`; `base`
     /// is simulated time 0.
-    pub fn new(scenario: &Scenario, share: f64, seed: u64, base: Instant) -> Instance {
+    pub fn new(
+        scenario: &Scenario,
+        share: f64,
+        peers: usize,
+        seed: u64,
+        base: Instant,
+    ) -> Instance {
         let text = config_text(scenario, share);
         let (config, diags) = floe::config::parse(Path::new("sim.toml"), &text);
         let config = config.unwrap_or_else(|| panic!("simulation config:\n{diags}\n{text}"));
@@ -119,8 +135,15 @@ impl Instance {
             .iter()
             .map(|p| topology.mount_id(p).expect("mount in config"))
             .collect();
+        let exchange = (peers > 0).then(|| Exchange::new(peers, EXCHANGE_EVERY, share));
+        let next_exchange =
+            rand::Rng::random_range(&mut rng, 0..EXCHANGE_EVERY.as_micros() as Time);
         let mut instance = Instance {
-            snapshot: build(&topology, &[], 0, base, epoch, 0),
+            snapshot: build(&topology, &[], 0, base, epoch, 0, None),
+            exchange,
+            requests: vec![0; paths.len()],
+            published: vec![0.0; paths.len()],
+            next_exchange,
             topology,
             pollers,
             clock,
@@ -196,6 +219,10 @@ impl Instance {
                 .iter()
                 .map(|p| p.observation.as_ref())
                 .collect();
+            let shares = self
+                .exchange
+                .as_ref()
+                .map(|x| x.shares(self.base + Duration::from_micros(now), self.mounts.len()));
             self.snapshot = build(
                 &self.topology,
                 &observations,
@@ -203,6 +230,7 @@ impl Instance {
                 self.base,
                 self.epoch,
                 now,
+                shares.as_ref(),
             );
         }
     }
@@ -228,16 +256,31 @@ impl Instance {
         // The poll loop's jittered interval, then the next sample.
         self.clock.polled(r, now, &mut self.rng);
         self.schedule_sample(r, now);
-        // Notify the builder: it builds at once, or MIN_REBUILD_SPACING
-        // after its last build.
+        self.notify(now);
+    }
+
+    /// Notifies the snapshot builder (a poll or the exchange changed its
+    /// inputs): it builds at once, or MIN_REBUILD_SPACING after its last
+    /// build.
+    fn notify(&mut self, now: Time) {
         if self.build_due.is_none() {
             let spacing = MIN_REBUILD_SPACING.as_micros() as Time;
             self.build_due = Some(self.last_build.map_or(now, |b| (b + spacing).max(now)));
         }
     }
 
+    /// Publishes this instance's demand (every interval).
+    fn publish(&mut self, now: Time) {
+        let at = self.instant(now);
+        let counts = self.requests.iter().copied().collect();
+        if let Some(x) = &mut self.exchange {
+            self.published = x.publish(at, &counts).iter().copied().collect();
+        }
+    }
+
     /// Picks a relay for one listener of mount index `mount`.
     pub fn route(&mut self, mount: usize) -> Route {
+        self.requests[mount] += 1;
         let m = self.mounts[mount];
         match select::pick(
             &self.snapshot,
@@ -260,18 +303,20 @@ fn build(
     base: Instant,
     epoch: SystemTime,
     now: Time,
+    shares: Option<&Shares>,
 ) -> Snapshot {
-    let snap = Snapshot::build(
-        topology.clone(),
-        observations,
-        &[],
-        Stamp {
-            generation,
-            built: base + Duration::from_micros(now),
-            built_at: epoch + Duration::from_micros(now),
-        },
-        Arc::new(ReloadReport::default()),
-    );
+    let stamp = Stamp {
+        generation,
+        built: base + Duration::from_micros(now),
+        built_at: epoch + Duration::from_micros(now),
+    };
+    let reload = Arc::new(ReloadReport::default());
+    let snap = match shares {
+        Some(shares) => {
+            Snapshot::build_shared(topology.clone(), observations, &[], stamp, reload, shares)
+        }
+        None => Snapshot::build(topology.clone(), observations, &[], stamp, reload),
+    };
     select::prepare(&snap);
     snap
 }
@@ -287,11 +332,15 @@ pub struct Floe {
 
 impl Floe {
     /// One instance per entry of `traffic` (fractions summing to 1), each
-    /// with `[select] share` = `share`.
-    pub fn new(label: &str, scenario: &Scenario, traffic: &[f64], share: f64) -> Floe {
+    /// with `[select] share` = `share`, peers of each other when `peers`.
+    pub fn new(label: &str, scenario: &Scenario, traffic: &[f64], share: f64, peers: bool) -> Floe {
         let base = Instant::now();
+        let n_peers = if peers { traffic.len() - 1 } else { 0 };
         let instances = (0..traffic.len())
-            .map(|i| Instance::new(scenario, share, scenario.seed ^ (0xf10e + i as u64), base))
+            .map(|i| {
+                let seed = scenario.seed ^ (0xf10e + i as u64);
+                Instance::new(scenario, share, n_peers, seed, base)
+            })
             .collect();
         let split = traffic
             .iter()
@@ -319,6 +368,32 @@ impl Balancer for Floe {
             .min()
     }
     fn wake(&mut self, now: Time, world: &World) {
+        // The exchange: an instance due publishes its demand, then fetches
+        // every peer's latest (and whether that peer fetches it).
+        for i in 0..self.instances.len() {
+            let due =
+                self.instances[i].exchange.is_some() && self.instances[i].next_exchange <= now;
+            if !due {
+                continue;
+            }
+            self.instances[i].publish(now);
+            let at = self.instances[i].instant(now);
+            for j in (0..self.instances.len()).filter(|&j| j != i) {
+                let peer = &self.instances[j];
+                let me_at_peer = if i < j { i } else { i - 1 };
+                let fetches_me = peer
+                    .exchange
+                    .as_ref()
+                    .is_some_and(|x| x.fetching(at).get(me_at_peer).copied().unwrap_or(false));
+                let demand = peer.published.iter().copied().collect();
+                let slot = if j < i { j } else { j - 1 };
+                if let Some(x) = &mut self.instances[i].exchange {
+                    x.fetched(slot, at, demand, fetches_me);
+                }
+            }
+            self.instances[i].next_exchange = now + EXCHANGE_EVERY.as_micros() as Time;
+            self.instances[i].notify(now);
+        }
         for i in &mut self.instances {
             if i.next_wakeup().is_some_and(|t| t <= now) {
                 i.wake(now, world);

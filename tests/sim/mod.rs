@@ -36,7 +36,7 @@ pub const fn millis(ms: u64) -> Time {
 
 /// Runs `scenario` under every balancer compared, in the table's order:
 /// DNS round robin, the classic redirector, floe, floe as three instances
-/// with static shares at a 90/8/2 traffic split.
+/// with static shares and with the peer exchange at a 90/8/2 traffic split.
 pub fn compare(scenario: &scenario::Scenario) -> Vec<run::Tally> {
     use rand::SeedableRng;
     use rand::rngs::SmallRng;
@@ -46,12 +46,20 @@ pub fn compare(scenario: &scenario::Scenario) -> Vec<run::Tally> {
     let mut balancers: Vec<Box<dyn policy::Balancer>> = vec![
         Box::new(policy::RoundRobin::new(slots.len(), rng(1))),
         Box::new(policy::Classic::new(slots, paths, secs(2), rng(2))),
-        Box::new(floe::Floe::new("floe", scenario, &[1.0], 1.0)),
+        Box::new(floe::Floe::new("floe", scenario, &[1.0], 1.0, false)),
         Box::new(floe::Floe::new(
             "floe x3, static share, 90/8/2",
             scenario,
             &[0.9, 0.08, 0.02],
             1.0 / 3.0,
+            false,
+        )),
+        Box::new(floe::Floe::new(
+            "floe x3, peer exchange, 90/8/2",
+            scenario,
+            &[0.9, 0.08, 0.02],
+            1.0 / 3.0,
+            true,
         )),
     ];
     balancers
