@@ -37,13 +37,18 @@ use support::floe::FloeProcess;
 use support::pages::{Page, PageServer};
 use support::pki::{Issued, TestCa};
 use support::prom;
-use support::{Lab, RelaySpec, TestConfig, runtime, sim_relay};
+use support::cors_proxy::CorsProxy;
+use support::{IcecastRelay, Lab, RelaySpec, TestConfig, runtime, sim_relay};
 
 const T: Duration = Duration::from_secs(30);
 /// The page's origin, floe's HTTPS name and the relay's: three origins.
 const PAGE_HOST: &str = "player.test";
 const FLOE_HOST: &str = "stream.test";
 const RELAY_HOST: &str = "relay.test";
+
+/// The ICY headers a relay exposes to scripts for web players
+/// (`Access-Control-Expose-Headers`).
+const ICY_EXPOSED: &str = "icy-metaint, icy-name, icy-description, icy-genre, icy-br, icy-url";
 
 /// The player page: an `<audio>` element playing the `src` of the page's
 /// query string, recording its media events.
@@ -160,6 +165,26 @@ fn cert_table(cert: &Issued) -> String {
     )
 }
 
+/// floe with a TLS listener (`cert`) and one relay, `relay`, polled on
+/// its plain port; listeners that came over TLS go to `https_url`.
+fn floe_for(relay: &IcecastRelay, https_url: &str, cert: &Issued) -> FloeProcess {
+    let config = TestConfig::new()
+        .set("http", "tls_listen", "[\"127.0.0.1:0\"]")
+        .set("http", "diagnostics_from", "[\"127.0.0.0/8\"]")
+        .table(&format!(
+            "[[relay]]\nname = \"{}\"\nurl = \"{}\"\nhttps_url = \"{https_url}\"\n\
+             addresses = [\"127.0.0.1\"]\nstatus = {{ kind = \"xslt\" }}\n",
+            relay.name(),
+            relay.base_url()
+        ))
+        .render()
+        + &cert_table(cert);
+    let floe = FloeProcess::start(&config);
+    floe.wait_healthy(T);
+    floe.wait_relays_up(T);
+    floe
+}
+
 /// `floe_redirects_total` summed over the samples with these labels.
 fn redirects(floe: &FloeProcess, labels: &[(&str, &str)]) -> f64 {
     let text = String::from_utf8_lossy(&floe.get("/metrics").body).into_owned();
@@ -215,22 +240,9 @@ fn an_https_page_plays_and_reads_the_stream_through_floe_and_icecast() {
             .tls(&relay_cert.combined),
     ]);
     let relay = lab.relay(0);
+    // The relay's own TLS socket.
     let relay_https = relay.https_url(RELAY_HOST);
-    // floe polls the relay's plain port and sends listeners that came over
-    // TLS to its TLS port.
-    let config = TestConfig::new()
-        .set("http", "tls_listen", "[\"127.0.0.1:0\"]")
-        .set("http", "diagnostics_from", "[\"127.0.0.0/8\"]")
-        .table(&format!(
-            "[[relay]]\nname = \"r1\"\nurl = \"{}\"\nhttps_url = \"{relay_https}\"\n\
-             addresses = [\"127.0.0.1\"]\nstatus = {{ kind = \"xslt\" }}\n",
-            relay.base_url()
-        ))
-        .render()
-        + &cert_table(&floe_cert);
-    let floe = FloeProcess::start(&config);
-    floe.wait_healthy(T);
-    floe.wait_relays_up(T);
+    let floe = floe_for(relay, &relay_https, &floe_cert);
     let floe_https = format!("https://{FLOE_HOST}:{}", floe.tls_http().port());
 
     let (pages, browser) = browser_and_pages(&ca, &page_cert);
@@ -323,6 +335,61 @@ fn an_https_page_plays_and_reads_the_stream_through_floe_and_icecast() {
         "{direct:#}"
     );
     // No listener is left behind on the relay.
+    relay.wait_for_listeners("/live.mp3", 0, T);
+}
+
+#[test]
+fn fetch_with_icy_metadata_reads_icy_metaint_from_a_relay_that_answers_preflights() {
+    let dir = support::procs::temp_dir("floe-browser-pki-");
+    let ca = TestCa::new(dir.path(), "floe test CA");
+    let relay_cert = ca.issue("relay", &[RELAY_HOST]);
+    let floe_cert = ca.issue("floe", &[FLOE_HOST]);
+    let page_cert = ca.issue("page", &[PAGE_HOST]);
+    // The relay side a title-reading web player needs from Icecast 2.4.4:
+    // its ICY headers exposed to scripts (<http-headers>), and its
+    // preflights answered by nginx in front (which also serves the TLS).
+    let lab = Lab::start(vec![
+        RelaySpec::new("r1")
+            .mount("/live.mp3", None)
+            .header("Access-Control-Expose-Headers", ICY_EXPOSED),
+    ]);
+    let relay = lab.relay(0);
+    let proxy = CorsProxy::start(
+        &relay_cert,
+        std::net::SocketAddr::new(relay.address(), relay.port()),
+    );
+    let relay_https = proxy.https_url(RELAY_HOST);
+    let floe = floe_for(relay, &relay_https, &floe_cert);
+    let mp3 = format!("https://{FLOE_HOST}:{}/live.mp3", floe.tls_http().port());
+
+    let (pages, browser) = browser_and_pages(&ca, &page_cert);
+    browser.goto(&pages.url("/fetch.html"));
+    let got = read_stream(&browser, &mp3, json!({ "Icy-MetaData": "1" }), 64 * 1024);
+    eprintln!("fetch() with Icy-MetaData through floe and nginx: {got}");
+    assert!(
+        got["error"].is_null() && got["status"] == 200,
+        "fetch({mp3}) with Icy-MetaData failed: {got:#}\n{}\n{}\n{}",
+        browser.logs(),
+        proxy.logs(),
+        relay.logs()
+    );
+    assert_eq!(got["redirected"], true, "{got}");
+    assert_eq!(got["finalUrl"], json!(format!("{relay_https}/live.mp3")), "{got}");
+    assert_eq!(got["contentType"], "audio/mpeg", "{got}");
+    // Icecast's interval of metadata blocks in an MP3 stream.
+    assert_eq!(got["metaint"], "16000", "{got}");
+    assert!(got["bytes"].as_u64().unwrap_or(0) >= 64 * 1024, "{got}");
+    // floe answered its preflight and sent the GET on (one 302); nginx
+    // answered the relay's preflight and passed the GET to Icecast.
+    wait_redirects(&floe, &[("mount", "/live.mp3"), ("outcome", "302")], 1.0, || {
+        browser.logs()
+    });
+    let access = proxy.access_log();
+    assert!(
+        access.contains("\"OPTIONS /live.mp3 HTTP/1.1\" 204")
+            && access.contains("\"GET /live.mp3 HTTP/1.1\" 200"),
+        "nginx saw the preflight and the GET:\n{access}"
+    );
     relay.wait_for_listeners("/live.mp3", 0, T);
 }
 

@@ -9,6 +9,7 @@
 
 pub mod browser;
 pub mod cluster;
+pub mod cors_proxy;
 pub mod curl;
 pub mod dns;
 pub mod floe;
