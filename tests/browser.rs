@@ -33,11 +33,11 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::browser::Browser;
+use support::cors_proxy::CorsProxy;
 use support::floe::FloeProcess;
 use support::pages::{Page, PageServer};
 use support::pki::{Issued, TestCa};
 use support::prom;
-use support::cors_proxy::CorsProxy;
 use support::{IcecastRelay, Lab, RelaySpec, TestConfig, runtime, sim_relay};
 
 const T: Duration = Duration::from_secs(30);
@@ -203,7 +203,12 @@ fn redirects(floe: &FloeProcess, labels: &[(&str, &str)]) -> f64 {
 /// Waits until `floe_redirects_total{labels}` sums to `n` (`/metrics` is
 /// rendered at most once a second, so a new count shows up to a second
 /// late); panics with the last sum and `context()`.
-fn wait_redirects(floe: &FloeProcess, labels: &[(&str, &str)], n: f64, context: impl Fn() -> String) {
+fn wait_redirects(
+    floe: &FloeProcess,
+    labels: &[(&str, &str)],
+    n: f64,
+    context: impl Fn() -> String,
+) {
     let mut last = 0.0;
     let reached = support::poll(Duration::from_secs(5), Duration::from_millis(100), || {
         last = redirects(floe, labels);
@@ -254,7 +259,11 @@ fn an_https_page_plays_and_reads_the_stream_through_floe_and_icecast() {
         pages.url("/player.html"),
         url::form_urlencoded::byte_serialize(ogg.as_bytes()).collect::<String>()
     ));
-    assert_eq!(pages.requests("/player.html"), 1, "the page came from the page server");
+    assert_eq!(
+        pages.requests("/player.html"),
+        1,
+        "the page came from the page server"
+    );
     let seen = browser.run_async(AWAIT_PLAYBACK, vec![json!(2.5), json!(25_000)], T);
     eprintln!("<audio> through floe: {seen}");
     assert!(
@@ -290,7 +299,11 @@ fn an_https_page_plays_and_reads_the_stream_through_floe_and_icecast() {
         browser.logs()
     );
     assert_eq!(got["redirected"], true, "{got}");
-    assert_eq!(got["finalUrl"], json!(format!("{relay_https}/live.mp3")), "{got}");
+    assert_eq!(
+        got["finalUrl"],
+        json!(format!("{relay_https}/live.mp3")),
+        "{got}"
+    );
     assert_eq!(got["contentType"], "audio/mpeg", "{got}");
     assert!(got["bytes"].as_u64().unwrap_or(0) >= 32 * 1024, "{got}");
     // Only the CORS-safelisted response headers are readable: Icecast
@@ -307,12 +320,16 @@ fn an_https_page_plays_and_reads_the_stream_through_floe_and_icecast() {
     let got = read_stream(&browser, &mp3, icy.clone(), 32 * 1024);
     eprintln!("fetch() with Icy-MetaData through floe: {got}");
     // floe's preflight passed: the browser went on to floe's GET (302).
-    wait_redirects(&floe, &mp3_sent, 2.0, || format!("{got}\n{}", browser.logs()));
+    wait_redirects(&floe, &mp3_sent, 2.0, || {
+        format!("{got}\n{}", browser.logs())
+    });
     let console = browser.console().join("\n");
     // What Icecast 2.4.4 does: if this starts passing, the relay learnt to
     // answer preflights (Icecast 2.5): assert icy-metaint here instead.
     assert!(
-        got["error"].as_str().is_some_and(|e| e.starts_with("TypeError")),
+        got["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("TypeError")),
         "expected the relay's preflight to fail: {got:#}\n{console}"
     );
     assert!(
@@ -331,7 +348,9 @@ fn an_https_page_plays_and_reads_the_stream_through_floe_and_icecast() {
     let direct = read_stream(&browser, &format!("{relay_https}/live.mp3"), icy, 32 * 1024);
     eprintln!("fetch() with Icy-MetaData to the relay: {direct}");
     assert!(
-        direct["error"].as_str().is_some_and(|e| e.starts_with("TypeError")),
+        direct["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("TypeError")),
         "{direct:#}"
     );
     // No listener is left behind on the relay.
@@ -374,16 +393,23 @@ fn fetch_with_icy_metadata_reads_icy_metaint_from_a_relay_that_answers_preflight
         relay.logs()
     );
     assert_eq!(got["redirected"], true, "{got}");
-    assert_eq!(got["finalUrl"], json!(format!("{relay_https}/live.mp3")), "{got}");
+    assert_eq!(
+        got["finalUrl"],
+        json!(format!("{relay_https}/live.mp3")),
+        "{got}"
+    );
     assert_eq!(got["contentType"], "audio/mpeg", "{got}");
     // Icecast's interval of metadata blocks in an MP3 stream.
     assert_eq!(got["metaint"], "16000", "{got}");
     assert!(got["bytes"].as_u64().unwrap_or(0) >= 64 * 1024, "{got}");
     // floe answered its preflight and sent the GET on (one 302); nginx
     // answered the relay's preflight and passed the GET to Icecast.
-    wait_redirects(&floe, &[("mount", "/live.mp3"), ("outcome", "302")], 1.0, || {
-        browser.logs()
-    });
+    wait_redirects(
+        &floe,
+        &[("mount", "/live.mp3"), ("outcome", "302")],
+        1.0,
+        || browser.logs(),
+    );
     let access = proxy.access_log();
     assert!(
         access.contains("\"OPTIONS /live.mp3 HTTP/1.1\" 204")
@@ -431,15 +457,18 @@ fn an_https_page_gets_no_plain_http_relay() {
     );
     assert_eq!(seen["currentTime"], 0.0, "{seen}");
     assert!(
-        seen["events"]
-            .as_array()
-            .is_some_and(|e| e.iter().any(|e| e.as_str().is_some_and(|e| e.starts_with("error@")))),
+        seen["events"].as_array().is_some_and(|e| e
+            .iter()
+            .any(|e| e.as_str().is_some_and(|e| e.starts_with("error@")))),
         "an error event: {seen}"
     );
     // Chromium asked once, got floe's 503, and gave up.
-    wait_redirects(&floe, &[("outcome", "503"), ("reason", "no-https")], 1.0, || {
-        browser.logs()
-    });
+    wait_redirects(
+        &floe,
+        &[("outcome", "503"), ("reason", "no-https")],
+        1.0,
+        || browser.logs(),
+    );
     assert_eq!(
         redirects(&floe, &[("outcome", "302")]),
         0.0,

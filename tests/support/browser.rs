@@ -106,7 +106,10 @@ impl Browser {
             .join(", ");
         let mut args = vec![
             "--headless=new".to_string(),
-            format!("--user-data-dir={}", self.dir.path().join("profile").display()),
+            format!(
+                "--user-data-dir={}",
+                self.dir.path().join("profile").display()
+            ),
             "--autoplay-policy=no-user-gesture-required".to_string(),
             format!("--host-resolver-rules={rules}"),
             "--no-first-run".to_string(),
@@ -156,7 +159,15 @@ impl Browser {
         body: Option<Value>,
         timeout: Duration,
     ) -> Result<Value, String> {
-        call(&self.client, &self.runtime, &self.base, method, path, body, timeout)
+        call(
+            &self.client,
+            &self.runtime,
+            &self.base,
+            method,
+            path,
+            body,
+            timeout,
+        )
     }
 
     fn session_call(
@@ -271,7 +282,15 @@ fn wait_driver(
             last = "chromedriver exited".to_string();
             return Some(false);
         }
-        match call(client, runtime, base, "GET", "/status", None, Duration::from_secs(2)) {
+        match call(
+            client,
+            runtime,
+            base,
+            "GET",
+            "/status",
+            None,
+            Duration::from_secs(2),
+        ) {
             Ok(v) if v["ready"] == true => Some(true),
             Ok(v) => {
                 last = v.to_string();
@@ -338,8 +357,7 @@ fn call(
 /// (`-t C,,`), as Chromium on Linux reads it from `$HOME/.pki/nssdb`.
 fn trust_ca(nssdb: &Path, ca_pem: &Path) {
     let certutil = procs::require_tool("certutil");
-    std::fs::create_dir_all(nssdb)
-        .unwrap_or_else(|e| panic!("create {}: {e}", nssdb.display()));
+    std::fs::create_dir_all(nssdb).unwrap_or_else(|e| panic!("create {}: {e}", nssdb.display()));
     let db = format!("sql:{}", nssdb.display());
     let run = |args: &[&str]| {
         let out = Command::new(&certutil)
@@ -357,7 +375,17 @@ fn trust_ca(nssdb: &Path, ca_pem: &Path) {
     };
     run(&["-d", &db, "-N", "--empty-password"]);
     let ca = ca_pem.display().to_string();
-    run(&["-d", &db, "-A", "-t", "C,,", "-n", "floe-test-ca", "-i", &ca]);
+    run(&[
+        "-d",
+        &db,
+        "-A",
+        "-t",
+        "C,,",
+        "-n",
+        "floe-test-ca",
+        "-i",
+        &ca,
+    ]);
 }
 
 impl Drop for Browser {

@@ -85,8 +85,7 @@ impl PageServer {
         let addr = std_listener.local_addr().expect("page server address");
         let counts = requests.clone();
         runtime.spawn(async move {
-            let listener =
-                tokio::net::TcpListener::from_std(std_listener).expect("tokio listener");
+            let listener = tokio::net::TcpListener::from_std(std_listener).expect("tokio listener");
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
                     tokio::time::sleep(Duration::from_millis(20)).await;
