@@ -325,7 +325,7 @@ fn an_https_page_plays_and_reads_the_stream_through_floe_and_icecast() {
     });
     let console = browser.console().join("\n");
     // What Icecast 2.4.4 does: if this starts passing, the relay learnt to
-    // answer preflights (Icecast 2.5): assert icy-metaint here instead.
+    // answer preflights (a newer Icecast): assert icy-metaint here instead.
     assert!(
         got["error"]
             .as_str()

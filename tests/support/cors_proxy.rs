@@ -1,6 +1,6 @@
 //! nginx in front of an Icecast relay: TLS, and the CORS preflight that
-//! Icecast 2.4.4 cannot answer (its HTTP parser knows no `OPTIONS`: it logs
-//! "HTTP request parsing failed" and closes the connection). Everything
+//! Icecast 2.4.4 cannot answer (it fails to parse an `OPTIONS` request,
+//! logs "HTTP request parsing failed" and closes the connection). Everything
 //! else is passed to the relay's plain port unbuffered, with the relay's
 //! own headers (its `Access-Control-Allow-Origin` and
 //! `Access-Control-Expose-Headers` from `<http-headers>`).
