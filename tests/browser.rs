@@ -24,7 +24,9 @@
 //! - With no relay that has an `https_url` (and `tls_redirect_to_http =
 //!   false`), floe answers `503` and the page's `<audio>` fails with an
 //!   error event instead of being sent to a plain-HTTP stream the browser
-//!   would block as mixed content.
+//!   would block as mixed content. A page whose certificate is not from the
+//!   test CA gets Chromium's `ERR_CERT_AUTHORITY_INVALID` page: the trust
+//!   is real.
 
 mod support;
 
@@ -478,4 +480,33 @@ fn an_https_page_gets_no_plain_http_relay() {
     browser.goto(&pages.url("/fetch.html"));
     let got = read_stream(&browser, &ogg, json!({}), 1);
     assert_eq!(got["status"], 503, "{got:#}\n{}", browser.logs());
+
+    // The browser verifies certificates: one not from the test CA (here
+    // self-signed, for the right name) is refused, not ignored.
+    let stranger = rcgen::generate_simple_self_signed(vec![PAGE_HOST.to_string()]).unwrap();
+    let stranger = Issued::from_parts(
+        dir.path(),
+        "stranger",
+        &stranger.cert,
+        &stranger.signing_key,
+    );
+    let untrusted = PageServer::start(
+        &stranger,
+        PAGE_HOST,
+        vec![("/player.html", Page::html(PLAYER))],
+    );
+    // Chromium 156 loads its error page (chromedriver reports no error).
+    browser.goto(&untrusted.url("/player.html"));
+    let shown = browser.run(
+        "return [location.href, document.body ? document.body.innerText : ''];",
+        vec![],
+    );
+    assert!(
+        shown[0] == "chrome-error://chromewebdata/"
+            && shown[1]
+                .as_str()
+                .is_some_and(|t| t.contains("ERR_CERT_AUTHORITY_INVALID")),
+        "a certificate from outside the test CA was not refused: {shown}"
+    );
+    assert_eq!(untrusted.requests("/player.html"), 0);
 }

@@ -185,7 +185,9 @@ impl Browser {
         )
     }
 
-    /// Loads `url` and waits for its load event.
+    /// Loads `url` and waits for its load event. A page Chromium refuses
+    /// (a certificate it does not trust) loads its error page instead
+    /// (`chrome-error://chromewebdata/`), without a WebDriver error.
     pub fn goto(&self, url: &str) {
         self.session_call(
             "POST",

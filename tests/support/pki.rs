@@ -7,8 +7,8 @@
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
+    BasicConstraints, Certificate, CertificateParams, CertifiedIssuer, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use time::{Duration, OffsetDateTime};
@@ -37,6 +37,12 @@ pub struct Issued {
 }
 
 impl Issued {
+    /// `cert` and `key` (made elsewhere, e.g. self-signed) written as
+    /// [`TestCa::issue`] writes its own.
+    pub fn from_parts(dir: &Path, stem: &str, cert: &Certificate, key: &KeyPair) -> Issued {
+        write(dir, stem, cert, key)
+    }
+
     /// The key as rustls takes it.
     pub fn private_key(&self) -> PrivateKeyDer<'static> {
         PrivateKeyDer::Pkcs8(self.key_der.clone_key())
@@ -90,25 +96,30 @@ impl TestCa {
         let cert = params
             .signed_by(&key, &self.issuer)
             .expect("sign a server certificate");
-        let (cert_pem, key_pem) = (cert.pem(), key.serialize_pem());
-        let path = |ext: &str| self.dir.join(format!("{stem}.{ext}"));
-        let issued = Issued {
-            cert: path("crt"),
-            key: path("key"),
-            combined: path("pem"),
-            cert_der: cert.der().clone(),
-            key_der: PrivatePkcs8KeyDer::from(key.serialize_der()),
-        };
-        for (file, text) in [
-            (&issued.cert, cert_pem.clone()),
-            (&issued.key, key_pem.clone()),
-            (&issued.combined, cert_pem + &key_pem),
-        ] {
-            std::fs::write(file, text).unwrap_or_else(|e| panic!("write {}: {e}", file.display()));
-            super::procs::set_mode(file, 0o644);
-        }
-        issued
+        write(&self.dir, stem, &cert, &key)
     }
+}
+
+/// Writes `<stem>.crt`, `.key` and `.pem` (both) in `dir`, readable by all.
+fn write(dir: &Path, stem: &str, cert: &Certificate, key: &KeyPair) -> Issued {
+    let (cert_pem, key_pem) = (cert.pem(), key.serialize_pem());
+    let path = |ext: &str| dir.join(format!("{stem}.{ext}"));
+    let issued = Issued {
+        cert: path("crt"),
+        key: path("key"),
+        combined: path("pem"),
+        cert_der: cert.der().clone(),
+        key_der: PrivatePkcs8KeyDer::from(key.serialize_der()),
+    };
+    for (file, text) in [
+        (&issued.cert, cert_pem.clone()),
+        (&issued.key, key_pem.clone()),
+        (&issued.combined, cert_pem + &key_pem),
+    ] {
+        std::fs::write(file, text).unwrap_or_else(|e| panic!("write {}: {e}", file.display()));
+        super::procs::set_mode(file, 0o644);
+    }
+    issued
 }
 
 /// From yesterday (clocks of the peers may differ a little) for 30 days.
