@@ -19,8 +19,11 @@
 //!   without an answer, so the browser's preflight to the relay fails
 //!   (`net::ERR_EMPTY_RESPONSE`), through floe or straight to the relay
 //!   alike. A web player can therefore not read `icy-metaint` from an
-//!   Icecast 2.4.4 relay on another origin; see docs/operations.md, "What
-//!   web players need".
+//!   Icecast 2.4.4 relay on another origin by itself; see
+//!   docs/operations.md, "What web players need".
+//! - With nginx in front of the relay answering its preflights (and the
+//!   relay exposing its ICY headers), the same `fetch()` through floe gets
+//!   the stream and `icy-metaint`.
 //! - With no relay that has an `https_url` (and `tls_redirect_to_http =
 //!   false`), floe answers `503` and the page's `<audio>` fails with an
 //!   error event instead of being sent to a plain-HTTP stream the browser
