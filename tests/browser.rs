@@ -472,6 +472,13 @@ fn an_https_page_gets_no_plain_http_relay() {
             .any(|e| e.as_str().is_some_and(|e| e.starts_with("error@")))),
         "an error event: {seen}"
     );
+    let console = browser.console().join("\n");
+    assert!(
+        console.contains(&format!(
+            "{ogg} - Failed to load resource: the server responded with a status of 503"
+        )),
+        "the browser saw floe's 503:\n{console}"
+    );
     // Chromium asked once, got floe's 503, and gave up.
     wait_redirects(
         &floe,

@@ -51,9 +51,10 @@ pub struct PageServer {
 }
 
 impl PageServer {
-    /// Serves `pages` (path -> page; anything else is `404`) over TLS with
-    /// `cert` on a free loopback port. `host` is the name pages are
-    /// reached by (one of the certificate's names).
+    /// Serves `pages` (path -> page; `/favicon.ico` is an empty `204`,
+    /// anything else `404`) over TLS with `cert` on a free loopback port.
+    /// `host` is the name pages are reached by (one of the certificate's
+    /// names).
     pub fn start(cert: &Issued, host: &str, pages: Vec<(&str, Page)>) -> PageServer {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let config = rustls::ServerConfig::builder_with_provider(Arc::new(
@@ -149,6 +150,8 @@ fn respond(
     *counts.lock().unwrap().entry(path.to_string()).or_default() += 1;
     let (status, content_type, body) = match pages.get(path) {
         Some(page) => (StatusCode::OK, page.content_type, page.body.clone()),
+        // Browsers ask for it: no icon, and no 404 in the console.
+        None if path == "/favicon.ico" => (StatusCode::NO_CONTENT, "image/x-icon", String::new()),
         None => (
             StatusCode::NOT_FOUND,
             "text/plain; charset=utf-8",
