@@ -1,6 +1,7 @@
 //! Real Icecast 2.4 relays (Debian `icecast2`) on loopback ports, each in
-//! its own temp dir with a generated config, and a [`Lab`] of several relays
-//! fed by ffmpeg sources.
+//! its own temp dir with a generated config (and, with [`RelaySpec::tls`],
+//! a second port serving TLS with `<ssl-certificate>`), and a [`Lab`] of
+//! several relays fed by ffmpeg sources.
 //!
 //! Icecast runs in the foreground (`icecast2 -c CONFIG`, no `-b`) as our
 //! direct child: `-b` forks, the parent exits 0 at once (even when the child
