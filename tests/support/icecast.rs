@@ -1,6 +1,7 @@
 //! Real Icecast 2.4 relays (Debian `icecast2`) on loopback ports, each in
-//! its own temp dir with a generated config, and a [`Lab`] of several relays
-//! fed by ffmpeg sources.
+//! its own temp dir with a generated config (and, with [`RelaySpec::tls`],
+//! a second port serving TLS with `<ssl-certificate>`), and a [`Lab`] of
+//! several relays fed by ffmpeg sources.
 //!
 //! Icecast runs in the foreground (`icecast2 -c CONFIG`, no `-b`) as our
 //! direct child: `-b` forks, the parent exits 0 at once (even when the child
@@ -24,6 +25,9 @@ use super::source::{Codec, Source, SourceOpts};
 const HTTP_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a relay may take to answer its status page after exec.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The copy of a TLS relay's `<ssl-certificate>` file in its dir.
+const TLS_PEM: &str = "tls.pem";
 
 /// Where the Debian package puts the stock web and admin roots.
 const WEBROOTS: &[&str] = &["/usr/share/icecast2/web", "/usr/share/icecast/web"];
@@ -104,6 +108,13 @@ pub struct RelaySpec {
     pub mounts: Vec<MountSpec>,
     /// Raw XML appended inside `<icecast>` (e.g. `<relay>` blocks).
     pub extra_xml: String,
+    /// A PEM file with certificate and key: the relay also serves TLS on a
+    /// second `<listen-socket>` with `<ssl>1</ssl>` (its own port), with
+    /// this file as `<ssl-certificate>`.
+    pub tls: Option<PathBuf>,
+    /// Headers of every answer (`<http-headers>`), after
+    /// `Access-Control-Allow-Origin: *` (Debian's default config has it).
+    pub headers: Vec<(String, String)>,
 }
 
 impl RelaySpec {
@@ -121,6 +132,8 @@ impl RelaySpec {
             relay_password: "floe-relay-pw".to_string(),
             mounts: Vec::new(),
             extra_xml: String::new(),
+            tls: None,
+            headers: Vec::new(),
         }
     }
 
@@ -182,6 +195,19 @@ impl RelaySpec {
         self
     }
 
+    /// Also serve TLS (a second port) with `pem` (certificate then key) as
+    /// `<ssl-certificate>`; the relay reads a copy in its own dir.
+    pub fn tls(mut self, pem: &Path) -> RelaySpec {
+        self.tls = Some(pem.to_path_buf());
+        self
+    }
+
+    /// One more `<http-headers>` header on every answer.
+    pub fn header(mut self, name: &str, value: &str) -> RelaySpec {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
     /// Paths of all mounts.
     pub fn mount_paths(&self) -> Vec<&str> {
         self.mounts.iter().map(|m| m.path.as_str()).collect()
@@ -204,10 +230,12 @@ fn xml_escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// The Icecast config for `spec` on `port` under `dir`.
+/// The Icecast config for `spec` on `port` (and `tls_port`, the
+/// `<ssl>1</ssl>` socket, when `spec` has TLS) under `dir`.
 pub fn render_config(
     spec: &RelaySpec,
     port: u16,
+    tls_port: Option<u16>,
     dir: &Path,
     adminroot: &Path,
     changeowner: Option<(&str, &str)>,
@@ -234,6 +262,31 @@ pub fn render_config(
         ),
         None => String::new(),
     };
+    let tls_socket = match tls_port {
+        Some(tls_port) => format!(
+            "  <listen-socket>\n    <port>{tls_port}</port>\n    <bind-address>{}</bind-address>\n    <ssl>1</ssl>\n  </listen-socket>\n",
+            e(&spec.bind)
+        ),
+        None => String::new(),
+    };
+    let ssl_certificate = match tls_port {
+        Some(_) => format!(
+            "    <ssl-certificate>{}</ssl-certificate>\n",
+            d(&dir.join(TLS_PEM))
+        ),
+        None => String::new(),
+    };
+    let headers: String = spec
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            format!(
+                "    <header name=\"{}\" value=\"{}\" />\n",
+                e(name),
+                e(value)
+            )
+        })
+        .collect();
     format!(
         r#"<icecast>
   <location>floe test lab</location>
@@ -259,9 +312,9 @@ pub fn render_config(
     <port>{port}</port>
     <bind-address>{bind}</bind-address>
   </listen-socket>
-  <http-headers>
+{tls_socket}  <http-headers>
     <header name="Access-Control-Allow-Origin" value="*" />
-  </http-headers>
+{headers}  </http-headers>
 {mounts}  <fileserve>1</fileserve>
   <paths>
     <basedir>{dir}</basedir>
@@ -269,7 +322,7 @@ pub fn render_config(
     <pidfile>{pidfile}</pidfile>
     <webroot>{webroot}</webroot>
     <adminroot>{adminroot}</adminroot>
-  </paths>
+{ssl_certificate}  </paths>
   <logging>
     <accesslog>access.log</accesslog>
     <errorlog>error.log</errorlog>
@@ -450,6 +503,8 @@ enum LaunchError {
 pub struct IcecastRelay {
     spec: RelaySpec,
     port: u16,
+    /// The `<ssl>1</ssl>` socket's port, when the spec has TLS.
+    tls_port: Option<u16>,
     icecast: PathBuf,
     config_path: PathBuf,
     proc: Mutex<Option<Proc>>,
@@ -498,10 +553,16 @@ impl IcecastRelay {
             std::os::unix::fs::chown(&log, Some(*uid), Some(*gid))
                 .unwrap_or_else(|e| panic!("chown {}: {e}", log.display()));
         }
+        if let Some(pem) = &spec.tls {
+            let to = dir.path().join(TLS_PEM);
+            fs::copy(pem, &to).unwrap_or_else(|e| panic!("copy {}: {e}", pem.display()));
+            procs::set_mode(&to, 0o644);
+        }
         let config_path = dir.path().join("icecast.xml");
         let mut relay = IcecastRelay {
             spec,
             port: 0,
+            tls_port: None,
             icecast,
             config_path,
             proc: Mutex::new(None),
@@ -511,9 +572,11 @@ impl IcecastRelay {
         let mut failures = Vec::new();
         for _ in 0..5 {
             let port = net::free_port();
+            let tls_port = relay.spec.tls.is_some().then(net::free_port);
             let config = render_config(
                 &relay.spec,
                 port,
+                tls_port,
                 relay.dir.path(),
                 &adminroot,
                 owner.as_ref().map(|(u, g, _, _)| (u.as_str(), g.as_str())),
@@ -521,6 +584,7 @@ impl IcecastRelay {
             fs::write(&relay.config_path, config).expect("write icecast config");
             procs::set_mode(&relay.config_path, 0o644);
             relay.port = port;
+            relay.tls_port = tls_port;
             match relay.launch() {
                 Ok(()) => return relay,
                 Err(LaunchError::PortInUse(msg)) => failures.push(format!("port {port}: {msg}")),
@@ -621,6 +685,18 @@ impl IcecastRelay {
     /// `http://BIND:PORT` (BIND: 127.0.0.1 unless [`RelaySpec::bind`]).
     pub fn base_url(&self) -> String {
         format!("http://{}:{}", self.spec.bind, self.port)
+    }
+
+    /// The port of its TLS socket (panics for a relay without TLS).
+    pub fn tls_port(&self) -> u16 {
+        self.tls_port
+            .unwrap_or_else(|| panic!("relay {} serves no TLS", self.spec.name))
+    }
+
+    /// `https://HOST:TLS_PORT`: its TLS socket by a name its certificate
+    /// covers (`host` must resolve to its address).
+    pub fn https_url(&self, host: &str) -> String {
+        format!("https://{host}:{}", self.tls_port())
     }
 
     /// The address it listens on.

@@ -1,19 +1,23 @@
 //! End-to-end test harness: real Icecast relays, ffmpeg sources, real
-//! players, curl and unbound, loopback ports. Include with `mod support;`
-//! from a test file.
+//! players, curl and unbound, headless Chromium, loopback ports. Include
+//! with `mod support;` from a test file.
 //!
 //! Everything it starts is killed when its handle drops; readiness is
 //! polled with timeouts and a clear panic message; a missing tool panics
 //! (naming it, and `tests/run --install-only`), it never skips silently.
 #![allow(dead_code, unused_imports)]
 
+pub mod browser;
 pub mod cluster;
+pub mod cors_proxy;
 pub mod curl;
 pub mod dns;
 pub mod floe;
 pub mod flood;
 pub mod icecast;
 pub mod net;
+pub mod pages;
+pub mod pki;
 pub mod players;
 pub mod procs;
 pub mod prom;
