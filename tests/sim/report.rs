@@ -42,6 +42,15 @@ pub fn table(scenario: &Scenario, tallies: &[Tally]) -> String {
     t
 }
 
+/// One color per balancer in the overfill/refusal panel.
+const LINE_COLORS: [RGBColor; 5] = [
+    RGBColor(214, 39, 40),
+    RGBColor(255, 127, 14),
+    RGBColor(31, 119, 180),
+    RGBColor(148, 103, 189),
+    RGBColor(44, 160, 44),
+];
+
 /// Writes the plot to `path`: listeners per relay over time under the
 /// first and the last of `per_relay` (indices into `tallies`), and the
 /// overfill and refusals-while-room-was-free of every balancer over time.
@@ -52,6 +61,9 @@ pub fn plot(
     per_relay: &[usize],
 ) -> Result<(), Box<dyn std::error::Error>> {
     let panels = per_relay.len() + 1;
+    // At most about 150 points per line: the file stays small enough to
+    // read in a browser and to keep in git.
+    let every = |t: &Tally| (t.series.len() / 150).max(1);
     let root = SVGBackend::new(path, (960, 320 * panels as u32)).into_drawing_area();
     root.fill(&WHITE)?;
     let areas = root.split_evenly((panels, 1));
@@ -78,6 +90,8 @@ pub fn plot(
             .configure_mesh()
             .x_desc("seconds")
             .y_desc("listeners")
+            .x_label_formatter(&|v| format!("{v:.0}"))
+            .y_label_formatter(&|v| format!("{v:.0}"))
             .draw()?;
         for r in 0..scenario.relays.len() {
             let color = Palette99::pick(r).mix(0.8);
@@ -85,6 +99,7 @@ pub fn plot(
                 tally
                     .series
                     .iter()
+                    .step_by(every(tally))
                     .map(|s| (s.at, f64::from(s.per_relay[r]))),
                 color.stroke_width(1),
             ))?;
@@ -114,18 +129,26 @@ pub fn plot(
         .configure_mesh()
         .x_desc("seconds")
         .y_desc("listeners")
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| format!("{v:.0}"))
         .draw()?;
     for (i, t) in tallies.iter().enumerate() {
-        let color = Palette99::pick(i * 7 + 1).to_rgba();
+        let color = LINE_COLORS[i % LINE_COLORS.len()].to_rgba();
         chart
             .draw_series(LineSeries::new(
-                t.series.iter().map(|s| (s.at, s.overfill as f64)),
+                t.series
+                    .iter()
+                    .step_by(every(t))
+                    .map(|s| (s.at, s.overfill as f64)),
                 color.stroke_width(2),
             ))?
             .label(t.name.clone())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
         chart.draw_series(DashedLineSeries::new(
-            t.series.iter().map(|s| (s.at, s.refused_while_free as f64)),
+            t.series
+                .iter()
+                .step_by(every(t))
+                .map(|s| (s.at, s.refused_while_free as f64)),
             6,
             4,
             color.stroke_width(2),
