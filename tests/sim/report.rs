@@ -51,6 +51,36 @@ const LINE_COLORS: [RGBColor; 5] = [
     RGBColor(44, 160, 44),
 ];
 
+/// One panel: listeners (0 to `top`) over seconds (0 to `end`).
+fn panel<'a, 'b>(
+    area: &'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
+    caption: &str,
+    end: f64,
+    top: f64,
+) -> Result<
+    ChartContext<
+        'a,
+        SVGBackend<'b>,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+    >,
+    Box<dyn std::error::Error>,
+> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..end, 0.0..top * 1.05)?;
+    chart
+        .configure_mesh()
+        .x_desc("seconds")
+        .y_desc("listeners")
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .draw()?;
+    Ok(chart)
+}
+
 /// Writes the plot to `path`: listeners per relay over time under the
 /// first and the last of `per_relay` (indices into `tallies`), and the
 /// overfill and refusals-while-room-was-free of every balancer over time.
@@ -77,22 +107,8 @@ pub fn plot(
             .max()
             .unwrap_or(1)
             .max(1) as f64;
-        let mut chart = ChartBuilder::on(area)
-            .caption(
-                format!("{}: listeners per relay", tally.name),
-                ("sans-serif", 18),
-            )
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0.0..end, 0.0..top * 1.05)?;
-        chart
-            .configure_mesh()
-            .x_desc("seconds")
-            .y_desc("listeners")
-            .x_label_formatter(&|v| format!("{v:.0}"))
-            .y_label_formatter(&|v| format!("{v:.0}"))
-            .draw()?;
+        let caption = format!("{}: listeners per relay", tally.name);
+        let mut chart = panel(area, &caption, end, top)?;
         for r in 0..scenario.relays.len() {
             let color = Palette99::pick(r).mix(0.8);
             chart.draw_series(LineSeries::new(
@@ -116,22 +132,8 @@ pub fn plot(
         .max()
         .unwrap_or(1)
         .max(1) as f64;
-    let mut chart = ChartBuilder::on(area)
-        .caption(
-            "overfill (solid) and refused while room was free (dashed), cumulative",
-            ("sans-serif", 18),
-        )
-        .margin(10)
-        .x_label_area_size(30)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..end, 0.0..top * 1.05)?;
-    chart
-        .configure_mesh()
-        .x_desc("seconds")
-        .y_desc("listeners")
-        .x_label_formatter(&|v| format!("{v:.0}"))
-        .y_label_formatter(&|v| format!("{v:.0}"))
-        .draw()?;
+    let caption = "overfill (solid) and refused while room was free (dashed), cumulative";
+    let mut chart = panel(area, caption, end, top)?;
     for (i, t) in tallies.iter().enumerate() {
         let color = LINE_COLORS[i % LINE_COLORS.len()].to_rgba();
         chart

@@ -4,7 +4,7 @@
 
 use super::Time;
 use super::policy::{Balancer, Route};
-use super::scenario::Scenario;
+use super::scenario::{Players, Scenario};
 use super::world::{Refusal, World};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -80,6 +80,46 @@ enum Event {
     Sample,
 }
 
+/// The events to come, in time order (ties in the order pushed).
+#[derive(Default)]
+struct Queue {
+    heap: BinaryHeap<Reverse<(Time, u64, Event)>>,
+    pushed: u64,
+}
+
+impl Queue {
+    fn push(&mut self, at: Time, event: Event) {
+        self.pushed += 1;
+        self.heap.push(Reverse((at, self.pushed, event)));
+    }
+}
+
+/// A refused player tries again a retry delay later, or gives up after
+/// its last attempt.
+fn retry(
+    queue: &mut Queue,
+    tally: &mut Tally,
+    listener: &mut Listener,
+    players: Players,
+    l: usize,
+    attempt: u32,
+    now: Time,
+) {
+    if attempt < players.attempts {
+        let (lo, hi) = players.retry_delay;
+        let at = now + listener.rng.random_range(lo..=hi);
+        queue.push(
+            at,
+            Event::Ask {
+                l,
+                attempt: attempt + 1,
+            },
+        );
+    } else {
+        tally.gave_up += 1;
+    }
+}
+
 struct Listener {
     rng: SmallRng,
     /// Relay and session token while playing.
@@ -100,12 +140,7 @@ pub fn run(scenario: &Scenario, balancer: &mut dyn Balancer) -> Tally {
         listeners: scenario.listeners.len() as u64,
         ..Tally::default()
     };
-    let mut queue: BinaryHeap<Reverse<(Time, u64, Event)>> = BinaryHeap::new();
-    let mut seq = 0u64;
-    let mut push = |q: &mut BinaryHeap<_>, t: Time, e: Event| {
-        seq += 1;
-        q.push(Reverse((t, seq, e)));
-    };
+    let mut queue = Queue::default();
     let mut listeners: Vec<Listener> = scenario
         .listeners
         .iter()
@@ -119,15 +154,14 @@ pub fn run(scenario: &Scenario, balancer: &mut dyn Balancer) -> Tally {
         })
         .collect();
     for (l, s) in scenario.listeners.iter().enumerate() {
-        push(&mut queue, s.arrives, Event::Ask { l, attempt: 1 });
+        queue.push(s.arrives, Event::Ask { l, attempt: 1 });
     }
     for o in &scenario.outages {
-        push(&mut queue, o.at, Event::Down { r: o.relay });
-        push(&mut queue, o.until, Event::Up { r: o.relay });
+        queue.push(o.at, Event::Down { r: o.relay });
+        queue.push(o.until, Event::Up { r: o.relay });
     }
     for s in &scenario.source_losses {
-        push(
-            &mut queue,
+        queue.push(
             s.at,
             Event::SourceLoss {
                 r: s.relay,
@@ -135,7 +169,7 @@ pub fn run(scenario: &Scenario, balancer: &mut dyn Balancer) -> Tally {
             },
         );
     }
-    push(&mut queue, 0, Event::Sample);
+    queue.push(0, Event::Sample);
     // When each relay died, and when each (relay, mount) lost its source.
     let mut died: Vec<Option<Time>> = vec![None; scenario.relays.len()];
     let mut lost: Vec<Vec<Option<Time>>> =
@@ -144,7 +178,7 @@ pub fn run(scenario: &Scenario, balancer: &mut dyn Balancer) -> Tally {
     let draw = |rng: &mut SmallRng, (lo, hi): (Time, Time)| rng.random_range(lo..=hi);
 
     loop {
-        let next_event = queue.peek().map(|Reverse((t, _, _))| *t);
+        let next_event = queue.heap.peek().map(|Reverse((t, _, _))| *t);
         let Some(t_event) = next_event.filter(|t| *t <= scenario.duration) else {
             break;
         };
@@ -152,7 +186,7 @@ pub fn run(scenario: &Scenario, balancer: &mut dyn Balancer) -> Tally {
             balancer.wake(t, &world);
             continue;
         }
-        let Some(Reverse((now, _, event))) = queue.pop() else {
+        let Some(Reverse((now, _, event))) = queue.heap.pop() else {
             break;
         };
         match event {
@@ -167,25 +201,13 @@ pub fn run(scenario: &Scenario, balancer: &mut dyn Balancer) -> Tally {
                         } else {
                             tally.refused_full += 1;
                         }
-                        if attempt < players.attempts {
-                            let at = now + draw(&mut listener.rng, players.retry_delay);
-                            push(
-                                &mut queue,
-                                at,
-                                Event::Ask {
-                                    l,
-                                    attempt: attempt + 1,
-                                },
-                            );
-                        } else {
-                            tally.gave_up += 1;
-                        }
+                        retry(&mut queue, &mut tally, listener, players, l, attempt, now);
                     }
                     Route::Relay(r) => {
                         if listener.rng.random::<f64>() >= players.no_show {
                             listener.held = world.redirected(r);
                             let at = now + draw(&mut listener.rng, players.connect_delay);
-                            push(&mut queue, at, Event::Connect { l, r, attempt });
+                            queue.push(at, Event::Connect { l, r, attempt });
                         }
                     }
                 }
@@ -205,8 +227,7 @@ pub fn run(scenario: &Scenario, balancer: &mut dyn Balancer) -> Tally {
                         let ends = *listener.ends.get_or_insert(now + spec.stays);
                         listener.token += 1;
                         listener.on = Some((r, listener.token));
-                        push(
-                            &mut queue,
+                        queue.push(
                             ends.max(now),
                             Event::Leave {
                                 l,
@@ -230,19 +251,7 @@ pub fn run(scenario: &Scenario, balancer: &mut dyn Balancer) -> Tally {
                                 }
                             }
                         }
-                        if attempt < players.attempts {
-                            let at = now + draw(&mut listener.rng, players.retry_delay);
-                            push(
-                                &mut queue,
-                                at,
-                                Event::Ask {
-                                    l,
-                                    attempt: attempt + 1,
-                                },
-                            );
-                        } else {
-                            tally.gave_up += 1;
-                        }
+                        retry(&mut queue, &mut tally, listener, players, l, attempt, now);
                     }
                 }
             }
@@ -263,7 +272,7 @@ pub fn run(scenario: &Scenario, balancer: &mut dyn Balancer) -> Tally {
                     scenario,
                     r,
                     None,
-                    |l, at| push(&mut queue, at, Event::Ask { l, attempt: 1 }),
+                    |l, at| queue.push(at, Event::Ask { l, attempt: 1 }),
                     now,
                 );
                 world.down(r);
@@ -281,7 +290,7 @@ pub fn run(scenario: &Scenario, balancer: &mut dyn Balancer) -> Tally {
                     scenario,
                     r,
                     Some(m),
-                    |l, at| push(&mut queue, at, Event::Ask { l, attempt: 1 }),
+                    |l, at| queue.push(at, Event::Ask { l, attempt: 1 }),
                     now,
                 );
             }
@@ -299,7 +308,7 @@ pub fn run(scenario: &Scenario, balancer: &mut dyn Balancer) -> Tally {
                     overfill: tally.overfill,
                     refused_while_free: tally.refused_while_free,
                 });
-                push(&mut queue, now + scenario.sample_every, Event::Sample);
+                queue.push(now + scenario.sample_every, Event::Sample);
             }
         }
     }
