@@ -40,10 +40,7 @@ impl Table {
     pub fn txt(&self, owner: &str) -> Option<&[String]> {
         let owner = owner.strip_suffix('.').unwrap_or(owner);
         if owner.bytes().any(|b| b.is_ascii_uppercase()) {
-            return self
-                .txt
-                .get(&owner.to_ascii_lowercase())
-                .map(Vec::as_slice);
+            return self.txt.get(&owner.to_ascii_lowercase()).map(Vec::as_slice);
         }
         self.txt.get(owner).map(Vec::as_slice)
     }

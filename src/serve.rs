@@ -11,8 +11,8 @@ use crate::config::Loaded;
 use crate::diagnostic::Diagnostics;
 use crate::dns::{DnsServer, DnsState};
 use crate::history::History;
-use crate::issued::Issued;
 use crate::http::{self, HttpServer};
+use crate::issued::Issued;
 use crate::metrics::Metrics;
 use crate::poll::Engine;
 use crate::reload::Reloader;
@@ -111,11 +111,8 @@ impl Instance {
         tokio::spawn(give_back_memory(shared.clone(), shutdown.clone()));
         let mut threads = http.spawn(shared, shutdown.clone()).map_err(stop)?;
         let dns_addrs = dns_server.addrs.clone();
-        let dns = DnsState::with_challenges(
-            engine.snapshots(),
-            loaded.zones.clone(),
-            challenges.clone(),
-        );
+        let dns =
+            DnsState::with_challenges(engine.snapshots(), loaded.zones.clone(), challenges.clone());
         metrics.attach_dns(dns.clone());
         tokio::spawn(crate::history::run(
             engine.snapshots(),

@@ -105,12 +105,18 @@ impl Ctx {
         let cert = match self.state.certificate(name)? {
             Ok(c) => c,
             Err(e) => {
-                tracing::warn!(name, "ACME: the certificate kept is unusable ({e}); ordering a new one");
+                tracing::warn!(
+                    name,
+                    "ACME: the certificate kept is unusable ({e}); ordering a new one"
+                );
                 return None;
             }
         };
         if cert.not_after <= unix_now() || !cert.covers(name) {
-            tracing::info!(name, "ACME: the certificate kept has expired or does not cover the name; ordering a new one");
+            tracing::info!(
+                name,
+                "ACME: the certificate kept has expired or does not cover the name; ordering a new one"
+            );
             return None;
         }
         let validity = (cert.not_before, cert.not_after);
@@ -118,7 +124,11 @@ impl Ctx {
         let mut status = self.status(name, Phase::Valid);
         status.not_after = Some(cert.not_after);
         status.next_attempt = Some(next);
-        tracing::info!(name, not_after = cert.not_after, "ACME: serving the certificate kept in the state directory");
+        tracing::info!(
+            name,
+            not_after = cert.not_after,
+            "ACME: serving the certificate kept in the state directory"
+        );
         self.issued.serve(status, cert);
         Some(validity)
     }
@@ -216,7 +226,11 @@ async fn run(ctx: Arc<Ctx>, name: String, mut held: Option<(i64, i64)>, shutdown
         let mut status = ctx.status(&name, Phase::Ordering);
         status.next_attempt = None;
         ctx.issued.set_status(status);
-        tracing::info!(name, challenge = ctx.config.challenge.as_str(), "ACME: ordering a certificate");
+        tracing::info!(
+            name,
+            challenge = ctx.config.challenge.as_str(),
+            "ACME: ordering a certificate"
+        );
         let result = tokio::select! {
             r = tokio::time::timeout(ORDER_TIMEOUT, ctx.order(&name)) => r,
             _ = shutdown.wait() => return,
@@ -224,7 +238,11 @@ async fn run(ctx: Arc<Ctx>, name: String, mut held: Option<(i64, i64)>, shutdown
         let error = match result {
             Ok(Ok(validity)) => {
                 ctx.issued.count(OrderResult::Valid);
-                tracing::info!(name, not_after = validity.1, "ACME: certificate issued and served");
+                tracing::info!(
+                    name,
+                    not_after = validity.1,
+                    "ACME: certificate issued and served"
+                );
                 held = Some(validity);
                 failures = 0;
                 retry_at = None;

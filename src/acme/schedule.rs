@@ -56,7 +56,10 @@ mod tests {
     fn a_certificate_is_renewed_after_two_thirds_of_its_life() {
         let (nb, na) = (1_000 * DAY, 1_090 * DAY);
         assert_eq!(renew_at(nb, na, 2.0 / 3.0), 1_060 * DAY);
-        assert_eq!(next(Some((nb, na)), 1_059 * DAY, 2.0 / 3.0), Next::RenewAt(1_060 * DAY));
+        assert_eq!(
+            next(Some((nb, na)), 1_059 * DAY, 2.0 / 3.0),
+            Next::RenewAt(1_060 * DAY)
+        );
         assert_eq!(next(Some((nb, na)), 1_060 * DAY, 2.0 / 3.0), Next::Order);
         // Expired, or none held: order now.
         assert_eq!(next(Some((nb, na)), 1_091 * DAY, 2.0 / 3.0), Next::Order);

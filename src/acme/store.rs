@@ -176,10 +176,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
         source,
     };
     let dir = path.parent().unwrap_or(Path::new("."));
-    let file_name = path.file_name().map_or_else(
-        || "state".into(),
-        |n| n.to_string_lossy().into_owned(),
-    );
+    let file_name = path
+        .file_name()
+        .map_or_else(|| "state".into(), |n| n.to_string_lossy().into_owned());
     let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
     let _ = fs::remove_file(&tmp);
     let written = (|| {
@@ -212,9 +211,16 @@ mod tests {
         assert_eq!(fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
         let c = rcgen::generate_simple_self_signed(vec!["a.example.org".into()]).unwrap();
         store
-            .save_certificate("a.example.org", &c.cert.pem(), &c.signing_key.serialize_pem())
+            .save_certificate(
+                "a.example.org",
+                &c.cert.pem(),
+                &c.signing_key.serialize_pem(),
+            )
             .unwrap();
-        for p in [store.cert_path("a.example.org"), store.key_path("a.example.org")] {
+        for p in [
+            store.cert_path("a.example.org"),
+            store.key_path("a.example.org"),
+        ] {
             assert_eq!(fs::metadata(&p).unwrap().mode() & 0o777, 0o600, "{p:?}");
         }
         let cert = store.certificate("a.example.org").unwrap().unwrap();
@@ -228,13 +234,41 @@ mod tests {
     fn a_broken_account_file_is_an_error_not_a_panic() {
         let tmp = tempfile::tempdir().unwrap();
         let store = StateDir::open(tmp.path()).unwrap();
-        assert!(store.account("https://ca/dir").unwrap().is_none());
+        assert!(matches!(store.account("https://ca/dir"), Ok(None)));
         for junk in [&b"{"[..], b"null", b"{\"directory\":1}", &[0xff; 10]] {
             fs::write(store.account_path(), junk).unwrap();
-            let err = store.account("https://ca/dir").unwrap_err();
-            assert!(err.to_string().contains("not an ACME account file"), "{err}");
+            let Err(err) = store.account("https://ca/dir") else {
+                panic!("{junk:?} read as an account");
+            };
+            assert!(
+                err.to_string().contains("not an ACME account file"),
+                "{err}"
+            );
         }
-        fs::write(store.account_path(), vec![b' '; MAX_ACCOUNT_BYTES as usize + 1]).unwrap();
+        fs::write(
+            store.account_path(),
+            vec![b' '; MAX_ACCOUNT_BYTES as usize + 1],
+        )
+        .unwrap();
         assert!(store.account("https://ca/dir").is_err());
+    }
+
+    /// Credentials as instant-acme writes them (its own test's key).
+    const CREDENTIALS: &str = r#"{"id":"id","key_pkcs8":"MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgJVWC_QzOTCS5vtsJp2IG-UDc8cdDfeoKtxSZxaznM-mhRANCAAQenCPoGgPFTdPJ7VLLKt56RxPlYT1wNXnHc54PEyBg3LxKaH0-sJkX0mL8LyPEdsfL_Oz4TxHkWLJGrXVtNhfH","directory":"https://ca/dir"}"#;
+
+    #[test]
+    fn the_account_is_kept_for_its_directory_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = StateDir::open(tmp.path()).unwrap();
+        let credentials: AccountCredentials = serde_json::from_str(CREDENTIALS).unwrap();
+        store.save_account("https://ca/dir", &credentials).unwrap();
+        assert_eq!(
+            fs::metadata(store.account_path()).unwrap().mode() & 0o777,
+            0o600
+        );
+        assert!(matches!(store.account("https://ca/dir"), Ok(Some(_))));
+        assert!(matches!(store.account("https://other/dir"), Ok(None)));
+        store.forget_account();
+        assert!(matches!(store.account("https://ca/dir"), Ok(None)));
     }
 }

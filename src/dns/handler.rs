@@ -28,8 +28,8 @@ use super::{DnsState, EDNS_PAYLOAD, next_variant, udp_limit};
 use hickory_proto::op::{
     Edns, Header, LowerQuery, Message, MessageType, Metadata, OpCode, ResponseCode,
 };
-use hickory_proto::rr::rdata::opt::{self, EdnsOption};
 use hickory_proto::rr::rdata::TXT;
+use hickory_proto::rr::rdata::opt::{self, EdnsOption};
 use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncoder};
 use hickory_server::net::runtime::Time;

@@ -30,8 +30,8 @@ pub use catalog::*;
 pub use counters::{Outcome, PollStats, RedirectCounts};
 
 use crate::dns::DnsState;
-use crate::issued::Issued;
 use crate::dns::stats::Tally;
+use crate::issued::Issued;
 use crate::select::Pick;
 use crate::snapshot::{MountId, PoolId, Snapshot};
 use counters::Redirects;

@@ -464,7 +464,11 @@ impl Collector for Scrape {
             })?;
             let acme = self.acme.iter().flat_map(|a| &a.certs);
             acme.into_iter().try_for_each(|(name, file, not_after)| {
-                put_gauge(f, &[("name", &**name), ("file", &**file)], *not_after as f64)
+                put_gauge(
+                    f,
+                    &[("name", &**name), ("file", &**file)],
+                    *not_after as f64,
+                )
             })
         })?;
         self.encode_acme(&mut enc)?;
@@ -489,7 +493,12 @@ impl Scrape {
         family(enc, &ACME_NAME_STATE, |f| {
             let names = acme.iter().flat_map(|a| &a.names);
             for n in names {
-                for p in [Phase::Starting, Phase::Ordering, Phase::Valid, Phase::Failed] {
+                for p in [
+                    Phase::Starting,
+                    Phase::Ordering,
+                    Phase::Valid,
+                    Phase::Failed,
+                ] {
                     let v = u64::from(n.phase == p);
                     put_gauge(f, &[("name", &*n.name), ("state", p.as_str())], v)?;
                 }

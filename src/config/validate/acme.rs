@@ -62,23 +62,25 @@ impl Cx<'_> {
                 );
                 None
             }
-            Some(d) => match url::Url::parse(d.get_ref()) {
-                Ok(u) if u.scheme() == "https" && u.host_str().is_some() => Some(u),
-                Ok(_) => {
-                    self.error(
+            Some(d) => {
+                match url::Url::parse(d.get_ref()) {
+                    Ok(u) if u.scheme() == "https" && u.host_str().is_some() => Some(u),
+                    Ok(_) => {
+                        self.error(
                         Some(d.span()),
                         format!("[acme] directory {:?} must be an https:// URL (ACME runs over HTTPS)", d.get_ref()),
                     );
-                    None
+                        None
+                    }
+                    Err(e) => {
+                        self.error(
+                            Some(d.span()),
+                            format!("[acme] directory {:?} is not a URL ({e})", d.get_ref()),
+                        );
+                        None
+                    }
                 }
-                Err(e) => {
-                    self.error(
-                        Some(d.span()),
-                        format!("[acme] directory {:?} is not a URL ({e})", d.get_ref()),
-                    );
-                    None
-                }
-            },
+            }
         };
         let mut contact = Vec::new();
         for c in raw.contact.unwrap_or_default() {
@@ -126,7 +128,11 @@ impl Cx<'_> {
                 None
             }
         };
-        let challenge = match raw.challenge.as_ref().map(|c| (c.get_ref().as_str(), c.span())) {
+        let challenge = match raw
+            .challenge
+            .as_ref()
+            .map(|c| (c.get_ref().as_str(), c.span()))
+        {
             None | Some(("dns-01", _)) => AcmeChallenge::Dns01,
             Some(("http-01", _)) => AcmeChallenge::Http01,
             Some((other, span)) => {
@@ -143,17 +149,29 @@ impl Cx<'_> {
             |f| f > 0.0 && f < 1.0,
             "[acme] renew_after is a fraction of a certificate's lifetime, above 0 and below 1 (e.g. 0.667)",
         );
-        let retry_min = raw.retry_min.as_ref().map_or(DEFAULT_RETRY_MIN, |d| d.get_ref().0);
-        let retry_max = raw.retry_max.as_ref().map_or(DEFAULT_RETRY_MAX, |d| d.get_ref().0);
+        let retry_min = raw
+            .retry_min
+            .as_ref()
+            .map_or(DEFAULT_RETRY_MIN, |d| d.get_ref().0);
+        let retry_max = raw
+            .retry_max
+            .as_ref()
+            .map_or(DEFAULT_RETRY_MAX, |d| d.get_ref().0);
         if retry_min.is_zero() {
             let span = raw.retry_min.as_ref().map(|d| d.span());
             self.error(span, "[acme] retry_min must be above 0");
         }
         if retry_max < retry_min {
-            let span = raw.retry_max.as_ref().or(raw.retry_min.as_ref()).map(|d| d.span());
+            let span = raw
+                .retry_max
+                .as_ref()
+                .or(raw.retry_min.as_ref())
+                .map(|d| d.span());
             self.error(
                 span,
-                format!("[acme] retry_max ({retry_max:?}) is shorter than retry_min ({retry_min:?})"),
+                format!(
+                    "[acme] retry_max ({retry_max:?}) is shorter than retry_min ({retry_min:?})"
+                ),
             );
         }
         let ca_file = raw.ca_file.and_then(|f| {
@@ -212,10 +230,12 @@ impl Cx<'_> {
             return;
         };
         if !acme.names_given {
-            let apexes = zones
-                .zones()
-                .iter()
-                .map(|z| z.origin.to_ascii().trim_end_matches('.').to_ascii_lowercase());
+            let apexes = zones.zones().iter().map(|z| {
+                z.origin
+                    .to_ascii()
+                    .trim_end_matches('.')
+                    .to_ascii_lowercase()
+            });
             for name in apexes.chain(public_host) {
                 if !acme.names.contains(&name) {
                     acme.names.push(name);
@@ -260,7 +280,10 @@ mod tests {
 
     #[test]
     fn names_are_host_names() {
-        assert_eq!(certificate_name("Stream.Example.org.").unwrap(), "stream.example.org");
+        assert_eq!(
+            certificate_name("Stream.Example.org.").unwrap(),
+            "stream.example.org"
+        );
         assert!(certificate_name("*.example.org").is_err());
         assert!(certificate_name("localhost").is_err());
         assert!(certificate_name("a..b").is_err());
