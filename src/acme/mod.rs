@@ -190,6 +190,22 @@ impl Ctx {
     }
 }
 
+/// `e` and the errors that caused it (an HTTP client error says
+/// "client error (Connect)"; its cause says "Connection refused"), each
+/// once.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
+    }
+    text
+}
+
 /// Sleeps until Unix second `at` (in steps of at most [`MAX_SLEEP`]);
 /// false when shutdown came first.
 async fn sleep_until(at: i64, shutdown: &Shutdown) -> bool {
@@ -248,7 +264,7 @@ async fn run(ctx: Arc<Ctx>, name: String, mut held: Option<(i64, i64)>, shutdown
                 retry_at = None;
                 continue;
             }
-            Ok(Err(e)) => e.to_string(),
+            Ok(Err(e)) => with_causes(&e),
             Err(_) => format!("no certificate within {ORDER_TIMEOUT:?}"),
         };
         ctx.issued.count(OrderResult::Failed);
@@ -276,5 +292,20 @@ async fn run(ctx: Arc<Ctx>, name: String, mut held: Option<(i64, i64)>, shutdown
                 ""
             }
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_error_names_its_causes_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let e = super::order::OrderError::Client(String::from("x"));
+        assert_eq!(super::with_causes(&e), "ACME client: x");
+        let store = super::store::StoreError::Io {
+            path: "/s".into(),
+            source: io,
+        };
+        assert_eq!(super::with_causes(&store), "/s: refused");
     }
 }
