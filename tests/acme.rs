@@ -17,7 +17,8 @@
 //!   for renewal while the CA is down keeps being served, the failure is
 //!   retried and reported on `/status.json` and `/metrics`, and replaced
 //!   once the CA is up.
-//! - A directory that answers garbage fails the order, not floe; bad
+//! - A directory that answers garbage, or more than 1 MiB, fails the
+//!   order, not floe; bad
 //!   `[acme]` keys are `file:line:col` diagnostics of `floe check`.
 //!
 //! PEBBLE_VA_NOSLEEP=1 (no random 0-15 s wait before each validation).
@@ -600,6 +601,8 @@ fn a_directory_that_answers_garbage_fails_the_order_not_floe() {
     let www = dir.path().join("www");
     std::fs::create_dir(&www).unwrap();
     std::fs::write(www.join("dir"), "{\"newNonce\": 7, garbage").unwrap();
+    // And one far larger than any ACME answer (floe reads at most 1 MiB).
+    std::fs::write(www.join("big"), vec![b' '; 4 << 20]).unwrap();
     let port = free_port();
     let _server = Proc::spawn(
         "openssl s_server",
@@ -634,6 +637,17 @@ fn a_directory_that_answers_garbage_fails_the_order_not_floe() {
         .unwrap_or("")
         .to_string();
     assert!(err.contains("JSON") || err.contains("json"), "{err}");
+    assert_eq!(floe.get("/healthz").status, 200);
+    drop(floe);
+    let lines = acme_lines(port, &ca, &dir.path().join("state2"), "")
+        .replace(&directory(port), &format!("https://127.0.0.1:{port}/big"));
+    let (floe, _relay2) = start_floe(&lines);
+    let s = wait_acme(&floe, "stream.example.org", "failed", |_| true);
+    let err = acme_name(&s, "stream.example.org")["last_error"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(err.contains("length limit exceeded"), "{err}");
     assert_eq!(floe.get("/healthz").status, 200);
 }
 

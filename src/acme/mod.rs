@@ -14,10 +14,12 @@
 //! is retried with bounded exponential backoff and jitter while the old
 //! certificate (if any) keeps being served; `/status` and `/metrics` show
 //! every step. Parts: [`schedule`] (when, pure), [`store`] (the state
-//! directory), [`order`] (one order through `instant-acme`).
+//! directory), [`order`] (one order through `instant-acme`), [`client`]
+//! (the HTTP client to the CA, with its limits).
 //!
 //! `[acme]` is read at start; a reload does not change it.
 
+pub mod client;
 pub mod order;
 pub mod schedule;
 pub mod store;

@@ -5,15 +5,13 @@
 //! issued chain. The challenges are taken out again however the order
 //! ends.
 
+use super::client::CaClient;
 use super::store::{StateDir, StoreError};
 use crate::challenges::Challenges;
 use crate::config::{AcmeChallenge, AcmeConfig};
-use bytes::Bytes;
-use hyper_util::client::legacy::Client as HyperClient;
-use hyper_util::rt::TokioExecutor;
 use instant_acme::{
-    Account, AccountBuilder, AuthorizationStatus, BodyWrapper, ChallengeType, Identifier,
-    NewAccount, NewOrder, OrderStatus, RetryPolicy,
+    Account, AccountBuilder, AuthorizationStatus, ChallengeType, Identifier, NewAccount, NewOrder,
+    OrderStatus, RetryPolicy,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,31 +57,9 @@ pub struct Issued {
     pub key: String,
 }
 
-/// An account builder whose HTTP client trusts `ca_file`'s roots (a test
-/// CA), or the system's without one.
+/// An account builder whose HTTP client is floe's ([`CaClient`]).
 fn builder(config: &AcmeConfig) -> Result<AccountBuilder, OrderError> {
-    let Some(path) = &config.ca_file else {
-        return Account::builder().map_err(|e| OrderError::Client(e.to_string()));
-    };
-    let roots = crate::tls::load_roots(path).map_err(|e| OrderError::Client(e.to_string()))?;
-    let mut store = rustls::RootCertStore::empty();
-    for r in roots {
-        store
-            .add(r)
-            .map_err(|e| OrderError::Client(format!("{}: {e}", path.display())))?;
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| OrderError::Client(e.to_string()))?
-        .with_root_certificates(store)
-        .with_no_client_auth();
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_only()
-        .enable_http1()
-        .build();
-    let client: HyperClient<_, BodyWrapper<Bytes>> =
-        HyperClient::builder(TokioExecutor::new()).build(connector);
+    let client = CaClient::new(config).map_err(OrderError::Client)?;
     Ok(Account::builder_with_http(Box::new(client)))
 }
 
