@@ -849,5 +849,6 @@ pub fn acme_account(data: &[u8]) {
         };
         state.save_account(&directory, &credentials).expect("save");
         assert!(matches!(state.account(&directory), Ok(Some(_))));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
