@@ -12,17 +12,20 @@
 //! - [`shutdown`]: the shutdown signal every task watches.
 //! - [`clients`]: per-client budgets of grants in a fixed-size table.
 //! - [`networks`]: longest-prefix match of client addresses (listener pools).
+//! - [`challenges`]: the ACME challenges live now, which the doors answer.
 //! - [`icecast`]: one pure parser per Icecast status format (a relay's status).
 //! - [`health`]: the up/full/down state machine with rise/fall; typed poll failures.
 //! - [`grants`]: lock-free in-flight grant counters per relay and mount.
 //! - [`shares`]: how several instances split free slots by their demand.
 //! - [`tls`]: TLS certificates of the HTTP door (PEM files, SNI choice).
+//! - [`issued`]: certificates floe obtained itself and each name's order state.
 //! - [`zones`]: RFC 1035 zone files loaded with hickory's parser.
 //! - [`config`]: the TOML model, parsed once into typed, validated values.
 //! - [`snapshot`]: topology (from config) + dynamic state (from polls),
 //!   published through `arc-swap`.
 //! - [`select`]: the one decision both doors and every report use.
 //! - [`poll`]: relay pollers and the snapshot builder ([`poll::Engine`]).
+//! - [`acme`]: certificates obtained and renewed from an ACME CA.
 //! - [`dns`]: the DNS front door (authoritative zones, balanced names).
 //! - [`http`]: the HTTP front door (302 redirects, playlists, status).
 //! - [`report`]: `/status.json` and explanations, from one snapshot.
@@ -33,7 +36,9 @@
 //! - [`admin`]: the authenticated endpoint that drains relays at runtime.
 //! - [`demo`]: `floe demo` and the simulated Icecast relays tests reuse.
 
+pub mod acme;
 pub mod admin;
+pub mod challenges;
 pub mod clients;
 pub mod config;
 pub mod demo;
@@ -46,6 +51,7 @@ pub mod history;
 pub mod http;
 pub mod icecast;
 pub mod ids;
+pub mod issued;
 pub mod metrics;
 pub mod networks;
 pub mod poll;

@@ -139,7 +139,8 @@ pub fn notify_systemd(states: &[sd_notify::NotifyState<'_>]) {
     }
 }
 
-/// Settings a running floe cannot change: the sockets are bound at start.
+/// Settings a running floe cannot change: the sockets are bound at start,
+/// and the ACME tasks start with `[acme]`.
 fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     let admin_on = |c: &Config| c.admin.token.is_some();
     [
@@ -158,6 +159,7 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
             "[http] tls_listen",
         ),
         (old.http.workers != new.http.workers, "[http] workers"),
+        (old.acme != new.acme, "[acme]"),
         (
             old.admin.listen != new.admin.listen || admin_on(old) != admin_on(new),
             "[admin] listen or enabling/disabling the endpoint",

@@ -46,6 +46,10 @@ pub struct StatusReport<'a> {
     /// The TLS certificates served (`[[http.tls_certificate]]`), in config
     /// order (the first is the default); empty without TLS.
     pub tls_certificates: Vec<TlsCertificateReport<'a>>,
+    /// Each `[acme]` name: where its certificate stands (absent without
+    /// `[acme]` or without metrics).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acme: Option<AcmeReport>,
     /// Redirect and DNS counters (absent without metrics).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub counters: Option<CountersReport>,
@@ -212,6 +216,38 @@ pub struct TlsCertificateReport<'a> {
     pub not_after: String,
     /// Days of validity left (negative: expired), from the build time.
     pub days_left: i64,
+}
+
+/// `[acme]`: orders and names.
+#[derive(Debug, Serialize)]
+pub struct AcmeReport {
+    /// Orders that gave a certificate, since start.
+    pub orders_valid: u64,
+    /// Orders that failed, since start.
+    pub orders_failed: u64,
+    /// Each name, by name.
+    pub names: Vec<AcmeNameReport>,
+}
+
+/// One `[acme]` name.
+#[derive(Debug, Serialize)]
+pub struct AcmeNameReport {
+    /// The name.
+    pub name: String,
+    /// `dns-01` or `http-01`.
+    pub challenge: &'static str,
+    /// `starting`, `ordering`, `valid` or `failed` (a failed name still
+    /// serves its last certificate, if it has one).
+    pub state: &'static str,
+    /// End of validity of the certificate served (RFC 3339), if any.
+    pub not_after: Option<String>,
+    /// When the next order starts: renewal, or the retry after a failure
+    /// (RFC 3339).
+    pub next_attempt: Option<String>,
+    /// Orders failed in a row.
+    pub failures: u32,
+    /// The last failure, while the last order failed.
+    pub last_error: Option<String>,
 }
 
 /// A failed reload.
@@ -476,6 +512,7 @@ pub fn status_report_with<'a>(
             }),
         },
         tls_certificates: tls_certificates(snap),
+        acme: metrics.and_then(|m| m.acme()).map(|i| acme(i)),
         counters,
         history: observed.map(|o| o.history.report()),
     }
@@ -499,6 +536,34 @@ fn tls_certificates(snap: &Snapshot) -> Vec<TlsCertificateReport<'_>> {
             days_left: (c.not_after - now).div_euclid(86_400),
         })
         .collect()
+}
+
+/// What `/status` says of ACME.
+fn acme(issued: &crate::issued::Issued) -> AcmeReport {
+    let [orders_valid, orders_failed] = issued.orders();
+    let at = |s: i64| {
+        u64::try_from(s).map_or_else(
+            |_| "before 1970".into(),
+            |s| rfc3339(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(s)),
+        )
+    };
+    AcmeReport {
+        orders_valid,
+        orders_failed,
+        names: issued
+            .names()
+            .into_iter()
+            .map(|n| AcmeNameReport {
+                state: n.phase.as_str(),
+                challenge: n.challenge,
+                not_after: n.not_after.map(at),
+                next_attempt: n.next_attempt.map(at),
+                failures: n.failures,
+                last_error: n.last_error,
+                name: n.name,
+            })
+            .collect(),
+    }
 }
 
 /// Seconds since the Unix epoch of `t` (negative before it).

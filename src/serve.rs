@@ -6,11 +6,13 @@
 //! binary, `floe demo` and the integration tests all start floe this way.
 
 use crate::admin::AdminServer;
+use crate::challenges::Challenges;
 use crate::config::Loaded;
 use crate::diagnostic::Diagnostics;
 use crate::dns::{DnsServer, DnsState};
 use crate::history::History;
 use crate::http::{self, HttpServer};
+use crate::issued::Issued;
 use crate::metrics::Metrics;
 use crate::poll::Engine;
 use crate::reload::Reloader;
@@ -33,6 +35,9 @@ pub enum StartError {
     /// The relay pollers' HTTP client could not be built.
     #[error("poll client: {0}")]
     PollClient(String),
+    /// The ACME state directory could not be made.
+    #[error("[acme] state_dir: {0}")]
+    Acme(#[from] crate::acme::store::StoreError),
     /// A worker thread or its runtime could not be started.
     #[error("starting worker threads: {0}")]
     Threads(std::io::Error),
@@ -87,12 +92,18 @@ impl Instance {
         let http_addrs = http.addrs.clone();
         let http_proxy_addrs = http.proxy_addrs.clone();
         let http_tls_addrs = http.tls_addrs.clone();
-        let shared = Arc::new(http::Shared::new(
-            engine.snapshots(),
-            metrics.clone(),
-            history.clone(),
-            config.http.max_connections,
-        ));
+        let challenges = Challenges::new();
+        let issued = Issued::new();
+        metrics.attach_acme(issued.clone());
+        let shared = Arc::new(
+            http::Shared::new(
+                engine.snapshots(),
+                metrics.clone(),
+                history.clone(),
+                config.http.max_connections,
+            )
+            .with_acme(challenges.clone(), issued.obtained()),
+        );
         let stop = |e| {
             shutdown.trigger();
             StartError::Threads(e)
@@ -100,7 +111,8 @@ impl Instance {
         tokio::spawn(give_back_memory(shared.clone(), shutdown.clone()));
         let mut threads = http.spawn(shared, shutdown.clone()).map_err(stop)?;
         let dns_addrs = dns_server.addrs.clone();
-        let dns = DnsState::new(engine.snapshots(), loaded.zones.clone());
+        let dns =
+            DnsState::with_challenges(engine.snapshots(), loaded.zones.clone(), challenges.clone());
         metrics.attach_dns(dns.clone());
         tokio::spawn(crate::history::run(
             engine.snapshots(),
@@ -113,6 +125,12 @@ impl Instance {
                 .spawn(dns.clone(), &config, shutdown.clone())
                 .map_err(stop)?,
         );
+        if let Some(acme) = &config.acme
+            && let Err(e) = crate::acme::start(acme.clone(), challenges, issued, shutdown.clone())
+        {
+            shutdown.trigger();
+            return Err(e.into());
+        }
         let admin_addrs = admin.as_ref().map(|a| a.addrs.clone()).unwrap_or_default();
         if let Some(admin) = admin {
             admin.spawn(engine.clone(), shutdown.clone());

@@ -9,12 +9,17 @@
 //! `*.example.org` wildcard; the first certificate for clients that send no
 //! name or a name none covers). [`server_config`] makes the rustls server
 //! config (ring, as the poller's client; ALPN `h2` and `http/1.1`).
+//! Beside the config's store, a listener serves the certificates floe
+//! obtained itself ([`Obtained`], swapped whole by the ACME client while
+//! floe runs): a name the config's certificates cover exactly or by
+//! wildcard takes theirs, then an obtained one, then the config's first.
 //!
 //! Loading happens with the config (`config::load`), so `floe check` and
 //! every reload see the same checks, and a certificate that fails to load
 //! fails the reload: the last good config, certificates included, keeps
 //! serving. No network I/O and no state here.
 
+use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -90,7 +95,7 @@ pub enum TlsError {
 
 /// One loaded certificate: the chain and key rustls serves, and what
 /// `floe check`, `/status` and `/metrics` say about it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Certificate {
     /// The certificate file.
     pub cert_path: PathBuf,
@@ -139,6 +144,26 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>, TlsError> {
         });
     }
     Ok(bytes)
+}
+
+/// The PEM certificates in `path` (at most [`MAX_PEM_BYTES`]), as trust
+/// roots: `[acme] ca_file`, the CA that signs an ACME server's own HTTPS
+/// certificate. At least one.
+pub fn load_roots(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = read_bounded(path)?;
+    let roots: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError::NoCertificate {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })?;
+    if roots.is_empty() {
+        return Err(TlsError::NoCertificate {
+            path: path.to_path_buf(),
+            detail: "no \"BEGIN CERTIFICATE\" section".into(),
+        });
+    }
+    Ok(roots)
 }
 
 impl Certificate {
@@ -247,7 +272,7 @@ fn describe(der: &CertificateDer<'_>) -> Result<(Vec<String>, i64, i64), String>
 }
 
 /// Every certificate of a config, and the SNI choice between them.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Default, PartialEq)]
 pub struct CertStore {
     /// In config order; the first is the default.
     certs: Vec<Certificate>,
@@ -276,34 +301,66 @@ impl CertStore {
     /// it exactly, else by wildcard, else the first one. `None` only for an
     /// empty store.
     pub fn pick(&self, sni: Option<&str>) -> Option<&Certificate> {
-        let found = sni.and_then(|s| {
-            let s = s.trim_end_matches('.').to_ascii_lowercase();
-            match self.exact.get(&s) {
-                Some(&i) => self.certs.get(i),
-                None => self.certs.iter().find(|c| c.covers(&s)),
-            }
-        });
-        found.or_else(|| self.certs.first())
+        sni.and_then(|s| self.find(s))
+            .or_else(|| self.certs.first())
+    }
+
+    /// The first certificate covering `sni` (any case, trailing dot or
+    /// not) exactly, else by wildcard; no default.
+    pub fn find(&self, sni: &str) -> Option<&Certificate> {
+        let s = sni.trim_end_matches('.').to_ascii_lowercase();
+        match self.exact.get(&s) {
+            Some(&i) => self.certs.get(i),
+            None => self.certs.iter().find(|c| c.covers(&s)),
+        }
     }
 }
 
-/// rustls's view of a [`CertStore`].
+/// The certificates floe obtained itself (ACME), swapped whole when one is
+/// issued or renewed; handshakes read it lock free.
+pub type Obtained = ArcSwap<CertStore>;
+
+/// rustls's view of the config's [`CertStore`] and the [`Obtained`] one.
 #[derive(Debug)]
-struct Resolver(Arc<CertStore>);
+struct Resolver {
+    configured: Arc<CertStore>,
+    obtained: Arc<Obtained>,
+}
 
 impl ResolvesServerCert for Resolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.0.pick(hello.server_name()).map(|c| c.key.clone())
+        let obtained = self.obtained.load();
+        pick_from(&self.configured, &obtained, hello.server_name()).map(|c| c.key.clone())
     }
 }
 
-/// The rustls server config of a TLS listener: certificates from `store`
-/// by SNI, ALPN `h2` then `http/1.1`, TLS 1.2 and 1.3.
-pub fn server_config(store: Arc<CertStore>) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
+/// The certificate for SNI name `sni`: the configured one covering it,
+/// else an obtained one covering it, else the first configured, else the
+/// first obtained.
+pub fn pick_from<'a>(
+    configured: &'a CertStore,
+    obtained: &'a CertStore,
+    sni: Option<&str>,
+) -> Option<&'a Certificate> {
+    sni.and_then(|s| configured.find(s).or_else(|| obtained.find(s)))
+        .or_else(|| configured.certs.first())
+        .or_else(|| obtained.certs.first())
+}
+
+/// The rustls server config of a TLS listener: certificates from
+/// `configured` or `obtained` by SNI ([`pick_from`]), ALPN `h2` then
+/// `http/1.1`, TLS 1.2 and 1.3.
+pub fn server_config(
+    configured: Arc<CertStore>,
+    obtained: Arc<Obtained>,
+) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(Resolver(store)));
+        .with_cert_resolver(Arc::new(Resolver {
+            configured,
+            obtained,
+        }));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
@@ -375,5 +432,22 @@ mod tests {
         assert_eq!(pick(Some("other.example.net")), "one.example.org");
         assert_eq!(pick(None), "one.example.org");
         assert!(CertStore::new(Vec::new()).pick(None).is_none());
+    }
+
+    #[test]
+    fn obtained_certificates_serve_names_the_configured_ones_do_not_cover() {
+        let (c1, k1) = make(&["one.example.org"]);
+        let (c2, k2) = make(&["acme.example.org"]);
+        let configured = CertStore::new(vec![load(&c1, &k1).unwrap()]);
+        let obtained = CertStore::new(vec![load(&c2, &k2).unwrap()]);
+        let empty = CertStore::new(Vec::new());
+        let pick = |c, o, s| pick_from(c, o, s).map(|c: &Certificate| c.names[0].clone());
+        let one = Some("one.example.org".to_string());
+        let acme = Some("acme.example.org".to_string());
+        assert_eq!(pick(&configured, &obtained, Some("ACME.example.org")), acme);
+        assert_eq!(pick(&configured, &obtained, Some("one.example.org")), one);
+        assert_eq!(pick(&configured, &obtained, Some("x.example.org")), one);
+        assert_eq!(pick(&empty, &obtained, None), acme);
+        assert_eq!(pick(&empty, &empty, None), None);
     }
 }

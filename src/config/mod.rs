@@ -53,7 +53,7 @@ pub fn load(path: &Path) -> Result<Loaded, Diagnostics> {
 /// diagnostics and anchors relative paths.
 pub fn load_str(path: &Path, text: &str) -> Result<Loaded, Diagnostics> {
     let mut cx = Cx::new(path, text);
-    let config = cx.config();
+    let mut config = cx.config();
     // Zones load even when other sections have errors, so one run of
     // `floe check` reports the problems of every file.
     let zones_dir = config
@@ -65,8 +65,9 @@ pub fn load_str(path: &Path, text: &str) -> Result<Loaded, Diagnostics> {
         cx.diags.0.extend(zd.0);
         zones
     });
-    if let (Some(config), Some(zones)) = (&config, &zones) {
+    if let (Some(config), Some(zones)) = (&mut config, &zones) {
         cx.check_names_in_zones(config, zones);
+        cx.acme_names(config, zones);
     }
     match (config, zones) {
         (Some(config), Some(zones)) if !cx.diags.has_errors() => Ok(Loaded {

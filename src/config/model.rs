@@ -33,6 +33,9 @@ pub struct Config {
     pub dns: DnsConfig,
     /// `[http]`.
     pub http: HttpConfig,
+    /// `[acme]`: certificates floe obtains itself; `None` without the
+    /// section.
+    pub acme: Option<AcmeConfig>,
     /// `[poll]`.
     pub poll: PollConfig,
     /// `[select]`.
@@ -233,6 +236,57 @@ pub struct HttpConfig {
     /// `url` when it has no `https_url` (else `503`: a listener on an HTTPS
     /// page cannot play a plain HTTP stream).
     pub tls_redirect_to_http: bool,
+}
+
+/// `[acme]`: certificates floe obtains from an ACME CA (RFC 8555) for
+/// its TLS listeners, and renews.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AcmeConfig {
+    /// The CA's directory URL (https).
+    pub directory: url::Url,
+    /// Account contacts (`mailto:` URLs).
+    pub contact: Vec<String>,
+    /// The names to obtain a certificate for, one certificate each
+    /// (lowercase, no trailing dot). Without `names` in the file: the apex
+    /// of every zone floe serves and the host of `[http] public_url`
+    /// (filled in once the zones are loaded).
+    pub names: Vec<String>,
+    /// Whether `names` was written in the file (else the default above).
+    pub names_given: bool,
+    /// Where the account and the certificates are kept (0700; files 0600).
+    pub state_dir: PathBuf,
+    /// How the CA validates each name.
+    pub challenge: AcmeChallenge,
+    /// Fraction of a certificate's lifetime after which it is renewed.
+    pub renew_after: f64,
+    /// First wait after a failed order (then doubled, with jitter).
+    pub retry_min: Duration,
+    /// Longest wait between failed orders.
+    pub retry_max: Duration,
+    /// PEM roots that sign the CA's own HTTPS certificate (a test CA such
+    /// as pebble's), instead of the system's.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// `[acme] challenge`: how the CA checks that floe controls a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcmeChallenge {
+    /// A TXT record at `_acme-challenge.<name>`, answered by floe's own DNS
+    /// (the name must be inside one of floe's zones).
+    Dns01,
+    /// `GET http://<name>/.well-known/acme-challenge/<token>` on floe's
+    /// plain HTTP door (port 80 for a real CA).
+    Http01,
+}
+
+impl AcmeChallenge {
+    /// The name RFC 8555 gives it (`dns-01`, `http-01`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AcmeChallenge::Dns01 => "dns-01",
+            AcmeChallenge::Http01 => "http-01",
+        }
+    }
 }
 
 /// `[poll]`: how relays are polled and how health follows.

@@ -71,6 +71,21 @@ pub struct RawTlsCertificate {
     pub key: Spanned<PathBuf>,
 }
 
+/// `[acme]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawAcme {
+    pub directory: Option<Spanned<String>>,
+    pub contact: Option<Vec<Spanned<String>>>,
+    pub names: Option<Vec<Spanned<String>>>,
+    pub state_dir: Option<Spanned<PathBuf>>,
+    pub challenge: Option<Spanned<String>>,
+    pub renew_after: Option<Spanned<f64>>,
+    pub retry_min: Option<Spanned<Human>>,
+    pub retry_max: Option<Spanned<Human>>,
+    pub ca_file: Option<Spanned<PathBuf>>,
+}
+
 /// `[poll]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -12,7 +12,7 @@
 use super::duration::Human;
 use super::model::*;
 use super::raw::{
-    RawAdmin, RawDns, RawGroup, RawHttp, RawPoll, RawPool, RawRelay, RawSelect, RawStatus,
+    RawAcme, RawAdmin, RawDns, RawGroup, RawHttp, RawPoll, RawPool, RawRelay, RawSelect, RawStatus,
     RawStream, RawTlsCertificate,
 };
 use crate::diagnostic::{Diagnostic, Diagnostics};
@@ -30,6 +30,7 @@ use std::time::Duration;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
+mod acme;
 mod pools;
 
 /// Fewest characters an admin token may have: 16 random characters are
@@ -79,6 +80,11 @@ pub(super) struct Cx<'a> {
     /// Where each balanced name is written, for the checks against the
     /// zones.
     name_spans: HashMap<Name, Range<usize>>,
+    /// Where each `[acme] names` entry is written (or the `[acme]` table,
+    /// for the default names), for the checks against the zones.
+    acme_spans: HashMap<String, Range<usize>>,
+    /// Where the `[acme]` table is.
+    acme_span: Option<Range<usize>>,
 }
 
 impl<'a> Cx<'a> {
@@ -90,6 +96,8 @@ impl<'a> Cx<'a> {
             diags: Diagnostics::default(),
             zones_dir: None,
             name_spans: HashMap::new(),
+            acme_spans: HashMap::new(),
+            acme_span: None,
         }
     }
 
@@ -149,6 +157,7 @@ impl<'a> Cx<'a> {
             return None;
         }
         let (mut dns, mut http, mut poll, mut select, mut admin) = (None, None, None, None, None);
+        let mut acme = None;
         let (mut relays, mut streams) = (Vec::new(), Vec::new());
         let (mut groups, mut pools): (Vec<RawGroup>, Vec<RawPool>) = (Vec::new(), Vec::new());
         let found = self.errors();
@@ -163,13 +172,17 @@ impl<'a> Cx<'a> {
                 "poll" => poll = self.section("[poll]", value),
                 "select" => select = self.section("[select]", value),
                 "admin" => admin = self.section("[admin]", value),
+                "acme" => {
+                    self.acme_span = Some(value.span());
+                    acme = Some(self.section::<RawAcme>("[acme]", value));
+                }
                 "relay" => relays = self.array("relay", value),
                 "stream" => streams = self.array("stream", value),
                 "group" => groups = self.array("group", value),
                 "pool" => pools = self.array("pool", value),
                 other => self.error(
                     Some(key_span),
-                    format!("unknown section `{other}`; expected dns, http, poll, select, admin, relay, stream, group or pool"),
+                    format!("unknown section `{other}`; expected dns, http, acme, poll, select, admin, relay, stream, group or pool"),
                 ),
             }
         }
@@ -181,6 +194,8 @@ impl<'a> Cx<'a> {
         let poll = self.poll(poll.unwrap_or_default());
         let select = self.select(select.unwrap_or_default());
         let admin = self.admin(admin.unwrap_or_default());
+        // `Some(None)`: an unusable `[acme]` (reported).
+        let acme = acme.map(|raw| raw.and_then(|raw| self.acme(raw, http.as_ref())));
         let relays = self.relays(relays);
         let streams = self.streams(streams);
         let groups = relays
@@ -197,6 +212,10 @@ impl<'a> Cx<'a> {
             path: self.file.to_path_buf(),
             dns: dns?,
             http: http?,
+            acme: match acme {
+                Some(a) => Some(a?),
+                None => None,
+            },
             poll,
             select,
             admin: admin?,
@@ -438,7 +457,7 @@ impl<'a> Cx<'a> {
             raw.tls_listen,
             listen.as_deref().unwrap_or_default(),
             &proxy_protocol_listen,
-            !raw.tls_certificate.is_empty(),
+            !raw.tls_certificate.is_empty() || self.acme_span.is_some(),
         );
         let tls_certificates = self.tls_certificates(raw.tls_certificate, public_url.as_ref());
         let (listen, tls_listen) = (listen?, tls_listen?);
@@ -509,7 +528,7 @@ impl<'a> Cx<'a> {
         if !tls.is_empty() && !has_certificates {
             self.error(
                 Some(at),
-                "[http] tls_listen needs at least one [[http.tls_certificate]] (cert = \"...pem\", key = \"...pem\")",
+                "[http] tls_listen needs at least one [[http.tls_certificate]] (cert = \"...pem\", key = \"...pem\") or an [acme] section",
             );
         }
         Some(tls)

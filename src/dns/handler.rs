@@ -14,6 +14,10 @@
 //! query's ECS option is echoed with its scope (0 for every answer that
 //! does not depend on the client), and a malformed one is FORMERR.
 //!
+//! A live ACME DNS-01 challenge (`_acme-challenge.<name>`, from
+//! [`crate::challenges`]) is answered as a static TXT record of its zone
+//! while it lasts.
+//!
 //! floe's own transports call [`FloeHandler::answer`] with the raw query;
 //! the `RequestHandler` impl lets hickory's `Server` drive it too.
 
@@ -24,6 +28,7 @@ use super::{DnsState, EDNS_PAYLOAD, next_variant, udp_limit};
 use hickory_proto::op::{
     Edns, Header, LowerQuery, Message, MessageType, Metadata, OpCode, ResponseCode,
 };
+use hickory_proto::rr::rdata::TXT;
 use hickory_proto::rr::rdata::opt::{self, EdnsOption};
 use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncoder};
@@ -37,6 +42,11 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
+
+/// TTL of a live ACME challenge's TXT records: short, so a resolver
+/// between the CA and floe does not keep a value after the challenge (or
+/// the next order's value) changed.
+pub const CHALLENGE_TTL: u32 = 1;
 
 /// floe's authoritative request handler.
 #[derive(Debug, Clone)]
@@ -226,11 +236,35 @@ impl FloeHandler {
         Some(reply)
     }
 
-    /// A static answer from zone `zi`'s records.
+    /// A static answer from zone `zi`'s records, or a live ACME DNS-01
+    /// challenge's TXT records ([`crate::challenges`]): TXT (and ANY)
+    /// answered from the challenge table with [`CHALLENGE_TTL`]; another
+    /// type at that name is whatever the zone has, NODATA if nothing.
     async fn zone(&self, mut reply: Reply, plan: &Plan, zi: usize, query: &LowerQuery) -> Reply {
         let zones = &plan.zones;
         let name = query.name();
         let soa = zones.negative_soa(zi);
+        let live = self.state.challenges.load();
+        // Formatting the name costs an allocation: only while a challenge
+        // is live.
+        let challenge = !live.no_txt() && live.txt(&name.to_string()).is_some();
+        if challenge
+            && matches!(query.query_type(), RecordType::TXT | RecordType::ANY)
+            && let Some(values) = live.txt(&name.to_string())
+        {
+            let owner = query.original().name();
+            reply.answers = values
+                .iter()
+                .map(|v| {
+                    Record::from_rdata(
+                        owner.clone(),
+                        CHALLENGE_TTL,
+                        RData::TXT(TXT::new(vec![v.clone()])),
+                    )
+                })
+                .collect();
+            return reply;
+        }
         let lookup = zones
             .handler(zi)
             .lookup(name, query.query_type(), None, LookupOptions::default())
@@ -254,7 +288,7 @@ impl FloeHandler {
                 }
                 reply
             }
-            Some(Err(e)) if e.is_nx_domain() && !plan.is_above_balanced(name) => {
+            Some(Err(e)) if e.is_nx_domain() && !plan.is_above_balanced(name) && !challenge => {
                 reply.negative(ResponseCode::NXDomain, soa)
             }
             // The name exists (records of other types, an empty

@@ -35,6 +35,7 @@ pub use answer::Plan;
 pub use handler::FloeHandler;
 pub use zones::Zones;
 
+use crate::challenges::Challenges;
 use crate::clients::RateLimits;
 use crate::config::Config;
 use crate::shutdown::Shutdown;
@@ -92,6 +93,8 @@ pub struct DnsState {
     pub(crate) rate_limits: RateLimits,
     /// The counter slots of (listener pool, group) pairs.
     pools: PoolRegistry,
+    /// The ACME DNS-01 challenges live now (`_acme-challenge.<name>` TXT).
+    pub(crate) challenges: Arc<Challenges>,
 }
 
 /// Buckets of the response-rate limit table (8 bytes each).
@@ -108,6 +111,15 @@ impl std::fmt::Debug for DnsState {
 impl DnsState {
     /// State serving `zones` with balanced answers from `cell`.
     pub fn new(snapshots: Arc<Snapshots>, zones: Arc<ZoneSet>) -> Arc<DnsState> {
+        DnsState::with_challenges(snapshots, zones, Challenges::new())
+    }
+
+    /// [`DnsState::new`] that also answers the ACME DNS-01 `challenges`.
+    pub fn with_challenges(
+        snapshots: Arc<Snapshots>,
+        zones: Arc<ZoneSet>,
+        challenges: Arc<Challenges>,
+    ) -> Arc<DnsState> {
         let mut origins = Vec::new();
         let zones = Arc::new(Zones::new(zones).with_slots(&mut origins));
         let pools = PoolRegistry::default();
@@ -122,6 +134,7 @@ impl DnsState {
             origins: Mutex::new(origins),
             rate_limits: RateLimits::new(RATE_SLOTS, Instant::now()),
             pools,
+            challenges,
         })
     }
 

@@ -927,3 +927,56 @@ fn a_plain_query_slips_as_its_question_with_tc() {
 }
 
 mod pools;
+
+#[test]
+fn a_live_acme_challenge_is_a_txt_record_of_its_zone_while_it_lasts() {
+    let challenges = crate::challenges::Challenges::new();
+    let snapshots = Arc::new(Snapshots::new(cluster(&[idle()], "")));
+    let state = DnsState::with_challenges(snapshots, zones(), challenges.clone());
+    let owner = "_acme-challenge.stream.example.org.";
+    let m = ask_name(&state, owner, RecordType::TXT);
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    challenges.add_txt("stream.example.org", "value-1");
+    challenges.add_txt("stream.example.org", "value-2");
+    for protocol in [Protocol::Udp, Protocol::Tcp] {
+        let raw = query(
+            "_ACME-Challenge.Stream.example.org.",
+            RecordType::TXT,
+            Some(1232),
+        );
+        let m = Message::from_vec(&handle(&state, &raw, protocol).unwrap()).unwrap();
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert!(m.metadata.authoritative);
+        let mut values: Vec<String> = m
+            .answers
+            .iter()
+            .map(|r| {
+                assert_eq!(r.ttl, handler::CHALLENGE_TTL);
+                // The owner as asked (0x20 case kept).
+                assert_eq!(r.name.to_ascii(), "_ACME-Challenge.Stream.example.org.");
+                match &r.data {
+                    RData::TXT(t) => t.to_string(),
+                    other => panic!("{other:?}"),
+                }
+            })
+            .collect();
+        values.sort();
+        assert_eq!(values, ["value-1", "value-2"]);
+    }
+    // Another type: NODATA with the SOA (the name exists now).
+    let m = ask_name(&state, owner, RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert!(m.answers.is_empty());
+    assert_eq!(m.authorities[0].record_type(), RecordType::SOA);
+    // Another name's challenge is not this one's; gone once removed.
+    let m = ask_name(
+        &state,
+        "_acme-challenge.www.stream.example.org.",
+        RecordType::TXT,
+    );
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    challenges.remove_txt("stream.example.org", "value-1");
+    challenges.remove_txt("stream.example.org", "value-2");
+    let m = ask_name(&state, owner, RecordType::TXT);
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+}

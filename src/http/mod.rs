@@ -33,6 +33,7 @@ pub mod proxy;
 pub mod routes;
 pub mod status_page;
 
+use crate::challenges::Challenges;
 use crate::clients::{ClientBudgets, ClientConnections, OpenConnection, in_networks};
 use crate::config::Config;
 use crate::history::History;
@@ -166,6 +167,11 @@ pub struct Shared {
     pub slots: Arc<Semaphore>,
     /// How many `slots` there are.
     pub slot_count: usize,
+    /// The ACME challenges live now (`/.well-known/acme-challenge/`).
+    pub challenges: Arc<Challenges>,
+    /// The certificates floe obtained itself, served on `tls_listen`
+    /// beside the config's.
+    pub obtained: Arc<crate::tls::Obtained>,
 }
 
 impl Shared {
@@ -187,7 +193,21 @@ impl Shared {
             connections: ClientConnections::new(CLIENT_SLOTS),
             slots: Arc::new(Semaphore::new(slot_count)),
             slot_count,
+            challenges: Challenges::new(),
+            obtained: Arc::default(),
         }
+    }
+
+    /// Answers the ACME client's `challenges` and serves the certificates
+    /// it `obtained` (else none are live and none obtained).
+    pub fn with_acme(
+        mut self,
+        challenges: Arc<Challenges>,
+        obtained: Arc<crate::tls::Obtained>,
+    ) -> Shared {
+        self.challenges = challenges;
+        self.obtained = obtained;
+        self
     }
 
     /// HTTP connections open now, over every worker (each accept loop
@@ -292,7 +312,7 @@ async fn accept_loop(
     // The connection builder follows the config (rebuilt only when a reload
     // swapped it), so per-connection setup copies no settings.
     let mut config = shared.snapshots.load().topology.config.clone();
-    let mut builder = Arc::new(Builders::new(&config.http, door));
+    let mut builder = Arc::new(Builders::new(&config.http, door, &shared.obtained));
     loop {
         let permit = tokio::select! {
             p = shared.slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
@@ -313,7 +333,7 @@ async fn accept_loop(
         let current = &shared.snapshots.load().topology.config;
         if !Arc::ptr_eq(current, &config) {
             config = current.clone();
-            builder = Arc::new(Builders::new(&config.http, door));
+            builder = Arc::new(Builders::new(&config.http, door, &shared.obtained));
         }
         // The per-client cap of a plain connection is known now; a PROXY
         // connection's client is known once its header is read.
@@ -444,9 +464,13 @@ struct Builders {
 }
 
 impl Builders {
-    fn new(http: &crate::config::HttpConfig, door: Door) -> Builders {
+    fn new(
+        http: &crate::config::HttpConfig,
+        door: Door,
+        obtained: &Arc<crate::tls::Obtained>,
+    ) -> Builders {
         let tls = (door == Door::Tls)
-            .then(|| crate::tls::server_config(http.tls_certificates.clone()))
+            .then(|| crate::tls::server_config(http.tls_certificates.clone(), obtained.clone()))
             .and_then(|r| {
                 r.map_err(|e| tracing::error!("HTTP TLS listener: {e}"))
                     .ok()

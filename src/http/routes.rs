@@ -8,6 +8,8 @@
 //! - `/explain/<mount>`, `/explain?name=<dns name>`: candidates and
 //!   exclusions for one mount, stream or balanced name (text, or JSON with
 //!   `?format=json` or `Accept: application/json`).
+//! - `GET /.well-known/acme-challenge/<token>`: the key authorization of
+//!   a live ACME HTTP-01 challenge ([`crate::challenges`]), else `404`.
 //! - `OPTIONS` on a stream route: `204`, with the CORS preflight answer
 //!   for an allowed origin ([`super::cors`]); the stream routes' answers
 //!   carry `Access-Control-Allow-Origin` for pages of allowed origins.
@@ -132,6 +134,9 @@ pub fn respond<B>(
         "/explain" => return explain(snap, req, None),
         _ => {}
     }
+    if let Some(token) = path.strip_prefix(ACME_CHALLENGE_PATH) {
+        return acme_challenge(shared, token);
+    }
     if let Some(rest) = path.strip_prefix("/explain/") {
         if !in_networks(&snap.config().http.diagnostics_from, peer.ip()) {
             return forbidden();
@@ -165,6 +170,29 @@ pub fn respond<B>(
     text(
         StatusCode::NOT_FOUND,
         "404 not found: no such stream mount\n",
+    )
+}
+
+/// Where the ACME CA fetches an HTTP-01 key authorization (RFC 8555
+/// section 8.3), followed by the token.
+pub const ACME_CHALLENGE_PATH: &str = "/.well-known/acme-challenge/";
+
+/// `GET /.well-known/acme-challenge/<token>`: the key authorization of a
+/// live HTTP-01 challenge (`text/plain`), else `404`; a token that is not
+/// 1 to 128 base64url characters is a `404` without a lookup.
+fn acme_challenge(shared: &Shared, token: &str) -> Response<Full<Bytes>> {
+    if crate::challenges::valid_token(token)
+        && let Some(key_authorization) = shared.challenges.load().http(token)
+    {
+        return typed(
+            StatusCode::OK,
+            "text/plain",
+            Bytes::copy_from_slice(key_authorization.as_bytes()),
+        );
+    }
+    text(
+        StatusCode::NOT_FOUND,
+        "404 not found: no such ACME challenge\n",
     )
 }
 

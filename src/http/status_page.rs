@@ -77,6 +77,7 @@ pub fn render(report: &StatusReport<'_>) -> String {
 fn write_main(h: &mut String, r: &StatusReport<'_>) -> fmt::Result {
     write_snapshot_line(h, r)?;
     write_tls_line(h, r)?;
+    write_acme_lines(h, r)?;
     write_alerts(h, r)?;
     write_tiles(h, r)?;
     if let Some(hist) = &r.history {
@@ -192,6 +193,35 @@ fn write_tls_line(h: &mut String, r: &StatusReport<'_>) -> fmt::Result {
             esc(&c.not_after),
             c.days_left
         )?;
+    }
+    Ok(())
+}
+
+/// One line per `[acme]` name: state, expiry, next order, last error.
+fn write_acme_lines(h: &mut String, r: &StatusReport<'_>) -> fmt::Result {
+    for n in r.acme.iter().flat_map(|a| &a.names) {
+        let class = match n.state {
+            "valid" => "badge up",
+            "failed" => "badge down",
+            _ => "badge full",
+        };
+        write!(
+            h,
+            "<p class=\"snap tls\">ACME {} ({}): <span class=\"{class}\">{}</span>",
+            esc(&n.name),
+            n.challenge,
+            n.state
+        )?;
+        if let Some(t) = &n.not_after {
+            write!(h, ", certificate valid until {}", esc(t))?;
+        }
+        if let Some(t) = &n.next_attempt {
+            write!(h, ", next order {}", esc(t))?;
+        }
+        if let Some(e) = &n.last_error {
+            write!(h, ", {} failed in a row, last: {}", n.failures, esc(e))?;
+        }
+        writeln!(h, "</p>")?;
     }
     Ok(())
 }

@@ -281,8 +281,30 @@ pub const GROUP_RELAYS_UP: Desc = gauge(
 pub const TLS_CERT_EXPIRY: Desc = gauge(
     "floe_tls_cert_expiry_seconds",
     &["name", "file"],
-    "End of validity (Unix seconds) of each TLS certificate served, labelled by its first DNS \
-     name and its file (alert on floe_tls_cert_expiry_seconds - time() < 14 * 86400).",
+    "End of validity (Unix seconds) of each TLS certificate served, from the config or obtained \
+     by ACME, labelled by its first DNS name and its file (alert on \
+     floe_tls_cert_expiry_seconds - time() < 14 * 86400).",
+);
+/// ACME orders.
+pub const ACME_ORDERS: Desc = counter(
+    "floe_acme_orders",
+    &["result"],
+    "ACME orders finished since start ([acme]): valid (a certificate was issued and is served) \
+     or failed (CA unreachable, validation failed, bad answer; retried with backoff).",
+);
+/// ACME name state.
+pub const ACME_NAME_STATE: Desc = gauge(
+    "floe_acme_name_state",
+    &["name", "state"],
+    "1 for the state each [acme] name is in (starting, ordering, valid, failed), 0 for the \
+     others; failed still serves the last certificate, if any.",
+);
+/// ACME next attempt.
+pub const ACME_NEXT_ATTEMPT: Desc = gauge(
+    "floe_acme_next_attempt_seconds",
+    &["name"],
+    "When the next ACME order for the name starts (Unix seconds): renewal of a valid \
+     certificate, or the retry after a failure.",
 );
 /// Build.
 pub const BUILD_INFO: Desc = gauge(
@@ -328,6 +350,9 @@ pub const CATALOG: &[Desc] = &[
     GROUP_ROOM,
     GROUP_RELAYS_UP,
     TLS_CERT_EXPIRY,
+    ACME_ORDERS,
+    ACME_NAME_STATE,
+    ACME_NEXT_ATTEMPT,
     BUILD_INFO,
 ];
 

@@ -31,6 +31,7 @@ pub use counters::{Outcome, PollStats, RedirectCounts};
 
 use crate::dns::DnsState;
 use crate::dns::stats::Tally;
+use crate::issued::Issued;
 use crate::select::Pick;
 use crate::snapshot::{MountId, PoolId, Snapshot};
 use counters::Redirects;
@@ -48,6 +49,7 @@ pub struct Metrics {
     proxy_refused: [AtomicU64; ProxyRefusal::ALL.len()],
     polls: Mutex<HashMap<Arc<str>, Arc<PollStats>>>,
     dns: OnceLock<Arc<DnsState>>,
+    acme: OnceLock<Arc<Issued>>,
 }
 
 impl Metrics {
@@ -98,6 +100,17 @@ impl Metrics {
         let _ = self.dns.set(dns);
     }
 
+    /// Attaches the ACME certificates and orders (once; later calls are
+    /// ignored).
+    pub fn attach_acme(&self, issued: Arc<Issued>) {
+        let _ = self.acme.set(issued);
+    }
+
+    /// The ACME certificates and orders, if attached.
+    pub fn acme(&self) -> Option<&Arc<Issued>> {
+        self.acme.get()
+    }
+
     /// The DNS counters so far, if DNS runs.
     pub fn dns_counts(&self) -> Option<Tally> {
         self.dns.get().map(|d| d.counts())
@@ -120,6 +133,7 @@ impl Metrics {
             self.dns.get().map(|d| &**d),
         );
         scrape.proxy_refused = self.proxy_refused.each_ref().map(|c| c.load(Relaxed));
+        scrape.acme = self.acme.get().map(|i| scrape::Acme::read(i));
         scrape::render(scrape)
     }
 }

@@ -49,7 +49,39 @@ pub(super) struct Scrape {
     pub(super) proxy_refused: [u64; super::ProxyRefusal::ALL.len()],
     /// DNS balanced answers per (pool, group) name, since start.
     dns_pools: Vec<(Box<str>, Box<str>, u64)>,
+    /// The ACME certificates and names, when `[acme]` runs.
+    pub(super) acme: Option<Acme>,
     now: Instant,
+}
+
+/// What `/metrics` says of ACME.
+#[derive(Debug)]
+pub(super) struct Acme {
+    /// Each obtained certificate: first name, file, not after.
+    pub(super) certs: Vec<(String, String, i64)>,
+    /// Orders by [`crate::issued::OrderResult::ALL`].
+    pub(super) orders: [u64; 2],
+    /// Each name's status.
+    pub(super) names: Vec<crate::issued::NameStatus>,
+}
+
+impl Acme {
+    /// Reads `issued` once.
+    pub(super) fn read(issued: &crate::issued::Issued) -> Acme {
+        let store = issued.obtained().load_full();
+        Acme {
+            certs: store
+                .certificates()
+                .iter()
+                .map(|c| {
+                    let name = c.names.first().cloned().unwrap_or_default();
+                    (name, c.cert_path.display().to_string(), c.not_after)
+                })
+                .collect(),
+            orders: issued.orders(),
+            names: issued.names(),
+        }
+    }
 }
 
 impl Scrape {
@@ -82,6 +114,7 @@ impl Scrape {
                 .unwrap_or_default(),
             proxy_refused: Default::default(),
             dns_pools: dns.map(DnsState::pool_answer_counts).unwrap_or_default(),
+            acme: None,
             now,
             snap,
         }
@@ -428,8 +461,17 @@ impl Collector for Scrape {
                 let name = c.names.first().map_or("", String::as_str);
                 let file = c.cert_path.display().to_string();
                 put_gauge(f, &[("name", name), ("file", &*file)], c.not_after as f64)
+            })?;
+            let acme = self.acme.iter().flat_map(|a| &a.certs);
+            acme.into_iter().try_for_each(|(name, file, not_after)| {
+                put_gauge(
+                    f,
+                    &[("name", &**name), ("file", &**file)],
+                    *not_after as f64,
+                )
             })
         })?;
+        self.encode_acme(&mut enc)?;
         family(&mut enc, &BUILD_INFO, |f| {
             put_gauge(f, &[("version", env!("CARGO_PKG_VERSION"))], 1u64)
         })
@@ -437,6 +479,43 @@ impl Collector for Scrape {
 }
 
 impl Scrape {
+    /// `floe_acme_*` (series only when `[acme]` runs).
+    fn encode_acme(&self, enc: &mut DescriptorEncoder<'_>) -> fmt::Result {
+        use crate::issued::{OrderResult, Phase};
+        let acme = self.acme.as_ref();
+        family(enc, &ACME_ORDERS, |f| {
+            let Some(a) = acme else { return Ok(()) };
+            OrderResult::ALL
+                .iter()
+                .zip(a.orders)
+                .try_for_each(|(r, n)| put_counter(f, &[("result", r.as_str())], n))
+        })?;
+        family(enc, &ACME_NAME_STATE, |f| {
+            let names = acme.iter().flat_map(|a| &a.names);
+            for n in names {
+                for p in [
+                    Phase::Starting,
+                    Phase::Ordering,
+                    Phase::Valid,
+                    Phase::Failed,
+                ] {
+                    let v = u64::from(n.phase == p);
+                    put_gauge(f, &[("name", &*n.name), ("state", p.as_str())], v)?;
+                }
+            }
+            Ok(())
+        })?;
+        family(enc, &ACME_NEXT_ATTEMPT, |f| {
+            let names = acme.iter().flat_map(|a| &a.names);
+            for n in names {
+                if let Some(at) = n.next_attempt {
+                    put_gauge(f, &[("name", &*n.name)], at as f64)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
     /// `floe_pool_answers_total`, `floe_spillovers_total` (both doors) and
     /// the per-group gauges.
     fn encode_pools(&self, enc: &mut DescriptorEncoder<'_>) -> fmt::Result {

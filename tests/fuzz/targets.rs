@@ -48,7 +48,12 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("icecast_xslt", icecast_xslt),
     ("config", config),
     ("zones", zones),
+    ("acme_account", acme_account),
 ];
+
+/// The HTTP-01 token live in the world (its key authorization is
+/// `<token>.thumbprint`).
+const ACME_TOKEN: &str = "LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0";
 
 /// The world's config: seven relays in every state a poll gives, two
 /// streams (one that no relay carries), per-mount names, listener pools
@@ -239,6 +244,9 @@ fn world() -> &'static World {
             Arc::new(floe::history::History::default()),
             1,
         );
+        shared
+            .challenges
+            .add_http(ACME_TOKEN, &format!("{ACME_TOKEN}.thumbprint"));
         World {
             topology,
             observations,
@@ -555,6 +563,14 @@ pub fn http_routes(data: &[u8]) {
                 "302 to {location:?}"
             );
         }
+        // An ACME HTTP-01 answer only for the live token, exactly.
+        if let Some(token) = path.strip_prefix(routes::ACME_CHALLENGE_PATH) {
+            let live = token == ACME_TOKEN;
+            assert_eq!(status == StatusCode::OK, live && get, "{path}");
+            if !live {
+                assert!(status == StatusCode::NOT_FOUND || !get, "{path}: {status}");
+            }
+        }
         let diagnostic = ["/status", "/status.json", "/metrics", "/explain"].contains(&path)
             || path.starts_with("/explain/");
         if peer == OUTSIDE && diagnostic && get {
@@ -816,5 +832,23 @@ pub fn proxy_header(data: &[u8]) {
             .map(|ip| ip.to_canonical())
             .collect();
         assert!(written.contains(&got), "{got} not in {written:?}");
+    }
+}
+
+/// An ACME account file (`[acme] state_dir`/account.json) as floe reads
+/// it: any bytes give credentials or an error, never a panic; what parses
+/// survives being written and read again.
+pub fn acme_account(data: &[u8]) {
+    use floe::acme::store::{StateDir, parse_account};
+    if let Ok((directory, _credentials)) = parse_account(data) {
+        let dir = std::env::temp_dir().join(format!("floe-fuzz-acme-{}", std::process::id()));
+        let state = StateDir::open(&dir).expect("the state dir");
+        std::fs::write(state.account_path(), data).expect("write the account");
+        let Ok(Some(credentials)) = state.account(&directory) else {
+            panic!("an account that parsed does not load");
+        };
+        state.save_account(&directory, &credentials).expect("save");
+        assert!(matches!(state.account(&directory), Ok(Some(_))));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
