@@ -8,7 +8,9 @@
 //! per handshake by the client's SNI name (exact name first, then a
 //! `*.example.org` wildcard; the first certificate for clients that send no
 //! name or a name none covers). [`server_config`] makes the rustls server
-//! config (ring, as the poller's client; ALPN `h2` and `http/1.1`).
+//! config (ring, as the poller's client; ALPN `h2` and `http/1.1`), with
+//! the session tickets and cache of a [`Resumption`] (made once by the
+//! HTTP door and shared by all its configs, old and new).
 //!
 //! Loading happens with the config (`config::load`), so `floe check` and
 //! every reload see the same checks, and a certificate that fails to load
@@ -297,14 +299,74 @@ impl ResolvesServerCert for Resolver {
     }
 }
 
+/// TLS 1.2 session ids [`Resumption`] keeps (TLS 1.3, and TLS 1.2 clients
+/// that take tickets, need none): a few hundred KiB at most.
+pub const SESSION_CACHE_ENTRIES: usize = 1024;
+
+/// How a returning client resumes its TLS session (a handshake without the
+/// certificate signature): the session ticket key (rustls's ring
+/// `Ticketer`: ChaCha20-Poly1305, a new random key every 6 hours, tickets
+/// good for 12) and a cache of TLS 1.2 session ids.
+///
+/// One per process, shared by the rustls config of every listener and
+/// worker and kept across reloads (which rebuild those configs): a client
+/// resumes on whichever worker the kernel hands its connection, after any
+/// number of other clients, until floe restarts. rustls's own default, a
+/// 256-entry cache in each config, kept the last ~128 clients of one
+/// worker until the next reload.
+pub struct Resumption {
+    /// `None` when the system gave no random key (then sessions resume
+    /// from `cache` only).
+    ticketer: Option<Arc<dyn rustls::server::ProducesTickets>>,
+    cache: Arc<rustls::server::ServerSessionMemoryCache>,
+}
+
+impl Resumption {
+    /// A new ticket key and an empty cache. Fails only when the system
+    /// has no random numbers for the key; [`Resumption::without_tickets`]
+    /// is the fallback.
+    pub fn new() -> Result<Resumption, rustls::Error> {
+        Ok(Resumption {
+            ticketer: Some(rustls::crypto::ring::Ticketer::new()?),
+            ..Resumption::without_tickets()
+        })
+    }
+
+    /// Sessions kept in the shared cache only (TLS 1.3 tickets that are
+    /// cache keys): resumption for the last [`SESSION_CACHE_ENTRIES`] / 2
+    /// clients.
+    pub fn without_tickets() -> Resumption {
+        Resumption {
+            ticketer: None,
+            cache: rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES),
+        }
+    }
+}
+
+impl std::fmt::Debug for Resumption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resumption")
+            .field("tickets", &self.ticketer.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 /// The rustls server config of a TLS listener: certificates from `store`
-/// by SNI, ALPN `h2` then `http/1.1`, TLS 1.2 and 1.3.
-pub fn server_config(store: Arc<CertStore>) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
+/// by SNI, ALPN `h2` then `http/1.1`, TLS 1.2 and 1.3, sessions resumed
+/// by `resumption`.
+pub fn server_config(
+    store: Arc<CertStore>,
+    resumption: &Resumption,
+) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(Resolver(store)));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.session_storage = resumption.cache.clone();
+    if let Some(ticketer) = &resumption.ticketer {
+        config.ticketer = ticketer.clone();
+    }
     Ok(Arc::new(config))
 }
 

@@ -166,6 +166,9 @@ pub struct Shared {
     pub slots: Arc<Semaphore>,
     /// How many `slots` there are.
     pub slot_count: usize,
+    /// TLS session tickets and cache of every TLS listener's config, kept
+    /// across reloads (see [`crate::tls::Resumption`]).
+    pub tls_resumption: crate::tls::Resumption,
 }
 
 impl Shared {
@@ -187,6 +190,10 @@ impl Shared {
             connections: ClientConnections::new(CLIENT_SLOTS),
             slots: Arc::new(Semaphore::new(slot_count)),
             slot_count,
+            tls_resumption: crate::tls::Resumption::new().unwrap_or_else(|e| {
+                tracing::error!("TLS session tickets: {e}; sessions resume from a cache only");
+                crate::tls::Resumption::without_tickets()
+            }),
         }
     }
 
@@ -292,7 +299,7 @@ async fn accept_loop(
     // The connection builder follows the config (rebuilt only when a reload
     // swapped it), so per-connection setup copies no settings.
     let mut config = shared.snapshots.load().topology.config.clone();
-    let mut builder = Arc::new(Builders::new(&config.http, door));
+    let mut builder = Arc::new(Builders::new(&config.http, door, &shared));
     loop {
         let permit = tokio::select! {
             p = shared.slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
@@ -313,7 +320,7 @@ async fn accept_loop(
         let current = &shared.snapshots.load().topology.config;
         if !Arc::ptr_eq(current, &config) {
             config = current.clone();
-            builder = Arc::new(Builders::new(&config.http, door));
+            builder = Arc::new(Builders::new(&config.http, door, &shared));
         }
         // The per-client cap of a plain connection is known now; a PROXY
         // connection's client is known once its header is read.
@@ -444,9 +451,11 @@ struct Builders {
 }
 
 impl Builders {
-    fn new(http: &crate::config::HttpConfig, door: Door) -> Builders {
+    fn new(http: &crate::config::HttpConfig, door: Door, shared: &Shared) -> Builders {
         let tls = (door == Door::Tls)
-            .then(|| crate::tls::server_config(http.tls_certificates.clone()))
+            .then(|| {
+                crate::tls::server_config(http.tls_certificates.clone(), &shared.tls_resumption)
+            })
             .and_then(|r| {
                 r.map_err(|e| tracing::error!("HTTP TLS listener: {e}"))
                     .ok()
