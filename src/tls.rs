@@ -426,6 +426,25 @@ mod tests {
     }
 
     #[test]
+    fn configs_of_one_resumption_share_its_ticket_key() {
+        let (c, k) = make(&["a.example.org"]);
+        let store = Arc::new(CertStore::new(vec![load(&c, &k).unwrap()]));
+        let resumption = Resumption::new().unwrap();
+        let before = server_config(store.clone(), &resumption).unwrap();
+        let reloaded = server_config(store.clone(), &resumption).unwrap();
+        assert!(before.ticketer.enabled());
+        let ticket = before.ticketer.encrypt(b"session").unwrap();
+        assert_eq!(
+            reloaded.ticketer.decrypt(&ticket).as_deref(),
+            Some(&b"session"[..])
+        );
+        let restarted = server_config(store.clone(), &Resumption::new().unwrap()).unwrap();
+        assert_eq!(restarted.ticketer.decrypt(&ticket), None);
+        let cache_only = server_config(store, &Resumption::without_tickets()).unwrap();
+        assert!(!cache_only.ticketer.enabled());
+    }
+
+    #[test]
     fn sni_picks_the_certificate_that_covers_the_name() {
         let (c1, k1) = make(&["one.example.org"]);
         let (c2, k2) = make(&["two.example.org", "*.two.example.org"]);

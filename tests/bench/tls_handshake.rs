@@ -28,10 +28,11 @@
 //! the first such error is printed on stderr.
 //!
 //! Prints one line: `rps ok non_302 errors resumed p50_us p99_us max_us
-//! skipped params` (latency of a whole connection, from its scheduled start
+//! skipped params client_core` (latency of a whole connection, from its scheduled start
 //! with `--rate`, from its start otherwise; `params`: the key exchange and
 //! cipher suite of the first handshake, e.g.
-//! `X25519/TLS13_AES_128_GCM_SHA256`).
+//! `X25519/TLS13_AES_128_GCM_SHA256`; `client_core`: this client's CPU
+//! time over the run's time, 1.00 being its whole core).
 
 use rustls::client::Resumption;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -228,6 +229,24 @@ fn client_config(resume: bool) -> Arc<rustls::ClientConfig> {
     Arc::new(config)
 }
 
+/// CPU seconds (user and system) this process has used, from
+/// `/proc/self/stat` (0 where there is none).
+fn own_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name, which is in parentheses: utime and
+    // stime are the 12th and 13th.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: f64 = after
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse::<f64>().ok())
+        .sum();
+    // SAFETY: sysconf reads a constant of the system.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    ticks / hz
+}
+
 /// `p`-th percentile (0..=1) of sorted `v`.
 fn percentile(v: &[u32], p: f64) -> u32 {
     if v.is_empty() {
@@ -287,7 +306,7 @@ fn main() {
         eprintln!("tls_handshake: first error: {e}");
     }
     println!(
-        "{:.0} {} {} {} {} {} {} {} {} {}",
+        "{:.0} {} {} {} {} {} {} {} {} {} {:.2}",
         t.ok as f64 / elapsed.as_secs_f64(),
         t.ok,
         t.non_302,
@@ -298,6 +317,7 @@ fn main() {
         t.latencies_us.last().copied().unwrap_or(0),
         t.skipped,
         t.group.as_deref().unwrap_or("none"),
+        own_cpu_seconds() / elapsed.as_secs_f64(),
     );
 }
 
