@@ -8,7 +8,9 @@
 //! per handshake by the client's SNI name (exact name first, then a
 //! `*.example.org` wildcard; the first certificate for clients that send no
 //! name or a name none covers). [`server_config`] makes the rustls server
-//! config (ring, as the poller's client; ALPN `h2` and `http/1.1`).
+//! config (ring, as the poller's client; ALPN `h2` and `http/1.1`), with
+//! the session tickets and cache of a [`Resumption`] (made once by the
+//! HTTP door and shared by all its configs, old and new).
 //! Beside the config's store, a listener serves the certificates floe
 //! obtained itself ([`Obtained`], swapped whole by the ACME client while
 //! floe runs): a name the config's certificates cover exactly or by
@@ -347,12 +349,65 @@ pub fn pick_from<'a>(
         .or_else(|| obtained.certs.first())
 }
 
+/// TLS 1.2 session ids [`Resumption`] keeps (TLS 1.3, and TLS 1.2 clients
+/// that take tickets, need none): a few hundred KiB at most.
+pub const SESSION_CACHE_ENTRIES: usize = 1024;
+
+/// How a returning client resumes its TLS session (a handshake without the
+/// certificate signature): the session ticket key (rustls's ring
+/// `Ticketer`: ChaCha20-Poly1305, a new random key every 6 hours, tickets
+/// good for 12) and a cache of TLS 1.2 session ids.
+///
+/// One per process, shared by the rustls config of every listener and
+/// worker and kept across reloads (which rebuild those configs): a client
+/// resumes on whichever worker the kernel hands its connection, after any
+/// number of other clients, until floe restarts. rustls's own default, a
+/// 256-entry cache in each config, kept the last ~128 clients of one
+/// worker until the next reload.
+pub struct Resumption {
+    /// `None` when the system gave no random key (then sessions resume
+    /// from `cache` only).
+    ticketer: Option<Arc<dyn rustls::server::ProducesTickets>>,
+    cache: Arc<rustls::server::ServerSessionMemoryCache>,
+}
+
+impl Resumption {
+    /// A new ticket key and an empty cache. Fails only when the system
+    /// has no random numbers for the key; [`Resumption::without_tickets`]
+    /// is the fallback.
+    pub fn new() -> Result<Resumption, rustls::Error> {
+        Ok(Resumption {
+            ticketer: Some(rustls::crypto::ring::Ticketer::new()?),
+            ..Resumption::without_tickets()
+        })
+    }
+
+    /// Sessions kept in the shared cache only (TLS 1.3 tickets that are
+    /// cache keys): resumption for the last [`SESSION_CACHE_ENTRIES`] / 2
+    /// clients.
+    pub fn without_tickets() -> Resumption {
+        Resumption {
+            ticketer: None,
+            cache: rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES),
+        }
+    }
+}
+
+impl std::fmt::Debug for Resumption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resumption")
+            .field("tickets", &self.ticketer.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 /// The rustls server config of a TLS listener: certificates from
 /// `configured` or `obtained` by SNI ([`pick_from`]), ALPN `h2` then
-/// `http/1.1`, TLS 1.2 and 1.3.
+/// `http/1.1`, TLS 1.2 and 1.3, sessions resumed by `resumption`.
 pub fn server_config(
     configured: Arc<CertStore>,
     obtained: Arc<Obtained>,
+    resumption: &Resumption,
 ) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
@@ -362,6 +417,10 @@ pub fn server_config(
             obtained,
         }));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.session_storage = resumption.cache.clone();
+    if let Some(ticketer) = &resumption.ticketer {
+        config.ticketer = ticketer.clone();
+    }
     Ok(Arc::new(config))
 }
 
@@ -418,6 +477,27 @@ mod tests {
         let broken = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
         let err = load(broken, &k).unwrap_err();
         assert!(matches!(err, TlsError::BadCertificate { .. }), "{err}");
+    }
+
+    #[test]
+    fn configs_of_one_resumption_share_its_ticket_key() {
+        let (c, k) = make(&["a.example.org"]);
+        let store = Arc::new(CertStore::new(vec![load(&c, &k).unwrap()]));
+        let resumption = Resumption::new().unwrap();
+        let obtained = Arc::new(Obtained::default());
+        let config = |r: &Resumption| server_config(store.clone(), obtained.clone(), r).unwrap();
+        let before = config(&resumption);
+        let reloaded = config(&resumption);
+        assert!(before.ticketer.enabled());
+        let ticket = before.ticketer.encrypt(b"session").unwrap();
+        assert_eq!(
+            reloaded.ticketer.decrypt(&ticket).as_deref(),
+            Some(&b"session"[..])
+        );
+        let restarted = config(&Resumption::new().unwrap());
+        assert_eq!(restarted.ticketer.decrypt(&ticket), None);
+        let cache_only = config(&Resumption::without_tickets());
+        assert!(!cache_only.ticketer.enabled());
     }
 
     #[test]

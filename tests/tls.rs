@@ -7,7 +7,9 @@
 //! certificate replaced on disk is served after a reload (SIGHUP or the
 //! file watch), a broken one keeps the last good one and shows on
 //! `/status` and `/metrics`; listeners over TLS go to relays' `https_url`
-//! (drawn among the relays with one), playlists over TLS point at https.
+//! (drawn among the relays with one), playlists over TLS point at https; a
+//! returning client resumes its session on any worker, after many other
+//! clients and after a reload.
 //!
 //! Certificates are made in the test with `rcgen` (self-signed: each is its
 //! own CA for `curl --cacert`).
@@ -652,4 +654,102 @@ fn an_idle_http2_connection_is_closed_after_header_timeout() {
         took >= Duration::from_millis(700) && took < Duration::from_secs(4),
         "idle HTTP/2 connection closed after {took:?}; header_timeout is 1s"
     );
+}
+
+/// One `GET /healthz` (`Connection: close`; a 302 would take a grant of
+/// the relay's 100 slots each) over a new connection to `addr` as `name`
+/// with the rustls client `config` (its session store keeps the tickets
+/// floe sends): whether floe resumed the session. The answer must be a 200.
+fn resumed_get(
+    addr: SocketAddr,
+    name: &str,
+    config: &std::sync::Arc<rustls::ClientConfig>,
+) -> bool {
+    let conn = rustls::ClientConnection::new(config.clone(), name.to_string().try_into().unwrap())
+        .unwrap();
+    let sock = TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(T)).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    write!(
+        tls,
+        "GET /healthz HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    match tls.read_to_end(&mut answer) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {}
+        Err(e) => panic!("read: {e}"),
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    assert_eq!(
+        tls.conn.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_3)
+    );
+    tls.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
+}
+
+/// A rustls client config trusting `ca`, ALPN `http/1.1`, keeping the
+/// session tickets it is given.
+fn resuming_client(ca: &Path) -> std::sync::Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from_pem_file(ca).unwrap())
+        .unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    std::sync::Arc::new(config)
+}
+
+#[test]
+fn a_returning_client_resumes_on_any_worker_after_other_clients_and_a_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = valid(dir.path(), "site", &["stream.example.org"]);
+    let (floe, _relay) = start(&[&cert], &[("workers", "4")]);
+    let addr = floe.tls_http();
+    let name = "stream.example.org";
+    let returning = resuming_client(&cert.0);
+    assert!(
+        !resumed_get(addr, name, &returning),
+        "the first handshake is a full one"
+    );
+    // Its next connections go to any of the 4 workers (SO_REUSEPORT spreads
+    // them by address and port): every one resumes.
+    for i in 0..12 {
+        assert!(
+            resumed_get(addr, name, &returning),
+            "reconnection {i} not resumed"
+        );
+    }
+    // 300 other clients in between (600 tickets: more than a 256-session
+    // cache holds), then a reload (the listeners' rustls configs are
+    // rebuilt): it still resumes.
+    for _ in 0..300 {
+        assert!(!resumed_get(addr, name, &resuming_client(&cert.0)));
+    }
+    let reloads = || {
+        let metrics = String::from_utf8(floe.get("/metrics").body).unwrap();
+        support::prom::value(&metrics, "floe_reloads_total", &[("result", "success")])
+            .unwrap_or(0.0)
+    };
+    let before = reloads();
+    floe.signal("HUP");
+    let deadline = Instant::now() + T;
+    while reloads() <= before {
+        assert!(Instant::now() < deadline, "no reload after SIGHUP");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for i in 0..12 {
+        assert!(
+            resumed_get(addr, name, &returning),
+            "reconnection {i} after 300 other clients and a reload not resumed"
+        );
+    }
 }

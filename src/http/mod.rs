@@ -172,6 +172,9 @@ pub struct Shared {
     /// The certificates floe obtained itself, served on `tls_listen`
     /// beside the config's.
     pub obtained: Arc<crate::tls::Obtained>,
+    /// TLS session tickets and cache of every TLS listener's config, kept
+    /// across reloads (see [`crate::tls::Resumption`]).
+    pub tls_resumption: crate::tls::Resumption,
 }
 
 impl Shared {
@@ -195,6 +198,10 @@ impl Shared {
             slot_count,
             challenges: Challenges::new(),
             obtained: Arc::default(),
+            tls_resumption: crate::tls::Resumption::new().unwrap_or_else(|e| {
+                tracing::error!("TLS session tickets: {e}; sessions resume from a cache only");
+                crate::tls::Resumption::without_tickets()
+            }),
         }
     }
 
@@ -312,7 +319,7 @@ async fn accept_loop(
     // The connection builder follows the config (rebuilt only when a reload
     // swapped it), so per-connection setup copies no settings.
     let mut config = shared.snapshots.load().topology.config.clone();
-    let mut builder = Arc::new(Builders::new(&config.http, door, &shared.obtained));
+    let mut builder = Arc::new(Builders::new(&config.http, door, &shared));
     loop {
         let permit = tokio::select! {
             p = shared.slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
@@ -333,7 +340,7 @@ async fn accept_loop(
         let current = &shared.snapshots.load().topology.config;
         if !Arc::ptr_eq(current, &config) {
             config = current.clone();
-            builder = Arc::new(Builders::new(&config.http, door, &shared.obtained));
+            builder = Arc::new(Builders::new(&config.http, door, &shared));
         }
         // The per-client cap of a plain connection is known now; a PROXY
         // connection's client is known once its header is read.
@@ -464,13 +471,15 @@ struct Builders {
 }
 
 impl Builders {
-    fn new(
-        http: &crate::config::HttpConfig,
-        door: Door,
-        obtained: &Arc<crate::tls::Obtained>,
-    ) -> Builders {
+    fn new(http: &crate::config::HttpConfig, door: Door, shared: &Shared) -> Builders {
         let tls = (door == Door::Tls)
-            .then(|| crate::tls::server_config(http.tls_certificates.clone(), obtained.clone()))
+            .then(|| {
+                crate::tls::server_config(
+                    http.tls_certificates.clone(),
+                    shared.obtained.clone(),
+                    &shared.tls_resumption,
+                )
+            })
             .and_then(|r| {
                 r.map_err(|e| tracing::error!("HTTP TLS listener: {e}"))
                     .ok()
