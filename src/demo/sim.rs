@@ -317,6 +317,13 @@ impl SimRelay {
         self.with_fake(mount, |fake| fake.saturating_add(n))
     }
 
+    /// Counts `n` fewer fake listeners on `mount` (never below zero): fake
+    /// listeners leaving. Returns `false` if the mount is unknown or has no
+    /// source.
+    pub fn remove_fake_listeners(&self, mount: &str, n: u32) -> bool {
+        self.with_fake(mount, |fake| fake.saturating_sub(n))
+    }
+
     /// Sets the number of fake listeners on `mount` (0 removes them all).
     pub fn set_fake_listeners(&self, mount: &str, n: u32) -> bool {
         self.with_fake(mount, |_| n)
