@@ -23,6 +23,7 @@
 //!   published through `arc-swap`.
 //! - [`select`]: the one decision both doors and every report use.
 //! - [`poll`]: relay pollers and the snapshot builder ([`poll::Engine`]).
+//! - [`peers`]: the peer exchange task (demand published, peers fetched, shares to the engine).
 //! - [`dns`]: the DNS front door (authoritative zones, balanced names).
 //! - [`http`]: the HTTP front door (302 redirects, playlists, status).
 //! - [`report`]: `/status.json` and explanations, from one snapshot.
@@ -48,6 +49,7 @@ pub mod icecast;
 pub mod ids;
 pub mod metrics;
 pub mod networks;
+pub mod peers;
 pub mod poll;
 pub mod reload;
 pub mod report;

@@ -47,6 +47,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("metrics", 4),
     ("history", 4),
     ("poll", 4),
+    ("peers", 4),
     ("serve", 5),
     ("reload", 5),
     ("admin", 5),
