@@ -148,7 +148,8 @@ async fn round(r: &mut Running, engine: &Engine, config: &Config, topology: &Arc
     let published = r.exchange.publish(Instant::now(), &topology.demand.counts());
     let mounts = topology.mounts.len();
     // Publish before fetching: a peer fetching meanwhile gets the new figures.
-    engine.set_peers(Some((report(r, config, published.clone(), Instant::now()), None)));
+    // (Links as of the last round: they change with the shares below.)
+    engine.set_peers(Some((report(r, config, published.clone(), None), None)));
     let token = config
         .admin
         .token
@@ -192,22 +193,25 @@ async fn round(r: &mut Running, engine: &Engine, config: &Config, topology: &Arc
     }
     let now = Instant::now();
     let shares = r.exchange.shares(now, mounts);
-    let report = report(r, config, published, now);
+    let report = report(r, config, published, Some(now));
     engine.set_peers(Some((report, Some(shares))));
 }
 
-/// The report as of `now`.
+/// The report, with the links (connected, fetching) as of `now` (`None`:
+/// as they were).
 fn report(
     r: &mut Running,
     config: &Config,
     published: crate::ids::PerMount<f64>,
-    now: Instant,
+    now: Option<Instant>,
 ) -> PeerReport {
-    let connected = r.exchange.connected(now);
-    let fetching = r.exchange.fetching(now);
-    for ((s, c), f) in r.states.iter_mut().zip(connected).zip(fetching) {
-        s.connected = c;
-        s.fetching = f;
+    if let Some(now) = now {
+        let connected = r.exchange.connected(now);
+        let fetching = r.exchange.fetching(now);
+        for ((s, c), f) in r.states.iter_mut().zip(connected).zip(fetching) {
+            s.connected = c;
+            s.fetching = f;
+        }
     }
     PeerReport {
         name: config.peers.name.clone(),

@@ -9,6 +9,7 @@
 //! that snapshot's config), charts from the [`History`].
 
 pub mod explain;
+pub mod peers;
 
 use crate::dns::stats::RCODES;
 use crate::health::RelayState;
@@ -46,6 +47,9 @@ pub struct StatusReport<'a> {
     /// The TLS certificates served (`[[http.tls_certificate]]`), in config
     /// order (the first is the default); empty without TLS.
     pub tls_certificates: Vec<TlsCertificateReport<'a>>,
+    /// The peer exchange (absent without `[[peer]]`s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peers: Option<peers::PeersStatus>,
     /// Redirect and DNS counters (absent without metrics).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub counters: Option<CountersReport>,
@@ -476,6 +480,7 @@ pub fn status_report_with<'a>(
             }),
         },
         tls_certificates: tls_certificates(snap),
+        peers: peers::peers_status(snap),
         counters,
         history: observed.map(|o| o.history.report()),
     }

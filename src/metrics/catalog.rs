@@ -284,6 +284,26 @@ pub const TLS_CERT_EXPIRY: Desc = gauge(
     "End of validity (Unix seconds) of each TLS certificate served, labelled by its first DNS \
      name and its file (alert on floe_tls_cert_expiry_seconds - time() < 14 * 86400).",
 );
+/// Peer exchange: each peer connected.
+pub const PEER_CONNECTED: Desc = gauge(
+    "floe_peer_connected",
+    &["peer"],
+    "1 when the peer is connected both ways (its demand counts in the shares), 0 when not \
+     (its static [select] share is held back); absent without [[peer]]s.",
+);
+/// Peer exchange: last good fetch.
+pub const PEER_LAST_FETCH: Desc = gauge(
+    "floe_peer_last_fetch_seconds",
+    &["peer"],
+    "Unix time of the last good fetch of the peer's /peer answer (0: never).",
+);
+/// Peer exchange: this instance's share per mount.
+pub const SHARE: Desc = gauge(
+    "floe_share",
+    &["mount"],
+    "This instance's fraction of each mount's free slots (the peer exchange's demand share, \
+     or the static [select] share); 1 for a lone instance.",
+);
 /// Build.
 pub const BUILD_INFO: Desc = gauge(
     "floe_build_info",
@@ -328,6 +348,9 @@ pub const CATALOG: &[Desc] = &[
     GROUP_ROOM,
     GROUP_RELAYS_UP,
     TLS_CERT_EXPIRY,
+    PEER_CONNECTED,
+    PEER_LAST_FETCH,
+    SHARE,
     BUILD_INFO,
 ];
 
