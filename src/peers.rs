@@ -13,7 +13,7 @@
 
 pub mod answer;
 
-use crate::config::{PeersConfig, Config};
+use crate::config::{Config, PeersConfig};
 use crate::poll::Engine;
 use crate::shares::{Exchange, PeerReport, PeerState};
 use crate::shutdown::Shutdown;
@@ -111,7 +111,11 @@ async fn run(engine: Engine) {
 fn start(key: Key) -> Result<Running, reqwest::Error> {
     let p = &key.peers;
     let client = reqwest::Client::builder()
-        .user_agent(concat!("floe/", env!("CARGO_PKG_VERSION"), " (peer exchange)"))
+        .user_agent(concat!(
+            "floe/",
+            env!("CARGO_PKG_VERSION"),
+            " (peer exchange)"
+        ))
         .connect_timeout(p.interval)
         .timeout(p.interval)
         .pool_max_idle_per_host(1)
@@ -145,7 +149,9 @@ fn start(key: Key) -> Result<Running, reqwest::Error> {
 
 /// One round: publish, fetch every peer, hand the shares to the engine.
 async fn round(r: &mut Running, engine: &Engine, config: &Config, topology: &Arc<Topology>) {
-    let published = r.exchange.publish(Instant::now(), &topology.demand.counts());
+    let published = r
+        .exchange
+        .publish(Instant::now(), &topology.demand.counts());
     let mounts = topology.mounts.len();
     // Publish before fetching: a peer fetching meanwhile gets the new figures.
     // (Links as of the last round: they change with the shares below.)
@@ -172,7 +178,9 @@ async fn round(r: &mut Running, engine: &Engine, config: &Config, topology: &Arc
     }
     while let Some(done) = tasks.join_next().await {
         let Ok((i, got)) = done else { continue };
-        let Some(state) = r.states.get_mut(i) else { continue };
+        let Some(state) = r.states.get_mut(i) else {
+            continue;
+        };
         match got {
             Ok(a) => {
                 if state.last_error.is_some() || state.last_fetch.is_none() {
@@ -181,7 +189,8 @@ async fn round(r: &mut Running, engine: &Engine, config: &Config, topology: &Arc
                 state.last_error = None;
                 state.last_fetch = Some(SystemTime::now());
                 state.demand = a.demand.clone();
-                r.exchange.fetched(i, Instant::now(), a.demand, a.fetches_us);
+                r.exchange
+                    .fetched(i, Instant::now(), a.demand, a.fetches_us);
             }
             Err(e) => {
                 if state.last_error.is_none() {

@@ -64,7 +64,11 @@ impl Demand {
             .iter()
             .map(|p| {
                 let old = previous
-                    .and_then(|d| d.paths.position(|q| q == p).map(|m| d.counts[m].load(Ordering::Relaxed)))
+                    .and_then(|d| {
+                        d.paths
+                            .position(|q| q == p)
+                            .map(|m| d.counts[m].load(Ordering::Relaxed))
+                    })
                     .unwrap_or(0);
                 AtomicU64::new(old)
             })

@@ -153,7 +153,10 @@ fn three_instances_share_the_room_by_demand_and_survive_a_dead_peer() {
         "ns1 took more than its static third: {per_instance:?}"
     );
     for (relay, n) in &sent {
-        assert!(*n <= SLOTS as u64, "relay {relay} got {n} listeners for {SLOTS} slots");
+        assert!(
+            *n <= SLOTS as u64,
+            "relay {relay} got {n} listeners for {SLOTS} slots"
+        );
     }
     assert!(
         admitted * 100 >= room * 95,

@@ -13,7 +13,7 @@
 //! 2. `snapshot`;
 //! 3. `select`;
 //! 4. the sides: the read side (`http`, `dns`, `report`, `metrics`,
-//!    `history`) and the write side (`poll`);
+//!    `history`) and the write side (`poll`, `peers`);
 //! 5. wiring: `serve`, `reload`, `admin`, `demo`.
 //!
 //! Besides: the read side never imports `poll`; `poll` uses only

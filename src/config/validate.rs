@@ -12,8 +12,8 @@
 use super::duration::Human;
 use super::model::*;
 use super::raw::{
-    RawAdmin, RawDns, RawGroup, RawHttp, RawPeer, RawPeers, RawPoll, RawPool, RawRelay,
-    RawSelect, RawStatus, RawStream, RawTlsCertificate,
+    RawAdmin, RawDns, RawGroup, RawHttp, RawPeer, RawPeers, RawPoll, RawPool, RawRelay, RawSelect,
+    RawStatus, RawStream, RawTlsCertificate,
 };
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::icecast::StatusKind;
@@ -183,7 +183,9 @@ impl<'a> Cx<'a> {
         let dns = self.dns(dns.unwrap_or_default());
         let http = self.http(http.unwrap_or_default());
         let poll = self.poll(poll.unwrap_or_default());
-        let share_given = select.as_ref().is_some_and(|s: &RawSelect| s.share.is_some());
+        let share_given = select
+            .as_ref()
+            .is_some_and(|s: &RawSelect| s.share.is_some());
         let mut select = self.select(select.unwrap_or_default());
         let admin = self.admin(admin.unwrap_or_default());
         let peers = self.peers(

@@ -176,18 +176,36 @@ mod tests {
         assert_eq!(a.demand.iter().copied().collect::<Vec<_>>(), [1.0, 0.0]);
         for (body, want) in [
             (&b"garbage"[..], "not a /peer answer"),
-            (br#"{"name":"ns3","demand":{},"fetches":{}}"#, "expected \"ns2\""),
-            (br#"{"name":"ns2","demand":{"/a":-1},"fetches":{}}"#, "not a finite"),
-            (br#"{"name":"ns2","demand":{"/a":NaN},"fetches":{}}"#, "not a /peer answer"),
-            (br#"{"name":"ns2","demand":{"/a":1e999},"fetches":{}}"#, "not a /peer answer"),
-            (br#"{"name":"ns2","demand":{"/a":"x"},"fetches":{}}"#, "not a /peer answer"),
+            (
+                br#"{"name":"ns3","demand":{},"fetches":{}}"#,
+                "expected \"ns2\"",
+            ),
+            (
+                br#"{"name":"ns2","demand":{"/a":-1},"fetches":{}}"#,
+                "not a finite",
+            ),
+            (
+                br#"{"name":"ns2","demand":{"/a":NaN},"fetches":{}}"#,
+                "not a /peer answer",
+            ),
+            (
+                br#"{"name":"ns2","demand":{"/a":1e999},"fetches":{}}"#,
+                "not a /peer answer",
+            ),
+            (
+                br#"{"name":"ns2","demand":{"/a":"x"},"fetches":{}}"#,
+                "not a /peer answer",
+            ),
             (br#"{"name":"ns2"}"#, "not a /peer answer"),
         ] {
             let e = parse(body, "ns2", "ns1", 2, mount).unwrap_err().to_string();
             assert!(e.contains(want), "{}: {e}", String::from_utf8_lossy(body));
         }
         let huge = vec![b' '; MAX_ANSWER_BYTES + 1];
-        assert_eq!(parse(&huge, "ns2", "ns1", 2, mount), Err(AnswerError::TooLong));
+        assert_eq!(
+            parse(&huge, "ns2", "ns1", 2, mount),
+            Err(AnswerError::TooLong)
+        );
         let many: String = (0..MAX_FETCHES + 1)
             .map(|i| format!("\"p{i}\":true"))
             .collect::<Vec<_>>()

@@ -197,7 +197,8 @@ impl Engine {
                     changed
                 }
                 Some((report, shares)) => {
-                    let links = |r: &PeerReport| r.peers.iter().map(|p| p.connected).collect::<Vec<_>>();
+                    let links =
+                        |r: &PeerReport| r.peers.iter().map(|p| p.connected).collect::<Vec<_>>();
                     let mut changed = st.peers.as_deref().map(links) != Some(links(&report));
                     st.peers = Some(Arc::new(report));
                     if let Some(shares) = shares

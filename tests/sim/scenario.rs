@@ -124,7 +124,7 @@ impl Scenario {
         for i in 0..40 {
             let (lo, hi) = match i % 5 {
                 0 => (50, 200),
-                1 | 2 | 3 => (1_000, 2_000),
+                1..=3 => (1_000, 2_000),
                 _ => (4_000, 5_000),
             };
             let slots = ((rng.random_range(lo..=hi) as f64) * scale).max(10.0) as u32;

@@ -47,7 +47,9 @@ impl Cx<'_> {
             if !valid_name(own) {
                 self.error(
                     Some(n.span()),
-                    format!("[peers] name {own:?} must be non-empty letters, digits, '-', '_' or '.'"),
+                    format!(
+                        "[peers] name {own:?} must be non-empty letters, digits, '-', '_' or '.'"
+                    ),
                 );
             }
         }
@@ -66,7 +68,9 @@ impl Cx<'_> {
             if !valid_name(&pname) {
                 self.error(
                     Some(span.clone()),
-                    format!("[[peer]] name {pname:?} must be non-empty letters, digits, '-', '_' or '.'"),
+                    format!(
+                        "[[peer]] name {pname:?} must be non-empty letters, digits, '-', '_' or '.'"
+                    ),
                 );
             }
             if name.as_deref() == Some(pname.as_str()) {
@@ -179,9 +183,6 @@ mod tests {
         let no_token = "[[relay]]\nname = \"r\"\nurl = \"http://r:8000\"\nstatus = { kind = \"xslt\" }\n[[stream]]\nname = \"s\"\nmounts = [\"/a\"]\n[peers]\nname = \"ns1\"\n[[peer]]\nname = \"ns2\"\nurl = \"http://a:1\"\n";
         let (c, d) = parse(Path::new("/t/floe.toml"), no_token);
         assert!(c.is_none());
-        assert!(
-            d.to_string().contains("needs an [admin] token"),
-            "{d}"
-        );
+        assert!(d.to_string().contains("needs an [admin] token"), "{d}");
     }
 }
