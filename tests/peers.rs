@@ -217,3 +217,118 @@ fn three_instances_share_the_room_by_demand_and_survive_a_dead_peer() {
         );
     }
 }
+
+/// A stand-in peer `ns2`: answers every request with the body set last
+/// (`401` without the token), counting the requests.
+struct FakePeer {
+    port: u16,
+    body: Arc<Mutex<Vec<u8>>>,
+}
+
+impl FakePeer {
+    fn start() -> FakePeer {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let body: Arc<Mutex<Vec<u8>>> = Arc::default();
+        let current = body.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut authorized = false;
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                    if line.eq_ignore_ascii_case(&format!("authorization: Bearer {TOKEN}\r\n")) {
+                        authorized = true;
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                    line.clear();
+                }
+                let body = current.lock().unwrap().clone();
+                let (status, body) = if authorized {
+                    ("200 OK", body)
+                } else {
+                    ("401 Unauthorized", Vec::new())
+                };
+                let head = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(&body);
+            }
+        });
+        FakePeer { port, body }
+    }
+
+    fn answer(&self, body: &[u8]) {
+        *self.body.lock().unwrap() = body.to_vec();
+    }
+}
+
+#[test]
+fn bad_peer_answers_count_as_no_answer() {
+    let rt = runtime();
+    let _guard = rt.enter();
+    let relay = sim_relay("r1", Some(SLOTS), Some(SLOTS));
+    let fake = FakePeer::start();
+    let good = br#"{"name":"ns2","demand":{"/live.ogg":30,"/live.mp3":0},"fetches":{"ns1":true}}"#;
+    fake.answer(good);
+    let text = TestConfig::new()
+        .lines(
+            "admin",
+            &format!("listen = [\"127.0.0.1:0\"]\ntoken = \"{TOKEN}\""),
+        )
+        .set("peers", "name", "\"ns1\"")
+        .set("peers", "interval", "\"200ms\"")
+        .relays(&[&relay])
+        .table(&format!(
+            "[[peer]]\nname = \"ns2\"\nurl = \"http://127.0.0.1:{}\"\n",
+            fake.port
+        ))
+        .render();
+    let floe = FloeProcess::start(&text);
+    floe.wait_healthy(T);
+    let status = floe.wait_status(T, "ns2 connected", all_connected);
+    assert_eq!(peer(&status, "ns2")["demand"]["/live.ogg"], 30.0);
+    let huge = {
+        let mut b = br#"{"name":"ns2","demand":{},"fetches":{"ns1":true},"pad":""#.to_vec();
+        b.extend(std::iter::repeat_n(b'x', 100 * 1024));
+        b.extend_from_slice(b"\"}");
+        b
+    };
+    let cases: [(&[u8], &str); 5] = [
+        (b"<html>garbage</html>", "not a /peer answer"),
+        (&huge, "longer than"),
+        (
+            br#"{"name":"ns9","demand":{},"fetches":{"ns1":true}}"#,
+            "expected \"ns2\"",
+        ),
+        (
+            br#"{"name":"ns2","demand":{"/live.ogg":NaN},"fetches":{"ns1":true}}"#,
+            "not a /peer answer",
+        ),
+        (
+            br#"{"name":"ns2","demand":{"/live.ogg":-5},"fetches":{"ns1":true}}"#,
+            "not a finite non-negative number",
+        ),
+    ];
+    for (body, want) in cases {
+        fake.answer(body);
+        let status = floe.wait_status(T, want, |s| {
+            let p = peer(s, "ns2");
+            p["connected"] == false
+                && p["last_error"].as_str().is_some_and(|e| e.contains(want))
+        });
+        // Its static half is held back; the instance keeps serving.
+        let share = status["peers"]["shares"]["/live.ogg"].as_f64().unwrap();
+        assert!(share <= 0.5 + 1e-9, "share {share} with ns2 unconnected");
+        assert_eq!(floe.get("/live.ogg").status, 302);
+        // Back to a good answer: connected again.
+        fake.answer(good);
+        floe.wait_status(T, "ns2 connected again", all_connected);
+    }
+}
