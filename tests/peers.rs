@@ -15,8 +15,9 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::floe::FloeProcess;
+use support::net::StreamListener;
 use support::net::{free_port, http_get, http_request};
-use support::{TestConfig, prom, runtime, sim_relay};
+use support::{Lab, RelaySpec, TestConfig, prom, runtime, sim_relay};
 
 const T: Duration = Duration::from_secs(20);
 const TOKEN: &str = "peer-exchange-token-5b2e9d41";
@@ -26,7 +27,12 @@ const SLOTS: u32 = 100;
 
 /// Instance `i`'s config: admin on `ports[i]`, the others as peers.
 fn config(relays: &[&SimRelay], ports: &[u16; 3], i: usize) -> String {
-    let mut c = TestConfig::new()
+    config_with(TestConfig::new().relays(relays), ports, i)
+}
+
+/// [`config`] over `base`, which has the relays.
+fn config_with(base: TestConfig, ports: &[u16; 3], i: usize) -> String {
+    let mut c = base
         .lines(
             "admin",
             &format!("listen = [\"127.0.0.1:{}\"]\ntoken = \"{TOKEN}\"", ports[i]),
@@ -35,8 +41,7 @@ fn config(relays: &[&SimRelay], ports: &[u16; 3], i: usize) -> String {
         .set("select", "grants_per_client", "100000")
         .set("select", "client_share", "1.0")
         .set("peers", "name", &format!("\"{}\"", NAMES[i]))
-        .set("peers", "interval", "\"250ms\"")
-        .relays(relays);
+        .set("peers", "interval", "\"250ms\"");
     for j in (0..3).filter(|&j| j != i) {
         c = c.table(&format!(
             "[[peer]]\nname = \"{}\"\nurl = \"http://127.0.0.1:{}\"\n",
@@ -49,17 +54,25 @@ fn config(relays: &[&SimRelay], ports: &[u16; 3], i: usize) -> String {
 /// Starts instance `i`; `None` when it did not come up (its admin port was
 /// taken meanwhile).
 fn try_start(relays: &[&SimRelay], ports: &[u16; 3], i: usize) -> Option<FloeProcess> {
-    let text = config(relays, ports, i);
-    std::panic::catch_unwind(AssertUnwindSafe(|| FloeProcess::start(&text))).ok()
+    try_start_text(&config(relays, ports, i))
+}
+
+fn try_start_text(text: &str) -> Option<FloeProcess> {
+    std::panic::catch_unwind(AssertUnwindSafe(|| FloeProcess::start(text))).ok()
 }
 
 /// The three instances, on admin ports picked free (new ports for all when
 /// one is taken before its instance binds it).
 fn start_all(relays: &[&SimRelay]) -> ([u16; 3], Vec<FloeProcess>) {
+    start_all_with(|ports, i| config(relays, ports, i))
+}
+
+/// [`start_all`] with the config of instance `i` on `ports` from `text`.
+fn start_all_with(text: impl Fn(&[u16; 3], usize) -> String) -> ([u16; 3], Vec<FloeProcess>) {
     for _ in 0..5 {
         let ports = [free_port(), free_port(), free_port()];
         let started: Vec<Option<FloeProcess>> =
-            (0..3).map(|i| try_start(relays, &ports, i)).collect();
+            (0..3).map(|i| try_start_text(&text(&ports, i))).collect();
         if started.iter().all(Option::is_some) {
             return (ports, started.into_iter().flatten().collect());
         }
@@ -320,8 +333,7 @@ fn bad_peer_answers_count_as_no_answer() {
         fake.answer(body);
         let status = floe.wait_status(T, want, |s| {
             let p = peer(s, "ns2");
-            p["connected"] == false
-                && p["last_error"].as_str().is_some_and(|e| e.contains(want))
+            p["connected"] == false && p["last_error"].as_str().is_some_and(|e| e.contains(want))
         });
         // Its static half is held back; the instance keeps serving.
         let share = status["peers"]["shares"]["/live.ogg"].as_f64().unwrap();
@@ -331,4 +343,105 @@ fn bad_peer_answers_count_as_no_answer() {
         fake.answer(good);
         floe.wait_status(T, "ns2 connected again", all_connected);
     }
+}
+
+/// The ask with real Icecast: three relays (10 slots on
+/// `/live.mp3` each, fed by ffmpeg), three peered instances, real
+/// listeners following the 302 and holding the stream: a 90/8/2 burst gets
+/// no refusal from a relay (no overfill) and fills at least 95 % of the
+/// room.
+#[test]
+fn three_instances_in_front_of_real_icecast_overfill_nothing() {
+    const MAX: u32 = 10;
+    let lab = Lab::start(
+        ["r1", "r2", "r3"]
+            .iter()
+            .map(|n| RelaySpec::new(n).mount("/live.mp3", Some(MAX)))
+            .collect(),
+    );
+    let mut base = TestConfig::new()
+        .set("select", "grants_per_client", "100000")
+        .set("select", "client_share", "1.0");
+    for (i, r) in lab.relays.iter().enumerate() {
+        base = base.table(&format!(
+            "[[relay]]\nname = \"{}\"\nurl = \"{}\"\naddresses = [\"127.0.0.{}\"]\nstatus = {{ kind = \"xslt\" }}\n",
+            r.name(),
+            r.base_url(),
+            i + 1
+        ));
+    }
+    let (_, floes) = start_all_with(|ports, i| config_with(base.clone(), ports, i));
+    for f in &floes {
+        f.wait_healthy(T);
+        f.wait_status(T, "every relay up with /live.mp3", |s| {
+            ["r1", "r2", "r3"].iter().all(|r| {
+                support::floe::relay_state(s, r) == "up"
+                    && support::floe::cell(s, r, "/live.mp3")["present"] == true
+            })
+        });
+        f.wait_status(T, "every peer connected", all_connected);
+    }
+    let room = 3 * MAX as usize;
+    // Over 6 s: an instance counts its own demand at its lowest over the
+    // last second or so (the rule that keeps the shares' sum at most one),
+    // so the busiest one takes its part only after about 2 s. 600/53/13
+    // requests (90/8/2), the busiest instance's from three threads.
+    let split = [(0usize, 200usize), (0, 200), (0, 200), (1, 53), (2, 13)];
+    let started = Instant::now();
+    let runs: Vec<(usize, Vec<StreamListener>, usize, Vec<String>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = split
+            .iter()
+            .map(|&(i, n)| {
+                let floe = &floes[i];
+                s.spawn(move || {
+                    let url = floe.url("/live.mp3");
+                    let pace = Duration::from_secs(6) / n as u32;
+                    let (mut held, mut refused, mut by_relay) = (Vec::new(), 0, Vec::new());
+                    for k in 0..n {
+                        let due = started + pace * k as u32;
+                        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                        match StreamListener::connect_following(&url, T) {
+                            Ok(l) => held.push(l),
+                            Err(e)
+                                if e.to_string().starts_with(&url)
+                                    && matches!(e.status(), Some(503 | 429)) =>
+                            {
+                                refused += 1
+                            }
+                            Err(e) => by_relay.push(e.to_string()),
+                        }
+                    }
+                    (i, held, refused, by_relay)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut results: Vec<(usize, Vec<StreamListener>, usize, Vec<String>)> =
+        (0..3).map(|i| (i, Vec::new(), 0, Vec::new())).collect();
+    for (i, held, refused, by_relay) in runs {
+        results[i].1.extend(held);
+        results[i].2 += refused;
+        results[i].3.extend(by_relay);
+    }
+    let admitted: Vec<usize> = results.iter().map(|r| r.1.len()).collect();
+    let total: usize = admitted.iter().sum();
+    let by_relay: Vec<&String> = results.iter().flat_map(|r| &r.3).collect();
+    eprintln!(
+        "real icecast burst: admitted {total} of {room} (per instance {admitted:?}), refused by floe {:?}, refused by relays {}",
+        results.iter().map(|r| r.2).collect::<Vec<_>>(),
+        by_relay.len()
+    );
+    assert!(
+        by_relay.is_empty(),
+        "relays refused listeners floe sent: {by_relay:#?}"
+    );
+    if total * 100 < room * 95 {
+        let st = floes[0].status();
+        eprintln!("ns1 peers: {:#}", st["peers"]);
+        for r in ["r1", "r2", "r3"] {
+            eprintln!("ns1 {r}: {}", support::floe::cell(&st, r, "/live.mp3"));
+        }
+    }
+    assert!(total * 100 >= room * 95, "admitted {total} of {room}");
 }
