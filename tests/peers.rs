@@ -1,5 +1,6 @@
 //! The peer exchange with real processes: three `floe serve` instances,
-//! `[[peer]]`s of each other, in front of three simulated relays. A burst
+//! `[[peer]]`s of each other, in front of three simulated relays (and, in
+//! the last test, three real Icecast relays with real listeners). A burst
 //! of listeners reaching them unevenly (90/8/2) overfills no relay and
 //! admits at least 95 % of the room; killing one instance leaves the other
 //! two serving, reporting it unconnected (/status.json, /metrics,
