@@ -205,6 +205,11 @@ fn three_instances_share_the_room_by_demand_and_survive_a_dead_peer() {
         );
         let explain = f.get("/explain/live.ogg").text();
         assert!(explain.contains("ns3"), "{explain}");
+        let page = f.get("/status").text();
+        assert!(
+            page.contains("peer ns3") && page.contains("is held back"),
+            "the status page says so"
+        );
         let r = f.get("/live.ogg");
         assert_eq!(r.status, 302, "keeps serving: {}", r.text());
     }

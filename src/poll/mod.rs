@@ -322,8 +322,18 @@ impl Engine {
             .map(|r| st.runtime_drain.contains(&*r.name))
             .collect();
         let stamp = Stamp::now(st.generation);
-        let mounts = st.topology.mounts.len();
-        let mut snapshot = match st.shares.as_ref().filter(|s| s.mounts.len() == mounts) {
+        // Shares of the exchange apply to the mounts they were computed
+        // for: right after a reload that changed the mounts, the static
+        // share until the next round.
+        let same_mounts = |paths: &[Box<str>]| {
+            paths.len() == st.topology.mounts.len()
+                && paths
+                    .iter()
+                    .zip(st.topology.mounts.iter())
+                    .all(|(p, m)| *p == m.path)
+        };
+        let usable = st.peers.as_deref().is_some_and(|p| same_mounts(&p.paths));
+        let mut snapshot = match st.shares.as_ref().filter(|_| usable) {
             Some(shares) => Snapshot::build_shared(
                 st.topology.clone(),
                 &observations,
