@@ -2,7 +2,9 @@
 //! reload.
 //!
 //! `POST /drain/<relay>` and `POST /undrain/<relay>` with
-//! `Authorization: Bearer <token>`; `floe drain` is its client. Every
+//! `Authorization: Bearer <token>`; `floe drain` is its client. `GET /peer`
+//! is what the other instances of the NS set fetch (the peer exchange,
+//! [`crate::peers`]), behind the same token and limits. Every
 //! request is authenticated first (constant-time comparison with the
 //! running config's `[admin]` token, so a reload can rotate it), before
 //! anything about paths or relays is revealed. The endpoint exists only
@@ -255,6 +257,9 @@ fn respond<B>(
         return resp;
     }
     let path = req.uri().path();
+    if path == "/peer" {
+        return peer_answer(engine, req.method());
+    }
     let (drain, relay) = if let Some(r) = path.strip_prefix("/drain/") {
         (true, r)
     } else if let Some(r) = path.strip_prefix("/undrain/") {
@@ -262,7 +267,7 @@ fn respond<B>(
     } else {
         return text(
             StatusCode::NOT_FOUND,
-            "404 expected POST /drain/<relay> or POST /undrain/<relay>\n",
+            "404 expected POST /drain/<relay>, POST /undrain/<relay> or GET /peer\n",
         );
     };
     if req.method() != Method::POST {
@@ -309,6 +314,25 @@ fn respond<B>(
         "generation": snap.generation,
     });
     reply(StatusCode::OK, "application/json", format!("{body}\n"))
+}
+
+/// `GET /peer`: this instance's last published demand and which peers it
+/// fetches (see [`crate::peers::answer`]); `404` without `[[peer]]`s.
+fn peer_answer(engine: &Engine, method: &Method) -> Response<Full<Bytes>> {
+    if method != Method::GET && method != Method::HEAD {
+        let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, "405 use GET\n");
+        resp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET"));
+        return resp;
+    }
+    let Some(report) = engine.peer_report() else {
+        return text(
+            StatusCode::NOT_FOUND,
+            "404 no peer exchange: the running config has no [[peer]]\n",
+        );
+    };
+    let body = crate::peers::answer::render(&report);
+    reply(StatusCode::OK, "application/json", body)
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {

@@ -26,6 +26,7 @@
 //! - [`select`]: the one decision both doors and every report use.
 //! - [`poll`]: relay pollers and the snapshot builder ([`poll::Engine`]).
 //! - [`acme`]: certificates obtained and renewed from an ACME CA.
+//! - [`peers`]: the peer exchange task (demand published, peers fetched, shares to the engine).
 //! - [`dns`]: the DNS front door (authoritative zones, balanced names).
 //! - [`http`]: the HTTP front door (302 redirects, playlists, status).
 //! - [`report`]: `/status.json` and explanations, from one snapshot.
@@ -54,6 +55,7 @@ pub mod ids;
 pub mod issued;
 pub mod metrics;
 pub mod networks;
+pub mod peers;
 pub mod poll;
 pub mod reload;
 pub mod report;

@@ -9,6 +9,7 @@
 //! that snapshot's config), charts from the [`History`].
 
 pub mod explain;
+pub mod peers;
 
 use crate::dns::stats::RCODES;
 use crate::health::RelayState;
@@ -50,6 +51,9 @@ pub struct StatusReport<'a> {
     /// `[acme]` or without metrics).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub acme: Option<AcmeReport>,
+    /// The peer exchange (absent without `[[peer]]`s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peers: Option<peers::PeersStatus>,
     /// Redirect and DNS counters (absent without metrics).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub counters: Option<CountersReport>,
@@ -513,6 +517,7 @@ pub fn status_report_with<'a>(
         },
         tls_certificates: tls_certificates(snap),
         acme: metrics.and_then(|m| m.acme()).map(|i| acme(i)),
+        peers: peers::peers_status(snap),
         counters,
         history: observed.map(|o| o.history.report()),
     }

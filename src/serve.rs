@@ -132,6 +132,7 @@ impl Instance {
             return Err(e.into());
         }
         let admin_addrs = admin.as_ref().map(|a| a.addrs.clone()).unwrap_or_default();
+        crate::peers::spawn(engine.clone(), shutdown.clone());
         if let Some(admin) = admin {
             admin.spawn(engine.clone(), shutdown.clone());
         }

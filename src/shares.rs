@@ -26,8 +26,9 @@
 //! Two groups of instances that cannot see each other then split the room
 //! by static parts between groups and by demand within each.
 
-use crate::ids::PerMount;
+use crate::ids::{MountId, PerMount};
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Intervals of demand history a share is computed over: a peer must have
@@ -42,6 +43,95 @@ pub const DEMAND_SPAN: usize = 4;
 /// its own: the shares start equal when nobody has demand yet, and an idle
 /// instance keeps a foothold for its first listeners.
 pub const PRIOR_DEMAND: f64 = 10.0;
+
+/// This instance's demand: redirect requests answered per mount (a `302`
+/// or a refusal; not `HEAD` or `OPTIONS`), cumulative. One relaxed atomic
+/// add on the redirect path; [`Exchange::publish`] turns the counts into
+/// requests per interval. Kept per topology and carried across reloads by
+/// mount path, like the grant counters.
+#[derive(Debug)]
+pub struct Demand {
+    paths: PerMount<Box<str>>,
+    counts: PerMount<AtomicU64>,
+}
+
+impl Demand {
+    /// Zero counts for `paths`, carrying over the counts of `previous` for
+    /// the paths it has too.
+    pub fn new<'a>(paths: impl IntoIterator<Item = &'a str>, previous: Option<&Demand>) -> Demand {
+        let paths: PerMount<Box<str>> = paths.into_iter().map(Box::from).collect();
+        let counts = paths
+            .iter()
+            .map(|p| {
+                let old = previous
+                    .and_then(|d| {
+                        d.paths
+                            .position(|q| q == p)
+                            .map(|m| d.counts[m].load(Ordering::Relaxed))
+                    })
+                    .unwrap_or(0);
+                AtomicU64::new(old)
+            })
+            .collect();
+        Demand { paths, counts }
+    }
+
+    /// One request for mount `m`.
+    #[inline]
+    pub fn add(&self, m: MountId) {
+        if let Some(c) = self.counts.get(m) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The counts now.
+    pub fn counts(&self) -> PerMount<u64> {
+        self.counts.map(|c| c.load(Ordering::Relaxed))
+    }
+}
+
+/// The peer exchange as it stands, for the reports (`/status`,
+/// `/metrics`, `/explain`) and the `/peer` answer: what this instance
+/// published and what it knows of each peer. Made by the peer task, held
+/// by the snapshot.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PeerReport {
+    /// This instance's `[peers] name`.
+    pub name: String,
+    /// The publish and fetch period.
+    pub interval: Duration,
+    /// The static part kept for each peer not connected (`[select] share`).
+    pub static_share: f64,
+    /// The mount paths, in the order of `published` and each peer's
+    /// `demand` (the topology's at the round).
+    pub paths: Vec<Box<str>>,
+    /// This instance's demand per mount at its last publication (requests
+    /// per interval): what its peers fetch.
+    pub published: PerMount<f64>,
+    /// Every `[[peer]]`, in config order.
+    pub peers: Vec<PeerState>,
+}
+
+/// One peer as this instance sees it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PeerState {
+    /// Its name.
+    pub name: String,
+    /// Its admin URL.
+    pub url: String,
+    /// Connected both ways (fetched within the window and it fetches us):
+    /// its demand counts; else its static part is held back.
+    pub connected: bool,
+    /// Fetched within the window (what `/peer` tells it under `fetches`).
+    pub fetching: bool,
+    /// When the last good fetch finished.
+    pub last_fetch: Option<std::time::SystemTime>,
+    /// Why the last fetch failed, when it did.
+    pub last_error: Option<String>,
+    /// Its demand per mount of this instance's topology at the last good
+    /// fetch.
+    pub demand: PerMount<f64>,
+}
 
 /// An instance's fraction of each relay's free slots.
 #[derive(Debug, Clone, PartialEq)]
@@ -277,6 +367,15 @@ mod tests {
         );
         let m = idle.mounts.iter().next().copied().unwrap();
         assert!(m > 0.0 && m < 0.02, "{m}");
+    }
+
+    #[test]
+    fn demand_counts_carry_over_by_path() {
+        let d = Demand::new(["/a", "/b"], None);
+        d.add(MountId::new(1));
+        d.add(MountId::new(1));
+        let e = Demand::new(["/b", "/c"], Some(&d));
+        assert_eq!(e.counts().iter().copied().collect::<Vec<_>>(), [2, 0]);
     }
 
     #[test]

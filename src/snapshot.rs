@@ -23,7 +23,7 @@ pub use crate::ids::{
     StreamId,
 };
 use crate::networks::NetworkMap;
-use crate::shares::Shares;
+use crate::shares::{Demand, PeerReport, Shares};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -49,6 +49,9 @@ pub struct Topology {
     pub pools: PerPool<PoolDef>,
     /// Client networks and the pool each belongs to.
     pub pool_networks: NetworkMap<PoolId>,
+    /// Redirect requests per mount, for the peer exchange (carried over
+    /// from the previous topology by path).
+    pub demand: Arc<Demand>,
     mount_index: HashMap<Box<str>, MountId>,
 }
 
@@ -169,7 +172,12 @@ impl Topology {
             })
             .collect();
         let (groups, pools, pool_networks) = pools(&config, &relays);
+        let demand = Arc::new(Demand::new(
+            paths.iter().copied(),
+            previous.map(|p| &*p.demand),
+        ));
         Topology {
+            demand,
             config,
             relays,
             mounts,
@@ -390,6 +398,11 @@ pub struct Snapshot {
     pub stream_required: PerStream<Box<[MountId]>>,
     /// Reload history up to this snapshot.
     pub reload: Arc<ReloadReport>,
+    /// This instance's shares of the free slots the snapshot applies
+    /// (uniform `[select] share` without the peer exchange).
+    pub shares: Shares,
+    /// The peer exchange as it stood at the build (`None`: no `[[peer]]`s).
+    pub peers: Option<Arc<PeerReport>>,
     /// Per group and mount: the relays with room, weighted, as
     /// [`crate::select`] draws redirects from them. Filled by `select` once
     /// per snapshot (the poller does it before publishing); the snapshot
@@ -649,6 +662,8 @@ impl Snapshot {
             reserve_released,
             stream_required,
             reload,
+            shares: shares.clone(),
+            peers: None,
             picks: OnceLock::new(),
         }
     }

@@ -14,7 +14,7 @@
 //! 2. `snapshot`;
 //! 3. `select`;
 //! 4. the sides: the read side (`http`, `dns`, `report`, `metrics`,
-//!    `history`) and the write sides (`poll`, `acme`);
+//!    `history`) and the write sides (`poll`, `acme`, `peers`);
 //! 5. wiring: `serve`, `reload`, `admin`, `demo`.
 //!
 //! Besides: the read side never imports a write side; `poll` uses only
@@ -52,6 +52,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("history", 4),
     ("poll", 4),
     ("acme", 4),
+    ("peers", 4),
     ("serve", 5),
     ("reload", 5),
     ("admin", 5),
@@ -62,7 +63,7 @@ const READ_SIDE: &[&str] = &["http", "dns", "report", "metrics", "history"];
 
 /// The write sides: they do network I/O and write what the read side
 /// serves (snapshots; challenges and obtained certificates).
-const WRITE_SIDE: &[&str] = &["poll", "acme"];
+const WRITE_SIDE: &[&str] = &["poll", "acme", "peers"];
 
 /// Words that mean network I/O.
 const NETWORK: &[&str] = &[
@@ -440,6 +441,8 @@ fn imports_respect_the_layers() {
                 Some("the poller imports the read side")
             } else if a == "acme" && (READ_SIDE.contains(&b.as_str()) || b == "poll") {
                 Some("the ACME client imports the read side or the poller")
+            } else if a == "peers" && READ_SIDE.contains(&b.as_str()) {
+                Some("the peer exchange imports the read side")
             } else {
                 None
             };

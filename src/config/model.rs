@@ -54,6 +54,45 @@ pub struct Config {
     /// not in an exclusive group when there is none), then every other
     /// `[[pool]]` in file order.
     pub pools: Vec<PoolConfig>,
+    /// `[peers]` and every `[[peer]]`: the other instances of the NS set
+    /// this one exchanges demand with (none: no exchange).
+    pub peers: PeersConfig,
+}
+
+/// `[peers] interval` when the config gives none.
+pub const DEFAULT_PEER_INTERVAL: Duration = Duration::from_millis(500);
+
+/// `[peers]` and the `[[peer]]`s: the instances of one NS set split each
+/// relay's free slots by their demand (see [`crate::shares`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeersConfig {
+    /// This instance's name as its peers know it (required with peers).
+    pub name: String,
+    /// How often this instance publishes its demand and fetches its
+    /// peers'.
+    pub interval: Duration,
+    /// The other instances, in file order; names unique and not `name`.
+    pub peers: Vec<PeerConfig>,
+}
+
+impl Default for PeersConfig {
+    fn default() -> Self {
+        PeersConfig {
+            name: String::new(),
+            interval: DEFAULT_PEER_INTERVAL,
+            peers: Vec::new(),
+        }
+    }
+}
+
+/// One `[[peer]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerConfig {
+    /// Its `[peers] name`.
+    pub name: String,
+    /// Its admin listener's base URL (http or https, no path): floe
+    /// fetches `<url>/peer` with the shared `[admin]` token.
+    pub url: String,
 }
 
 /// The name of the pool of every listener that no pool's networks cover.

@@ -194,3 +194,19 @@ pub struct RawPool {
     pub networks: Vec<Spanned<String>>,
     pub order: Spanned<Vec<Spanned<String>>>,
 }
+
+/// `[peers]`: this instance in the peer exchange.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawPeers {
+    pub name: Option<Spanned<String>>,
+    pub interval: Option<Spanned<Human>>,
+}
+
+/// One `[[peer]]`: another instance of the NS set.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPeer {
+    pub name: Spanned<String>,
+    pub url: Spanned<String>,
+}

@@ -12,8 +12,8 @@
 use super::duration::Human;
 use super::model::*;
 use super::raw::{
-    RawAcme, RawAdmin, RawDns, RawGroup, RawHttp, RawPoll, RawPool, RawRelay, RawSelect, RawStatus,
-    RawStream, RawTlsCertificate,
+    RawAcme, RawAdmin, RawDns, RawGroup, RawHttp, RawPeer, RawPeers, RawPoll, RawPool, RawRelay,
+    RawSelect, RawStatus, RawStream, RawTlsCertificate,
 };
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::icecast::StatusKind;
@@ -31,6 +31,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 mod acme;
+mod peers;
 mod pools;
 
 /// Fewest characters an admin token may have: 16 random characters are
@@ -160,6 +161,7 @@ impl<'a> Cx<'a> {
         let mut acme = None;
         let (mut relays, mut streams) = (Vec::new(), Vec::new());
         let (mut groups, mut pools): (Vec<RawGroup>, Vec<RawPool>) = (Vec::new(), Vec::new());
+        let (mut peers, mut peer_list): (Option<RawPeers>, Vec<RawPeer>) = (None, Vec::new());
         let found = self.errors();
         for (key, value) in table.into_inner() {
             let key_span = key.span();
@@ -180,9 +182,11 @@ impl<'a> Cx<'a> {
                 "stream" => streams = self.array("stream", value),
                 "group" => groups = self.array("group", value),
                 "pool" => pools = self.array("pool", value),
+                "peers" => peers = self.section("[peers]", value),
+                "peer" => peer_list = self.array("peer", value),
                 other => self.error(
                     Some(key_span),
-                    format!("unknown section `{other}`; expected dns, http, acme, poll, select, admin, relay, stream, group or pool"),
+                    format!("unknown section `{other}`; expected dns, http, acme, poll, select, admin, relay, stream, group, pool, peers or peer"),
                 ),
             }
         }
@@ -192,10 +196,20 @@ impl<'a> Cx<'a> {
         let dns = self.dns(dns.unwrap_or_default());
         let http = self.http(http.unwrap_or_default());
         let poll = self.poll(poll.unwrap_or_default());
-        let select = self.select(select.unwrap_or_default());
+        let share_given = select
+            .as_ref()
+            .is_some_and(|s: &RawSelect| s.share.is_some());
+        let mut select = self.select(select.unwrap_or_default());
         let admin = self.admin(admin.unwrap_or_default());
         // `Some(None)`: an unusable `[acme]` (reported).
         let acme = acme.map(|raw| raw.and_then(|raw| self.acme(raw, http.as_ref())));
+        let peers = self.peers(
+            peers.unwrap_or_default(),
+            peer_list,
+            admin.as_ref(),
+            &mut select,
+            share_given,
+        );
         let relays = self.relays(relays);
         let streams = self.streams(streams);
         let groups = relays
@@ -223,6 +237,7 @@ impl<'a> Cx<'a> {
             streams: streams?,
             groups: groups?,
             pools: pools?,
+            peers: peers?,
         };
         self.cross_checks(&config);
         ok.then_some(config)
@@ -1230,7 +1245,7 @@ fn zones_key(dns: &Spanned<DeValue<'_>>) -> Option<String> {
 
 /// A relay or public base URL: http(s), a host, no query or fragment, no
 /// path beyond `/` (the mount is appended to it).
-fn parse_base_url(s: &str) -> Result<url::Url, String> {
+pub(super) fn parse_base_url(s: &str) -> Result<url::Url, String> {
     let url = url::Url::parse(s).map_err(|e| format!("{s:?} is not a URL ({e})"))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!("{s:?} must be an http:// or https:// URL"));

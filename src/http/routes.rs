@@ -288,6 +288,10 @@ fn redirect(
     client: Option<Client<'_>>,
     tls: bool,
 ) -> Response<Full<Bytes>> {
+    // A GET is demand for the peer exchange, whatever its answer.
+    if client.is_some() {
+        snap.topology.demand.add(m);
+    }
     // Check the query string before picking: a refused request must not
     // hold a grant.
     if query.is_some_and(|q| !q.bytes().all(is_header_value_byte)) {

@@ -78,6 +78,7 @@ fn write_main(h: &mut String, r: &StatusReport<'_>) -> fmt::Result {
     write_snapshot_line(h, r)?;
     write_tls_line(h, r)?;
     write_acme_lines(h, r)?;
+    write_peers_line(h, r)?;
     write_alerts(h, r)?;
     write_tiles(h, r)?;
     if let Some(hist) = &r.history {
@@ -222,6 +223,49 @@ fn write_acme_lines(h: &mut String, r: &StatusReport<'_>) -> fmt::Result {
             write!(h, ", {} failed in a row, last: {}", n.failures, esc(e))?;
         }
         writeln!(h, "</p>")?;
+    }
+    Ok(())
+}
+
+/// One line per peer of the exchange: connected (its demand counts) or
+/// not (its static part held back), and this instance's share.
+fn write_peers_line(h: &mut String, r: &StatusReport<'_>) -> fmt::Result {
+    let Some(p) = &r.peers else { return Ok(()) };
+    let shares: Vec<String> = p
+        .shares
+        .iter()
+        .map(|(m, s)| format!("{} {:.0} %", esc(m), s * 100.0))
+        .collect();
+    writeln!(
+        h,
+        "<p class=\"snap peers\">Peer exchange as {}: this instance's share {}</p>",
+        esc(&p.name),
+        shares.join(", ")
+    )?;
+    for peer in &p.peers {
+        let (class, state) = if peer.connected {
+            ("badge up", "connected".to_string())
+        } else {
+            (
+                "badge down",
+                format!(
+                    "not connected: its static part ({:.0} %) is held back",
+                    p.static_share * 100.0
+                ),
+            )
+        };
+        writeln!(
+            h,
+            "<p class=\"snap peers\">peer {} ({}) <span class=\"{class}\">{}</span> last answer {}{}</p>",
+            esc(&peer.name),
+            esc(&peer.url),
+            esc(&state),
+            esc(peer.last_fetch.as_deref().unwrap_or("never")),
+            peer.last_error
+                .as_ref()
+                .map(|e| format!("; last error: {}", esc(e)))
+                .unwrap_or_default()
+        )?;
     }
     Ok(())
 }

@@ -306,6 +306,26 @@ pub const ACME_NEXT_ATTEMPT: Desc = gauge(
     "When the next ACME order for the name starts (Unix seconds): renewal of a valid \
      certificate, or the retry after a failure.",
 );
+/// Peer exchange: each peer connected.
+pub const PEER_CONNECTED: Desc = gauge(
+    "floe_peer_connected",
+    &["peer"],
+    "1 when the peer is connected both ways (its demand counts in the shares), 0 when not \
+     (its static [select] share is held back); absent without [[peer]]s.",
+);
+/// Peer exchange: last good fetch.
+pub const PEER_LAST_FETCH: Desc = gauge(
+    "floe_peer_last_fetch_seconds",
+    &["peer"],
+    "Unix time of the last good fetch of the peer's /peer answer (0: never).",
+);
+/// Peer exchange: this instance's share per mount.
+pub const SHARE: Desc = gauge(
+    "floe_share",
+    &["mount"],
+    "This instance's fraction of each mount's free slots (the peer exchange's demand share, \
+     or the static [select] share); 1 for a lone instance.",
+);
 /// Build.
 pub const BUILD_INFO: Desc = gauge(
     "floe_build_info",
@@ -353,6 +373,9 @@ pub const CATALOG: &[Desc] = &[
     ACME_ORDERS,
     ACME_NAME_STATE,
     ACME_NEXT_ATTEMPT,
+    PEER_CONNECTED,
+    PEER_LAST_FETCH,
+    SHARE,
     BUILD_INFO,
 ];
 

@@ -472,6 +472,7 @@ impl Collector for Scrape {
             })
         })?;
         self.encode_acme(&mut enc)?;
+        self.encode_peers(&mut enc)?;
         family(&mut enc, &BUILD_INFO, |f| {
             put_gauge(f, &[("version", env!("CARGO_PKG_VERSION"))], 1u64)
         })
@@ -513,6 +514,35 @@ impl Scrape {
                 }
             }
             Ok(())
+        })
+    }
+
+    /// The peer exchange: `floe_peer_connected`,
+    /// `floe_peer_last_fetch_seconds` (without `[[peer]]`s: none) and
+    /// `floe_share` per mount.
+    fn encode_peers(&self, enc: &mut DescriptorEncoder<'_>) -> fmt::Result {
+        let snap = &*self.snap;
+        let peers = snap.peers.as_deref().map_or(&[][..], |p| &p.peers[..]);
+        family(enc, &PEER_CONNECTED, |f| {
+            peers
+                .iter()
+                .try_for_each(|p| put_gauge(f, &[("peer", &*p.name)], u64::from(p.connected)))
+        })?;
+        family(enc, &PEER_LAST_FETCH, |f| {
+            peers.iter().try_for_each(|p| {
+                let at = p.last_fetch.map_or(0.0, |t| {
+                    t.duration_since(std::time::SystemTime::UNIX_EPOCH)
+                        .map_or(0.0, |d| d.as_secs_f64())
+                });
+                put_gauge(f, &[("peer", &*p.name)], at)
+            })
+        })?;
+        family(enc, &SHARE, |f| {
+            snap.topology
+                .mounts
+                .iter()
+                .zip(snap.shares.mounts.iter())
+                .try_for_each(|(m, s)| put_gauge(f, &[("mount", &*m.path)], *s))
         })
     }
 

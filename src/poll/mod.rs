@@ -20,6 +20,7 @@ pub use fetch::PollTarget;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::select;
+use crate::shares::{PeerReport, Shares};
 use crate::shutdown::Shutdown;
 use crate::snapshot::{RelayObservation, ReloadReport, Snapshot, Snapshots, Stamp, Topology};
 use arc_swap::ArcSwap;
@@ -66,6 +67,10 @@ struct State {
     generation: u64,
     runtime_drain: HashSet<String>,
     reload: Arc<ReloadReport>,
+    /// The peer exchange's latest report and shares (`None`: no exchange;
+    /// builds use the static `[select] share`).
+    peers: Option<Arc<PeerReport>>,
+    shares: Option<Shares>,
 }
 
 /// A running relay poller.
@@ -105,6 +110,8 @@ impl Engine {
             generation: 1,
             runtime_drain: HashSet::new(),
             reload: Arc::default(),
+            peers: None,
+            shares: None,
         };
         let engine = Engine {
             metrics,
@@ -173,6 +180,46 @@ impl Engine {
         }
         self.rebuild();
         true
+    }
+
+    /// The peer exchange's latest state (from [`crate::peers`]): its report,
+    /// and the shares when a round has computed them. New shares, or a peer
+    /// connecting or disconnecting, notify the snapshot builder; `None`
+    /// ends the exchange (builds use the static share again).
+    pub fn set_peers(&self, update: Option<(PeerReport, Option<Shares>)>) {
+        let changed = {
+            let mut st = lock(&self.state);
+            match update {
+                None => {
+                    let changed = st.peers.is_some() || st.shares.is_some();
+                    st.peers = None;
+                    st.shares = None;
+                    changed
+                }
+                Some((report, shares)) => {
+                    let links =
+                        |r: &PeerReport| r.peers.iter().map(|p| p.connected).collect::<Vec<_>>();
+                    let mut changed = st.peers.as_deref().map(links) != Some(links(&report));
+                    st.peers = Some(Arc::new(report));
+                    if let Some(shares) = shares
+                        && st.shares.as_ref() != Some(&shares)
+                    {
+                        st.shares = Some(shares);
+                        changed = true;
+                    }
+                    changed
+                }
+            }
+        };
+        if changed {
+            self.notify.notify_one();
+        }
+    }
+
+    /// The peer exchange's latest report (what `/peer` answers), `None`
+    /// without `[[peer]]`s.
+    pub fn peer_report(&self) -> Option<Arc<PeerReport>> {
+        lock(&self.state).peers.clone()
     }
 
     /// Starts, keeps or stops relay tasks to match `topology`.
@@ -274,13 +321,36 @@ impl Engine {
             .iter()
             .map(|r| st.runtime_drain.contains(&*r.name))
             .collect();
-        let snapshot = Snapshot::build(
-            st.topology.clone(),
-            &observations,
-            &drains,
-            Stamp::now(st.generation),
-            st.reload.clone(),
-        );
+        let stamp = Stamp::now(st.generation);
+        // Shares of the exchange apply to the mounts they were computed
+        // for: right after a reload that changed the mounts, the static
+        // share until the next round.
+        let same_mounts = |paths: &[Box<str>]| {
+            paths.len() == st.topology.mounts.len()
+                && paths
+                    .iter()
+                    .zip(st.topology.mounts.iter())
+                    .all(|(p, m)| *p == m.path)
+        };
+        let usable = st.peers.as_deref().is_some_and(|p| same_mounts(&p.paths));
+        let mut snapshot = match st.shares.as_ref().filter(|_| usable) {
+            Some(shares) => Snapshot::build_shared(
+                st.topology.clone(),
+                &observations,
+                &drains,
+                stamp,
+                st.reload.clone(),
+                shares,
+            ),
+            None => Snapshot::build(
+                st.topology.clone(),
+                &observations,
+                &drains,
+                stamp,
+                st.reload.clone(),
+            ),
+        };
+        snapshot.peers = st.peers.clone();
         drop(guards);
         select::prepare(&snapshot);
         self.snapshots.store(snapshot);

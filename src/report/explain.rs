@@ -118,10 +118,53 @@ pub struct Explanation<'a> {
     /// prefix) may get per window now; past it, `429`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_budget: Option<ClientBudget>,
+    /// This instance's share of the free slots, when it is not the only
+    /// instance (a static `[select] share` or the peer exchange).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub share: Option<ShareNote<'a>>,
     /// Relays that can take a new listener, with room and chance.
     pub candidates: Vec<Candidate<'a>>,
     /// Every other relay and why.
     pub excluded: Vec<Excluded<'a>>,
+}
+
+/// This instance's part of the free slots the room above is after.
+#[derive(Debug, Serialize)]
+pub struct ShareNote<'a> {
+    /// The smallest share among the judged mounts.
+    pub share: f64,
+    /// From the peer exchange (else the static `[select] share`).
+    pub exchange: bool,
+    /// The static part held back for each peer not connected.
+    pub static_share: f64,
+    /// Peers not connected, whose static part is held back.
+    pub held_back: Vec<&'a str>,
+}
+
+/// The share note of `snap` for the `judged` mounts (`None`: a lone
+/// instance with the whole room).
+fn share_note<'a>(snap: &'a Snapshot, judged: &[MountId]) -> Option<ShareNote<'a>> {
+    let share = judged
+        .iter()
+        .filter_map(|&m| snap.shares.mounts.get(m).copied())
+        .reduce(f64::min)
+        .unwrap_or(snap.shares.relay);
+    let peers = snap.peers.as_deref();
+    if peers.is_none() && share >= 1.0 {
+        return None;
+    }
+    Some(ShareNote {
+        share,
+        exchange: peers.is_some(),
+        static_share: snap.config().select.share,
+        held_back: peers.map_or_else(Vec::new, |p| {
+            p.peers
+                .iter()
+                .filter(|p| !p.connected)
+                .map(|p| &*p.name)
+                .collect()
+        }),
+    })
 }
 
 /// The per-client budget of a mount now (see [`crate::clients`]).
@@ -270,6 +313,7 @@ pub fn explain<'a>(
             }
             _ => None,
         },
+        share: share_note(snap, &decision.judged),
         candidates,
         excluded,
     }
@@ -437,6 +481,26 @@ impl Explanation<'_> {
                 "per client: at most {} redirects every {:.1} s from one IPv4 /{} or IPv6 /{}; past that, 429",
                 b.grants, b.window_seconds, b.prefix_v4, b.prefix_v6
             );
+        }
+        if let Some(n) = &self.share {
+            let how = if n.exchange {
+                "by demand, from the peer exchange"
+            } else {
+                "the static [select] share"
+            };
+            let _ = writeln!(
+                s,
+                "this instance's share: {:.1}% of the free slots ({how})",
+                n.share * 100.0
+            );
+            if !n.held_back.is_empty() {
+                let _ = writeln!(
+                    s,
+                    "peers not connected: {} (the static part, {:.1}% each, is held back for them)",
+                    n.held_back.join(", "),
+                    n.static_share * 100.0
+                );
+            }
         }
         let width = self
             .candidates

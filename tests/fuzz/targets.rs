@@ -43,6 +43,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("dns_ecs", dns_ecs),
     ("http_routes", http_routes),
     ("proxy_header", proxy_header),
+    ("peer_answer", peer_answer),
     ("icecast_xml", icecast_xml),
     ("icecast_json", icecast_json),
     ("icecast_xslt", icecast_xslt),
@@ -850,5 +851,46 @@ pub fn acme_account(data: &[u8]) {
         state.save_account(&directory, &credentials).expect("save");
         assert!(matches!(state.account(&directory), Ok(Some(_))));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// A `/peer` answer from a peer (`ns2`, to `ns1`, which serves `/a` and
+/// `/b`): refused, or a demand per known mount that is finite and not
+/// negative, within the size limit, and that renders and parses back to
+/// the same figures.
+pub fn peer_answer(data: &[u8]) {
+    use floe::ids::MountId;
+    use floe::peers::answer::{self, AnswerError};
+    use floe::shares::{PeerReport, PeerState};
+    let mount = |p: &str| match p {
+        "/a" => Some(MountId::new(0)),
+        "/b" => Some(MountId::new(1)),
+        _ => None,
+    };
+    match answer::parse(data, "ns2", "ns1", 2, mount) {
+        Ok(a) => {
+            assert!(data.len() <= answer::MAX_ANSWER_BYTES);
+            assert_eq!(a.demand.len(), 2);
+            assert!(a.demand.iter().all(|d| d.is_finite() && *d >= 0.0));
+            let report = PeerReport {
+                name: "ns2".into(),
+                paths: vec!["/a".into(), "/b".into()],
+                published: a.demand.clone(),
+                peers: vec![PeerState {
+                    name: "ns1".into(),
+                    fetching: a.fetches_us,
+                    ..PeerState::default()
+                }],
+                ..PeerReport::default()
+            };
+            let again = answer::parse(answer::render(&report).as_bytes(), "ns2", "ns1", 2, mount)
+                .expect("a rendered answer parses");
+            assert_eq!(again.fetches_us, a.fetches_us);
+            for (x, y) in a.demand.iter().zip(again.demand.iter()) {
+                assert!((x - y).abs() <= x.abs() * 1e-12, "{x} then {y}");
+            }
+        }
+        Err(AnswerError::TooLong) => assert!(data.len() > answer::MAX_ANSWER_BYTES),
+        Err(_) => {}
     }
 }
