@@ -246,6 +246,10 @@ pub struct HttpConfig {
     /// Networks that may read the diagnostic pages (`/status`,
     /// `/status.json`, `/metrics`, `/explain`); others get `403`.
     pub diagnostics_from: Vec<ipnet::IpNet>,
+    /// `/metrics` has the relay x mount series (`floe_mount_*`, and
+    /// `floe_redirects_total` per relay); off for very large clusters,
+    /// where they are most of a scrape (20,000 series at 1,000 x 20).
+    pub metrics_per_mount: bool,
     /// Largest request head accepted.
     pub max_header_bytes: usize,
     /// `Retry-After` on a 503.

@@ -52,6 +52,7 @@ pub struct RawHttp {
     pub max_connection_age: Option<Human>,
     pub write_timeout: Option<Human>,
     pub diagnostics_from: Option<Vec<Spanned<String>>>,
+    pub metrics_per_mount: Option<bool>,
     pub max_header_bytes: Option<Spanned<u32>>,
     pub retry_after: Option<Human>,
     pub workers: Option<u32>,

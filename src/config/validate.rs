@@ -503,6 +503,7 @@ impl<'a> Cx<'a> {
                 .map_or(Duration::from_secs(60), |d| d.0),
             write_timeout: raw.write_timeout.map_or(Duration::from_secs(10), |d| d.0),
             diagnostics_from,
+            metrics_per_mount: raw.metrics_per_mount.unwrap_or(true),
             max_header_bytes,
             retry_after: raw.retry_after.map_or(Duration::from_secs(10), |d| d.0),
             workers: raw.workers.unwrap_or(0) as usize,

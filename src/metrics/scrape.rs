@@ -203,9 +203,12 @@ impl Collector for Scrape {
                 .iter_ids()
                 .map(|(r, def)| (r, (def, &snap.relays[r])))
         };
+        // The relay x mount series, unless the config leaves them out.
+        let per_mount = snap.config().http.metrics_per_mount;
         let cells = || {
             topo.relays
                 .ids()
+                .filter(move |_| per_mount)
                 .flat_map(move |r| topo.mounts.ids().map(move |m| (r, m)))
                 .map(move |(r, m)| {
                     let mount = &topo.mounts[m];
@@ -221,16 +224,30 @@ impl Collector for Scrape {
         family(&mut enc, &REDIRECTS, |f| {
             for (m, mount) in topo.mounts.iter_ids() {
                 let stream = &*topo.streams[mount.stream].name;
-                for (r, def) in topo.relays.iter_ids() {
-                    let (outcome, reason) = Outcome::Sent.labels();
+                let (outcome, reason) = Outcome::Sent.labels();
+                let mut sent = |relay: &str, n: u64| {
                     let labels = [
                         ("stream", stream),
-                        ("mount", &mount.path),
-                        ("relay", &def.name),
+                        ("mount", &*mount.path),
+                        ("relay", relay),
                         ("outcome", outcome),
                         ("reason", reason),
                     ];
-                    put_counter(f, &labels, self.redirects.sent_to(m, r))?;
+                    put_counter(f, &labels, n)
+                };
+                if per_mount {
+                    for (r, def) in topo.relays.iter_ids() {
+                        sent(&def.name, self.redirects.sent_to(m, r))?;
+                    }
+                } else {
+                    // Summed over the relays (relay="").
+                    sent(
+                        "",
+                        topo.relays
+                            .ids()
+                            .map(|r| self.redirects.sent_to(m, r))
+                            .sum(),
+                    )?;
                 }
                 for (k, o) in Outcome::REFUSED.into_iter().enumerate() {
                     let (outcome, reason) = o.labels();

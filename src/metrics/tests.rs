@@ -30,7 +30,12 @@ const R1: RelayId = RelayId::new(1);
 /// A config with relays `names` (each `url = http://<name>.example.org`),
 /// one stream `live` with mounts /a and /b.
 fn topology(names: &[&str], previous: Option<&Topology>) -> Arc<Topology> {
-    let mut toml = String::from("[[stream]]\nname = \"live\"\nmounts = [\"/a\", \"/b\"]\n");
+    topology_with("", names, previous)
+}
+
+/// [`topology`] with `head` (e.g. an `[http]` table) before the stream.
+fn topology_with(head: &str, names: &[&str], previous: Option<&Topology>) -> Arc<Topology> {
+    let mut toml = format!("{head}[[stream]]\nname = \"live\"\nmounts = [\"/a\", \"/b\"]\n");
     for (i, n) in names.iter().enumerate() {
         toml += &format!(
             "[[relay]]\nname = \"{n}\"\nurl = \"http://{n}.example.org:8000\"\naddresses = [\"192.0.2.{}\"]\n\
@@ -165,6 +170,43 @@ fn redirects_are_counted_per_mount_relay_and_outcome() {
             counts.refused_total()
         ),
         (4, 3, 2)
+    );
+}
+
+#[test]
+fn without_per_mount_series_redirects_are_summed_over_the_relays() {
+    let topology = topology_with("[http]\nmetrics_per_mount = false\n", &["a", "b"], None);
+    let (snapshots, metrics) = published(snapshot(topology, 1, ReloadReport::default()));
+    let snap = snapshots.load_full();
+    sent(&metrics, &snap, A, R0);
+    sent(&metrics, &snap, A, R1);
+    sent(&metrics, &snap, A, R1);
+    let text = metrics.render(&snapshots.load_full());
+    let labels = |relay| {
+        [
+            ("stream", "live"),
+            ("mount", "/a"),
+            ("relay", relay),
+            ("outcome", "302"),
+            ("reason", ""),
+        ]
+    };
+    assert_eq!(value(&text, "floe_redirects_total", &labels("")), Some(3.0));
+    assert_eq!(value(&text, "floe_redirects_total", &labels("b")), None);
+    for family in [
+        "floe_mount_listeners",
+        "floe_mount_room",
+        "floe_mount_candidate",
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {family} gauge"))
+                && !text.lines().any(|l| l.starts_with(&format!("{family}{{"))),
+            "{family}: described, no series\n{text}"
+        );
+    }
+    assert_eq!(
+        value(&text, "floe_relay_listeners", &[("relay", "b")]),
+        Some(3.0)
     );
 }
 
