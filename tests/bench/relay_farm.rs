@@ -20,11 +20,12 @@
 //!   fall 2).
 //!
 //! It prints the overfill (listeners arriving at a relay already at its
-//! limit: must be 0), listeners sent to the dead relay, refusals (and how
-//! many came while the relays had free slots), floe's CPU (percent of one
+//! limit: must be 0), listeners sent to the dead relay, refusals (`503`,
+//! with the farm's mean free slots at those moments; `429` from the
+//! per-client budget, retried like a `503`), floe's CPU (percent of one
 //! core over the run, from /proc) and peak RSS, and the redirect latency
-//! percentiles. It exits 1 on overfill or on any answer other than 302 and
-//! 503.
+//! percentiles. It exits 1 on overfill or on any answer other than 302,
+//! 503 and 429.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -46,7 +47,10 @@ const MOUNT: &str = "/live.ogg";
 struct Counts {
     redirected: AtomicU64,
     refused: AtomicU64,
-    refused_with_room: AtomicU64,
+    /// Free slots in the farm summed over the refusals (their mean tells
+    /// how much room was left, mostly slots freed since the last poll).
+    free_at_refusals: AtomicU64,
+    over_budget: AtomicU64,
     other_answers: AtomicU64,
     failed_requests: AtomicU64,
     arrived: AtomicU64,
@@ -245,10 +249,12 @@ fn main() {
     let c = &*counts;
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
     println!(
-        "redirected {} refused {} (with free slots: {}) other answers {} failed requests {}",
+        "redirected {} refused {} (free slots at those moments: {:.1} on average, of {slots}) \
+         over budget (429) {} other answers {} failed requests {}",
         get(&c.redirected),
         get(&c.refused),
-        get(&c.refused_with_room),
+        get(&c.free_at_refusals) as f64 / get(&c.refused).max(1) as f64,
+        get(&c.over_budget),
         get(&c.other_answers),
         get(&c.failed_requests)
     );
@@ -359,9 +365,13 @@ impl Listener {
                 }
                 503 => {
                     c.refused.fetch_add(1, Ordering::Relaxed);
-                    if self.farm.free_slots() > 0 {
-                        c.refused_with_room.fetch_add(1, Ordering::Relaxed);
-                    }
+                    c.free_at_refusals
+                        .fetch_add(self.farm.free_slots(), Ordering::Relaxed);
+                }
+                // The per-client budget (1,024 addresses, scarce room):
+                // a player retries as after a 503.
+                429 => {
+                    c.over_budget.fetch_add(1, Ordering::Relaxed);
                 }
                 status => {
                     if c.other_answers.fetch_add(1, Ordering::Relaxed) == 0 {
