@@ -153,17 +153,19 @@ fn main() {
                 .unwrap()
         })
         .collect();
-    let clients = Arc::new(clients);
-    let client_of = move |seed: u64| clients[(seed % clients.len() as u64) as usize].clone();
-    let url = floe.url(MOUNT);
+    let crowd = Crowd {
+        clients: Arc::new(clients),
+        url: floe.url(MOUNT),
+        farm: farm.clone(),
+        counts: counts.clone(),
+        latencies: latencies.clone(),
+    };
     let cpu_before = cpu_ticks(floe.pid());
     let started = Instant::now();
 
     // The kill, halfway through the ramp.
     {
-        let farm = farm.clone();
-        let counts = counts.clone();
-        let (client_of, url, latencies) = (client_of.clone(), url.clone(), latencies.clone());
+        let (farm, crowd) = (farm.clone(), crowd.clone());
         rt.spawn(async move {
             tokio::time::sleep(ramp / 2).await;
             let victim = farm
@@ -184,17 +186,7 @@ fn main() {
             let mut rng = SmallRng::seed_from_u64(99);
             for _ in 0..had {
                 let back = Duration::from_millis(rng.random_range(1000..3000));
-                let stay = Duration::from_secs(rng.random_range(30..240));
-                let seed: u64 = rng.random();
-                let l = Listener {
-                    client: client_of(seed),
-                    url: url.clone(),
-                    farm: farm.clone(),
-                    counts: counts.clone(),
-                    latencies: latencies.clone(),
-                    stay,
-                    seed,
-                };
+                let l = crowd.listener(&mut rng);
                 tokio::spawn(async move {
                     tokio::time::sleep(back).await;
                     l.run().await;
@@ -213,16 +205,7 @@ fn main() {
     arrivals.sort();
     let mut tasks = Vec::with_capacity(arrivals.len());
     for at in arrivals {
-        let seed: u64 = rng.random();
-        let l = Listener {
-            client: client_of(seed),
-            url: url.clone(),
-            farm: farm.clone(),
-            counts: counts.clone(),
-            latencies: latencies.clone(),
-            stay: Duration::from_secs(rng.random_range(30..240)),
-            seed,
-        };
+        let l = crowd.listener(&mut rng);
         tasks.push(rt.spawn(async move {
             tokio::time::sleep_until((started + at).into()).await;
             l.run().await;
@@ -292,6 +275,33 @@ fn main() {
             get(&c.failed_requests)
         );
         std::process::exit(1);
+    }
+}
+
+/// What every listener shares: the clients (one per source address),
+/// floe's URL, the farm and the tallies.
+#[derive(Clone)]
+struct Crowd {
+    clients: Arc<Vec<reqwest::Client>>,
+    url: String,
+    farm: Arc<Farm>,
+    counts: Arc<Counts>,
+    latencies: Arc<Mutex<Vec<Duration>>>,
+}
+
+impl Crowd {
+    /// A new listener: a source address, a stay of 30 to 240 s, a seed.
+    fn listener(&self, rng: &mut SmallRng) -> Listener {
+        let seed: u64 = rng.random();
+        Listener {
+            client: self.clients[(seed % self.clients.len() as u64) as usize].clone(),
+            url: self.url.clone(),
+            farm: self.farm.clone(),
+            counts: self.counts.clone(),
+            latencies: self.latencies.clone(),
+            stay: Duration::from_secs(rng.random_range(30..240)),
+            seed,
+        }
     }
 }
 
