@@ -320,6 +320,10 @@ async fn accept_loop(
     // swapped it), so per-connection setup copies no settings.
     let mut config = shared.snapshots.load().topology.config.clone();
     let mut builder = Arc::new(Builders::new(&config.http, door, &shared));
+    let bound = listener
+        .local_addr()
+        .ok()
+        .filter(|a| !a.ip().is_unspecified());
     loop {
         let permit = tokio::select! {
             p = shared.slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
@@ -356,7 +360,7 @@ async fn accept_loop(
             }
             Door::Proxy => None,
         };
-        let _ = stream.set_nodelay(true);
+        // TCP_NODELAY comes from the listener (accepted sockets inherit it).
         let limits = Lifetime {
             head: config.http.header_timeout,
             age: config.http.max_connection_age,
@@ -368,6 +372,7 @@ async fn accept_loop(
             let conn = Conn {
                 stream,
                 peer,
+                local: bound,
                 door,
                 open,
             };
@@ -410,6 +415,10 @@ fn open_for(
 struct Conn {
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
+    /// The listener's address when it is bound to one address (then every
+    /// connection's local address): saves a `getsockname` per connection.
+    /// `None` for a wildcard listener.
+    local: Option<SocketAddr>,
     door: Door,
     /// Its slot in the per-client table (plain connections from untrusted
     /// peers; PROXY connections take theirs after the header).
@@ -522,6 +531,7 @@ async fn serve_connection(
     let Conn {
         mut stream,
         peer,
+        local,
         door,
         mut open,
     } = conn;
@@ -583,7 +593,7 @@ async fn serve_connection(
             _ = shutdown.wait() => return,
         }
     }
-    let local = stream.local_addr().ok();
+    let local = local.or_else(|| stream.local_addr().ok());
     let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
     stream.set_write_timeout(Some(limits.write));
     // When hyper last read a whole request head: milliseconds since the
