@@ -234,22 +234,10 @@ fn wait_acme(floe: &FloeProcess, name: &str, state: &str, f: impl Fn(&Value) -> 
 }
 
 /// `curl` over HTTPS to `name` at floe's TLS address trusting `ca`: exit
-/// code and the response head.
+/// code, and the response head followed by curl's messages.
 fn curl_https(floe: &FloeProcess, name: &str, ca: &Path, path: &str) -> (i32, String) {
-    let addr = floe.tls_http();
-    let out = Command::new("curl")
-        .args(["-sS", "-o", "/dev/null", "-D", "-", "--max-time", "10"])
-        .arg("--resolve")
-        .arg(format!("{name}:{}:{}", addr.port(), addr.ip()))
-        .arg("--cacert")
-        .arg(ca)
-        .arg(format!("https://{name}:{}{path}", addr.port()))
-        .output()
-        .expect("curl is needed (tests/run installs it)");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
+    let (code, head, err) = support::curl::curl_https(floe.tls_http(), name, ca, path, &[]);
+    (code, head + &err)
 }
 
 /// Asserts curl trusting `ca` gets the 302 to the relay's `https_url`.

@@ -21,6 +21,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
+use support::curl::curl_https;
 use support::floe::FloeProcess;
 use support::{TestConfig, runtime, sim_relay};
 
@@ -106,32 +107,6 @@ fn start_with(
     (floe, (relay, rt))
 }
 
-/// `curl` over HTTPS to `name` (resolved to floe's TLS address) trusting
-/// `ca`: exit code, status line and headers, stderr.
-fn curl(
-    addr: SocketAddr,
-    name: &str,
-    ca: &Path,
-    path: &str,
-    args: &[&str],
-) -> (i32, String, String) {
-    let out = Command::new("curl")
-        .args(["-sS", "-o", "/dev/null", "-D", "-", "--max-time", "10"])
-        .arg("--resolve")
-        .arg(format!("{name}:{}:{}", addr.port(), addr.ip()))
-        .arg("--cacert")
-        .arg(ca)
-        .args(args)
-        .arg(format!("https://{name}:{}{path}", addr.port()))
-        .output()
-        .expect("curl is needed (tests/run installs it)");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn curl_gets_the_redirect_over_http1_and_http2() {
     let dir = tempfile::tempdir().unwrap();
@@ -139,7 +114,8 @@ fn curl_gets_the_redirect_over_http1_and_http2() {
     let (floe, _relay) = start(&[&one], &[]);
     let addr = floe.tls_http();
     for (version, line) in [("--http1.1", "HTTP/1.1 302"), ("--http2", "HTTP/2 302")] {
-        let (code, head, err) = curl(addr, "stream.example.org", &one.0, "/live.ogg", &[version]);
+        let (code, head, err) =
+            curl_https(addr, "stream.example.org", &one.0, "/live.ogg", &[version]);
         assert_eq!(code, 0, "curl {version}: {err}");
         assert!(head.starts_with(line), "curl {version}: {head}");
         assert!(
@@ -193,10 +169,10 @@ fn the_sni_name_picks_the_certificate() {
         ("two.example.org", &two.0, &one.0),
         ("edge.cdn.example.org", &two.0, &one.0),
     ] {
-        let (code, head, err) = curl(addr, name, right, "/live.ogg", &[]);
+        let (code, head, err) = curl_https(addr, name, right, "/live.ogg", &[]);
         assert_eq!(code, 0, "{name}: {err}");
         assert!(head.contains(" 302"), "{name}: {head}");
-        let (code, _, err) = curl(addr, name, wrong, "/live.ogg", &[]);
+        let (code, _, err) = curl_https(addr, name, wrong, "/live.ogg", &[]);
         assert_ne!(
             code, 0,
             "{name} verified against the wrong certificate: {err}"
@@ -287,7 +263,7 @@ fn a_handshake_not_finished_in_header_timeout_is_closed_and_garbage_is_refused()
     assert!(took < Duration::from_millis(800), "garbage held {took:?}");
     assert!(!back.starts_with(b"HTTP/"), "no HTTP answer without TLS");
     // And floe still serves.
-    let (code, head, err) = curl(addr, "stream.example.org", &one.0, "/live.ogg", &[]);
+    let (code, head, err) = curl_https(addr, "stream.example.org", &one.0, "/live.ogg", &[]);
     assert_eq!(code, 0, "{err}");
     assert!(head.contains(" 302"), "{head}");
 }
@@ -386,7 +362,7 @@ fn no_https_relay_with_room_is_a_503_unless_plain_http_is_allowed() {
 
     let (floe, _relay) = start_with(&[&cert], &[("tls_redirect_to_http", "true")], "");
     let addr = floe.tls_http();
-    let (code, head, err) = curl(addr, "stream.example.org", &cert.0, "/live.ogg", &[]);
+    let (code, head, err) = curl_https(addr, "stream.example.org", &cert.0, "/live.ogg", &[]);
     assert_eq!(code, 0, "{err}");
     assert!(head.starts_with("HTTP/2 302"), "{head}");
     assert!(
@@ -515,7 +491,7 @@ fn a_certificate_replaced_on_disk_is_served_after_a_reload() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let (code, head, err) = curl(addr, "stream.example.org", &renewed.0, "/live.ogg", &[]);
+    let (code, head, err) = curl_https(addr, "stream.example.org", &renewed.0, "/live.ogg", &[]);
     assert_eq!(code, 0, "{err}");
     assert!(head.contains(" 302"), "{head}");
 }
@@ -577,7 +553,7 @@ fn a_renewed_certificate_is_served_without_a_signal_and_a_broken_one_keeps_the_l
         Some(1.0)
     );
     assert_eq!(served_fingerprint(addr, Some("stream.example.org")), now);
-    let (code, head, err) = curl(addr, "stream.example.org", &renewed.0, "/live.ogg", &[]);
+    let (code, head, err) = curl_https(addr, "stream.example.org", &renewed.0, "/live.ogg", &[]);
     assert_eq!(code, 0, "{err}");
     assert!(head.contains(" 302"), "{head}");
 }
@@ -589,23 +565,8 @@ fn h2_client(
     name: &str,
     ca: &Path,
 ) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(rustls::pki_types::CertificateDer::from_pem_file(ca).unwrap())
-        .unwrap();
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    let conn = rustls::ClientConnection::new(
-        std::sync::Arc::new(config),
-        name.to_string().try_into().unwrap(),
-    )
-    .unwrap();
+    let config = client_config(ca, b"h2");
+    let conn = rustls::ClientConnection::new(config, name.to_string().try_into().unwrap()).unwrap();
     rustls::StreamOwned::new(conn, TcpStream::connect(addr).unwrap())
 }
 
@@ -693,6 +654,11 @@ fn resumed_get(
 /// A rustls client config trusting `ca`, ALPN `http/1.1`, keeping the
 /// session tickets it is given.
 fn resuming_client(ca: &Path) -> std::sync::Arc<rustls::ClientConfig> {
+    client_config(ca, b"http/1.1")
+}
+
+/// A rustls client config (ring) trusting only `ca`, offering ALPN `alpn`.
+fn client_config(ca: &Path, alpn: &[u8]) -> std::sync::Arc<rustls::ClientConfig> {
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     roots
@@ -704,7 +670,7 @@ fn resuming_client(ca: &Path) -> std::sync::Arc<rustls::ClientConfig> {
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     std::sync::Arc::new(config)
 }
 

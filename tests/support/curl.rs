@@ -7,8 +7,8 @@
 //! flushed by curl as each response head arrives), so a test sees where it
 //! landed while it is still connected.
 
-use std::net::IpAddr;
-use std::path::PathBuf;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -211,4 +211,30 @@ impl std::fmt::Debug for CurlListener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "CurlListener({} -> {})", self.from, self.url)
     }
+}
+
+/// `curl` over HTTPS to `name` (resolved to `addr`, e.g. floe's TLS address) trusting
+/// `ca`: exit code, status line and headers, stderr.
+pub fn curl_https(
+    addr: SocketAddr,
+    name: &str,
+    ca: &Path,
+    path: &str,
+    args: &[&str],
+) -> (i32, String, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-D", "-", "--max-time", "10"])
+        .arg("--resolve")
+        .arg(format!("{name}:{}:{}", addr.port(), addr.ip()))
+        .arg("--cacert")
+        .arg(ca)
+        .args(args)
+        .arg(format!("https://{name}:{}{path}", addr.port()))
+        .output()
+        .expect("curl is needed (tests/run installs it)");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
