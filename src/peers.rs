@@ -13,7 +13,7 @@
 
 pub mod answer;
 
-use crate::config::{Config, PeersConfig};
+use crate::config::{Config, PeersConfig, PollConfig};
 use crate::poll::Engine;
 use crate::shares::{Exchange, PeerReport, PeerState};
 use crate::shutdown::Shutdown;
@@ -55,6 +55,7 @@ pub fn spawn(engine: Engine, shutdown: Shutdown) {
 struct Key {
     peers: PeersConfig,
     share: f64,
+    poll: PollConfig,
     paths: Vec<Box<str>>,
 }
 
@@ -63,6 +64,7 @@ impl Key {
         Key {
             peers: config.peers.clone(),
             share: config.select.share,
+            poll: config.poll.clone(),
             paths: topology.mounts.iter().map(|m| m.path.clone()).collect(),
         }
     }
@@ -140,7 +142,7 @@ fn start(key: Key) -> Result<Running, reqwest::Error> {
         })
         .collect();
     Ok(Running {
-        exchange: Exchange::new(p.peers.len(), p.interval, key.share),
+        exchange: Exchange::new(p.peers.len(), p.interval, key.share, &key.poll),
         client,
         states,
         key,

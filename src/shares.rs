@@ -25,7 +25,25 @@
 //! fetching us) keeps its static part: `pool_i = 1 - static x unconnected`.
 //! Two groups of instances that cannot see each other then split the room
 //! by static parts between groups and by demand within each.
+//!
+//! **The remainder.** A part of a relay's free slots is rounded down, so
+//! the parts of all instances never sum past the whole even though each
+//! instance read the relay's count at its own poll. Rounding every part
+//! down strands the last slot or two of every relay (0.9 x 1 rounds to 0),
+//! and near the peak every listener refused while such a slot is free
+//! counts. So one instance rounds up: the one holding **more than half** of
+//! the demand, which at any moment at most one instance does (the shares
+//! sum to at most one). Shares move, so the holder can change while the
+//! previous holder's last rounded-up grant is still on its way to the
+//! relay; an instance therefore rounds up only once it has held its
+//! majority for [`Exchange::remainder_after`] (a grant's whole life, until
+//! every instance's poll shows it, plus two exchange rounds), and by then
+//! the previous holder stopped rounding up long enough ago that its grants
+//! are in every instance's count.
 
+pub mod grid;
+
+use crate::config::PollConfig;
 use crate::ids::{MountId, PerMount};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -133,23 +151,48 @@ pub struct PeerState {
     pub demand: PerMount<f64>,
 }
 
-/// An instance's fraction of each relay's free slots.
+/// An instance's fraction of each relay's free slots, and whether it
+/// rounds its part up (it holds the remainder: see the module doc).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Shares {
     /// Per mount (of the mount's free slots).
     pub mounts: PerMount<f64>,
+    /// Per mount: this instance rounds its part up.
+    pub remainder: PerMount<bool>,
     /// Of the relay-wide free slots (listener cap, uplink): from the demand
     /// summed over the mounts.
     pub relay: f64,
+    /// This instance rounds its part of the relay-wide free slots up.
+    pub relay_remainder: bool,
 }
 
 impl Shares {
     /// The same `share` of everything (the static split, or 1.0 alone).
+    /// A static share above one half holds the remainder: the shares in the
+    /// configs sum to at most one, so at most one instance has such a
+    /// share, and it never changes hands.
     pub fn uniform(share: f64, mounts: usize) -> Shares {
+        let majority = share > 0.5;
         Shares {
             mounts: (0..mounts).map(|_| share).collect(),
+            remainder: (0..mounts).map(|_| majority).collect(),
             relay: share,
+            relay_remainder: majority,
         }
+    }
+
+    /// `n` free slots, this instance's part of them: `share` of `n`,
+    /// rounded up when it holds the remainder, else down.
+    pub fn part(n: u64, share: f64, remainder: bool) -> u64 {
+        if share >= 1.0 {
+            return n;
+        }
+        let exact = n as f64 * share;
+        (if remainder && std::env::var_os("FLOOR").is_none() {
+            exact.ceil()
+        } else {
+            exact.floor()
+        }) as u64
     }
 }
 
@@ -179,9 +222,12 @@ pub fn split(static_share: f64, own: &PerMount<f64>, peers: &[PeerDemand]) -> Sh
         .collect();
     let total = |d: &PerMount<f64>| d.iter().sum::<f64>();
     let theirs: f64 = connected.iter().map(|p| total(p) + PRIOR_DEMAND).sum();
+    let mounts: PerMount<f64> = mounts;
     Shares {
+        remainder: mounts.iter().map(|_| false).collect(),
         mounts,
         relay: part(total(own), theirs),
+        relay_remainder: false,
     }
 }
 
@@ -199,6 +245,18 @@ pub struct Exchange {
     /// publication), oldest first, pruned to the own window.
     published: VecDeque<(Instant, PerMount<f64>)>,
     peers: Vec<PeerView>,
+    /// How long a majority must have been held before it rounds up.
+    remainder_after: Duration,
+    /// Since when this instance has held more than half of each mount's
+    /// demand (by mount index), and of the relay-wide demand (the last
+    /// entry), as of every [`Exchange::shares`] call.
+    majority_since: Vec<Option<Instant>>,
+    /// How long a grant counts against one poll's reading (a budget):
+    /// the share applied is the lowest over this window.
+    budget: Duration,
+    /// The shares computed within `budget` (and the one before), oldest
+    /// first.
+    history: VecDeque<(Instant, Shares)>,
 }
 
 /// What this instance fetched from one peer.
@@ -212,15 +270,30 @@ struct PeerView {
 
 impl Exchange {
     /// An exchange with `peers` peers that publishes and fetches every
-    /// `interval`, keeping `static_share` for peers not connected.
-    pub fn new(peers: usize, interval: Duration, static_share: f64) -> Exchange {
+    /// `interval`, keeping `static_share` for peers not connected; an
+    /// instance polling as `poll` says holds the remainder once it has had
+    /// a majority for [`Exchange::remainder_after`].
+    pub fn new(peers: usize, interval: Duration, static_share: f64, poll: &PollConfig) -> Exchange {
         Exchange {
             interval,
             static_share,
             counted: VecDeque::new(),
             published: VecDeque::new(),
             peers: vec![PeerView::default(); peers],
+            remainder_after: Self::remainder_after(poll, interval),
+            majority_since: Vec::new(),
+            budget: poll.grant_window() + grid::GRID_MARGIN,
+            history: VecDeque::new(),
         }
+    }
+
+    /// How long an instance must have held a majority before it rounds
+    /// its parts up: a grant's whole life (until a poll that started
+    /// `settle` after it shows it, [`PollConfig::grant_window`]) plus two
+    /// exchange rounds (the previous holder's last round with a majority,
+    /// and ours).
+    pub fn remainder_after(poll: &PollConfig, interval: Duration) -> Duration {
+        poll.grant_window() + interval * 2
     }
 
     /// How far back a peer's demand counts (and a peer must have been
@@ -288,8 +361,42 @@ impl Exchange {
             .collect()
     }
 
-    /// This instance's shares at `now`.
-    pub fn shares(&self, now: Instant, mounts: usize) -> Shares {
+    /// This instance's shares at `now`: per mount, the lowest share this
+    /// instance has computed since the oldest poll reading its grants may
+    /// still be counted against (shares move between polls, and two
+    /// instances' parts of one reading sum to at most the whole only for
+    /// shares computed at the same moment). Called after every change to
+    /// the exchange (each round), so it sees every share and every majority
+    /// this instance holds, and when it began.
+    pub fn shares(&mut self, now: Instant, mounts: usize) -> Shares {
+        let current = self.current_shares(now, mounts);
+        self.history.push_back((now, current.clone()));
+        // Keep the shares in effect at the window's start too.
+        while self
+            .history
+            .get(1)
+            .is_some_and(|(t, _)| now.saturating_duration_since(*t) >= self.budget)
+        {
+            self.history.pop_front();
+        }
+        let lowest = |a: &mut Shares, b: &Shares| {
+            for (x, y) in a.mounts.iter_mut().zip(b.mounts.iter()) {
+                *x = x.min(*y);
+            }
+            a.relay = a.relay.min(b.relay);
+        };
+        let mut shares = current;
+        for (_, past) in &self.history {
+            if past.mounts.len() == shares.mounts.len() {
+                lowest(&mut shares, past);
+            }
+        }
+        shares
+    }
+
+    /// The shares the exchange gives at `now`, and whether this instance
+    /// holds the remainder.
+    fn current_shares(&mut self, now: Instant, mounts: usize) -> Shares {
         let own_window = self.own_window();
         let own: PerMount<f64> = (0..mounts)
             .map(|m| {
@@ -322,7 +429,25 @@ impl Exchange {
                 })
             })
             .collect();
-        split(self.static_share, &own, &peers)
+        let mut shares = split(self.static_share, &own, &peers);
+        self.majority_since.resize(mounts + 1, None);
+        let mut holds = |i: usize, share: f64| {
+            let since = &mut self.majority_since[i];
+            *since = if share > 0.5 {
+                since.or(Some(now))
+            } else {
+                None
+            };
+            since.is_some_and(|t| now.saturating_duration_since(t) >= self.remainder_after)
+        };
+        shares.remainder = shares
+            .mounts
+            .iter()
+            .enumerate()
+            .map(|(m, &s)| holds(m, s))
+            .collect();
+        shares.relay_remainder = holds(mounts, shares.relay);
+        shares
     }
 }
 

@@ -704,34 +704,22 @@ impl Snapshot {
 
 /// Several floe instances (the zone's NS set) poll the same relays on their
 /// own and cannot see each other's grants, so each grants at most its share
-/// of the poll-time free slots (rounded down: never more than the relay
-/// has) and holds back its share of the reserve (rounded up): per mount for
+/// of the poll-time free slots (rounded down, or up by the one instance
+/// holding the remainder: see [`crate::shares`]) and holds back its share
+/// of the reserve (rounded up): per mount for
 /// the mount's slots, the relay's share for the relay-wide ones. Runs after
 /// the reserve-release check, which looks at the real free slots.
 fn apply_share(shares: &Shares, cells: &mut Grid<Cell>, relays: &mut PerRelay<RelayView>) {
-    // At most one instance has more than half: it rounds up, the others
-    // down, so the parts still sum to at most the whole, and the last free
-    // slot of a relay is not lost to rounding by every instance at once.
-    let part = |n: u64, share: f64| {
-        let exact = n as f64 * share;
-        (if share > 0.5 {
-            exact.ceil()
-        } else {
-            exact.floor()
-        }) as u64
-    };
     for (i, relay) in relays.iter_mut().enumerate() {
-        if shares.relay < 1.0 {
-            relay.free = relay.free.map(|n| part(n, shares.relay));
-        }
+        relay.free = relay
+            .free
+            .map(|n| Shares::part(n, shares.relay, shares.relay_remainder));
         for (m, cell) in cells.row_mut(RelayId::new(i)).iter_mut().enumerate() {
-            let share = shares
-                .mounts
-                .get(MountId::new(m))
-                .copied()
-                .unwrap_or(shares.relay);
+            let m = MountId::new(m);
+            let share = shares.mounts.get(m).copied().unwrap_or(shares.relay);
             if share < 1.0 {
-                cell.free = cell.free.map(|n| part(n, share));
+                let remainder = shares.remainder.get(m).copied().unwrap_or(false);
+                cell.free = cell.free.map(|n| Shares::part(n, share, remainder));
                 cell.reserve = (cell.reserve as f64 * share).ceil() as u64;
             }
         }

@@ -37,7 +37,7 @@ fn floe_never_overfills_and_the_peer_exchange_beats_static_shares() {
         "a static share refuses while room is free when traffic is uneven\n{table}"
     );
     assert!(
-        exchange.refused_while_free * 10 < static_share.refused_while_free,
+        exchange.refused_while_free * 2 < static_share.refused_while_free,
         "the peer exchange lends the idle instances' room\n{table}"
     );
     let dir = tempfile::tempdir().unwrap();

@@ -15,6 +15,7 @@ use floe::health::Health;
 use floe::ids::{MountId, PoolId, RelayId};
 use floe::poll::MIN_REBUILD_SPACING;
 use floe::select::{self, Grant};
+use floe::shares::grid::{GRID_MARGIN, PollGrid};
 use floe::shares::{Exchange, Shares};
 use floe::snapshot::{RelayObservation, ReloadReport, Snapshot, Stamp, Topology};
 use rand::SeedableRng;
@@ -65,6 +66,18 @@ pub fn config_text(scenario: &Scenario, share: f64) -> String {
     t
 }
 
+/// The simulated time of the first point of `grid` with `phase` after
+/// simulated time `now` (`epoch` is simulated time 0).
+fn on_grid(grid: &PollGrid, epoch: SystemTime, now: Time, phase: Duration) -> Time {
+    let wall = epoch + Duration::from_micros(now);
+    let next = grid.next_after(wall, phase);
+    // Rounded up: the grid point is strictly after `now`.
+    next.duration_since(epoch)
+        .unwrap_or_default()
+        .as_nanos()
+        .div_ceil(1000) as Time
+}
+
 /// One relay's poller state, as `RelayPoller::run` keeps it.
 struct Poller {
     health: Health,
@@ -82,6 +95,8 @@ pub struct Instance {
     snapshot: Snapshot,
     pollers: Vec<Poller>,
     clock: PollClock,
+    /// With peers: the shared poll grid and each relay's phase on it.
+    grid: Option<(PollGrid, Vec<Duration>)>,
     poll: PollConfig,
     /// A build is due at this time (the builder was notified).
     build_due: Option<Time>,
@@ -117,25 +132,46 @@ impl Instance {
         let topology = Arc::new(Topology::new(Arc::new(config), None));
         let mut rng = SmallRng::seed_from_u64(seed);
         let epoch = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        // With peers, relays are polled on the shared grid and grants count
+        // GRID_MARGIN longer, as the poll loop does.
+        let grid = (peers > 0).then(|| {
+            let grid = PollGrid::new(poll.interval);
+            let phases: Vec<Duration> =
+                topology.relays.iter().map(|r| grid.phase(&r.url)).collect();
+            (grid, phases)
+        });
+        let settle = poll.settle + grid.as_ref().map_or(Duration::ZERO, |_| GRID_MARGIN);
         let pollers = topology
             .relays
             .iter()
             .map(|def| Poller {
                 health: Health::new(epoch),
-                reconciler: Reconciler::new(def.grants.sample(), poll.settle, poll.grant_ttl),
+                reconciler: Reconciler::new(def.grants.sample(), settle, poll.grant_ttl),
                 observation: None,
                 polls: 0,
                 sample_due: None,
             })
             .collect();
-        // The first polls are spread over 50 ms, as the poll loop does.
-        let clock = PollClock::new(scenario.relays.len(), 50_000, 0.0, &mut rng);
+        // Every `[poll] interval` with its jitter, as the poll loop does,
+        // the first polls spread over 50 ms.
+        let mut clock = PollClock::new(
+            scenario.relays.len(),
+            poll.interval.as_micros() as Time,
+            poll.jitter,
+            50_000,
+            &mut rng,
+        );
+        if let Some((grid, phases)) = &grid {
+            for (next, phase) in clock.next.iter_mut().zip(phases) {
+                *next = on_grid(grid, epoch, 0, *phase);
+            }
+        }
         let paths: Vec<&'static str> = scenario.mounts.iter().map(|m| m.path).collect();
         let mounts = paths
             .iter()
             .map(|p| topology.mount_id(p).expect("mount in config"))
             .collect();
-        let exchange = (peers > 0).then(|| Exchange::new(peers, EXCHANGE_EVERY, share));
+        let exchange = (peers > 0).then(|| Exchange::new(peers, EXCHANGE_EVERY, share, &poll));
         let next_exchange =
             rand::Rng::random_range(&mut rng, 0..EXCHANGE_EVERY.as_micros() as Time);
         let mut instance = Instance {
@@ -147,6 +183,7 @@ impl Instance {
             topology,
             pollers,
             clock,
+            grid,
             poll,
             build_due: None,
             last_build: None,
@@ -221,7 +258,7 @@ impl Instance {
                 .collect();
             let shares = self
                 .exchange
-                .as_ref()
+                .as_mut()
                 .map(|x| x.shares(self.base + Duration::from_micros(now), self.mounts.len()));
             self.snapshot = build(
                 &self.topology,
@@ -253,8 +290,12 @@ impl Instance {
             polls: p.polls,
             poll_duration: Some(Duration::from_millis(2)),
         });
-        // The poll loop's jittered interval, then the next sample.
+        // The poll loop's jittered interval (or the next grid point), then
+        // the next sample.
         self.clock.polled(r, now, &mut self.rng);
+        if let Some((grid, phases)) = &self.grid {
+            self.clock.next[r] = on_grid(grid, self.epoch, now, phases[r]);
+        }
         self.schedule_sample(r, now);
         self.notify(now);
     }

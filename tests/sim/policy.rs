@@ -41,10 +41,20 @@ pub struct PollClock {
 }
 
 impl PollClock {
-    /// `relays` clocks with random phases.
-    pub fn new(relays: usize, interval: Time, jitter: f64, rng: &mut SmallRng) -> PollClock {
+    /// `relays` clocks polling every `interval` (shortened or lengthened
+    /// by up to `jitter` x interval), the first polls spread at random over
+    /// `first_within`.
+    pub fn new(
+        relays: usize,
+        interval: Time,
+        jitter: f64,
+        first_within: Time,
+        rng: &mut SmallRng,
+    ) -> PollClock {
         PollClock {
-            next: (0..relays).map(|_| rng.random_range(0..interval)).collect(),
+            next: (0..relays)
+                .map(|_| rng.random_range(0..first_within))
+                .collect(),
             interval,
             jitter,
         }
@@ -122,7 +132,7 @@ impl Classic {
         mut rng: SmallRng,
     ) -> Self {
         Classic {
-            clock: PollClock::new(slots.len(), interval, 0.1, &mut rng),
+            clock: PollClock::new(slots.len(), interval, 0.1, interval, &mut rng),
             free: vec![vec![0; paths.len()]; slots.len()],
             slots,
             paths,
