@@ -26,10 +26,12 @@
 //! balancer carries many clients).
 
 pub mod cors;
+pub mod fast;
 pub mod forwarded;
 pub mod pages;
 mod playlist;
 pub mod proxy;
+mod rewind;
 pub mod routes;
 pub mod status_page;
 
@@ -40,18 +42,22 @@ use crate::history::History;
 use crate::metrics::{Metrics, ProxyRefusal};
 use crate::shutdown::Shutdown;
 use crate::snapshot::Snapshots;
+use bytes::Bytes;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
+use socket2::Socket;
 use std::cell::RefCell;
-use std::io;
+use std::io::{self, Read};
 use std::net::{IpAddr, SocketAddr, TcpListener as StdListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::io::unix::AsyncFd;
 use tokio::sync::Semaphore;
 
 /// Longest time in-flight requests get to finish after shutdown begins.
@@ -287,7 +293,12 @@ fn worker(
     rt.block_on(async move {
         let mut accepts = Vec::new();
         for (s, door) in sockets {
-            let listener = match tokio::net::TcpListener::from_std(s) {
+            // SAFETY: the socket owns its descriptor: it stays open, and
+            // the same, for as long as the `AsyncFd` holds the socket.
+            let listener = unsafe {
+                AsyncFd::register_with_interest(Socket::from(s), tokio::io::Interest::READABLE)
+            };
+            let listener = match listener.map_err(io::Error::from) {
                 Ok(l) => l,
                 Err(e) => {
                     tracing::error!("HTTP worker {w}: {e}");
@@ -310,8 +321,27 @@ fn worker(
     });
 }
 
+/// Accepts a connection on `listener` (non-blocking, so the fast path can
+/// read and answer it before it is registered with the runtime, if ever).
+async fn accept(listener: &AsyncFd<Socket>) -> io::Result<(Socket, SocketAddr)> {
+    loop {
+        let mut ready = listener.readable().await?;
+        let accepted = ready.try_io(|l| {
+            l.get_ref()
+                .accept4(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK)
+        });
+        if let Ok(r) = accepted {
+            let (socket, peer) = r?;
+            let peer = peer.as_socket().ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidData, "accepted a non-IP socket")
+            })?;
+            return Ok((socket, peer));
+        }
+    }
+}
+
 async fn accept_loop(
-    listener: tokio::net::TcpListener,
+    listener: AsyncFd<Socket>,
     door: Door,
     shared: Arc<Shared>,
     shutdown: Shutdown,
@@ -320,17 +350,16 @@ async fn accept_loop(
     // swapped it), so per-connection setup copies no settings.
     let mut config = shared.snapshots.load().topology.config.clone();
     let mut builder = Arc::new(Builders::new(&config.http, door, &shared));
-    let bound = listener
-        .local_addr()
-        .ok()
+    let bound = (listener.get_ref().local_addr().ok())
+        .and_then(|a| a.as_socket())
         .filter(|a| !a.ip().is_unspecified());
     loop {
         let permit = tokio::select! {
             p = shared.slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
             _ = shutdown.wait() => return,
         };
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
+        let (socket, peer) = tokio::select! {
+            r = accept(&listener) => match r {
                 Ok(x) => x,
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
@@ -360,6 +389,32 @@ async fn accept_loop(
             }
             Door::Proxy => None,
         };
+        // A plain connection's request is usually there already: answer it
+        // now if the fast path can, without a task or the poller (a
+        // `Connection: close` client then costs accept, read, write, close).
+        let fast = door == Door::Plain && open.is_some();
+        let first = if fast {
+            let first = fast_step(
+                &shared,
+                peer,
+                |b| (&socket).read(b),
+                |b| socket.send_with_flags(b, libc::MSG_NOSIGNAL),
+            );
+            match first {
+                First::Done => continue,
+                First::Answered { ref unwritten, close: true } if unwritten.is_empty() => continue,
+                first => first,
+            }
+        } else {
+            First::Nothing
+        };
+        let stream = match tokio::net::TcpStream::from_std(socket.into()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("HTTP connection: {e}");
+                continue;
+            }
+        };
         // TCP_NODELAY comes from the listener (accepted sockets inherit it).
         let limits = Lifetime {
             head: config.http.header_timeout,
@@ -375,6 +430,7 @@ async fn accept_loop(
                 local: bound,
                 door,
                 open,
+                fast: fast.then_some(first),
             };
             serve_connection(conn, shared, &conn_config, &builder, limits, shutdown).await;
             drop(permit);
@@ -423,6 +479,114 @@ struct Conn {
     /// Its slot in the per-client table (plain connections from untrusted
     /// peers; PROXY connections take theirs after the header).
     open: Option<OpenConnection>,
+    /// Plain connections from untrusted peers, which the fast path serves
+    /// until a request needs hyper: what the first read came to.
+    fast: Option<First>,
+}
+
+/// What one read of a connection on the fast path came to.
+#[derive(Debug)]
+enum First {
+    /// Close the connection: answered and asked to close, or the client
+    /// left or failed.
+    Done,
+    /// Nothing to read yet.
+    Nothing,
+    /// Not a fast request: hyper must read these bytes first.
+    Hyper(Bytes),
+    /// Answered: the part of the answer the socket did not take yet
+    /// (usually none), and whether to close after it.
+    Answered { unwritten: Bytes, close: bool },
+}
+
+thread_local! {
+    /// This worker's buffer for fast answers.
+    static ANSWER: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(1024));
+}
+
+/// One read of a connection from `peer` and, when it is a fast request
+/// ([`fast::parse`]) for a mount, its answer, written without waiting.
+/// `read` and `write` are the socket's non-blocking calls.
+fn fast_step(
+    shared: &Shared,
+    peer: SocketAddr,
+    read: impl FnOnce(&mut [u8]) -> io::Result<usize>,
+    write: impl FnOnce(&[u8]) -> io::Result<usize>,
+) -> First {
+    let mut buf = [0u8; fast::MAX_HEAD];
+    let head = match read(&mut buf) {
+        Ok(0) => return First::Done,
+        Ok(n) => &buf[..n],
+        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {
+            return First::Nothing;
+        }
+        Err(_) => return First::Done,
+    };
+    let Some(req) = fast::parse(head) else {
+        return First::Hyper(Bytes::copy_from_slice(head));
+    };
+    let snap = shared.snapshots.load();
+    ANSWER.with(|out| {
+        let mut out = out.borrow_mut();
+        if !fast::answer(&snap, shared, &req, peer, &mut out) {
+            return First::Hyper(Bytes::copy_from_slice(head));
+        }
+        let written = match write(&out) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(_) => return First::Done,
+        };
+        First::Answered {
+            unwritten: Bytes::copy_from_slice(&out[written..]),
+            close: req.close,
+        }
+    })
+}
+
+/// Serves fast requests on `stream` (starting from `first`) until one
+/// needs hyper: then the bytes read and when the wait for that request's
+/// head began; `None` when the connection is done (closed, idle past
+/// `header_timeout`, older than `max_connection_age`, shutdown).
+async fn fast_loop(
+    stream: &mut tokio::net::TcpStream,
+    shared: &Shared,
+    peer: SocketAddr,
+    mut first: First,
+    limits: Lifetime,
+    accepted: tokio::time::Instant,
+    shutdown: &Shutdown,
+) -> Option<(Bytes, tokio::time::Instant)> {
+    let age_due = accepted + limits.age;
+    // When the wait for the current request head began.
+    let mut since = accepted;
+    loop {
+        match first {
+            First::Done => return None,
+            First::Hyper(pre) => return Some((pre, since)),
+            First::Nothing => {}
+            First::Answered { unwritten, close } => {
+                if !unwritten.is_empty() {
+                    let wrote = tokio::time::timeout(limits.write, stream.write_all(&unwritten));
+                    if !matches!(wrote.await, Ok(Ok(()))) {
+                        return None;
+                    }
+                }
+                since = tokio::time::Instant::now();
+                if close || since >= age_due {
+                    return None;
+                }
+            }
+        }
+        let due = (since + limits.head).min(age_due);
+        tokio::select! {
+            r = tokio::time::timeout_at(due, stream.readable()) => if !matches!(r, Ok(Ok(()))) {
+                return None;
+            },
+            _ = shutdown.wait() => return None,
+        }
+        let s = &*stream;
+        first = fast_step(shared, peer, |b| s.try_read(b), |b| s.try_write(b));
+    }
 }
 
 /// The metric reason of a PROXY header refusal.
@@ -534,11 +698,12 @@ async fn serve_connection(
         local,
         door,
         mut open,
+        fast,
     } = conn;
     let accepted = tokio::time::Instant::now();
     // The PROXY header and the first request head are due by the same
     // deadline.
-    let first_head_due = accepted + limits.head;
+    let mut first_head_due = accepted + limits.head;
     // The client: the peer, or the source a PROXY header names.
     let mut request_started = false;
     let client = match door {
@@ -583,7 +748,17 @@ async fn serve_connection(
     // (A PROXY header usually comes in one segment with the request: then
     // its first byte is known to be there.)
     let mut first = [0u8; 1];
-    if !request_started {
+    let mut pre = Bytes::new();
+    if let Some(fast) = fast {
+        // The fast path reads instead (a read holds no buffer while it
+        // waits: an idle connection still costs its socket and task only).
+        let started = fast_loop(&mut stream, &shared, peer, fast, limits, accepted, &shutdown);
+        let Some((read, since)) = started.await else {
+            return;
+        };
+        pre = read;
+        first_head_due = since + limits.head;
+    } else if !request_started {
         tokio::select! {
             r = tokio::time::timeout_at(first_head_due, stream.peek(&mut first)) => {
                 if !matches!(r, Ok(Ok(_))) {
@@ -594,7 +769,7 @@ async fn serve_connection(
         }
     }
     let local = local.or_else(|| stream.local_addr().ok());
-    let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
+    let mut stream = tokio_io_timeout::TimeoutStream::new(rewind::Rewind::new(pre, stream));
     stream.set_write_timeout(Some(limits.write));
     // When hyper last read a whole request head: milliseconds since the
     // connection was accepted, plus one (0: none yet). Only TLS connections
