@@ -326,18 +326,17 @@ fn worker(
 async fn accept(listener: &AsyncFd<Socket>) -> io::Result<(Socket, SocketAddr)> {
     loop {
         let mut ready = listener.readable().await?;
-        let accepted = ready.try_io(|l| {
-            l.get_ref()
-                .accept4(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK)
-        });
-        if let Ok(r) = accepted {
+        if let Ok(r) = ready.try_io(|l| l.get_ref().accept4(ACCEPT_FLAGS)) {
             let (socket, peer) = r?;
-            let peer = peer.as_socket().ok_or_else(|| {
-                io::Error::new(io::ErrorKind::InvalidData, "accepted a non-IP socket")
-            })?;
-            return Ok((socket, peer));
+            return Ok((socket, ip_peer(&peer)?));
         }
     }
+}
+
+/// The IP address and port of an accepted connection's peer.
+fn ip_peer(peer: &socket2::SockAddr) -> io::Result<SocketAddr> {
+    peer.as_socket()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "accepted a non-IP socket"))
 }
 
 async fn accept_loop(
@@ -348,37 +347,65 @@ async fn accept_loop(
 ) {
     // The connection builder follows the config (rebuilt only when a reload
     // swapped it), so per-connection setup copies no settings.
-    let mut config = shared.snapshots.load().topology.config.clone();
-    let mut builder = Arc::new(Builders::new(&config.http, door, &shared));
-    let bound = (listener.get_ref().local_addr().ok())
-        .and_then(|a| a.as_socket())
-        .filter(|a| !a.ip().is_unspecified());
+    let config = shared.snapshots.load().topology.config.clone();
+    let mut spawner = Spawner {
+        builder: Arc::new(Builders::new(&config.http, door, &shared)),
+        config,
+        bound: (listener.get_ref().local_addr().ok())
+            .and_then(|a| a.as_socket())
+            .filter(|a| !a.ip().is_unspecified()),
+        door,
+        shared,
+        shutdown,
+    };
+    let (shared, shutdown) = (spawner.shared.clone(), spawner.shutdown.clone());
+    // Fast connections whose request was not there yet when accepted.
+    let mut waiting: Vec<Waiting> = Vec::with_capacity(MAX_WAITING);
     loop {
-        let permit = tokio::select! {
-            p = shared.slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            _ = shutdown.wait() => return,
-        };
-        let (socket, peer) = tokio::select! {
-            r = accept(&listener) => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!("HTTP accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
+        // Waiting connections hold slots: serve them before waiting for one.
+        let permit = match shared.slots.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(tokio::sync::TryAcquireError::Closed) => return,
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                spawner.retry_all(&mut waiting);
+                tokio::select! {
+                    p = shared.slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+                    _ = shutdown.wait() => return,
                 }
-            },
-            _ = shutdown.wait() => return,
+            }
+        };
+        // Accept without waiting while connections are queued; once none
+        // is, read the waiting ones again (their requests have had the
+        // time of the batch to come), then wait.
+        let accepted = match listener.get_ref().accept4(ACCEPT_FLAGS) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                spawner.retry_all(&mut waiting);
+                tokio::select! {
+                    r = accept(&listener) => r,
+                    _ = shutdown.wait() => return,
+                }
+            }
+            r => r.and_then(|(socket, peer)| Ok((socket, ip_peer(&peer)?))),
+        };
+        let (socket, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!("HTTP accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
         };
         let current = &shared.snapshots.load().topology.config;
-        if !Arc::ptr_eq(current, &config) {
-            config = current.clone();
-            builder = Arc::new(Builders::new(&config.http, door, &shared));
+        if !Arc::ptr_eq(current, &spawner.config) {
+            spawner.config = current.clone();
+            spawner.builder = Arc::new(Builders::new(&spawner.config.http, door, &shared));
         }
+        let config = &spawner.config;
         // The per-client cap of a plain connection is known now; a PROXY
         // connection's client is known once its header is read.
         let open = match door {
-            Door::Plain | Door::Tls => match open_for(&shared, &config, peer.ip()) {
+            Door::Plain | Door::Tls => match open_for(&shared, config, peer.ip()) {
                 Ok(open) => open,
                 Err(AtCap) => continue,
             },
@@ -389,50 +416,129 @@ async fn accept_loop(
             }
             Door::Proxy => None,
         };
+        let conn = Waiting {
+            socket,
+            peer,
+            open,
+            permit,
+        };
+        if door != Door::Plain || conn.open.is_none() {
+            spawner.spawn(conn, None);
+            continue;
+        }
         // A plain connection's request is usually there already: answer it
         // now if the fast path can, without a task or the poller (a
         // `Connection: close` client then costs accept, read, write, close).
-        let fast = door == Door::Plain && open.is_some();
-        let first = if fast {
-            let first = fast_step(
-                &shared,
-                peer,
-                |b| (&socket).read(b),
-                |b| socket.send_with_flags(b, libc::MSG_NOSIGNAL),
-            );
-            match first {
-                First::Done => continue,
-                First::Answered { ref unwritten, close: true } if unwritten.is_empty() => continue,
-                first => first,
+        match fast_first(&shared, &conn) {
+            First::Nothing => {
+                waiting.push(conn);
+                if waiting.len() == MAX_WAITING {
+                    spawner.retry_all(&mut waiting);
+                }
             }
-        } else {
-            First::Nothing
-        };
+            first => spawner.finish(conn, first),
+        }
+    }
+}
+
+/// `accept4` flags: accepted sockets are non-blocking (the fast path reads
+/// them at once) and not inherited by child processes.
+const ACCEPT_FLAGS: i32 = libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
+
+/// Most fast connections an accept loop keeps waiting for their request
+/// until the accept queue is empty (then they are read again, and given a
+/// task if their request is still not there): so many are read again at
+/// once when the queue does not empty.
+const MAX_WAITING: usize = 64;
+
+/// An accepted connection not yet served: its socket, client and slots.
+struct Waiting {
+    socket: Socket,
+    peer: SocketAddr,
+    /// Its slot in the per-client table (see [`Conn::open`]).
+    open: Option<OpenConnection>,
+    /// Its slot of `[http] max_connections`.
+    permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// The fast path's first read and answer on a just accepted connection.
+fn fast_first(shared: &Shared, conn: &Waiting) -> First {
+    let socket = &conn.socket;
+    fast_step(shared, conn.peer, |b| (&*socket).read(b), |b, last| {
+        send(socket, b, last)
+    })
+}
+
+/// What an accept loop starts connections with.
+struct Spawner {
+    shared: Arc<Shared>,
+    shutdown: Shutdown,
+    /// The config the builders were made from.
+    config: Arc<Config>,
+    builder: Arc<Builders>,
+    /// See [`Conn::local`].
+    bound: Option<SocketAddr>,
+    door: Door,
+}
+
+impl Spawner {
+    /// Reads the `waiting` fast connections again, each then as
+    /// [`Spawner::finish`].
+    fn retry_all(&self, waiting: &mut Vec<Waiting>) {
+        for conn in waiting.drain(..) {
+            let first = fast_first(&self.shared, &conn);
+            self.finish(conn, first);
+        }
+    }
+
+    /// Closes a fast connection the fast path is done with, or gives it a
+    /// task from where `first` left it.
+    fn finish(&self, conn: Waiting, first: First) {
+        match first {
+            First::Done => {}
+            First::Answered {
+                ref unwritten,
+                close: true,
+            } if unwritten.is_empty() => {}
+            first => self.spawn(conn, Some(first)),
+        }
+    }
+
+    /// Gives `conn` a task: the fast path from `fast` (fast connections),
+    /// else hyper.
+    fn spawn(&self, conn: Waiting, fast: Option<First>) {
+        let Waiting {
+            socket,
+            peer,
+            open,
+            permit,
+        } = conn;
         let stream = match tokio::net::TcpStream::from_std(socket.into()) {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!("HTTP connection: {e}");
-                continue;
+                return;
             }
         };
+        let config = self.config.clone();
         // TCP_NODELAY comes from the listener (accepted sockets inherit it).
         let limits = Lifetime {
             head: config.http.header_timeout,
             age: config.http.max_connection_age,
             write: config.http.write_timeout,
         };
-        let (shared, shutdown, builder) = (shared.clone(), shutdown.clone(), builder.clone());
-        let conn_config = config.clone();
+        let (shared, shutdown) = (self.shared.clone(), self.shutdown.clone());
+        let builder = self.builder.clone();
+        let conn = Conn {
+            stream,
+            peer,
+            local: self.bound,
+            door: self.door,
+            open,
+            fast,
+        };
         tokio::spawn(async move {
-            let conn = Conn {
-                stream,
-                peer,
-                local: bound,
-                door,
-                open,
-                fast: fast.then_some(first),
-            };
-            serve_connection(conn, shared, &conn_config, &builder, limits, shutdown).await;
+            serve_connection(conn, shared, &config, &builder, limits, shutdown).await;
             drop(permit);
         });
     }
@@ -504,14 +610,23 @@ thread_local! {
     static ANSWER: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(1024));
 }
 
+/// Sends `bytes` on `socket` without waiting; when they are the `last` the
+/// connection sends, they wait for its close (`MSG_MORE`) so that they and
+/// the FIN leave in one segment.
+fn send(socket: &Socket, bytes: &[u8], last: bool) -> io::Result<usize> {
+    let more = if last { libc::MSG_MORE } else { 0 };
+    socket.send_with_flags(bytes, libc::MSG_NOSIGNAL | more)
+}
+
 /// One read of a connection from `peer` and, when it is a fast request
 /// ([`fast::parse`]) for a mount, its answer, written without waiting.
-/// `read` and `write` are the socket's non-blocking calls.
+/// `read` and `write` are the socket's non-blocking calls (`write` is told
+/// whether the connection closes after these bytes).
 fn fast_step(
     shared: &Shared,
     peer: SocketAddr,
     read: impl FnOnce(&mut [u8]) -> io::Result<usize>,
-    write: impl FnOnce(&[u8]) -> io::Result<usize>,
+    write: impl FnOnce(&[u8], bool) -> io::Result<usize>,
 ) -> First {
     let mut buf = [0u8; fast::MAX_HEAD];
     let head = match read(&mut buf) {
@@ -531,7 +646,7 @@ fn fast_step(
         if !fast::answer(&snap, shared, &req, peer, &mut out) {
             return First::Hyper(Bytes::copy_from_slice(head));
         }
-        let written = match write(&out) {
+        let written = match write(&out, req.close) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
             Err(_) => return First::Done,
@@ -585,7 +700,13 @@ async fn fast_loop(
             _ = shutdown.wait() => return None,
         }
         let s = &*stream;
-        first = fast_step(shared, peer, |b| s.try_read(b), |b| s.try_write(b));
+        first = fast_step(shared, peer, |b| s.try_read(b), |b, last| {
+            // A partial write (rare) is finished by `write_all` above, which
+            // also pushes out what `MSG_MORE` held back.
+            s.try_io(tokio::io::Interest::WRITABLE, || {
+                send(&socket2::SockRef::from(s), b, last)
+            })
+        });
     }
 }
 
