@@ -359,7 +359,7 @@ async fn accept_loop(
         shutdown,
     };
     let (shared, shutdown) = (spawner.shared.clone(), spawner.shutdown.clone());
-    // Fast connections whose request was not there yet when accepted.
+    // Fast connections accepted, not read yet.
     let mut waiting: Vec<Waiting> = Vec::with_capacity(MAX_WAITING);
     loop {
         // Waiting connections hold slots: serve them before waiting for one.
@@ -367,7 +367,7 @@ async fn accept_loop(
             Ok(p) => p,
             Err(tokio::sync::TryAcquireError::Closed) => return,
             Err(tokio::sync::TryAcquireError::NoPermits) => {
-                spawner.retry_all(&mut waiting);
+                spawner.serve_waiting(&mut waiting);
                 tokio::select! {
                     p = shared.slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
                     _ = shutdown.wait() => return,
@@ -375,17 +375,22 @@ async fn accept_loop(
             }
         };
         // Accept without waiting while connections are queued; once none
-        // is, read the waiting ones again (their requests have had the
+        // is, serve the fast ones accepted (their requests have had the
         // time of the batch to come), then wait.
         let accepted = match listener.get_ref().accept4(ACCEPT_FLAGS) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                spawner.retry_all(&mut waiting);
+                spawner.serve_waiting(&mut waiting);
                 tokio::select! {
                     r = accept(&listener) => r,
                     _ = shutdown.wait() => return,
                 }
             }
-            r => r.and_then(|(socket, peer)| Ok((socket, ip_peer(&peer)?))),
+            r => {
+                // The loop awaits nothing while connections are queued:
+                // let the worker's other tasks run now and then.
+                tokio::task::coop::consume_budget().await;
+                r.and_then(|(socket, peer)| Ok((socket, ip_peer(&peer)?)))
+            }
         };
         let (socket, peer) = match accepted {
             Ok(x) => x,
@@ -426,17 +431,13 @@ async fn accept_loop(
             spawner.spawn(conn, None);
             continue;
         }
-        // A plain connection's request is usually there already: answer it
-        // now if the fast path can, without a task or the poller (a
-        // `Connection: close` client then costs accept, read, write, close).
-        match fast_first(&shared, &conn) {
-            First::Nothing => {
-                waiting.push(conn);
-                if waiting.len() == MAX_WAITING {
-                    spawner.retry_all(&mut waiting);
-                }
-            }
-            first => spawner.finish(conn, first),
+        // A plain connection's request is usually there once the queued
+        // connections are accepted: read it then and answer it if the fast
+        // path can, without a task or the poller (a `Connection: close`
+        // client then costs accept, read, write, close).
+        waiting.push(conn);
+        if waiting.len() == MAX_WAITING {
+            spawner.serve_waiting(&mut waiting);
         }
     }
 }
@@ -445,10 +446,8 @@ async fn accept_loop(
 /// them at once) and not inherited by child processes.
 const ACCEPT_FLAGS: i32 = libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
 
-/// Most fast connections an accept loop keeps waiting for their request
-/// until the accept queue is empty (then they are read again, and given a
-/// task if their request is still not there): so many are read again at
-/// once when the queue does not empty.
+/// Most fast connections an accept loop accepts before it reads them (it
+/// reads them when the accept queue is empty, or when it has so many).
 const MAX_WAITING: usize = 64;
 
 /// An accepted connection not yet served: its socket, client and slots.
@@ -482,9 +481,9 @@ struct Spawner {
 }
 
 impl Spawner {
-    /// Reads the `waiting` fast connections again, each then as
+    /// Reads the `waiting` fast connections, each then as
     /// [`Spawner::finish`].
-    fn retry_all(&self, waiting: &mut Vec<Waiting>) {
+    fn serve_waiting(&self, waiting: &mut Vec<Waiting>) {
         for conn in waiting.drain(..) {
             let first = fast_first(&self.shared, &conn);
             self.finish(conn, first);
