@@ -322,13 +322,20 @@ fn worker(
 }
 
 /// Accepts a connection on `listener` (non-blocking, so the fast path can
-/// read and answer it before it is registered with the runtime, if ever).
-async fn accept(listener: &AsyncFd<Socket>) -> io::Result<(Socket, SocketAddr)> {
+/// read and answer it before it is registered with the runtime, if ever),
+/// calling `idle` each time the queue is found empty, before waiting.
+async fn accept(
+    listener: &AsyncFd<Socket>,
+    mut idle: impl FnMut(),
+) -> io::Result<(Socket, SocketAddr)> {
     loop {
         let mut ready = listener.readable().await?;
-        if let Ok(r) = ready.try_io(|l| l.get_ref().accept4(ACCEPT_FLAGS)) {
-            let (socket, peer) = r?;
-            return Ok((socket, ip_peer(&peer)?));
+        match ready.try_io(|l| l.get_ref().accept4(ACCEPT_FLAGS)) {
+            Ok(r) => {
+                let (socket, peer) = r?;
+                return Ok((socket, ip_peer(&peer)?));
+            }
+            Err(_would_block) => idle(),
         }
     }
 }
@@ -374,23 +381,15 @@ async fn accept_loop(
                 }
             }
         };
-        // Accept without waiting while connections are queued; once none
-        // is, serve the fast ones accepted (their requests have had the
-        // time of the batch to come), then wait.
-        let accepted = match listener.get_ref().accept4(ACCEPT_FLAGS) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                spawner.serve_waiting(&mut waiting);
-                tokio::select! {
-                    r = accept(&listener) => r,
-                    _ = shutdown.wait() => return,
-                }
-            }
-            r => {
-                // The loop awaits nothing while connections are queued:
-                // let the worker's other tasks run now and then.
-                tokio::task::coop::consume_budget().await;
-                r.and_then(|(socket, peer)| Ok((socket, ip_peer(&peer)?)))
-            }
+        // The loop awaits nothing while connections are queued: let the
+        // worker's other tasks run now and then.
+        tokio::task::coop::consume_budget().await;
+        // Accept while connections are queued; once none is, serve the fast
+        // ones accepted (their requests have had the time of the batch to
+        // come), then wait.
+        let accepted = tokio::select! {
+            r = accept(&listener, || spawner.serve_waiting(&mut waiting)) => r,
+            _ = shutdown.wait() => return,
         };
         let (socket, peer) = match accepted {
             Ok(x) => x,
