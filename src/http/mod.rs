@@ -672,6 +672,11 @@ async fn fast_loop(
     let age_due = accepted + limits.age;
     // When the wait for the current request head began.
     let mut since = accepted;
+    // One timer and one shutdown wait for the whole connection, not one
+    // per request (a later deadline only moves the timer's expiry).
+    let deadline = tokio::time::sleep_until((since + limits.head).min(age_due));
+    let stop = shutdown.wait();
+    tokio::pin!(deadline, stop);
     loop {
         match first {
             First::Done => return None,
@@ -691,11 +696,16 @@ async fn fast_loop(
             }
         }
         let due = (since + limits.head).min(age_due);
+        if deadline.deadline() != due {
+            deadline.as_mut().reset(due);
+        }
         tokio::select! {
-            r = tokio::time::timeout_at(due, stream.readable()) => if !matches!(r, Ok(Ok(()))) {
+            biased;
+            r = stream.readable() => if r.is_err() {
                 return None;
             },
-            _ = shutdown.wait() => return None,
+            _ = &mut deadline => return None,
+            _ = &mut stop => return None,
         }
         let s = &*stream;
         first = fast_step(shared, peer, |b| s.try_read(b), |b, last| {
