@@ -127,7 +127,11 @@ fn fast_answers_are_hypers_byte_for_byte_and_counted_the_same() {
     for (i, (head, status)) in cases.iter().enumerate() {
         // Connection: close, each from its own address (its own budget).
         let from = format!("127.9.{i}.1");
-        let fast = exchange(floe.http, &from, &format!("{head}Connection: close\r\n\r\n"));
+        let fast = exchange(
+            floe.http,
+            &from,
+            &format!("{head}Connection: close\r\n\r\n"),
+        );
         let hyper = exchange(
             floe.http,
             &from,
@@ -154,7 +158,11 @@ fn fast_answers_are_hypers_byte_for_byte_and_counted_the_same() {
     let from = "127.9.100.1";
     let ask = "GET /live.ogg HTTP/1.1\r\nHost: x\r\n";
     for _ in 0..2 {
-        count(&exchange(floe.http, from, &format!("{ask}Connection: close\r\n\r\n")));
+        count(&exchange(
+            floe.http,
+            from,
+            &format!("{ask}Connection: close\r\n\r\n"),
+        ));
     }
     let fast = exchange(floe.http, from, &format!("{ask}Connection: close\r\n\r\n"));
     let hyper = exchange(
@@ -255,11 +263,18 @@ fn split_pipelined_mixed_bad_slow_and_idle_requests_are_served_as_hyper_would() 
     after.write_all(get.as_bytes()).unwrap();
     assert!(response(&mut after).starts_with("HTTP/1.1 302"));
     let t = Instant::now();
-    for (what, mut s) in [("idle", idle), ("half a head", half), ("after an answer", after)] {
+    for (what, mut s) in [
+        ("idle", idle),
+        ("half a head", half),
+        ("after an answer", after),
+    ] {
         let mut rest = Vec::new();
         let _ = s.read_to_end(&mut rest);
         let rest = String::from_utf8_lossy(&rest);
-        assert!(rest.is_empty() || rest.starts_with("HTTP/1.1 408"), "{what}: {rest}");
+        assert!(
+            rest.is_empty() || rest.starts_with("HTTP/1.1 408"),
+            "{what}: {rest}"
+        );
         let waited = t.elapsed();
         assert!(
             waited > Duration::from_millis(700) && waited < Duration::from_millis(2500),

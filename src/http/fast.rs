@@ -104,10 +104,7 @@ pub fn parse(head: &[u8]) -> Option<FastGet<'_>> {
                     return None;
                 }
             }
-        } else if HYPER_HEADERS
-            .iter()
-            .any(|n| h.name.eq_ignore_ascii_case(n))
-        {
+        } else if HYPER_HEADERS.iter().any(|n| h.name.eq_ignore_ascii_case(n)) {
             return None;
         }
     }
@@ -190,9 +187,7 @@ thread_local! {
 /// Runs `f` with the `Date` header value for now.
 fn with_date(f: impl FnOnce(&[u8])) {
     let now = SystemTime::now();
-    let second = now
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     DATE.with(|d| {
         let mut d = d.borrow_mut();
         if d.0 != second {

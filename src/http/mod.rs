@@ -462,9 +462,12 @@ struct Waiting {
 /// The fast path's first read and answer on a just accepted connection.
 fn fast_first(shared: &Shared, conn: &Waiting) -> First {
     let socket = &conn.socket;
-    fast_step(shared, conn.peer, |b| (&*socket).read(b), |b, last| {
-        send(socket, b, last)
-    })
+    fast_step(
+        shared,
+        conn.peer,
+        |b| (&*socket).read(b),
+        |b, last| send(socket, b, last),
+    )
 }
 
 /// What an accept loop starts connections with.
@@ -630,7 +633,12 @@ fn fast_step(
     let head = match read(&mut buf) {
         Ok(0) => return First::Done,
         Ok(n) => &buf[..n],
-        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ) =>
+        {
             return First::Nothing;
         }
         Err(_) => return First::Done,
@@ -708,13 +716,18 @@ async fn fast_loop(
             _ = &mut stop => return None,
         }
         let s = &*stream;
-        first = fast_step(shared, peer, |b| s.try_read(b), |b, last| {
-            // A partial write (rare) is finished by `write_all` above, which
-            // also pushes out what `MSG_MORE` held back.
-            s.try_io(tokio::io::Interest::WRITABLE, || {
-                send(&socket2::SockRef::from(s), b, last)
-            })
-        });
+        first = fast_step(
+            shared,
+            peer,
+            |b| s.try_read(b),
+            |b, last| {
+                // A partial write (rare) is finished by `write_all` above, which
+                // also pushes out what `MSG_MORE` held back.
+                s.try_io(tokio::io::Interest::WRITABLE, || {
+                    send(&socket2::SockRef::from(s), b, last)
+                })
+            },
+        );
     }
 }
 
@@ -881,7 +894,15 @@ async fn serve_connection(
     if let Some(fast) = fast {
         // The fast path reads instead (a read holds no buffer while it
         // waits: an idle connection still costs its socket and task only).
-        let started = fast_loop(&mut stream, &shared, peer, fast, limits, accepted, &shutdown);
+        let started = fast_loop(
+            &mut stream,
+            &shared,
+            peer,
+            fast,
+            limits,
+            accepted,
+            &shutdown,
+        );
         let Some((read, since)) = started.await else {
             return;
         };

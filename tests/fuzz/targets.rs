@@ -603,13 +603,21 @@ pub fn http_fast(data: &[u8]) {
     assert_eq!(req.version(), hyper::Version::HTTP_11);
     assert_eq!(req.uri().path(), fast.path);
     assert_eq!(req.uri().query(), fast.query);
-    let close = req
-        .headers()
-        .get_all("connection")
-        .iter()
-        .any(|v| v.as_bytes().split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close")));
+    let close = req.headers().get_all("connection").iter().any(|v| {
+        v.as_bytes()
+            .split(|&b| b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+    });
     assert_eq!(fast.close, close);
-    for name in ["origin", "x-forwarded-for", "forwarded", "content-length", "transfer-encoding", "expect", "upgrade"] {
+    for name in [
+        "origin",
+        "x-forwarded-for",
+        "forwarded",
+        "content-length",
+        "transfer-encoding",
+        "expect",
+        "upgrade",
+    ] {
         assert!(!req.headers().contains_key(name), "{name}");
     }
     let w = world();
@@ -635,7 +643,10 @@ pub fn http_fast(data: &[u8]) {
                 .map(|h| h.value)
         };
         let length = header("content-length").expect("a content-length");
-        assert_eq!(std::str::from_utf8(length).unwrap(), (out.len() - n).to_string());
+        assert_eq!(
+            std::str::from_utf8(length).unwrap(),
+            (out.len() - n).to_string()
+        );
         assert_eq!(header("connection").is_some(), fast.close);
         if status == 302 {
             let m = w.topology.mount_id(fast.path).expect("a mount");

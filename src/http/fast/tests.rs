@@ -10,8 +10,9 @@ fn get(head: &str) -> Option<FastGet<'_>> {
 
 #[test]
 fn a_plain_get_is_fast_with_its_query_and_connection() {
-    let r = get("GET /live.ogg HTTP/1.1\r\nHost: x\r\nUser-Agent: VLC/3\r\nIcy-MetaData: 1\r\n\r\n")
-        .expect("fast");
+    let r =
+        get("GET /live.ogg HTTP/1.1\r\nHost: x\r\nUser-Agent: VLC/3\r\nIcy-MetaData: 1\r\n\r\n")
+            .expect("fast");
     assert_eq!(
         r,
         FastGet {
@@ -24,7 +25,11 @@ fn a_plain_get_is_fast_with_its_query_and_connection() {
         .expect("fast");
     assert_eq!(r.query, Some("a=1&b=%20/x?y"));
     assert!(r.close);
-    assert!(!get("GET / HTTP/1.1\r\nconnection: keep-alive\r\n\r\n").unwrap().close);
+    assert!(
+        !get("GET / HTTP/1.1\r\nconnection: keep-alive\r\n\r\n")
+            .unwrap()
+            .close
+    );
 }
 
 #[test]
@@ -62,7 +67,9 @@ fn anything_not_fully_understood_goes_to_hyper() {
     ] {
         assert_eq!(get(head), None, "{head:?}");
     }
-    let many: String = (0..MAX_HEADERS + 1).map(|i| format!("X-{i}: y\r\n")).collect();
+    let many: String = (0..MAX_HEADERS + 1)
+        .map(|i| format!("X-{i}: y\r\n"))
+        .collect();
     assert_eq!(get(&format!("GET /a HTTP/1.1\r\n{many}\r\n")), None);
     let long = "a".repeat(MAX_HEAD);
     assert_eq!(get(&format!("GET /{long} HTTP/1.1\r\n\r\n")), None);
