@@ -13,7 +13,7 @@
 //! `Transfer-Encoding`, `Expect`, `Upgrade`: a body or another protocol;
 //! a `Connection` that is not `close` or `keep-alive`). Anything else —
 //! `HEAD`, other methods, HTTP/1.0, odd characters, a partial head — goes
-//! to hyper with the bytes already read replayed ([`super::rewind`]).
+//! to hyper with the bytes already read replayed (`rewind.rs`).
 //!
 //! [`answer`] decides through the same function as hyper's path
 //! (`routes::mount`: pick, client budget, grant, demand, metrics) and

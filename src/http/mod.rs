@@ -8,6 +8,14 @@
 //! timeout (which also bounds idle keep-alive), header size, connections
 //! per worker.
 //!
+//! A plain connection from an untrusted peer starts on the fast path
+//! ([`fast`]): the accept loop accepts the queued connections, then reads
+//! each once and answers a plain `GET /<mount>` itself (no task, no
+//! registration with the poller: accept, read, write, close); a connection
+//! whose request is not there yet, or that stays open, gets a task that
+//! goes on the same way; the first request the fast path does not take
+//! goes to hyper, which reads the bytes already read first (`rewind.rs`).
+//!
 //! On a TLS listener (`[http] tls_listen`) the handshake (certificates of
 //! the current config, see [`crate::tls`]) is held to the same deadline as
 //! the first request head, then hyper-util's auto builder serves HTTP/2 or
