@@ -8,6 +8,14 @@
 //! timeout (which also bounds idle keep-alive), header size, connections
 //! per worker.
 //!
+//! A plain connection from an untrusted peer starts on the fast path
+//! ([`fast`]): the accept loop accepts the queued connections, then reads
+//! each once and answers a plain `GET /<mount>` itself (no task, no
+//! registration with the poller: accept, read, write, close); a connection
+//! whose request is not there yet, or that stays open, gets a task that
+//! goes on the same way; the first request the fast path does not take
+//! goes to hyper, which reads the bytes already read first (`rewind.rs`).
+//!
 //! On a TLS listener (`[http] tls_listen`) the handshake (certificates of
 //! the current config, see [`crate::tls`]) is held to the same deadline as
 //! the first request head, then hyper-util's auto builder serves HTTP/2 or
@@ -26,10 +34,12 @@
 //! balancer carries many clients).
 
 pub mod cors;
+pub mod fast;
 pub mod forwarded;
 pub mod pages;
 mod playlist;
 pub mod proxy;
+mod rewind;
 pub mod routes;
 pub mod status_page;
 
@@ -40,18 +50,22 @@ use crate::history::History;
 use crate::metrics::{Metrics, ProxyRefusal};
 use crate::shutdown::Shutdown;
 use crate::snapshot::Snapshots;
+use bytes::Bytes;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
+use socket2::Socket;
 use std::cell::RefCell;
-use std::io;
+use std::io::{self, Read};
 use std::net::{IpAddr, SocketAddr, TcpListener as StdListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::io::unix::AsyncFd;
 use tokio::sync::Semaphore;
 
 /// Longest time in-flight requests get to finish after shutdown begins.
@@ -287,7 +301,12 @@ fn worker(
     rt.block_on(async move {
         let mut accepts = Vec::new();
         for (s, door) in sockets {
-            let listener = match tokio::net::TcpListener::from_std(s) {
+            // SAFETY: the socket owns its descriptor: it stays open, and
+            // the same, for as long as the `AsyncFd` holds the socket.
+            let listener = unsafe {
+                AsyncFd::register_with_interest(Socket::from(s), tokio::io::Interest::READABLE)
+            };
+            let listener = match listener.map_err(io::Error::from) {
                 Ok(l) => l,
                 Err(e) => {
                     tracing::error!("HTTP worker {w}: {e}");
@@ -310,46 +329,95 @@ fn worker(
     });
 }
 
+/// Accepts a connection on `listener` (non-blocking, so the fast path can
+/// read and answer it before it is registered with the runtime, if ever),
+/// calling `idle` each time the queue is found empty, before waiting.
+async fn accept(
+    listener: &AsyncFd<Socket>,
+    mut idle: impl FnMut(),
+) -> io::Result<(Socket, SocketAddr)> {
+    loop {
+        let mut ready = listener.readable().await?;
+        match ready.try_io(|l| l.get_ref().accept4(ACCEPT_FLAGS)) {
+            Ok(r) => {
+                let (socket, peer) = r?;
+                return Ok((socket, ip_peer(&peer)?));
+            }
+            Err(_would_block) => idle(),
+        }
+    }
+}
+
+/// The IP address and port of an accepted connection's peer.
+fn ip_peer(peer: &socket2::SockAddr) -> io::Result<SocketAddr> {
+    peer.as_socket()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "accepted a non-IP socket"))
+}
+
 async fn accept_loop(
-    listener: tokio::net::TcpListener,
+    listener: AsyncFd<Socket>,
     door: Door,
     shared: Arc<Shared>,
     shutdown: Shutdown,
 ) {
     // The connection builder follows the config (rebuilt only when a reload
     // swapped it), so per-connection setup copies no settings.
-    let mut config = shared.snapshots.load().topology.config.clone();
-    let mut builder = Arc::new(Builders::new(&config.http, door, &shared));
-    let bound = listener
-        .local_addr()
-        .ok()
-        .filter(|a| !a.ip().is_unspecified());
+    let config = shared.snapshots.load().topology.config.clone();
+    let mut spawner = Spawner {
+        builder: Arc::new(Builders::new(&config.http, door, &shared)),
+        config,
+        bound: (listener.get_ref().local_addr().ok())
+            .and_then(|a| a.as_socket())
+            .filter(|a| !a.ip().is_unspecified()),
+        door,
+        shared,
+        shutdown,
+    };
+    let (shared, shutdown) = (spawner.shared.clone(), spawner.shutdown.clone());
+    // Fast connections accepted, not read yet.
+    let mut waiting: Vec<Waiting> = Vec::with_capacity(MAX_WAITING);
     loop {
-        let permit = tokio::select! {
-            p = shared.slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+        // Waiting connections hold slots: serve them before waiting for one.
+        let permit = match shared.slots.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(tokio::sync::TryAcquireError::Closed) => return,
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                spawner.serve_waiting(&mut waiting);
+                tokio::select! {
+                    p = shared.slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+                    _ = shutdown.wait() => return,
+                }
+            }
+        };
+        // The loop awaits nothing while connections are queued: let the
+        // worker's other tasks run now and then.
+        tokio::task::coop::consume_budget().await;
+        // Accept while connections are queued; once none is, serve the fast
+        // ones accepted (their requests have had the time of the batch to
+        // come), then wait.
+        let accepted = tokio::select! {
+            r = accept(&listener, || spawner.serve_waiting(&mut waiting)) => r,
             _ = shutdown.wait() => return,
         };
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!("HTTP accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.wait() => return,
+        let (socket, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!("HTTP accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
         };
         let current = &shared.snapshots.load().topology.config;
-        if !Arc::ptr_eq(current, &config) {
-            config = current.clone();
-            builder = Arc::new(Builders::new(&config.http, door, &shared));
+        if !Arc::ptr_eq(current, &spawner.config) {
+            spawner.config = current.clone();
+            spawner.builder = Arc::new(Builders::new(&spawner.config.http, door, &shared));
         }
+        let config = &spawner.config;
         // The per-client cap of a plain connection is known now; a PROXY
         // connection's client is known once its header is read.
         let open = match door {
-            Door::Plain | Door::Tls => match open_for(&shared, &config, peer.ip()) {
+            Door::Plain | Door::Tls => match open_for(&shared, config, peer.ip()) {
                 Ok(open) => open,
                 Err(AtCap) => continue,
             },
@@ -360,23 +428,126 @@ async fn accept_loop(
             }
             Door::Proxy => None,
         };
+        let conn = Waiting {
+            socket,
+            peer,
+            open,
+            permit,
+        };
+        if door != Door::Plain || conn.open.is_none() {
+            spawner.spawn(conn, None);
+            continue;
+        }
+        // A plain connection's request is usually there once the queued
+        // connections are accepted: read it then and answer it if the fast
+        // path can, without a task or the poller (a `Connection: close`
+        // client then costs accept, read, write, close).
+        waiting.push(conn);
+        if waiting.len() == MAX_WAITING {
+            spawner.serve_waiting(&mut waiting);
+        }
+    }
+}
+
+/// `accept4` flags: accepted sockets are non-blocking (the fast path reads
+/// them at once) and not inherited by child processes.
+const ACCEPT_FLAGS: i32 = libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
+
+/// Most fast connections an accept loop accepts before it reads them (it
+/// reads them when the accept queue is empty, or when it has so many).
+const MAX_WAITING: usize = 64;
+
+/// An accepted connection not yet served: its socket, client and slots.
+struct Waiting {
+    socket: Socket,
+    peer: SocketAddr,
+    /// Its slot in the per-client table (see [`Conn::open`]).
+    open: Option<OpenConnection>,
+    /// Its slot of `[http] max_connections`.
+    permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// The fast path's first read and answer on a just accepted connection.
+fn fast_first(shared: &Shared, conn: &Waiting) -> First {
+    let socket = &conn.socket;
+    fast_step(
+        shared,
+        conn.peer,
+        |b| (&*socket).read(b),
+        |b, last| send(socket, b, last),
+    )
+}
+
+/// What an accept loop starts connections with.
+struct Spawner {
+    shared: Arc<Shared>,
+    shutdown: Shutdown,
+    /// The config the builders were made from.
+    config: Arc<Config>,
+    builder: Arc<Builders>,
+    /// See [`Conn::local`].
+    bound: Option<SocketAddr>,
+    door: Door,
+}
+
+impl Spawner {
+    /// Reads the `waiting` fast connections, each then as
+    /// [`Spawner::finish`].
+    fn serve_waiting(&self, waiting: &mut Vec<Waiting>) {
+        for conn in waiting.drain(..) {
+            let first = fast_first(&self.shared, &conn);
+            self.finish(conn, first);
+        }
+    }
+
+    /// Closes a fast connection the fast path is done with, or gives it a
+    /// task from where `first` left it.
+    fn finish(&self, conn: Waiting, first: First) {
+        match first {
+            First::Done => {}
+            First::Answered {
+                ref unwritten,
+                close: true,
+            } if unwritten.is_empty() => {}
+            first => self.spawn(conn, Some(first)),
+        }
+    }
+
+    /// Gives `conn` a task: the fast path from `fast` (fast connections),
+    /// else hyper.
+    fn spawn(&self, conn: Waiting, fast: Option<First>) {
+        let Waiting {
+            socket,
+            peer,
+            open,
+            permit,
+        } = conn;
+        let stream = match tokio::net::TcpStream::from_std(socket.into()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("HTTP connection: {e}");
+                return;
+            }
+        };
+        let config = self.config.clone();
         // TCP_NODELAY comes from the listener (accepted sockets inherit it).
         let limits = Lifetime {
             head: config.http.header_timeout,
             age: config.http.max_connection_age,
             write: config.http.write_timeout,
         };
-        let (shared, shutdown, builder) = (shared.clone(), shutdown.clone(), builder.clone());
-        let conn_config = config.clone();
+        let (shared, shutdown) = (self.shared.clone(), self.shutdown.clone());
+        let builder = self.builder.clone();
+        let conn = Conn {
+            stream,
+            peer,
+            local: self.bound,
+            door: self.door,
+            open,
+            fast,
+        };
         tokio::spawn(async move {
-            let conn = Conn {
-                stream,
-                peer,
-                local: bound,
-                door,
-                open,
-            };
-            serve_connection(conn, shared, &conn_config, &builder, limits, shutdown).await;
+            serve_connection(conn, shared, &config, &builder, limits, shutdown).await;
             drop(permit);
         });
     }
@@ -423,6 +594,149 @@ struct Conn {
     /// Its slot in the per-client table (plain connections from untrusted
     /// peers; PROXY connections take theirs after the header).
     open: Option<OpenConnection>,
+    /// Plain connections from untrusted peers, which the fast path serves
+    /// until a request needs hyper: what the first read came to.
+    fast: Option<First>,
+}
+
+/// What one read of a connection on the fast path came to.
+#[derive(Debug)]
+enum First {
+    /// Close the connection: answered and asked to close, or the client
+    /// left or failed.
+    Done,
+    /// Nothing to read yet.
+    Nothing,
+    /// Not a fast request: hyper must read these bytes first.
+    Hyper(Bytes),
+    /// Answered: the part of the answer the socket did not take yet
+    /// (usually none), and whether to close after it.
+    Answered { unwritten: Bytes, close: bool },
+}
+
+thread_local! {
+    /// This worker's buffer for fast answers.
+    static ANSWER: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(1024));
+}
+
+/// Sends `bytes` on `socket` without waiting; when they are the `last` the
+/// connection sends, they wait for its close (`MSG_MORE`) so that they and
+/// the FIN leave in one segment.
+fn send(socket: &Socket, bytes: &[u8], last: bool) -> io::Result<usize> {
+    let more = if last { libc::MSG_MORE } else { 0 };
+    socket.send_with_flags(bytes, libc::MSG_NOSIGNAL | more)
+}
+
+/// One read of a connection from `peer` and, when it is a fast request
+/// ([`fast::parse`]) for a mount, its answer, written without waiting.
+/// `read` and `write` are the socket's non-blocking calls (`write` is told
+/// whether the connection closes after these bytes).
+fn fast_step(
+    shared: &Shared,
+    peer: SocketAddr,
+    read: impl FnOnce(&mut [u8]) -> io::Result<usize>,
+    write: impl FnOnce(&[u8], bool) -> io::Result<usize>,
+) -> First {
+    let mut buf = [0u8; fast::MAX_HEAD];
+    let head = match read(&mut buf) {
+        Ok(0) => return First::Done,
+        Ok(n) => &buf[..n],
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ) =>
+        {
+            return First::Nothing;
+        }
+        Err(_) => return First::Done,
+    };
+    let Some(req) = fast::parse(head) else {
+        return First::Hyper(Bytes::copy_from_slice(head));
+    };
+    let snap = shared.snapshots.load();
+    ANSWER.with(|out| {
+        let mut out = out.borrow_mut();
+        if !fast::answer(&snap, shared, &req, peer, &mut out) {
+            return First::Hyper(Bytes::copy_from_slice(head));
+        }
+        let written = match write(&out, req.close) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(_) => return First::Done,
+        };
+        First::Answered {
+            unwritten: Bytes::copy_from_slice(&out[written..]),
+            close: req.close,
+        }
+    })
+}
+
+/// Serves fast requests on `stream` (starting from `first`) until one
+/// needs hyper: then the bytes read and when the wait for that request's
+/// head began; `None` when the connection is done (closed, idle past
+/// `header_timeout`, older than `max_connection_age`, shutdown).
+async fn fast_loop(
+    stream: &mut tokio::net::TcpStream,
+    shared: &Shared,
+    peer: SocketAddr,
+    mut first: First,
+    limits: Lifetime,
+    accepted: tokio::time::Instant,
+    shutdown: &Shutdown,
+) -> Option<(Bytes, tokio::time::Instant)> {
+    let age_due = accepted + limits.age;
+    // When the wait for the current request head began.
+    let mut since = accepted;
+    // One timer and one shutdown wait for the whole connection, not one
+    // per request (a later deadline only moves the timer's expiry).
+    let deadline = tokio::time::sleep_until((since + limits.head).min(age_due));
+    let stop = shutdown.wait();
+    tokio::pin!(deadline, stop);
+    loop {
+        match first {
+            First::Done => return None,
+            First::Hyper(pre) => return Some((pre, since)),
+            First::Nothing => {}
+            First::Answered { unwritten, close } => {
+                if !unwritten.is_empty() {
+                    let wrote = tokio::time::timeout(limits.write, stream.write_all(&unwritten));
+                    if !matches!(wrote.await, Ok(Ok(()))) {
+                        return None;
+                    }
+                }
+                since = tokio::time::Instant::now();
+                if close || since >= age_due {
+                    return None;
+                }
+            }
+        }
+        let due = (since + limits.head).min(age_due);
+        if deadline.deadline() != due {
+            deadline.as_mut().reset(due);
+        }
+        tokio::select! {
+            biased;
+            r = stream.readable() => if r.is_err() {
+                return None;
+            },
+            _ = &mut deadline => return None,
+            _ = &mut stop => return None,
+        }
+        let s = &*stream;
+        first = fast_step(
+            shared,
+            peer,
+            |b| s.try_read(b),
+            |b, last| {
+                // A partial write (rare) is finished by `write_all` above, which
+                // also pushes out what `MSG_MORE` held back.
+                s.try_io(tokio::io::Interest::WRITABLE, || {
+                    send(&socket2::SockRef::from(s), b, last)
+                })
+            },
+        );
+    }
 }
 
 /// The metric reason of a PROXY header refusal.
@@ -534,11 +848,12 @@ async fn serve_connection(
         local,
         door,
         mut open,
+        fast,
     } = conn;
     let accepted = tokio::time::Instant::now();
     // The PROXY header and the first request head are due by the same
     // deadline.
-    let first_head_due = accepted + limits.head;
+    let mut first_head_due = accepted + limits.head;
     // The client: the peer, or the source a PROXY header names.
     let mut request_started = false;
     let client = match door {
@@ -583,7 +898,25 @@ async fn serve_connection(
     // (A PROXY header usually comes in one segment with the request: then
     // its first byte is known to be there.)
     let mut first = [0u8; 1];
-    if !request_started {
+    let mut pre = Bytes::new();
+    if let Some(fast) = fast {
+        // The fast path reads instead (a read holds no buffer while it
+        // waits: an idle connection still costs its socket and task only).
+        let started = fast_loop(
+            &mut stream,
+            &shared,
+            peer,
+            fast,
+            limits,
+            accepted,
+            &shutdown,
+        );
+        let Some((read, since)) = started.await else {
+            return;
+        };
+        pre = read;
+        first_head_due = since + limits.head;
+    } else if !request_started {
         tokio::select! {
             r = tokio::time::timeout_at(first_head_due, stream.peek(&mut first)) => {
                 if !matches!(r, Ok(Ok(_))) {
@@ -594,7 +927,7 @@ async fn serve_connection(
         }
     }
     let local = local.or_else(|| stream.local_addr().ok());
-    let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
+    let mut stream = tokio_io_timeout::TimeoutStream::new(rewind::Rewind::new(pre, stream));
     stream.set_write_timeout(Some(limits.write));
     // When hyper last read a whole request head: milliseconds since the
     // connection was accepted, plus one (0: none yet). Only TLS connections

@@ -83,13 +83,9 @@ pub fn respond<B>(
         return resp;
     }
     if let Some(m) = topology.mount_id(path) {
-        let client = (method == Method::GET).then(|| Client {
-            budgets: &shared.clients,
-            addr: peer.ip(),
-        });
-        let pool = topology.pool_of(peer.ip());
         let tls = req.extensions().get::<super::OverTls>().is_some();
-        let mut resp = redirect(snap, metrics, m, pool, req.uri().query(), client, tls);
+        let get = method == Method::GET;
+        let mut resp = mount(snap, shared, m, get, req.uri().query(), peer, tls);
         cors::allow(&mut resp, req.headers(), cors);
         return resp;
     }
@@ -171,6 +167,27 @@ pub fn respond<B>(
         StatusCode::NOT_FOUND,
         "404 not found: no such stream mount\n",
     )
+}
+
+/// The answer to a `GET` (`get`) or `HEAD` of mount `m` with `query` from
+/// `peer`, without CORS headers: the redirect or the `503`/`429`/`400`
+/// that says why not, counted in `shared`'s metrics. [`respond`] and the
+/// fast path ([`super::fast`]) both answer mounts through it.
+pub(super) fn mount(
+    snap: &Snapshot,
+    shared: &Shared,
+    m: MountId,
+    get: bool,
+    query: Option<&str>,
+    peer: SocketAddr,
+    tls: bool,
+) -> Response<Full<Bytes>> {
+    let client = get.then(|| Client {
+        budgets: &shared.clients,
+        addr: peer.ip(),
+    });
+    let pool = snap.topology.pool_of(peer.ip());
+    redirect(snap, &shared.metrics, m, pool, query, client, tls)
 }
 
 /// Where the ACME CA fetches an HTTP-01 key authorization (RFC 8555

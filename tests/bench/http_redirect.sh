@@ -10,6 +10,10 @@
 # (target: floe's p99 under 1 ms). hey and wrk cannot do this: on one core
 # they saturate well below half of floe's rate.
 #
+# Last, with `perf` (linux-perf) present: system calls per request of each
+# server under `Connection: close` (perf's syscall tracepoints; a count,
+# so unlike CPU time it does not move with the machine's other load).
+#
 # Usage: tests/bench/http_redirect.sh [seconds per run, default 10]
 # Needs: wrk, nginx, taskset, python3 (tests/run --install-only installs them).
 set -euo pipefail
@@ -140,3 +144,23 @@ echo
 printf '%-22s %12s %12s %14s %14s %8s %8s\n' mode floe_rps nginx_rps floe_us/req nginx_us/req rps_x cpu_x
 saturate close
 echo "rps_x = floe/nginx requests per second (target >= 1); cpu_x = floe/nginx CPU per request (lower is better)"
+
+# syscalls PID PORT: system calls per request of PID while wrk asks PORT
+# with Connection: close, the most frequent first.
+syscalls() {
+  perf stat -e 'syscalls:sys_enter_*' -p "$1" -o "$WORK/perf-stat" -- sleep "$DUR" >/dev/null 2>&1 &
+  local perf_pid=$! out reqs
+  out=$(taskset -c 1 wrk -t1 -c64 -d"${DUR}s" -H "Connection: close" "http://127.0.0.1:$2/live.ogg")
+  wait "$perf_pid" || true
+  reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+  awk -v r="$reqs" '/syscalls:sys_enter_/ {gsub(",", "", $1); n = $1 / r; if (n >= 0.01) {sub("syscalls:sys_enter_", "", $2); printf "%s %.2f\n", $2, n}}' "$WORK/perf-stat" |
+    sort -k2 -rn | awk '{t += $2; s = s sprintf(" %s %.2f", $1, $2)} END {printf "%.2f:%s\n", t, s}'
+}
+echo
+if command -v perf >/dev/null && perf stat -e 'syscalls:sys_enter_close' -- true >/dev/null 2>&1; then
+  echo "system calls per request, Connection: close (total: each)"
+  echo "floe  $(syscalls "$FLOE_PID" "$P_FLOE")"
+  echo "nginx $(syscalls "$NGINX_PID" "$P_NGINX")"
+else
+  echo "(no system call counts: perf with syscall tracepoints is not available)"
+fi

@@ -42,6 +42,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("dns_truncated", dns_truncated),
     ("dns_ecs", dns_ecs),
     ("http_routes", http_routes),
+    ("http_fast", http_fast),
     ("proxy_header", proxy_header),
     ("peer_answer", peer_answer),
     ("icecast_xml", icecast_xml),
@@ -576,6 +577,87 @@ pub fn http_routes(data: &[u8]) {
             || path.starts_with("/explain/");
         if peer == OUTSIDE && diagnostic && get {
             assert_eq!(status, StatusCode::FORBIDDEN);
+        }
+    }
+}
+
+/// The HTTP fast path's reader of raw request bytes and its answer:
+/// never panics; a head it takes is one hyper reads the same way (a `GET`
+/// on HTTP/1.1, the same path and query, the same wish to close, none of
+/// the headers that change the answer, nothing after the head); its answer
+/// (for a mount) is one whole response, of a status the routes give a
+/// mount, with a `content-length` that is the body's, and a `302` goes to
+/// a configured relay's URL for the mount plus the query, never elsewhere.
+pub fn http_fast(data: &[u8]) {
+    let Some(fast) = http::fast::parse(data) else {
+        return;
+    };
+    let req = http_request(data).expect("hyper reads a head the fast path reads");
+    let (mut headers, mut head) = ([httparse::EMPTY_HEADER; 100], 0);
+    let mut whole = httparse::Request::new(&mut headers);
+    if let Ok(httparse::Status::Complete(n)) = whole.parse(data) {
+        head = n;
+    }
+    assert_eq!(head, data.len(), "nothing after the head");
+    assert_eq!(req.method(), Method::GET);
+    assert_eq!(req.version(), hyper::Version::HTTP_11);
+    assert_eq!(req.uri().path(), fast.path);
+    assert_eq!(req.uri().query(), fast.query);
+    let close = req.headers().get_all("connection").iter().any(|v| {
+        v.as_bytes()
+            .split(|&b| b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+    });
+    assert_eq!(fast.close, close);
+    for name in [
+        "origin",
+        "x-forwarded-for",
+        "forwarded",
+        "content-length",
+        "transfer-encoding",
+        "expect",
+        "upgrade",
+    ] {
+        assert!(!req.headers().contains_key(name), "{name}");
+    }
+    let w = world();
+    let snap = w.shared.snapshots.load_full();
+    let mut out = Vec::new();
+    for peer in [INSIDE, OUTSIDE] {
+        let answered = http::fast::answer(&snap, &w.shared, &fast, peer, &mut out);
+        assert_eq!(answered, w.topology.mount_id(fast.path).is_some());
+        if !answered {
+            continue;
+        }
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut resp = httparse::Response::new(&mut headers);
+        let Ok(httparse::Status::Complete(n)) = resp.parse(&out) else {
+            panic!("a whole response: {:?}", String::from_utf8_lossy(&out));
+        };
+        let status = resp.code.expect("a status");
+        assert!([302, 400, 429, 503].contains(&status), "status {status}");
+        let header = |name: &str| {
+            resp.headers
+                .iter()
+                .find(|h| h.name == name)
+                .map(|h| h.value)
+        };
+        let length = header("content-length").expect("a content-length");
+        assert_eq!(
+            std::str::from_utf8(length).unwrap(),
+            (out.len() - n).to_string()
+        );
+        assert_eq!(header("connection").is_some(), fast.close);
+        if status == 302 {
+            let m = w.topology.mount_id(fast.path).expect("a mount");
+            let location = header("location").expect("a location");
+            let target = fast.query.map(|q| format!("?{q}")).unwrap_or_default();
+            assert!(
+                w.topology.relays.iter().any(|r| {
+                    location.strip_prefix(&r.locations[m][..]) == Some(target.as_bytes())
+                }),
+                "302 to {location:?}"
+            );
         }
     }
 }
