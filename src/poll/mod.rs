@@ -22,7 +22,7 @@ use crate::metrics::Metrics;
 use crate::select;
 use crate::shares::{PeerReport, Shares};
 use crate::shutdown::Shutdown;
-use crate::snapshot::{RelayObservation, ReloadReport, Snapshot, Snapshots, Stamp, Topology};
+use crate::snapshot::{RelayObservation, ReloadReport, Rows, Snapshot, Snapshots, Stamp, Topology};
 use arc_swap::ArcSwap;
 use relay::{RelayPoller, Slot, lock};
 use std::collections::{HashMap, HashSet};
@@ -71,6 +71,8 @@ struct State {
     /// builds use the static `[select] share`).
     peers: Option<Arc<PeerReport>>,
     shares: Option<Shares>,
+    /// The relay rows of the last build, reused by the next.
+    rows: Rows,
 }
 
 /// A running relay poller.
@@ -112,6 +114,7 @@ impl Engine {
             reload: Arc::default(),
             peers: None,
             shares: None,
+            rows: Rows::default(),
         };
         let engine = Engine {
             metrics,
@@ -312,15 +315,20 @@ impl Engine {
     fn rebuild(&self) {
         let mut st = lock(&self.state);
         st.generation += 1;
+        let mut rows = std::mem::take(&mut st.rows);
         let guards: Vec<_> = st.slots.iter().map(|s| lock(&s.observation)).collect();
         let observations: Vec<Option<&RelayObservation>> =
             guards.iter().map(|g| g.as_ref()).collect();
-        let drains: Vec<bool> = st
-            .topology
-            .relays
-            .iter()
-            .map(|r| st.runtime_drain.contains(&*r.name))
-            .collect();
+        // No runtime drain (the usual case): no lookup per relay.
+        let drains: Vec<bool> = if st.runtime_drain.is_empty() {
+            Vec::new()
+        } else {
+            st.topology
+                .relays
+                .iter()
+                .map(|r| st.runtime_drain.contains(&*r.name))
+                .collect()
+        };
         let stamp = Stamp::now(st.generation);
         // Shares of the exchange apply to the mounts they were computed
         // for: right after a reload that changed the mounts, the static
@@ -333,25 +341,28 @@ impl Engine {
                     .all(|(p, m)| *p == m.path)
         };
         let usable = st.peers.as_deref().is_some_and(|p| same_mounts(&p.paths));
-        let mut snapshot = match st.shares.as_ref().filter(|_| usable) {
-            Some(shares) => Snapshot::build_shared(
-                st.topology.clone(),
-                &observations,
-                &drains,
-                stamp,
-                st.reload.clone(),
-                shares,
-            ),
-            None => Snapshot::build(
-                st.topology.clone(),
-                &observations,
-                &drains,
-                stamp,
-                st.reload.clone(),
-            ),
+        let uniform;
+        let shares = match st.shares.as_ref().filter(|_| usable) {
+            Some(shares) => shares,
+            None => {
+                uniform =
+                    Shares::uniform(st.topology.config.select.share, st.topology.mounts.len());
+                &uniform
+            }
         };
+        let (topology, reload) = (st.topology.clone(), st.reload.clone());
+        let mut snapshot = Snapshot::build_with(
+            topology,
+            &observations,
+            &drains,
+            stamp,
+            reload,
+            shares,
+            &mut rows,
+        );
         snapshot.peers = st.peers.clone();
         drop(guards);
+        st.rows = rows;
         select::prepare(&snapshot);
         self.snapshots.store(snapshot);
     }

@@ -24,6 +24,8 @@
 #      RELAY_V6=0 (1: each relay also gets an IPv6 address, ::ffff:127.1.x.y;
 #      all addresses are DNS data only, never contacted)
 #      FLOE_NO_BUILD=1 uses target/release/floe as it is (no cargo build).
+#      FLOE_WRAPPER="heaptrack -o FILE" runs floe under a profiler (the
+#      figures are then the profiled floe's: for finding where memory goes).
 # Needs: python3, curl (tests/run --install-only installs them).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -184,9 +186,23 @@ TOML
 "$FLOE" check --config "$WORK/floe.toml" >"$WORK/check.log" 2>&1 ||
   { cat "$WORK/check.log" >&2; echo "floe check failed" >&2; exit 1; }
 
-RUST_LOG=warn "$FLOE" serve --config "$WORK/floe.toml" >"$WORK/floe.log" 2>&1 &
+# FLOE_WRAPPER (e.g. "heaptrack -o /tmp/floe.ht") runs floe under a profiler;
+# the figures are then floe's under it, for finding where memory goes only.
+# shellcheck disable=SC2086
+RUST_LOG=warn ${FLOE_WRAPPER:-} "$FLOE" serve --config "$WORK/floe.toml" >"$WORK/floe.log" 2>&1 &
 pids+=($!)
 FLOE_PID=$!
+if [ -n "${FLOE_WRAPPER:-}" ]; then
+  # The wrapper's floe child: the process whose executable is $FLOE.
+  for _ in $(seq 100); do
+    for p in $(pgrep -f "serve --config $WORK/floe.toml" || true); do
+      [ "$(readlink "/proc/$p/exe" 2>/dev/null)" = "$FLOE" ] && FLOE_PID=$p
+    done
+    [ "$FLOE_PID" != "${pids[-1]}" ] && break
+    sleep 0.1
+  done
+  pids+=("$FLOE_PID")
+fi
 BASE="http://127.0.0.1:$P_HTTP"
 
 now() { date +%s.%N; }
