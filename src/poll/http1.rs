@@ -45,6 +45,9 @@ pub struct Response {
     /// Whether the connection may carry the next request (HTTP/1.1 without
     /// `Connection: close`, and the body was framed by length or chunks).
     pub keep_alive: bool,
+    /// Bytes of the buffer the response took (more after it: the
+    /// connection is not reused).
+    pub used: usize,
 }
 
 /// Why a response cannot be read. The messages say what hyper's say for
@@ -123,14 +126,16 @@ impl Response {
                 code,
                 body: Vec::new(),
                 keep_alive: !close,
+                used: head_len,
             }));
         }
         if chunked {
             return match chunks(rest, max_body)? {
-                Some(body) => Ok(Progress::Done(Response {
+                Some((body, used)) => Ok(Progress::Done(Response {
                     code,
                     body,
                     keep_alive: !close,
+                    used: head_len + used,
                 })),
                 None if eof => Err(ResponseError::Incomplete),
                 None => Ok(Progress::Partial),
@@ -142,6 +147,7 @@ impl Response {
                 code,
                 body: rest[..n as usize].to_vec(),
                 keep_alive: !close,
+                used: head_len + n as usize,
             })),
             Some(_) if eof => Err(ResponseError::Incomplete),
             Some(_) => Ok(Progress::Partial),
@@ -151,15 +157,28 @@ impl Response {
                 code,
                 body: rest.to_vec(),
                 keep_alive: false,
+                used: buf.len(),
             })),
             None => Ok(Progress::Partial),
         }
     }
 }
 
-/// The body of a chunked message in `buf` (after the head), or `None` while
-/// incomplete.
-fn chunks(buf: &[u8], max_body: usize) -> Result<Option<Vec<u8>>, ResponseError> {
+/// The status code of the response in `buf` when its head is complete,
+/// and the body bytes received after it (for an answer whose body could
+/// not be read whole).
+pub fn head(buf: &[u8]) -> Option<(u16, &[u8])> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut head = httparse::Response::new(&mut headers);
+    match head.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => Some((head.code?, &buf[n..])),
+        _ => None,
+    }
+}
+
+/// The body of a chunked message in `buf` (after the head) and the bytes
+/// it took, or `None` while incomplete.
+fn chunks(buf: &[u8], max_body: usize) -> Result<Option<(Vec<u8>, usize)>, ResponseError> {
     let mut ranges: Vec<Range<usize>> = Vec::new();
     let mut total = 0usize;
     let mut pos = 0usize;
@@ -190,18 +209,25 @@ fn chunks(buf: &[u8], max_body: usize) -> Result<Option<Vec<u8>>, ResponseError>
     }
     // Trailers (ignored), then the empty line.
     let trailer = &buf[pos..];
-    let ended = trailer.starts_with(b"\r\n") || trailer.windows(4).any(|w| w == b"\r\n\r\n");
-    if !ended {
+    let end = if trailer.starts_with(b"\r\n") {
+        Some(2)
+    } else {
+        trailer
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map(|i| i + 4)
+    };
+    let Some(end) = end else {
         if trailer.len() > MAX_HEAD {
             return Err(ResponseError::Body("trailers too large".into()));
         }
         return Ok(None);
-    }
+    };
     let mut body = Vec::with_capacity(total);
     for r in ranges {
         body.extend_from_slice(&buf[r]);
     }
-    Ok(Some(body))
+    Ok(Some((body, pos + end)))
 }
 
 #[cfg(test)]
@@ -221,24 +247,42 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello+next",
             false,
         );
-        assert_eq!((r.code, &r.body[..], r.keep_alive), (200, &b"hello"[..], true));
         assert_eq!(
-            Response::parse(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel", false, 1000),
+            (r.code, &r.body[..], r.keep_alive),
+            (200, &b"hello"[..], true)
+        );
+        assert_eq!(
+            Response::parse(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel",
+                false,
+                1000
+            ),
             Ok(Progress::Partial)
         );
         assert_eq!(
-            Response::parse(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel", true, 1000),
+            Response::parse(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel",
+                true,
+                1000
+            ),
             Err(ResponseError::Incomplete)
         );
         assert_eq!(
-            Response::parse(b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n", false, 1000),
+            Response::parse(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n",
+                false,
+                1000
+            ),
             Err(ResponseError::TooLarge(1000))
         );
     }
 
     #[test]
     fn http_1_0_and_connection_close_end_the_connection() {
-        let r = done(b"HTTP/1.0 403 Forbidden\r\nContent-Length: 2\r\n\r\nno", false);
+        let r = done(
+            b"HTTP/1.0 403 Forbidden\r\nContent-Length: 2\r\n\r\nno",
+            false,
+        );
         assert_eq!((r.code, r.keep_alive), (403, false));
         let r = done(
             b"HTTP/1.1 200 OK\r\nConnection: Close\r\nContent-Length: 0\r\n\r\n",
@@ -274,7 +318,8 @@ mod tests {
                 "cut at {cut}"
             );
         }
-        let trailers = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\nX-T: 1\r\n\r\n";
+        let trailers =
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\nX-T: 1\r\n\r\n";
         assert_eq!(done(trailers, false).body, b"a");
         let bad = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n";
         assert!(matches!(

@@ -13,6 +13,7 @@
 //! others are stopped or started; every relay keeps its in-flight grants.
 
 mod fetch;
+pub mod http1;
 mod relay;
 
 pub use fetch::PollTarget;
@@ -272,9 +273,8 @@ impl Engine {
                     let stop = Shutdown::new();
                     let poller = RelayPoller {
                         name: def.name.clone(),
-                        target: target.clone(),
+                        fetcher: fetch::Fetcher::new(target.clone(), st.client.clone()),
                         poll: config.poll.clone(),
-                        client: st.client.clone(),
                         slot: slot.clone(),
                         notify: self.notify.clone(),
                         shutdown: stop.clone(),
