@@ -729,4 +729,4 @@ mod rows;
 #[cfg(test)]
 pub(crate) mod testkit;
 
-pub use rows::Rows;
+pub use rows::{Row, Rows};

@@ -242,7 +242,7 @@ impl Engine {
         }
         let mut old_tasks = std::mem::take(&mut st.tasks);
         let mut slots = Vec::with_capacity(topology.relays.len());
-        for (def, rc) in topology.relays.iter().zip(&config.relays) {
+        for ((rid, def), rc) in topology.relays.iter_ids().zip(&config.relays) {
             let target = PollTarget {
                 url: format!("{}{}", rc.url, rc.status.path),
                 status: rc.status.clone(),
@@ -251,6 +251,7 @@ impl Engine {
             let slot = match kept {
                 Some(task) if task.target == target && task.poll == config.poll => {
                     task.slot.grants.store(def.grants.clone());
+                    task.slot.place.store(Arc::new((topology.clone(), rid)));
                     let slot = task.slot.clone();
                     st.tasks.insert(def.name.clone(), task);
                     slot
@@ -269,6 +270,8 @@ impl Engine {
                     let slot = Arc::new(Slot {
                         observation: Mutex::new(observation),
                         grants: ArcSwap::new(def.grants.clone()),
+                        place: ArcSwap::from_pointee((topology.clone(), rid)),
+                        row: Mutex::new(None),
                     });
                     let stop = Shutdown::new();
                     let poller = RelayPoller {
@@ -316,6 +319,12 @@ impl Engine {
         let mut st = lock(&self.state);
         st.generation += 1;
         let mut rows = std::mem::take(&mut st.rows);
+        rows.prepare(&st.topology);
+        for slot in &st.slots {
+            if let Some((topology, r, status, row)) = lock(&slot.row).take() {
+                rows.offer(&topology, r, status, row);
+            }
+        }
         let guards: Vec<_> = st.slots.iter().map(|s| lock(&s.observation)).collect();
         let observations: Vec<Option<&RelayObservation>> =
             guards.iter().map(|g| g.as_ref()).collect();

@@ -5,9 +5,10 @@ use super::fetch::Fetcher;
 use crate::config::PollConfig;
 use crate::grants::{Reconciler, RelayGrants};
 use crate::health::{Health, PollOutcome};
+use crate::icecast::RelayStatus;
 use crate::metrics::PollStats;
 use crate::shutdown::Shutdown;
-use crate::snapshot::RelayObservation;
+use crate::snapshot::{RelayId, RelayObservation, Row, Topology};
 use arc_swap::ArcSwap;
 use rand::Rng;
 use std::sync::{Arc, Mutex};
@@ -24,7 +25,16 @@ pub(crate) struct Slot {
     pub observation: Mutex<Option<RelayObservation>>,
     /// The grant counters to sample (replaced on reload).
     pub grants: ArcSwap<RelayGrants>,
+    /// The topology the relay is in and its id there (replaced on reload).
+    pub place: ArcSwap<(Arc<Topology>, RelayId)>,
+    /// The snapshot row of the last good poll's status, made by the poller
+    /// and taken by the next build (so builds, which are spaced by their
+    /// cost, only copy rows).
+    pub row: Mutex<Option<PolledRow>>,
 }
+
+/// A row made by the poller: for which topology, relay and status.
+pub(crate) type PolledRow = (Arc<Topology>, RelayId, Arc<RelayStatus>, Row);
 
 /// One relay's poll loop, running until its shutdown fires.
 pub(crate) struct RelayPoller {
@@ -83,6 +93,12 @@ impl RelayPoller {
                 tracing::info!(relay = %self.name, from = %t.from, to = %t.to, reason = %health.reason(), "relay state changed");
             }
             polls += 1;
+            if good && let Some(status) = health.last_status() {
+                let place = self.slot.place.load();
+                let (topology, r) = (&place.0, place.1);
+                let row = Row::of(topology, r, Some(status));
+                *lock(&self.slot.row) = Some((topology.clone(), r, status.clone(), row));
+            }
             *lock(&self.slot.observation) = Some(RelayObservation {
                 health: health.clone(),
                 baseline,

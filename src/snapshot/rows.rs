@@ -18,21 +18,27 @@ use std::sync::Arc;
 
 /// The cells of one relay and the relay-wide figures of one status.
 #[derive(Debug, Clone)]
-pub(super) struct Row {
+pub struct Row {
     /// Per mount of the topology; `baseline` is left 0 (the build fills it
     /// from the observation).
-    pub cells: Box<[Cell]>,
+    pub(super) cells: Box<[Cell]>,
     /// Listeners on all mounts (every listed mount, configured or not).
-    pub listeners: u32,
+    pub(super) listeners: u32,
     /// Free slots of the whole relay under its `max_listeners` and uplink
     /// (`None` = unlimited).
-    pub free: Option<u64>,
+    pub(super) free: Option<u64>,
 }
 
 impl Row {
-    /// The row of relay `def` of `topology` given its last good `status`
-    /// (`None`: none yet, or forgotten after the relay went down).
-    pub fn new(topology: &Topology, def: &RelayDef, status: Option<&RelayStatus>) -> Row {
+    /// The row of relay `r` of `topology` given its last good `status`
+    /// (`None`: none yet, or forgotten after the relay went down). The
+    /// poller makes it right after a poll, so builds only copy it.
+    pub fn of(topology: &Topology, r: RelayId, status: Option<&RelayStatus>) -> Row {
+        Row::new(topology, &topology.relays[r], status)
+    }
+
+    /// [`Row::of`] for relay `def`.
+    fn new(topology: &Topology, def: &RelayDef, status: Option<&RelayStatus>) -> Row {
         let reserve_fraction = topology.config.select.reserve;
         let mut cells = vec![Cell::default(); topology.mounts.len()].into_boxed_slice();
         let mut listeners = 0u32;
@@ -117,7 +123,7 @@ pub struct Rows {
 
 impl Rows {
     /// Makes the rows those of `topology` (emptied when it is another one).
-    pub(super) fn prepare(&mut self, topology: &Arc<Topology>) {
+    pub fn prepare(&mut self, topology: &Arc<Topology>) {
         if !self
             .topology
             .as_ref()
@@ -127,6 +133,25 @@ impl Rows {
             self.rows.clear();
         }
         self.rows.resize_with(topology.relays.len(), || None);
+    }
+
+    /// Keeps `row`, made for relay `r` of `topology` from `status` (see
+    /// [`Row::of`]), for the next build; ignored when the rows are of
+    /// another topology (the build makes the row again).
+    pub fn offer(
+        &mut self,
+        topology: &Arc<Topology>,
+        r: RelayId,
+        status: Arc<RelayStatus>,
+        row: Row,
+    ) {
+        let same = self
+            .topology
+            .as_ref()
+            .is_some_and(|t| Arc::ptr_eq(t, topology));
+        if let Some(slot) = self.rows.get_mut(r.index()).filter(|_| same) {
+            *slot = Some((Some(status), row));
+        }
     }
 
     /// The row of relay `r` for `status`: the kept one when it was computed
@@ -224,5 +249,23 @@ mounts = ["/a.ogg", "/b.ogg"]
         let t2 = topology(CONFIG);
         rows.prepare(&t2);
         assert_eq!(rows.get(&t2, r, None).listeners, 0);
+    }
+
+    #[test]
+    fn an_offered_row_is_used_for_its_topology_only() {
+        let t = topology(CONFIG);
+        let r = RelayId::new(0);
+        let mut rows = Rows::default();
+        rows.prepare(&t);
+        let s = status(10);
+        let mut row = Row::of(&t, r, Some(&s));
+        row.listeners = 777;
+        rows.offer(&t, r, s.clone(), row.clone());
+        assert_eq!(rows.get(&t, r, Some(&s)).listeners, 777);
+        // Made for another topology: ignored.
+        let other = topology(CONFIG);
+        let s2 = status(11);
+        rows.offer(&other, r, s2.clone(), row);
+        assert_eq!(rows.get(&t, r, Some(&s2)).listeners, 16);
     }
 }
