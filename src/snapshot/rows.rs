@@ -6,15 +6,17 @@
 //!
 //! A row is a pure function of the topology (the relay's caps and uplink,
 //! the mounts' bitrates, the reserve fraction) and the status: [`Rows`]
-//! keys it on both (the topology's and the status's `Arc`s, held, so an
-//! address is never reused while it is a key). What changes with every
+//! keys it on both (the topology's `Arc`, and a `Weak` of the status's,
+//! which keeps its address from being reused while it is a key without
+//! keeping the status: the poller frees a replaced status, not the
+//! builder). What changes with every
 //! poll without a new status (the grant baseline, the health) is read at
 //! each build, never cached.
 
 use super::{Cell, RelayDef, Topology};
 use crate::icecast::{MaxListeners, RelayStatus};
 use crate::ids::RelayId;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 /// The cells of one relay and the relay-wide figures of one status.
 #[derive(Debug, Clone)]
@@ -118,7 +120,7 @@ pub struct Rows {
     /// The topology the rows were computed for (another one empties them).
     topology: Option<Arc<Topology>>,
     /// Per relay: the status the row was computed from, and the row.
-    rows: Vec<Option<(Option<Arc<RelayStatus>>, Row)>>,
+    rows: Vec<Option<(Option<Weak<RelayStatus>>, Row)>>,
 }
 
 impl Rows {
@@ -150,7 +152,7 @@ impl Rows {
             .as_ref()
             .is_some_and(|t| Arc::ptr_eq(t, topology));
         if let Some(slot) = self.rows.get_mut(r.index()).filter(|_| same) {
-            *slot = Some((Some(status), row));
+            *slot = Some((Some(Arc::downgrade(&status)), row));
         }
     }
 
@@ -164,13 +166,13 @@ impl Rows {
     ) -> &Row {
         let slot = &mut self.rows[r.index()];
         let fresh = match (slot.as_ref(), status) {
-            (Some((Some(kept), _)), Some(s)) => !Arc::ptr_eq(kept, s),
+            (Some((Some(kept), _)), Some(s)) => !std::ptr::eq(kept.as_ptr(), Arc::as_ptr(s)),
             (Some((None, _)), None) => false,
             _ => true,
         };
         if fresh {
             let row = Row::new(topology, &topology.relays[r], status.map(|s| &**s));
-            *slot = Some((status.cloned(), row));
+            *slot = Some((status.map(Arc::downgrade), row));
         }
         &slot.as_ref().expect("filled above").1
     }
