@@ -17,7 +17,6 @@ use crate::config::{ANY_GROUP, Config, RelayConfig};
 use crate::draw::RunningSums;
 use crate::grants::{GrantSample, RelayGrants};
 use crate::health::{Health, RelayState};
-use crate::icecast::MaxListeners;
 pub use crate::ids::{
     Grid, GroupId, MountId, PerGroup, PerMount, PerPool, PerRelay, PerStream, PoolId, RelayId,
     StreamId,
@@ -499,18 +498,36 @@ impl Snapshot {
         reload: Arc<ReloadReport>,
         shares: &Shares,
     ) -> Snapshot {
-        let config = &topology.config;
+        Snapshot::build_with(
+            topology,
+            observations,
+            runtime_drain,
+            stamp,
+            reload,
+            shares,
+            &mut Rows::default(),
+        )
+    }
+
+    /// [`Snapshot::build_shared`] reusing the relay rows kept in `rows` by
+    /// the previous build (and keeping this build's there): only the relays
+    /// with a new status since are turned into cells. The poller's builder
+    /// builds this way; the result is the same as without `rows`.
+    pub fn build_with(
+        topology: Arc<Topology>,
+        observations: &[Option<&RelayObservation>],
+        runtime_drain: &[bool],
+        stamp: Stamp,
+        reload: Arc<ReloadReport>,
+        shares: &Shares,
+        rows: &mut Rows,
+    ) -> Snapshot {
         let n_mounts = topology.mounts.len();
-        let reserve_fraction = config.select.reserve;
         let mut relays = Vec::with_capacity(topology.relays.len());
         let mut cells: Grid<Cell> = Grid::new(topology.relays.len(), n_mounts);
         let mut first_round_done = true;
-        // Mount ids by position in the previous relay's status: relays list
-        // their mounts in the same order (one Icecast config, one
-        // stylesheet), so a path is hashed only when it differs from the one
-        // at its position before (20,000 hashes a build at 1,000 x 20
-        // otherwise, the largest cost of a build).
-        let mut recent: Vec<(&str, Option<MountId>)> = Vec::with_capacity(n_mounts);
+        rows.prepare(&topology);
+        let mut not_polled: Option<Arc<str>> = None;
         for (rid, def) in topology.relays.iter_ids() {
             let obs = observations.get(rid.index()).copied().flatten();
             let drain = def.drain || runtime_drain.get(rid.index()).copied().unwrap_or(false);
@@ -518,7 +535,9 @@ impl Snapshot {
                 first_round_done = false;
                 relays.push(RelayView {
                     state: RelayState::Unknown,
-                    reason: Arc::from("not polled yet"),
+                    reason: not_polled
+                        .get_or_insert_with(|| Arc::from("not polled yet"))
+                        .clone(),
                     since: stamp.built_at,
                     drain,
                     listeners: 0,
@@ -528,86 +547,26 @@ impl Snapshot {
                 });
                 continue;
             };
-            let row = cells.row_mut(rid);
-            let mut listeners = 0u32;
-            let mut used_kbps = 0u64;
-            if let Some(status) = obs.health.last_status() {
-                for (i, ms) in status.mounts.iter().enumerate() {
-                    listeners = listeners.saturating_add(ms.listeners);
-                    let mid = match recent.get(i) {
-                        Some(&(path, mid)) if path == ms.path => mid,
-                        _ => {
-                            let mid = topology.mount_id(&ms.path);
-                            recent.truncate(i);
-                            recent.push((&ms.path, mid));
-                            mid
-                        }
-                    };
-                    let bitrate = ms
-                        .bitrate_kbps
-                        .or_else(|| mid.and_then(|m| topology.mounts[m].bitrate_kbps));
-                    // Saturating: a relay may claim any counts.
-                    used_kbps = used_kbps.saturating_add(
-                        u64::from(ms.listeners).saturating_mul(u64::from(bitrate.unwrap_or(0))),
-                    );
-                    let Some(mid) = mid else { continue };
-                    let reported = match ms.max_listeners {
-                        MaxListeners::Limited(n) => Some(n),
-                        MaxListeners::Unlimited | MaxListeners::Unknown => None,
-                    };
-                    let capacity = match (reported, def.mount_caps[mid]) {
-                        (Some(a), Some(b)) => Some(a.min(b)),
-                        (a, b) => a.or(b),
-                    };
-                    let free = capacity.map(|c| u64::from(c.saturating_sub(ms.listeners)));
-                    let reserve =
-                        capacity.map_or(0, |c| (f64::from(c) * reserve_fraction).ceil() as u64);
-                    row[mid.index()] = Cell {
-                        present: true,
-                        listeners: ms.listeners,
-                        capacity,
-                        capacity_unknown: capacity.is_none()
-                            && ms.max_listeners == MaxListeners::Unknown,
-                        free,
-                        reserve,
-                        baseline: obs.baseline.mounts.get(mid).copied().unwrap_or(0),
-                        bitrate_kbps: bitrate,
-                    };
+            let row = rows.get(&topology, rid, obs.health.last_status());
+            let out = cells.row_mut(rid);
+            out.clone_from_slice(&row.cells);
+            for (m, cell) in out.iter_mut().enumerate() {
+                if cell.present {
+                    cell.baseline = obs
+                        .baseline
+                        .mounts
+                        .get(MountId::new(m))
+                        .copied()
+                        .unwrap_or(0);
                 }
             }
-            // Uplink: express the remaining bandwidth as slots of each
-            // mount's bitrate, folded into the mount's free slots; and, since
-            // the mounts share it, as slots of the highest bitrate, folded
-            // into the relay's (grants on two mounts must not each spend the
-            // whole of it; with mounts of different bitrates this counts the
-            // bandwidth left short until the next poll, never over).
-            let mut uplink_free = None;
-            if let Some(uplink) = def.uplink_kbps {
-                let left = u64::from(uplink).saturating_sub(used_kbps);
-                let mut highest = 0u64;
-                for cell in row.iter_mut().filter(|c| c.present) {
-                    if let Some(b) = cell.bitrate_kbps.filter(|b| *b > 0) {
-                        let slots = left / u64::from(b);
-                        cell.free = Some(cell.free.map_or(slots, |f| f.min(slots)));
-                        highest = highest.max(u64::from(b));
-                    }
-                }
-                uplink_free = (highest > 0).then(|| left / highest);
-            }
-            let cap_free = def
-                .max_listeners
-                .map(|c| u64::from(c.saturating_sub(listeners)));
-            let cap_free = match (cap_free, uplink_free) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
             relays.push(RelayView {
                 state: obs.health.state(),
                 reason: obs.health.reason().clone(),
                 since: obs.health.since(),
                 drain,
-                listeners,
-                free: cap_free,
+                listeners: row.listeners,
+                free: row.free,
                 baseline: obs.baseline.relay,
                 polled_at: obs.polled_at,
             });
@@ -754,5 +713,8 @@ impl Snapshots {
     }
 }
 
+mod rows;
 #[cfg(test)]
 pub(crate) mod testkit;
+
+pub use rows::{Row, Rows};

@@ -119,24 +119,31 @@ pub struct MountStatus {
 /// hundreds of thousands is refused before it costs memory and time.
 pub const MAX_MOUNTS: usize = 10_000;
 
+/// Lists up to this many mounts are checked for duplicates by a scan
+/// (a relay has tens: cheaper than hashing and copying every path); longer
+/// ones by a set of their paths.
+const SCAN_LIMIT: usize = 32;
+
 /// The mounts of one status body while it is parsed, in the order the relay
 /// lists them, with unique paths, at most [`MAX_MOUNTS`].
 ///
-/// The set of paths makes the duplicate check constant-time per mount: a
-/// hostile or broken relay may list hundreds of thousands, and a scan of
-/// the list so far would make that quadratic.
+/// Past [`SCAN_LIMIT`] mounts, a set of the paths makes the duplicate
+/// check constant-time per mount: a hostile or broken relay may list
+/// hundreds of thousands, and a scan of the list so far would make that
+/// quadratic.
 #[derive(Default)]
 struct MountList {
     mounts: Vec<MountStatus>,
-    paths: HashSet<String>,
+    /// The paths, once the list is longer than [`SCAN_LIMIT`].
+    paths: Option<HashSet<String>>,
 }
 
 impl MountList {
     /// An empty list with room for `capacity` mounts.
     fn with_capacity(capacity: usize) -> Self {
         MountList {
-            mounts: Vec::with_capacity(capacity),
-            paths: HashSet::with_capacity(capacity),
+            mounts: Vec::with_capacity(capacity.min(MAX_MOUNTS)),
+            paths: None,
         }
     }
 
@@ -149,10 +156,17 @@ impl MountList {
                 "more than {MAX_MOUNTS} mounts: not a status floe reads (a relay has tens)"
             ));
         }
-        if !self.paths.insert(mount.path.clone()) {
+        let duplicate = match &mut self.paths {
+            Some(paths) => !paths.insert(mount.path.clone()),
+            None => self.mounts.iter().any(|m| m.path == mount.path),
+        };
+        if duplicate {
             return Err(format!("duplicate mount {:?}", mount.path));
         }
         self.mounts.push(mount);
+        if self.paths.is_none() && self.mounts.len() > SCAN_LIMIT {
+            self.paths = Some(self.mounts.iter().map(|m| m.path.clone()).collect());
+        }
         Ok(())
     }
 
@@ -234,4 +248,37 @@ pub enum StatusError {
         /// What was expected and what arrived.
         message: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mount(path: String) -> MountStatus {
+        MountStatus {
+            path,
+            listeners: 0,
+            max_listeners: MaxListeners::Unknown,
+            bitrate_kbps: None,
+        }
+    }
+
+    #[test]
+    fn duplicates_are_found_in_short_and_long_lists() {
+        for n in [1, SCAN_LIMIT, SCAN_LIMIT + 1, 3 * SCAN_LIMIT] {
+            let mut list = MountList::default();
+            for i in 0..n {
+                list.push(mount(format!("/m{i}"))).unwrap();
+            }
+            for i in [0, n / 2, n - 1] {
+                assert_eq!(
+                    list.push(mount(format!("/m{i}"))),
+                    Err(format!("duplicate mount \"/m{i}\"")),
+                    "{n} mounts"
+                );
+            }
+            assert_eq!(list.len(), n);
+            assert!(list.push(mount("/new".into())).is_ok());
+        }
+    }
 }

@@ -1,13 +1,14 @@
 //! The poll loop of one relay: when to poll, the grant samples that
 //! reconcile in-flight grants, and the health that follows each outcome.
 
-use super::fetch::{self, PollTarget};
+use super::fetch::Fetcher;
 use crate::config::PollConfig;
 use crate::grants::{Reconciler, RelayGrants};
-use crate::health::{Health, PollFailure, PollOutcome};
+use crate::health::{Health, PollOutcome};
+use crate::icecast::RelayStatus;
 use crate::metrics::PollStats;
 use crate::shutdown::Shutdown;
-use crate::snapshot::RelayObservation;
+use crate::snapshot::{RelayId, RelayObservation, Row, Topology};
 use arc_swap::ArcSwap;
 use rand::Rng;
 use std::sync::{Arc, Mutex};
@@ -24,14 +25,22 @@ pub(crate) struct Slot {
     pub observation: Mutex<Option<RelayObservation>>,
     /// The grant counters to sample (replaced on reload).
     pub grants: ArcSwap<RelayGrants>,
+    /// The topology the relay is in and its id there (replaced on reload).
+    pub place: ArcSwap<(Arc<Topology>, RelayId)>,
+    /// The snapshot row of the last good poll's status, made by the poller
+    /// and taken by the next build (so builds, which are spaced by their
+    /// cost, only copy rows).
+    pub row: Mutex<Option<PolledRow>>,
 }
+
+/// A row made by the poller: for which topology, relay and status.
+pub(crate) type PolledRow = (Arc<Topology>, RelayId, Arc<RelayStatus>, Row);
 
 /// One relay's poll loop, running until its shutdown fires.
 pub(crate) struct RelayPoller {
     pub name: Arc<str>,
-    pub target: PollTarget,
+    pub fetcher: Fetcher,
     pub poll: PollConfig,
-    pub client: reqwest::Client,
     pub slot: Arc<Slot>,
     pub notify: Arc<Notify>,
     pub shutdown: Shutdown,
@@ -46,7 +55,7 @@ impl RelayPoller {
     /// interval): the listeners of grants older than `settle` are in the
     /// poll's counts, so a good poll makes the newest sample at least
     /// `settle` old the new baseline.
-    pub async fn run(self) {
+    pub async fn run(mut self) {
         let mut grants = self.slot.grants.load_full();
         let (mut health, baseline, mut polls) = match &*lock(&self.slot.observation) {
             Some(o) => (o.health.clone(), o.baseline.clone(), o.polls),
@@ -55,7 +64,7 @@ impl RelayPoller {
         let mut reconciler = Reconciler::new(baseline, self.poll.settle, self.poll.grant_ttl);
         // Spread the first polls of many relays over a short window.
         let first_delay = Duration::from_millis(rand::rng().random_range(0..50));
-        let mut next = Instant::now() + first_delay;
+        let mut next = on_tick(Instant::now() + first_delay);
         loop {
             let sample_at = reconciler.sample_at(next, Instant::now());
             tokio::select! {
@@ -73,17 +82,7 @@ impl RelayPoller {
                 _ = self.shutdown.wait() => return,
             }
             let started = Instant::now();
-            // The client enforces the timeout; this bound only guards
-            // against a stuck body stream.
-            let outcome = match tokio::time::timeout(
-                self.poll.timeout + Duration::from_millis(250),
-                fetch::poll(&self.client, &self.target, self.poll.timeout),
-            )
-            .await
-            {
-                Ok(o) => o,
-                Err(_) => PollOutcome::Failed(PollFailure::Timeout(self.poll.timeout)),
-            };
+            let outcome = self.fetcher.poll(self.poll.timeout).await;
             let now = Instant::now();
             self.stats.observe(now - started, outcome.error());
             let good = matches!(outcome, PollOutcome::Status(_));
@@ -94,6 +93,12 @@ impl RelayPoller {
                 tracing::info!(relay = %self.name, from = %t.from, to = %t.to, reason = %health.reason(), "relay state changed");
             }
             polls += 1;
+            if good && let Some(status) = health.last_status() {
+                let place = self.slot.place.load();
+                let (topology, r) = (&place.0, place.1);
+                let row = Row::of(topology, r, Some(status));
+                *lock(&self.slot.row) = Some((topology.clone(), r, status.clone(), row));
+            }
             *lock(&self.slot.observation) = Some(RelayObservation {
                 health: health.clone(),
                 baseline,
@@ -102,12 +107,32 @@ impl RelayPoller {
                 poll_duration: Some(now - started),
             });
             self.notify.notify_one();
-            next = started + jittered(self.poll.interval, self.poll.jitter);
+            next = on_tick(started + jittered(self.poll.interval, self.poll.jitter));
             if next < Instant::now() {
                 next = Instant::now();
             }
         }
     }
+}
+
+/// Polls fall due on multiples of this (from one origin for the whole
+/// process), so the polls of many relays come due together and the
+/// runtime wakes once for several: at 1,000 relays polled every 2 s, 100
+/// wake-ups a second for the polls instead of about 500 (and as many for
+/// the grant samples `settle` before them, when `settle` is a multiple of
+/// it, as its default is). A poll is late by less than this.
+const POLL_TICK: Duration = Duration::from_millis(10);
+
+/// `t` rounded up to the next [`POLL_TICK`].
+fn on_tick(t: Instant) -> Instant {
+    static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let origin = *ORIGIN.get_or_init(Instant::now);
+    let Some(since) = t.checked_duration_since(origin) else {
+        return t;
+    };
+    let tick = POLL_TICK.as_nanos();
+    let ticks = since.as_nanos().div_ceil(tick);
+    origin + Duration::from_nanos(u64::try_from(ticks * tick).unwrap_or(u64::MAX))
 }
 
 /// `interval` shortened or lengthened by up to `jitter` x interval.
@@ -123,4 +148,19 @@ fn jittered(interval: Duration, jitter: f64) -> Duration {
 /// value usable: it is replaced whole on every write).
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polls_fall_due_on_ticks() {
+        let t = Instant::now() + Duration::from_millis(1234);
+        let due = on_tick(t);
+        assert!(due >= t && due - t < POLL_TICK, "{:?}", due - t);
+        // Two times in one tick fall due together; on a tick, stays.
+        assert_eq!(on_tick(due - Duration::from_millis(3)), due);
+        assert_eq!(on_tick(due), due);
+    }
 }

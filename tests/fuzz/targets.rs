@@ -16,6 +16,7 @@ use floe::grants::GrantSample;
 use floe::health::{Health, PollFailure, PollOutcome};
 use floe::http::{self, forwarded, proxy, routes};
 use floe::icecast::{self, RelayStatus, StatusKind};
+use floe::poll::http1::{Progress, Response};
 use floe::select;
 use floe::snapshot::{RelayObservation, ReloadReport, Snapshot, Snapshots, Stamp, Topology};
 use floe::zones::ZoneSet;
@@ -45,6 +46,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("http_fast", http_fast),
     ("proxy_header", proxy_header),
     ("peer_answer", peer_answer),
+    ("poll_response", poll_response),
     ("icecast_xml", icecast_xml),
     ("icecast_json", icecast_json),
     ("icecast_xslt", icecast_xslt),
@@ -731,6 +733,24 @@ fn check_status(status: &RelayStatus) {
     for m in &status.mounts {
         assert!(m.path.starts_with('/'), "mount path {:?}", m.path);
         assert!(paths.insert(&m.path), "duplicate mount {:?}", m.path);
+    }
+}
+
+/// A relay's answer to a status poll over `http://` (floe's own HTTP/1.1
+/// framing): never panics; a body is at most the limit; without the
+/// connection's end, a complete answer is framed (by length or chunks), so
+/// the bytes it took frame the same answer again.
+pub fn poll_response(data: &[u8]) {
+    const MAX: usize = 1 << 16;
+    for eof in [false, true] {
+        let parsed = Response::parse(data, eof, MAX);
+        let Ok(Progress::Done(r)) = &parsed else {
+            continue;
+        };
+        assert!(r.body.len() <= MAX && r.used <= data.len(), "{r:?}");
+        if !eof {
+            assert_eq!(Response::parse(&data[..r.used], false, MAX), parsed);
+        }
     }
 }
 

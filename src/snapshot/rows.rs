@@ -1,0 +1,273 @@
+//! One relay's row of a snapshot: what a build derives from that relay's
+//! last good status alone (its cells, its listeners, its relay-wide free
+//! slots), and [`Rows`], which keeps each relay's row from one build to the
+//! next so a status is turned into cells, and its mount paths resolved to
+//! mount ids, once per poll instead of once per build.
+//!
+//! A row is a pure function of the topology (the relay's caps and uplink,
+//! the mounts' bitrates, the reserve fraction) and the status: [`Rows`]
+//! keys it on both (the topology's `Arc`, and a `Weak` of the status's,
+//! which keeps its address from being reused while it is a key without
+//! keeping the status: the poller frees a replaced status, not the
+//! builder). What changes with every
+//! poll without a new status (the grant baseline, the health) is read at
+//! each build, never cached.
+
+use super::{Cell, RelayDef, Topology};
+use crate::icecast::{MaxListeners, RelayStatus};
+use crate::ids::RelayId;
+use std::sync::{Arc, Weak};
+
+/// The cells of one relay and the relay-wide figures of one status.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// Per mount of the topology; `baseline` is left 0 (the build fills it
+    /// from the observation).
+    pub(super) cells: Box<[Cell]>,
+    /// Listeners on all mounts (every listed mount, configured or not).
+    pub(super) listeners: u32,
+    /// Free slots of the whole relay under its `max_listeners` and uplink
+    /// (`None` = unlimited).
+    pub(super) free: Option<u64>,
+}
+
+impl Row {
+    /// The row of relay `r` of `topology` given its last good `status`
+    /// (`None`: none yet, or forgotten after the relay went down). The
+    /// poller makes it right after a poll, so builds only copy it.
+    pub fn of(topology: &Topology, r: RelayId, status: Option<&RelayStatus>) -> Row {
+        Row::new(topology, &topology.relays[r], status)
+    }
+
+    /// [`Row::of`] for relay `def`.
+    fn new(topology: &Topology, def: &RelayDef, status: Option<&RelayStatus>) -> Row {
+        let reserve_fraction = topology.config.select.reserve;
+        let mut cells = vec![Cell::default(); topology.mounts.len()].into_boxed_slice();
+        let mut listeners = 0u32;
+        let mut used_kbps = 0u64;
+        for ms in status.map_or(&[][..], |s| &s.mounts[..]) {
+            listeners = listeners.saturating_add(ms.listeners);
+            let mid = topology.mount_id(&ms.path);
+            let bitrate = ms
+                .bitrate_kbps
+                .or_else(|| mid.and_then(|m| topology.mounts[m].bitrate_kbps));
+            // Saturating: a relay may claim any counts.
+            used_kbps = used_kbps.saturating_add(
+                u64::from(ms.listeners).saturating_mul(u64::from(bitrate.unwrap_or(0))),
+            );
+            let Some(mid) = mid else { continue };
+            let reported = match ms.max_listeners {
+                MaxListeners::Limited(n) => Some(n),
+                MaxListeners::Unlimited | MaxListeners::Unknown => None,
+            };
+            let capacity = match (reported, def.mount_caps[mid]) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let free = capacity.map(|c| u64::from(c.saturating_sub(ms.listeners)));
+            let reserve = capacity.map_or(0, |c| (f64::from(c) * reserve_fraction).ceil() as u64);
+            cells[mid.index()] = Cell {
+                present: true,
+                listeners: ms.listeners,
+                capacity,
+                capacity_unknown: capacity.is_none() && ms.max_listeners == MaxListeners::Unknown,
+                free,
+                reserve,
+                baseline: 0,
+                bitrate_kbps: bitrate,
+            };
+        }
+        // Uplink: express the remaining bandwidth as slots of each mount's
+        // bitrate, folded into the mount's free slots; and, since the mounts
+        // share it, as slots of the highest bitrate, folded into the relay's
+        // (grants on two mounts must not each spend the whole of it; with
+        // mounts of different bitrates this counts the bandwidth left short
+        // until the next poll, never over).
+        let mut uplink_free = None;
+        if let Some(uplink) = def.uplink_kbps {
+            let left = u64::from(uplink).saturating_sub(used_kbps);
+            let mut highest = 0u64;
+            for cell in cells.iter_mut().filter(|c| c.present) {
+                if let Some(b) = cell.bitrate_kbps.filter(|b| *b > 0) {
+                    let slots = left / u64::from(b);
+                    cell.free = Some(cell.free.map_or(slots, |f| f.min(slots)));
+                    highest = highest.max(u64::from(b));
+                }
+            }
+            uplink_free = (highest > 0).then(|| left / highest);
+        }
+        let cap_free = def
+            .max_listeners
+            .map(|c| u64::from(c.saturating_sub(listeners)));
+        let free = match (cap_free, uplink_free) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Row {
+            cells,
+            listeners,
+            free,
+        }
+    }
+}
+
+/// Each relay's row as of the last build, kept for the next: the snapshot
+/// builder of the poller holds one, so a build recomputes only the rows of
+/// the relays polled since (with a new status) and copies the others.
+/// A `Rows::default()` is empty: every row is computed.
+#[derive(Debug, Default)]
+pub struct Rows {
+    /// The topology the rows were computed for (another one empties them).
+    topology: Option<Arc<Topology>>,
+    /// Per relay: the status the row was computed from, and the row.
+    rows: Vec<Option<(Option<Weak<RelayStatus>>, Row)>>,
+}
+
+impl Rows {
+    /// Makes the rows those of `topology` (emptied when it is another one).
+    pub fn prepare(&mut self, topology: &Arc<Topology>) {
+        if !self
+            .topology
+            .as_ref()
+            .is_some_and(|t| Arc::ptr_eq(t, topology))
+        {
+            self.topology = Some(topology.clone());
+            self.rows.clear();
+        }
+        self.rows.resize_with(topology.relays.len(), || None);
+    }
+
+    /// Keeps `row`, made for relay `r` of `topology` from `status` (see
+    /// [`Row::of`]), for the next build; ignored when the rows are of
+    /// another topology (the build makes the row again).
+    pub fn offer(
+        &mut self,
+        topology: &Arc<Topology>,
+        r: RelayId,
+        status: Arc<RelayStatus>,
+        row: Row,
+    ) {
+        let same = self
+            .topology
+            .as_ref()
+            .is_some_and(|t| Arc::ptr_eq(t, topology));
+        if let Some(slot) = self.rows.get_mut(r.index()).filter(|_| same) {
+            *slot = Some((Some(Arc::downgrade(&status)), row));
+        }
+    }
+
+    /// The row of relay `r` for `status`: the kept one when it was computed
+    /// from this very status, else a new one (kept in its place).
+    pub(super) fn get(
+        &mut self,
+        topology: &Topology,
+        r: RelayId,
+        status: Option<&Arc<RelayStatus>>,
+    ) -> &Row {
+        let slot = &mut self.rows[r.index()];
+        let fresh = match (slot.as_ref(), status) {
+            (Some((Some(kept), _)), Some(s)) => !std::ptr::eq(kept.as_ptr(), Arc::as_ptr(s)),
+            (Some((None, _)), None) => false,
+            _ => true,
+        };
+        if fresh {
+            let row = Row::new(topology, &topology.relays[r], status.map(|s| &**s));
+            *slot = Some((status.map(Arc::downgrade), row));
+        }
+        &slot.as_ref().expect("filled above").1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::icecast::MountStatus;
+    use crate::ids::MountId;
+    use crate::snapshot::testkit::topology;
+
+    fn status(listeners: u32) -> Arc<RelayStatus> {
+        Arc::new(RelayStatus {
+            mounts: vec![
+                MountStatus {
+                    path: "/b.ogg".into(),
+                    listeners,
+                    max_listeners: MaxListeners::Limited(100),
+                    bitrate_kbps: Some(128),
+                },
+                MountStatus {
+                    path: "/unknown.ogg".into(),
+                    listeners: 5,
+                    max_listeners: MaxListeners::Unlimited,
+                    bitrate_kbps: None,
+                },
+            ],
+        })
+    }
+
+    const CONFIG: &str = r#"
+[[relay]]
+name = "r1"
+url = "http://r1:8000"
+addresses = ["192.0.2.1"]
+status = { kind = "xslt" }
+max_listeners = 50
+[[stream]]
+name = "s"
+mounts = ["/a.ogg", "/b.ogg"]
+"#;
+
+    #[test]
+    fn a_row_resolves_paths_and_counts_every_listed_mount() {
+        let t = topology(CONFIG);
+        let row = Row::new(&t, &t.relays[RelayId::new(0)], Some(&status(10)));
+        assert!(!row.cells[0].present, "/a.ogg is not listed");
+        let b = &row.cells[MountId::new(1).index()];
+        assert!(b.present);
+        assert_eq!((b.listeners, b.capacity, b.free), (10, Some(100), Some(90)));
+        // The unconfigured mount's listeners count for the relay's cap.
+        assert_eq!((row.listeners, row.free), (15, Some(35)));
+        let none = Row::new(&t, &t.relays[RelayId::new(0)], None);
+        assert_eq!((none.listeners, none.free), (0, Some(50)));
+        assert!(none.cells.iter().all(|c| !c.present));
+    }
+
+    #[test]
+    fn rows_are_kept_for_the_same_status_and_topology_only() {
+        let t = topology(CONFIG);
+        let r = RelayId::new(0);
+        let mut rows = Rows::default();
+        rows.prepare(&t);
+        let s = status(10);
+        assert_eq!(rows.get(&t, r, Some(&s)).listeners, 15);
+        // Same status object: the kept row (even a different one would be
+        // returned: the key is the status's identity).
+        rows.rows[0].as_mut().unwrap().1.listeners = 999;
+        assert_eq!(rows.get(&t, r, Some(&s)).listeners, 999);
+        // A new status (equal or not) is a new row.
+        assert_eq!(rows.get(&t, r, Some(&status(10))).listeners, 15);
+        assert_eq!(rows.get(&t, r, None).listeners, 0);
+        // Another topology (a reload) empties the rows.
+        rows.rows[0].as_mut().unwrap().1.listeners = 999;
+        let t2 = topology(CONFIG);
+        rows.prepare(&t2);
+        assert_eq!(rows.get(&t2, r, None).listeners, 0);
+    }
+
+    #[test]
+    fn an_offered_row_is_used_for_its_topology_only() {
+        let t = topology(CONFIG);
+        let r = RelayId::new(0);
+        let mut rows = Rows::default();
+        rows.prepare(&t);
+        let s = status(10);
+        let mut row = Row::of(&t, r, Some(&s));
+        row.listeners = 777;
+        rows.offer(&t, r, s.clone(), row.clone());
+        assert_eq!(rows.get(&t, r, Some(&s)).listeners, 777);
+        // Made for another topology: ignored.
+        let other = topology(CONFIG);
+        let s2 = status(11);
+        rows.offer(&other, r, s2.clone(), row);
+        assert_eq!(rows.get(&t, r, Some(&s2)).listeners, 16);
+    }
+}
