@@ -23,6 +23,7 @@ pub use fetch::PollTarget;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::select;
+use crate::shares::grid::PollGrid;
 use crate::shares::{PeerReport, Shares};
 use crate::shutdown::Shutdown;
 use crate::snapshot::{RelayObservation, ReloadReport, Rows, Snapshot, Snapshots, Stamp, Topology};
@@ -83,6 +84,8 @@ struct State {
 struct Task {
     target: PollTarget,
     poll: crate::config::PollConfig,
+    /// Polled on the shared grid (with `[[peer]]`s).
+    on_grid: bool,
     slot: Arc<Slot>,
     stop: Shutdown,
 }
@@ -251,8 +254,13 @@ impl Engine {
                 status: rc.status.clone(),
             };
             let kept = old_tasks.remove(&def.name);
+            let on_grid = !config.peers.peers.is_empty();
             let slot = match kept {
-                Some(task) if task.target == target && task.poll == config.poll => {
+                Some(task)
+                    if task.target == target
+                        && task.poll == config.poll
+                        && task.on_grid == on_grid =>
+                {
                     task.slot.grants.store(def.grants.clone());
                     task.slot.place.store(Arc::new((topology.clone(), rid)));
                     let slot = task.slot.clone();
@@ -285,6 +293,10 @@ impl Engine {
                         notify: self.notify.clone(),
                         shutdown: stop.clone(),
                         stats: self.metrics.poll_stats(&def.name),
+                        grid: on_grid.then(|| {
+                            let grid = PollGrid::new(config.poll.interval);
+                            (grid, grid.phase(&def.url))
+                        }),
                     };
                     let global = self.shutdown.clone();
                     tokio::spawn(async move {
@@ -298,6 +310,7 @@ impl Engine {
                         Task {
                             target,
                             poll: config.poll.clone(),
+                            on_grid,
                             slot: slot.clone(),
                             stop,
                         },

@@ -7,6 +7,7 @@ use crate::grants::{Reconciler, RelayGrants};
 use crate::health::{Health, PollOutcome};
 use crate::icecast::RelayStatus;
 use crate::metrics::PollStats;
+use crate::shares::grid::{GRID_MARGIN, PollGrid};
 use crate::shutdown::Shutdown;
 use crate::snapshot::{RelayId, RelayObservation, Row, Topology};
 use arc_swap::ArcSwap;
@@ -46,6 +47,10 @@ pub(crate) struct RelayPoller {
     pub shutdown: Shutdown,
     /// This relay's poll metrics (duration, errors by reason).
     pub stats: Arc<PollStats>,
+    /// With `[[peer]]`s: the shared poll grid and this relay's phase on it
+    /// (every instance polls the relay at the same moments; see
+    /// [`crate::shares::grid`]).
+    pub grid: Option<(PollGrid, Duration)>,
 }
 
 impl RelayPoller {
@@ -61,10 +66,17 @@ impl RelayPoller {
             Some(o) => (o.health.clone(), o.baseline.clone(), o.polls),
             None => (Health::new(SystemTime::now()), grants.sample(), 0),
         };
-        let mut reconciler = Reconciler::new(baseline, self.poll.settle, self.poll.grant_ttl);
-        // Spread the first polls of many relays over a short window.
+        // On the grid, grants count GRID_MARGIN longer: the instances'
+        // polls of one grid point are that far apart at most.
+        let settle = self.poll.settle + self.grid.map_or(Duration::ZERO, |_| GRID_MARGIN);
+        let mut reconciler = Reconciler::new(baseline, settle, self.poll.grant_ttl);
+        // Spread the first polls of many relays over a short window (on the
+        // grid: the relay's next grid point).
         let first_delay = Duration::from_millis(rand::rng().random_range(0..50));
-        let mut next = on_tick(Instant::now() + first_delay);
+        let mut next = match self.grid {
+            Some((grid, phase)) => next_on_grid(grid, phase),
+            None => on_tick(Instant::now() + first_delay),
+        };
         loop {
             let sample_at = reconciler.sample_at(next, Instant::now());
             tokio::select! {
@@ -107,7 +119,10 @@ impl RelayPoller {
                 poll_duration: Some(now - started),
             });
             self.notify.notify_one();
-            next = on_tick(started + jittered(self.poll.interval, self.poll.jitter));
+            next = match self.grid {
+                Some((grid, phase)) => next_on_grid(grid, phase),
+                None => on_tick(started + jittered(self.poll.interval, self.poll.jitter)),
+            };
             if next < Instant::now() {
                 next = Instant::now();
             }
@@ -124,6 +139,13 @@ impl RelayPoller {
 const POLL_TICK: Duration = Duration::from_millis(10);
 
 /// `t` rounded up to the next [`POLL_TICK`].
+/// The relay's next point on `grid` after now, on the monotonic clock.
+fn next_on_grid(grid: PollGrid, phase: Duration) -> Instant {
+    let (now, wall) = (Instant::now(), SystemTime::now());
+    let at = grid.next_after(wall, phase);
+    now + at.duration_since(wall).unwrap_or_default()
+}
+
 fn on_tick(t: Instant) -> Instant {
     static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     let origin = *ORIGIN.get_or_init(Instant::now);
