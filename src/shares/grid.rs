@@ -82,7 +82,7 @@ mod tests {
         let (na, nb) = (grid.next_after(a, phase), grid.next_after(b, phase));
         let on_grid = |t: SystemTime| {
             let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap();
-            (d.as_nanos() - phase.as_nanos()) % 2_000_000_000 == 0
+            (d.as_nanos() - phase.as_nanos()).is_multiple_of(2_000_000_000)
         };
         assert!(on_grid(na) && on_grid(nb));
         assert!(na > a && nb > b);
