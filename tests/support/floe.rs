@@ -201,6 +201,16 @@ impl FloeProcess {
         self.log.lock().unwrap().join("\n")
     }
 
+    /// Whether floe logs a line containing `needle` within `timeout` (its
+    /// stderr is read by a thread: a line written just now may not be in
+    /// [`Self::log_text`] yet).
+    pub fn logs_within(&self, timeout: Duration, needle: &str) -> bool {
+        poll(timeout, Duration::from_millis(20), || {
+            self.log_text().contains(needle).then_some(())
+        })
+        .is_some()
+    }
+
     /// Rewrites the config file (for reload tests).
     pub fn config_path(&self) -> PathBuf {
         self.dir.path().join("floe.toml")
