@@ -37,8 +37,10 @@ pub struct Sample {
     pub relays: Arc<[Arc<str>]>,
     /// Per relay: listeners at its last poll.
     pub listeners: Box<[u32]>,
-    /// Per relay: room for new listeners on any mount (`None`: unlimited).
-    pub room: Box<[Option<u64>]>,
+    /// Per relay: room for new listeners on any mount (`None`: unlimited),
+    /// at most `u32::MAX` (as listener counts are: 8 bytes, where an
+    /// `Option<u64>` takes 16).
+    pub room: Box<[Option<u32>]>,
     /// 302s sent so far (all relays and mounts of the config).
     pub redirects: u64,
     /// 503s (and 400s) for configured mounts so far.
@@ -141,7 +143,7 @@ impl History {
                     .push(at.and_then(|j| s.listeners.get(j).copied()));
                 series
                     .room
-                    .push(at.and_then(|j| s.room.get(j).copied().flatten()));
+                    .push(at.and_then(|j| s.room.get(j).copied().flatten().map(u64::from)));
             }
             prev = Some(s);
         }
@@ -198,7 +200,7 @@ pub fn sample(snap: &Snapshot, metrics: &Metrics, relays: Arc<[Arc<str>]>) -> Sa
         room: snap
             .relays
             .ids()
-            .map(|r| select::relay_room(snap, r))
+            .map(|r| select::relay_room(snap, r).map(|n| u32::try_from(n).unwrap_or(u32::MAX)))
             .collect(),
         redirects: counts.sent_total(),
         refused: counts.refused_total(),
@@ -270,7 +272,7 @@ mod tests {
             generation: secs,
             relays: relays.clone(),
             listeners: listeners.into(),
-            room: listeners.iter().map(|l| Some(u64::from(100 - l))).collect(),
+            room: listeners.iter().map(|l| Some(100 - l)).collect(),
             redirects,
             refused: 0,
             dns_answers: None,
