@@ -188,7 +188,7 @@ impl Shares {
             return n;
         }
         let exact = n as f64 * share;
-        (if remainder && std::env::var_os("FLOOR").is_none() {
+        (if remainder {
             exact.ceil()
         } else {
             exact.floor()

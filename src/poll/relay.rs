@@ -7,7 +7,7 @@ use crate::grants::{Reconciler, RelayGrants};
 use crate::health::{Health, PollOutcome};
 use crate::icecast::RelayStatus;
 use crate::metrics::PollStats;
-use crate::shares::grid::{GRID_MARGIN, PollGrid};
+use crate::shares::grid::{self, PollGrid};
 use crate::shutdown::Shutdown;
 use crate::snapshot::{RelayId, RelayObservation, Row, Topology};
 use arc_swap::ArcSwap;
@@ -68,7 +68,7 @@ impl RelayPoller {
         };
         // On the grid, grants count GRID_MARGIN longer: the instances'
         // polls of one grid point are that far apart at most.
-        let settle = self.poll.settle + self.grid.map_or(Duration::ZERO, |_| GRID_MARGIN);
+        let settle = grid::grant_settle(self.poll.settle, self.grid.is_some());
         let mut reconciler = Reconciler::new(baseline, settle, self.poll.grant_ttl);
         // Spread the first polls of many relays over a short window (on the
         // grid: the relay's next grid point).
@@ -138,7 +138,6 @@ impl RelayPoller {
 /// it, as its default is). A poll is late by less than this.
 const POLL_TICK: Duration = Duration::from_millis(10);
 
-/// `t` rounded up to the next [`POLL_TICK`].
 /// The relay's next point on `grid` after now, on the monotonic clock.
 fn next_on_grid(grid: PollGrid, phase: Duration) -> Instant {
     let (now, wall) = (Instant::now(), SystemTime::now());
@@ -146,6 +145,7 @@ fn next_on_grid(grid: PollGrid, phase: Duration) -> Instant {
     now + at.duration_since(wall).unwrap_or_default()
 }
 
+/// `t` rounded up to the next [`POLL_TICK`].
 fn on_tick(t: Instant) -> Instant {
     static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     let origin = *ORIGIN.get_or_init(Instant::now);

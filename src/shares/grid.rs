@@ -11,7 +11,7 @@
 //! cover by counting [`GRID_MARGIN`] longer than `settle`.
 //!
 //! Relay `r` is polled at `k x interval + phase(r)` (seconds since the Unix
-//! epoch), its phase a hash of its status URL, so the polls of many relays
+//! epoch), its phase a hash of its base URL, so the polls of many relays
 //! stay spread over the interval as the jitter spreads them without peers,
 //! and every instance computes the same phase whatever its config order.
 
@@ -23,6 +23,16 @@ use std::time::{Duration, SystemTime};
 /// the parts to stay within the relay's room: grants count this much
 /// longer than `settle`.
 pub const GRID_MARGIN: Duration = Duration::from_millis(100);
+
+/// How long grants count after a poll they may be in (the reconciler's
+/// `settle`): `settle`, and [`GRID_MARGIN`] more on the grid.
+pub fn grant_settle(settle: Duration, on_grid: bool) -> Duration {
+    if on_grid {
+        settle + GRID_MARGIN
+    } else {
+        settle
+    }
+}
 
 /// Relay polls on a wall-clock grid of period `interval`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -38,7 +48,7 @@ impl PollGrid {
         }
     }
 
-    /// The phase of the relay whose status is polled at `url`: the same
+    /// The phase of the relay at base URL `url`: the same
     /// on every instance (FNV-1a, which does not change between builds,
     /// unlike std's hasher).
     pub fn phase(&self, url: &str) -> Duration {

@@ -15,7 +15,7 @@ use floe::health::Health;
 use floe::ids::{MountId, PoolId, RelayId};
 use floe::poll::MIN_REBUILD_SPACING;
 use floe::select::{self, Grant};
-use floe::shares::grid::{GRID_MARGIN, PollGrid};
+use floe::shares::grid::{self, PollGrid};
 use floe::shares::{Exchange, Shares};
 use floe::snapshot::{RelayObservation, ReloadReport, Snapshot, Stamp, Topology};
 use rand::SeedableRng;
@@ -140,7 +140,7 @@ impl Instance {
                 topology.relays.iter().map(|r| grid.phase(&r.url)).collect();
             (grid, phases)
         });
-        let settle = poll.settle + grid.as_ref().map_or(Duration::ZERO, |_| GRID_MARGIN);
+        let settle = grid::grant_settle(poll.settle, grid.is_some());
         let pollers = topology
             .relays
             .iter()
