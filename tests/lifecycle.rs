@@ -32,10 +32,11 @@ fn config(relays: &[&SimRelay]) -> String {
 }
 
 fn wait_log(floe: &FloeProcess, what: &str) {
-    poll(T, Duration::from_millis(10), || {
-        floe.log_text().contains(what).then_some(())
-    })
-    .unwrap_or_else(|| panic!("no {what:?} in the log:\n{}", floe.log_text()));
+    assert!(
+        floe.logs_within(T, what),
+        "no {what:?} in the log:\n{}",
+        floe.log_text()
+    );
 }
 
 /// Reads until the peer closes or `timeout`; what was read.

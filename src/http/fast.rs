@@ -44,7 +44,7 @@ pub const MAX_HEADERS: usize = 32;
 
 /// Request headers that change the answer or the connection: a request
 /// with one goes to hyper.
-const HYPER_HEADERS: [&str; 8] = [
+pub const HYPER_HEADERS: [&str; 8] = [
     "origin",
     "x-forwarded-for",
     "forwarded",
