@@ -22,6 +22,7 @@
 
 use crate::config::{DnsConfig, DnsPolicy};
 use crate::draw::{self, RunningSums};
+use crate::grants::WhenQuiet;
 use crate::health::RelayState;
 use crate::snapshot::{
     DEFAULT_POOL, GroupId, MountId, PerGroup, PerMount, PerRelay, PoolId, RelayId, Snapshot,
@@ -29,6 +30,7 @@ use crate::snapshot::{
 };
 use crate::snapshot::{GroupDef, MountPicks};
 use rand::Rng;
+use std::cell::Cell;
 use std::fmt;
 use std::time::Instant;
 
@@ -109,6 +111,10 @@ pub enum NoCandidate {
     /// Sources are there but every relay carrying them is full, down,
     /// draining or reserved.
     Full,
+    /// Only from a [`Grant::RecordUnlessQuiet`] pick: the relays with room
+    /// in the first group that has any are quiet for a moment (see
+    /// [`crate::grants`]); ask again when the quiet ends.
+    Quiet,
 }
 
 impl NoCandidate {
@@ -118,6 +124,7 @@ impl NoCandidate {
             NoCandidate::Starting => "starting",
             NoCandidate::Offline => "offline",
             NoCandidate::Full => "full",
+            NoCandidate::Quiet => "quiet",
         }
     }
 }
@@ -156,6 +163,7 @@ impl Fallback {
             Fallback::NoCandidate(NoCandidate::Starting) => "no-candidate:starting",
             Fallback::NoCandidate(NoCandidate::Offline) => "no-candidate:offline",
             Fallback::NoCandidate(NoCandidate::Full) => "no-candidate:full",
+            Fallback::NoCandidate(NoCandidate::Quiet) => "no-candidate:quiet",
             Fallback::FirstPoll => "first-poll",
             Fallback::Stale => "stale",
         }
@@ -540,11 +548,16 @@ pub fn client_budget(snap: &Snapshot, m: MountId, pool: PoolId) -> u64 {
     u64::from(select.grants_per_client).max(share)
 }
 
-/// Whether a pick records a grant.
+/// Whether a pick records a grant, and where.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Grant {
-    /// A listener will follow: count it against the room.
+    /// A listener will follow: count it against the room. Quiet relays
+    /// ([`crate::grants`]) only when no other relay of the group has room.
     Record,
+    /// As [`Grant::Record`], but never on a quiet relay: when the first
+    /// group with room has only quiet relays with room, the pick fails with
+    /// [`NoCandidate::Quiet`] (the caller waits for the quiet to end).
+    RecordUnlessQuiet,
     /// Only the answer is wanted (`HEAD`): draw the same way, take nothing.
     None,
 }
@@ -593,8 +606,19 @@ pub fn pick_where<R: Rng + ?Sized>(
     rng: &mut R,
 ) -> Result<Pick, NoCandidate> {
     for (rank, &g) in snap.topology.pools[pool].order.iter().enumerate() {
-        let picked = pick_indexed(snap, g, m, grant, eligible, rng)
-            .or_else(|| pick_by_scan(snap, g, m, grant, eligible, rng));
+        // Quiet relays last: only when no other relay of the group can
+        // take the listener, and not at all for RecordUnlessQuiet (a group
+        // with only quiet room is not full: no spill-over either).
+        let skipped = Cell::new(false);
+        let quiet = Quiet::Skip(&skipped);
+        let mut picked = pick_indexed(snap, g, m, grant, quiet, eligible, rng)
+            .or_else(|| pick_by_scan(snap, g, m, grant, quiet, eligible, rng));
+        if picked.is_none() && skipped.get() {
+            if grant == Grant::RecordUnlessQuiet {
+                return Err(NoCandidate::Quiet);
+            }
+            picked = pick_by_scan(snap, g, m, grant, Quiet::Take, eligible, rng);
+        }
         if let Some(relay) = picked {
             return Ok(Pick {
                 relay,
@@ -625,6 +649,7 @@ fn pick_indexed<R: Rng + ?Sized>(
     g: GroupId,
     m: MountId,
     grant: Grant,
+    quiet: Quiet,
     eligible: impl Fn(RelayId) -> bool,
     rng: &mut R,
 ) -> Option<RelayId> {
@@ -637,11 +662,14 @@ fn pick_indexed<R: Rng + ?Sized>(
         let Ok(room) = mount_room(snap, r, m) else {
             continue;
         };
+        if quiet.skips(snap, r, grant) {
+            continue;
+        }
         let now = weight(snap, r, room);
         if now < then && rng.random_range(0..then) >= now {
             continue;
         }
-        if take(snap, r, m, grant) {
+        if take(snap, r, m, grant, quiet) {
             return Some(r);
         }
     }
@@ -654,6 +682,7 @@ fn pick_by_scan<R: Rng + ?Sized>(
     g: GroupId,
     m: MountId,
     grant: Grant,
+    quiet: Quiet,
     eligible: impl Fn(RelayId) -> bool + Copy,
     rng: &mut R,
 ) -> Option<RelayId> {
@@ -663,9 +692,8 @@ fn pick_by_scan<R: Rng + ?Sized>(
             .iter()
             .filter(move |&&r| eligible(r))
             .filter_map(move |&r| {
-                mount_room(snap, r, m)
-                    .ok()
-                    .map(|room| (r, weight(snap, r, room)))
+                let room = mount_room(snap, r, m).ok()?;
+                (!quiet.skips(snap, r, grant)).then(|| (r, weight(snap, r, room)))
             })
     };
     // A handful of retries covers races with concurrent picks; each retry
@@ -674,17 +702,48 @@ fn pick_by_scan<R: Rng + ?Sized>(
         let Some((r, _)) = draw::linear(weighted, rng) else {
             break;
         };
-        if take(snap, r, m, grant) {
+        if take(snap, r, m, grant, quiet) {
             return Some(r);
         }
     }
     None
 }
 
-/// [`grant`] with [`Grant::Record`]; always true otherwise.
-fn take(snap: &Snapshot, r: RelayId, m: MountId, grant: Grant) -> bool {
+/// What a pick does with a quiet relay ([`crate::grants`]: with
+/// `[[peer]]`s, a relay between a poll's grant sample and the publication
+/// of its result, whose grants would be counted against a part they were
+/// not made under).
+#[derive(Clone, Copy)]
+enum Quiet<'a> {
+    /// Skips it, noting that it did.
+    Skip(&'a Cell<bool>),
+    /// Grants on it all the same: no other relay of the group can take the
+    /// listener.
+    Take,
+}
+
+impl Quiet<'_> {
+    /// Whether a pick passes over relay `r`, which has room (only picks
+    /// that record a grant care).
+    #[inline]
+    fn skips(self, snap: &Snapshot, r: RelayId, grant: Grant) -> bool {
+        match self {
+            Quiet::Skip(skipped) => {
+                let quiet = grant != Grant::None && snap.topology.relays[r].grants.is_quiet();
+                if quiet {
+                    skipped.set(true);
+                }
+                quiet
+            }
+            Quiet::Take => false,
+        }
+    }
+}
+
+/// [`grant`] when the pick records one; always true otherwise.
+fn take(snap: &Snapshot, r: RelayId, m: MountId, grant: Grant, quiet: Quiet) -> bool {
     match grant {
-        Grant::Record => self::grant(snap, r, m),
+        Grant::Record | Grant::RecordUnlessQuiet => self::grant(snap, r, m, quiet),
         Grant::None => true,
     }
 }
@@ -693,16 +752,21 @@ fn take(snap: &Snapshot, r: RelayId, m: MountId, grant: Grant) -> bool {
 /// pick used up the room in the meantime. The counters are bounded by the
 /// poll-time free slots (less the reserve) above their baselines, so the
 /// bound holds however many pickers race.
-fn grant(snap: &Snapshot, r: RelayId, m: MountId) -> bool {
+fn grant(snap: &Snapshot, r: RelayId, m: MountId, quiet: Quiet) -> bool {
     let relay = &snap.relays[r];
     let cell = snap.cell(r, m);
     let mount_limit = cell.free.map(|f| f.saturating_sub(reserve(snap, r, m)));
+    let when_quiet = match quiet {
+        Quiet::Skip(_) => WhenQuiet::Refuse,
+        Quiet::Take => WhenQuiet::Grant,
+    };
     snap.topology.relays[r].grants.try_grant(
         m,
         cell.baseline,
         mount_limit,
         relay.baseline,
         relay.free,
+        when_quiet,
     )
 }
 

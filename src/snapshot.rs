@@ -688,28 +688,49 @@ fn apply_share(shares: &Shares, cells: &mut Grid<Cell>, relays: &mut PerRelay<Re
 /// The published snapshots: the current one, swapped whole by one writer
 /// (the snapshot builder), read lock-free by many readers.
 #[derive(Debug)]
-pub struct Snapshots(ArcSwap<Snapshot>);
+pub struct Snapshots {
+    current: ArcSwap<Snapshot>,
+    /// Woken when relays stop being quiet ([`crate::grants`]).
+    quiet_over: tokio::sync::Notify,
+}
 
 impl Snapshots {
     /// `first`, published.
     pub fn new(first: Snapshot) -> Self {
-        Snapshots(ArcSwap::from_pointee(first))
+        Snapshots {
+            current: ArcSwap::from_pointee(first),
+            quiet_over: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Completes when relays next stop being quiet (the snapshot with their
+    /// poll's result is published): a redirect that found only quiet room
+    /// asks again then. Create it before looking, so that an end in
+    /// between is not missed ([`tokio::sync::futures::Notified::enable`]).
+    pub fn quiet_end(&self) -> tokio::sync::futures::Notified<'_> {
+        self.quiet_over.notified()
+    }
+
+    /// Wakes every [`Self::quiet_end`] waiter (the poller, after it lets
+    /// grants through on relays again).
+    pub fn quiet_ended(&self) {
+        self.quiet_over.notify_waiters();
     }
 
     /// The current snapshot, for a short-lived read (no allocation, no lock).
     #[inline]
     pub fn load(&self) -> arc_swap::Guard<Arc<Snapshot>> {
-        self.0.load()
+        self.current.load()
     }
 
     /// The current snapshot, to keep.
     pub fn load_full(&self) -> Arc<Snapshot> {
-        self.0.load_full()
+        self.current.load_full()
     }
 
     /// Publishes `next`.
     pub fn store(&self, next: Snapshot) {
-        self.0.store(Arc::new(next));
+        self.current.store(Arc::new(next));
     }
 }
 

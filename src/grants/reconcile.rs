@@ -128,6 +128,7 @@ fn remap(sample: &GrantSample, old: &RelayGrants, new: &RelayGrants) -> GrantSam
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::grants::WhenQuiet;
     use crate::ids::MountId;
 
     const A: MountId = MountId::new(0);
@@ -136,7 +137,7 @@ mod tests {
 
     fn granted(g: &RelayGrants, n: usize) {
         for _ in 0..n {
-            assert!(g.try_grant(A, 0, None, 0, None));
+            assert!(g.try_grant(A, 0, None, 0, None, WhenQuiet::Refuse));
         }
     }
 

@@ -23,7 +23,7 @@
 //! hyper). No I/O here: the connection side is in [`super`].
 
 use super::Shared;
-use super::routes;
+use super::routes::{self, OnQuiet};
 use crate::snapshot::Snapshot;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -120,7 +120,8 @@ fn path_byte(b: u8) -> bool {
 
 /// Writes the answer to `req` from `peer` into `out` (cleared first) when
 /// its path is a configured mount, deciding as hyper's path does; `false`
-/// (nothing decided, nothing counted) when it is not a mount.
+/// (nothing decided, nothing counted) when it is not a mount, or when the
+/// relays with room are quiet for a moment (hyper's path waits for them).
 pub fn answer(
     snap: &Snapshot,
     shared: &Shared,
@@ -131,7 +132,12 @@ pub fn answer(
     let Some(m) = snap.topology.mount_id(req.path) else {
         return false;
     };
-    let resp = routes::guarded(|| routes::mount(snap, shared, m, true, req.query, peer, false));
+    let decided = routes::guarded(|| {
+        routes::mount(snap, shared, m, true, req.query, peer, false, OnQuiet::Wait)
+    });
+    let Ok(resp) = decided else {
+        return false;
+    };
     render(resp, req.close, out);
     true
 }

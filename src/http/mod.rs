@@ -947,16 +947,21 @@ async fn serve_connection(
             if over_tls {
                 req.extensions_mut().insert(OverTls);
             }
-            let snap = shared.snapshots.load();
-            let trusted = &snap.config().http.trusted_proxies;
-            let ip = forwarded::client(req.headers(), client.ip(), trusted);
-            let client = if ip == client.ip() {
-                client
-            } else {
-                SocketAddr::new(ip, 0)
+            let client = {
+                let snap = shared.snapshots.load();
+                let trusted = &snap.config().http.trusted_proxies;
+                let ip = forwarded::client(req.headers(), client.ip(), trusted);
+                if ip == client.ip() {
+                    client
+                } else {
+                    SocketAddr::new(ip, 0)
+                }
             };
-            let resp = routes::guarded(|| routes::respond(&snap, &shared, &req, local, client));
-            std::future::ready(Ok::<_, std::convert::Infallible>(resp))
+            let shared = shared.clone();
+            async move {
+                let resp = routes::respond_waiting(&shared, &req, local, client).await;
+                Ok::<_, std::convert::Infallible>(resp)
+            }
         })
     };
     let timing = Timing {

@@ -31,6 +31,7 @@ use crate::ids::RelayId;
 use crate::metrics::{self, Metrics, Outcome};
 use crate::report::{self, Observed, explain};
 use crate::select::{self, Grant, NoCandidate};
+use crate::shares::grid::quiet_limit;
 use crate::snapshot::{DEFAULT_POOL, MountId, PoolId, Snapshot};
 use bytes::Bytes;
 use http_body_util::Full;
@@ -46,9 +47,97 @@ pub const GENERATION_HEADER: HeaderName = HeaderName::from_static("x-floe-genera
 /// Response header naming the relay a redirect chose.
 pub const RELAY_HEADER: HeaderName = HeaderName::from_static("x-floe-relay");
 
+/// What a listener's `GET` of a mount does when the relays with room are
+/// all quiet for a moment ([`crate::grants`]: with `[[peer]]`s, from a
+/// poll's grant sample until its result is published).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnQuiet {
+    /// Answers [`QuietNow`], with nothing counted and no grant taken: the
+    /// caller waits for the quiet to end ([`crate::snapshot::Snapshots::quiet_end`])
+    /// and asks again.
+    Wait,
+    /// Grants on a quiet relay (the listener has waited long enough).
+    Take,
+}
+
+/// The relays with room are quiet: ask again when the quiet ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuietNow;
+
 /// Answers one request from `snap` to client `peer`, counting it in
-/// `shared`'s metrics.
+/// `shared`'s metrics; [`QuietNow`] only for a mount's `GET` with
+/// [`OnQuiet::Wait`].
 pub fn respond<B>(
+    snap: &Snapshot,
+    shared: &Shared,
+    req: &Request<B>,
+    local: Option<SocketAddr>,
+    peer: SocketAddr,
+    on_quiet: OnQuiet,
+) -> Result<Response<Full<Bytes>>, QuietNow> {
+    let method = req.method();
+    if let Some(m) = snap.topology.mount_id(req.uri().path())
+        && (method == Method::GET || method == Method::HEAD)
+    {
+        let tls = req.extensions().get::<super::OverTls>().is_some();
+        let get = method == Method::GET;
+        let mut resp = mount(snap, shared, m, get, req.uri().query(), peer, tls, on_quiet)?;
+        cors::allow(&mut resp, req.headers(), &snap.config().http.cors_origins);
+        return Ok(resp);
+    }
+    Ok(respond_other(snap, shared, req, local, peer))
+}
+
+/// [`respond`], waiting out quiet relays: when the relays with room are
+/// quiet, asks again each time a quiet period ends, and after
+/// [`quiet_limit`] takes a quiet relay. Only a request that found quiet
+/// room registers to be woken (a lock in the notifier); the others answer
+/// on the first pass.
+pub async fn respond_waiting<B>(
+    shared: &Shared,
+    req: &Request<B>,
+    local: Option<SocketAddr>,
+    peer: SocketAddr,
+) -> Response<Full<Bytes>> {
+    let ask = |on_quiet| {
+        let snap = shared.snapshots.load();
+        guarded(|| respond(&snap, shared, req, local, peer, on_quiet))
+    };
+    if let Ok(resp) = ask(OnQuiet::Wait) {
+        return resp;
+    }
+    let limit = {
+        let poll = &shared.snapshots.load().topology.config.poll;
+        quiet_limit(poll.settle, poll.timeout)
+    };
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        // Registered before asking again: an end in between wakes it.
+        let quiet_end = shared.snapshots.quiet_end();
+        let mut quiet_end = std::pin::pin!(quiet_end);
+        quiet_end.as_mut().enable();
+        if let Ok(resp) = ask(OnQuiet::Wait) {
+            return resp;
+        }
+        if tokio::time::timeout_at(deadline, quiet_end).await.is_err() {
+            return ask_answered(ask(OnQuiet::Take));
+        }
+    }
+}
+
+/// The answer of an [`OnQuiet::Take`] ask, which is never [`QuietNow`]
+/// (a 500 if it were).
+fn ask_answered(answer: Result<Response<Full<Bytes>>, QuietNow>) -> Response<Full<Bytes>> {
+    answer.unwrap_or_else(|QuietNow| {
+        text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "500 internal error: floe hit a bug answering this request\n",
+        )
+    })
+}
+
+/// [`respond`] for everything but a mount's `GET` and `HEAD`.
+fn respond_other<B>(
     snap: &Snapshot,
     shared: &Shared,
     req: &Request<B>,
@@ -80,13 +169,6 @@ pub fn respond<B>(
         };
         resp.headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static(allow));
-        return resp;
-    }
-    if let Some(m) = topology.mount_id(path) {
-        let tls = req.extensions().get::<super::OverTls>().is_some();
-        let get = method == Method::GET;
-        let mut resp = mount(snap, shared, m, get, req.uri().query(), peer, tls);
-        cors::allow(&mut resp, req.headers(), cors);
         return resp;
     }
     match path {
@@ -171,8 +253,11 @@ pub fn respond<B>(
 
 /// The answer to a `GET` (`get`) or `HEAD` of mount `m` with `query` from
 /// `peer`, without CORS headers: the redirect or the `503`/`429`/`400`
-/// that says why not, counted in `shared`'s metrics. [`respond`] and the
-/// fast path ([`super::fast`]) both answer mounts through it.
+/// that says why not, counted in `shared`'s metrics (a `GET` is demand for
+/// the peer exchange, whatever its answer); [`QuietNow`], with nothing
+/// counted, per `on_quiet`. [`respond`] and the fast path
+/// ([`super::fast`]) both answer mounts through it.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn mount(
     snap: &Snapshot,
     shared: &Shared,
@@ -181,13 +266,18 @@ pub(super) fn mount(
     query: Option<&str>,
     peer: SocketAddr,
     tls: bool,
-) -> Response<Full<Bytes>> {
+    on_quiet: OnQuiet,
+) -> Result<Response<Full<Bytes>>, QuietNow> {
     let client = get.then(|| Client {
         budgets: &shared.clients,
         addr: peer.ip(),
     });
     let pool = snap.topology.pool_of(peer.ip());
-    redirect(snap, &shared.metrics, m, pool, query, client, tls)
+    let resp = redirect(snap, &shared.metrics, m, pool, query, client, tls, on_quiet)?;
+    if get {
+        snap.topology.demand.add(m);
+    }
+    Ok(resp)
 }
 
 /// Where the ACME CA fetches an HTTP-01 key authorization (RFC 8555
@@ -296,6 +386,7 @@ struct Client<'a> {
 /// a `client` (a `GET`: a listener will follow) the redirect records a
 /// grant, within the client's budget (a 429 past it); without one (`HEAD`)
 /// it draws the same way and takes nothing.
+#[allow(clippy::too_many_arguments)]
 fn redirect(
     snap: &Snapshot,
     metrics: &Metrics,
@@ -304,19 +395,16 @@ fn redirect(
     query: Option<&str>,
     client: Option<Client<'_>>,
     tls: bool,
-) -> Response<Full<Bytes>> {
-    // A GET is demand for the peer exchange, whatever its answer.
-    if client.is_some() {
-        snap.topology.demand.add(m);
-    }
+    on_quiet: OnQuiet,
+) -> Result<Response<Full<Bytes>>, QuietNow> {
     // Check the query string before picking: a refused request must not
     // hold a grant.
     if query.is_some_and(|q| !q.bytes().all(is_header_value_byte)) {
         metrics.refused(snap, m, Outcome::BadRequest);
-        return text(
+        return Ok(text(
             StatusCode::BAD_REQUEST,
             "400 bad request: query string not usable in a redirect\n",
-        );
+        ));
     }
     let now = Instant::now();
     let select = &snap.config().select;
@@ -328,16 +416,16 @@ fn redirect(
             let budget = select::client_budget(snap, m, pool);
             if !c.budgets.try_take(prefix, budget, window, now) {
                 metrics.refused(snap, m, Outcome::ClientBudget);
-                return over_budget(snap, budget, window);
+                return Ok(over_budget(snap, budget, window));
             }
             Some((c.budgets, prefix))
         }
         None => None,
     };
-    let grant = if taken.is_some() {
-        Grant::Record
-    } else {
-        Grant::None
+    let grant = match (&taken, on_quiet) {
+        (None, _) => Grant::None,
+        (Some(_), OnQuiet::Wait) => Grant::RecordUnlessQuiet,
+        (Some(_), OnQuiet::Take) => Grant::Record,
     };
     // Over TLS, only relays with an https_url unless plain HTTP is allowed.
     let https_only = tls && !snap.config().http.tls_redirect_to_http;
@@ -352,15 +440,18 @@ fn redirect(
     if let (Err(_), Some((budgets, prefix))) = (&picked, taken) {
         budgets.give_back(prefix, window, now);
     }
+    if picked == Err(NoCandidate::Quiet) {
+        return Err(QuietNow);
+    }
     // Relays with room, none with an https_url: say so.
     if https_only
         && picked.is_err()
         && super::with_rng(|rng| select::pick(snap, m, pool, Grant::None, rng)).is_ok()
     {
         metrics.refused(snap, m, Outcome::NoHttps);
-        return no_https(snap);
+        return Ok(no_https(snap));
     }
-    match picked {
+    Ok(match picked {
         Ok(pick) => {
             let relay = &snap.topology.relays[pick.relay];
             let target = match (tls, &relay.https_locations) {
@@ -379,10 +470,10 @@ fn redirect(
             };
             let Ok(location) = location else {
                 metrics.refused(snap, m, Outcome::BadRequest);
-                return text(
+                return Ok(text(
                     StatusCode::BAD_REQUEST,
                     "400 bad request: query string not usable in a redirect\n",
-                );
+                ));
             };
             metrics.redirected(snap, m, pool, pick);
             let mut resp = Response::new(Full::new(Bytes::from_static(b"302 Found\n")));
@@ -403,7 +494,7 @@ fn redirect(
                 NoCandidate::Offline => {
                     format!("503 stream offline: no live relay has a source for {mount}\n")
                 }
-                NoCandidate::Full => format!(
+                NoCandidate::Full | NoCandidate::Quiet => format!(
                     "503 stream full: every relay carrying {mount} is full; try again later\n"
                 ),
                 NoCandidate::Starting => {
@@ -416,7 +507,7 @@ fn redirect(
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry));
             with_generation(snap, resp)
         }
-    }
+    })
 }
 
 /// `503` for a request over TLS when relays have room but none of them an
@@ -444,7 +535,9 @@ fn over_budget(snap: &Snapshot, budget: u64, window: Duration) -> Response<Full<
 
 /// `f()`'s response, or a `500` (logged) when it panics: a request that
 /// hits a bug gets an answer, and the connection and the worker go on.
-pub fn guarded(f: impl FnOnce() -> Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+pub fn guarded<E>(
+    f: impl FnOnce() -> Result<Response<Full<Bytes>>, E>,
+) -> Result<Response<Full<Bytes>>, E> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|e| {
         let what = e.downcast_ref::<&str>().copied();
         let what = what.or(e.downcast_ref::<String>().map(String::as_str));
@@ -452,10 +545,10 @@ pub fn guarded(f: impl FnOnce() -> Response<Full<Bytes>>) -> Response<Full<Bytes
             "HTTP: a request made floe panic ({}); answered 500",
             what.unwrap_or("?")
         );
-        text(
+        Ok(text(
             StatusCode::INTERNAL_SERVER_ERROR,
             "500 internal error: floe hit a bug answering this request\n",
-        )
+        ))
     })
 }
 
@@ -502,11 +595,9 @@ mod tests {
 
     #[test]
     fn a_request_that_panics_gets_a_500() {
-        let resp = guarded(|| panic!("bug"));
+        let resp = guarded::<()>(|| panic!("bug")).unwrap();
         assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        assert_eq!(
-            guarded(|| text(StatusCode::OK, "ok")).status(),
-            StatusCode::OK
-        );
+        let ok = guarded::<()>(|| Ok(text(StatusCode::OK, "ok"))).unwrap();
+        assert_eq!(ok.status(), StatusCode::OK);
     }
 }

@@ -113,7 +113,7 @@ impl From<NoCandidate> for Outcome {
     fn from(n: NoCandidate) -> Outcome {
         match n {
             NoCandidate::Offline => Outcome::Offline,
-            NoCandidate::Full => Outcome::Full,
+            NoCandidate::Full | NoCandidate::Quiet => Outcome::Full,
             NoCandidate::Starting => Outcome::Starting,
         }
     }

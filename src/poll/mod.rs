@@ -30,6 +30,7 @@ use crate::snapshot::{RelayObservation, ReloadReport, Rows, Snapshot, Snapshots,
 use arc_swap::ArcSwap;
 use relay::{RelayPoller, Slot, lock};
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -283,6 +284,7 @@ impl Engine {
                         grants: ArcSwap::new(def.grants.clone()),
                         place: ArcSwap::from_pointee((topology.clone(), rid)),
                         row: Mutex::new(None),
+                        quiet_until_published: AtomicBool::new(false),
                     });
                     let stop = Shutdown::new();
                     let poller = RelayPoller {
@@ -334,6 +336,13 @@ impl Engine {
     fn rebuild(&self) {
         let mut st = lock(&self.state);
         st.generation += 1;
+        // Relays whose poll this build publishes: quiet until then. Taken
+        // before their observations are read (a poller stores its
+        // observation, then sets the flag).
+        let unquiet: Vec<usize> = (st.slots.iter().enumerate())
+            .filter(|(_, s)| s.quiet_until_published.swap(false, Ordering::AcqRel))
+            .map(|(i, _)| i)
+            .collect();
         let mut rows = std::mem::take(&mut st.rows);
         rows.prepare(&st.topology);
         for slot in &st.slots {
@@ -390,6 +399,12 @@ impl Engine {
         st.rows = rows;
         select::prepare(&snapshot);
         self.snapshots.store(snapshot);
+        if !unquiet.is_empty() {
+            for &i in &unquiet {
+                st.slots[i].grants.load().set_quiet(false);
+            }
+            self.snapshots.quiet_ended();
+        }
     }
 
     async fn build_loop(self) {

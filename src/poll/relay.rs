@@ -12,6 +12,7 @@ use crate::shutdown::Shutdown;
 use crate::snapshot::{RelayId, RelayObservation, Row, Topology};
 use arc_swap::ArcSwap;
 use rand::Rng;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::Notify;
@@ -32,6 +33,10 @@ pub(crate) struct Slot {
     /// and taken by the next build (so builds, which are spaced by their
     /// cost, only copy rows).
     pub row: Mutex<Option<PolledRow>>,
+    /// On the grid: the relay's poll is done and its grants are quiet until
+    /// the build that takes this observation has published it (the builder
+    /// then lets grants through again; see [`crate::grants`]).
+    pub quiet_until_published: AtomicBool,
 }
 
 /// A row made by the poller: for which topology, relay and status.
@@ -70,6 +75,8 @@ impl RelayPoller {
         // polls of one grid point are that far apart at most.
         let settle = grid::grant_settle(self.poll.settle, self.grid.is_some());
         let mut reconciler = Reconciler::new(baseline, settle, self.poll.grant_ttl);
+        // A poller stopped while quiet (a reload) leaves its flag behind.
+        grants.set_quiet(false);
         // Spread the first polls of many relays over a short window (on the
         // grid: the relay's next grid point).
         let first_delay = Duration::from_millis(rand::rng().random_range(0..50));
@@ -87,6 +94,18 @@ impl RelayPoller {
             if !Arc::ptr_eq(&current, &grants) {
                 reconciler.remap(&grants, &current);
                 grants = current;
+            }
+            if self.grid.is_some() {
+                // Quiet from the sample until the result is published: a
+                // grant in between would count against this poll's part
+                // although the last poll's part allowed it. A grant that
+                // passed the relay counter just before completes its mount
+                // counter within QUIET_SETTLE, so the sample has both.
+                grants.set_quiet(true);
+                tokio::select! {
+                    _ = tokio::time::sleep(QUIET_SETTLE) => {}
+                    _ = self.shutdown.wait() => return,
+                }
             }
             reconciler.record(Instant::now(), grants.sample());
             tokio::select! {
@@ -118,6 +137,11 @@ impl RelayPoller {
                 polls,
                 poll_duration: Some(now - started),
             });
+            if self.grid.is_some() {
+                self.slot
+                    .quiet_until_published
+                    .store(true, Ordering::Release);
+            }
             self.notify.notify_one();
             next = match self.grid {
                 Some((grid, phase)) => next_on_grid(grid, phase),
@@ -129,6 +153,13 @@ impl RelayPoller {
         }
     }
 }
+
+/// How long the poller waits between making a relay quiet and taking its
+/// grant sample: a grant that passed the relay counter before the flag
+/// takes nanoseconds to pass its mount counter (two compare-and-swaps,
+/// `grants::RelayGrants::try_grant`), unless its thread is preempted in
+/// between.
+const QUIET_SETTLE: Duration = Duration::from_millis(1);
 
 /// Polls fall due on multiples of this (from one origin for the whole
 /// process), so the polls of many relays come due together and the

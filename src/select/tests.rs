@@ -343,6 +343,37 @@ fn stream_candidates_need_every_mount_that_is_on_the_air() {
 }
 
 #[test]
+fn quiet_relays_are_picked_last_and_never_unless_quiet_allows() {
+    let relays = [up(&[("/a", 0, 5)]), up(&[("/a", 0, 5)])];
+    let snap = cluster(&relays, "");
+    let m = snap.topology.mount_id("/a").unwrap();
+    let quiet = |i: usize, q: bool| snap.topology.relays[r(i)].grants.set_quiet(q);
+    let mut rng = rng();
+    let mut pick_with = |grant| pick_for_mount(&snap, m, DEFAULT_POOL, grant, &mut rng);
+    // r0 quiet: every listener goes to r1 while it has room.
+    quiet(0, true);
+    for _ in 0..5 {
+        assert_eq!(pick_with(Grant::RecordUnlessQuiet), Ok(r(1)));
+    }
+    // Only quiet room left: wait (no spill-over, no grant) ...
+    assert_eq!(pick_with(Grant::RecordUnlessQuiet), Err(NoCandidate::Quiet));
+    assert_eq!(snap.topology.relays[r(0)].grants.in_flight(m, 0), 0);
+    // ... a HEAD still gets an answer ...
+    assert_eq!(pick_with(Grant::None), Ok(r(0)));
+    // ... and a listener who waited long enough takes the quiet relay.
+    assert_eq!(pick_with(Grant::Record), Ok(r(0)));
+    assert_eq!(snap.topology.relays[r(0)].grants.in_flight(m, 0), 1);
+    // A quiet relay with no room is full, not quiet.
+    for _ in 0..4 {
+        assert_eq!(pick_with(Grant::Record), Ok(r(0)));
+    }
+    assert_eq!(pick_with(Grant::RecordUnlessQuiet), Err(NoCandidate::Full));
+    // The quiet ends: r0's grants count as before.
+    quiet(0, false);
+    assert_eq!(pick_with(Grant::RecordUnlessQuiet), Err(NoCandidate::Full));
+}
+
+#[test]
 fn picks_follow_room_left_after_grants_not_room_at_build() {
     // Both relays had room 10,000 when the snapshot was built; 9,000 of
     // r0's were granted since. Picks must follow the room left (1,000 :
@@ -351,7 +382,7 @@ fn picks_follow_room_left_after_grants_not_room_at_build() {
     let snap = cluster(&relays, "");
     let m = snap.topology.mount_id("/a").unwrap();
     for _ in 0..9_000 {
-        assert!(grant(&snap, r(0), m));
+        assert!(grant(&snap, r(0), m, Quiet::Take));
     }
     let mut rng = rng();
     let picks = 1_000;

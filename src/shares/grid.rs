@@ -34,6 +34,19 @@ pub fn grant_settle(settle: Duration, on_grid: bool) -> Duration {
     }
 }
 
+/// How long past the longest quiet period a redirect waits before it takes
+/// a quiet relay: a snapshot build's spacing at 5,000 relays.
+const QUIET_SLACK: Duration = Duration::from_millis(500);
+
+/// How long a redirect that found only quiet room ([`crate::grants`]) waits
+/// for the quiet to end before it grants on a quiet relay: a relay is quiet
+/// from its grant sample (`settle` + [`GRID_MARGIN`] before the poll)
+/// through the poll (at most `timeout`) until a snapshot with the result is
+/// published.
+pub fn quiet_limit(settle: Duration, timeout: Duration) -> Duration {
+    settle + GRID_MARGIN + timeout + QUIET_SLACK
+}
+
 /// Relay polls on a wall-clock grid of period `interval`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PollGrid {

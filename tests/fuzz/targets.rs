@@ -14,6 +14,7 @@ use floe::diagnostic::Diagnostics;
 use floe::dns::{self, DnsState, FloeHandler, Plan, ecs, fast, handler};
 use floe::grants::GrantSample;
 use floe::health::{Health, PollFailure, PollOutcome};
+use floe::http::routes::OnQuiet;
 use floe::http::{self, forwarded, proxy, routes};
 use floe::icecast::{self, RelayStatus, StatusKind};
 use floe::poll::http1::{Progress, Response};
@@ -537,7 +538,8 @@ pub fn http_routes(data: &[u8]) {
     let snap = w.shared.snapshots.load_full();
     let local = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
     for peer in [INSIDE, OUTSIDE] {
-        let resp = routes::respond(&snap, &w.shared, &req, Some(local), peer);
+        let answer = routes::respond(&snap, &w.shared, &req, Some(local), peer, OnQuiet::Take);
+        let resp = answer.expect("OnQuiet::Take never asks to wait");
         let status = resp.status();
         assert!(HTTP_STATUSES.contains(&status), "status {status}");
         let get = req.method() == Method::GET || req.method() == Method::HEAD;

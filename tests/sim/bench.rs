@@ -26,6 +26,12 @@ fn main() {
     let tallies = sim::compare(&scenario);
     let table = sim::report::table(&scenario, &tallies);
     println!("{table}");
+    for t in tallies.iter().filter(|t| t.waited > 0) {
+        println!(
+            "{}: held requests {} times while the relays with room were quiet, the longest {:.2} s",
+            t.name, t.waited, t.longest_wait
+        );
+    }
     println!("simulated in {:.1} s", started.elapsed().as_secs_f64());
     if write {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -14,7 +14,7 @@ use floe::grants::Reconciler;
 use floe::health::Health;
 use floe::ids::{MountId, PoolId, RelayId};
 use floe::poll::MIN_REBUILD_SPACING;
-use floe::select::{self, Grant};
+use floe::select::{self, Grant, NoCandidate};
 use floe::shares::grid::{self, PollGrid};
 use floe::shares::{Exchange, Shares};
 use floe::snapshot::{RelayObservation, ReloadReport, Snapshot, Stamp, Topology};
@@ -78,6 +78,10 @@ fn on_grid(grid: &PollGrid, epoch: SystemTime, now: Time, phase: Duration) -> Ti
         .div_ceil(1000) as Time
 }
 
+/// How often a listener held by quiet relays asks again (the snapshot
+/// builder's shortest spacing: quiet ends with a build).
+const QUIET_RECHECK: Time = MIN_REBUILD_SPACING.as_micros() as Time;
+
 /// One relay's poller state, as `RelayPoller::run` keeps it.
 struct Poller {
     health: Health,
@@ -97,6 +101,8 @@ pub struct Instance {
     clock: PollClock,
     /// With peers: the shared poll grid and each relay's phase on it.
     grid: Option<(PollGrid, Vec<Duration>)>,
+    /// Relays polled since the last build: quiet until it publishes them.
+    polled_quiet: Vec<usize>,
     poll: PollConfig,
     /// A build is due at this time (the builder was notified).
     build_due: Option<Time>,
@@ -184,6 +190,7 @@ impl Instance {
             pollers,
             clock,
             grid,
+            polled_quiet: Vec::new(),
             poll,
             build_due: None,
             last_build: None,
@@ -237,7 +244,13 @@ impl Instance {
     pub fn wake(&mut self, now: Time, world: &World) {
         for r in 0..self.pollers.len() {
             if self.pollers[r].sample_due.is_some_and(|t| t <= now) {
-                let sample = self.topology.relays[RelayId::new(r)].grants.sample();
+                let grants = &self.topology.relays[RelayId::new(r)].grants;
+                // On the grid, quiet from the sample until the poll's
+                // result is published, as the poll loop does.
+                if self.grid.is_some() {
+                    grants.set_quiet(true);
+                }
+                let sample = grants.sample();
                 let at = self.instant(now);
                 let p = &mut self.pollers[r];
                 p.reconciler.record(at, sample);
@@ -269,6 +282,11 @@ impl Instance {
                 now,
                 shares.as_ref(),
             );
+            for r in self.polled_quiet.drain(..) {
+                self.topology.relays[RelayId::new(r)]
+                    .grants
+                    .set_quiet(false);
+            }
         }
     }
 
@@ -297,6 +315,9 @@ impl Instance {
             self.clock.next[r] = on_grid(grid, self.epoch, now, phases[r]);
         }
         self.schedule_sample(r, now);
+        if self.grid.is_some() {
+            self.polled_quiet.push(r);
+        }
         self.notify(now);
     }
 
@@ -319,20 +340,27 @@ impl Instance {
         }
     }
 
-    /// Picks a relay for one listener of mount index `mount`.
-    pub fn route(&mut self, mount: usize) -> Route {
-        self.requests[mount] += 1;
+    /// Picks a relay for one listener of mount index `mount` at `now`, as
+    /// a redirect does (`routes::respond_waiting`): a listener who finds
+    /// only quiet room waits for the quiet to end (asking again every
+    /// [`QUIET_RECHECK`]; the real door is woken when it ends), up to
+    /// `quiet_limit`, then takes a quiet relay; demand counts with the
+    /// answer, once. `held`: how long its request has been held.
+    pub fn route(&mut self, now: Time, mount: usize, held: Time) -> Route {
         let m = self.mounts[mount];
-        match select::pick(
-            &self.snapshot,
-            m,
-            PoolId::new(0),
-            Grant::Record,
-            &mut self.rng,
-        ) {
+        let limit = grid::quiet_limit(self.poll.settle, self.poll.timeout);
+        let grant = if held < limit.as_micros() as Time {
+            Grant::RecordUnlessQuiet
+        } else {
+            Grant::Record
+        };
+        let route = match select::pick(&self.snapshot, m, PoolId::new(0), grant, &mut self.rng) {
             Ok(p) => Route::Relay(p.relay.index()),
+            Err(NoCandidate::Quiet) => return Route::Wait(now + QUIET_RECHECK),
             Err(_) => Route::Refused,
-        }
+        };
+        self.requests[mount] += 1;
+        route
     }
 }
 
@@ -441,12 +469,12 @@ impl Balancer for Floe {
             }
         }
     }
-    fn route(&mut self, _: Time, mount: usize, instance_draw: f64) -> Route {
+    fn route(&mut self, now: Time, mount: usize, instance_draw: f64, held: Time) -> Route {
         let i = self
             .split
             .iter()
             .position(|&s| instance_draw < s)
             .unwrap_or(self.instances.len() - 1);
-        self.instances[i].route(mount)
+        self.instances[i].route(now, mount, held)
     }
 }

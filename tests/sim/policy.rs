@@ -14,6 +14,10 @@ pub enum Route {
     Relay(usize),
     /// Nowhere: the balancer refused (HTTP 503 / no DNS answer).
     Refused,
+    /// Not yet: floe holds the request while the relays with room are
+    /// quiet (`routes::respond_waiting`); the listener asks again at this
+    /// time, as the same attempt.
+    Wait(Time),
 }
 
 /// A balancer in the simulation: it sees the relays only through its own
@@ -26,8 +30,9 @@ pub trait Balancer {
     /// Runs what was due at `now` (reading the relays as they are now).
     fn wake(&mut self, now: Time, world: &World);
     /// Routes one listener of `mount`, who asks instance `instance_draw`
-    /// maps to (a uniform draw in [0, 1)).
-    fn route(&mut self, now: Time, mount: usize, instance_draw: f64) -> Route;
+    /// maps to (a uniform draw in [0, 1)) and whose request has been held
+    /// for `held` (see [`Route::Wait`]).
+    fn route(&mut self, now: Time, mount: usize, instance_draw: f64, held: Time) -> Route;
 }
 
 /// Per-relay poll times: every `interval` jittered by up to `jitter`, the
@@ -102,7 +107,7 @@ impl Balancer for RoundRobin {
         None
     }
     fn wake(&mut self, _: Time, _: &World) {}
-    fn route(&mut self, _: Time, _: usize, _: f64) -> Route {
+    fn route(&mut self, _: Time, _: usize, _: f64, _: Time) -> Route {
         // Many resolvers, each rotating its own copy of the record set: to
         // one listener, a uniform draw.
         Route::Relay(self.rng.random_range(0..self.relays))
@@ -162,7 +167,7 @@ impl Balancer for Classic {
             self.clock.polled(r, t, &mut self.rng);
         }
     }
-    fn route(&mut self, _: Time, mount: usize, _: f64) -> Route {
+    fn route(&mut self, _: Time, mount: usize, _: f64, _: Time) -> Route {
         let with_room: Vec<usize> = (0..self.free.len())
             .filter(|&r| self.free[r][mount] > 0)
             .collect();

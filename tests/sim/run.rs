@@ -38,6 +38,10 @@ pub struct Tally {
     pub dead_for: f64,
     /// Listeners who gave up after every attempt was refused.
     pub gave_up: u64,
+    /// Times floe held a request because the relays with room were quiet
+    /// (each recheck counts), and the longest a request was held (s).
+    pub waited: u64,
+    pub longest_wait: f64,
     /// Highest share of the up relays' slots in use.
     pub peak_utilisation: f64,
     /// Per sample: time (s), listeners per relay, cumulative overfill,
@@ -129,6 +133,8 @@ struct Listener {
     held: Option<Time>,
     /// When it stops listening for good (set on first play).
     ends: Option<Time>,
+    /// Since when floe has held its request (quiet relays).
+    held_since: Option<Time>,
     played: bool,
 }
 
@@ -150,6 +156,7 @@ pub fn run(scenario: &Scenario, balancer: &mut dyn Balancer) -> Tally {
             token: 0,
             held: None,
             ends: None,
+            held_since: None,
             played: false,
         })
         .collect();
@@ -194,7 +201,14 @@ pub fn run(scenario: &Scenario, balancer: &mut dyn Balancer) -> Tally {
                 tally.asked += 1;
                 let spec = &scenario.listeners[l];
                 let listener = &mut listeners[l];
-                match balancer.route(now, spec.mount, spec.instance_draw) {
+                let held = listener.held_since.map_or(0, |since| now - since);
+                let route = balancer.route(now, spec.mount, spec.instance_draw, held);
+                if !matches!(route, Route::Wait(_))
+                    && let Some(since) = listener.held_since.take()
+                {
+                    tally.longest_wait = tally.longest_wait.max(secs_f64(now - since));
+                }
+                match route {
                     Route::Refused => {
                         if world.free_since(spec.mount, now.saturating_sub(SEEN_WINDOW)) {
                             tally.refused_while_free += 1;
@@ -202,6 +216,13 @@ pub fn run(scenario: &Scenario, balancer: &mut dyn Balancer) -> Tally {
                             tally.refused_full += 1;
                         }
                         retry(&mut queue, &mut tally, listener, players, l, attempt, now);
+                    }
+                    Route::Wait(at) => {
+                        // Held, not answered: asked again at `at`.
+                        tally.asked -= 1;
+                        tally.waited += 1;
+                        listener.held_since.get_or_insert(now);
+                        queue.push(at, Event::Ask { l, attempt });
                     }
                     Route::Relay(r) => {
                         if listener.rng.random::<f64>() >= players.no_show {
