@@ -40,6 +40,14 @@ fn floe_never_overfills_and_the_peer_exchange_beats_static_shares() {
         exchange.refused_while_free * 2 < static_share.refused_while_free,
         "the peer exchange lends the idle instances' room\n{table}"
     );
+    // Quiet relays hold some requests, never past the quiet limit
+    // (settle 500 ms + 100 ms + timeout 1 s + 500 ms).
+    assert!(
+        exchange.waited > 0 && exchange.longest_wait < 2.1,
+        "held {} times, the longest {} s\n{table}",
+        exchange.waited,
+        exchange.longest_wait
+    );
     let dir = tempfile::tempdir().unwrap();
     let svg = dir.path().join("simulation.svg");
     sim::report::plot(&svg, &scenario, &t, &[0, 2]).unwrap();

@@ -401,7 +401,7 @@ fn three_instances_in_front_of_real_icecast_overfill_nothing() {
                 let floe = &floes[i];
                 s.spawn(move || {
                     let url = floe.url("/live.mp3");
-                    let pace = Duration::from_secs(6) / n as u32;
+                    let pace = Duration::from_secs(4) / n as u32;
                     let (mut held, mut refused, mut by_relay) = (Vec::new(), 0, Vec::new());
                     for k in 0..n {
                         let due = started + pace * k as u32;
@@ -450,4 +450,64 @@ fn three_instances_in_front_of_real_icecast_overfill_nothing() {
         }
     }
     assert!(total * 100 >= room * 95, "admitted {total} of {room}");
+}
+
+/// With `[[peer]]`s a relay is quiet (takes no grant) from each poll's
+/// grant sample until the poll's result is published, about a third of
+/// every interval. A listener who asks then while no other relay has
+/// room is held until the quiet ends, never refused: here one relay,
+/// listeners asking every 50 ms for three intervals, through the fast
+/// path and hyper's, all get their 302, and the ones that came during a
+/// quiet period got it late.
+#[test]
+fn a_lone_relay_is_never_refused_for_being_quiet() {
+    let rt = runtime();
+    let _guard = rt.enter();
+    let relay = sim_relay("r1", Some(1000), Some(1000));
+    let text = TestConfig::new()
+        .relays(&[&relay])
+        .lines(
+            "admin",
+            &format!("listen = [\"127.0.0.1:0\"]\ntoken = \"{TOKEN}\""),
+        )
+        .set("select", "grants_per_client", "100000")
+        // Quiet needs settle + 100 ms within half the interval.
+        .set("poll", "interval", "\"2s\"")
+        .set("peers", "name", "\"ns1\"")
+        // A peer that never answers: the static share, and the grid.
+        .table(&format!(
+            "[[peer]]\nname = \"ns2\"\nurl = \"http://127.0.0.1:{}\"\n",
+            free_port()
+        ))
+        .render();
+    let floe = FloeProcess::start(&text);
+    floe.wait_healthy(T);
+    floe.wait_relays_up(T);
+    let interval = Duration::from_secs(2);
+    let started = Instant::now();
+    let mut slowest = Duration::ZERO;
+    let mut latencies = Vec::new();
+    let mut asked = 0;
+    while started.elapsed() < 3 * interval {
+        let t = Instant::now();
+        let close = [("Connection", "close")];
+        let resp = http_request("GET", &floe.url("/live.ogg"), &close, T).unwrap();
+        assert_eq!(resp.status, 302, "{}", resp.text());
+        slowest = slowest.max(t.elapsed());
+        latencies.push(t.elapsed());
+        asked += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A quiet period is settle (500 ms) + 100 ms; the listener who comes
+    // first in one waits most of it, the others are answered at once.
+    latencies.sort();
+    let median = latencies[latencies.len() / 2];
+    assert!(
+        median < Duration::from_millis(50) && slowest >= Duration::from_millis(250),
+        "no listener of {asked} was held, or all were: median {median:?}, slowest {slowest:?}"
+    );
+    assert!(
+        slowest < Duration::from_millis(2500),
+        "held past the quiet limit: {slowest:?}"
+    );
 }

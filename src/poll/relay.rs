@@ -77,6 +77,7 @@ impl RelayPoller {
         let mut reconciler = Reconciler::new(baseline, settle, self.poll.grant_ttl);
         // A poller stopped while quiet (a reload) leaves its flag behind.
         grants.set_quiet(false);
+        let quiet = self.grid.is_some() && grid::quiet_fits(self.poll.settle, self.poll.interval);
         // Spread the first polls of many relays over a short window (on the
         // grid: the relay's next grid point).
         let first_delay = Duration::from_millis(rand::rng().random_range(0..50));
@@ -95,7 +96,7 @@ impl RelayPoller {
                 reconciler.remap(&grants, &current);
                 grants = current;
             }
-            if self.grid.is_some() {
+            if quiet {
                 // Quiet from the sample until the result is published: a
                 // grant in between would count against this poll's part
                 // although the last poll's part allowed it. A grant that
@@ -137,7 +138,7 @@ impl RelayPoller {
                 polls,
                 poll_duration: Some(now - started),
             });
-            if self.grid.is_some() {
+            if quiet {
                 self.slot
                     .quiet_until_published
                     .store(true, Ordering::Release);

@@ -47,6 +47,17 @@ pub fn quiet_limit(settle: Duration, timeout: Duration) -> Duration {
     settle + GRID_MARGIN + timeout + QUIET_SLACK
 }
 
+/// Whether relays can be quiet between a poll's grant sample and its
+/// result ([`crate::grants`]) with these poll settings: when the quiet
+/// (`settle` + [`GRID_MARGIN`]) is at most half the interval. A longer one
+/// would leave a relay open to grants for too little of each interval
+/// (with `settle` at or above the interval, never), so the poller then
+/// takes no quiet period, and a grant made in the `settle` before a poll
+/// may again overspend its instance's part by a listener or two.
+pub fn quiet_fits(settle: Duration, interval: Duration) -> bool {
+    (settle + GRID_MARGIN) * 2 <= interval
+}
+
 /// Relay polls on a wall-clock grid of period `interval`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PollGrid {

@@ -207,6 +207,12 @@ impl Instance {
         instance
     }
 
+    /// Whether relays are quiet from their grant sample until their poll
+    /// is published, as the poll loop decides.
+    fn quiet(&self) -> bool {
+        self.grid.is_some() && grid::quiet_fits(self.poll.settle, self.poll.interval)
+    }
+
     fn schedule_sample(&mut self, r: usize, now: Time) {
         let next = self.clock.next[r];
         let at = self.pollers[r]
@@ -247,7 +253,7 @@ impl Instance {
                 let grants = &self.topology.relays[RelayId::new(r)].grants;
                 // On the grid, quiet from the sample until the poll's
                 // result is published, as the poll loop does.
-                if self.grid.is_some() {
+                if self.quiet() {
                     grants.set_quiet(true);
                 }
                 let sample = grants.sample();
@@ -315,7 +321,7 @@ impl Instance {
             self.clock.next[r] = on_grid(grid, self.epoch, now, phases[r]);
         }
         self.schedule_sample(r, now);
-        if self.grid.is_some() {
+        if self.quiet() {
             self.polled_quiet.push(r);
         }
         self.notify(now);
