@@ -12,11 +12,18 @@
 //! builder). What changes with every
 //! poll without a new status (the grant baseline, the health) is read at
 //! each build, never cached.
+//!
+//! [`Rows`] also keeps the cells of the last build in one grid, each
+//! relay's row with the grant baseline of the observation it was filled
+//! for: a build refills the rows of the relays polled since and copies the
+//! grid whole, instead of gathering a thousand rows (and baselines) from
+//! wherever they lie in memory.
 
-use super::{Cell, RelayDef, Topology};
+use super::{Cell, RelayDef, RelayObservation, Topology};
 use crate::icecast::{MaxListeners, RelayStatus};
-use crate::ids::RelayId;
+use crate::ids::{Grid, MountId, RelayId};
 use std::sync::{Arc, Weak};
+use std::time::SystemTime;
 
 /// The cells of one relay and the relay-wide figures of one status.
 #[derive(Debug, Clone)]
@@ -121,7 +128,30 @@ pub struct Rows {
     topology: Option<Arc<Topology>>,
     /// Per relay: the status the row was computed from, and the row.
     rows: Vec<Option<(Option<Weak<RelayStatus>>, Row)>>,
+    /// Per relay x mount: the last build's cells before shares (the
+    /// relay's row with its observation's grant baseline; default cells
+    /// for a relay not polled yet).
+    cells: Grid<Cell>,
+    /// Per relay: the observation its cells in `cells` were filled for
+    /// (`None`: default cells).
+    filled: Vec<Option<Filled>>,
 }
+
+/// Which observation a relay's cells were filled for: its poll count, when
+/// that poll finished, and the address of its last good status. The poller
+/// replaces a relay's observation once per poll, counting it, so another
+/// poll is another key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Filled {
+    polls: u64,
+    polled_at: Option<SystemTime>,
+    status: *const RelayStatus,
+}
+
+// SAFETY: `Filled::status` is only compared, never dereferenced.
+unsafe impl Send for Filled {}
+// SAFETY: as above.
+unsafe impl Sync for Filled {}
 
 impl Rows {
     /// Makes the rows those of `topology` (emptied when it is another one).
@@ -133,8 +163,11 @@ impl Rows {
         {
             self.topology = Some(topology.clone());
             self.rows.clear();
+            self.cells = Grid::new(topology.relays.len(), topology.mounts.len());
+            self.filled.clear();
         }
         self.rows.resize_with(topology.relays.len(), || None);
+        self.filled.resize(topology.relays.len(), None);
     }
 
     /// Keeps `row`, made for relay `r` of `topology` from `status` (see
@@ -175,6 +208,50 @@ impl Rows {
             *slot = Some((status.map(Arc::downgrade), row));
         }
         &slot.as_ref().expect("filled above").1
+    }
+
+    /// Fills relay `r`'s cells in the grid from observation `obs` (its
+    /// last good status's row, with the observation's grant baseline on
+    /// every present mount), unless they were filled for this very
+    /// observation; returns the row, for the relay-wide figures.
+    pub(super) fn fill(&mut self, topology: &Topology, r: RelayId, obs: &RelayObservation) -> &Row {
+        let status = obs.health.last_status();
+        let key = Filled {
+            polls: obs.polls,
+            polled_at: obs.polled_at,
+            status: status.map_or(std::ptr::null(), Arc::as_ptr),
+        };
+        if self.filled[r.index()] != Some(key) {
+            self.get(topology, r, status);
+            let row = &self.rows[r.index()].as_ref().expect("made by get").1;
+            let out = self.cells.row_mut(r);
+            out.clone_from_slice(&row.cells);
+            for (m, cell) in out.iter_mut().enumerate() {
+                if cell.present {
+                    cell.baseline = obs
+                        .baseline
+                        .mounts
+                        .get(MountId::new(m))
+                        .copied()
+                        .unwrap_or(0);
+                }
+            }
+            self.filled[r.index()] = Some(key);
+        }
+        let slot = &self.rows[r.index()];
+        &slot.as_ref().expect("filled for this key").1
+    }
+
+    /// Makes relay `r`'s cells in the grid default ones (not polled yet).
+    pub(super) fn clear(&mut self, r: RelayId) {
+        if self.filled[r.index()].take().is_some() {
+            self.cells.row_mut(r).fill(Cell::default());
+        }
+    }
+
+    /// The grid of every relay's cells as filled (see [`Rows::fill`]).
+    pub(super) fn cells(&self) -> &Grid<Cell> {
+        &self.cells
     }
 }
 
@@ -269,5 +346,98 @@ mounts = ["/a.ogg", "/b.ogg"]
         let s2 = status(11);
         rows.offer(&other, r, s2.clone(), row);
         assert_eq!(rows.get(&t, r, Some(&s2)).listeners, 16);
+    }
+
+    #[test]
+    fn a_build_with_kept_rows_equals_a_fresh_build() {
+        use crate::grants::GrantSample;
+        use crate::health::{Health, PollOutcome};
+        use crate::shares::Shares;
+        use crate::snapshot::{RelayObservation, Snapshot, Stamp};
+        const THREE: &str = r#"
+[[relay]]
+name = "r1"
+url = "http://r1:8000"
+addresses = ["192.0.2.1"]
+status = { kind = "xslt" }
+[[relay]]
+name = "r2"
+url = "http://r2:8000"
+addresses = ["192.0.2.2"]
+status = { kind = "xslt" }
+max_listeners = 40
+[[relay]]
+name = "r3"
+url = "http://r3:8000"
+addresses = ["192.0.2.3"]
+status = { kind = "xslt" }
+[[stream]]
+name = "s"
+mounts = ["/a.ogg", "/b.ogg"]
+"#;
+        let t = topology(THREE);
+        let at = std::time::SystemTime::UNIX_EPOCH;
+        let observe = |polls: u64, listeners: u32, baseline: u64| {
+            let mut health = Health::new(at);
+            let status = (*status(listeners)).clone();
+            health.observe(PollOutcome::Status(status), 1, 1, at);
+            RelayObservation {
+                health,
+                baseline: GrantSample {
+                    mounts: vec![baseline, baseline + 1].into(),
+                    relay: baseline,
+                },
+                polled_at: Some(at + std::time::Duration::from_secs(polls)),
+                polls,
+                poll_duration: None,
+            }
+        };
+        // Rounds of observations: a relay polled again (new counts, new
+        // baseline), one not polled since, one going back to unpolled.
+        let rounds: Vec<Vec<Option<RelayObservation>>> = vec![
+            vec![Some(observe(1, 10, 0)), None, Some(observe(1, 5, 2))],
+            vec![
+                Some(observe(2, 12, 3)),
+                Some(observe(1, 1, 0)),
+                Some(observe(1, 5, 2)),
+            ],
+            vec![Some(observe(2, 12, 3)), None, Some(observe(2, 7, 4))],
+            vec![
+                Some(observe(3, 12, 9)),
+                Some(observe(2, 3, 1)),
+                Some(observe(2, 7, 4)),
+            ],
+        ];
+        let mut rows = Rows::default();
+        let shares = Shares::uniform(1.0, t.mounts.len());
+        for (i, round) in rounds.iter().enumerate() {
+            let refs: Vec<Option<&RelayObservation>> = round.iter().map(Option::as_ref).collect();
+            let stamp = Stamp::now(i as u64 + 1);
+            let kept = Snapshot::build_with(
+                t.clone(),
+                &refs,
+                &[],
+                stamp,
+                Arc::default(),
+                &shares,
+                &mut rows,
+            );
+            let fresh = Snapshot::build(t.clone(), &refs, &[], stamp, Arc::default());
+            for r in t.relays.ids() {
+                let (a, b) = (&kept.relays[r], &fresh.relays[r]);
+                assert_eq!(
+                    (a.state, a.listeners, a.free, a.baseline),
+                    (b.state, b.listeners, b.free, b.baseline),
+                    "round {i}, relay {r:?}"
+                );
+                for m in t.mounts.ids() {
+                    assert_eq!(
+                        format!("{:?}", kept.cell(r, m)),
+                        format!("{:?}", fresh.cell(r, m)),
+                        "round {i}, relay {r:?}, mount {m:?}"
+                    );
+                }
+            }
+        }
     }
 }
