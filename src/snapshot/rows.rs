@@ -186,6 +186,7 @@ impl Rows {
             .is_some_and(|t| Arc::ptr_eq(t, topology));
         if let Some(slot) = self.rows.get_mut(r.index()).filter(|_| same) {
             *slot = Some((Some(Arc::downgrade(&status)), row));
+            self.filled[r.index()] = None;
         }
     }
 
@@ -198,14 +199,20 @@ impl Rows {
         status: Option<&Arc<RelayStatus>>,
     ) -> &Row {
         let slot = &mut self.rows[r.index()];
+        // A row whose cells went to the grid (see [`Rows::fill`]) is made
+        // again when asked for.
+        let whole = |row: &Row| row.cells.len() == topology.mounts.len();
         let fresh = match (slot.as_ref(), status) {
-            (Some((Some(kept), _)), Some(s)) => !std::ptr::eq(kept.as_ptr(), Arc::as_ptr(s)),
-            (Some((None, _)), None) => false,
+            (Some((Some(kept), row)), Some(s)) => {
+                !std::ptr::eq(kept.as_ptr(), Arc::as_ptr(s)) || !whole(row)
+            }
+            (Some((None, row)), None) => !whole(row),
             _ => true,
         };
         if fresh {
             let row = Row::new(topology, &topology.relays[r], status.map(|s| &**s));
             *slot = Some((status.map(Arc::downgrade), row));
+            self.filled[r.index()] = None;
         }
         &slot.as_ref().expect("filled above").1
     }
@@ -221,20 +228,36 @@ impl Rows {
             polled_at: obs.polled_at,
             status: status.map_or(std::ptr::null(), Arc::as_ptr),
         };
-        if self.filled[r.index()] != Some(key) {
-            self.get(topology, r, status);
-            let row = &self.rows[r.index()].as_ref().expect("made by get").1;
-            let out = self.cells.row_mut(r);
-            out.clone_from_slice(&row.cells);
-            for (m, cell) in out.iter_mut().enumerate() {
-                if cell.present {
-                    cell.baseline = obs
-                        .baseline
-                        .mounts
-                        .get(MountId::new(m))
-                        .copied()
-                        .unwrap_or(0);
+        let kept = self.filled[r.index()];
+        if kept != Some(key) {
+            let baseline = |m: usize| {
+                obs.baseline
+                    .mounts
+                    .get(MountId::new(m))
+                    .copied()
+                    .unwrap_or(0)
+            };
+            if kept.is_some_and(|k| k.status == key.status) {
+                // Another poll, the same status (its row was not replaced
+                // since, so the address is still that status's): the cells
+                // stand, only the baseline is new.
+                for (m, cell) in self.cells.row_mut(r).iter_mut().enumerate() {
+                    if cell.present {
+                        cell.baseline = baseline(m);
+                    }
                 }
+            } else {
+                self.get(topology, r, status);
+                let row = &mut self.rows[r.index()].as_mut().expect("made by get").1;
+                let out = self.cells.row_mut(r);
+                out.clone_from_slice(&row.cells);
+                for (m, cell) in out.iter_mut().enumerate() {
+                    if cell.present {
+                        cell.baseline = baseline(m);
+                    }
+                }
+                // The grid holds them now: one copy per relay, not two.
+                row.cells = Box::default();
             }
             self.filled[r.index()] = Some(key);
         }
@@ -408,6 +431,15 @@ mounts = ["/a.ogg", "/b.ogg"]
                 Some(observe(2, 7, 4)),
             ],
         ];
+        // Another poll with the same status (a failed one keeps the last
+        // good status): a new baseline on the same cells.
+        let mut rounds = rounds;
+        let mut again = rounds[3].clone();
+        for o in again.iter_mut().flatten() {
+            o.polls += 1;
+            o.baseline.mounts = vec![20, 21].into();
+        }
+        rounds.push(again);
         let mut rows = Rows::default();
         let shares = Shares::uniform(1.0, t.mounts.len());
         for (i, round) in rounds.iter().enumerate() {
