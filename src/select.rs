@@ -505,27 +505,41 @@ pub fn prepare(snap: &Snapshot) {
 fn picks(snap: &Snapshot) -> &PerGroup<PerMount<MountPicks>> {
     snap.picks(|snap| {
         let unlimited = u64::from(snap.config().select.unlimited_room);
+        let mounts = snap.topology.mounts.len();
         snap.topology.groups.map(|group| {
-            snap.topology
-                .mounts
-                .ids()
-                .map(|m| {
-                    let mut picks = MountPicks {
-                        sums: RunningSums::with_capacity(group.relays.len()),
-                        room: 0,
-                    };
-                    for &r in &group.relays {
-                        if let Ok(room) = mount_room(snap, r, m) {
-                            picks.sums.push(r, weight(snap, r, room));
-                            picks.room =
-                                picks.room.saturating_add(room.slots().unwrap_or(unlimited));
-                        }
-                    }
-                    picks
+            let mut picks: Vec<MountPicks> = (0..mounts)
+                .map(|_| MountPicks {
+                    sums: RunningSums::with_capacity(group.relays.len()),
+                    room: 0,
                 })
-                .collect()
+                .collect();
+            // Relay by relay, each relay's mounts in turn: the cells, grant
+            // counters and relay views are read in the order they are laid
+            // out (a pass mount by mount strides across every relay's row
+            // once per mount). Each mount's sums still list the group's
+            // relays in order.
+            for &r in &group.relays {
+                if !maybe_room(snap, r) {
+                    continue;
+                }
+                for (m, picks) in snap.topology.mounts.ids().zip(picks.iter_mut()) {
+                    if let Ok(room) = mount_room(snap, r, m) {
+                        picks.sums.push(r, weight(snap, r, room));
+                        picks.room = picks.room.saturating_add(room.slots().unwrap_or(unlimited));
+                    }
+                }
+            }
+            picks.into_iter().collect()
         })
     })
+}
+
+/// Whether relay `r` can have room on any mount ([`mount_room`]'s checks
+/// of the relay alone): false lets a pass over its mounts skip them all.
+#[inline]
+fn maybe_room(snap: &Snapshot, r: RelayId) -> bool {
+    let relay = &snap.relays[r];
+    relay.state == RelayState::Up && !relay.drain
 }
 
 /// How many grants one client (one address prefix) of `pool` may take per

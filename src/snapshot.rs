@@ -395,6 +395,16 @@ pub struct Snapshot {
     /// Per stream: the mounts a relay must carry to be a DNS candidate for
     /// the stream (those present on at least one up relay).
     pub stream_required: PerStream<Box<[MountId]>>,
+    /// A digest of everything that decides, before grants, which relays
+    /// can be candidates and why others cannot: the first poll round, each
+    /// relay's state, drain and whether its relay-wide free slots are
+    /// zero, and each cell's source, zero free slots, free slots within the
+    /// reserve and reserve release. Two snapshots of one topology with the
+    /// same digest differ in counts only (room, listeners, baselines): the
+    /// DNS door redraws its plan at once for a snapshot with another
+    /// digest (a relay went down, filled up, drained) and no more often
+    /// than its cost allows for one that differs in counts only.
+    pub candidacy: u64,
     /// Reload history up to this snapshot.
     pub reload: Arc<ReloadReport>,
     /// This instance's shares of the free slots the snapshot applies
@@ -522,9 +532,7 @@ impl Snapshot {
         shares: &Shares,
         rows: &mut Rows,
     ) -> Snapshot {
-        let n_mounts = topology.mounts.len();
         let mut relays = Vec::with_capacity(topology.relays.len());
-        let mut cells: Grid<Cell> = Grid::new(topology.relays.len(), n_mounts);
         let mut first_round_done = true;
         rows.prepare(&topology);
         let mut not_polled: Option<Arc<str>> = None;
@@ -533,6 +541,7 @@ impl Snapshot {
             let drain = def.drain || runtime_drain.get(rid.index()).copied().unwrap_or(false);
             let Some(obs) = obs.filter(|o| o.polls > 0) else {
                 first_round_done = false;
+                rows.clear(rid);
                 relays.push(RelayView {
                     state: RelayState::Unknown,
                     reason: not_polled
@@ -547,19 +556,7 @@ impl Snapshot {
                 });
                 continue;
             };
-            let row = rows.get(&topology, rid, obs.health.last_status());
-            let out = cells.row_mut(rid);
-            out.clone_from_slice(&row.cells);
-            for (m, cell) in out.iter_mut().enumerate() {
-                if cell.present {
-                    cell.baseline = obs
-                        .baseline
-                        .mounts
-                        .get(MountId::new(m))
-                        .copied()
-                        .unwrap_or(0);
-                }
-            }
+            let row = rows.fill(&topology, rid, obs);
             relays.push(RelayView {
                 state: obs.health.state(),
                 reason: obs.health.reason().clone(),
@@ -571,6 +568,9 @@ impl Snapshot {
                 polled_at: obs.polled_at,
             });
         }
+        // The rows filled above (only those of relays polled since the last
+        // build were touched), in one copy.
+        let mut cells = rows.cells().clone();
         let relays: PerRelay<RelayView> = relays.into();
         let out_of_service = |r: RelayId, m: MountId| {
             let (v, cell) = (&relays[r], &cells[(r, m)]);
@@ -581,12 +581,16 @@ impl Snapshot {
                     RelayState::Unknown => false,
                 }
         };
+        // Relay by relay (the order the cells lie in), each relay's mounts
+        // in turn.
         let group_released: PerGroup<PerMount<bool>> = topology.groups.map(|g| {
-            topology
-                .mounts
-                .ids()
-                .map(|m| g.relays.iter().any(|&r| out_of_service(r, m)))
-                .collect()
+            let mut released: PerMount<bool> = topology.mounts.map(|_| false);
+            for &r in &g.relays {
+                for (m, any) in topology.mounts.ids().zip(released.iter_mut()) {
+                    *any = *any || out_of_service(r, m);
+                }
+            }
+            released
         });
         let mut reserve_released = Grid::new(relays.len(), topology.mounts.len());
         for (g, def) in topology.groups.iter_ids() {
@@ -609,7 +613,9 @@ impl Snapshot {
                 })
                 .collect()
         });
+        let candidacy = candidacy(first_round_done, &relays, &cells, &reserve_released);
         Snapshot {
+            candidacy,
             generation: stamp.generation,
             generation_text: Bytes::from(stamp.generation.to_string()),
             built_at: stamp.built_at,
@@ -659,6 +665,49 @@ impl Snapshot {
     pub fn is_stale(&self, now: Instant) -> bool {
         now.saturating_duration_since(self.built) > self.config().poll.stale_after
     }
+}
+
+/// [`Snapshot::candidacy`]: one pass over the relays and their cells, in
+/// the order they lie in memory.
+fn candidacy(
+    first_round_done: bool,
+    relays: &PerRelay<RelayView>,
+    cells: &Grid<Cell>,
+    reserve_released: &Grid<bool>,
+) -> u64 {
+    // FxHash's step: a digest to compare, not to resist anyone (its input
+    // is the cluster's state, not a client's).
+    let step = |h: u64, x: u64| (h.rotate_left(5) ^ x).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    let mut h = step(0, u64::from(first_round_done));
+    for (i, v) in relays.iter().enumerate() {
+        let state = match v.state {
+            RelayState::Up => 0,
+            RelayState::Full => 1,
+            RelayState::Down => 2,
+            RelayState::Unknown => 3,
+        };
+        h = step(
+            h,
+            state | u64::from(v.drain) << 2 | u64::from(v.free == Some(0)) << 3,
+        );
+        let r = RelayId::new(i);
+        let released = reserve_released.row(r);
+        // Four bits per cell, sixteen cells per word.
+        let mut word = 0u64;
+        for (m, (c, &rel)) in cells.row(r).iter().zip(released).enumerate() {
+            let bits = u64::from(c.present)
+                | u64::from(c.free == Some(0)) << 1
+                | u64::from(c.free.is_some_and(|f| f <= c.reserve)) << 2
+                | u64::from(rel) << 3;
+            word |= bits << (4 * (m % 16));
+            if m % 16 == 15 {
+                h = step(h, word);
+                word = 0;
+            }
+        }
+        h = step(h, word);
+    }
+    h
 }
 
 /// Several floe instances (the zone's NS set) poll the same relays on their

@@ -41,6 +41,19 @@ pub const VARIANTS: usize = 16;
 /// snapshot (grants in flight change room between snapshots).
 pub const REFRESH: Duration = Duration::from_secs(1);
 
+/// A plan that took `cost` to draw is redrawn for a snapshot that differs
+/// in counts only after this many times its cost: such redraws take at
+/// most 1/[`HOLD_FACTOR`] of a core (0.4 %), however large the cluster.
+pub const HOLD_FACTOR: u32 = 250;
+
+/// How long a plan that took `cost` to draw holds for newer snapshots that
+/// differ in counts only: [`HOLD_FACTOR`] x `cost`, at most [`REFRESH`]
+/// (a small cluster's plan, drawn in microseconds, is redrawn for every
+/// new snapshot, as it always was).
+pub fn hold(cost: Duration) -> Duration {
+    cost.saturating_mul(HOLD_FACTOR).min(REFRESH)
+}
+
 /// A relay whose state changed less than this long ago (up to the configured
 /// `ttl`) makes balanced answers use `min_ttl`: the cluster is changing.
 fn settling(config: &DnsConfig) -> Duration {
@@ -58,6 +71,10 @@ pub struct Plan {
     pub(super) zones: Arc<Zones>,
     /// When the plan must be drawn again even if nothing else changed.
     pub expires: Instant,
+    /// Until when the plan also serves a newer snapshot that differs in
+    /// counts only (see [`Plan::holds_for`]); `now` (none) unless the
+    /// drawer sets it.
+    pub(super) hold_until: Instant,
     /// Every balanced name inside a loaded zone.
     pub names: Box<[Balanced]>,
     /// Lower-case wire name -> index in `names`, when there are many names.
@@ -171,10 +188,26 @@ impl Plan {
             snapshot,
             zones,
             expires,
+            hold_until: now,
             names: names.into(),
             index,
             slots: Arc::default(),
         }
+    }
+
+    /// Whether this plan may answer for `snap`, a snapshot newer than its
+    /// own, at `now`: while it holds (see [`hold`]), for a snapshot of the
+    /// same topology whose [`Snapshot::candidacy`] is its own's, i.e. one
+    /// that differs in counts only. Then the same relays are candidates for
+    /// the same reasons, and only the weights among them, and the TTL, lag
+    /// by at most the hold ([`REFRESH`] at most, as for grants under one
+    /// snapshot); a relay that went down, filled up or was drained makes
+    /// the next query or plan tick redraw at once, as before.
+    #[inline]
+    pub fn holds_for(&self, snap: &Snapshot, now: Instant) -> bool {
+        now < self.hold_until
+            && self.snapshot.candidacy == snap.candidacy
+            && Arc::ptr_eq(&self.snapshot.topology, &snap.topology)
     }
 
     /// The balanced name with this lower-case wire form.

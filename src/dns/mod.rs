@@ -149,13 +149,16 @@ impl DnsState {
     }
 
     /// The plan for the current snapshot at `now`: the published one when
-    /// it is current, else a new one drawn by this thread (or, while another
-    /// thread draws, the published one). Never blocks.
+    /// it is current (drawn from this snapshot, or from an older one that
+    /// differs in counts only while it holds: [`Plan::holds_for`]), else a
+    /// new one drawn by this thread (or, while another thread draws, the
+    /// published one). Never blocks.
     #[inline]
     pub fn plan(&self, now: Instant) -> Guard<Arc<Plan>> {
         let plan = self.plan.load();
         let snap = self.snapshots.load();
-        if Arc::ptr_eq(&plan.snapshot, &snap) && now < plan.expires {
+        if now < plan.expires && (Arc::ptr_eq(&plan.snapshot, &snap) || plan.holds_for(&snap, now))
+        {
             return plan;
         }
         self.redraw(plan, now)
@@ -261,13 +264,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Draws the plan of the current snapshot, holding for newer snapshots
+/// that differ in counts only for as long as its cost allows
+/// ([`answer::hold`]).
 fn draw(snapshots: &Snapshots, zones: Arc<Zones>, pools: &PoolRegistry, now: Instant) -> Plan {
+    let started = Instant::now();
     let snap = snapshots.load_full();
     let slots = pools.slots(&snap.topology);
     let mut plan = with_rng(snap.config().select.seed, |rng| {
         Plan::build(snap, zones, now, SystemTime::now(), rng)
     });
     plan.slots = slots;
+    plan.hold_until = now + answer::hold(started.elapsed());
     plan
 }
 

@@ -119,7 +119,19 @@ fn cluster_with(
             addrs = addresses(i),
         );
     }
-    let outcomes = relays
+    testkit::snapshot(
+        testkit::topology(&toml),
+        outcomes(relays),
+        2,
+        changed,
+        7,
+        ReloadReport::default(),
+    )
+}
+
+/// The poll outcomes of `relays`.
+fn outcomes(relays: &[R]) -> Vec<Option<PollOutcome>> {
+    relays
         .iter()
         .map(|r| match r {
             R::Unpolled => None,
@@ -135,15 +147,7 @@ fn cluster_with(
                 Some(testkit::status(&limited))
             }
         })
-        .collect();
-    testkit::snapshot(
-        testkit::topology(&toml),
-        outcomes,
-        2,
-        changed,
-        7,
-        ReloadReport::default(),
-    )
+        .collect()
 }
 
 fn cluster(relays: &[R], dns: &str) -> Snapshot {
@@ -354,6 +358,46 @@ fn plan_follows_the_snapshot_and_expires() {
         !Arc::ptr_eq(&second, &third),
         "an expired plan is drawn again"
     );
+}
+
+#[test]
+fn a_plan_holds_for_new_counts_but_not_for_a_relay_that_went_down_or_filled_up() {
+    let first = cluster(&[both(10, 10), both(20, 20)], "");
+    let topology = first.topology.clone();
+    let again = |relays: &[R], generation| {
+        let outcomes = outcomes(relays);
+        let at = SystemTime::UNIX_EPOCH;
+        testkit::snapshot(
+            topology.clone(),
+            outcomes,
+            2,
+            at,
+            generation,
+            ReloadReport::default(),
+        )
+    };
+    let cell = Arc::new(Snapshots::new(first));
+    let state = DnsState::new(cell.clone(), zones());
+    let now = Instant::now();
+    let drawn = state.plan(now).clone();
+    assert!(drawn.hold_until > now, "a plan holds for its cost");
+    // New counts, the same candidates for the same reasons: the plan holds
+    // until its hold is over.
+    cell.store(again(&[both(30, 12), both(20, 45)], 8));
+    assert!(Arc::ptr_eq(&drawn, &state.plan(now)), "counts only: held");
+    let later = state.plan(drawn.hold_until).clone();
+    assert!(
+        !Arc::ptr_eq(&drawn, &later),
+        "redrawn once the hold is over"
+    );
+    assert_eq!(later.generation, 8);
+    // A relay went down, or one filled up: redrawn at once.
+    cell.store(again(&[both(30, 12), R::Down], 9));
+    let down = state.plan(now).clone();
+    assert_eq!((down.generation, v4_union(&down, LIVE)), (9, v4s(&[1])));
+    cell.store(again(&[both(100, 12), both(20, 45)], 10));
+    let full = state.plan(now).clone();
+    assert_eq!((full.generation, v4_union(&full, LIVE)), (10, v4s(&[2])));
 }
 
 #[test]

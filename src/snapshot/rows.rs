@@ -12,11 +12,18 @@
 //! builder). What changes with every
 //! poll without a new status (the grant baseline, the health) is read at
 //! each build, never cached.
+//!
+//! [`Rows`] also keeps the cells of the last build in one grid, each
+//! relay's row with the grant baseline of the observation it was filled
+//! for: a build refills the rows of the relays polled since and copies the
+//! grid whole, instead of gathering a thousand rows (and baselines) from
+//! wherever they lie in memory.
 
-use super::{Cell, RelayDef, Topology};
+use super::{Cell, RelayDef, RelayObservation, Topology};
 use crate::icecast::{MaxListeners, RelayStatus};
-use crate::ids::RelayId;
+use crate::ids::{Grid, MountId, RelayId};
 use std::sync::{Arc, Weak};
+use std::time::SystemTime;
 
 /// The cells of one relay and the relay-wide figures of one status.
 #[derive(Debug, Clone)]
@@ -121,7 +128,30 @@ pub struct Rows {
     topology: Option<Arc<Topology>>,
     /// Per relay: the status the row was computed from, and the row.
     rows: Vec<Option<(Option<Weak<RelayStatus>>, Row)>>,
+    /// Per relay x mount: the last build's cells before shares (the
+    /// relay's row with its observation's grant baseline; default cells
+    /// for a relay not polled yet).
+    cells: Grid<Cell>,
+    /// Per relay: the observation its cells in `cells` were filled for
+    /// (`None`: default cells).
+    filled: Vec<Option<Filled>>,
 }
+
+/// Which observation a relay's cells were filled for: its poll count, when
+/// that poll finished, and the address of its last good status. The poller
+/// replaces a relay's observation once per poll, counting it, so another
+/// poll is another key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Filled {
+    polls: u64,
+    polled_at: Option<SystemTime>,
+    status: *const RelayStatus,
+}
+
+// SAFETY: `Filled::status` is only compared, never dereferenced.
+unsafe impl Send for Filled {}
+// SAFETY: as above.
+unsafe impl Sync for Filled {}
 
 impl Rows {
     /// Makes the rows those of `topology` (emptied when it is another one).
@@ -133,8 +163,11 @@ impl Rows {
         {
             self.topology = Some(topology.clone());
             self.rows.clear();
+            self.cells = Grid::new(topology.relays.len(), topology.mounts.len());
+            self.filled.clear();
         }
         self.rows.resize_with(topology.relays.len(), || None);
+        self.filled.resize(topology.relays.len(), None);
     }
 
     /// Keeps `row`, made for relay `r` of `topology` from `status` (see
@@ -153,6 +186,7 @@ impl Rows {
             .is_some_and(|t| Arc::ptr_eq(t, topology));
         if let Some(slot) = self.rows.get_mut(r.index()).filter(|_| same) {
             *slot = Some((Some(Arc::downgrade(&status)), row));
+            self.filled[r.index()] = None;
         }
     }
 
@@ -165,16 +199,82 @@ impl Rows {
         status: Option<&Arc<RelayStatus>>,
     ) -> &Row {
         let slot = &mut self.rows[r.index()];
+        // A row whose cells went to the grid (see [`Rows::fill`]) is made
+        // again when asked for.
+        let whole = |row: &Row| row.cells.len() == topology.mounts.len();
         let fresh = match (slot.as_ref(), status) {
-            (Some((Some(kept), _)), Some(s)) => !std::ptr::eq(kept.as_ptr(), Arc::as_ptr(s)),
-            (Some((None, _)), None) => false,
+            (Some((Some(kept), row)), Some(s)) => {
+                !std::ptr::eq(kept.as_ptr(), Arc::as_ptr(s)) || !whole(row)
+            }
+            (Some((None, row)), None) => !whole(row),
             _ => true,
         };
         if fresh {
             let row = Row::new(topology, &topology.relays[r], status.map(|s| &**s));
             *slot = Some((status.map(Arc::downgrade), row));
+            self.filled[r.index()] = None;
         }
         &slot.as_ref().expect("filled above").1
+    }
+
+    /// Fills relay `r`'s cells in the grid from observation `obs` (its
+    /// last good status's row, with the observation's grant baseline on
+    /// every present mount), unless they were filled for this very
+    /// observation; returns the row, for the relay-wide figures.
+    pub(super) fn fill(&mut self, topology: &Topology, r: RelayId, obs: &RelayObservation) -> &Row {
+        let status = obs.health.last_status();
+        let key = Filled {
+            polls: obs.polls,
+            polled_at: obs.polled_at,
+            status: status.map_or(std::ptr::null(), Arc::as_ptr),
+        };
+        let kept = self.filled[r.index()];
+        if kept != Some(key) {
+            let baseline = |m: usize| {
+                obs.baseline
+                    .mounts
+                    .get(MountId::new(m))
+                    .copied()
+                    .unwrap_or(0)
+            };
+            if kept.is_some_and(|k| k.status == key.status) {
+                // Another poll, the same status (its row was not replaced
+                // since, so the address is still that status's): the cells
+                // stand, only the baseline is new.
+                for (m, cell) in self.cells.row_mut(r).iter_mut().enumerate() {
+                    if cell.present {
+                        cell.baseline = baseline(m);
+                    }
+                }
+            } else {
+                self.get(topology, r, status);
+                let row = &mut self.rows[r.index()].as_mut().expect("made by get").1;
+                let out = self.cells.row_mut(r);
+                out.clone_from_slice(&row.cells);
+                for (m, cell) in out.iter_mut().enumerate() {
+                    if cell.present {
+                        cell.baseline = baseline(m);
+                    }
+                }
+                // The grid holds them now: one copy per relay, not two.
+                row.cells = Box::default();
+            }
+            self.filled[r.index()] = Some(key);
+        }
+        let slot = &self.rows[r.index()];
+        &slot.as_ref().expect("filled for this key").1
+    }
+
+    /// Makes relay `r`'s cells in the grid default ones (not polled yet).
+    pub(super) fn clear(&mut self, r: RelayId) {
+        if self.filled[r.index()].take().is_some() {
+            self.cells.row_mut(r).fill(Cell::default());
+        }
+    }
+
+    /// The grid of every relay's cells as filled (see [`Rows::fill`]).
+    pub(super) fn cells(&self) -> &Grid<Cell> {
+        &self.cells
     }
 }
 
@@ -269,5 +369,107 @@ mounts = ["/a.ogg", "/b.ogg"]
         let s2 = status(11);
         rows.offer(&other, r, s2.clone(), row);
         assert_eq!(rows.get(&t, r, Some(&s2)).listeners, 16);
+    }
+
+    #[test]
+    fn a_build_with_kept_rows_equals_a_fresh_build() {
+        use crate::grants::GrantSample;
+        use crate::health::{Health, PollOutcome};
+        use crate::shares::Shares;
+        use crate::snapshot::{RelayObservation, Snapshot, Stamp};
+        const THREE: &str = r#"
+[[relay]]
+name = "r1"
+url = "http://r1:8000"
+addresses = ["192.0.2.1"]
+status = { kind = "xslt" }
+[[relay]]
+name = "r2"
+url = "http://r2:8000"
+addresses = ["192.0.2.2"]
+status = { kind = "xslt" }
+max_listeners = 40
+[[relay]]
+name = "r3"
+url = "http://r3:8000"
+addresses = ["192.0.2.3"]
+status = { kind = "xslt" }
+[[stream]]
+name = "s"
+mounts = ["/a.ogg", "/b.ogg"]
+"#;
+        let t = topology(THREE);
+        let at = std::time::SystemTime::UNIX_EPOCH;
+        let observe = |polls: u64, listeners: u32, baseline: u64| {
+            let mut health = Health::new(at);
+            let status = (*status(listeners)).clone();
+            health.observe(PollOutcome::Status(status), 1, 1, at);
+            RelayObservation {
+                health,
+                baseline: GrantSample {
+                    mounts: vec![baseline, baseline + 1].into(),
+                    relay: baseline,
+                },
+                polled_at: Some(at + std::time::Duration::from_secs(polls)),
+                polls,
+                poll_duration: None,
+            }
+        };
+        // Rounds of observations: a relay polled again (new counts, new
+        // baseline), one not polled since, one going back to unpolled.
+        let rounds: Vec<Vec<Option<RelayObservation>>> = vec![
+            vec![Some(observe(1, 10, 0)), None, Some(observe(1, 5, 2))],
+            vec![
+                Some(observe(2, 12, 3)),
+                Some(observe(1, 1, 0)),
+                Some(observe(1, 5, 2)),
+            ],
+            vec![Some(observe(2, 12, 3)), None, Some(observe(2, 7, 4))],
+            vec![
+                Some(observe(3, 12, 9)),
+                Some(observe(2, 3, 1)),
+                Some(observe(2, 7, 4)),
+            ],
+        ];
+        // Another poll with the same status (a failed one keeps the last
+        // good status): a new baseline on the same cells.
+        let mut rounds = rounds;
+        let mut again = rounds[3].clone();
+        for o in again.iter_mut().flatten() {
+            o.polls += 1;
+            o.baseline.mounts = vec![20, 21].into();
+        }
+        rounds.push(again);
+        let mut rows = Rows::default();
+        let shares = Shares::uniform(1.0, t.mounts.len());
+        for (i, round) in rounds.iter().enumerate() {
+            let refs: Vec<Option<&RelayObservation>> = round.iter().map(Option::as_ref).collect();
+            let stamp = Stamp::now(i as u64 + 1);
+            let kept = Snapshot::build_with(
+                t.clone(),
+                &refs,
+                &[],
+                stamp,
+                Arc::default(),
+                &shares,
+                &mut rows,
+            );
+            let fresh = Snapshot::build(t.clone(), &refs, &[], stamp, Arc::default());
+            for r in t.relays.ids() {
+                let (a, b) = (&kept.relays[r], &fresh.relays[r]);
+                assert_eq!(
+                    (a.state, a.listeners, a.free, a.baseline),
+                    (b.state, b.listeners, b.free, b.baseline),
+                    "round {i}, relay {r:?}"
+                );
+                for m in t.mounts.ids() {
+                    assert_eq!(
+                        format!("{:?}", kept.cell(r, m)),
+                        format!("{:?}", fresh.cell(r, m)),
+                        "round {i}, relay {r:?}, mount {m:?}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -25,6 +25,8 @@
 #      RELAY_V6=0 (1: each relay also gets an IPv6 address, ::ffff:127.1.x.y;
 #      all addresses are DNS data only, never contacted)
 #      FLOE_NO_BUILD=1 uses target/release/floe as it is (no cargo build).
+#      FLOE_BIN=PATH runs that binary instead (no cargo build; for comparing
+#      two builds, alternating).
 #      FLOE_WRAPPER="heaptrack -o FILE" runs floe under a profiler (the
 #      figures are then the profiled floe's: for finding where memory goes).
 # Needs: python3, curl (tests/run --install-only installs them).
@@ -40,8 +42,12 @@ RELAY_V6=${RELAY_V6:-0}
 for t in python3 curl getconf; do
   command -v "$t" >/dev/null || { echo "missing $t: run tests/run --install-only" >&2; exit 1; }
 done
-[ "${FLOE_NO_BUILD:-}" = 1 ] || cargo build --release --quiet
-FLOE=$PWD/target/release/floe
+if [ -n "${FLOE_BIN:-}" ]; then
+  FLOE=$(realpath "$FLOE_BIN")
+else
+  [ "${FLOE_NO_BUILD:-}" = 1 ] || cargo build --release --quiet
+  FLOE=$PWD/target/release/floe
+fi
 [ -x "$FLOE" ] || { echo "no $FLOE: build it (cargo build --release)" >&2; exit 1; }
 
 # The relay process holds 1,000 listeners + 1,000 connections, floe 1,000
