@@ -128,12 +128,15 @@ pub async fn respond_waiting<B>(
 /// The answer of an [`OnQuiet::Take`] ask, which is never [`QuietNow`]
 /// (a 500 if it were).
 fn ask_answered(answer: Result<Response<Full<Bytes>>, QuietNow>) -> Response<Full<Bytes>> {
-    answer.unwrap_or_else(|QuietNow| {
-        text(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "500 internal error: floe hit a bug answering this request\n",
-        )
-    })
+    answer.unwrap_or_else(|QuietNow| bug())
+}
+
+/// `500`: floe hit a bug answering the request.
+fn bug() -> Response<Full<Bytes>> {
+    text(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "500 internal error: floe hit a bug answering this request\n",
+    )
 }
 
 /// [`respond`] for everything but a mount's `GET` and `HEAD`.
@@ -545,10 +548,7 @@ pub fn guarded<E>(
             "HTTP: a request made floe panic ({}); answered 500",
             what.unwrap_or("?")
         );
-        Ok(text(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "500 internal error: floe hit a bug answering this request\n",
-        ))
+        Ok(bug())
     })
 }
 
