@@ -269,12 +269,61 @@ fn reuseport_listener(addr: SocketAddr) -> io::Result<StdListener> {
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
     socket.set_tcp_nodelay(true)?;
+    defer_accept(&socket)?;
     socket
         .bind(&addr.into())
         .map_err(|e| io::Error::new(e.kind(), format!("HTTP bind {addr}: {e}")))?;
-    socket.listen(1024)?;
+    socket.listen(LISTEN_BACKLOG)?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())
+}
+
+/// The accept queue of each listener socket, which is also the most
+/// connections the kernel holds for it while they wait for their first
+/// byte ([`defer_accept`]).
+const LISTEN_BACKLOG: i32 = 1024;
+
+/// How long, in seconds, the kernel holds a connection that has sent
+/// nothing before it hands it to floe anyway (`TCP_DEFER_ACCEPT`; 1 s is
+/// one SYN-ACK retransmission, the least there is, as nginx's `deferred`).
+pub const DEFER_ACCEPT_SECS: u32 = 1;
+
+/// Has the kernel hand floe a connection only once its first bytes have
+/// arrived, or [`DEFER_ACCEPT_SECS`] after its handshake when none came
+/// (Linux `TCP_DEFER_ACCEPT`): every door's client speaks first, so the
+/// fast path's one read then almost always finds the request, instead of
+/// half the connections taking a task, a registration with the poller
+/// and a second read because the request was a few microseconds behind
+/// the handshake. Until then the connection is a request socket in the
+/// listener's SYN queue (a few hundred bytes of kernel memory; no file,
+/// slot, task or per-client count in floe). When that queue is full the
+/// kernel answers with SYN cookies, whose connections are handed over at
+/// once, not deferred (see docs/operations.md, "The HTTP door's
+/// connections in the kernel").
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn defer_accept(socket: &Socket) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let secs = DEFER_ACCEPT_SECS as libc::c_int;
+    // SAFETY: a valid socket and a c_int option value of the stated size.
+    let r = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&raw const secs).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Elsewhere connections are handed over at once.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn defer_accept(_socket: &Socket) -> io::Result<()> {
+    Ok(())
 }
 
 thread_local! {
