@@ -8,13 +8,18 @@
 //! timeout (which also bounds idle keep-alive), header size, connections
 //! per worker.
 //!
-//! A plain connection from an untrusted peer starts on the fast path
-//! ([`fast`]): the accept loop accepts the queued connections, then reads
-//! each once and answers a plain `GET /<mount>` itself (no task, no
-//! registration with the poller: accept, read, write, close); a connection
-//! whose request is not there yet, or that stays open, gets a task that
-//! goes on the same way; the first request the fast path does not take
-//! goes to hyper, which reads the bytes already read first (`rewind.rs`).
+//! The kernel hands a listener's connection over only once its first
+//! bytes arrived, or a second after its handshake when none came
+//! ([`DEFER_ACCEPT_SECS`], `TCP_DEFER_ACCEPT`): every door's client speaks
+//! first, so the request is nearly always there at accept. A plain
+//! connection from an untrusted peer starts on the fast path ([`fast`]):
+//! the accept loop accepts the queued connections, then reads each once
+//! and answers a plain `GET /<mount>` itself (no task, no registration
+//! with the poller: accept, read, write, close); a connection whose
+//! request is not there yet, or that stays open, gets a task that goes on
+//! the same way; the first request the fast path does not take goes to
+//! hyper, which reads the bytes already read first (`rewind.rs`). The
+//! header timeout and the per-client cap count from the hand-over.
 //!
 //! On a TLS listener (`[http] tls_listen`) the handshake (certificates of
 //! the current config, see [`crate::tls`]) is held to the same deadline as
@@ -1175,5 +1180,27 @@ mod tests {
         let second = HttpServer::bind(&[], &[taken], &[], 2);
         let err = second.err().expect("second bind on the same port fails");
         assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn listeners_defer_accept_until_the_first_byte() {
+        use std::os::fd::AsRawFd;
+        let server = HttpServer::bind(&["127.0.0.1:0".parse().unwrap()], &[], &[], 1).unwrap();
+        let (listener, _) = &server.sockets[0][0];
+        let mut secs: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: a valid socket and a c_int buffer of the stated size.
+        let r = unsafe {
+            libc::getsockopt(
+                listener.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_DEFER_ACCEPT,
+                (&raw mut secs).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(r, 0, "{}", io::Error::last_os_error());
+        assert_eq!(secs, DEFER_ACCEPT_SECS as libc::c_int);
     }
 }

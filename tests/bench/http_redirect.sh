@@ -89,9 +89,11 @@ RUST_LOG=warn taskset -c 0 "$FLOE" serve --config "$WORK/floe.toml" &
 pids+=($!)
 FLOE_PID=$!
 
+# Until both redirect (floe's first poll may come before nginx serves the
+# status: then it answers 503 until the next poll, 1 s later).
 for _ in $(seq 100); do
-  [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P_FLOE/healthz")" = 200 ] &&
-  [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P_NGINX/live.ogg")" = 302 ] && break
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P_NGINX/live.ogg")" = 302 ] &&
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P_FLOE/live.ogg")" = 302 ] && break
   sleep 0.1
 done
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P_FLOE/live.ogg")
