@@ -297,9 +297,9 @@ pub const DEFER_ACCEPT_SECS: u32 = 1;
 /// arrived, or [`DEFER_ACCEPT_SECS`] after its handshake when none came
 /// (Linux `TCP_DEFER_ACCEPT`): every door's client speaks first, so the
 /// fast path's one read then almost always finds the request, instead of
-/// half the connections taking a task, a registration with the poller
-/// and a second read because the request was a few microseconds behind
-/// the handshake. Until then the connection is a request socket in the
+/// half or more of the connections taking a task, a registration with
+/// the poller and a second read because the request was a few
+/// microseconds behind the handshake. Until then the connection is a request socket in the
 /// listener's SYN queue (a few hundred bytes of kernel memory; no file,
 /// slot, task or per-client count in floe). When that queue is full the
 /// kernel answers with SYN cookies, whose connections are handed over at
