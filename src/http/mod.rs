@@ -299,12 +299,12 @@ pub const DEFER_ACCEPT_SECS: u32 = 1;
 /// fast path's one read then almost always finds the request, instead of
 /// half or more of the connections taking a task, a registration with
 /// the poller and a second read because the request was a few
-/// microseconds behind the handshake. Until then the connection is a request socket in the
-/// listener's SYN queue (a few hundred bytes of kernel memory; no file,
-/// slot, task or per-client count in floe). When that queue is full the
-/// kernel answers with SYN cookies, whose connections are handed over at
-/// once, not deferred (see docs/operations.md, "The HTTP door's
-/// connections in the kernel").
+/// microseconds behind the handshake. Until then the connection is a
+/// request socket in the listener's SYN queue (a few hundred bytes of
+/// kernel memory; no file, slot, task or per-client count in floe). When
+/// that queue is full the kernel answers with SYN cookies, whose
+/// connections are handed over at once, not deferred (see
+/// docs/operations.md, "Connections the kernel holds").
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn defer_accept(socket: &Socket) -> io::Result<()> {
     use std::os::fd::AsRawFd;
