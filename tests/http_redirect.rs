@@ -502,11 +502,19 @@ fn connections_are_capped_per_client_aged_and_unread_responses_time_out() {
     floe.wait_healthy(T);
 
     // Cap: a third connection from one address is closed at once; another
-    // address is served meanwhile.
-    let _one = connect_from("127.5.0.1", floe.http);
-    let _two = connect_from("127.5.0.1", floe.http);
+    // address is served meanwhile. Each starts a request head: the kernel
+    // hands floe a connection at its first byte (`TCP_DEFER_ACCEPT`; a
+    // silent one only after 1 s), and the cap counts the connections floe
+    // holds.
+    let started = |ip| {
+        let mut s = connect_from(ip, floe.http);
+        s.write_all(b"GET /live.ogg HTTP/1.1\r\n").unwrap();
+        s
+    };
+    let _one = started("127.5.0.1");
+    let _two = started("127.5.0.1");
     std::thread::sleep(Duration::from_millis(100));
-    let mut three = connect_from("127.5.0.1", floe.http);
+    let mut three = started("127.5.0.1");
     assert!(
         closed_within(&mut three, Duration::from_millis(700)),
         "a third connection from one address is closed before the header timeout"

@@ -8,13 +8,18 @@
 //! timeout (which also bounds idle keep-alive), header size, connections
 //! per worker.
 //!
-//! A plain connection from an untrusted peer starts on the fast path
-//! ([`fast`]): the accept loop accepts the queued connections, then reads
-//! each once and answers a plain `GET /<mount>` itself (no task, no
-//! registration with the poller: accept, read, write, close); a connection
-//! whose request is not there yet, or that stays open, gets a task that
-//! goes on the same way; the first request the fast path does not take
-//! goes to hyper, which reads the bytes already read first (`rewind.rs`).
+//! The kernel hands a listener's connection over only once its first
+//! bytes arrived, or a second after its handshake when none came
+//! ([`DEFER_ACCEPT_SECS`], `TCP_DEFER_ACCEPT`): every door's client speaks
+//! first, so the request is nearly always there at accept. A plain
+//! connection from an untrusted peer starts on the fast path ([`fast`]):
+//! the accept loop accepts the queued connections, then reads each once
+//! and answers a plain `GET /<mount>` itself (no task, no registration
+//! with the poller: accept, read, write, close); a connection whose
+//! request is not there yet, or that stays open, gets a task that goes on
+//! the same way; the first request the fast path does not take goes to
+//! hyper, which reads the bytes already read first (`rewind.rs`). The
+//! header timeout and the per-client cap count from the hand-over.
 //!
 //! On a TLS listener (`[http] tls_listen`) the handshake (certificates of
 //! the current config, see [`crate::tls`]) is held to the same deadline as
@@ -269,12 +274,61 @@ fn reuseport_listener(addr: SocketAddr) -> io::Result<StdListener> {
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
     socket.set_tcp_nodelay(true)?;
+    defer_accept(&socket)?;
     socket
         .bind(&addr.into())
         .map_err(|e| io::Error::new(e.kind(), format!("HTTP bind {addr}: {e}")))?;
-    socket.listen(1024)?;
+    socket.listen(LISTEN_BACKLOG)?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())
+}
+
+/// The accept queue of each listener socket, which is also the most
+/// connections the kernel holds for it while they wait for their first
+/// byte ([`defer_accept`]).
+const LISTEN_BACKLOG: i32 = 1024;
+
+/// How long, in seconds, the kernel holds a connection that has sent
+/// nothing before it hands it to floe anyway (`TCP_DEFER_ACCEPT`; 1 s is
+/// one SYN-ACK retransmission, the least there is, as nginx's `deferred`).
+pub const DEFER_ACCEPT_SECS: u32 = 1;
+
+/// Has the kernel hand floe a connection only once its first bytes have
+/// arrived, or [`DEFER_ACCEPT_SECS`] after its handshake when none came
+/// (Linux `TCP_DEFER_ACCEPT`): every door's client speaks first, so the
+/// fast path's one read then almost always finds the request, instead of
+/// half or more of the connections taking a task, a registration with
+/// the poller and a second read because the request was a few
+/// microseconds behind the handshake. Until then the connection is a
+/// request socket in the listener's SYN queue (a few hundred bytes of
+/// kernel memory; no file, slot, task or per-client count in floe). When
+/// that queue is full the kernel answers with SYN cookies, whose
+/// connections are handed over at once, not deferred (see
+/// docs/operations.md, "Connections the kernel holds").
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn defer_accept(socket: &Socket) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let secs = DEFER_ACCEPT_SECS as libc::c_int;
+    // SAFETY: a valid socket and a c_int option value of the stated size.
+    let r = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&raw const secs).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Elsewhere connections are handed over at once.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn defer_accept(_socket: &Socket) -> io::Result<()> {
+    Ok(())
 }
 
 thread_local! {
@@ -1131,5 +1185,27 @@ mod tests {
         let second = HttpServer::bind(&[], &[taken], &[], 2);
         let err = second.err().expect("second bind on the same port fails");
         assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn listeners_defer_accept_until_the_first_byte() {
+        use std::os::fd::AsRawFd;
+        let server = HttpServer::bind(&["127.0.0.1:0".parse().unwrap()], &[], &[], 1).unwrap();
+        let (listener, _) = &server.sockets[0][0];
+        let mut secs: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: a valid socket and a c_int buffer of the stated size.
+        let r = unsafe {
+            libc::getsockopt(
+                listener.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_DEFER_ACCEPT,
+                (&raw mut secs).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(r, 0, "{}", io::Error::last_os_error());
+        assert_eq!(secs, DEFER_ACCEPT_SECS as libc::c_int);
     }
 }

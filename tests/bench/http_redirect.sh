@@ -15,6 +15,10 @@
 # so unlike CPU time it does not move with the machine's other load).
 #
 # Usage: tests/bench/http_redirect.sh [seconds per run, default 10]
+# Environment: FLOE_BIN=path runs that floe binary instead of building
+# target/release/floe (to alternate an old and a new build on a noisy
+# machine); NGINX_LISTEN=deferred gives nginx's listener that option
+# (TCP_DEFER_ACCEPT, as floe's listeners have).
 # Needs: wrk, nginx, taskset, python3 (tests/run --install-only installs them).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -22,8 +26,12 @@ DUR=${1:-10}
 for t in wrk nginx taskset python3 curl; do
   command -v "$t" >/dev/null || { echo "missing $t: run tests/run --install-only" >&2; exit 1; }
 done
-cargo build --release --quiet
-FLOE=$PWD/target/release/floe
+if [ -n "${FLOE_BIN:-}" ]; then
+  FLOE=$(realpath "$FLOE_BIN")
+else
+  cargo build --release --quiet
+  FLOE=$PWD/target/release/floe
+fi
 LATENCY=$(cargo bench --bench http_latency --no-run 2>&1 | sed -n 's/.*Executable.*(\(.*\))$/\1/p')
 [ -x "$LATENCY" ] || { echo "could not build tests/bench/http_latency.rs" >&2; exit 1; }
 source tests/bench/lib.sh
@@ -45,7 +53,7 @@ http {
   access_log off;
   keepalive_requests 1000000;
   server { listen 127.0.0.1:$P_STATUS; location = /floe-slots.xsl { default_type text/plain; alias $WORK/floe-slots.xsl; } }
-  server { listen 127.0.0.1:$P_NGINX; location = /live.ogg { add_header Cache-Control no-store; return 302 http://127.0.0.1:$P_STATUS/live.ogg; } }
+  server { listen 127.0.0.1:$P_NGINX ${NGINX_LISTEN:-}; location = /live.ogg { add_header Cache-Control no-store; return 302 http://127.0.0.1:$P_STATUS/live.ogg; } }
 }
 NGX
 taskset -c 0 nginx -c "$WORK/nginx.conf" -g 'daemon off;' &
@@ -81,9 +89,11 @@ RUST_LOG=warn taskset -c 0 "$FLOE" serve --config "$WORK/floe.toml" &
 pids+=($!)
 FLOE_PID=$!
 
+# Until both redirect (floe's first poll may come before nginx serves the
+# status: then it answers 503 until the next poll, 1 s later).
 for _ in $(seq 100); do
-  [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P_FLOE/healthz")" = 200 ] &&
-  [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P_NGINX/live.ogg")" = 302 ] && break
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P_NGINX/live.ogg")" = 302 ] &&
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P_FLOE/live.ogg")" = 302 ] && break
   sleep 0.1
 done
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P_FLOE/live.ogg")
