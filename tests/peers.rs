@@ -503,7 +503,8 @@ fn a_lone_relay_is_never_refused_for_being_quiet() {
         let resp = http_request("GET", url, &close, T).unwrap();
         format!("HTTP/1.0 {} {}", resp.status, resp.text())
     };
-    let doors: [(&str, &dyn Fn(&str) -> String); 2] = [("fast path", &fast), ("hyper", &hyper)];
+    type Get<'a> = &'a dyn Fn(&str) -> String;
+    let doors: [(&str, Get); 2] = [("fast path", &fast), ("hyper", &hyper)];
     for (door, get) in doors {
         let started = Instant::now();
         let mut latencies = Vec::new();
