@@ -550,4 +550,11 @@ fn a_lone_relay_is_never_refused_for_being_quiet() {
             "{door}: held past the quiet limit: {slowest:?}"
         );
     }
+    // Counted once per held request: at least one per door, and far fewer
+    // than were asked.
+    let held = prom::value(&metrics(&floe), "floe_redirects_held_total", &[]).unwrap();
+    assert!(
+        (2.0..40.0).contains(&held),
+        "floe_redirects_held_total {held}"
+    );
 }

@@ -106,6 +106,7 @@ pub async fn respond_waiting<B>(
     if let Ok(resp) = ask(OnQuiet::Wait) {
         return resp;
     }
+    shared.metrics.held();
     let limit = {
         let poll = &shared.snapshots.load().topology.config.poll;
         quiet_limit(poll.settle, poll.timeout)

@@ -249,6 +249,13 @@ pub const PROXY_REFUSED: Desc = counter(
      untrusted (peer not in trusted_proxies), missing (no PROXY header), malformed, too-long, \
      timeout (no whole header within header_timeout), closed (the peer left mid-header).",
 );
+/// Redirects held because the relays with room were quiet.
+pub const REDIRECTS_HELD: Desc = counter(
+    "floe_redirects_held",
+    &[],
+    "Listener requests held (not refused) because the only relays with room were quiet: with \
+     [[peer]]s, between a poll's grant sample and the publication of its result.",
+);
 /// Answers per listener pool and group.
 pub const POOL_ANSWERS: Desc = counter(
     "floe_pool_answers",

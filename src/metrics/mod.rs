@@ -47,6 +47,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 pub struct Metrics {
     redirects: Redirects,
     proxy_refused: [AtomicU64; ProxyRefusal::ALL.len()],
+    held: AtomicU64,
     polls: Mutex<HashMap<Arc<str>, Arc<PollStats>>>,
     dns: OnceLock<Arc<DnsState>>,
     acme: OnceLock<Arc<Issued>>,
@@ -82,6 +83,13 @@ impl Metrics {
     #[inline]
     pub fn proxy_refused(&self, why: ProxyRefusal) {
         self.proxy_refused[why as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Counts a listener request held because the relays with room were
+    /// quiet (once per request, however often it asks again).
+    #[inline]
+    pub fn held(&self) {
+        self.held.fetch_add(1, Relaxed);
     }
 
     /// The redirect counts of `snap`'s topology.
@@ -133,6 +141,7 @@ impl Metrics {
             self.dns.get().map(|d| &**d),
         );
         scrape.proxy_refused = self.proxy_refused.each_ref().map(|c| c.load(Relaxed));
+        scrape.held = self.held.load(Relaxed);
         scrape.acme = self.acme.get().map(|i| scrape::Acme::read(i));
         scrape::render(scrape)
     }

@@ -47,6 +47,8 @@ pub(super) struct Scrape {
     dns_names: Vec<DnsName>,
     /// `floe_http_proxy_refused_total`, per [`super::ProxyRefusal::ALL`].
     pub(super) proxy_refused: [u64; super::ProxyRefusal::ALL.len()],
+    /// `floe_redirects_held_total`.
+    pub(super) held: u64,
     /// DNS balanced answers per (pool, group) name, since start.
     dns_pools: Vec<(Box<str>, Box<str>, u64)>,
     /// The ACME certificates and names, when `[acme]` runs.
@@ -113,6 +115,7 @@ impl Scrape {
                 .map(|d| dns_names(&d.current_plan()))
                 .unwrap_or_default(),
             proxy_refused: Default::default(),
+            held: 0,
             dns_pools: dns.map(DnsState::pool_answer_counts).unwrap_or_default(),
             acme: None,
             now,
@@ -465,6 +468,9 @@ impl Collector for Scrape {
                 Ok(())
             })?;
         }
+        family(&mut enc, &REDIRECTS_HELD, |f| {
+            put_counter(f, &none, self.held)
+        })?;
         family(&mut enc, &PROXY_REFUSED, |f| {
             for (why, &n) in super::ProxyRefusal::ALL.iter().zip(&self.proxy_refused) {
                 put_counter(f, &[("reason", why.as_str())], n)?;
